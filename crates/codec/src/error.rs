@@ -127,7 +127,8 @@ pub enum EncodeError {
     /// A QoS 1 or 2 PUBLISH, a SUBSCRIBE or UNSUBSCRIBE, or an acknowledgement with packet identifier 0.
     #[error("packet identifier 0")]
     ZeroPacketId,
-    /// A topic name with wildcards, or an empty one where the protocol needs one.
+    /// An empty topic name where the protocol needs one. (Topic syntax — wildcards — is not checked
+    /// when encoding; see `topic::is_valid_topic_name`.)
     #[error("invalid topic name")]
     InvalidTopicName,
     /// A reason code that this packet type (in this protocol version) cannot carry.

@@ -90,6 +90,7 @@ pub enum Frame {
 ///
 /// `max_packet_size` is the largest total packet size accepted; a larger one is refused as soon as its
 /// fixed header is readable. Reserved flag bits are checked here too.
+#[inline]
 pub fn check(buf: &[u8], max_packet_size: usize) -> Result<Frame, DecodeError> {
     let Some(&first) = buf.first() else {
         return Ok(Frame::Incomplete { needed: 2 });
@@ -124,6 +125,7 @@ pub fn check(buf: &[u8], max_packet_size: usize) -> Result<Frame, DecodeError> {
     Ok(Frame::Complete(header))
 }
 
+#[inline]
 fn check_flags(t: PacketType, flags: u8) -> Result<(), DecodeError> {
     let ok = match t {
         PacketType::Publish => {
@@ -165,6 +167,7 @@ pub enum Decoded<'a> {
 ///
 /// `version` is the connection's protocol version (CONNECT carries its own and ignores it). The
 /// returned packet borrows from `buf`. Bytes after the packet are left alone: call again with the rest.
+#[inline]
 pub fn decode(
     buf: &[u8],
     version: Version,

@@ -36,6 +36,17 @@ impl<'a, T> List<'a, T> {
     }
 }
 
+impl<T> List<'_, T> {
+    /// Empty without parsing: no items, or no wire bytes.
+    #[inline(always)]
+    pub(crate) fn trivially_empty(&self) -> bool {
+        match self {
+            List::Wire(bytes, _) => bytes.is_empty(),
+            List::Items(items) => items.is_empty(),
+        }
+    }
+}
+
 impl<T> Default for List<'_, T> {
     fn default() -> Self {
         List::Items(&[])

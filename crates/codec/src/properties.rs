@@ -341,8 +341,23 @@ macro_rules! properties {
                 Ok(props)
             }
 
+            /// True when nothing is set, judged without walking lists (the common case on hot paths).
+            #[inline(always)]
+            fn trivially_empty(&self) -> bool {
+                true $( && self.$field.is_none() )* $( && self.$mfield.trivially_empty() )*
+            }
+
             /// Length of the property block without its length prefix.
+            #[inline(always)]
             pub(crate) fn len(&self) -> Result<usize, EncodeError> {
+                if self.trivially_empty() {
+                    return Ok(0);
+                }
+                self.len_slow()
+            }
+
+            #[inline(never)]
+            fn len_slow(&self) -> Result<usize, EncodeError> {
                 #[allow(unused_mut)]
                 let mut n = 0usize;
                 $(
@@ -362,7 +377,17 @@ macro_rules! properties {
             }
 
             /// Writes the property block, `len` being the value [`Self::len`] returned.
+            #[inline(always)]
             pub(crate) fn write<S: Sink>(&self, len: usize, s: &mut S) {
+                if len == 0 {
+                    s.put_u8(0);
+                    return;
+                }
+                self.write_slow(len, s);
+            }
+
+            #[inline(never)]
+            fn write_slow<S: Sink>(&self, len: usize, s: &mut S) {
                 s.put_varint(len as u32);
                 $(
                     if let Some(v) = &self.$field {

@@ -10,8 +10,9 @@ pub const SHARE_PREFIX: &str = "$share/";
 /// A valid topic name: at least one character, no `+` or `#` (§4.7.3).
 ///
 /// UTF-8 validity and the absence of U+0000 are guaranteed by `&str` from the decoder.
+#[inline]
 pub fn is_valid_topic_name(topic: &str) -> bool {
-    !topic.is_empty() && !topic.bytes().any(|b| b == b'+' || b == b'#')
+    !topic.is_empty() && !crate::wire::has_wildcard(topic.as_bytes())
 }
 
 /// A valid topic filter: at least one character; `#` only as the whole last level; `+` only as a whole

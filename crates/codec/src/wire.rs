@@ -30,6 +30,7 @@ impl<'a> Reader<'a> {
         self.buf
     }
 
+    #[inline]
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.buf.len() {
             return Err(DecodeError::Truncated);
@@ -39,23 +40,27 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    #[inline]
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         let (&b, tail) = self.buf.split_first().ok_or(DecodeError::Truncated)?;
         self.buf = tail;
         Ok(b)
     }
 
+    #[inline]
     pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
+    #[inline]
     pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     /// A variable byte integer (§1.5.5). Non-minimal encodings are malformed.
+    #[inline]
     pub(crate) fn varint(&mut self) -> Result<u32, DecodeError> {
         match read_varint(self.buf)? {
             VarInt::Value { value, len } => {
@@ -67,18 +72,77 @@ impl<'a> Reader<'a> {
     }
 
     /// Two-byte length followed by that many bytes (§1.5.6).
+    #[inline]
     pub(crate) fn binary(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = self.u16()? as usize;
         self.take(len)
     }
 
     /// A UTF-8 encoded string (§1.5.4): well-formed UTF-8 without U+0000.
+    #[inline]
     pub(crate) fn string(&mut self) -> Result<&'a str, DecodeError> {
         utf8(self.binary()?)
     }
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// True if any byte of `word` equals `b` (the classic SWAR zero-byte test on `word ^ b…b`).
+#[inline(always)]
+const fn word_has(word: u64, b: u8) -> bool {
+    let x = word ^ (ONES * b as u64);
+    x.wrapping_sub(ONES) & !x & HIGHS != 0
+}
+
+/// True if `bytes` holds any of `needles`. Topics are scanned on every PUBLISH, so this reads eight
+/// bytes at a time (SWAR) instead of one.
+#[inline(always)]
+fn contains_any<const N: usize>(bytes: &[u8], needles: [u8; N]) -> bool {
+    let any_in = |chunk: &[u8]| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(w);
+        needles.iter().any(|&n| word_has(word, n))
+    };
+    if bytes.len() < 8 {
+        return bytes.iter().any(|b| needles.contains(b));
+    }
+    let mut chunks = bytes.chunks_exact(8);
+    if chunks.any(any_in) {
+        return true;
+    }
+    // The tail: the last eight bytes, overlapping bytes already seen (no copy, no byte loop).
+    !bytes.len().is_multiple_of(8) && any_in(&bytes[bytes.len() - 8..])
+}
+
+/// True if `bytes` holds `+` or `#`.
+#[inline]
+pub(crate) fn has_wildcard(bytes: &[u8]) -> bool {
+    contains_any(bytes, [b'+', b'#'])
+}
+
+/// True if `bytes` holds U+0000, `+` or `#`.
+#[inline]
+fn has_nul_or_wildcard(bytes: &[u8]) -> bool {
+    contains_any(bytes, [0, b'+', b'#'])
+}
+
+/// Reads a PUBLISH topic: a UTF-8 string without wildcards, checked in one pass over the bytes.
+/// Emptiness is left to the caller (MQTT 5 allows it with a topic alias).
+#[inline]
+pub(crate) fn topic<'a>(r: &mut Reader<'a>) -> Result<&'a str, DecodeError> {
+    let bytes = r.binary()?;
+    if has_nul_or_wildcard(bytes) {
+        // Slow path, only to tell an invalid string (NUL) from an invalid topic (wildcard).
+        utf8(bytes)?;
+        return Err(DecodeError::InvalidTopicName);
+    }
+    core::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)
+}
+
 /// Validates an MQTT UTF-8 string.
+#[inline]
 pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
     let s = core::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)?;
     if bytes.contains(&0) {
@@ -93,6 +157,7 @@ pub(crate) enum VarInt {
     Incomplete,
 }
 
+#[inline]
 pub(crate) fn read_varint(buf: &[u8]) -> Result<VarInt, DecodeError> {
     let mut value: u32 = 0;
     for i in 0..4 {
@@ -136,37 +201,37 @@ pub(crate) fn field_len(bytes: &[u8]) -> Result<usize, EncodeError> {
 pub(crate) trait Sink {
     fn put_slice(&mut self, src: &[u8]);
 
+    #[inline]
     fn put_u8(&mut self, b: u8) {
         self.put_slice(&[b]);
     }
 
+    #[inline]
     fn put_u16(&mut self, v: u16) {
         self.put_slice(&v.to_be_bytes());
     }
 
+    #[inline]
     fn put_u32(&mut self, v: u32) {
         self.put_slice(&v.to_be_bytes());
     }
 
+    #[inline]
     fn put_varint(&mut self, mut v: u32) {
-        let mut out = [0u8; 4];
-        let mut n = 0;
+        // Byte by byte: a 1–4 byte copy through `put_slice` would cost a `memmove` call.
         loop {
-            let mut byte = (v & 0x7f) as u8;
+            let byte = (v & 0x7f) as u8;
             v >>= 7;
-            if v > 0 {
-                byte |= 0x80;
+            if v == 0 {
+                self.put_u8(byte);
+                return;
             }
-            out[n] = byte;
-            n += 1;
-            if v == 0 || n == 4 {
-                break;
-            }
+            self.put_u8(byte | 0x80);
         }
-        self.put_slice(&out[..n]);
     }
 
     /// A length-prefixed field; its length was checked by [`field_len`] before.
+    #[inline]
     fn put_field(&mut self, bytes: &[u8]) {
         self.put_u16(bytes.len() as u16);
         self.put_slice(bytes);
@@ -189,6 +254,11 @@ impl<'b> SliceSink<'b> {
         }
     }
 
+    /// Bytes the slice can take.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
     /// Bytes written, or `None` if something did not fit.
     pub(crate) fn finish(self) -> Option<usize> {
         (!self.overflow).then_some(self.pos)
@@ -196,6 +266,17 @@ impl<'b> SliceSink<'b> {
 }
 
 impl Sink for SliceSink<'_> {
+    #[inline]
+    fn put_u8(&mut self, b: u8) {
+        match self.buf.get_mut(self.pos) {
+            Some(dst) => {
+                *dst = b;
+                self.pos += 1;
+            }
+            None => self.overflow = true,
+        }
+    }
+
     #[inline]
     fn put_slice(&mut self, src: &[u8]) {
         let end = self.pos + src.len();
@@ -217,6 +298,21 @@ impl<B: bytes::BufMut> Sink for BufSink<'_, B> {
     #[inline]
     fn put_slice(&mut self, src: &[u8]) {
         self.0.put_slice(src);
+    }
+
+    #[inline]
+    fn put_u8(&mut self, b: u8) {
+        self.0.put_u8(b);
+    }
+
+    #[inline]
+    fn put_u16(&mut self, v: u16) {
+        self.0.put_u16(v);
+    }
+
+    #[inline]
+    fn put_u32(&mut self, v: u32) {
+        self.0.put_u32(v);
     }
 }
 
@@ -257,6 +353,31 @@ mod tests {
         assert!(read_varint(&[0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
         assert!(read_varint(&[0x80, 0x00]).is_err());
         assert!(matches!(read_varint(&[0x80]), Ok(VarInt::Incomplete)));
+    }
+
+    #[test]
+    fn wildcard_scan_finds_every_position() {
+        for len in 0..40 {
+            let clean = [b'a'; 40];
+            let clean = &clean[..len];
+            assert!(!has_wildcard(clean));
+            assert!(!has_nul_or_wildcard(clean));
+            for i in 0..len {
+                for (needle, wild) in [
+                    (b'+', true),
+                    (b'#', true),
+                    (0u8, false),
+                    (b'*', false),
+                    (0xab, false),
+                ] {
+                    let mut v = [b'a'; 40];
+                    let v = &mut v[..len];
+                    v[i] = needle;
+                    assert_eq!(has_wildcard(v), wild, "{needle} at {i} of {len}");
+                    assert_eq!(has_nul_or_wildcard(v), wild || needle == 0);
+                }
+            }
+        }
     }
 
     #[test]

@@ -51,7 +51,9 @@ fn assert_server_reencodes(server: &[(Packet<'_>, &[u8])], version: Version) {
 }
 
 fn users(list: &List<'_, UserProperty<'_>>) -> Vec<(String, String)> {
-    list.iter().map(|u| (u.name.to_string(), u.value.to_string())).collect()
+    list.iter()
+        .map(|u| (u.name.to_string(), u.value.to_string()))
+        .collect()
 }
 
 #[test]
@@ -59,7 +61,9 @@ fn v311_publisher_with_will_and_credentials() {
     let v = Version::V311;
     let client = packets(include_bytes!("fixtures/v311-pub-qos1-will.client.bin"), v);
     assert_eq!(client.len(), 3);
-    let Packet::Connect(c) = &client[0].0 else { panic!("first packet is not CONNECT") };
+    let Packet::Connect(c) = &client[0].0 else {
+        panic!("first packet is not CONNECT")
+    };
     assert_eq!(c.protocol, Version::V311);
     assert!(c.clean_start);
     assert_eq!(c.keep_alive, 30);
@@ -67,9 +71,23 @@ fn v311_publisher_with_will_and_credentials() {
     assert_eq!(c.username, Some("alice"));
     assert_eq!(c.password, Some(&b"secret"[..]));
     let w = c.will.expect("will");
-    assert_eq!((w.topic, w.payload, w.qos, w.retain), ("dev/1/status", &b"offline"[..], QoS::AtLeastOnce, true));
-    let Packet::Publish(p) = &client[1].0 else { panic!("second packet is not PUBLISH") };
-    assert_eq!((p.topic, p.payload, p.qos, p.retain, p.dup), ("sensors/dev1/temp", &b"21.5"[..], QoS::AtLeastOnce, true, false));
+    assert_eq!(
+        (w.topic, w.payload, w.qos, w.retain),
+        ("dev/1/status", &b"offline"[..], QoS::AtLeastOnce, true)
+    );
+    let Packet::Publish(p) = &client[1].0 else {
+        panic!("second packet is not PUBLISH")
+    };
+    assert_eq!(
+        (p.topic, p.payload, p.qos, p.retain, p.dup),
+        (
+            "sensors/dev1/temp",
+            &b"21.5"[..],
+            QoS::AtLeastOnce,
+            true,
+            false
+        )
+    );
     assert_eq!(p.pkid, 1);
     assert_eq!(client[2].0, Packet::Disconnect(Disconnect::default()));
 
@@ -86,24 +104,41 @@ fn v311_publisher_with_will_and_credentials() {
 fn v5_publisher_with_properties_and_qos2() {
     let v = Version::V5;
     let client = packets(include_bytes!("fixtures/v5-pub-qos2-props.client.bin"), v);
-    let Packet::Connect(c) = &client[0].0 else { panic!("first packet is not CONNECT") };
+    let Packet::Connect(c) = &client[0].0 else {
+        panic!("first packet is not CONNECT")
+    };
     assert_eq!(c.protocol, Version::V5);
     assert_eq!(c.properties.session_expiry_interval, Some(120));
     assert_eq!(c.properties.receive_maximum, Some(10));
-    assert_eq!(users(&c.properties.user_properties), [("agent".into(), "capture".into())]);
-    let Packet::Publish(p) = &client[1].0 else { panic!("second packet is not PUBLISH") };
-    assert_eq!((p.topic, p.payload, p.qos), ("sensors/dev2/hum", &br#"{"h":40}"#[..], QoS::ExactlyOnce));
+    assert_eq!(
+        users(&c.properties.user_properties),
+        [("agent".into(), "capture".into())]
+    );
+    let Packet::Publish(p) = &client[1].0 else {
+        panic!("second packet is not PUBLISH")
+    };
+    assert_eq!(
+        (p.topic, p.payload, p.qos),
+        ("sensors/dev2/hum", &br#"{"h":40}"#[..], QoS::ExactlyOnce)
+    );
     assert_eq!(p.properties.content_type, Some("application/json"));
     assert_eq!(p.properties.message_expiry_interval, Some(3600));
     assert_eq!(p.properties.response_topic, Some("replies/dev2"));
     assert_eq!(p.properties.correlation_data, Some(&b"req-17"[..]));
     assert_eq!(p.properties.payload_format_indicator, Some(true));
-    assert_eq!(users(&p.properties.user_properties), [("unit".into(), "percent".into())]);
-    assert!(matches!(client[2].0, Packet::PubRel(Ack { pkid, code: ReasonCode::Success, .. }) if pkid == p.pkid));
+    assert_eq!(
+        users(&p.properties.user_properties),
+        [("unit".into(), "percent".into())]
+    );
+    assert!(
+        matches!(client[2].0, Packet::PubRel(Ack { pkid, code: ReasonCode::Success, .. }) if pkid == p.pkid)
+    );
     assert!(matches!(client[3].0, Packet::Disconnect(_)));
 
     let server = packets(include_bytes!("fixtures/v5-pub-qos2-props.server.bin"), v);
-    let Packet::ConnAck(ack) = &server[0].0 else { panic!("not CONNACK") };
+    let Packet::ConnAck(ack) = &server[0].0 else {
+        panic!("not CONNACK")
+    };
     assert_eq!(ack.code, ReasonCode::Success);
     assert_eq!(ack.properties.topic_alias_maximum, Some(10));
     assert_eq!(ack.properties.receive_maximum, Some(20));
@@ -124,27 +159,65 @@ fn v5_publisher_with_properties_and_qos2() {
 fn v5_subscriber_with_shared_filter_and_subscription_identifier() {
     let v = Version::V5;
     let client = packets(include_bytes!("fixtures/v5-sub-qos1.client.bin"), v);
-    let Packet::Subscribe(s) = &client[1].0 else { panic!("second packet is not SUBSCRIBE") };
+    let Packet::Subscribe(s) = &client[1].0 else {
+        panic!("second packet is not SUBSCRIBE")
+    };
     assert_eq!(s.properties.subscription_identifier, Some(42));
-    assert_eq!(users(&s.properties.user_properties), [("who".into(), "capture".into())]);
-    let filters: Vec<_> = s.filters.iter().map(|f| (f.filter, f.options.qos)).collect();
-    assert_eq!(filters, [("sensors/+/temp", QoS::AtLeastOnce), ("$share/grp/cmd/#", QoS::AtLeastOnce)]);
+    assert_eq!(
+        users(&s.properties.user_properties),
+        [("who".into(), "capture".into())]
+    );
+    let filters: Vec<_> = s
+        .filters
+        .iter()
+        .map(|f| (f.filter, f.options.qos))
+        .collect();
+    assert_eq!(
+        filters,
+        [
+            ("sensors/+/temp", QoS::AtLeastOnce),
+            ("$share/grp/cmd/#", QoS::AtLeastOnce)
+        ]
+    );
     assert_eq!(
         topic::TopicFilter::parse(filters[1].0),
-        Ok(topic::TopicFilter::Shared { group: "grp", filter: "cmd/#" })
+        Ok(topic::TopicFilter::Shared {
+            group: "grp",
+            filter: "cmd/#"
+        })
     );
-    let Packet::Unsubscribe(u) = &client[2].0 else { panic!("third packet is not UNSUBSCRIBE") };
+    let Packet::Unsubscribe(u) = &client[2].0 else {
+        panic!("third packet is not UNSUBSCRIBE")
+    };
     assert_eq!(u.filters.iter().collect::<Vec<_>>(), ["old/topic"]);
 
     let server = packets(include_bytes!("fixtures/v5-sub-qos1.server.bin"), v);
-    let Packet::SubAck(sa) = &server[1].0 else { panic!("not SUBACK") };
-    assert_eq!(sa.codes.iter().collect::<Vec<_>>(), [ReasonCode::GrantedQoS1, ReasonCode::GrantedQoS1]);
-    let Packet::UnsubAck(ua) = &server[3].0 else { panic!("not UNSUBACK") };
-    assert_eq!(ua.codes.iter().collect::<Vec<_>>(), [ReasonCode::NoSubscriptionExisted]);
-    let Packet::Publish(p) = &server[2].0 else { panic!("not PUBLISH") };
+    let Packet::SubAck(sa) = &server[1].0 else {
+        panic!("not SUBACK")
+    };
+    assert_eq!(
+        sa.codes.iter().collect::<Vec<_>>(),
+        [ReasonCode::GrantedQoS1, ReasonCode::GrantedQoS1]
+    );
+    let Packet::UnsubAck(ua) = &server[3].0 else {
+        panic!("not UNSUBACK")
+    };
+    assert_eq!(
+        ua.codes.iter().collect::<Vec<_>>(),
+        [ReasonCode::NoSubscriptionExisted]
+    );
+    let Packet::Publish(p) = &server[2].0 else {
+        panic!("not PUBLISH")
+    };
     assert!(p.retain, "retained message delivered on subscribe");
     assert!(topic::matches("sensors/+/temp", p.topic));
-    assert_eq!(p.properties.subscription_identifiers.iter().collect::<Vec<_>>(), [42]);
+    assert_eq!(
+        p.properties
+            .subscription_identifiers
+            .iter()
+            .collect::<Vec<_>>(),
+        [42]
+    );
     assert!(matches!(client[3].0, Packet::PubAck(Ack { pkid, .. }) if pkid == p.pkid));
 
     for (p, raw) in &client {
@@ -157,13 +230,25 @@ fn v5_subscriber_with_shared_filter_and_subscription_identifier() {
 fn v311_persistent_subscriber_receives_qos2() {
     let v = Version::V311;
     let client = packets(include_bytes!("fixtures/v311-sub-qos2.client.bin"), v);
-    let Packet::Connect(c) = &client[0].0 else { panic!("not CONNECT") };
+    let Packet::Connect(c) = &client[0].0 else {
+        panic!("not CONNECT")
+    };
     assert!(!c.clean_start, "-c asks for a persistent session");
-    let Packet::Subscribe(s) = &client[1].0 else { panic!("not SUBSCRIBE") };
-    assert_eq!(s.filters.iter().next(), Some(SubscribeFilter::new("cmd/dev1", QoS::ExactlyOnce)));
+    let Packet::Subscribe(s) = &client[1].0 else {
+        panic!("not SUBSCRIBE")
+    };
+    assert_eq!(
+        s.filters.iter().next(),
+        Some(SubscribeFilter::new("cmd/dev1", QoS::ExactlyOnce))
+    );
     let server = packets(include_bytes!("fixtures/v311-sub-qos2.server.bin"), v);
-    let Packet::Publish(p) = &server[2].0 else { panic!("not PUBLISH") };
-    assert_eq!((p.topic, p.payload, p.qos), ("cmd/dev1", &b"reboot"[..], QoS::ExactlyOnce));
+    let Packet::Publish(p) = &server[2].0 else {
+        panic!("not PUBLISH")
+    };
+    assert_eq!(
+        (p.topic, p.payload, p.qos),
+        ("cmd/dev1", &b"reboot"[..], QoS::ExactlyOnce)
+    );
     assert_eq!(client[2].0, Packet::PubRec(Ack::new(p.pkid)));
     assert_eq!(server[3].0, Packet::PubRel(Ack::new(p.pkid)));
     assert_eq!(client[3].0, Packet::PubComp(Ack::new(p.pkid)));
@@ -178,7 +263,10 @@ fn v5_keep_alive_pings_and_disconnect_with_will() {
     let client = packets(include_bytes!("fixtures/v5-ping.client.bin"), v);
     assert!(client.iter().any(|(p, _)| *p == Packet::PingReq));
     let last = &client.last().expect("packets").0;
-    assert_eq!(*last, Packet::Disconnect(Disconnect::new(ReasonCode::DisconnectWithWillMessage)));
+    assert_eq!(
+        *last,
+        Packet::Disconnect(Disconnect::new(ReasonCode::DisconnectWithWillMessage))
+    );
     let server = packets(include_bytes!("fixtures/v5-ping.server.bin"), v);
     assert!(server.iter().any(|(p, _)| *p == Packet::PingResp));
     for (p, raw) in &client {

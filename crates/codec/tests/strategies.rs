@@ -38,13 +38,20 @@ pub fn binary() -> impl Strategy<Value = &'static [u8]> {
 
 pub fn users() -> impl Strategy<Value = List<'static, UserProperty<'static>>> {
     vec((string(), string()), 0..3).prop_map(|v| {
-        let items: Vec<UserProperty<'static>> = v.into_iter().map(|(k, v)| UserProperty::new(k, v)).collect();
+        let items: Vec<UserProperty<'static>> = v
+            .into_iter()
+            .map(|(k, v)| UserProperty::new(k, v))
+            .collect();
         List::new(items.leak())
     })
 }
 
 pub fn qos() -> impl Strategy<Value = QoS> {
-    prop_oneof![Just(QoS::AtMostOnce), Just(QoS::AtLeastOnce), Just(QoS::ExactlyOnce)]
+    prop_oneof![
+        Just(QoS::AtMostOnce),
+        Just(QoS::AtLeastOnce),
+        Just(QoS::ExactlyOnce)
+    ]
 }
 
 fn codes(list: &'static [u8]) -> impl Strategy<Value = ReasonCode> {
@@ -59,7 +66,9 @@ pub const CONNACK_CODES: &[u8] = &[
 pub const CONNACK_V311_CODES: &[u8] = &[0x00, 0x84, 0x85, 0x88, 0x86, 0x87];
 pub const PUBACK_CODES: &[u8] = &[0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99];
 pub const PUBREL_CODES: &[u8] = &[0x00, 0x92];
-pub const SUBACK_CODES: &[u8] = &[0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2];
+pub const SUBACK_CODES: &[u8] = &[
+    0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2,
+];
 pub const SUBACK_V311_CODES: &[u8] = &[0x00, 0x01, 0x02, 0x80];
 pub const UNSUBACK_CODES: &[u8] = &[0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91];
 pub const DISCONNECT_CODES: &[u8] = &[
@@ -149,24 +158,26 @@ pub fn connack_props() -> impl Strategy<Value = ConnAckProperties<'static>> {
         ),
         users(),
     )
-        .prop_map(|((a, b, c, d, e, f, g, h), (i, j, k, l, m, n, o, p), u)| ConnAckProperties {
-            session_expiry_interval: a,
-            receive_maximum: b,
-            maximum_qos: c,
-            retain_available: d,
-            maximum_packet_size: e,
-            assigned_client_identifier: f,
-            topic_alias_maximum: g,
-            reason_string: h,
-            wildcard_subscription_available: i,
-            subscription_identifiers_available: j,
-            shared_subscription_available: k,
-            server_keep_alive: l,
-            response_information: m,
-            server_reference: n,
-            authentication_method: o,
-            authentication_data: p,
-            user_properties: u,
+        .prop_map(|((a, b, c, d, e, f, g, h), (i, j, k, l, m, n, o, p), u)| {
+            ConnAckProperties {
+                session_expiry_interval: a,
+                receive_maximum: b,
+                maximum_qos: c,
+                retain_available: d,
+                maximum_packet_size: e,
+                assigned_client_identifier: f,
+                topic_alias_maximum: g,
+                reason_string: h,
+                wildcard_subscription_available: i,
+                subscription_identifiers_available: j,
+                shared_subscription_available: k,
+                server_keep_alive: l,
+                response_information: m,
+                server_reference: n,
+                authentication_method: o,
+                authentication_data: p,
+                user_properties: u,
+            }
         })
 }
 
@@ -201,15 +212,20 @@ pub fn ack_props() -> impl Strategy<Value = AckProperties<'static>> {
 }
 
 pub fn connect(v: Version) -> impl Strategy<Value = Packet<'static>> {
-    let will = (topic_name(), binary(), qos(), any::<bool>(), props(v, will_props())).prop_map(
-        |(topic, payload, qos, retain, properties)| Will {
+    let will = (
+        topic_name(),
+        binary(),
+        qos(),
+        any::<bool>(),
+        props(v, will_props()),
+    )
+        .prop_map(|(topic, payload, qos, retain, properties)| Will {
             topic,
             payload,
             qos,
             retain,
             properties,
-        },
-    );
+        });
     (
         any::<bool>(),
         any::<u16>(),
@@ -219,35 +235,43 @@ pub fn connect(v: Version) -> impl Strategy<Value = Packet<'static>> {
         of(string()),
         of(binary()),
     )
-        .prop_map(move |(clean_start, keep_alive, properties, client_id, will, username, password)| {
-            // MQTT 3.1.1 forbids a password without a user name.
-            let username = if v == Version::V311 && password.is_some() {
-                username.or(Some("user"))
-            } else {
-                username
-            };
-            Packet::Connect(Connect {
-                protocol: v,
-                clean_start,
-                keep_alive,
-                properties,
-                client_id,
-                will,
-                username,
-                password,
-            })
-        })
+        .prop_map(
+            move |(clean_start, keep_alive, properties, client_id, will, username, password)| {
+                // MQTT 3.1.1 forbids a password without a user name.
+                let username = if v == Version::V311 && password.is_some() {
+                    username.or(Some("user"))
+                } else {
+                    username
+                };
+                Packet::Connect(Connect {
+                    protocol: v,
+                    clean_start,
+                    keep_alive,
+                    properties,
+                    client_id,
+                    will,
+                    username,
+                    password,
+                })
+            },
+        )
 }
 
 pub fn connack(v: Version) -> impl Strategy<Value = Packet<'static>> {
-    let set = if v == Version::V5 { CONNACK_CODES } else { CONNACK_V311_CODES };
-    (any::<bool>(), codes(set), props(v, connack_props())).prop_map(|(session_present, code, properties)| {
-        Packet::ConnAck(ConnAck {
-            session_present,
-            code,
-            properties,
-        })
-    })
+    let set = if v == Version::V5 {
+        CONNACK_CODES
+    } else {
+        CONNACK_V311_CODES
+    };
+    (any::<bool>(), codes(set), props(v, connack_props())).prop_map(
+        |(session_present, code, properties)| {
+            Packet::ConnAck(ConnAck {
+                session_present,
+                code,
+                properties,
+            })
+        },
+    )
 }
 
 pub fn publish(v: Version) -> impl Strategy<Value = Packet<'static>> {
@@ -261,26 +285,44 @@ pub fn publish(v: Version) -> impl Strategy<Value = Packet<'static>> {
         vec(any::<u8>(), 0..64),
         any::<bool>(),
     )
-        .prop_map(move |(dup, qos, retain, topic, pkid, properties, payload, alias_only)| {
-            // MQTT 5: an empty topic stands for the topic alias.
-            let topic = if v == Version::V5 && alias_only && properties.topic_alias.is_some() { "" } else { topic };
-            Packet::Publish(Publish {
-                dup: dup && qos != QoS::AtMostOnce,
-                qos,
-                retain,
-                topic,
-                pkid: if qos == QoS::AtMostOnce { 0 } else { pkid },
-                properties,
-                payload: payload.leak(),
-            })
-        })
+        .prop_map(
+            move |(dup, qos, retain, topic, pkid, properties, payload, alias_only)| {
+                // MQTT 5: an empty topic stands for the topic alias.
+                let topic = if v == Version::V5 && alias_only && properties.topic_alias.is_some() {
+                    ""
+                } else {
+                    topic
+                };
+                Packet::Publish(Publish {
+                    dup: dup && qos != QoS::AtMostOnce,
+                    qos,
+                    retain,
+                    topic,
+                    pkid: if qos == QoS::AtMostOnce { 0 } else { pkid },
+                    properties,
+                    payload: payload.leak(),
+                })
+            },
+        )
 }
 
 pub fn ack(v: Version, kind: u8) -> impl Strategy<Value = Packet<'static>> {
-    let set = if kind >= 6 { PUBREL_CODES } else { PUBACK_CODES };
-    let code = if v == Version::V5 { codes(set).boxed() } else { Just(ReasonCode::Success).boxed() };
+    let set = if kind >= 6 {
+        PUBREL_CODES
+    } else {
+        PUBACK_CODES
+    };
+    let code = if v == Version::V5 {
+        codes(set).boxed()
+    } else {
+        Just(ReasonCode::Success).boxed()
+    };
     (1..=u16::MAX, code, props(v, ack_props())).prop_map(move |(pkid, code, properties)| {
-        let a = Ack { pkid, code, properties };
+        let a = Ack {
+            pkid,
+            code,
+            properties,
+        };
         match kind {
             4 => Packet::PubAck(a),
             5 => Packet::PubRec(a),
@@ -291,62 +333,74 @@ pub fn ack(v: Version, kind: u8) -> impl Strategy<Value = Packet<'static>> {
 }
 
 pub fn subscribe(v: Version) -> impl Strategy<Value = Packet<'static>> {
-    let options = (qos(), any::<bool>(), any::<bool>(), 0..3u8).prop_map(move |(qos, nl, rap, rh)| {
-        if v == Version::V311 {
-            return SubscribeOptions::qos(qos);
-        }
-        SubscribeOptions {
-            qos,
-            no_local: nl,
-            retain_as_published: rap,
-            retain_handling: match rh {
-                0 => RetainHandling::SendAtSubscribe,
-                1 => RetainHandling::SendIfNew,
-                _ => RetainHandling::DoNotSend,
-            },
-        }
-    });
+    let options =
+        (qos(), any::<bool>(), any::<bool>(), 0..3u8).prop_map(move |(qos, nl, rap, rh)| {
+            if v == Version::V311 {
+                return SubscribeOptions::qos(qos);
+            }
+            SubscribeOptions {
+                qos,
+                no_local: nl,
+                retain_as_published: rap,
+                retain_handling: match rh {
+                    0 => RetainHandling::SendAtSubscribe,
+                    1 => RetainHandling::SendIfNew,
+                    _ => RetainHandling::DoNotSend,
+                },
+            }
+        });
     let filter = (topic_filter(), options).prop_map(|(filter, mut options)| {
         if filter.starts_with("$share/") {
             options.no_local = false;
         }
         SubscribeFilter { filter, options }
     });
-    let sub_props = (of(1..=268_435_455u32), users()).prop_map(|(subscription_identifier, user_properties)| {
-        SubscribeProperties {
-            subscription_identifier,
-            user_properties,
-        }
-    });
-    (1..=u16::MAX, props(v, sub_props), vec(filter, 1..4)).prop_map(|(pkid, properties, filters)| {
-        Packet::Subscribe(Subscribe {
-            pkid,
-            properties,
-            filters: List::new(filters.leak()),
-        })
-    })
+    let sub_props =
+        (of(1..=268_435_455u32), users()).prop_map(|(subscription_identifier, user_properties)| {
+            SubscribeProperties {
+                subscription_identifier,
+                user_properties,
+            }
+        });
+    (1..=u16::MAX, props(v, sub_props), vec(filter, 1..4)).prop_map(
+        |(pkid, properties, filters)| {
+            Packet::Subscribe(Subscribe {
+                pkid,
+                properties,
+                filters: List::new(filters.leak()),
+            })
+        },
+    )
 }
 
 pub fn suback(v: Version) -> impl Strategy<Value = Packet<'static>> {
-    let set = if v == Version::V5 { SUBACK_CODES } else { SUBACK_V311_CODES };
-    (1..=u16::MAX, props(v, ack_props()), vec(codes(set), 1..4)).prop_map(|(pkid, properties, codes)| {
-        Packet::SubAck(SubAck {
-            pkid,
-            properties,
-            codes: List::new(codes.leak()),
-        })
-    })
+    let set = if v == Version::V5 {
+        SUBACK_CODES
+    } else {
+        SUBACK_V311_CODES
+    };
+    (1..=u16::MAX, props(v, ack_props()), vec(codes(set), 1..4)).prop_map(
+        |(pkid, properties, codes)| {
+            Packet::SubAck(SubAck {
+                pkid,
+                properties,
+                codes: List::new(codes.leak()),
+            })
+        },
+    )
 }
 
 pub fn unsubscribe(v: Version) -> impl Strategy<Value = Packet<'static>> {
     let p = users().prop_map(|user_properties| UnsubscribeProperties { user_properties });
-    (1..=u16::MAX, props(v, p), vec(topic_filter(), 1..4)).prop_map(|(pkid, properties, filters)| {
-        Packet::Unsubscribe(Unsubscribe {
-            pkid,
-            properties,
-            filters: List::new(filters.leak()),
-        })
-    })
+    (1..=u16::MAX, props(v, p), vec(topic_filter(), 1..4)).prop_map(
+        |(pkid, properties, filters)| {
+            Packet::Unsubscribe(Unsubscribe {
+                pkid,
+                properties,
+                filters: List::new(filters.leak()),
+            })
+        },
+    )
 }
 
 pub fn unsuback(v: Version) -> impl Strategy<Value = Packet<'static>> {
@@ -364,22 +418,31 @@ pub fn unsuback(v: Version) -> impl Strategy<Value = Packet<'static>> {
 }
 
 pub fn disconnect(v: Version) -> impl Strategy<Value = Packet<'static>> {
-    let code = if v == Version::V5 { codes(DISCONNECT_CODES).boxed() } else { Just(ReasonCode::Success).boxed() };
-    let p = (of(any::<u32>()), of(string()), of(string()), users()).prop_map(|(a, b, c, u)| DisconnectProperties {
-        session_expiry_interval: a,
-        reason_string: b,
-        server_reference: c,
-        user_properties: u,
+    let code = if v == Version::V5 {
+        codes(DISCONNECT_CODES).boxed()
+    } else {
+        Just(ReasonCode::Success).boxed()
+    };
+    let p = (of(any::<u32>()), of(string()), of(string()), users()).prop_map(|(a, b, c, u)| {
+        DisconnectProperties {
+            session_expiry_interval: a,
+            reason_string: b,
+            server_reference: c,
+            user_properties: u,
+        }
     });
-    (code, props(v, p)).prop_map(|(code, properties)| Packet::Disconnect(Disconnect { code, properties }))
+    (code, props(v, p))
+        .prop_map(|(code, properties)| Packet::Disconnect(Disconnect { code, properties }))
 }
 
 pub fn auth() -> impl Strategy<Value = Packet<'static>> {
-    let p = (of(string()), of(binary()), of(string()), users()).prop_map(|(a, b, c, u)| AuthProperties {
-        authentication_method: a,
-        authentication_data: b,
-        reason_string: c,
-        user_properties: u,
+    let p = (of(string()), of(binary()), of(string()), users()).prop_map(|(a, b, c, u)| {
+        AuthProperties {
+            authentication_method: a,
+            authentication_data: b,
+            reason_string: c,
+            user_properties: u,
+        }
     });
     (codes(AUTH_CODES), p).prop_map(|(code, properties)| Packet::Auth(Auth { code, properties }))
 }

@@ -153,7 +153,8 @@ impl Body for Connect<'_> {
         }
         n += field_len(self.client_id.as_bytes())?;
         if let Some(w) = &self.will {
-            if !is_valid_topic_name(w.topic) {
+            // Like PUBLISH, the encoder checks structure, not topic syntax.
+            if w.topic.is_empty() {
                 return Err(EncodeError::InvalidTopicName);
             }
             if v5 {

@@ -96,6 +96,7 @@ pub(crate) fn packet_id(r: &mut Reader<'_>) -> Result<u16, DecodeError> {
 }
 
 impl<'a> Packet<'a> {
+    #[inline]
     pub(crate) fn decode_body(
         header: FixedHeader,
         body: &'a [u8],
@@ -212,7 +213,13 @@ impl<'a> Packet<'a> {
     /// Encodes the packet into `buf` and returns the number of bytes written.
     ///
     /// Properties are left out for MQTT 3.1.1, which has none.
+    #[inline]
     pub fn encode(&self, version: Version, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        if let Packet::Publish(p) = self {
+            let mut s = SliceSink::new(buf);
+            let n = p.encode_into(version, s.capacity(), &mut s)?;
+            return s.finish().ok_or(EncodeError::BufferTooSmall { needed: n });
+        }
         let version = self.effective_version(version);
         let body = self.body_len(version)?;
         let total = total_len(body)?;
@@ -227,11 +234,15 @@ impl<'a> Packet<'a> {
 
     /// Encodes the packet at the end of any `BufMut` (growing it if it can) and returns its size.
     #[cfg(feature = "bytes")]
+    #[inline]
     pub fn encode_to<B: bytes::BufMut>(
         &self,
         version: Version,
         buf: &mut B,
     ) -> Result<usize, EncodeError> {
+        if let Packet::Publish(p) = self {
+            return p.encode_buf(version, buf);
+        }
         let version = self.effective_version(version);
         let body = self.body_len(version)?;
         let total = total_len(body)?;

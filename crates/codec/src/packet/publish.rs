@@ -3,7 +3,6 @@
 //! ([`Publish::encode_header`]) so a shared payload buffer goes to the socket with vectored I/O.
 
 use super::{packet_id, total_len, Body};
-use crate::topic::is_valid_topic_name;
 use crate::wire::{field_len, varint_len, Reader, Sink, SliceSink};
 use crate::{DecodeError, EncodeError, PublishProperties, QoS, Version};
 
@@ -43,7 +42,7 @@ impl<'a> Publish<'a> {
     ) -> Result<Self, DecodeError> {
         // QoS 3 and DUP on QoS 0 were refused by the framing check.
         let qos = QoS::from_u8((flags >> 1) & 0b11).ok_or(DecodeError::InvalidQoS(3))?;
-        let topic = r.string()?;
+        let topic = crate::wire::topic(&mut r)?;
         let pkid = if qos == QoS::AtMostOnce {
             0
         } else {
@@ -53,7 +52,8 @@ impl<'a> Publish<'a> {
             Version::V5 => PublishProperties::read(&mut r)?,
             Version::V311 => PublishProperties::default(),
         };
-        if !topic_ok(topic, &properties, version) {
+        // Wildcards were refused while reading; an empty topic needs a topic alias (MQTT 5).
+        if topic.is_empty() && !(version == Version::V5 && properties.topic_alias.is_some()) {
             return Err(DecodeError::InvalidTopicName);
         }
         Ok(Publish {
@@ -73,66 +73,133 @@ impl<'a> Publish<'a> {
         u8::from(dup) << 3 | (self.qos as u8) << 1 | u8::from(self.retain)
     }
 
-    /// Length of everything between the fixed header and the payload.
-    fn variable_header_len(&self, version: Version) -> Result<usize, EncodeError> {
-        if !topic_ok(self.topic, &self.properties, version) {
+    /// Sizes of the parts, computed (and validated) once per encode.
+    #[inline(always)]
+    fn layout(&self, version: Version) -> Result<Layout, EncodeError> {
+        // Topic syntax is not re-checked here: the broker forwards topics the decoder validated, to
+        // many subscribers, and scanning each copy again would cost on the hottest path. Callers with
+        // topics from elsewhere check them with `topic::is_valid_topic_name`. Only the O(1) rule stays.
+        if self.topic.is_empty()
+            && !(version == Version::V5 && self.properties.topic_alias.is_some())
+        {
             return Err(EncodeError::InvalidTopicName);
         }
-        let mut n = field_len(self.topic.as_bytes())?;
+        let mut variable = field_len(self.topic.as_bytes())?;
         if self.qos != QoS::AtMostOnce {
             if self.pkid == 0 {
                 return Err(EncodeError::ZeroPacketId);
             }
-            n += 2;
+            variable += 2;
         }
+        let mut props = 0;
         if version == Version::V5 {
-            let p = self.properties.len()?;
-            n += varint_len(p as u32) + p;
+            props = self.properties.len()?;
+            variable += varint_len(props as u32) + props;
         }
-        Ok(n)
+        let body = variable + self.payload.len();
+        let total = total_len(body)?;
+        Ok(Layout {
+            props,
+            body,
+            header: total - self.payload.len(),
+        })
     }
 
-    fn write_variable_header<S: Sink>(&self, version: Version, s: &mut S) {
+    /// Writes the fixed and variable headers.
+    #[inline(always)]
+    fn write_header<S: Sink>(&self, version: Version, layout: &Layout, s: &mut S) {
+        s.put_u8((super::PacketType::Publish as u8) << 4 | self.flags());
+        s.put_varint(layout.body as u32);
         s.put_field(self.topic.as_bytes());
         if self.qos != QoS::AtMostOnce {
             s.put_u16(self.pkid);
         }
         if version == Version::V5 {
-            self.properties.write(self.properties.len().unwrap_or(0), s);
+            self.properties.write(layout.props, s);
         }
+    }
+
+    /// Encodes the whole packet into a sink with room for `capacity` bytes (the fast path behind
+    /// [`crate::Packet::encode`]): sizes are computed once.
+    #[inline]
+    pub(crate) fn encode_into<S: Sink>(
+        &self,
+        version: Version,
+        capacity: usize,
+        s: &mut S,
+    ) -> Result<usize, EncodeError> {
+        let layout = self.layout(version)?;
+        let total = layout.header + self.payload.len();
+        if capacity < total {
+            return Err(EncodeError::BufferTooSmall { needed: total });
+        }
+        self.write_header(version, &layout, s);
+        s.put_slice(self.payload);
+        Ok(total)
+    }
+
+    /// Encodes into a `BufMut`.
+    #[cfg(feature = "bytes")]
+    #[inline]
+    pub(crate) fn encode_buf<B: bytes::BufMut>(
+        &self,
+        version: Version,
+        buf: &mut B,
+    ) -> Result<usize, EncodeError> {
+        let layout = self.layout(version)?;
+        let total = layout.header + self.payload.len();
+        if buf.remaining_mut() < total {
+            return Err(EncodeError::BufferTooSmall { needed: total });
+        }
+        self.write_header(version, &layout, &mut crate::wire::BufSink(buf));
+        buf.put_slice(self.payload);
+        Ok(total)
     }
 
     /// Encodes the fixed and variable headers only, so the payload can follow from its own buffer
     /// (e.g. with vectored I/O). Returns the header length; the whole packet is that plus
     /// `self.payload.len()`.
     pub fn encode_header(&self, version: Version, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        let header = self.variable_header_len(version)?;
-        let body = header + self.payload.len();
-        let needed = total_len(body)? - self.payload.len();
-        if buf.len() < needed {
-            return Err(EncodeError::BufferTooSmall { needed });
+        let layout = self.layout(version)?;
+        if buf.len() < layout.header {
+            return Err(EncodeError::BufferTooSmall {
+                needed: layout.header,
+            });
         }
         let mut s = SliceSink::new(buf);
-        s.put_u8((super::PacketType::Publish as u8) << 4 | self.flags());
-        s.put_varint(body as u32);
-        self.write_variable_header(version, &mut s);
-        s.finish().ok_or(EncodeError::BufferTooSmall { needed })
+        self.write_header(version, &layout, &mut s);
+        s.finish().ok_or(EncodeError::BufferTooSmall {
+            needed: layout.header,
+        })
     }
 }
 
-/// A topic name must be valid; MQTT 5 allows an empty one when a topic alias stands in for it.
-fn topic_ok(topic: &str, props: &PublishProperties<'_>, version: Version) -> bool {
-    is_valid_topic_name(topic)
-        || (topic.is_empty() && version == Version::V5 && props.topic_alias.is_some())
+/// Sizes of an encoded PUBLISH.
+struct Layout {
+    /// Property block, without its length prefix.
+    props: usize,
+    /// Remaining length.
+    body: usize,
+    /// Fixed plus variable header.
+    header: usize,
 }
 
 impl Body for Publish<'_> {
     fn body_len(&self, version: Version) -> Result<usize, EncodeError> {
-        Ok(self.variable_header_len(version)? + self.payload.len())
+        Ok(self.layout(version)?.body)
     }
 
     fn write_body<S: Sink>(&self, version: Version, s: &mut S) {
-        self.write_variable_header(version, s);
-        s.put_slice(self.payload);
+        // Only reached through `Packet`, which encodes PUBLISH with `encode_into`/`encode_slice`.
+        if let Ok(layout) = self.layout(version) {
+            s.put_field(self.topic.as_bytes());
+            if self.qos != QoS::AtMostOnce {
+                s.put_u16(self.pkid);
+            }
+            if version == Version::V5 {
+                self.properties.write(layout.props, s);
+            }
+            s.put_slice(self.payload);
+        }
     }
 }

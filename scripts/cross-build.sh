@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds the no_std crates for the microcontroller targets we support, with the toolchain prepared by
+# scripts/embedded-toolchain.sh. A separate target folder keeps host builds untouched.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+eval "$(scripts/embedded-toolchain.sh env)"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}/cross
+for target in thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-elf; do
+  echo "cross: outpost-codec for $target"
+  cargo build --quiet --release -Z build-std=core --target "$target" -p outpost-codec
+done

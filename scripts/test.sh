@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine with Rust: installs what the tests need that is
+# missing, then runs formatting and lint checks, unit/property/integration tests, the no_std cross
+# builds, a bounded fuzz run of the MQTT decoder and a smoke run of every benchmark.
+#
+# Knobs (environment):
+#   OUTPOST_FUZZ_SECONDS   how long the decoder fuzzer runs (default 60; 0 skips it)
+#   OUTPOST_SKIP_INSTALL=1 do not install packages (for machines that already have them)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZ_SECONDS=${OUTPOST_FUZZ_SECONDS:-60}
+step() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_packages() {
+  local missing=()
+  command -v mosquitto >/dev/null || missing+=(mosquitto)
+  command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
+  command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
+  if [ ${#missing[@]} -gt 0 ]; then
+    step "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  scripts/embedded-toolchain.sh install
+}
+
+if [ "${OUTPOST_SKIP_INSTALL:-0}" != 1 ]; then
+  install_packages
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "tests (workspace, all features)"
+cargo test --workspace --all-features
+
+step "codec tests without optional features (pure no_std API)"
+cargo test -p outpost-codec --no-default-features
+
+step "no_std cross builds"
+scripts/cross-build.sh
+
+if [ "$FUZZ_SECONDS" != 0 ]; then
+  step "fuzzing the MQTT decoder for ${FUZZ_SECONDS}s"
+  if ! command -v cargo-fuzz >/dev/null; then
+    cargo install cargo-fuzz --locked --quiet || echo "cargo-fuzz could not be installed; the proptest no-panic tests above cover the decoder"
+  fi
+  if command -v cargo-fuzz >/dev/null; then
+    # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+    (cd crates/codec && RUSTC_BOOTSTRAP=1 cargo fuzz run decode fuzz/corpus/decode tests/fixtures \
+      -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 2>&1 | tail -n 12)
+  fi
+fi
+
+step "benchmark smoke run (each benchmark once, no timing)"
+cargo bench -p outpost-benches -- --test
+
+step "all tests passed"
