@@ -25,7 +25,11 @@ install() {
     # libllvm of the matching major version; resolve it from rustc-web's dependencies.
     local llvm
     llvm=$(apt-cache depends rustc-web libstd-rust-web-1.96 2>/dev/null | grep -o 'libllvm[0-9]*' | sort -u | head -n 1)
-    apt-get download "${pkgs[@]}" "${llvm:-libllvm22}" >&2
+    if ! apt-get download "${pkgs[@]}" "${llvm:-libllvm22}" >&2; then
+      # A fresh machine may have no package lists yet.
+      if [ "$(id -u)" -eq 0 ]; then apt-get update -qq; else sudo apt-get update -qq; fi
+      apt-get download "${pkgs[@]}" "${llvm:-libllvm22}" >&2
+    fi
     for f in *.deb; do dpkg -x "$f" "$EMB/root"; done
   )
   "$EMB/root/usr/bin/rustc" --version >&2 2>/dev/null || LD_LIBRARY_PATH=$EMB/root/usr/lib/x86_64-linux-gnu "$EMB/root/usr/bin/rustc" --version >&2

@@ -152,6 +152,8 @@ fn check_flags(t: PacketType, flags: u8) -> Result<(), DecodeError> {
 }
 
 /// The result of [`decode`].
+// Boxing needs `alloc`; a decoded packet lives briefly on the stack, so the size is accepted.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoded<'a> {
     /// A packet, and how many bytes of the buffer it used.
@@ -215,7 +217,7 @@ mod tests {
 
     #[test]
     fn reserved_flags_are_checked() {
-        assert!(matches!(check(&[0x82, 0x00], 10), Ok(_)));
+        assert!(check(&[0x82, 0x00], 10).is_ok());
         assert!(matches!(
             check(&[0x80, 0x00], 10),
             Err(DecodeError::InvalidHeaderFlags { .. })
