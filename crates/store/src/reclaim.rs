@@ -49,7 +49,10 @@ pub(crate) fn pass(shared: &Shared, tx: &Sender<Request>) {
             return;
         }
         match rx.blocking_recv() {
-            Ok(Ok(())) => delete_dead(shared),
+            Ok(Ok(())) => {
+                shared.stats.compactions.fetch_add(1, Ordering::Relaxed);
+                delete_dead(shared);
+            }
             Ok(Err(e)) => {
                 tracing::warn!(segment = seg, error = %e, "compaction postponed");
                 return;
@@ -109,47 +112,57 @@ fn enforce_retention(shared: &Shared, tx: &Sender<Request>) {
     }
 }
 
-/// Deletes sealed segments with nothing live in them.
+/// Deletes sealed segments with nothing live in them. The active segment, and any newer one the writer
+/// is creating, are never candidates.
 fn delete_dead(shared: &Shared) {
-    let active = shared.active_seg.load(Ordering::SeqCst);
     loop {
-        let victim = {
-            let index = shared.index.read();
-            index
+        let seg = {
+            let mut index = shared.index.write();
+            let active = shared.active_seg.load(Ordering::SeqCst);
+            let victim = index
                 .segments
                 .keys()
                 .copied()
-                .filter(|&s| s != active)
-                .find(|&s| index.live_bytes(s) == 0)
-        };
-        let Some(seg) = victim else { return };
-        {
-            let mut index = shared.index.write();
-            // Still dead under the write lock (the writer may have relocated into it meanwhile? no:
-            // only the active segment receives records), then forget it.
-            if index.live_bytes(seg) != 0 {
-                return;
-            }
+                .take_while(|&s| s < active)
+                .find(|&s| index.live_bytes(s) == 0);
+            let Some(seg) = victim else { return };
             index.segments.remove(&seg);
-        }
+            seg
+        };
         shared.segments.write().remove(&seg);
         match segment::remove(&shared.dir, seg) {
-            Ok(()) => tracing::debug!(segment = seg, "dead segment deleted"),
-            Err(e) => tracing::warn!(segment = seg, error = %e, "could not delete a dead segment"),
+            Ok(()) => {
+                shared
+                    .stats
+                    .deleted_segments
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(segment = seg, "dead segment deleted");
+            }
+            Err(e) => {
+                // Its tombstones may still be needed: keep it known so nothing newer relies on it
+                // being gone, and try again next pass.
+                tracing::warn!(segment = seg, error = %e, "could not delete a dead segment");
+                shared.index.write().segments.entry(seg).or_default();
+                return;
+            }
         }
     }
 }
 
 /// The oldest sealed segment whose live share fell below the threshold.
 fn compaction_candidate(shared: &Shared) -> Option<u64> {
-    let active = shared.active_seg.load(Ordering::SeqCst);
     let index = shared.index.read();
-    index.segments.iter().find_map(|(&seg, st)| {
-        if seg == active || st.used == 0 {
-            return None;
-        }
-        let live = index.live_bytes(seg);
-        let ratio = live as f64 / shared.config.segment_size as f64;
-        (live > 0 && ratio < shared.config.compact_below).then_some(seg)
-    })
+    let active = shared.active_seg.load(Ordering::SeqCst);
+    index
+        .segments
+        .iter()
+        .take_while(|(&seg, _)| seg < active)
+        .find_map(|(&seg, st)| {
+            if st.used == 0 {
+                return None;
+            }
+            let live = index.live_bytes(seg);
+            let ratio = live as f64 / shared.config.segment_size as f64;
+            (live > 0 && ratio < shared.config.compact_below).then_some(seg)
+        })
 }

@@ -58,6 +58,18 @@ pub(crate) fn recover(dir: &Path, config: &StoreConfig) -> Result<Recovered> {
         let is_last = i + 1 == ids.len();
         let file = segment::open_rw(dir, id)
             .map_err(|e| StoreError::io(format!("opening segment {id}"), e))?;
+        if is_last {
+            // The writer appends here and readers read through the map: it must span a whole segment,
+            // even if a crash cut the file short (e.g. between its creation and its sizing).
+            let len = file
+                .metadata()
+                .map_err(|e| StoreError::io(format!("sizing segment {id}"), e))?
+                .len();
+            if len < config.segment_size {
+                segment::allocate(&file, config.segment_size)
+                    .map_err(|e| StoreError::io(format!("extending segment {id}"), e))?;
+            }
+        }
         let map =
             segment::map(&file).map_err(|e| StoreError::io(format!("mapping segment {id}"), e))?;
         let (tail, damaged) = replay(id, &map, &mut index, &mut next_seq, &mut report);
@@ -161,20 +173,20 @@ fn replay(
                 tail = off;
             }
             Parsed::End => {
-                // Zeros: the end, unless something follows (then the zeros are damage).
-                if first_nonzero(map, off).is_none() {
+                // Zeros: the end, unless something follows (then the zeros, or what follows, is damage).
+                let Some(junk) = first_nonzero(map, off) else {
                     break;
-                }
+                };
+                damaged = true;
                 match record::resync(map, off) {
-                    Some(next)
-                        if !map[off..next].iter().all(|&b| b == 0)
-                            || has_records_after(map, next) =>
-                    {
+                    Some(next) => {
                         skip(seg, off, next, report);
-                        damaged = true;
                         off = next;
                     }
-                    _ => break,
+                    None => {
+                        skip(seg, off, last_nonzero(map).max(junk + 1), report);
+                        break;
+                    }
                 }
             }
             Parsed::Corrupt => {
@@ -219,8 +231,16 @@ fn first_nonzero(map: &[u8], from: usize) -> Option<usize> {
         .map(|p| base + p)
 }
 
-fn has_records_after(map: &[u8], at: usize) -> bool {
-    matches!(record::parse(&map[at..]), Parsed::Record { .. })
+/// One past the last non-zero byte.
+fn last_nonzero(map: &[u8]) -> usize {
+    let mut end = map.len();
+    while end >= 64 && map[end - 64..end].iter().fold(0u8, |acc, &b| acc | b) == 0 {
+        end -= 64;
+    }
+    map[..end]
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |p| p + 1)
 }
 
 fn skip(seg: u64, from: usize, to: usize, report: &mut RecoveryReport) {

@@ -50,6 +50,10 @@ pub struct StoreStats {
     pub appended_records: u64,
     /// `fdatasync` calls since open.
     pub syncs: u64,
+    /// Segments compacted since open.
+    pub compactions: u64,
+    /// Segment files deleted since open.
+    pub deleted_segments: u64,
     /// What recovery found at open.
     pub recovery: RecoveryReport,
 }
@@ -58,6 +62,8 @@ pub struct StoreStats {
 pub(crate) struct Counters {
     pub appended_records: AtomicU64,
     pub syncs: AtomicU64,
+    pub compactions: AtomicU64,
+    pub deleted_segments: AtomicU64,
 }
 
 /// State shared by the API, the writer and the reclaimer.
@@ -429,6 +435,8 @@ impl Store {
             live_records: index.streams.values().map(|s| s.records.len() as u64).sum(),
             appended_records: shared.stats.appended_records.load(Ordering::Relaxed),
             syncs: shared.stats.syncs.load(Ordering::Relaxed),
+            compactions: shared.stats.compactions.load(Ordering::Relaxed),
+            deleted_segments: shared.stats.deleted_segments.load(Ordering::Relaxed),
             recovery: shared.recovery.clone(),
         }
     }

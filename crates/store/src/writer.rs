@@ -387,12 +387,14 @@ impl Writer {
         match created {
             Ok((map, file)) => {
                 self.roll_error = None;
+                // Published as active before it appears anywhere else, so the reclaimer, which spares
+                // every segment from the active one on, can never take it for a dead one.
+                self.shared.active_seg.store(id, Ordering::SeqCst);
                 self.shared.segments.write().insert(id, map);
                 self.shared.index.write().segments.entry(id).or_default();
                 self.file = file;
                 self.seg = id;
                 self.tail = 0;
-                self.shared.active_seg.store(id, Ordering::SeqCst);
                 let start = header(
                     Kind::SegmentStart,
                     0,

@@ -1,0 +1,2 @@
+//! Helpers shared by the store's process-level tests.
+pub mod payload;
