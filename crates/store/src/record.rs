@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! 0   u32  length     bytes after this field (crc + header + payload)
-//! 4   u32  crc32c     of header + payload
+//! 4   u32  crc32c     of payload, then header bytes 8..40 (see `header_bytes`)
 //! 8   u32  magic      "OPR1", lets recovery find the next record after a damaged one
 //! 12  u8   kind       data, tombstone or segment start
 //! 13  u8   reserved
@@ -63,7 +63,9 @@ pub(crate) fn header_bytes(h: &Header, payload_len: usize, payload_crc: u32) -> 
     b[16..24].copy_from_slice(&h.stream.to_le_bytes());
     b[24..32].copy_from_slice(&h.seq.to_le_bytes());
     b[32..40].copy_from_slice(&h.timestamp.to_le_bytes());
-    let crc = crc32c::crc32c_combine(crc32c::crc32c(&b[8..]), payload_crc, payload_len);
+    // Payload first, then the header: the caller's CRC of the payload is simply extended, which is a
+    // few nanoseconds, where combining two CRCs (`crc32c_combine`) cost the writer most of its time.
+    let crc = crc32c::crc32c_append(payload_crc, &b[8..]);
     b[4..8].copy_from_slice(&crc.to_le_bytes());
     b
 }
@@ -120,7 +122,8 @@ pub(crate) fn parse(buf: &[u8]) -> Parsed {
     if total < HEADER_LEN || total > buf.len() || u32_at(buf, 8) != MAGIC {
         return Parsed::Corrupt;
     }
-    if crc32c::crc32c(&buf[8..total]) != u32_at(buf, 4) {
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&buf[HEADER_LEN..total]), &buf[8..HEADER_LEN]);
+    if crc != u32_at(buf, 4) {
         return Parsed::Corrupt;
     }
     let Some(kind) = Kind::from_u8(buf[12]) else {

@@ -14,7 +14,7 @@ use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -129,6 +129,10 @@ pub(crate) struct Writer {
     roll_error: Option<String>,
     /// A `Sync` request is waiting in this batch.
     force_sync: bool,
+    /// Requests in the previous batch: how many callers are likely to be active.
+    expected: usize,
+    /// How long the last `fdatasync` took.
+    last_sync_took: Duration,
     // The batch under construction.
     outs: Vec<Out>,
     updates: Vec<Update>,
@@ -173,6 +177,8 @@ impl Writer {
             poisoned: None,
             roll_error: None,
             force_sync: false,
+            expected: 1,
+            last_sync_took: Duration::ZERO,
             outs: Vec::new(),
             updates: Vec::new(),
             replies: Vec::new(),
@@ -201,20 +207,45 @@ impl Writer {
                     Err(_) => break,
                 },
             };
-            let mut queued = Some(first);
-            let mut budget = self.shared.config.max_batch_bytes;
-            while let Some(req) = queued.take() {
-                budget = budget.saturating_sub(self.handle(req));
-                if budget > 0 {
-                    queued = rx.try_recv().ok();
-                }
-            }
+            self.gather(first, &rx);
             self.flush();
         }
         self.flush();
         if self.dirty {
             self.sync_if_due(true);
         }
+    }
+
+    /// Builds one batch from `first` and whatever else arrives in time.
+    ///
+    /// With `SyncPolicy::Always`, a batch is worth waiting for: after a sync, the callers just answered
+    /// need a moment to wake up and send their next append, and starting the next sync before they do
+    /// means many small syncs. So when the previous batch had more requests than this one has so far,
+    /// the writer waits for more — at most half the last sync's duration, and never when one caller
+    /// is alone (the previous batch then had one request).
+    fn gather(&mut self, first: Request, rx: &Receiver<Request>) {
+        let started = Instant::now();
+        let mut budget = self.shared.config.max_batch_bytes;
+        let mut count = 1;
+        budget = budget.saturating_sub(self.handle(first));
+        let window = match self.shared.config.sync {
+            SyncPolicy::Always => self.last_sync_took / 2,
+            _ => Duration::ZERO,
+        };
+        while budget > 0 {
+            let next = match rx.try_recv() {
+                Ok(r) => Some(r),
+                Err(_) if count >= self.expected || window.is_zero() => None,
+                Err(_) => match window.checked_sub(started.elapsed()) {
+                    Some(left) if !left.is_zero() => rx.recv_timeout(left).ok(),
+                    _ => None,
+                },
+            };
+            let Some(req) = next else { break };
+            budget = budget.saturating_sub(self.handle(req));
+            count += 1;
+        }
+        self.expected = count;
     }
 
     /// Adds one request to the batch; returns the bytes it added.
@@ -617,10 +648,12 @@ impl Writer {
             self.dirty = false;
             return Ok(());
         }
+        let started = Instant::now();
         match self.file.sync_data() {
             Ok(()) => {
                 self.dirty = false;
                 self.last_sync = Instant::now();
+                self.last_sync_took = started.elapsed().min(Duration::from_millis(5));
                 self.shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
