@@ -19,6 +19,9 @@ fn key(queue: u64, seq: u64) -> [u8; 16] {
     k
 }
 
+// `let x = ..; x` keeps redb read guards alive until the value is computed (tail temporaries would
+// outlive the table they borrow).
+#[allow(clippy::let_and_return)]
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("metadata");
     group
