@@ -1,0 +1,268 @@
+//! The subscription tree: which subscriptions match a topic, fast with many thousands of filters.
+//!
+//! A trie keyed by topic level. Matching walks the topic's levels once, following the exact child, the
+//! `+` child and collecting `#` entries on the way, so its cost depends on the topic's depth and the
+//! matches, not on the number of subscriptions. Rules (MQTT §4.7): `#` also matches the parent level
+//! (`a/#` matches `a`), `+` matches exactly one level (possibly empty), and topics starting with `$`
+//! are not matched by a filter whose first level is a wildcard.
+//!
+//! Entries are keyed (`K`, e.g. client id and share group) so a client's subscription to a filter can
+//! be replaced or removed, with values (`V`, e.g. subscription options) stored alongside.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+#[derive(Debug)]
+struct Node<K, V> {
+    children: HashMap<Box<str>, Node<K, V>>,
+    plus: Option<Box<Node<K, V>>>,
+    /// Subscriptions whose filter ends here.
+    exact: HashMap<K, V>,
+    /// Subscriptions whose filter is this node's path followed by `/#`.
+    multi: HashMap<K, V>,
+}
+
+impl<K, V> Default for Node<K, V> {
+    fn default() -> Self {
+        Node {
+            children: HashMap::new(),
+            plus: None,
+            exact: HashMap::new(),
+            multi: HashMap::new(),
+        }
+    }
+}
+
+impl<K, V> Node<K, V> {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty()
+            && self.plus.is_none()
+            && self.exact.is_empty()
+            && self.multi.is_empty()
+    }
+}
+
+/// Subscriptions by topic filter.
+#[derive(Debug)]
+pub struct SubscriptionTree<K, V> {
+    root: Node<K, V>,
+    len: usize,
+}
+
+impl<K, V> Default for SubscriptionTree<K, V> {
+    fn default() -> Self {
+        SubscriptionTree {
+            root: Node::default(),
+            len: 0,
+        }
+    }
+}
+
+impl<K: Eq + Hash, V> SubscriptionTree<K, V> {
+    /// An empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of (filter, key) entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no subscriptions.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds or replaces the entry of `key` for `filter` (a valid, non-shared topic filter); returns the
+    /// value it replaced.
+    pub fn insert(&mut self, filter: &str, key: K, value: V) -> Option<V> {
+        let mut node = &mut self.root;
+        let mut levels = filter.split('/').peekable();
+        while let Some(level) = levels.next() {
+            if level == "#" && levels.peek().is_none() {
+                let old = node.multi.insert(key, value);
+                self.len += usize::from(old.is_none());
+                return old;
+            }
+            node = match level {
+                "+" => node.plus.get_or_insert_with(Box::default),
+                l => node.children.entry(l.into()).or_default(),
+            };
+        }
+        let old = node.exact.insert(key, value);
+        self.len += usize::from(old.is_none());
+        old
+    }
+
+    /// Removes the entry of `key` for `filter`; returns its value.
+    pub fn remove(&mut self, filter: &str, key: &K) -> Option<V> {
+        let levels: Vec<&str> = filter.split('/').collect();
+        let removed = remove_at(&mut self.root, &levels, key);
+        self.len -= usize::from(removed.is_some());
+        removed
+    }
+
+    /// Calls `f` for every entry whose filter matches `topic` (a valid topic name).
+    pub fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(&'a K, &'a V)) {
+        let levels: Vec<&str> = topic.split('/').collect();
+        walk(&self.root, &levels, topic.starts_with('$'), true, &mut f);
+    }
+
+    /// The entries whose filter matches `topic`.
+    pub fn matches(&self, topic: &str) -> Vec<(&K, &V)> {
+        let mut out = Vec::new();
+        self.for_each_match(topic, |k, v| out.push((k, v)));
+        out
+    }
+}
+
+fn walk<'a, K, V>(
+    node: &'a Node<K, V>,
+    levels: &[&str],
+    dollar_topic: bool,
+    top: bool,
+    f: &mut impl FnMut(&'a K, &'a V),
+) {
+    // §4.7.2: a topic starting with `$` is not matched by a filter starting with a wildcard.
+    let wildcards_allowed = !(top && dollar_topic);
+    if wildcards_allowed {
+        for (k, v) in &node.multi {
+            f(k, v);
+        }
+    }
+    let Some((level, rest)) = levels.split_first() else {
+        for (k, v) in &node.exact {
+            f(k, v);
+        }
+        return;
+    };
+    if let Some(child) = node.children.get(*level) {
+        walk(child, rest, dollar_topic, false, f);
+    }
+    if wildcards_allowed {
+        if let Some(plus) = &node.plus {
+            walk(plus, rest, dollar_topic, false, f);
+        }
+    }
+}
+
+fn remove_at<K: Eq + Hash, V>(node: &mut Node<K, V>, levels: &[&str], key: &K) -> Option<V> {
+    let Some((level, rest)) = levels.split_first() else {
+        return node.exact.remove(key);
+    };
+    if *level == "#" && rest.is_empty() {
+        return node.multi.remove(key);
+    }
+    if *level == "+" {
+        let plus = node.plus.as_mut()?;
+        let removed = remove_at(plus, rest, key);
+        if plus.is_empty() {
+            node.plus = None;
+        }
+        return removed;
+    }
+    let child = node.children.get_mut(*level)?;
+    let removed = remove_at(child, rest, key);
+    if child.is_empty() {
+        node.children.remove(*level);
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outpost_codec::topic;
+    use proptest::prelude::*;
+
+    fn matched(tree: &SubscriptionTree<u32, ()>, t: &str) -> Vec<u32> {
+        let mut v: Vec<u32> = tree.matches(t).into_iter().map(|(k, _)| *k).collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn spec_examples() {
+        let mut tree = SubscriptionTree::new();
+        let filters = [
+            "sport/#",
+            "sport/tennis/+",
+            "+/+",
+            "#",
+            "$SYS/#",
+            "+/monitor/Clients",
+            "/+",
+            "a/b",
+        ];
+        for (i, f) in filters.iter().enumerate() {
+            tree.insert(f, i as u32, ());
+        }
+        assert_eq!(matched(&tree, "sport"), [0, 3]);
+        assert_eq!(matched(&tree, "sport/tennis/player1"), [0, 1, 3]);
+        assert_eq!(matched(&tree, "sport/tennis"), [0, 2, 3]);
+        assert_eq!(matched(&tree, "$SYS/monitor/Clients"), [4]);
+        assert_eq!(matched(&tree, "/finance"), [2, 3, 6]);
+        assert_eq!(matched(&tree, "a/b"), [2, 3, 7]);
+    }
+
+    #[test]
+    fn replace_and_remove_prune_the_tree() {
+        let mut tree = SubscriptionTree::new();
+        assert_eq!(tree.insert("a/+/c", 1u32, 1), None);
+        assert_eq!(tree.insert("a/+/c", 1u32, 2), Some(1));
+        assert_eq!(tree.len(), 1);
+        assert_eq!(tree.remove("a/+/c", &2), None);
+        assert_eq!(tree.remove("a/+/c", &1), Some(2));
+        assert!(tree.is_empty());
+        assert!(tree.root.is_empty(), "empty branches are pruned");
+    }
+
+    fn level() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("a".to_string()),
+            Just("b".to_string()),
+            Just(String::new()),
+            Just("$x".to_string())
+        ]
+    }
+
+    fn filter() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec(prop_oneof![level(), Just("+".to_string())], 1..4),
+            any::<bool>(),
+        )
+            .prop_map(|(levels, hash)| {
+                let mut f = levels.join("/");
+                if hash {
+                    f.push_str("/#");
+                }
+                f
+            })
+    }
+
+    proptest! {
+        /// The tree finds exactly what testing every filter with `topic::matches` finds.
+        #[test]
+        fn agrees_with_linear_matching(
+            filters in proptest::collection::vec(prop_oneof![filter(), Just("#".to_string())], 0..30),
+            topics in proptest::collection::vec(proptest::collection::vec(level(), 1..5), 1..10),
+        ) {
+            let mut tree = SubscriptionTree::new();
+            for (i, f) in filters.iter().enumerate() {
+                tree.insert(f, i as u32, ());
+            }
+            for t in topics {
+                let t = t.join("/");
+                let mut expected: Vec<u32> = filters.iter().enumerate()
+                    .filter(|(_, f)| topic::matches(f, &t)).map(|(i, _)| i as u32).collect();
+                expected.sort_unstable();
+                prop_assert_eq!(matched(&tree, &t), expected, "topic {:?}", t);
+            }
+            for (i, f) in filters.iter().enumerate() {
+                prop_assert!(tree.remove(f, &(i as u32)).is_some());
+            }
+            prop_assert!(tree.is_empty());
+        }
+    }
+}
