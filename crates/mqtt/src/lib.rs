@@ -1,8 +1,11 @@
 //! Outpost's MQTT engine: the part of the broker that knows MQTT semantics but no sockets.
 //!
 //! Listeners decode packets and hand them here; the engine decides who receives what. Work in progress:
-//! this crate currently holds the subscription tree the router is built on.
+//! this crate currently holds the two indexes the router is built on — subscriptions by filter and
+//! retained messages by topic.
 
+mod retained;
 mod subscriptions;
 
+pub use retained::RetainedTree;
 pub use subscriptions::SubscriptionTree;
