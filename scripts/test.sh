@@ -54,9 +54,13 @@ if [ "$FUZZ_SECONDS" != 0 ]; then
     cargo install cargo-fuzz --locked --quiet || echo "cargo-fuzz could not be installed; the proptest no-panic tests above cover the decoder"
   fi
   if command -v cargo-fuzz >/dev/null; then
-    # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+    # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them. The
+    # captured mosquitto traffic seeds the corpus.
+    mkdir -p crates/codec/fuzz/corpus/decode
     (cd crates/codec && RUSTC_BOOTSTRAP=1 cargo fuzz run decode fuzz/corpus/decode tests/fixtures \
-      -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 2>&1 | tail -n 12)
+      -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 > ../../target/fuzz.log 2>&1) \
+      || { tail -n 60 target/fuzz.log; exit 1; }
+    grep -E "stat::number_of_executed_units|Done" target/fuzz.log || true
   fi
 fi
 
