@@ -57,10 +57,12 @@ if [ "$FUZZ_SECONDS" != 0 ]; then
     # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them. The
     # captured mosquitto traffic seeds the corpus.
     mkdir -p crates/codec/fuzz/corpus/decode
+    fuzz_log=$(mktemp)
     (cd crates/codec && RUSTC_BOOTSTRAP=1 cargo fuzz run decode fuzz/corpus/decode tests/fixtures \
-      -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 > ../../target/fuzz.log 2>&1) \
-      || { tail -n 60 target/fuzz.log; exit 1; }
-    grep -E "stat::number_of_executed_units|Done" target/fuzz.log || true
+      -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 > "$fuzz_log" 2>&1) \
+      || { tail -n 60 "$fuzz_log"; exit 1; }
+    grep -E "stat::number_of_executed_units|Done" "$fuzz_log" || true
+    rm -f "$fuzz_log"
   fi
 fi
 
