@@ -1,0 +1,252 @@
+//! The broker's configuration: one struct, twelve-factor style. Defaults, then a TOML file
+//! (`--config` / `OUTPOST_CONFIG`), then `OUTPOST_*` environment variables, then command-line flags;
+//! each layer overrides the one before.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the broker can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Folder of the embedded store.
+    pub data_dir: PathBuf,
+    /// Log filter (`tracing` syntax, e.g. `info` or `outpost=debug,info`).
+    pub log: String,
+    /// MQTT over TCP.
+    pub mqtt: MqttConfig,
+    /// MQTT over WebSocket.
+    pub websocket: WebSocketConfig,
+    /// The HTTP port: SQS and SNS APIs, HTTP publish, `/metrics`, `/health`.
+    pub http: HttpConfig,
+    /// The message store.
+    pub store: StoreSection,
+}
+
+/// MQTT over TCP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest packet accepted, in bytes (SQS-sized 256 KiB and 1 MiB payloads must always pass).
+    pub max_packet_size: usize,
+}
+
+/// MQTT over WebSocket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Whether the listener runs.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// URL path of the endpoint.
+    pub path: String,
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Region in queue URLs and ARNs.
+    pub region: String,
+    /// Account id in queue URLs and ARNs.
+    pub account: String,
+}
+
+/// The message store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// Segment file size in bytes.
+    pub segment_size: u64,
+    /// `always` (fsync before acknowledging; the default), `interval:<ms>` or `never`.
+    pub sync: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./outpost-data"),
+            log: "info".into(),
+            mqtt: MqttConfig::default(),
+            websocket: WebSocketConfig::default(),
+            http: HttpConfig::default(),
+            store: StoreSection::default(),
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            max_packet_size: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            enabled: true,
+            listen: SocketAddr::from(([0, 0, 0, 0], 8083)),
+            path: "/mqtt".into(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9324)),
+            region: "us-east-1".into(),
+            account: "000000000000".into(),
+        }
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            segment_size: outpost_store::StoreConfig::default().segment_size,
+            sync: "always".into(),
+        }
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this struct (unknown keys included).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (line, column, key).
+        message: String,
+    },
+    /// A setting has a value that does not make sense.
+    #[error("invalid setting {key}: {message}")]
+    Invalid {
+        /// The setting.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The store configuration this asks for.
+    pub fn store_config(&self) -> Result<outpost_store::StoreConfig, ConfigError> {
+        let sync = parse_sync(&self.store.sync)?;
+        if self.store.segment_size < 1024 * 1024 {
+            return Err(ConfigError::Invalid {
+                key: "store.segment_size",
+                message: "must be at least 1 MiB".into(),
+            });
+        }
+        Ok(outpost_store::StoreConfig {
+            segment_size: self.store.segment_size,
+            sync,
+            ..outpost_store::StoreConfig::default()
+        })
+    }
+
+    /// The effective configuration as TOML (for `--print-config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+fn parse_sync(s: &str) -> Result<outpost_store::SyncPolicy, ConfigError> {
+    use outpost_store::SyncPolicy;
+    let invalid = || ConfigError::Invalid {
+        key: "store.sync",
+        message: format!("{s:?}: expected always, never or interval:<milliseconds>"),
+    };
+    match s {
+        "always" => Ok(SyncPolicy::Always),
+        "never" => Ok(SyncPolicy::Never),
+        other => {
+            let ms = other.strip_prefix("interval:").ok_or_else(invalid)?;
+            let ms: u64 = ms.trim_end_matches("ms").parse().map_err(|_| invalid())?;
+            if ms == 0 {
+                return Err(invalid());
+            }
+            Ok(SyncPolicy::Interval(Duration::from_millis(ms)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_keeps_the_rest() {
+        let c: Config = toml::from_str(
+            "data_dir = \"/var/lib/outpost\"\n[mqtt]\nlisten = \"127.0.0.1:2883\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/outpost"));
+        assert_eq!(c.mqtt.listen, "127.0.0.1:2883".parse().unwrap());
+        assert_eq!(c.mqtt.max_packet_size, 16 * 1024 * 1024);
+        assert_eq!(c.websocket.path, "/mqtt");
+        assert_eq!(c.http.listen.port(), 9324);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<Config>("[mqtt]\nlisten_port = 1\n").is_err());
+    }
+
+    #[test]
+    fn sync_policies() {
+        use outpost_store::SyncPolicy;
+        assert_eq!(parse_sync("always").unwrap(), SyncPolicy::Always);
+        assert_eq!(parse_sync("never").unwrap(), SyncPolicy::Never);
+        assert_eq!(
+            parse_sync("interval:50").unwrap(),
+            SyncPolicy::Interval(Duration::from_millis(50))
+        );
+        assert_eq!(
+            parse_sync("interval:50ms").unwrap(),
+            SyncPolicy::Interval(Duration::from_millis(50))
+        );
+        assert!(parse_sync("interval:0").is_err());
+        assert!(parse_sync("sometimes").is_err());
+    }
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let c = Config::default();
+        assert_eq!(toml::from_str::<Config>(&c.to_toml()).unwrap(), c);
+    }
+}
