@@ -2,10 +2,12 @@
 //!
 //! Listeners decode packets and hand them here; the engine decides who receives what. Work in progress:
 //! this crate currently holds the two indexes the router is built on — subscriptions by filter and
-//! retained messages by topic.
+//! retained messages by topic — and a session's outgoing flow control.
 
+mod outbox;
 mod retained;
 mod subscriptions;
 
+pub use outbox::{AckError, Delivery, InFlight, Offer, Outbox, OutboxLimits, Send};
 pub use retained::RetainedTree;
 pub use subscriptions::SubscriptionTree;
