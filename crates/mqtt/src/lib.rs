@@ -1,15 +1,19 @@
 //! Outpost's MQTT engine: the part of the broker that knows MQTT semantics but no sockets.
 //!
 //! Listeners decode packets and hand them here; the engine decides who receives what. Work in progress:
-//! this crate currently holds the two indexes the router is built on — subscriptions by filter and
-//! retained messages by topic — and a connection's incoming and a session's outgoing flow control.
+//! this crate currently holds the router (who gets a message, with which QoS, flags and subscription
+//! identifiers) and its two indexes — subscriptions by filter, retained messages by topic — and a
+//! connection's incoming and a session's outgoing flow control. Sessions, wills and the listeners come
+//! next.
 
 mod inbox;
 mod outbox;
 mod retained;
+mod router;
 mod subscriptions;
 
 pub use inbox::{Inbox, Incoming};
 pub use outbox::{AckError, Delivery, InFlight, Offer, Outbox, OutboxLimits, Send};
 pub use retained::RetainedTree;
+pub use router::{Retained, Router, Subscribed, Subscription, Target};
 pub use subscriptions::SubscriptionTree;
