@@ -1,5 +1,7 @@
 //! The `outpost` binary as a user starts it: version, configuration layers, the embedded store.
 
+mod support;
+
 use std::process::Command;
 
 fn outpost() -> Command {
@@ -32,20 +34,13 @@ fn version_flag_prints_the_crate_version() {
 
 #[test]
 fn starts_with_an_embedded_store_in_the_data_dir() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let out = outpost()
-        .env("OUTPOST_DATA_DIR", &data)
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let broker = support::Outpost::start();
+    let data = broker.data.path().to_path_buf();
+    support::eventually(
+        "the store files",
+        std::time::Duration::from_secs(10),
+        || data.join("meta.redb").exists() && data.join("0000000000000000.seg").exists(),
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains(data.to_str().unwrap()));
-    assert!(data.join("meta.redb").exists(), "the store was created");
-    assert!(data.join("0000000000000000.seg").exists());
 }
 
 #[test]

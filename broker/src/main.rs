@@ -1,7 +1,7 @@
 //! The `outpost` binary: configuration, wiring, startup and shutdown. No broker logic lives here.
 //!
-//! Today it loads the configuration, opens the embedded store (replaying it after a crash) and reports
-//! what it found; the MQTT, WebSocket and HTTP listeners are wired in as they land.
+//! It loads the configuration, opens the embedded store (replaying it after a crash), starts the MQTT
+//! listener and runs until SIGINT/SIGTERM. The WebSocket and HTTP listeners are wired in as they land.
 
 mod config;
 
@@ -105,18 +105,91 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("outpost: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(config, store))
+}
+
+async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
+    use std::sync::Arc;
+
     let stats = store.stats();
-    println!(
-        "outpost {}: store in {} ({} segments, {} live records, recovered in {} ms); MQTT {} / WebSocket {}{} / HTTP {} configured — the listeners are not built yet",
-        env!("CARGO_PKG_VERSION"),
-        config.data_dir.display(),
-        stats.segments,
-        stats.live_records,
-        stats.recovery.millis,
-        config.mqtt.listen,
-        config.websocket.listen,
-        config.websocket.path,
-        config.http.listen,
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        segments = stats.segments,
+        live_records = stats.live_records,
+        recovery_ms = stats.recovery.millis,
+        "store opened"
     );
+    let broker = Arc::new(outpost_mqtt::Broker::new(outpost_mqtt::BrokerConfig {
+        max_packet_size: config.mqtt.max_packet_size.min(u32::MAX as usize) as u32,
+        ..outpost_mqtt::BrokerConfig::default()
+    }));
+    let listener = match tokio::net::TcpListener::bind(config.mqtt.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "outpost: cannot listen for MQTT on {}: {e}",
+                config.mqtt.listen
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let mqtt_addr = listener.local_addr().unwrap_or(config.mqtt.listen);
+    let listener_config = Arc::new(outpost_listeners::ListenerConfig {
+        max_packet_size: config.mqtt.max_packet_size,
+        ..outpost_listeners::ListenerConfig::default()
+    });
+    tokio::spawn(outpost_listeners::run_tcp(
+        listener,
+        broker.clone(),
+        listener_config,
+    ));
+    {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                broker.tick(std::time::Instant::now());
+            }
+        });
+    }
+    // Tests and scripts read this line to learn the ports (they may ask for port 0).
+    println!(
+        "outpost {} listening: mqtt={mqtt_addr} data={}",
+        env!("CARGO_PKG_VERSION"),
+        config.data_dir.display()
+    );
+    tracing::info!(%mqtt_addr, "MQTT listener started (WebSocket and HTTP listeners are not built yet)");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    drop(store);
     ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
 }

@@ -105,6 +105,11 @@ impl Inbox {
         }
     }
 
+    /// Forgets the topic aliases: they live for one network connection only (§3.3.2.3.4).
+    pub fn reset_aliases(&mut self) {
+        self.aliases.clear();
+    }
+
     /// QoS 2 packet identifiers still awaiting PUBREL (kept with a persistent session).
     pub fn awaiting_pubrel(&self) -> impl Iterator<Item = u16> + '_ {
         self.awaiting_pubrel.iter().copied()

@@ -6,14 +6,20 @@
 //! connection's incoming and a session's outgoing flow control. Sessions, wills and the listeners come
 //! next.
 
+mod broker;
 mod inbox;
+mod message;
 mod outbox;
 mod retained;
 mod router;
 mod subscriptions;
 
+pub use broker::{
+    Accepted, Broker, BrokerConfig, BrokerStats, ConnectionHandle, Delivery, Disconnect, Published,
+};
 pub use inbox::{Inbox, Incoming};
-pub use outbox::{AckError, Delivery, InFlight, Offer, Outbox, OutboxLimits, Send};
+pub use message::{Message, MessageProperties};
+pub use outbox::{AckError, InFlight, Offer, Outbox, OutboxLimits, Outgoing, Send};
 pub use retained::RetainedTree;
 pub use router::{Retained, Router, Subscribed, Subscription, Target};
 pub use subscriptions::SubscriptionTree;

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, VecDeque};
 use outpost_codec::QoS;
 
 /// What the outbox needs to know about a message.
-pub trait Delivery {
+pub trait Outgoing {
     /// Delivery QoS (already downgraded to the subscription's maximum).
     fn qos(&self) -> QoS;
     /// Bytes it occupies while queued.
@@ -96,7 +96,7 @@ pub struct Outbox<M> {
     dropped: u64,
 }
 
-impl<M: Delivery + Clone> Outbox<M> {
+impl<M: Outgoing + Clone> Outbox<M> {
     /// An empty outbox.
     pub fn new(limits: OutboxLimits) -> Self {
         Outbox {
@@ -249,6 +249,14 @@ impl<M: Delivery + Clone> Outbox<M> {
         }
     }
 
+    /// Forgets an in-flight message that will not be delivered (expired, or too large for the client).
+    pub fn discard(&mut self, pkid: u16) -> Result<(), AckError> {
+        self.in_flight
+            .remove(&pkid)
+            .map(drop)
+            .ok_or(AckError::UnknownPacketId(pkid))
+    }
+
     /// What to send again after a reconnect, oldest first: unacknowledged PUBLISH packets with DUP
     /// set, and PUBREL for QoS 2 messages whose PUBREC already came (MQTT §4.4).
     pub fn resend(&self) -> Vec<Send<M>> {
@@ -273,7 +281,7 @@ mod tests {
     #[derive(Debug, Clone, PartialEq, Eq)]
     struct Msg(QoS, usize, u32);
 
-    impl Delivery for Msg {
+    impl Outgoing for Msg {
         fn qos(&self) -> QoS {
             self.0
         }

@@ -1,0 +1,436 @@
+//! One MQTT connection, from CONNECT to the end: framing, keep-alive, the packet exchanges, and the
+//! hand-off of every decision to the engine. Works over any byte stream (TCP, WebSocket adapter).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use outpost_codec::{
+    decode, split_frame, Ack, ConnAck, ConnAckProperties, DecodeError, Decoded,
+    Disconnect as DisconnectPacket, List, Packet, Publish, PublishBytes, QoS, ReasonCode, SubAck,
+    UnsubAck, Version,
+};
+use outpost_mqtt::{Broker, ConnectionHandle, Delivery, Disconnect, Published, Send as Outgoing};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Limits of a listener.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Largest packet accepted from clients.
+    pub max_packet_size: usize,
+    /// Time a new connection has to send CONNECT.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            max_packet_size: 16 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the read side stopped.
+enum End {
+    Close(Disconnect, Option<u32>),
+    TakenOver,
+}
+
+struct Conn<W> {
+    wr: W,
+    out: BytesMut,
+    version: Version,
+    /// Maximum Packet Size the client announced (MQTT 5).
+    client_max: Option<u32>,
+    peer: SocketAddr,
+}
+
+impl<W: AsyncWrite + Unpin> Conn<W> {
+    fn push(&mut self, p: &Packet<'_>) {
+        if let Err(e) = p.encode_to(self.version, &mut self.out) {
+            tracing::error!(peer = %self.peer, error = %e, "cannot encode an outgoing packet");
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.wr.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    fn disconnect(&mut self, code: ReasonCode) {
+        if self.version == Version::V5 {
+            self.push(&Packet::Disconnect(DisconnectPacket::new(code)));
+        }
+    }
+
+    /// Queues the deliveries and acknowledgements the engine has for this connection.
+    fn push_sends(
+        &mut self,
+        broker: &Broker,
+        h: &ConnectionHandle,
+        sends: Vec<Outgoing<Delivery>>,
+    ) {
+        let now = Instant::now();
+        for s in sends {
+            match s {
+                Outgoing::PubRel { pkid } => self.push(&Packet::PubRel(Ack::new(pkid))),
+                Outgoing::Publish {
+                    pkid,
+                    dup,
+                    message: d,
+                } => {
+                    let users = d.message.user_properties();
+                    let publish = Publish {
+                        dup,
+                        qos: d.qos,
+                        retain: d.retain,
+                        topic: &d.message.topic,
+                        pkid,
+                        properties: d
+                            .message
+                            .publish_properties(now, &d.subscription_ids, &users),
+                        payload: &d.message.payload,
+                    };
+                    let packet = Packet::Publish(publish);
+                    let too_big = match (self.client_max, packet.encoded_len(self.version)) {
+                        (Some(max), Ok(len)) => len > max as usize,
+                        _ => false,
+                    };
+                    if too_big {
+                        // §3.1.2.11.4: a packet over the client's maximum is not sent, as if delivered.
+                        tracing::debug!(peer = %self.peer, "message larger than the client accepts, discarded");
+                        if pkid != 0 {
+                            broker.discard(h, pkid);
+                        }
+                        continue;
+                    }
+                    self.push(&packet);
+                }
+            }
+        }
+    }
+}
+
+/// Serves one connection until it ends.
+pub async fn serve<S>(stream: S, peer: SocketAddr, broker: Arc<Broker>, config: Arc<ListenerConfig>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + std::marker::Send,
+{
+    let (mut rd, wr) = tokio::io::split(stream);
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let max = config.max_packet_size;
+
+    // CONNECT, within the connect timeout.
+    let first = match tokio::time::timeout(
+        config.connect_timeout,
+        read_frame(&mut rd, &mut buf, max),
+    )
+    .await
+    {
+        Ok(Ok(Some(frame))) => frame,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "bad first packet; connection closed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "no CONNECT within the connect timeout; connection closed");
+            return;
+        }
+    };
+    let mut conn = Conn {
+        wr,
+        out: BytesMut::with_capacity(8 * 1024),
+        version: Version::V311,
+        client_max: None,
+        peer,
+    };
+    let connect = match decode(&first, Version::V5, max) {
+        Ok(Decoded::Packet(Packet::Connect(c), _)) => c,
+        Ok(_) => {
+            tracing::info!(%peer, "first packet is not CONNECT; connection closed");
+            return;
+        }
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "malformed CONNECT; connection closed");
+            if matches!(
+                e,
+                DecodeError::UnsupportedProtocolLevel(_) | DecodeError::InvalidProtocolName
+            ) {
+                // Answered in 3.1.1 form, which every version understands (§3.1.2.2).
+                conn.push(&Packet::ConnAck(ConnAck {
+                    code: ReasonCode::UnsupportedProtocolVersion,
+                    ..ConnAck::default()
+                }));
+                let _ = conn.flush().await;
+            }
+            return;
+        }
+    };
+    conn.version = connect.protocol;
+    conn.client_max = connect.properties.maximum_packet_size;
+    let keep_alive = connect.keep_alive;
+    let accepted = match broker.connect(&connect) {
+        Ok(a) => a,
+        Err(code) => {
+            tracing::info!(%peer, client = connect.client_id, ?code, "connection refused");
+            conn.push(&Packet::ConnAck(ConnAck {
+                code,
+                ..ConnAck::default()
+            }));
+            let _ = conn.flush().await;
+            return;
+        }
+    };
+    let h = accepted.handle.clone();
+    let bc = broker.config();
+    conn.push(&Packet::ConnAck(ConnAck {
+        session_present: accepted.session_present,
+        code: ReasonCode::Success,
+        properties: ConnAckProperties {
+            receive_maximum: Some(bc.receive_maximum),
+            topic_alias_maximum: Some(bc.topic_alias_maximum),
+            maximum_packet_size: Some(max.min(u32::MAX as usize) as u32),
+            assigned_client_identifier: accepted.assigned_client_id.as_deref(),
+            retain_available: Some(true),
+            wildcard_subscription_available: Some(true),
+            subscription_identifiers_available: Some(true),
+            shared_subscription_available: Some(true),
+            ..ConnAckProperties::default()
+        },
+    }));
+    conn.push_sends(&broker, &h, accepted.resend);
+    tracing::debug!(%peer, client = &*h.client_id, version = ?h.version, "connected");
+
+    let end = run(&mut rd, &mut buf, &mut conn, &broker, &h, keep_alive, max).await;
+    let _ = conn.flush().await;
+    match end {
+        End::Close(how, expiry) => broker.disconnect(&h, how, expiry),
+        End::TakenOver => {}
+    }
+    let _ = conn.wr.shutdown().await;
+    tracing::debug!(%peer, client = &*h.client_id, "connection closed");
+}
+
+/// The connection's main loop; returns how it ended.
+async fn run<R, W>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    conn: &mut Conn<W>,
+    broker: &Broker,
+    h: &ConnectionHandle,
+    keep_alive: u16,
+    max: usize,
+) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    // §3.1.2.10: the server closes a connection silent for one and a half keep-alive periods.
+    let grace = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+    let far = Duration::from_secs(365 * 24 * 3600);
+    let deadline = tokio::time::sleep(grace.unwrap_or(far));
+    tokio::pin!(deadline);
+    // Packets that arrived together with CONNECT, then whatever a resumed session has queued.
+    if let Some(end) = handle_buffered(buf, conn, broker, h, max) {
+        return end;
+    }
+    loop {
+        if conn.flush().await.is_err() {
+            return End::Close(Disconnect::Abrupt, None);
+        }
+        tokio::select! {
+            biased;
+            _ = h.kick.notified() => {
+                conn.disconnect(ReasonCode::SessionTakenOver);
+                return End::TakenOver;
+            }
+            _ = &mut deadline => {
+                tracing::info!(peer = %conn.peer, client = &*h.client_id, "keep-alive expired; connection closed");
+                conn.disconnect(ReasonCode::KeepAliveTimeout);
+                return End::Close(Disconnect::Abrupt, None);
+            }
+            read = rd.read_buf(buf) => {
+                match read {
+                    Ok(0) | Err(_) => return End::Close(Disconnect::Abrupt, None),
+                    Ok(_) => {}
+                }
+                if let Some(g) = grace {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + g);
+                }
+                if let Some(end) = handle_buffered(buf, conn, broker, h, max) {
+                    return end;
+                }
+            }
+            _ = h.wake.notified() => {
+                let sends = broker.sendable(h);
+                conn.push_sends(broker, h, sends);
+            }
+        }
+    }
+}
+
+/// Handles every complete packet in `buf`, then queues what the engine has to send.
+fn handle_buffered<W: AsyncWrite + Unpin>(
+    buf: &mut BytesMut,
+    conn: &mut Conn<W>,
+    broker: &Broker,
+    h: &ConnectionHandle,
+    max: usize,
+) -> Option<End> {
+    loop {
+        let frame = match split_frame(buf, max) {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::info!(peer = %conn.peer, client = &*h.client_id, error = %e, "bad packet; connection closed");
+                conn.disconnect(e.reason_code());
+                return Some(End::Close(Disconnect::Abrupt, None));
+            }
+        };
+        if let Some(end) = handle(&frame, conn, broker, h) {
+            return Some(end);
+        }
+    }
+    let sends = broker.sendable(h);
+    conn.push_sends(broker, h, sends);
+    None
+}
+
+/// Handles one packet; `Some` ends the connection.
+fn handle<W: AsyncWrite + Unpin>(
+    frame: &bytes::Bytes,
+    conn: &mut Conn<W>,
+    broker: &Broker,
+    h: &ConnectionHandle,
+) -> Option<End> {
+    let packet = match decode(frame, h.version, usize::MAX) {
+        Ok(Decoded::Packet(p, _)) => p,
+        Ok(Decoded::Incomplete { .. }) => return None,
+        Err(e) => {
+            tracing::info!(peer = %conn.peer, client = &*h.client_id, error = %e, "malformed packet; connection closed");
+            conn.disconnect(e.reason_code());
+            return Some(End::Close(Disconnect::Abrupt, None));
+        }
+    };
+    match packet {
+        Packet::Publish(p) => {
+            if !p.properties.subscription_identifiers.is_empty() {
+                // §3.3.4: a client must not send subscription identifiers.
+                conn.disconnect(ReasonCode::ProtocolError);
+                return Some(End::Close(Disconnect::Abrupt, None));
+            }
+            let payload = PublishBytes::from_publish(frame, &p).payload;
+            match broker.publish(h, &p, payload) {
+                Ok(outcome) => {
+                    let code = match (outcome, h.version) {
+                        (Published::Routed(0), Version::V5) => ReasonCode::NoMatchingSubscribers,
+                        _ => ReasonCode::Success,
+                    };
+                    let ack = Ack {
+                        pkid: p.pkid,
+                        code,
+                        ..Ack::default()
+                    };
+                    match p.qos {
+                        QoS::AtMostOnce => {}
+                        QoS::AtLeastOnce => conn.push(&Packet::PubAck(ack)),
+                        QoS::ExactlyOnce => conn.push(&Packet::PubRec(ack)),
+                    }
+                }
+                Err(code) => {
+                    tracing::info!(peer = %conn.peer, client = &*h.client_id, ?code, "PUBLISH refused; connection closed");
+                    conn.disconnect(code);
+                    return Some(End::Close(Disconnect::Abrupt, None));
+                }
+            }
+        }
+        Packet::PubAck(a) => {
+            let _ = broker.puback(h, a.pkid);
+        }
+        Packet::PubRec(a) => {
+            if let Ok(Outgoing::PubRel { pkid }) = broker.pubrec(h, a.pkid) {
+                conn.push(&Packet::PubRel(Ack::new(pkid)));
+            }
+        }
+        Packet::PubComp(a) => {
+            let _ = broker.pubcomp(h, a.pkid);
+        }
+        Packet::PubRel(a) => {
+            let code = broker.pubrel(h, a.pkid);
+            let code = if h.version == Version::V5 {
+                code
+            } else {
+                ReasonCode::Success
+            };
+            conn.push(&Packet::PubComp(Ack {
+                pkid: a.pkid,
+                code,
+                ..Ack::default()
+            }));
+        }
+        Packet::Subscribe(s) => {
+            let codes = broker.subscribe(h, &s);
+            conn.push(&Packet::SubAck(SubAck {
+                pkid: s.pkid,
+                codes: List::new(&codes),
+                ..SubAck::default()
+            }));
+        }
+        Packet::Unsubscribe(u) => {
+            let codes = broker.unsubscribe(h, &u);
+            conn.push(&Packet::UnsubAck(UnsubAck {
+                pkid: u.pkid,
+                codes: List::new(&codes),
+                ..UnsubAck::default()
+            }));
+        }
+        Packet::PingReq => conn.push(&Packet::PingResp),
+        Packet::Disconnect(d) => {
+            let how = if d.code == ReasonCode::DisconnectWithWillMessage {
+                Disconnect::WithWill
+            } else {
+                Disconnect::Normal
+            };
+            return Some(End::Close(how, d.properties.session_expiry_interval));
+        }
+        Packet::Connect(_) => {
+            // §3.1.0: a second CONNECT is a protocol error.
+            conn.disconnect(ReasonCode::ProtocolError);
+            return Some(End::Close(Disconnect::Abrupt, None));
+        }
+        Packet::Auth(_) => {
+            conn.disconnect(ReasonCode::BadAuthenticationMethod);
+            return Some(End::Close(Disconnect::Abrupt, None));
+        }
+        Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+            // Server-to-client packets from a client: protocol error.
+            conn.disconnect(ReasonCode::ProtocolError);
+            return Some(End::Close(Disconnect::Abrupt, None));
+        }
+    }
+    None
+}
+
+/// Reads until one whole packet is buffered; `None` at end of stream.
+async fn read_frame<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    max: usize,
+) -> std::io::Result<Option<bytes::Bytes>> {
+    loop {
+        match split_frame(buf, max) {
+            Ok(Some(f)) => return Ok(Some(f)),
+            Ok(None) => {}
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        }
+        if rd.read_buf(buf).await? == 0 {
+            return Ok(None);
+        }
+    }
+}

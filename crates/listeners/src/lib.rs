@@ -1,0 +1,8 @@
+//! Network front ends. They turn bytes into decoded packets and back, enforce size and time limits,
+//! and leave every decision to the engine (`outpost-mqtt`).
+
+mod connection;
+mod tcp;
+
+pub use connection::{serve, ListenerConfig};
+pub use tcp::run_tcp;

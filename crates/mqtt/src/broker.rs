@@ -1,0 +1,662 @@
+//! The broker engine: sessions, wills and routing, driven by decoded packets from any listener.
+//!
+//! One lock guards the engine state. Every operation under it is short (index lookups and queue
+//! pushes, no I/O), and the connection tasks do their encoding and socket writes outside it. Sharding
+//! the lock is the known next step when profiles show contention (see `docs/adr`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use outpost_codec::{Connect, Publish, QoS, ReasonCode, Subscribe, Unsubscribe, Version};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::outbox::{AckError, Offer, Outbox, OutboxLimits, Send};
+use crate::{Inbox, Incoming, Message, Retained, Router, Subscription};
+
+/// Limits and defaults of the engine.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// QoS 1/2 messages a client may have unacknowledged towards the broker (CONNACK Receive Maximum).
+    pub receive_maximum: u16,
+    /// Topic aliases a client may use (CONNACK Topic Alias Maximum).
+    pub topic_alias_maximum: u16,
+    /// Largest packet accepted (CONNACK Maximum Packet Size).
+    pub max_packet_size: u32,
+    /// Outgoing limits per session; Receive Maximum of MQTT 5 clients overrides the window.
+    pub outbox: OutboxLimits,
+    /// Session expiry for MQTT 3.1.1 clients with Clean Session 0 (`u32::MAX`: never).
+    pub v311_session_expiry: u32,
+    /// Whether QoS 0 messages are queued for disconnected persistent sessions.
+    pub queue_qos0_offline: bool,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            receive_maximum: 100,
+            topic_alias_maximum: 64,
+            max_packet_size: 16 * 1024 * 1024,
+            outbox: OutboxLimits::default(),
+            v311_session_expiry: u32::MAX,
+            queue_qos0_offline: false,
+        }
+    }
+}
+
+/// A message on its way to one client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The shared message.
+    pub message: Arc<Message>,
+    /// QoS to send with.
+    pub qos: QoS,
+    /// RETAIN flag to send with.
+    pub retain: bool,
+    /// Identifiers of the matching subscriptions.
+    pub subscription_ids: Vec<u32>,
+}
+
+impl crate::outbox::Outgoing for Delivery {
+    fn qos(&self) -> QoS {
+        self.qos
+    }
+    fn size(&self) -> usize {
+        self.message.payload.len() + self.message.topic.len()
+    }
+}
+
+/// The handle a connection task keeps.
+#[derive(Debug, Clone)]
+pub struct ConnectionHandle {
+    /// The session's client identifier (assigned if the client sent none).
+    pub client_id: Arc<str>,
+    /// Identifies this connection among all connections of the same client.
+    pub conn_id: u64,
+    /// Notified when there is something to send.
+    pub wake: Arc<Notify>,
+    /// Notified when another connection took the session over: close with Session Taken Over.
+    pub kick: Arc<Notify>,
+    /// Protocol version.
+    pub version: Version,
+}
+
+/// What CONNACK says, and what to send right after it.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The connection's handle.
+    pub handle: ConnectionHandle,
+    /// A stored session was resumed.
+    pub session_present: bool,
+    /// Set when the broker chose the client identifier.
+    pub assigned_client_id: Option<Arc<str>>,
+    /// In-flight messages of a resumed session, to send again before anything else.
+    pub resend: Vec<Send<Delivery>>,
+}
+
+/// What happened to an incoming PUBLISH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// Routed to this many subscribers.
+    Routed(usize),
+    /// A QoS 2 retransmission already handled: acknowledge again, nothing routed.
+    Duplicate,
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disconnect {
+    /// DISCONNECT with Normal disconnection: the will is discarded.
+    Normal,
+    /// DISCONNECT with Disconnect with Will Message (MQTT 5): the will is published.
+    WithWill,
+    /// The connection broke, timed out or sent garbage: the will is published.
+    Abrupt,
+}
+
+#[derive(Debug)]
+struct Will {
+    message: Message,
+    delay: u32,
+}
+
+#[derive(Debug)]
+struct Connection {
+    id: u64,
+    wake: Arc<Notify>,
+    kick: Arc<Notify>,
+}
+
+#[derive(Debug)]
+struct Session {
+    outbox: Outbox<Delivery>,
+    inbox: Inbox,
+    subscriptions: HashMap<Arc<str>, Subscription>,
+    connection: Option<Connection>,
+    /// Seconds the session outlives its connection (`u32::MAX`: forever).
+    expiry: u32,
+    disconnected_at: Option<Instant>,
+    will: Option<Will>,
+}
+
+impl Session {
+    /// True when connection `id` is the session's current connection (not taken over).
+    fn owned_by(&self, id: u64) -> bool {
+        self.connection.as_ref().is_some_and(|c| c.id == id)
+    }
+}
+
+/// Counters for `$SYS` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct BrokerStats {
+    /// PUBLISH packets received from clients.
+    pub messages_in: AtomicU64,
+    /// Deliveries handed to sessions.
+    pub messages_out: AtomicU64,
+    /// Payload bytes received.
+    pub bytes_in: AtomicU64,
+    /// Messages dropped or refused by per-session limits.
+    pub dropped: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    router: Router<Arc<Message>>,
+    sessions: HashMap<Arc<str>, Session>,
+    /// Wills waiting for their delay: (due, client, message).
+    wills: Vec<(Instant, Arc<str>, Message)>,
+}
+
+/// The engine.
+#[derive(Debug, Default)]
+pub struct Broker {
+    config: BrokerConfig,
+    state: Mutex<State>,
+    next_conn: AtomicU64,
+    /// Counters.
+    pub stats: BrokerStats,
+}
+
+fn session_expiry(c: &Connect<'_>, config: &BrokerConfig) -> u32 {
+    match c.protocol {
+        Version::V5 => c.properties.session_expiry_interval.unwrap_or(0),
+        Version::V311 if c.clean_start => 0,
+        Version::V311 => config.v311_session_expiry,
+    }
+}
+
+impl Broker {
+    /// An engine with the given limits.
+    pub fn new(config: BrokerConfig) -> Self {
+        Broker {
+            config,
+            ..Broker::default()
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// Clients with a live connection.
+    pub fn connected(&self) -> usize {
+        self.state
+            .lock()
+            .sessions
+            .values()
+            .filter(|s| s.connection.is_some())
+            .count()
+    }
+
+    /// Sessions, connected or not.
+    pub fn sessions(&self) -> usize {
+        self.state.lock().sessions.len()
+    }
+
+    /// Retained messages.
+    pub fn retained(&self) -> usize {
+        self.state.lock().router.retained_count()
+    }
+
+    /// Handles CONNECT. An error is the CONNACK reason code to refuse with.
+    pub fn connect(&self, c: &Connect<'_>) -> Result<Accepted, ReasonCode> {
+        let (client_id, assigned): (Arc<str>, bool) = if c.client_id.is_empty() {
+            // §3.1.3.1: 3.1.1 allows an empty id only with Clean Session.
+            if c.protocol == Version::V311 && !c.clean_start {
+                return Err(ReasonCode::ClientIdentifierNotValid);
+            }
+            (
+                format!(
+                    "outpost-{:016x}",
+                    self.next_conn.fetch_add(1, Ordering::Relaxed) ^ random_seed()
+                )
+                .into(),
+                true,
+            )
+        } else {
+            (c.client_id.into(), false)
+        };
+        let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let wake = Arc::new(Notify::new());
+        let kick = Arc::new(Notify::new());
+        let expiry = session_expiry(c, &self.config);
+        let will = c.will.map(|w| Will {
+            message: Message {
+                topic: w.topic.into(),
+                payload: Bytes::copy_from_slice(w.payload),
+                qos: w.qos,
+                retain: w.retain,
+                properties: crate::message::MessageProperties {
+                    payload_format_indicator: w.properties.payload_format_indicator,
+                    message_expiry_interval: w.properties.message_expiry_interval,
+                    content_type: w.properties.content_type.map(str::to_string),
+                    response_topic: w.properties.response_topic.map(str::to_string),
+                    correlation_data: w.properties.correlation_data.map(Bytes::copy_from_slice),
+                    user_properties: w
+                        .properties
+                        .user_properties
+                        .iter()
+                        .map(|u| (u.name.to_string(), u.value.to_string()))
+                        .collect(),
+                },
+                received: Instant::now(),
+            },
+            delay: w.properties.will_delay_interval.unwrap_or(0),
+        });
+
+        let mut st = self.state.lock();
+        let mut due_now = Vec::new();
+        // A resumed session cancels a will still waiting for its delay (§3.1.3.2.2).
+        st.wills.retain(|(_, id, _)| *id != client_id);
+        if let Some(old) = st.sessions.get_mut(&client_id) {
+            if let Some(conn) = old.connection.take() {
+                // Takeover (§3.1.4): the old connection is closed; its will goes out unless the
+                // session continues and the will was delayed.
+                conn.kick.notify_one();
+                if let Some(w) = old.will.take() {
+                    if c.clean_start || w.delay == 0 {
+                        due_now.push(w.message);
+                    }
+                }
+            }
+        }
+        let mut session_present = false;
+        if c.clean_start {
+            if let Some(old) = st.sessions.remove(&client_id) {
+                let filters: Vec<Arc<str>> = old.subscriptions.keys().cloned().collect();
+                st.router.remove_client(&client_id, &filters);
+            }
+        } else {
+            session_present = st.sessions.contains_key(&client_id);
+        }
+        let receive_maximum = match c.protocol {
+            Version::V5 => c.properties.receive_maximum.unwrap_or(u16::MAX),
+            Version::V311 => self.config.outbox.receive_maximum,
+        };
+        let session = st
+            .sessions
+            .entry(client_id.clone())
+            .or_insert_with(|| Session {
+                outbox: Outbox::new(self.config.outbox),
+                inbox: Inbox::new(self.config.receive_maximum, self.config.topic_alias_maximum),
+                subscriptions: HashMap::new(),
+                connection: None,
+                expiry,
+                disconnected_at: None,
+                will: None,
+            });
+        session.outbox.set_receive_maximum(receive_maximum);
+        session.inbox.reset_aliases();
+        session.expiry = expiry;
+        session.disconnected_at = None;
+        session.will = will;
+        session.connection = Some(Connection {
+            id: conn_id,
+            wake: wake.clone(),
+            kick: kick.clone(),
+        });
+        let resend = session.outbox.resend();
+        for m in due_now {
+            self.route_locked(&mut st, &client_id, m);
+        }
+        Ok(Accepted {
+            handle: ConnectionHandle {
+                client_id: client_id.clone(),
+                conn_id,
+                wake,
+                kick,
+                version: c.protocol,
+            },
+            session_present,
+            assigned_client_id: assigned.then_some(client_id),
+            resend,
+        })
+    }
+
+    /// Handles an incoming PUBLISH; an error is the reason code to disconnect with.
+    pub fn publish(
+        &self,
+        h: &ConnectionHandle,
+        p: &Publish<'_>,
+        payload: Bytes,
+    ) -> Result<Published, ReasonCode> {
+        let mut st = self.state.lock();
+        let session = st
+            .sessions
+            .get_mut(&h.client_id)
+            .ok_or(ReasonCode::UnspecifiedError)?;
+        if !session.owned_by(h.conn_id) {
+            return Err(ReasonCode::SessionTakenOver);
+        }
+        let topic = match session.inbox.publish(p)? {
+            Incoming::Duplicate => return Ok(Published::Duplicate),
+            Incoming::Deliver { topic } => topic,
+        };
+        if p.qos == QoS::AtLeastOnce {
+            // Acknowledged once routed (held in memory).
+            session.inbox.acked_qos1(p.pkid);
+        }
+        self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes_in
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        let message = Message::from_publish(&topic, p, payload);
+        Ok(Published::Routed(self.route_locked(
+            &mut st,
+            &h.client_id,
+            message,
+        )))
+    }
+
+    /// Publishes a message from the broker itself (e.g. `$SYS` topics, HTTP publish).
+    pub fn publish_internal(&self, message: Message) -> usize {
+        let mut st = self.state.lock();
+        self.route_locked(&mut st, "", message)
+    }
+
+    fn route_locked(&self, st: &mut State, from: &str, message: Message) -> usize {
+        if message.retain {
+            let retained = (!message.payload.is_empty()).then(|| Retained {
+                message: Arc::new(message.clone()),
+                qos: message.qos,
+            });
+            st.router.retain(&message.topic, retained);
+        }
+        let sessions = &st.sessions;
+        let available = |c: &str| sessions.get(c).is_some_and(|s| s.connection.is_some());
+        let targets = st
+            .router
+            .route(from, &message.topic, message.qos, message.retain, available);
+        let message = Arc::new(message);
+        let mut delivered = 0;
+        for t in targets {
+            let Some(s) = st.sessions.get_mut(&t.client) else {
+                continue;
+            };
+            if s.connection.is_none() && t.qos == QoS::AtMostOnce && !self.config.queue_qos0_offline
+            {
+                continue;
+            }
+            let d = Delivery {
+                message: message.clone(),
+                qos: t.qos,
+                retain: t.retain,
+                subscription_ids: t.subscription_ids,
+            };
+            self.offer(&t.client, s, d);
+            delivered += 1;
+        }
+        delivered
+    }
+
+    fn offer(&self, client: &str, s: &mut Session, d: Delivery) {
+        match s.outbox.offer(d) {
+            Offer::Queued => {}
+            Offer::QueuedEvicting(_) | Offer::DroppedQoS0 => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Offer::Overflow(_) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    client,
+                    "session queue full: QoS 1/2 message refused (slow or offline subscriber)"
+                );
+            }
+        }
+        self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = &s.connection {
+            c.wake.notify_one();
+        }
+    }
+
+    /// Handles SUBSCRIBE: one reason code per filter (for SUBACK); retained messages are queued.
+    pub fn subscribe(&self, h: &ConnectionHandle, sub: &Subscribe<'_>) -> Vec<ReasonCode> {
+        let mut st = self.state.lock();
+        let mut codes = Vec::new();
+        let mut retained = Vec::new();
+        for f in sub.filters.iter() {
+            let id = sub.properties.subscription_identifier;
+            match st.router.subscribe(&h.client_id, f.filter, f.options, id) {
+                Ok(done) => {
+                    codes.push(match done.granted {
+                        QoS::AtMostOnce => ReasonCode::Success,
+                        QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+                        QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+                    });
+                    if let Some(s) = st.sessions.get_mut(&h.client_id) {
+                        s.subscriptions.insert(
+                            f.filter.into(),
+                            Subscription {
+                                filter: f.filter.into(),
+                                options: f.options,
+                                id,
+                            },
+                        );
+                    }
+                    retained.extend(done.retained.into_iter().map(|(_, m, qos)| (m, qos, id)));
+                }
+                Err(code) => codes.push(match h.version {
+                    Version::V311 => ReasonCode::UnspecifiedError,
+                    Version::V5 => code,
+                }),
+            }
+        }
+        if let Some(s) = st.sessions.get_mut(&h.client_id) {
+            for (m, qos, id) in retained {
+                let d = Delivery {
+                    message: m,
+                    qos,
+                    retain: true,
+                    subscription_ids: id.into_iter().collect(),
+                };
+                self.offer(&h.client_id, s, d);
+            }
+        }
+        codes
+    }
+
+    /// Handles UNSUBSCRIBE: one reason code per filter (for the MQTT 5 UNSUBACK).
+    pub fn unsubscribe(&self, h: &ConnectionHandle, u: &Unsubscribe<'_>) -> Vec<ReasonCode> {
+        let mut st = self.state.lock();
+        u.filters
+            .iter()
+            .map(|f| {
+                let removed = st.router.unsubscribe(&h.client_id, f);
+                if let Some(s) = st.sessions.get_mut(&h.client_id) {
+                    s.subscriptions.remove(f);
+                }
+                if removed {
+                    ReasonCode::Success
+                } else {
+                    ReasonCode::NoSubscriptionExisted
+                }
+            })
+            .collect()
+    }
+
+    /// Messages that may be sent now on this connection (expired ones are dropped on the way).
+    pub fn sendable(&self, h: &ConnectionHandle) -> Vec<Send<Delivery>> {
+        let mut st = self.state.lock();
+        let Some(s) = st.sessions.get_mut(&h.client_id) else {
+            return Vec::new();
+        };
+        if !s.owned_by(h.conn_id) {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let mut out = Vec::new();
+        while let Some(send) = s.outbox.next_sendable() {
+            if let Send::Publish { pkid, message, .. } = &send {
+                if message.message.expired(now) {
+                    // §3.3.2.3.3: an expired message is not delivered; release its identifier.
+                    if *pkid != 0 {
+                        let _ = s.outbox.discard(*pkid);
+                    }
+                    continue;
+                }
+            }
+            out.push(send);
+        }
+        out
+    }
+
+    /// Forgets an in-flight message the connection will not send (too large for the client).
+    pub fn discard(&self, h: &ConnectionHandle, pkid: u16) {
+        let _ = self.with_session(h, |s| s.outbox.discard(pkid));
+    }
+
+    /// PUBACK from the client.
+    pub fn puback(&self, h: &ConnectionHandle, pkid: u16) -> Result<(), AckError> {
+        self.with_session(h, |s| s.outbox.puback(pkid).map(drop))
+    }
+
+    /// PUBREC from the client: returns the PUBREL to send.
+    pub fn pubrec(&self, h: &ConnectionHandle, pkid: u16) -> Result<Send<Delivery>, AckError> {
+        self.with_session(h, |s| s.outbox.pubrec(pkid))
+    }
+
+    /// PUBCOMP from the client.
+    pub fn pubcomp(&self, h: &ConnectionHandle, pkid: u16) -> Result<(), AckError> {
+        self.with_session(h, |s| s.outbox.pubcomp(pkid))
+    }
+
+    /// PUBREL from the client: the reason code for PUBCOMP.
+    pub fn pubrel(&self, h: &ConnectionHandle, pkid: u16) -> ReasonCode {
+        self.with_session(h, |s| Ok(s.inbox.pubrel(pkid)))
+            .unwrap_or(ReasonCode::PacketIdentifierNotFound)
+    }
+
+    fn with_session<T>(
+        &self,
+        h: &ConnectionHandle,
+        f: impl FnOnce(&mut Session) -> Result<T, AckError>,
+    ) -> Result<T, AckError> {
+        let mut st = self.state.lock();
+        let s = st
+            .sessions
+            .get_mut(&h.client_id)
+            .ok_or(AckError::UnknownPacketId(0))?;
+        let r = f(s);
+        if let Some(c) = &s.connection {
+            // An acknowledgement may have opened the window.
+            c.wake.notify_one();
+        }
+        r
+    }
+
+    /// The connection ended. `session_expiry` is a new expiry the client sent in DISCONNECT.
+    pub fn disconnect(&self, h: &ConnectionHandle, how: Disconnect, session_expiry: Option<u32>) {
+        let mut st = self.state.lock();
+        let Some(s) = st.sessions.get_mut(&h.client_id) else {
+            return;
+        };
+        if !s.owned_by(h.conn_id) {
+            return; // taken over: the new connection owns the session
+        }
+        s.connection = None;
+        s.disconnected_at = Some(Instant::now());
+        if let Some(e) = session_expiry {
+            s.expiry = e;
+        }
+        let will = s.will.take();
+        let expiry = s.expiry;
+        if let (Some(w), true) = (will, how != Disconnect::Normal) {
+            let delay = w.delay.min(expiry);
+            if delay == 0 {
+                self.route_locked(&mut st, &h.client_id, w.message);
+            } else {
+                st.wills.push((
+                    Instant::now() + Duration::from_secs(u64::from(delay)),
+                    h.client_id.clone(),
+                    w.message,
+                ));
+            }
+        }
+        if expiry == 0 {
+            self.end_session(&mut st, &h.client_id);
+        }
+    }
+
+    fn end_session(&self, st: &mut State, client: &Arc<str>) {
+        if let Some(old) = st.sessions.remove(client) {
+            let filters: Vec<Arc<str>> = old.subscriptions.keys().cloned().collect();
+            st.router.remove_client(client, &filters);
+        }
+    }
+
+    /// Publishes delayed wills that are due and ends expired sessions. Call about once a second.
+    pub fn tick(&self, now: Instant) {
+        let mut st = self.state.lock();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut st.wills)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        st.wills = later;
+        for (_, client, message) in due {
+            self.route_locked(&mut st, &client, message);
+        }
+        let expired: Vec<Arc<str>> = st
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.connection.is_none()
+                    && s.expiry != u32::MAX
+                    && s.disconnected_at.is_some_and(|at| {
+                        now.saturating_duration_since(at)
+                            >= Duration::from_secs(u64::from(s.expiry))
+                    })
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for client in expired {
+            // A will still waiting goes out when its session ends (§3.1.3.2.2).
+            let pending: Vec<Message> = {
+                let mut out = Vec::new();
+                st.wills.retain(|(_, c, m)| {
+                    if *c == client {
+                        out.push(m.clone());
+                        false
+                    } else {
+                        true
+                    }
+                });
+                out
+            };
+            for m in pending {
+                self.route_locked(&mut st, &client, m);
+            }
+            self.end_session(&mut st, &client);
+        }
+    }
+}
+
+/// Some entropy for assigned client identifiers, without a dependency.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(Instant::now().elapsed().as_nanos() as u64);
+    h.finish()
+}

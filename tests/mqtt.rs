@@ -1,0 +1,285 @@
+//! The MQTT broker against clients we did not write (mosquitto_pub / mosquitto_sub) and against raw
+//! sockets for the protocol's error paths.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use support::Outpost;
+
+fn mosquitto(cmd: &str, broker: &Outpost, args: &[&str]) -> Command {
+    let mut c = Command::new(cmd);
+    c.args(["-h", "127.0.0.1", "-p", &broker.port()]).args(args);
+    c
+}
+
+/// Starts a subscriber that exits after `count` messages (or 10 s), printing `topic payload`.
+fn subscriber(broker: &Outpost, args: &[&str], count: usize) -> Child {
+    let n = count.to_string();
+    let mut full = vec!["-v", "-C", &n, "-W", "10"];
+    full.extend_from_slice(args);
+    let child = mosquitto("mosquitto_sub", broker, &full)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("mosquitto_sub (Debian package mosquitto-clients) runs");
+    child
+}
+
+/// Waits until the broker has a subscription: publishes probes until the subscriber sees one.
+fn publish(broker: &Outpost, args: &[&str]) {
+    let out = mosquitto("mosquitto_pub", broker, args)
+        .output()
+        .expect("mosquitto_pub runs");
+    assert!(
+        out.status.success(),
+        "mosquitto_pub {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn finish(child: Child) -> Output {
+    child.wait_with_output().expect("subscriber ends")
+}
+
+fn lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until a subscriber's SUBSCRIBE has been processed, using a retained marker message the
+/// subscriber receives first.
+fn ready_marker(broker: &Outpost, topic: &str) {
+    publish(broker, &["-t", topic, "-m", "ready", "-r", "-q", "1"]);
+}
+
+#[test]
+fn qos_0_1_2_between_mosquitto_clients_both_versions() {
+    let broker = Outpost::start();
+    for version in ["mqttv311", "mqttv5"] {
+        ready_marker(&broker, "t/ready");
+        let sub = subscriber(&broker, &["-V", version, "-q", "2", "-t", "t/#"], 4);
+        // The retained marker arrives first, so the subscription exists before we publish.
+        std::thread::sleep(Duration::from_millis(50));
+        for (qos, msg) in [("0", "zero"), ("1", "one"), ("2", "two")] {
+            publish(
+                &broker,
+                &[
+                    "-V",
+                    version,
+                    "-q",
+                    qos,
+                    "-t",
+                    &format!("t/q{qos}"),
+                    "-m",
+                    msg,
+                ],
+            );
+        }
+        let out = finish(sub);
+        let got = lines(&out);
+        assert_eq!(
+            got,
+            ["t/ready ready", "t/q0 zero", "t/q1 one", "t/q2 two"],
+            "{version}"
+        );
+    }
+}
+
+#[test]
+fn retained_messages_set_replace_clear() {
+    let broker = Outpost::start();
+    publish(&broker, &["-t", "home/temp", "-m", "20", "-r"]);
+    publish(&broker, &["-t", "home/temp", "-m", "21", "-r", "-q", "1"]);
+    let out = finish(subscriber(&broker, &["-t", "home/+", "-F", "%t %p %r"], 1));
+    assert_eq!(
+        lines(&out),
+        ["home/temp 21 1"],
+        "the newest retained message, flagged retained"
+    );
+    publish(&broker, &["-t", "home/temp", "-n", "-r"]);
+    let out = mosquitto(
+        "mosquitto_sub",
+        &broker,
+        &["-t", "home/#", "-C", "1", "-W", "1"],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        lines(&out).is_empty(),
+        "an empty retained payload clears it: {:?}",
+        lines(&out)
+    );
+}
+
+#[test]
+fn will_is_published_when_a_client_dies_not_on_clean_disconnect() {
+    let broker = Outpost::start();
+    ready_marker(&broker, "wills/ready");
+    let watcher = subscriber(&broker, &["-t", "wills/#"], 2);
+    std::thread::sleep(Duration::from_millis(50));
+    // A clean disconnect: no will.
+    publish(
+        &broker,
+        &[
+            "-t",
+            "x",
+            "-m",
+            "bye",
+            "--will-topic",
+            "wills/clean",
+            "--will-payload",
+            "should not appear",
+        ],
+    );
+    // A client that dies: its will goes out.
+    let mut doomed = mosquitto(
+        "mosquitto_sub",
+        &broker,
+        &[
+            "-t",
+            "nothing",
+            "--will-topic",
+            "wills/dead",
+            "--will-payload",
+            "gone",
+            "-i",
+            "doomed",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    doomed.kill().unwrap();
+    let _ = doomed.wait();
+    let out = finish(watcher);
+    assert_eq!(lines(&out), ["wills/ready ready", "wills/dead gone"]);
+}
+
+#[test]
+fn persistent_session_receives_what_was_published_while_offline() {
+    let broker = Outpost::start();
+    // Subscribe with a persistent session, then go away.
+    let out = mosquitto(
+        "mosquitto_sub",
+        &broker,
+        &[
+            "-c", "-i", "sleeper", "-q", "1", "-t", "cmd/#", "-W", "1", "-V", "mqttv311",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(lines(&out).is_empty());
+    publish(&broker, &["-t", "cmd/reboot", "-m", "now", "-q", "1"]);
+    publish(
+        &broker,
+        &["-t", "cmd/other", "-m", "qos0 not queued", "-q", "0"],
+    );
+    let out = finish(subscriber(
+        &broker,
+        &[
+            "-c", "-i", "sleeper", "-q", "1", "-t", "cmd/#", "-V", "mqttv311",
+        ],
+        1,
+    ));
+    assert_eq!(lines(&out), ["cmd/reboot now"]);
+}
+
+fn connect_packet(client: &str, keep_alive: u16) -> Vec<u8> {
+    use outpost_codec::{Connect, Packet, Version};
+    let p = Packet::Connect(Connect {
+        protocol: Version::V311,
+        clean_start: true,
+        keep_alive,
+        client_id: client,
+        ..Connect::default()
+    });
+    let mut buf = vec![0u8; 64];
+    let n = p.encode(Version::V311, &mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// Reads until the peer closes (or `limit`), returning what arrived.
+fn read_until_closed(s: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(all),
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            // A close with unread data in the broker's buffer arrives as a reset.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(all),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn bad_input_closes_only_that_connection() {
+    let mut broker = Outpost::start();
+    // Garbage instead of CONNECT.
+    let mut s = TcpStream::connect(broker.mqtt).unwrap();
+    s.write_all(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).unwrap();
+    assert!(
+        read_until_closed(&mut s, Duration::from_secs(5)).is_some(),
+        "closed"
+    );
+    // First packet not CONNECT.
+    let mut s = TcpStream::connect(broker.mqtt).unwrap();
+    s.write_all(&[0xc0, 0x00]).unwrap();
+    assert!(read_until_closed(&mut s, Duration::from_secs(5)).is_some());
+    // Unsupported protocol level: CONNACK 0x01, then closed.
+    let mut s = TcpStream::connect(broker.mqtt).unwrap();
+    s.write_all(&[
+        0x10, 0x0d, 0, 4, b'M', b'Q', b'T', b'T', 9, 2, 0, 60, 0, 1, b'c',
+    ])
+    .unwrap();
+    let got = read_until_closed(&mut s, Duration::from_secs(5)).expect("closed");
+    assert_eq!(got, [0x20, 0x02, 0x00, 0x01]);
+    // A malformed packet after a good CONNECT.
+    let mut s = TcpStream::connect(broker.mqtt).unwrap();
+    s.write_all(&connect_packet("bad", 60)).unwrap();
+    s.write_all(&[0x82, 0x02, 0x00, 0x01]).unwrap(); // SUBSCRIBE without filters
+    let got = read_until_closed(&mut s, Duration::from_secs(5)).expect("closed");
+    assert_eq!(&got[..4], [0x20, 0x02, 0x00, 0x00], "CONNACK came first");
+    // Everyone else is still served.
+    assert!(broker.is_running());
+    publish(&broker, &["-t", "still/alive", "-m", "yes", "-r"]);
+    let out = finish(subscriber(&broker, &["-t", "still/alive"], 1));
+    assert_eq!(lines(&out), ["still/alive yes"]);
+}
+
+#[test]
+fn keep_alive_is_enforced_and_takeover_closes_the_old_connection() {
+    let broker = Outpost::start();
+    let mut quiet = TcpStream::connect(broker.mqtt).unwrap();
+    quiet.write_all(&connect_packet("quiet", 1)).unwrap();
+    let started = std::time::Instant::now();
+    let got = read_until_closed(&mut quiet, Duration::from_secs(5)).expect("closed for silence");
+    assert_eq!(&got[..4], [0x20, 0x02, 0x00, 0x00]);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "not before 1.5 × keep-alive: {waited:?}"
+    );
+
+    let mut first = TcpStream::connect(broker.mqtt).unwrap();
+    first.write_all(&connect_packet("same-id", 60)).unwrap();
+    let mut ack = [0u8; 4];
+    first.read_exact(&mut ack).unwrap();
+    let mut second = TcpStream::connect(broker.mqtt).unwrap();
+    second.write_all(&connect_packet("same-id", 60)).unwrap();
+    second.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [0x20, 0x02, 0x00, 0x00]);
+    assert!(
+        read_until_closed(&mut first, Duration::from_secs(5)).is_some(),
+        "the old connection is closed"
+    );
+}

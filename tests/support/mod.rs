@@ -1,0 +1,82 @@
+//! Starting the real `outpost` binary for a test and talking to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running broker on free ports with its own data folder; killed when dropped.
+pub struct Outpost {
+    child: Child,
+    pub mqtt: SocketAddr,
+    pub data: tempfile::TempDir,
+}
+
+impl Outpost {
+    pub fn start() -> Outpost {
+        Self::start_in(tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// Starts on an existing data folder (for restart tests).
+    pub fn start_in(data: tempfile::TempDir) -> Outpost {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+            .args(["--mqtt-listen", "127.0.0.1:0", "--log", "warn"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .env_remove("OUTPOST_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("outpost starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("mqtt=").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("outpost reports its MQTT address");
+        Outpost {
+            child,
+            mqtt: addr.parse().expect("an address"),
+            data,
+        }
+    }
+
+    pub fn port(&self) -> String {
+        self.mqtt.port().to_string()
+    }
+
+    /// SIGKILL, keeping the data folder.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"))
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Outpost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for a condition with a deadline.
+pub fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
