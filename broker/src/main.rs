@@ -129,10 +129,13 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
         recovery_ms = stats.recovery.millis,
         "store opened"
     );
-    let broker = Arc::new(outpost_mqtt::Broker::new(outpost_mqtt::BrokerConfig {
-        max_packet_size: config.mqtt.max_packet_size.min(u32::MAX as usize) as u32,
-        ..outpost_mqtt::BrokerConfig::default()
-    }));
+    let broker = outpost_mqtt::Broker::with_store(
+        outpost_mqtt::BrokerConfig {
+            max_packet_size: config.mqtt.max_packet_size.min(u32::MAX as usize) as u32,
+            ..outpost_mqtt::BrokerConfig::default()
+        },
+        store.clone(),
+    );
     let listener = match tokio::net::TcpListener::bind(config.mqtt.listen).await {
         Ok(l) => l,
         Err(e) => {

@@ -11,7 +11,9 @@ use outpost_codec::{
     Disconnect as DisconnectPacket, List, Packet, Publish, PublishBytes, QoS, ReasonCode, SubAck,
     UnsubAck, Version,
 };
-use outpost_mqtt::{Broker, ConnectionHandle, Delivery, Disconnect, Published, Send as Outgoing};
+use outpost_mqtt::{
+    Broker, ConnectionHandle, Delivery, Disconnect, Durable, Published, Send as Outgoing,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Limits of a listener.
@@ -45,6 +47,9 @@ struct Conn<W> {
     /// Maximum Packet Size the client announced (MQTT 5).
     client_max: Option<u32>,
     peer: SocketAddr,
+    /// Acknowledgements waiting for their message to be durable, in the order the PUBLISH packets
+    /// arrived (§4.6: acknowledgements go out in that order).
+    pending_acks: Vec<(Durable, Packet<'static>)>,
 }
 
 impl<W: AsyncWrite + Unpin> Conn<W> {
@@ -54,7 +59,20 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
         }
     }
 
+    /// Queues an acknowledgement; it waits behind earlier ones still waiting for durability.
+    fn ack(&mut self, durable: Durable, packet: Packet<'static>) {
+        if durable.is_empty() && self.pending_acks.is_empty() {
+            self.push(&packet);
+        } else {
+            self.pending_acks.push((durable, packet));
+        }
+    }
+
     async fn flush(&mut self) -> std::io::Result<()> {
+        for (durable, packet) in std::mem::take(&mut self.pending_acks) {
+            durable.wait().await;
+            self.push(&packet);
+        }
         if !self.out.is_empty() {
             self.wr.write_all(&self.out).await?;
             self.out.clear();
@@ -149,6 +167,7 @@ where
         version: Version::V311,
         client_max: None,
         peer,
+        pending_acks: Vec::new(),
     };
     let connect = match decode(&first, Version::V5, max) {
         Ok(Decoded::Packet(Packet::Connect(c), _)) => c,
@@ -327,7 +346,7 @@ fn handle<W: AsyncWrite + Unpin>(
             }
             let payload = PublishBytes::from_publish(frame, &p).payload;
             match broker.publish(h, &p, payload) {
-                Ok(outcome) => {
+                Ok((outcome, durable)) => {
                     let code = match (outcome, h.version) {
                         (Published::Routed(0), Version::V5) => ReasonCode::NoMatchingSubscribers,
                         _ => ReasonCode::Success,
@@ -339,8 +358,8 @@ fn handle<W: AsyncWrite + Unpin>(
                     };
                     match p.qos {
                         QoS::AtMostOnce => {}
-                        QoS::AtLeastOnce => conn.push(&Packet::PubAck(ack)),
-                        QoS::ExactlyOnce => conn.push(&Packet::PubRec(ack)),
+                        QoS::AtLeastOnce => conn.ack(durable, Packet::PubAck(ack)),
+                        QoS::ExactlyOnce => conn.ack(durable, Packet::PubRec(ack)),
                     }
                 }
                 Err(code) => {

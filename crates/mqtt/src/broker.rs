@@ -4,7 +4,7 @@
 //! pushes, no I/O), and the connection tasks do their encoding and socket writes outside it. Sharding
 //! the lock is the known next step when profiles show contention (see `docs/adr`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +15,9 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::outbox::{AckError, Offer, Outbox, OutboxLimits, Send};
+use crate::persistence::{self, Durable, Job, Persister, SavedSession};
 use crate::{Inbox, Incoming, Message, Retained, Router, Subscription};
+use outpost_store::{RecordId, Store, StreamId};
 
 /// Limits and defaults of the engine.
 #[derive(Debug, Clone)]
@@ -50,6 +52,8 @@ impl Default for BrokerConfig {
 /// A message on its way to one client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// Unique per delivery (links it to its record in the store).
+    pub id: u64,
     /// The shared message.
     pub message: Arc<Message>,
     /// QoS to send with.
@@ -140,6 +144,12 @@ struct Session {
     expiry: u32,
     disconnected_at: Option<Instant>,
     will: Option<Will>,
+    /// The session's stream in the store (persistent sessions with a store).
+    stream: Option<StreamId>,
+    /// Deliveries stored in the stream, by delivery id.
+    persisted: HashMap<u64, RecordId>,
+    /// Deliveries completed before their record was stored (the record is removed once it is).
+    completed: HashSet<u64>,
 }
 
 impl Session {
@@ -176,6 +186,8 @@ pub struct Broker {
     config: BrokerConfig,
     state: Mutex<State>,
     next_conn: AtomicU64,
+    next_delivery: AtomicU64,
+    persist: Option<Persister>,
     /// Counters.
     pub stats: BrokerStats,
 }
@@ -195,6 +207,163 @@ impl Broker {
             config,
             ..Broker::default()
         }
+    }
+
+    /// An engine whose retained messages and persistent sessions live in `store`: what was stored
+    /// before is restored now, and a persistence task is started (call inside a tokio runtime).
+    pub fn with_store(config: BrokerConfig, store: Store) -> Arc<Broker> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let broker = Arc::new(Broker {
+            config,
+            persist: Some(Persister {
+                store: store.clone(),
+                jobs: tx,
+            }),
+            ..Broker::default()
+        });
+        broker.restore(&store);
+        tokio::spawn(persistence::run(broker.clone(), store, rx));
+        broker
+    }
+
+    fn restore(&self, store: &Store) {
+        let mut st = self.state.lock();
+        for (m, qos) in persistence::stored_retained(store) {
+            let topic = m.topic.clone();
+            st.router.retain(
+                &topic,
+                Some(Retained {
+                    message: Arc::new(m),
+                    qos,
+                }),
+            );
+        }
+        let saved = store
+            .meta()
+            .scan(persistence::SESSIONS, b"")
+            .unwrap_or_default();
+        let now_ms = persistence::outpost_store_now_ms();
+        let mut sessions = 0;
+        let mut messages = 0;
+        for (key, value) in saved {
+            let (Ok(client), Some(saved)) =
+                (String::from_utf8(key), persistence::decode_session(&value))
+            else {
+                continue;
+            };
+            let client: Arc<str> = client.into();
+            let stream = store.stream(&persistence::session_stream(&client)).ok();
+            let mut session = self.new_session(saved.expiry, stream);
+            session.disconnected_at = Some(Instant::now());
+            for (filter, options, id) in saved.subscriptions {
+                if st.router.subscribe(&client, &filter, options, id).is_ok() {
+                    let filter: Arc<str> = filter.into();
+                    session.subscriptions.insert(
+                        filter.clone(),
+                        Subscription {
+                            filter,
+                            options,
+                            id,
+                        },
+                    );
+                }
+            }
+            if let Some(stream) = stream {
+                for r in store.scan(stream, 0, usize::MAX) {
+                    let age = Duration::from_millis(now_ms.saturating_sub(r.timestamp));
+                    let Some((m, qos, retain, ids)) = persistence::decode_message(&r.payload, age)
+                    else {
+                        continue;
+                    };
+                    let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
+                    session.persisted.insert(id, r.id);
+                    let _ = session.outbox.offer(Delivery {
+                        id,
+                        message: Arc::new(m),
+                        qos,
+                        retain,
+                        subscription_ids: ids,
+                    });
+                    messages += 1;
+                }
+            }
+            st.sessions.insert(client, session);
+            sessions += 1;
+        }
+        tracing::info!(
+            sessions,
+            queued_messages = messages,
+            retained = st.router.retained_count(),
+            "MQTT state restored from the store"
+        );
+    }
+
+    fn new_session(&self, expiry: u32, stream: Option<StreamId>) -> Session {
+        Session {
+            outbox: Outbox::new(self.config.outbox),
+            inbox: Inbox::new(self.config.receive_maximum, self.config.topic_alias_maximum),
+            subscriptions: HashMap::new(),
+            connection: None,
+            expiry,
+            disconnected_at: None,
+            will: None,
+            stream,
+            persisted: HashMap::new(),
+            completed: HashSet::new(),
+        }
+    }
+
+    /// A delivery's record was stored: returns it if the delivery completed meanwhile (to remove).
+    pub(crate) fn persisted(
+        &self,
+        client: &str,
+        delivery: u64,
+        record: RecordId,
+    ) -> Option<RecordId> {
+        let mut st = self.state.lock();
+        let Some(s) = st.sessions.get_mut(client) else {
+            return Some(record);
+        };
+        if s.completed.remove(&delivery) {
+            return Some(record);
+        }
+        s.persisted.insert(delivery, record);
+        None
+    }
+
+    /// A delivery is complete (acknowledged, expired or discarded): its record, if any, goes.
+    fn complete(&self, s: &mut Session, d: &Delivery) {
+        if s.stream.is_none() || d.qos == QoS::AtMostOnce {
+            return;
+        }
+        match s.persisted.remove(&d.id) {
+            Some(record) => {
+                if let Some(p) = &self.persist {
+                    p.send(Job::Kill(record));
+                }
+            }
+            None => {
+                s.completed.insert(d.id);
+            }
+        }
+    }
+
+    fn save_session(&self, client: &Arc<str>, s: &Session) {
+        let (Some(p), Some(_)) = (&self.persist, s.stream) else {
+            return;
+        };
+        let saved = SavedSession {
+            expiry: s.expiry,
+            subscriptions: s
+                .subscriptions
+                .values()
+                .map(|sub| (sub.filter.to_string(), sub.options, sub.id))
+                .collect(),
+        };
+        p.send(Job::SaveSession {
+            client: client.clone(),
+            bytes: persistence::encode_session(&saved),
+        });
     }
 
     /// The configuration.
@@ -268,6 +437,14 @@ impl Broker {
             delay: w.properties.will_delay_interval.unwrap_or(0),
         });
 
+        // A persistent session needs its stream; looked up (or created) before taking the lock.
+        let stream = match (&self.persist, expiry) {
+            (Some(p), e) if e > 0 => p
+                .store
+                .stream(&persistence::session_stream(&client_id))
+                .ok(),
+            _ => None,
+        };
         let mut st = self.state.lock();
         let mut due_now = Vec::new();
         // A resumed session cancels a will still waiting for its delay (§3.1.3.2.2).
@@ -286,10 +463,7 @@ impl Broker {
         }
         let mut session_present = false;
         if c.clean_start {
-            if let Some(old) = st.sessions.remove(&client_id) {
-                let filters: Vec<Arc<str>> = old.subscriptions.keys().cloned().collect();
-                st.router.remove_client(&client_id, &filters);
-            }
+            self.end_session(&mut st, &client_id);
         } else {
             session_present = st.sessions.contains_key(&client_id);
         }
@@ -300,15 +474,10 @@ impl Broker {
         let session = st
             .sessions
             .entry(client_id.clone())
-            .or_insert_with(|| Session {
-                outbox: Outbox::new(self.config.outbox),
-                inbox: Inbox::new(self.config.receive_maximum, self.config.topic_alias_maximum),
-                subscriptions: HashMap::new(),
-                connection: None,
-                expiry,
-                disconnected_at: None,
-                will: None,
-            });
+            .or_insert_with(|| self.new_session(expiry, None));
+        if session.stream.is_none() {
+            session.stream = stream;
+        }
         session.outbox.set_receive_maximum(receive_maximum);
         session.inbox.reset_aliases();
         session.expiry = expiry;
@@ -320,8 +489,18 @@ impl Broker {
             kick: kick.clone(),
         });
         let resend = session.outbox.resend();
+        if expiry > 0 {
+            self.save_session(&client_id, session);
+        } else if let (Some(p), Some(stream)) = (&self.persist, session.stream.take()) {
+            // The session stopped being persistent: forget what was stored for it.
+            p.send(Job::DropSession {
+                client: client_id.clone(),
+                stream: Some(stream),
+            });
+        }
+        let mut durable = Durable::default();
         for m in due_now {
-            self.route_locked(&mut st, &client_id, m);
+            self.route_locked(&mut st, &client_id, m, &mut durable);
         }
         Ok(Accepted {
             handle: ConnectionHandle {
@@ -343,7 +522,7 @@ impl Broker {
         h: &ConnectionHandle,
         p: &Publish<'_>,
         payload: Bytes,
-    ) -> Result<Published, ReasonCode> {
+    ) -> Result<(Published, Durable), ReasonCode> {
         let mut st = self.state.lock();
         let session = st
             .sessions
@@ -353,7 +532,7 @@ impl Broker {
             return Err(ReasonCode::SessionTakenOver);
         }
         let topic = match session.inbox.publish(p)? {
-            Incoming::Duplicate => return Ok(Published::Duplicate),
+            Incoming::Duplicate => return Ok((Published::Duplicate, Durable::default())),
             Incoming::Deliver { topic } => topic,
         };
         if p.qos == QoS::AtLeastOnce {
@@ -365,25 +544,43 @@ impl Broker {
             .bytes_in
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
         let message = Message::from_publish(&topic, p, payload);
-        Ok(Published::Routed(self.route_locked(
-            &mut st,
-            &h.client_id,
-            message,
-        )))
+        let mut durable = Durable::default();
+        let n = self.route_locked(&mut st, &h.client_id, message, &mut durable);
+        Ok((Published::Routed(n), durable))
     }
 
     /// Publishes a message from the broker itself (e.g. `$SYS` topics, HTTP publish).
-    pub fn publish_internal(&self, message: Message) -> usize {
+    pub fn publish_internal(&self, message: Message) -> (usize, Durable) {
         let mut st = self.state.lock();
-        self.route_locked(&mut st, "", message)
+        let mut durable = Durable::default();
+        let n = self.route_locked(&mut st, "", message, &mut durable);
+        (n, durable)
     }
 
-    fn route_locked(&self, st: &mut State, from: &str, message: Message) -> usize {
+    fn route_locked(
+        &self,
+        st: &mut State,
+        from: &str,
+        message: Message,
+        durable: &mut Durable,
+    ) -> usize {
         if message.retain {
             let retained = (!message.payload.is_empty()).then(|| Retained {
                 message: Arc::new(message.clone()),
                 qos: message.qos,
             });
+            if let Some(p) = &self.persist {
+                let (done, rx) = tokio::sync::oneshot::channel();
+                durable.push(rx);
+                let bytes = retained
+                    .as_ref()
+                    .map(|r| persistence::encode_message(&r.message, r.qos, true, &[]));
+                p.send(Job::Retain {
+                    topic: message.topic.clone(),
+                    bytes,
+                    done: Some(done),
+                });
+            }
             st.router.retain(&message.topic, retained);
         }
         let sessions = &st.sessions;
@@ -402,11 +599,30 @@ impl Broker {
                 continue;
             }
             let d = Delivery {
+                id: self.next_delivery.fetch_add(1, Ordering::Relaxed),
                 message: message.clone(),
                 qos: t.qos,
                 retain: t.retain,
                 subscription_ids: t.subscription_ids,
             };
+            if let (Some(p), Some(stream), true) =
+                (&self.persist, s.stream, t.qos != QoS::AtMostOnce)
+            {
+                let (done, rx) = tokio::sync::oneshot::channel();
+                durable.push(rx);
+                p.send(Job::Store {
+                    client: t.client.clone(),
+                    stream,
+                    delivery: d.id,
+                    bytes: persistence::encode_message(
+                        &d.message,
+                        d.qos,
+                        d.retain,
+                        &d.subscription_ids,
+                    ),
+                    done,
+                });
+            }
             self.offer(&t.client, s, d);
             delivered += 1;
         }
@@ -417,9 +633,11 @@ impl Broker {
         match s.outbox.offer(d) {
             Offer::Queued => {}
             Offer::QueuedEvicting(_) | Offer::DroppedQoS0 => {
+                // Only QoS 0 messages are dropped here; they are never stored.
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
-            Offer::Overflow(_) => {
+            Offer::Overflow(d) => {
+                self.complete(s, &d);
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     client,
@@ -466,8 +684,10 @@ impl Broker {
             }
         }
         if let Some(s) = st.sessions.get_mut(&h.client_id) {
+            self.save_session(&h.client_id, s);
             for (m, qos, id) in retained {
                 let d = Delivery {
+                    id: self.next_delivery.fetch_add(1, Ordering::Relaxed),
                     message: m,
                     qos,
                     retain: true,
@@ -488,6 +708,7 @@ impl Broker {
                 let removed = st.router.unsubscribe(&h.client_id, f);
                 if let Some(s) = st.sessions.get_mut(&h.client_id) {
                     s.subscriptions.remove(f);
+                    self.save_session(&h.client_id, s);
                 }
                 if removed {
                     ReasonCode::Success
@@ -514,7 +735,9 @@ impl Broker {
                 if message.message.expired(now) {
                     // §3.3.2.3.3: an expired message is not delivered; release its identifier.
                     if *pkid != 0 {
-                        let _ = s.outbox.discard(*pkid);
+                        if let Ok(d) = s.outbox.discard(*pkid) {
+                            self.complete(s, &d);
+                        }
                     }
                     continue;
                 }
@@ -526,12 +749,12 @@ impl Broker {
 
     /// Forgets an in-flight message the connection will not send (too large for the client).
     pub fn discard(&self, h: &ConnectionHandle, pkid: u16) {
-        let _ = self.with_session(h, |s| s.outbox.discard(pkid));
+        let _ = self.with_session(h, |s| s.outbox.discard(pkid).map(|d| self.complete(s, &d)));
     }
 
     /// PUBACK from the client.
     pub fn puback(&self, h: &ConnectionHandle, pkid: u16) -> Result<(), AckError> {
-        self.with_session(h, |s| s.outbox.puback(pkid).map(drop))
+        self.with_session(h, |s| s.outbox.puback(pkid).map(|d| self.complete(s, &d)))
     }
 
     /// PUBREC from the client: returns the PUBREL to send.
@@ -541,7 +764,7 @@ impl Broker {
 
     /// PUBCOMP from the client.
     pub fn pubcomp(&self, h: &ConnectionHandle, pkid: u16) -> Result<(), AckError> {
-        self.with_session(h, |s| s.outbox.pubcomp(pkid))
+        self.with_session(h, |s| s.outbox.pubcomp(pkid).map(|d| self.complete(s, &d)))
     }
 
     /// PUBREL from the client: the reason code for PUBCOMP.
@@ -584,10 +807,14 @@ impl Broker {
         }
         let will = s.will.take();
         let expiry = s.expiry;
+        if session_expiry.is_some() && expiry > 0 {
+            self.save_session(&h.client_id, s);
+        }
         if let (Some(w), true) = (will, how != Disconnect::Normal) {
             let delay = w.delay.min(expiry);
             if delay == 0 {
-                self.route_locked(&mut st, &h.client_id, w.message);
+                let mut durable = Durable::default();
+                self.route_locked(&mut st, &h.client_id, w.message, &mut durable);
             } else {
                 st.wills.push((
                     Instant::now() + Duration::from_secs(u64::from(delay)),
@@ -605,6 +832,12 @@ impl Broker {
         if let Some(old) = st.sessions.remove(client) {
             let filters: Vec<Arc<str>> = old.subscriptions.keys().cloned().collect();
             st.router.remove_client(client, &filters);
+            if let (Some(p), Some(stream)) = (&self.persist, old.stream) {
+                p.send(Job::DropSession {
+                    client: client.clone(),
+                    stream: Some(stream),
+                });
+            }
         }
     }
 
@@ -615,8 +848,9 @@ impl Broker {
             .into_iter()
             .partition(|(at, _, _)| *at <= now);
         st.wills = later;
+        let mut durable = Durable::default();
         for (_, client, message) in due {
-            self.route_locked(&mut st, &client, message);
+            self.route_locked(&mut st, &client, message, &mut durable);
         }
         let expired: Vec<Arc<str>> = st
             .sessions
@@ -646,7 +880,7 @@ impl Broker {
                 out
             };
             for m in pending {
-                self.route_locked(&mut st, &client, m);
+                self.route_locked(&mut st, &client, m, &mut durable);
             }
             self.end_session(&mut st, &client);
         }

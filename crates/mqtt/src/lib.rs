@@ -10,6 +10,7 @@ mod broker;
 mod inbox;
 mod message;
 mod outbox;
+mod persistence;
 mod retained;
 mod router;
 mod subscriptions;
@@ -20,6 +21,7 @@ pub use broker::{
 pub use inbox::{Inbox, Incoming};
 pub use message::{Message, MessageProperties};
 pub use outbox::{AckError, InFlight, Offer, Outbox, OutboxLimits, Outgoing, Send};
+pub use persistence::Durable;
 pub use retained::RetainedTree;
 pub use router::{Retained, Router, Subscribed, Subscription, Target};
 pub use subscriptions::SubscriptionTree;

@@ -50,8 +50,9 @@ impl Default for OutboxLimits {
 pub enum InFlight<M> {
     /// PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
     Published(M),
-    /// QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP. The message itself is no longer needed.
-    Released,
+    /// QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP (the message is kept for its owner's
+    /// bookkeeping, not for resending).
+    Released(M),
 }
 
 /// What to send to the client.
@@ -229,7 +230,9 @@ impl<M: Outgoing + Clone> Outbox<M> {
     pub fn pubrec(&mut self, pkid: u16) -> Result<Send<M>, AckError> {
         match self.in_flight.get_mut(&pkid) {
             Some((QoS::ExactlyOnce, state)) => {
-                *state = InFlight::Released;
+                if let InFlight::Published(m) = state {
+                    *state = InFlight::Released(m.clone());
+                }
                 Ok(Send::PubRel { pkid })
             }
             Some(_) => Err(AckError::WrongState(pkid)),
@@ -238,23 +241,23 @@ impl<M: Outgoing + Clone> Outbox<M> {
     }
 
     /// PUBCOMP for a QoS 2 message: the exchange is complete.
-    pub fn pubcomp(&mut self, pkid: u16) -> Result<(), AckError> {
+    pub fn pubcomp(&mut self, pkid: u16) -> Result<M, AckError> {
         match self.in_flight.get(&pkid) {
-            Some((QoS::ExactlyOnce, InFlight::Released)) => {
-                self.in_flight.remove(&pkid);
-                Ok(())
-            }
+            Some((QoS::ExactlyOnce, InFlight::Released(_))) => match self.in_flight.remove(&pkid) {
+                Some((_, InFlight::Released(m))) => Ok(m),
+                _ => Err(AckError::WrongState(pkid)),
+            },
             Some(_) => Err(AckError::WrongState(pkid)),
             None => Err(AckError::UnknownPacketId(pkid)),
         }
     }
 
     /// Forgets an in-flight message that will not be delivered (expired, or too large for the client).
-    pub fn discard(&mut self, pkid: u16) -> Result<(), AckError> {
-        self.in_flight
-            .remove(&pkid)
-            .map(drop)
-            .ok_or(AckError::UnknownPacketId(pkid))
+    pub fn discard(&mut self, pkid: u16) -> Result<M, AckError> {
+        match self.in_flight.remove(&pkid) {
+            Some((_, InFlight::Published(m) | InFlight::Released(m))) => Ok(m),
+            None => Err(AckError::UnknownPacketId(pkid)),
+        }
     }
 
     /// What to send again after a reconnect, oldest first: unacknowledged PUBLISH packets with DUP
@@ -268,7 +271,7 @@ impl<M: Outgoing + Clone> Outbox<M> {
                     dup: true,
                     message: m.clone(),
                 },
-                InFlight::Released => Send::PubRel { pkid },
+                InFlight::Released(_) => Send::PubRel { pkid },
             })
             .collect()
     }
@@ -381,7 +384,7 @@ mod tests {
             Send::PubRel { pkid: 1 },
             "a repeated PUBREC is answered again"
         );
-        o.pubcomp(1).unwrap();
+        assert_eq!(o.pubcomp(1).unwrap(), Msg(QoS::ExactlyOnce, 5, 1));
         assert_eq!(o.pubcomp(1), Err(AckError::UnknownPacketId(1)));
         assert_eq!(o.in_flight(), 1);
     }
