@@ -27,6 +27,12 @@ install_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
   fi
   scripts/embedded-toolchain.sh install
+  # Independent MQTT clients in Python (paho-mqtt), in a venv of the project's own.
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import paho.mqtt' 2>/dev/null; then
+    step "creating .venv with the Python test clients"
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet -r tests/interop/requirements.txt
+  fi
 }
 
 if [ "${OUTPOST_SKIP_INSTALL:-0}" != 1 ]; then
@@ -40,6 +46,8 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "tests (workspace, all features)"
+# Interop tests with clients we did not write must run here, not skip.
+export OUTPOST_REQUIRE_INTEROP=1
 cargo test --workspace --all-features
 
 step "codec tests without optional features (pure no_std API)"

@@ -327,3 +327,52 @@ fn persistent_sessions_and_retained_messages_survive_kill_9() {
     .unwrap();
     assert!(lines(&out).is_empty(), "delivered once: {:?}", lines(&out));
 }
+
+/// The Python interpreter of the test venv (created by scripts/test.sh with paho-mqtt in it).
+fn paho_python() -> Option<std::path::PathBuf> {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    if venv.exists() {
+        return Some(venv);
+    }
+    assert!(
+        std::env::var_os("OUTPOST_REQUIRE_INTEROP").is_none(),
+        "paho-mqtt venv missing: run ./scripts/test.sh"
+    );
+    eprintln!("SKIPPED: no .venv with paho-mqtt (./scripts/test.sh creates it)");
+    None
+}
+
+#[test]
+fn paho_over_tcp_and_websocket() {
+    let Some(python) = paho_python() else { return };
+    let broker = Outpost::start();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/paho_client.py");
+    let tcp = Command::new(&python)
+        .arg(&script)
+        .args(["tcp", "127.0.0.1", &broker.port()])
+        .output()
+        .unwrap();
+    assert!(
+        tcp.status.success(),
+        "paho over TCP: {} {}",
+        String::from_utf8_lossy(&tcp.stdout),
+        String::from_utf8_lossy(&tcp.stderr)
+    );
+    assert_eq!(lines(&tcp), ["paho/test hello over tcp qos=1"]);
+
+    let (addr, path) = broker.ws.split_once('/').expect("ws address with a path");
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let ws = Command::new(&python)
+        .arg(&script)
+        .args(["websockets", host, port, &format!("/{path}")])
+        .output()
+        .unwrap();
+    assert!(
+        ws.status.success(),
+        "paho over WebSocket: {} {}",
+        String::from_utf8_lossy(&ws.stdout),
+        String::from_utf8_lossy(&ws.stderr)
+    );
+    assert_eq!(lines(&ws), ["paho/test hello over websockets qos=1"]);
+}

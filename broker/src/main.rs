@@ -154,8 +154,32 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
     tokio::spawn(outpost_listeners::run_tcp(
         listener,
         broker.clone(),
-        listener_config,
+        listener_config.clone(),
     ));
+    let mut ws_addr = String::from("off");
+    if config.websocket.enabled {
+        let ws = match tokio::net::TcpListener::bind(config.websocket.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!(
+                    "outpost: cannot listen for MQTT over WebSocket on {}: {e}",
+                    config.websocket.listen
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        ws_addr = format!(
+            "{}{}",
+            ws.local_addr().unwrap_or(config.websocket.listen),
+            config.websocket.path
+        );
+        tokio::spawn(outpost_listeners::run_websocket(
+            ws,
+            config.websocket.path.clone(),
+            broker.clone(),
+            listener_config,
+        ));
+    }
     {
         let broker = broker.clone();
         tokio::spawn(async move {
@@ -168,11 +192,11 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
     }
     // Tests and scripts read this line to learn the ports (they may ask for port 0).
     println!(
-        "outpost {} listening: mqtt={mqtt_addr} data={}",
+        "outpost {} listening: mqtt={mqtt_addr} ws={ws_addr} data={}",
         env!("CARGO_PKG_VERSION"),
         config.data_dir.display()
     );
-    tracing::info!(%mqtt_addr, "MQTT listener started (WebSocket and HTTP listeners are not built yet)");
+    tracing::info!(%mqtt_addr, %ws_addr, "MQTT listeners started (the HTTP listener is not built yet)");
 
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct Outpost {
     child: Child,
     pub mqtt: SocketAddr,
+    /// `host:port/path` of MQTT over WebSocket.
+    pub ws: String,
     pub data: tempfile::TempDir,
 }
 
@@ -21,7 +23,14 @@ impl Outpost {
     /// Starts on an existing data folder (for restart tests).
     pub fn start_in(data: tempfile::TempDir) -> Outpost {
         let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
-            .args(["--mqtt-listen", "127.0.0.1:0", "--log", "warn"])
+            .args([
+                "--mqtt-listen",
+                "127.0.0.1:0",
+                "--ws-listen",
+                "127.0.0.1:0",
+                "--log",
+                "warn",
+            ])
             .arg("--data-dir")
             .arg(data.path())
             .env_remove("OUTPOST_CONFIG")
@@ -33,18 +42,25 @@ impl Outpost {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("mqtt=").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
+                if line.contains(" listening: ") {
+                    let field = |name: &str| {
+                        line.split(&format!("{name}="))
+                            .nth(1)
+                            .and_then(|r| r.split_whitespace().next())
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    let _ = tx.send((field("mqtt"), field("ws")));
                 }
             }
         });
-        let addr = rx
+        let (addr, ws) = rx
             .recv_timeout(Duration::from_secs(20))
-            .expect("outpost reports its MQTT address");
+            .expect("outpost reports its addresses");
         Outpost {
             child,
             mqtt: addr.parse().expect("an address"),
+            ws,
             data,
         }
     }

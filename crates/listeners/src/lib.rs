@@ -3,6 +3,8 @@
 
 mod connection;
 mod tcp;
+mod websocket;
 
 pub use connection::{serve, ListenerConfig};
 pub use tcp::run_tcp;
+pub use websocket::run_websocket;

@@ -1,0 +1,121 @@
+//! MQTT over WebSocket (MQTT §6): the HTTP upgrade on a configured path with the `mqtt` subprotocol,
+//! then binary frames carrying MQTT bytes — a packet may span frames and a frame may hold several
+//! packets, so the frames are joined back into a byte stream and served like TCP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use outpost_mqtt::Broker;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{serve, ListenerConfig};
+
+/// Accepts WebSocket connections on `path` until the listener fails.
+pub async fn run_websocket(
+    listener: TcpListener,
+    path: String,
+    broker: Arc<Broker>,
+    config: Arc<ListenerConfig>,
+) {
+    let path: Arc<str> = path.into();
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let (broker, config, path) = (broker.clone(), config.clone(), path.clone());
+                tokio::spawn(
+                    async move { serve_websocket(stream, peer, &path, broker, config).await },
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve_websocket(
+    stream: TcpStream,
+    peer: SocketAddr,
+    path: &str,
+    broker: Arc<Broker>,
+    config: Arc<ListenerConfig>,
+) {
+    // The error type is tungstenite's callback signature; its size is not ours to choose.
+    #[allow(clippy::result_large_err)]
+    let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() != path {
+            let mut e =
+                ErrorResponse::new(Some(format!("no MQTT endpoint at {}", req.uri().path())));
+            *e.status_mut() = StatusCode::NOT_FOUND;
+            return Err(e);
+        }
+        // Echo the `mqtt` subprotocol when offered (clients such as MQTT.js require it).
+        let offered = req
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim() == "mqtt");
+        if offered {
+            resp.headers_mut()
+                .insert("sec-websocket-protocol", HeaderValue::from_static("mqtt"));
+        }
+        Ok(resp)
+    };
+    let ws = match tokio_tungstenite::accept_hdr_async(stream, check).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "WebSocket handshake failed");
+            return;
+        }
+    };
+    // Bridge frames <-> bytes through an in-memory pipe; the MQTT connection reads and writes bytes.
+    let (mqtt_side, bridge) = tokio::io::duplex(64 * 1024);
+    let (mut bridge_rd, mut bridge_wr) = tokio::io::split(bridge);
+    let (mut ws_tx, mut ws_rx) = ws.split();
+    let inbound = async move {
+        while let Some(msg) = ws_rx.next().await {
+            match msg {
+                Ok(Message::Binary(data)) => {
+                    if bridge_wr.write_all(&data).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Message::Close(_)) | Err(_) => break,
+                // Text frames are not MQTT (§6.0: "MUST close the connection"); pings are answered by
+                // the library.
+                Ok(Message::Text(_)) => break,
+                Ok(_) => {}
+            }
+        }
+        let _ = bridge_wr.shutdown().await;
+    };
+    let outbound = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match bridge_rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if ws_tx
+                        .send(Message::Binary(buf[..n].to_vec().into()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = ws_tx.close().await;
+    };
+    let mqtt = serve(mqtt_side, peer, broker, config);
+    tokio::join!(inbound, outbound, mqtt);
+}
