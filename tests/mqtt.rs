@@ -376,3 +376,39 @@ fn paho_over_tcp_and_websocket() {
     );
     assert_eq!(lines(&ws), ["paho/test hello over websockets qos=1"]);
 }
+
+#[test]
+fn sys_topics_report_the_broker_and_hide_from_wildcards() {
+    let broker = Outpost::start();
+    let _listener = subscriber(&broker, &["-t", "anything/#"], 1);
+    let out = finish(subscriber(
+        &broker,
+        &[
+            "-t",
+            "$SYS/broker/version",
+            "-t",
+            "$SYS/broker/clients/connected",
+        ],
+        2,
+    ));
+    let got = lines(&out);
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with("$SYS/broker/version outpost ")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with("$SYS/broker/clients/connected ")),
+        "{got:?}"
+    );
+    // A `#` subscription does not receive `$SYS` topics (§4.7.2).
+    let out = mosquitto("mosquitto_sub", &broker, &["-t", "#", "-W", "2", "-v"])
+        .output()
+        .unwrap();
+    assert!(
+        lines(&out).iter().all(|l| !l.starts_with("$SYS")),
+        "{:?}",
+        lines(&out)
+    );
+}

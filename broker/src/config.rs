@@ -34,6 +34,8 @@ pub struct MqttConfig {
     pub listen: SocketAddr,
     /// Largest packet accepted, in bytes (SQS-sized 256 KiB and 1 MiB payloads must always pass).
     pub max_packet_size: usize,
+    /// Seconds between `$SYS/broker/...` updates; 0 turns them off.
+    pub sys_interval: u64,
 }
 
 /// MQTT over WebSocket.
@@ -88,6 +90,7 @@ impl Default for MqttConfig {
         MqttConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
             max_packet_size: 16 * 1024 * 1024,
+            sys_interval: 10,
         }
     }
 }

@@ -34,6 +34,9 @@ struct Cli {
     /// HTTP (SQS, SNS, publish, metrics) listen address.
     #[arg(long, env = "OUTPOST_HTTP_LISTEN")]
     http_listen: Option<SocketAddr>,
+    /// Seconds between `$SYS` updates (0: off).
+    #[arg(long, env = "OUTPOST_SYS_INTERVAL")]
+    sys_interval: Option<u64>,
     /// Store sync policy: always, never or interval:<ms>.
     #[arg(long, env = "OUTPOST_STORE_SYNC")]
     store_sync: Option<String>,
@@ -63,6 +66,9 @@ impl Cli {
         }
         if let Some(v) = self.http_listen {
             c.http.listen = v;
+        }
+        if let Some(v) = self.sys_interval {
+            c.mqtt.sys_interval = v;
         }
         if let Some(v) = &self.store_sync {
             c.store.sync = v.clone();
@@ -187,6 +193,26 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
             loop {
                 every.tick().await;
                 broker.tick(std::time::Instant::now());
+            }
+        });
+    }
+    if config.mqtt.sys_interval > 0 {
+        let (broker, store) = (broker.clone(), store.clone());
+        let started = std::time::Instant::now();
+        let period = std::time::Duration::from_secs(config.mqtt.sys_interval);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(period);
+            loop {
+                every.tick().await;
+                let s = store.stats();
+                broker.publish_sys(
+                    started.elapsed(),
+                    &[
+                        ("store/bytes", s.disk_bytes.to_string()),
+                        ("store/live records", s.live_records.to_string()),
+                        ("store/segments", s.segments.to_string()),
+                    ],
+                );
             }
         });
     }

@@ -569,7 +569,9 @@ impl Broker {
                 message: Arc::new(message.clone()),
                 qos: message.qos,
             });
-            if let Some(p) = &self.persist {
+            // `$SYS` values are regenerated after a restart; storing them would only churn the disk.
+            let keep = !message.topic.starts_with("$SYS/");
+            if let (Some(p), true) = (&self.persist, keep) {
                 let (done, rx) = tokio::sync::oneshot::channel();
                 durable.push(rx);
                 let bytes = retained
@@ -883,6 +885,48 @@ impl Broker {
                 self.route_locked(&mut st, &client, m, &mut durable);
             }
             self.end_session(&mut st, &client);
+        }
+    }
+}
+
+impl Broker {
+    /// Publishes the `$SYS/broker/...` status topics (retained, like mosquitto), so monitoring tools
+    /// see the broker's state. `extra` adds values the engine does not know (store size, ...).
+    pub fn publish_sys(&self, uptime: Duration, extra: &[(&str, String)]) {
+        let (connected, sessions, retained, subscriptions) = {
+            let st = self.state.lock();
+            (
+                st.sessions
+                    .values()
+                    .filter(|s| s.connection.is_some())
+                    .count(),
+                st.sessions.len(),
+                st.router.retained_count(),
+                st.router.subscriptions(),
+            )
+        };
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
+        let mut values = vec![
+            ("version", format!("outpost {}", env!("CARGO_PKG_VERSION"))),
+            ("uptime", format!("{} seconds", uptime.as_secs())),
+            ("clients/connected", connected.to_string()),
+            ("clients/total", sessions.to_string()),
+            ("subscriptions/count", subscriptions.to_string()),
+            ("retained messages/count", retained.to_string()),
+            ("messages/received", load(&self.stats.messages_in)),
+            ("messages/sent", load(&self.stats.messages_out)),
+            ("messages/dropped", load(&self.stats.dropped)),
+            ("bytes/received", load(&self.stats.bytes_in)),
+        ];
+        values.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+        for (name, value) in values {
+            let topic = format!("$SYS/broker/{name}");
+            let _ = self.publish_internal(Message::new(
+                &topic,
+                Bytes::from(value),
+                QoS::AtMostOnce,
+                true,
+            ));
         }
     }
 }
