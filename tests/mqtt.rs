@@ -380,7 +380,7 @@ fn paho_over_tcp_and_websocket() {
 #[test]
 fn sys_topics_report_the_broker_and_hide_from_wildcards() {
     let broker = Outpost::start();
-    let _listener = subscriber(&broker, &["-t", "anything/#"], 1);
+    let mut listener = subscriber(&broker, &["-t", "anything/#"], 1);
     let out = finish(subscriber(
         &broker,
         &[
@@ -411,4 +411,6 @@ fn sys_topics_report_the_broker_and_hide_from_wildcards() {
         "{:?}",
         lines(&out)
     );
+    let _ = listener.kill();
+    let _ = listener.wait();
 }
