@@ -414,3 +414,96 @@ fn sys_topics_report_the_broker_and_hide_from_wildcards() {
     let _ = listener.kill();
     let _ = listener.wait();
 }
+
+/// A raw MQTT 5 client on our codec: for checks that need to see packets as they are on the wire.
+struct RawClient {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    fn connect(broker: &Outpost, connect: outpost_codec::Connect<'_>) -> RawClient {
+        use outpost_codec::{Packet, Version};
+        let mut s = TcpStream::connect(broker.mqtt).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = vec![0u8; 512];
+        let n = Packet::Connect(connect)
+            .encode(Version::V5, &mut buf)
+            .unwrap();
+        s.write_all(&buf[..n]).unwrap();
+        RawClient { s, buf: Vec::new() }
+    }
+
+    fn send(&mut self, p: outpost_codec::Packet<'_>) {
+        let mut buf = vec![0u8; 1024];
+        let n = p.encode(outpost_codec::Version::V5, &mut buf).unwrap();
+        self.s.write_all(&buf[..n]).unwrap();
+    }
+
+    /// The next packet, as owned bytes (decode with `outpost_codec::decode`).
+    fn next_frame(&mut self) -> Vec<u8> {
+        loop {
+            if let Ok(outpost_codec::Frame::Complete(h)) =
+                outpost_codec::check(&self.buf, usize::MAX)
+            {
+                let frame: Vec<u8> = self.buf.drain(..h.packet_len()).collect();
+                return frame;
+            }
+            let mut chunk = [0u8; 1024];
+            let n = self.s.read(&mut chunk).expect("a packet within 10 s");
+            assert!(n > 0, "connection closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+#[test]
+fn outgoing_topic_aliases() {
+    use outpost_codec::{
+        decode, ConnectProperties, Decoded, List, Packet, QoS, Subscribe, SubscribeFilter, Version,
+    };
+    let broker = Outpost::start();
+    let mut c = RawClient::connect(
+        &broker,
+        outpost_codec::Connect {
+            protocol: Version::V5,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: "aliased",
+            properties: ConnectProperties {
+                topic_alias_maximum: Some(4),
+                ..ConnectProperties::default()
+            },
+            ..outpost_codec::Connect::default()
+        },
+    );
+    assert_eq!(c.next_frame()[0], 0x20, "CONNACK");
+    let filters = [SubscribeFilter::new("alias/#", QoS::AtMostOnce)];
+    c.send(Packet::Subscribe(Subscribe {
+        pkid: 1,
+        filters: List::new(&filters),
+        ..Subscribe::default()
+    }));
+    assert_eq!(c.next_frame()[0], 0x90, "SUBACK");
+    for _ in 0..2 {
+        publish(&broker, &["-t", "alias/long/topic/name", "-m", "x"]);
+    }
+    let first = c.next_frame();
+    let second = c.next_frame();
+    let (Ok(Decoded::Packet(Packet::Publish(a), _)), Ok(Decoded::Packet(Packet::Publish(b), _))) = (
+        decode(&first, Version::V5, usize::MAX),
+        decode(&second, Version::V5, usize::MAX),
+    ) else {
+        panic!("two PUBLISH packets expected");
+    };
+    assert_eq!(
+        (a.topic, a.properties.topic_alias),
+        ("alias/long/topic/name", Some(1))
+    );
+    assert_eq!(
+        (b.topic, b.properties.topic_alias),
+        ("", Some(1)),
+        "only the alias the second time"
+    );
+    assert!(second.len() < first.len());
+}

@@ -47,6 +47,10 @@ struct Conn<W> {
     /// Maximum Packet Size the client announced (MQTT 5).
     client_max: Option<u32>,
     peer: SocketAddr,
+    /// Topic Alias Maximum the client announced (MQTT 5), and the aliases given out so far: the first
+    /// topics sent get an alias, and from the second message on only the alias travels.
+    alias_max: u16,
+    aliases: std::collections::HashMap<std::sync::Arc<str>, u16>,
     /// Acknowledgements waiting for their message to be durable, in the order the PUBLISH packets
     /// arrived (§4.6: acknowledgements go out in that order).
     pending_acks: Vec<(Durable, Packet<'static>)>,
@@ -103,15 +107,31 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                     message: d,
                 } => {
                     let users = d.message.user_properties();
+                    let mut properties =
+                        d.message
+                            .publish_properties(now, &d.subscription_ids, &users);
+                    let mut topic: &str = &d.message.topic;
+                    let mut new_alias = false;
+                    match self.aliases.get(&d.message.topic) {
+                        Some(&alias) => {
+                            properties.topic_alias = Some(alias);
+                            topic = "";
+                        }
+                        None if (self.aliases.len() as u16) < self.alias_max => {
+                            let alias = self.aliases.len() as u16 + 1;
+                            self.aliases.insert(d.message.topic.clone(), alias);
+                            properties.topic_alias = Some(alias);
+                            new_alias = true;
+                        }
+                        None => {}
+                    }
                     let publish = Publish {
                         dup,
                         qos: d.qos,
                         retain: d.retain,
-                        topic: &d.message.topic,
+                        topic,
                         pkid,
-                        properties: d
-                            .message
-                            .publish_properties(now, &d.subscription_ids, &users),
+                        properties,
                         payload: &d.message.payload,
                     };
                     let packet = Packet::Publish(publish);
@@ -120,6 +140,10 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                         _ => false,
                     };
                     if too_big {
+                        if new_alias {
+                            // The client never learns this alias.
+                            self.aliases.remove(&d.message.topic);
+                        }
                         // §3.1.2.11.4: a packet over the client's maximum is not sent, as if delivered.
                         tracing::debug!(peer = %self.peer, "message larger than the client accepts, discarded");
                         if pkid != 0 {
@@ -167,6 +191,8 @@ where
         version: Version::V311,
         client_max: None,
         peer,
+        alias_max: 0,
+        aliases: std::collections::HashMap::new(),
         pending_acks: Vec::new(),
     };
     let connect = match decode(&first, Version::V5, max) {
@@ -193,6 +219,9 @@ where
     };
     conn.version = connect.protocol;
     conn.client_max = connect.properties.maximum_packet_size;
+    if connect.protocol == Version::V5 {
+        conn.alias_max = connect.properties.topic_alias_maximum.unwrap_or(0);
+    }
     let keep_alive = connect.keep_alive;
     let accepted = match broker.connect(&connect) {
         Ok(a) => a,

@@ -34,6 +34,9 @@ pub struct BrokerConfig {
     pub v311_session_expiry: u32,
     /// Whether QoS 0 messages are queued for disconnected persistent sessions.
     pub queue_qos0_offline: bool,
+    /// Subscriptions one session may hold; more are refused with Quota exceeded (a SUBSCRIBE flood
+    /// cannot grow the broker's memory without bound).
+    pub max_subscriptions_per_session: usize,
 }
 
 impl Default for BrokerConfig {
@@ -45,6 +48,7 @@ impl Default for BrokerConfig {
             outbox: OutboxLimits::default(),
             v311_session_expiry: u32::MAX,
             queue_qos0_offline: false,
+            max_subscriptions_per_session: 10_000,
         }
     }
 }
@@ -660,6 +664,21 @@ impl Broker {
         let mut retained = Vec::new();
         for f in sub.filters.iter() {
             let id = sub.properties.subscription_identifier;
+            let full = st.sessions.get(&h.client_id).is_some_and(|s| {
+                s.subscriptions.len() >= self.config.max_subscriptions_per_session
+                    && !s.subscriptions.contains_key(f.filter)
+            });
+            if full {
+                tracing::warn!(
+                    client = &*h.client_id,
+                    "subscription limit reached; SUBSCRIBE refused"
+                );
+                codes.push(match h.version {
+                    Version::V311 => ReasonCode::UnspecifiedError,
+                    Version::V5 => ReasonCode::QuotaExceeded,
+                });
+                continue;
+            }
             match st.router.subscribe(&h.client_id, f.filter, f.options, id) {
                 Ok(done) => {
                     codes.push(match done.granted {
@@ -937,4 +956,150 @@ fn random_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(Instant::now().elapsed().as_nanos() as u64);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outpost_codec::{
+        ConnectProperties, List, SubscribeFilter, Will as ConnectWill, WillProperties,
+    };
+
+    fn connect<'a>(id: &'a str, clean: bool, will: Option<ConnectWill<'a>>) -> Connect<'a> {
+        Connect {
+            protocol: Version::V5,
+            clean_start: clean,
+            keep_alive: 60,
+            client_id: id,
+            will,
+            properties: ConnectProperties {
+                session_expiry_interval: Some(if clean { 0 } else { 3600 }),
+                ..ConnectProperties::default()
+            },
+            ..Connect::default()
+        }
+    }
+
+    fn subscribe(b: &Broker, h: &ConnectionHandle, filters: &[&str]) -> Vec<ReasonCode> {
+        let f: Vec<SubscribeFilter<'_>> = filters
+            .iter()
+            .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce))
+            .collect();
+        b.subscribe(
+            h,
+            &Subscribe {
+                pkid: 1,
+                filters: List::new(&f),
+                ..Subscribe::default()
+            },
+        )
+    }
+
+    fn topics(b: &Broker, h: &ConnectionHandle) -> Vec<String> {
+        b.sendable(h)
+            .into_iter()
+            .filter_map(|s| match s {
+                Send::Publish { message, .. } => Some(message.message.topic.to_string()),
+                Send::PubRel { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn subscription_quota_refuses_the_flood_not_the_client() {
+        let b = Broker::new(BrokerConfig {
+            max_subscriptions_per_session: 2,
+            ..BrokerConfig::default()
+        });
+        let h = b.connect(&connect("c", true, None)).unwrap().handle;
+        let codes = subscribe(&b, &h, &["a", "b", "c"]);
+        assert_eq!(
+            codes,
+            [
+                ReasonCode::GrantedQoS1,
+                ReasonCode::GrantedQoS1,
+                ReasonCode::QuotaExceeded
+            ]
+        );
+        assert_eq!(
+            subscribe(&b, &h, &["a"]),
+            [ReasonCode::GrantedQoS1],
+            "replacing one is fine"
+        );
+    }
+
+    #[test]
+    fn takeover_kicks_the_old_connection_and_keeps_the_session() {
+        let b = Broker::default();
+        let first = b.connect(&connect("dev", false, None)).unwrap();
+        subscribe(&b, &first.handle, &["t"]);
+        let second = b.connect(&connect("dev", false, None)).unwrap();
+        assert!(second.session_present);
+        // The old connection's permit is set: its task wakes and closes.
+        assert!(futures_ready(first.handle.kick.notified()));
+        b.publish_internal(Message::new(
+            "t",
+            Bytes::from_static(b"x"),
+            QoS::AtLeastOnce,
+            false,
+        ));
+        assert_eq!(topics(&b, &second.handle), ["t"]);
+        assert!(
+            b.sendable(&first.handle).is_empty(),
+            "the old connection gets nothing"
+        );
+        // Its late disconnect does not end the new connection's session.
+        b.disconnect(&first.handle, Disconnect::Abrupt, None);
+        assert_eq!(b.connected(), 1);
+    }
+
+    #[test]
+    fn delayed_will_goes_out_unless_the_client_comes_back() {
+        let b = Broker::default();
+        let watcher = b.connect(&connect("watcher", true, None)).unwrap().handle;
+        subscribe(&b, &watcher, &["wills/#"]);
+        let will = |delay| ConnectWill {
+            topic: "wills/dev",
+            payload: b"gone",
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: WillProperties {
+                will_delay_interval: Some(delay),
+                ..WillProperties::default()
+            },
+        };
+        let h = b
+            .connect(&connect("dev", false, Some(will(30))))
+            .unwrap()
+            .handle;
+        b.disconnect(&h, Disconnect::Abrupt, None);
+        b.tick(Instant::now() + Duration::from_secs(10));
+        assert!(topics(&b, &watcher).is_empty(), "not before the delay");
+        // Back in time: the will is cancelled.
+        let h = b
+            .connect(&connect("dev", false, Some(will(30))))
+            .unwrap()
+            .handle;
+        b.tick(Instant::now() + Duration::from_secs(60));
+        assert!(topics(&b, &watcher).is_empty());
+        // Gone for good: after the delay it is published.
+        b.disconnect(&h, Disconnect::Abrupt, None);
+        b.tick(Instant::now() + Duration::from_secs(31));
+        assert_eq!(topics(&b, &watcher), ["wills/dev"]);
+        // A normal DISCONNECT discards the will.
+        let h = b
+            .connect(&connect("dev2", true, Some(will(0))))
+            .unwrap()
+            .handle;
+        b.disconnect(&h, Disconnect::Normal, None);
+        assert!(topics(&b, &watcher).is_empty());
+    }
+
+    /// True if the future is ready at its first poll.
+    fn futures_ready<F: std::future::Future>(f: F) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        f.as_mut().poll(&mut cx).is_ready()
+    }
 }
