@@ -153,18 +153,23 @@ fn bench_append(c: &mut Criterion) {
     }
 }
 
-fn bench_read(c: &mut Criterion) {
-    let mut group = c.benchmark_group("read");
-    group.throughput(Throughput::Elements(1));
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        dir.path(),
+/// A store for benchmark setup, where durability does not matter.
+fn unsynced_store(dir: &std::path::Path) -> Store {
+    Store::open(
+        dir,
         StoreConfig {
             sync: SyncPolicy::Never,
             ..StoreConfig::default()
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn bench_read(c: &mut Criterion) {
+    let mut group = c.benchmark_group("read");
+    group.throughput(Throughput::Elements(1));
+    let dir = tempfile::tempdir().unwrap();
+    let store = unsynced_store(dir.path());
     let s = store.stream("bench").unwrap();
     let ids: Vec<_> = (0..100)
         .flat_map(|_| {
@@ -198,14 +203,7 @@ fn bench_recovery(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1_000_000));
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(
-            dir.path(),
-            StoreConfig {
-                sync: SyncPolicy::Never,
-                ..StoreConfig::default()
-            },
-        )
-        .unwrap();
+        let store = unsynced_store(dir.path());
         let s = store.stream("bench").unwrap();
         for _ in 0..1000 {
             store

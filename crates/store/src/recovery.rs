@@ -172,24 +172,11 @@ fn replay(
                 off += len;
                 tail = off;
             }
-            Parsed::End => {
-                // Zeros: the end, unless something follows (then the zeros, or what follows, is damage).
-                let Some(junk) = first_nonzero(map, off) else {
+            damage => {
+                // Zeros mean the end, unless something follows them; anything else is damage.
+                if damage == Parsed::End && first_nonzero(map, off).is_none() {
                     break;
-                };
-                damaged = true;
-                match record::resync(map, off) {
-                    Some(next) => {
-                        skip(seg, off, next, report);
-                        off = next;
-                    }
-                    None => {
-                        skip(seg, off, last_nonzero(map).max(junk + 1), report);
-                        break;
-                    }
                 }
-            }
-            Parsed::Corrupt => {
                 damaged = true;
                 match record::resync(map, off) {
                     Some(next) => {
@@ -197,12 +184,7 @@ fn replay(
                         off = next;
                     }
                     None => {
-                        let end = map
-                            .iter()
-                            .rposition(|&b| b != 0)
-                            .map_or(off, |p| p + 1)
-                            .max(off);
-                        skip(seg, off, end, report);
+                        skip(seg, off, last_nonzero(map).max(off + 1), report);
                         break;
                     }
                 }
