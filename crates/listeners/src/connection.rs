@@ -42,7 +42,11 @@ enum End {
 
 struct Conn<W> {
     wr: W,
+    /// Acknowledgements and control packets, written first.
     out: BytesMut,
+    /// PUBLISH/PUBREL packets to the client, written after the acknowledgements of the same round (so a
+    /// SUBACK precedes the retained messages of its subscription).
+    deliveries: BytesMut,
     version: Version,
     /// Maximum Packet Size the client announced (MQTT 5).
     client_max: Option<u32>,
@@ -53,7 +57,13 @@ struct Conn<W> {
     aliases: std::collections::HashMap<std::sync::Arc<str>, u16>,
     /// Acknowledgements waiting for their message to be durable, in the order the PUBLISH packets
     /// arrived (§4.6: acknowledgements go out in that order).
-    pending_acks: Vec<(Durable, Packet<'static>)>,
+    pending_acks: Vec<(Durable, Reply)>,
+}
+
+/// An acknowledgement that may have to wait for durability.
+enum Reply {
+    Packet(Packet<'static>),
+    SubAck { pkid: u16, codes: Vec<ReasonCode> },
 }
 
 impl<W: AsyncWrite + Unpin> Conn<W> {
@@ -64,18 +74,33 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
     }
 
     /// Queues an acknowledgement; it waits behind earlier ones still waiting for durability.
-    fn ack(&mut self, durable: Durable, packet: Packet<'static>) {
+    fn ack(&mut self, durable: Durable, reply: Reply) {
         if durable.is_empty() && self.pending_acks.is_empty() {
-            self.push(&packet);
+            self.push_reply(reply);
         } else {
-            self.pending_acks.push((durable, packet));
+            self.pending_acks.push((durable, reply));
+        }
+    }
+
+    fn push_reply(&mut self, reply: Reply) {
+        match reply {
+            Reply::Packet(p) => self.push(&p),
+            Reply::SubAck { pkid, codes } => self.push(&Packet::SubAck(SubAck {
+                pkid,
+                codes: List::new(&codes),
+                ..SubAck::default()
+            })),
         }
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        for (durable, packet) in std::mem::take(&mut self.pending_acks) {
+        for (durable, reply) in std::mem::take(&mut self.pending_acks) {
             durable.wait().await;
-            self.push(&packet);
+            self.push_reply(reply);
+        }
+        if !self.deliveries.is_empty() {
+            let d = self.deliveries.split();
+            self.out.unsplit(d);
         }
         if !self.out.is_empty() {
             self.wr.write_all(&self.out).await?;
@@ -188,6 +213,7 @@ where
     let mut conn = Conn {
         wr,
         out: BytesMut::with_capacity(8 * 1024),
+        deliveries: BytesMut::new(),
         version: Version::V311,
         client_max: None,
         peer,
@@ -387,8 +413,8 @@ fn handle<W: AsyncWrite + Unpin>(
                     };
                     match p.qos {
                         QoS::AtMostOnce => {}
-                        QoS::AtLeastOnce => conn.ack(durable, Packet::PubAck(ack)),
-                        QoS::ExactlyOnce => conn.ack(durable, Packet::PubRec(ack)),
+                        QoS::AtLeastOnce => conn.ack(durable, Reply::Packet(Packet::PubAck(ack))),
+                        QoS::ExactlyOnce => conn.ack(durable, Reply::Packet(Packet::PubRec(ack))),
                     }
                 }
                 Err(code) => {
@@ -423,12 +449,15 @@ fn handle<W: AsyncWrite + Unpin>(
             }));
         }
         Packet::Subscribe(s) => {
-            let codes = broker.subscribe(h, &s);
-            conn.push(&Packet::SubAck(SubAck {
-                pkid: s.pkid,
-                codes: List::new(&codes),
-                ..SubAck::default()
-            }));
+            // SUBACK once a persistent session's subscriptions are stored.
+            let (codes, durable) = broker.subscribe(h, &s);
+            conn.ack(
+                durable,
+                Reply::SubAck {
+                    pkid: s.pkid,
+                    codes,
+                },
+            );
         }
         Packet::Unsubscribe(u) => {
             let codes = broker.unsubscribe(h, &u);

@@ -352,9 +352,12 @@ impl Broker {
         }
     }
 
-    fn save_session(&self, client: &Arc<str>, s: &Session) {
+    /// Queues the session's definition for the metadata store; the returned `Durable` resolves once
+    /// it is saved.
+    fn save_session(&self, client: &Arc<str>, s: &Session) -> Durable {
+        let mut durable = Durable::default();
         let (Some(p), Some(_)) = (&self.persist, s.stream) else {
-            return;
+            return durable;
         };
         let saved = SavedSession {
             expiry: s.expiry,
@@ -364,10 +367,14 @@ impl Broker {
                 .map(|sub| (sub.filter.to_string(), sub.options, sub.id))
                 .collect(),
         };
+        let (done, rx) = tokio::sync::oneshot::channel();
+        durable.push(rx);
         p.send(Job::SaveSession {
             client: client.clone(),
             bytes: persistence::encode_session(&saved),
+            done: Some(done),
         });
+        durable
     }
 
     /// The configuration.
@@ -658,7 +665,12 @@ impl Broker {
     }
 
     /// Handles SUBSCRIBE: one reason code per filter (for SUBACK); retained messages are queued.
-    pub fn subscribe(&self, h: &ConnectionHandle, sub: &Subscribe<'_>) -> Vec<ReasonCode> {
+    /// The `Durable` resolves once a persistent session's new subscriptions are stored: send SUBACK then.
+    pub fn subscribe(
+        &self,
+        h: &ConnectionHandle,
+        sub: &Subscribe<'_>,
+    ) -> (Vec<ReasonCode>, Durable) {
         let mut st = self.state.lock();
         let mut codes = Vec::new();
         let mut retained = Vec::new();
@@ -704,8 +716,9 @@ impl Broker {
                 }),
             }
         }
+        let mut durable = Durable::default();
         if let Some(s) = st.sessions.get_mut(&h.client_id) {
-            self.save_session(&h.client_id, s);
+            durable = self.save_session(&h.client_id, s);
             for (m, qos, id) in retained {
                 let d = Delivery {
                     id: self.next_delivery.fetch_add(1, Ordering::Relaxed),
@@ -717,7 +730,7 @@ impl Broker {
                 self.offer(&h.client_id, s, d);
             }
         }
-        codes
+        (codes, durable)
     }
 
     /// Handles UNSUBSCRIBE: one reason code per filter (for the MQTT 5 UNSUBACK).
@@ -993,6 +1006,7 @@ mod tests {
                 ..Subscribe::default()
             },
         )
+        .0
     }
 
     fn topics(b: &Broker, h: &ConnectionHandle) -> Vec<String> {

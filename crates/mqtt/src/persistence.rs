@@ -71,6 +71,7 @@ pub(crate) enum Job {
     SaveSession {
         client: Arc<str>,
         bytes: Vec<u8>,
+        done: Option<oneshot::Sender<()>>,
     },
     DropSession {
         client: Arc<str>,
@@ -250,7 +251,11 @@ pub(crate) async fn run(broker: Arc<Broker>, store: Store, mut rx: mpsc::Unbound
                 }
             }
             Job::Kill(id) => kill(&store, id).await,
-            Job::SaveSession { client, bytes } => {
+            Job::SaveSession {
+                client,
+                bytes,
+                done,
+            } => {
                 let op = MetaOp::Put {
                     table: SESSIONS,
                     key: client.as_bytes(),
@@ -258,6 +263,9 @@ pub(crate) async fn run(broker: Arc<Broker>, store: Store, mut rx: mpsc::Unbound
                 };
                 if let Err(e) = store.meta().apply(&[op]) {
                     tracing::error!(client = &*client, error = %e, "session not saved");
+                }
+                if let Some(done) = done {
+                    let _ = done.send(());
                 }
             }
             Job::DropSession { client, stream } => {
