@@ -62,7 +62,7 @@ struct Conn<W> {
 
 /// An acknowledgement that may have to wait for durability.
 enum Reply {
-    Packet(Packet<'static>),
+    Packet(Box<Packet<'static>>),
     SubAck { pkid: u16, codes: Vec<ReasonCode> },
 }
 
@@ -413,8 +413,12 @@ fn handle<W: AsyncWrite + Unpin>(
                     };
                     match p.qos {
                         QoS::AtMostOnce => {}
-                        QoS::AtLeastOnce => conn.ack(durable, Reply::Packet(Packet::PubAck(ack))),
-                        QoS::ExactlyOnce => conn.ack(durable, Reply::Packet(Packet::PubRec(ack))),
+                        QoS::AtLeastOnce => {
+                            conn.ack(durable, Reply::Packet(Box::new(Packet::PubAck(ack))))
+                        }
+                        QoS::ExactlyOnce => {
+                            conn.ack(durable, Reply::Packet(Box::new(Packet::PubRec(ack))))
+                        }
                     }
                 }
                 Err(code) => {
