@@ -226,6 +226,17 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
 
     shutdown_signal().await;
     tracing::info!("shutting down");
+    // What the engine queued for the store (deliveries acknowledged, sessions changed) is written
+    // before the store closes.
+    if tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        broker.flush_persistence().wait(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("the store did not finish its queue within 5 s");
+    }
     drop(store);
     ExitCode::SUCCESS
 }

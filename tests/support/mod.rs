@@ -76,6 +76,18 @@ impl Outpost {
         std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"))
     }
 
+    /// SIGTERM (a graceful stop), waiting for the process to end; keeps the data folder.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while matches!(self.child.try_wait(), Ok(None)) {
+            assert!(Instant::now() < deadline, "outpost did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"))
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

@@ -377,6 +377,17 @@ impl Broker {
         durable
     }
 
+    /// Resolves once everything queued for the store so far is stored (for a graceful shutdown).
+    pub fn flush_persistence(&self) -> Durable {
+        let mut durable = Durable::default();
+        if let Some(p) = &self.persist {
+            let (done, rx) = tokio::sync::oneshot::channel();
+            durable.push(rx);
+            p.send(Job::Flush(done));
+        }
+        durable
+    }
+
     /// The configuration.
     pub fn config(&self) -> &BrokerConfig {
         &self.config

@@ -77,6 +77,8 @@ pub(crate) enum Job {
         client: Arc<str>,
         stream: Option<StreamId>,
     },
+    /// Answers once every job queued before it is done (graceful shutdown).
+    Flush(oneshot::Sender<()>),
 }
 
 /// The sending side, held by the engine.
@@ -251,6 +253,9 @@ pub(crate) async fn run(broker: Arc<Broker>, store: Store, mut rx: mpsc::Unbound
                 }
             }
             Job::Kill(id) => kill(&store, id).await,
+            Job::Flush(done) => {
+                let _ = done.send(());
+            }
             Job::SaveSession {
                 client,
                 bytes,
