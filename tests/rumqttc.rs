@@ -1,0 +1,240 @@
+//! The broker with rumqttc, an independent Rust client, in both protocol versions.
+
+mod support;
+
+use std::sync::mpsc::{channel, Receiver};
+use std::time::Duration;
+
+use support::Outpost;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+mod v311 {
+    use super::*;
+    use rumqttc::{Client, Event, MqttOptions, Packet, Publish, QoS};
+
+    pub fn client(broker: &Outpost, id: &str) -> (Client, Receiver<Publish>) {
+        let mut opts = MqttOptions::new(id, "127.0.0.1", broker.mqtt.port());
+        opts.set_keep_alive(Duration::from_secs(30));
+        let (client, mut connection) = Client::new(opts, 64);
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if tx.send(p).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        (client, rx)
+    }
+
+    #[test]
+    fn qos_levels_downgrade_and_retained_delivery() {
+        let broker = Outpost::start();
+        let (sub, inbox) = client(&broker, "r311-sub");
+        sub.subscribe("q/ready", QoS::AtMostOnce).unwrap();
+        sub.subscribe("q/+", QoS::AtLeastOnce).unwrap();
+        let (publisher, _) = client(&broker, "r311-pub");
+        // Publish a marker until the subscription is in place.
+        let mut ready = false;
+        for _ in 0..50 {
+            publisher
+                .publish("q/ready", QoS::AtMostOnce, false, "?")
+                .unwrap();
+            if let Ok(p) = inbox.recv_timeout(Duration::from_millis(100)) {
+                ready = p.topic == "q/ready";
+                break;
+            }
+        }
+        assert!(ready, "subscription never became active");
+        while inbox.try_recv().is_ok() {}
+        publisher
+            .publish("q/zero", QoS::AtMostOnce, false, "0")
+            .unwrap();
+        publisher
+            .publish("q/one", QoS::AtLeastOnce, false, "1")
+            .unwrap();
+        publisher
+            .publish("q/two", QoS::ExactlyOnce, true, "2")
+            .unwrap();
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let p = inbox.recv_timeout(WAIT).expect("messages arrive");
+            if p.topic != "q/ready" {
+                got.push((p.topic.clone(), p.qos, p.retain, p.payload.to_vec()));
+            }
+        }
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            [
+                ("q/one".to_string(), QoS::AtLeastOnce, false, b"1".to_vec()),
+                ("q/two".to_string(), QoS::AtLeastOnce, false, b"2".to_vec()),
+                ("q/zero".to_string(), QoS::AtMostOnce, false, b"0".to_vec()),
+            ],
+            "QoS 2 is downgraded to the subscription's QoS 1; RETAIN is cleared on live delivery"
+        );
+        // A later subscriber gets the retained message, flagged.
+        let (late, late_inbox) = client(&broker, "r311-late");
+        late.subscribe("q/two", QoS::ExactlyOnce).unwrap();
+        let p = late_inbox.recv_timeout(WAIT).expect("retained message");
+        assert_eq!(
+            (p.topic.as_str(), p.retain, p.qos),
+            ("q/two", true, QoS::ExactlyOnce)
+        );
+    }
+}
+
+mod v5 {
+    use super::*;
+    use rumqttc::v5::mqttbytes::v5::{
+        Filter, Packet, Publish, PublishProperties, SubscribeProperties,
+    };
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{Client, Event, MqttOptions};
+
+    pub fn client(broker: &Outpost, id: &str) -> (Client, Receiver<Publish>) {
+        let mut opts = MqttOptions::new(id, "127.0.0.1", broker.mqtt.port());
+        opts.set_keep_alive(Duration::from_secs(30));
+        let (client, mut connection) = Client::new(opts, 64);
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if tx.send(p).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        (client, rx)
+    }
+
+    fn wait_until_subscribed(publisher: &Client, inbox: &Receiver<Publish>, topic: &str) {
+        for _ in 0..50 {
+            publisher
+                .publish(topic, QoS::AtMostOnce, false, "?")
+                .unwrap();
+            if inbox.recv_timeout(Duration::from_millis(100)).is_ok() {
+                while inbox.try_recv().is_ok() {}
+                return;
+            }
+        }
+        panic!("subscription to {topic} never became active");
+    }
+
+    #[test]
+    fn properties_pass_through_with_subscription_identifier() {
+        let broker = Outpost::start();
+        let (sub, inbox) = client(&broker, "r5-sub");
+        sub.subscribe_with_properties(
+            "req/#",
+            QoS::AtLeastOnce,
+            SubscribeProperties {
+                id: Some(42),
+                user_properties: vec![],
+            },
+        )
+        .unwrap();
+        let (publisher, _) = client(&broker, "r5-pub");
+        wait_until_subscribed(&publisher, &inbox, "req/ping");
+        let props = PublishProperties {
+            payload_format_indicator: Some(1),
+            message_expiry_interval: Some(600),
+            response_topic: Some("resp/r5-pub".into()),
+            correlation_data: Some(bytes_of("corr-1")),
+            user_properties: vec![("unit".into(), "C".into()), ("site".into(), "north".into())],
+            content_type: Some("text/plain".into()),
+            ..PublishProperties::default()
+        };
+        publisher
+            .publish_with_properties("req/temp", QoS::AtLeastOnce, false, "21.5", props)
+            .unwrap();
+        let p = inbox.recv_timeout(WAIT).expect("message");
+        let got = p.properties.expect("properties");
+        assert_eq!(got.response_topic.as_deref(), Some("resp/r5-pub"));
+        assert_eq!(got.correlation_data.as_deref(), Some(&b"corr-1"[..]));
+        assert_eq!(got.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(got.payload_format_indicator, Some(1));
+        assert_eq!(
+            got.user_properties,
+            [
+                ("unit".to_string(), "C".to_string()),
+                ("site".to_string(), "north".to_string())
+            ]
+        );
+        assert_eq!(got.subscription_identifiers, [42]);
+        let expiry = got.message_expiry_interval.expect("expiry forwarded");
+        assert!((590..=600).contains(&expiry), "remaining expiry: {expiry}");
+    }
+
+    #[test]
+    fn no_local_and_shared_subscriptions() {
+        let broker = Outpost::start();
+        let (me, my_inbox) = client(&broker, "r5-self");
+        let mut filter = Filter::new("chat/room", QoS::AtLeastOnce);
+        filter.nolocal = true;
+        me.subscribe_many(vec![filter, Filter::new("chat/probe", QoS::AtMostOnce)])
+            .unwrap();
+        wait_until_subscribed(&me, &my_inbox, "chat/probe");
+        me.publish("chat/room", QoS::AtLeastOnce, false, "mine")
+            .unwrap();
+        let (other, _) = client(&broker, "r5-other");
+        other
+            .publish("chat/room", QoS::AtLeastOnce, false, "theirs")
+            .unwrap();
+        let p = my_inbox
+            .recv_timeout(WAIT)
+            .expect("the other client's message");
+        assert_eq!(
+            &p.payload[..],
+            b"theirs",
+            "No Local: own message not echoed"
+        );
+
+        // A shared group: each message goes to exactly one member.
+        let (w1, in1) = client(&broker, "r5-w1");
+        let (w2, in2) = client(&broker, "r5-w2");
+        for w in [&w1, &w2] {
+            w.subscribe("$share/workers/jobs/+", QoS::AtLeastOnce)
+                .unwrap();
+            w.subscribe("jobs/probe", QoS::AtMostOnce).unwrap();
+        }
+        wait_until_subscribed(&other, &in1, "jobs/probe");
+        wait_until_subscribed(&other, &in2, "jobs/probe");
+        while in1.try_recv().is_ok() {}
+        while in2.try_recv().is_ok() {}
+        for i in 0..10 {
+            other
+                .publish(format!("jobs/{i}"), QoS::AtLeastOnce, false, "work")
+                .unwrap();
+        }
+        let mut n1 = 0;
+        let mut n2 = 0;
+        let deadline = std::time::Instant::now() + WAIT;
+        while n1 + n2 < 10 && std::time::Instant::now() < deadline {
+            if let Ok(p) = in1.recv_timeout(Duration::from_millis(50)) {
+                n1 += usize::from(p.topic != "jobs/probe");
+            }
+            if let Ok(p) = in2.recv_timeout(Duration::from_millis(50)) {
+                n2 += usize::from(p.topic != "jobs/probe");
+            }
+        }
+        assert_eq!(n1 + n2, 10, "every job delivered once");
+        assert!(n1 > 0 && n2 > 0, "shared between members: {n1} and {n2}");
+    }
+
+    fn bytes_of(s: &str) -> bytes::Bytes {
+        bytes::Bytes::copy_from_slice(s.as_bytes())
+    }
+}
