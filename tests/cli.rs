@@ -84,7 +84,10 @@ fn file_then_environment_then_flags() {
         text.contains("listen = \"127.0.0.1:4000\""),
         "flags beat the environment: {text}"
     );
-    assert!(!text.contains("1000") && !text.contains("5000"), "{text}");
+    assert!(
+        !text.contains("127.0.0.1:1000") && !text.contains("127.0.0.1:5000"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -36,6 +36,13 @@ pub struct MqttConfig {
     pub max_packet_size: usize,
     /// Seconds between `$SYS/broker/...` updates; 0 turns them off.
     pub sys_interval: u64,
+    /// Session expiry in seconds for MQTT 3.1.1 clients connecting with Clean Session 0 (their
+    /// protocol has no expiry of its own); omitted means the session never expires, as in mosquitto.
+    pub v311_session_expiry: Option<u32>,
+    /// Messages one session may have queued behind its in-flight window.
+    pub max_queued_messages: usize,
+    /// Subscriptions one session may hold.
+    pub max_subscriptions: usize,
 }
 
 /// MQTT over WebSocket.
@@ -91,6 +98,9 @@ impl Default for MqttConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
             max_packet_size: 16 * 1024 * 1024,
             sys_interval: 10,
+            v311_session_expiry: None,
+            max_queued_messages: 10_000,
+            max_subscriptions: 10_000,
         }
     }
 }

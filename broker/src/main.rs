@@ -138,6 +138,12 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
     let broker = outpost_mqtt::Broker::with_store(
         outpost_mqtt::BrokerConfig {
             max_packet_size: config.mqtt.max_packet_size.min(u32::MAX as usize) as u32,
+            v311_session_expiry: config.mqtt.v311_session_expiry.unwrap_or(u32::MAX),
+            max_subscriptions_per_session: config.mqtt.max_subscriptions,
+            outbox: outpost_mqtt::OutboxLimits {
+                max_queued: config.mqtt.max_queued_messages,
+                ..outpost_mqtt::OutboxLimits::default()
+            },
             ..outpost_mqtt::BrokerConfig::default()
         },
         store.clone(),
