@@ -14,8 +14,13 @@ mod v311 {
     use rumqttc::{Client, Event, MqttOptions, Packet, Publish, QoS};
 
     pub fn client(broker: &Outpost, id: &str) -> (Client, Receiver<Publish>) {
+        client_with(broker, id, true)
+    }
+
+    pub fn client_with(broker: &Outpost, id: &str, clean: bool) -> (Client, Receiver<Publish>) {
         let mut opts = MqttOptions::new(id, "127.0.0.1", broker.mqtt.port());
         opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_clean_session(clean);
         let (client, mut connection) = Client::new(opts, 64);
         let (tx, rx) = channel();
         std::thread::spawn(move || {
@@ -87,6 +92,59 @@ mod v311 {
         assert_eq!(
             (p.topic.as_str(), p.retain, p.qos),
             ("q/two", true, QoS::ExactlyOnce)
+        );
+    }
+}
+
+mod v311_sessions {
+    use super::v311::client_with;
+    use super::*;
+    use rumqttc::QoS;
+
+    #[test]
+    fn persistent_session_queues_qos1_while_offline() {
+        use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet};
+        let broker = Outpost::start();
+        // The first connection is driven here, so the test knows when it has really ended.
+        let mut opts = MqttOptions::new("r311-persistent", "127.0.0.1", broker.mqtt.port());
+        opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_clean_session(false);
+        let (sub, mut connection) = Client::new(opts, 16);
+        sub.subscribe("offline/#", QoS::AtLeastOnce).unwrap();
+        for event in connection.iter() {
+            if let Ok(Event::Incoming(Packet::SubAck(_))) = event {
+                break;
+            }
+            assert!(event.is_ok(), "{event:?}");
+        }
+        sub.disconnect().unwrap();
+        for event in connection.iter() {
+            match event {
+                Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                _ => {}
+            }
+        }
+        drop(connection);
+        let (publisher, _) = super::v311::client(&broker, "r311-feeder");
+        for i in 0..5 {
+            publisher
+                .publish(format!("offline/{i}"), QoS::AtLeastOnce, false, "queued")
+                .unwrap();
+        }
+        let (_again, inbox) = client_with(&broker, "r311-persistent", false);
+        let mut topics = Vec::new();
+        while topics.len() < 5 {
+            let p = inbox
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|_| panic!("queued messages after reconnect; got only {topics:?}"));
+            if p.topic.starts_with("offline/") {
+                topics.push(p.topic.clone());
+            }
+        }
+        assert_eq!(
+            topics,
+            (0..5).map(|i| format!("offline/{i}")).collect::<Vec<_>>(),
+            "in order"
         );
     }
 }
@@ -232,6 +290,50 @@ mod v5 {
         }
         assert_eq!(n1 + n2, 10, "every job delivered once");
         assert!(n1 > 0 && n2 > 0, "shared between members: {n1} and {n2}");
+    }
+
+    #[test]
+    fn retain_handling_options() {
+        use rumqttc::v5::mqttbytes::v5::RetainForwardRule;
+        let broker = Outpost::start();
+        let (publisher, _) = client(&broker, "r5-retainer");
+        publisher
+            .publish("state/door", QoS::AtLeastOnce, true, "open")
+            .unwrap();
+        let (a, inbox_a) = client(&broker, "r5-rh");
+        let mut never = Filter::new("state/#", QoS::AtLeastOnce);
+        never.retain_forward_rule = RetainForwardRule::Never;
+        a.subscribe_many(vec![never, Filter::new("state/probe", QoS::AtMostOnce)])
+            .unwrap();
+        wait_until_subscribed(&publisher, &inbox_a, "state/probe");
+        assert!(
+            inbox_a.recv_timeout(Duration::from_millis(300)).is_err(),
+            "Retain Handling 2: no retained message at subscribe"
+        );
+        let (b, inbox_b) = client(&broker, "r5-rh-default");
+        let mut keep = Filter::new("state/door", QoS::AtLeastOnce);
+        keep.preserve_retain = true;
+        b.subscribe_many(vec![keep]).unwrap();
+        let p = inbox_b
+            .recv_timeout(WAIT)
+            .expect("retained message at subscribe");
+        assert!(p.retain);
+        // Retain As Published: a live retained publish keeps its flag for b, not for a.
+        publisher
+            .publish("state/door", QoS::AtLeastOnce, true, "closed")
+            .unwrap();
+        let pb = inbox_b.recv_timeout(WAIT).expect("live message");
+        assert!(pb.retain, "Retain As Published keeps the flag");
+        let pa = loop {
+            let p = inbox_a.recv_timeout(WAIT).expect("live message");
+            if &p.topic[..] == b"state/door" {
+                break p;
+            }
+        };
+        assert!(
+            !pa.retain,
+            "without Retain As Published the flag is cleared"
+        );
     }
 
     fn bytes_of(s: &str) -> bytes::Bytes {
