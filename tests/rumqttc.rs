@@ -340,3 +340,165 @@ mod v5 {
         bytes::Bytes::copy_from_slice(s.as_bytes())
     }
 }
+
+mod lifecycle {
+    use super::*;
+    use rumqttc::{Client, Event, LastWill, MqttOptions, Packet, QoS};
+
+    /// Drives a connection until CONNACK; returns the client and its event loop.
+    fn connected(opts: MqttOptions) -> (Client, rumqttc::Connection) {
+        let (client, mut connection) = Client::new(opts, 16);
+        for event in connection.iter() {
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => break,
+                Ok(_) => {}
+                Err(e) => panic!("connect failed: {e}"),
+            }
+        }
+        (client, connection)
+    }
+
+    #[test]
+    fn v311_will_on_a_dropped_connection_only() {
+        let broker = Outpost::start();
+        let (watcher, inbox) = super::v311::client(&broker, "r311-watcher");
+        watcher.subscribe("last/#", QoS::AtLeastOnce).unwrap();
+        watcher.subscribe("last-probe", QoS::AtMostOnce).unwrap();
+        let (probe, _) = super::v311::client(&broker, "r311-probe");
+        let mut ready = false;
+        for _ in 0..50 {
+            probe
+                .publish("last-probe", QoS::AtMostOnce, false, "?")
+                .unwrap();
+            if inbox.recv_timeout(Duration::from_millis(100)).is_ok() {
+                ready = true;
+                break;
+            }
+        }
+        assert!(ready);
+        while inbox.try_recv().is_ok() {}
+
+        // Clean DISCONNECT: no will.
+        let mut opts = MqttOptions::new("r311-polite", "127.0.0.1", broker.mqtt.port());
+        opts.set_last_will(LastWill::new(
+            "last/polite",
+            "should not appear",
+            QoS::AtLeastOnce,
+            false,
+        ));
+        let (polite, mut connection) = connected(opts);
+        polite.disconnect().unwrap();
+        for event in connection.iter() {
+            if event.is_err() || matches!(event, Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)))
+            {
+                break;
+            }
+        }
+        drop(connection);
+        // Dropped connection (no DISCONNECT): the will goes out.
+        let mut opts = MqttOptions::new("r311-doomed", "127.0.0.1", broker.mqtt.port());
+        opts.set_last_will(LastWill::new(
+            "last/doomed",
+            "gone",
+            QoS::AtLeastOnce,
+            false,
+        ));
+        let (_doomed, connection) = connected(opts);
+        drop(connection);
+        let p = inbox.recv_timeout(WAIT).expect("the will");
+        assert_eq!(
+            (p.topic.as_str(), &p.payload[..]),
+            ("last/doomed", &b"gone"[..])
+        );
+        assert!(
+            inbox.recv_timeout(Duration::from_millis(300)).is_err(),
+            "no will for the polite client"
+        );
+    }
+
+    #[test]
+    fn v5_session_expiry_and_message_expiry() {
+        use rumqttc::v5::mqttbytes::v5::{ConnectProperties, Packet as P5, PublishProperties};
+        use rumqttc::v5::mqttbytes::QoS as Q5;
+        use rumqttc::v5::{Client as C5, Event as E5, MqttOptions as O5};
+        let broker = Outpost::start();
+        let session = |id: &str, expiry: u32| {
+            let mut o = O5::new(id, "127.0.0.1", broker.mqtt.port());
+            o.set_clean_start(false);
+            let mut props = ConnectProperties::new();
+            props.session_expiry_interval = Some(expiry);
+            o.set_connect_properties(props);
+            let (c, mut conn) = C5::new(o, 16);
+            let mut present = None;
+            for e in conn.iter() {
+                match e {
+                    Ok(E5::Incoming(P5::ConnAck(ack))) => {
+                        present = Some(ack.session_present);
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (c, conn, present.expect("CONNACK"))
+        };
+        let subscribe_and_leave = |c: C5, mut conn: rumqttc::v5::Connection| {
+            c.subscribe("exp/#", Q5::AtLeastOnce).unwrap();
+            for e in conn.iter() {
+                if let Ok(E5::Incoming(P5::SubAck(_))) = e {
+                    break;
+                }
+            }
+            c.disconnect().unwrap();
+            for e in conn.iter() {
+                if e.is_err() || matches!(e, Ok(E5::Outgoing(rumqttc::Outgoing::Disconnect))) {
+                    break;
+                }
+            }
+        };
+        // A session that expires one second after its connection ends.
+        let (c, conn, present) = session("r5-short", 1);
+        assert!(!present);
+        subscribe_and_leave(c, conn);
+        // A long-lived session that is sent a message expiring in one second.
+        let (c, conn, _) = session("r5-long", 3600);
+        subscribe_and_leave(c, conn);
+        let (publisher, _) = super::v5::client(&broker, "r5-exp-pub");
+        publisher
+            .publish_with_properties(
+                "exp/short-lived",
+                Q5::AtLeastOnce,
+                false,
+                "stale soon",
+                PublishProperties {
+                    message_expiry_interval: Some(1),
+                    ..PublishProperties::default()
+                },
+            )
+            .unwrap();
+        publisher
+            .publish("exp/durable", Q5::AtLeastOnce, false, "kept")
+            .unwrap();
+        // Both expiries are timers: let them run out (the broker checks every second).
+        std::thread::sleep(Duration::from_millis(2500));
+        let (_c, _conn, present) = session("r5-short", 1);
+        assert!(!present, "the short session expired");
+        let (_c, mut conn, present) = session("r5-long", 3600);
+        assert!(present);
+        // Queued in order: an undelivered expired message would have come before "kept".
+        let mut got = Vec::new();
+        for e in conn.iter() {
+            match e {
+                Ok(E5::Incoming(P5::Publish(p))) => {
+                    got.push(String::from_utf8_lossy(&p.payload).to_string());
+                    if got.last().is_some_and(|m| m == "kept") {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, ["kept"], "the expired message was not delivered");
+    }
+}
