@@ -303,13 +303,20 @@ mod v5 {
         let (a, inbox_a) = client(&broker, "r5-rh");
         let mut never = Filter::new("state/#", QoS::AtLeastOnce);
         never.retain_forward_rule = RetainForwardRule::Never;
-        a.subscribe_many(vec![never, Filter::new("state/probe", QoS::AtMostOnce)])
+        a.subscribe_many(vec![never, Filter::new("probe/rh", QoS::AtMostOnce)])
             .unwrap();
-        wait_until_subscribed(&publisher, &inbox_a, "state/probe");
-        assert!(
-            inbox_a.recv_timeout(Duration::from_millis(300)).is_err(),
-            "Retain Handling 2: no retained message at subscribe"
-        );
+        wait_until_subscribed(&publisher, &inbox_a, "probe/rh");
+        // Late probes may still arrive; only a state/door message is a failure.
+        let quiet_until = std::time::Instant::now() + Duration::from_millis(300);
+        while let Some(left) = quiet_until.checked_duration_since(std::time::Instant::now()) {
+            if let Ok(p) = inbox_a.recv_timeout(left) {
+                assert_ne!(
+                    &p.topic[..],
+                    b"state/door",
+                    "Retain Handling 2: no retained message at subscribe"
+                );
+            }
+        }
         let (b, inbox_b) = client(&broker, "r5-rh-default");
         let mut keep = Filter::new("state/door", QoS::AtLeastOnce);
         keep.preserve_retain = true;
