@@ -1,7 +1,8 @@
 //! The `outpost` binary: configuration, wiring, startup and shutdown. No broker logic lives here.
 //!
 //! It loads the configuration, opens the embedded store (replaying it after a crash), starts the MQTT
-//! listener and runs until SIGINT/SIGTERM. The WebSocket and HTTP listeners are wired in as they land.
+//! listeners (TCP, WebSocket) and the HTTP port (SQS API, `/health`, `/metrics`), and runs until
+//! SIGINT/SIGTERM.
 
 mod config;
 
@@ -222,13 +223,53 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
             }
         });
     }
+    let queues = match outpost_queues::Queues::open(
+        store.clone(),
+        outpost_queues::QueuesConfig {
+            region: config.http.region.clone(),
+            account: config.http.account.clone(),
+            ..outpost_queues::QueuesConfig::default()
+        },
+    ) {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("outpost: cannot recover the queues: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::spawn(queues.clone().run_maintenance());
+    let http = match tokio::net::TcpListener::bind(config.http.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "outpost: cannot listen for HTTP on {}: {e}",
+                config.http.listen
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let http_addr = http.local_addr().unwrap_or(config.http.listen);
+    {
+        let broker = broker.clone();
+        let state = outpost_http::HttpState {
+            queues: queues.clone(),
+            store: store.clone(),
+            local_addr: http_addr,
+            extra_metrics: Some(std::sync::Arc::new(move || broker.metrics_text())),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = outpost_http::serve(http, state).await {
+                tracing::error!(error = %e, "the HTTP listener stopped");
+            }
+        });
+    }
     // Tests and scripts read this line to learn the ports (they may ask for port 0).
     println!(
-        "outpost {} listening: mqtt={mqtt_addr} ws={ws_addr} data={}",
+        "outpost {} listening: mqtt={mqtt_addr} ws={ws_addr} http={http_addr} data={}",
         env!("CARGO_PKG_VERSION"),
         config.data_dir.display()
     );
-    tracing::info!(%mqtt_addr, %ws_addr, "MQTT listeners started (the HTTP listener is not built yet)");
+    tracing::info!(%mqtt_addr, %ws_addr, %http_addr, "listeners started");
 
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -12,6 +12,8 @@ pub struct Outpost {
     pub mqtt: SocketAddr,
     /// `host:port/path` of MQTT over WebSocket.
     pub ws: String,
+    /// `http://host:port` of the HTTP port (SQS API, health, metrics).
+    pub http: String,
     pub data: tempfile::TempDir,
 }
 
@@ -27,6 +29,8 @@ impl Outpost {
                 "--mqtt-listen",
                 "127.0.0.1:0",
                 "--ws-listen",
+                "127.0.0.1:0",
+                "--http-listen",
                 "127.0.0.1:0",
                 "--log",
                 "warn",
@@ -50,17 +54,18 @@ impl Outpost {
                             .unwrap_or("")
                             .to_string()
                     };
-                    let _ = tx.send((field("mqtt"), field("ws")));
+                    let _ = tx.send((field("mqtt"), field("ws"), field("http")));
                 }
             }
         });
-        let (addr, ws) = rx
+        let (addr, ws, http) = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("outpost reports its addresses");
         Outpost {
             child,
             mqtt: addr.parse().expect("an address"),
             ws,
+            http: format!("http://{http}"),
             data,
         }
     }

@@ -932,34 +932,90 @@ impl Broker {
     }
 }
 
+/// The engine's figures, for `$SYS` topics and `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BrokerStatus {
+    /// Connected clients.
+    pub connected: u64,
+    /// Sessions (connected or kept for later).
+    pub sessions: u64,
+    /// Retained messages.
+    pub retained: u64,
+    /// Subscriptions.
+    pub subscriptions: u64,
+    /// PUBLISH packets received.
+    pub messages_in: u64,
+    /// PUBLISH packets sent.
+    pub messages_out: u64,
+    /// Messages dropped by backpressure.
+    pub dropped: u64,
+    /// Payload bytes received.
+    pub bytes_in: u64,
+}
+
 impl Broker {
+    /// Current figures.
+    pub fn status(&self) -> BrokerStatus {
+        let st = self.state.lock();
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        BrokerStatus {
+            connected: st
+                .sessions
+                .values()
+                .filter(|s| s.connection.is_some())
+                .count() as u64,
+            sessions: st.sessions.len() as u64,
+            retained: st.router.retained_count() as u64,
+            subscriptions: st.router.subscriptions() as u64,
+            messages_in: load(&self.stats.messages_in),
+            messages_out: load(&self.stats.messages_out),
+            dropped: load(&self.stats.dropped),
+            bytes_in: load(&self.stats.bytes_in),
+        }
+    }
+
+    /// The figures in the Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let s = self.status();
+        let mut out = String::new();
+        for (name, kind, v) in [
+            ("outpost_mqtt_clients_connected", "gauge", s.connected),
+            ("outpost_mqtt_sessions", "gauge", s.sessions),
+            ("outpost_mqtt_retained_messages", "gauge", s.retained),
+            ("outpost_mqtt_subscriptions", "gauge", s.subscriptions),
+            (
+                "outpost_mqtt_messages_received_total",
+                "counter",
+                s.messages_in,
+            ),
+            (
+                "outpost_mqtt_messages_sent_total",
+                "counter",
+                s.messages_out,
+            ),
+            ("outpost_mqtt_messages_dropped_total", "counter", s.dropped),
+            ("outpost_mqtt_bytes_received_total", "counter", s.bytes_in),
+        ] {
+            out.push_str(&format!("# TYPE {name} {kind}\n{name} {v}\n"));
+        }
+        out
+    }
+
     /// Publishes the `$SYS/broker/...` status topics (retained, like mosquitto), so monitoring tools
     /// see the broker's state. `extra` adds values the engine does not know (store size, ...).
     pub fn publish_sys(&self, uptime: Duration, extra: &[(&str, String)]) {
-        let (connected, sessions, retained, subscriptions) = {
-            let st = self.state.lock();
-            (
-                st.sessions
-                    .values()
-                    .filter(|s| s.connection.is_some())
-                    .count(),
-                st.sessions.len(),
-                st.router.retained_count(),
-                st.router.subscriptions(),
-            )
-        };
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
+        let s = self.status();
         let mut values = vec![
             ("version", format!("outpost {}", env!("CARGO_PKG_VERSION"))),
             ("uptime", format!("{} seconds", uptime.as_secs())),
-            ("clients/connected", connected.to_string()),
-            ("clients/total", sessions.to_string()),
-            ("subscriptions/count", subscriptions.to_string()),
-            ("retained messages/count", retained.to_string()),
-            ("messages/received", load(&self.stats.messages_in)),
-            ("messages/sent", load(&self.stats.messages_out)),
-            ("messages/dropped", load(&self.stats.dropped)),
-            ("bytes/received", load(&self.stats.bytes_in)),
+            ("clients/connected", s.connected.to_string()),
+            ("clients/total", s.sessions.to_string()),
+            ("subscriptions/count", s.subscriptions.to_string()),
+            ("retained messages/count", s.retained.to_string()),
+            ("messages/received", s.messages_in.to_string()),
+            ("messages/sent", s.messages_out.to_string()),
+            ("messages/dropped", s.dropped.to_string()),
+            ("bytes/received", s.bytes_in.to_string()),
         ];
         values.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
         for (name, value) in values {

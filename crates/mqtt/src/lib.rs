@@ -16,7 +16,8 @@ mod router;
 mod subscriptions;
 
 pub use broker::{
-    Accepted, Broker, BrokerConfig, BrokerStats, ConnectionHandle, Delivery, Disconnect, Published,
+    Accepted, Broker, BrokerConfig, BrokerStats, BrokerStatus, ConnectionHandle, Delivery,
+    Disconnect, Published,
 };
 pub use inbox::{Inbox, Incoming};
 pub use message::{Message, MessageProperties};

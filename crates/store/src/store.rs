@@ -358,6 +358,16 @@ impl Store {
             .map_err(|_| StoreError::Closed)?
     }
 
+    /// Marks records dead without waiting for the tombstone: for records that a newer record
+    /// already supersedes, where losing the tombstone in a crash only costs a little disk until the
+    /// next reclaim.
+    pub fn mark_dead_later(&self, ids: &[RecordId]) {
+        if !ids.is_empty() {
+            // The reply is dropped unread; the writer ignores a closed reply channel.
+            let _ = self.start_kill(ids);
+        }
+    }
+
     /// Makes everything appended so far durable, whatever the sync policy.
     pub async fn sync(&self) -> Result<()> {
         let (reply, rx) = oneshot::channel();

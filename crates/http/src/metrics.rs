@@ -1,0 +1,69 @@
+//! `/metrics` in the Prometheus text format: queue depths and ages, store figures, and whatever
+//! the rest of the broker adds.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+
+use crate::HttpState;
+
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Renders every figure.
+pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    let mut out = String::new();
+    let stats = state.queues.stats();
+    let _ = writeln!(out, "# TYPE outpost_queue_messages gauge");
+    for q in &stats {
+        let name = label(&q.name);
+        for (kind, v) in [
+            ("visible", q.visible),
+            ("inflight", q.inflight),
+            ("delayed", q.delayed),
+        ] {
+            let _ = writeln!(
+                out,
+                "outpost_queue_messages{{queue=\"{name}\",state=\"{kind}\"}} {v}"
+            );
+        }
+    }
+    let _ = writeln!(out, "# TYPE outpost_queue_oldest_message_age_seconds gauge");
+    for q in &stats {
+        let _ = writeln!(
+            out,
+            "outpost_queue_oldest_message_age_seconds{{queue=\"{}\"}} {}",
+            label(&q.name),
+            q.oldest_age_seconds
+        );
+    }
+    let (sent, received, deleted) = state.queues.totals();
+    let _ = writeln!(out, "# TYPE outpost_queue_operations_total counter");
+    for (op, v) in [("send", sent), ("receive", received), ("delete", deleted)] {
+        let _ = writeln!(out, "outpost_queue_operations_total{{op=\"{op}\"}} {v}");
+    }
+    let s = state.store.stats();
+    for (name, kind, v) in [
+        ("outpost_store_segments", "gauge", s.segments as u64),
+        ("outpost_store_disk_bytes", "gauge", s.disk_bytes),
+        ("outpost_store_live_bytes", "gauge", s.live_bytes),
+        ("outpost_store_live_records", "gauge", s.live_records),
+        (
+            "outpost_store_appended_records_total",
+            "counter",
+            s.appended_records,
+        ),
+        ("outpost_store_syncs_total", "counter", s.syncs),
+        ("outpost_store_compactions_total", "counter", s.compactions),
+    ] {
+        let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {v}");
+    }
+    if let Some(extra) = &state.extra_metrics {
+        out.push_str(&extra());
+    }
+    ([("content-type", "text/plain; version=0.0.4")], out)
+}

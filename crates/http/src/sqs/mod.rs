@@ -1,0 +1,286 @@
+//! The SQS API over HTTP, in both wire protocols the SDKs use:
+//!
+//! - **AWS JSON 1.0**: `POST /` with `X-Amz-Target: AmazonSQS.<Operation>` and a JSON body
+//!   (current SDKs, boto3, the aws CLI). Errors carry `__type` and the `x-amzn-query-error` header
+//!   through which the SDKs recover the classic error codes.
+//! - **Query**: form-encoded `Action=<Operation>&…` (older SDKs and CLIs), answered in XML. The
+//!   queue may also be named by the request path (`POST /<account>/<queue>`).
+
+mod ops;
+mod params;
+mod query;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use outpost_queues::{QueueError, Queues};
+use serde_json::Value;
+
+pub use ops::queue_name;
+
+/// Largest request body: a batch of ten messages at the 1 MiB limit, base64 and framing included.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Json,
+    Query,
+}
+
+/// A protocol-level failure (before any operation runs).
+struct ProtocolError {
+    status: u16,
+    json_type: &'static str,
+    query_code: &'static str,
+    message: String,
+}
+
+fn request_id() -> String {
+    let r: [u8; 16] = rand::random();
+    outpost_queues::message::format_uuid(&r)
+}
+
+fn error_response(
+    protocol: Protocol,
+    status: u16,
+    json_type: &str,
+    query_code: &str,
+    sender: bool,
+    message: &str,
+    rid: &str,
+) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let fault = if sender { "Sender" } else { "Receiver" };
+    let mut resp = match protocol {
+        Protocol::Json => {
+            let body = serde_json::json!({
+                "__type": format!("com.amazonaws.sqs#{json_type}"),
+                "message": message,
+            });
+            let mut r = (status, body.to_string()).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-amz-json-1.0"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("{query_code};{fault}")) {
+                r.headers_mut().insert("x-amzn-query-error", v);
+            }
+            r
+        }
+        Protocol::Query => {
+            let mut r = (
+                status,
+                query::render_error(query_code, message, sender, rid),
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+            r
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        resp.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    resp
+}
+
+fn queue_error(protocol: Protocol, op: &str, e: &QueueError, rid: &str) -> Response {
+    if let QueueError::Internal(detail) = e {
+        tracing::error!(operation = op, error = %detail, "SQS request failed");
+    } else {
+        tracing::debug!(operation = op, code = e.code(), "SQS request refused");
+    }
+    error_response(
+        protocol,
+        e.status(),
+        e.code(),
+        e.query_code(),
+        e.sender_fault(),
+        &e.to_string(),
+        rid,
+    )
+}
+
+fn protocol_error(protocol: Protocol, e: ProtocolError, rid: &str) -> Response {
+    tracing::info!(code = e.query_code, message = %e.message, "malformed SQS request");
+    error_response(
+        protocol,
+        e.status,
+        e.json_type,
+        e.query_code,
+        true,
+        &e.message,
+        rid,
+    )
+}
+
+fn base_url(headers: &HeaderMap, fallback: &str) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        })
+        .unwrap_or(fallback);
+    format!("http://{host}")
+}
+
+/// Parses a request into (protocol, operation, parameters).
+fn parse(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Protocol, String, Value), (Protocol, ProtocolError)> {
+    if let Some(target) = headers.get("x-amz-target") {
+        let p = Protocol::Json;
+        let target = target.to_str().unwrap_or("");
+        let op = target.strip_prefix("AmazonSQS.").ok_or_else(|| {
+            (
+                p,
+                ProtocolError {
+                    status: 400,
+                    json_type: "UnknownOperationException",
+                    query_code: "InvalidAction",
+                    message: format!("Unknown target {target}."),
+                },
+            )
+        })?;
+        let params = if body.iter().all(u8::is_ascii_whitespace) {
+            Value::Object(Default::default())
+        } else {
+            serde_json::from_slice::<Value>(body).map_err(|_| {
+                (
+                    p,
+                    ProtocolError {
+                        status: 400,
+                        json_type: "SerializationException",
+                        query_code: "SerializationException",
+                        message: "The request body is not valid JSON.".into(),
+                    },
+                )
+            })?
+        };
+        if !params.is_object() {
+            return Err((
+                p,
+                ProtocolError {
+                    status: 400,
+                    json_type: "SerializationException",
+                    query_code: "SerializationException",
+                    message: "The request body must be a JSON object.".into(),
+                },
+            ));
+        }
+        return Ok((p, op.to_string(), params));
+    }
+    let p = Protocol::Query;
+    let mut pairs: Vec<(String, String)> = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    if *method == Method::POST {
+        pairs.extend(form_urlencoded::parse(body).into_owned());
+    }
+    let action = pairs
+        .iter()
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.clone())
+        .ok_or_else(|| {
+            (
+                p,
+                ProtocolError {
+                    status: 400,
+                    json_type: "MissingAction",
+                    query_code: "MissingAction",
+                    message: "The request must contain the parameter Action.".into(),
+                },
+            )
+        })?;
+    let mut params = query::params_to_json(&pairs);
+    let path = uri.path().trim_matches('/');
+    if !path.is_empty() && params.get("QueueUrl").is_none() {
+        if let Value::Object(o) = &mut params {
+            o.insert("QueueUrl".into(), Value::String(format!("/{path}")));
+        }
+    }
+    Ok((p, action, params))
+}
+
+/// Serves one SQS request.
+pub async fn handle(
+    queues: Arc<Queues>,
+    fallback_host: &str,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let rid = request_id();
+    let protocol_hint = if headers.contains_key("x-amz-target") {
+        Protocol::Json
+    } else {
+        Protocol::Query
+    };
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return protocol_error(
+                protocol_hint,
+                ProtocolError {
+                    status: 413,
+                    json_type: "RequestEntityTooLarge",
+                    query_code: "RequestEntityTooLarge",
+                    message: format!("Request body larger than {MAX_BODY} bytes."),
+                },
+                &rid,
+            )
+        }
+    };
+    let (protocol, op, params) = match parse(&method, &uri, &headers, &body) {
+        Ok(x) => x,
+        Err((p, e)) => return protocol_error(p, e, &rid),
+    };
+    let ctx = ops::Ctx {
+        queues,
+        base_url: base_url(&headers, fallback_host),
+    };
+    let result = match ops::call(&ctx, &op, &params).await {
+        Some(r) => r,
+        None => {
+            return protocol_error(
+                protocol,
+                ProtocolError {
+                    status: 400,
+                    json_type: "UnknownOperationException",
+                    query_code: "InvalidAction",
+                    message: format!(
+                        "The action {} is not valid for this endpoint.",
+                        op.chars().take(64).collect::<String>()
+                    ),
+                },
+                &rid,
+            )
+        }
+    };
+    let value = match result {
+        Ok(v) => v,
+        Err(e) => return queue_error(protocol, &op, &e, &rid),
+    };
+    let (content_type, text) = match protocol {
+        Protocol::Json => ("application/x-amz-json-1.0", value.to_string()),
+        Protocol::Query => ("text/xml", query::render(&op, &value, &rid)),
+    };
+    let mut resp = (StatusCode::OK, text).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    resp
+}
