@@ -27,11 +27,19 @@ install_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
   fi
   scripts/embedded-toolchain.sh install
-  # Independent MQTT clients in Python (paho-mqtt), in a venv of the project's own.
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import paho.mqtt' 2>/dev/null; then
+  # Independent clients in Python (paho-mqtt, boto3, the aws CLI, pytest), in venvs of the
+  # project's own: .venv with current releases, .venv-sqs-query with a boto3 that still speaks
+  # SQS's query protocol.
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import paho.mqtt, boto3, pytest' 2>/dev/null \
+      || [ ! -x .venv/bin/aws ]; then
     step "creating .venv with the Python test clients"
     python3 -m venv .venv
     .venv/bin/pip install --quiet -r tests/interop/requirements.txt
+  fi
+  if [ ! -x .venv-sqs-query/bin/python ] || ! .venv-sqs-query/bin/python -c 'import boto3, pytest' 2>/dev/null; then
+    step "creating .venv-sqs-query (boto3 1.26, query protocol)"
+    python3 -m venv .venv-sqs-query
+    .venv-sqs-query/bin/pip install --quiet -r tests/interop/requirements-query.txt
   fi
 }
 

@@ -1,0 +1,148 @@
+//! The SQS API end to end: the real `outpost` binary driven by boto3 (both wire protocols), the
+//! aws CLI, and a `kill -9` in the middle of a queue's life.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use support::Outpost;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A Python of one of the test venvs that scripts/test.sh creates.
+fn python(venv: &str) -> Option<PathBuf> {
+    let p = root().join(venv).join("bin/python");
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("OUTPOST_REQUIRE_INTEROP").is_none(),
+        "{venv} missing: run ./scripts/test.sh"
+    );
+    eprintln!("SKIPPED: no {venv} (./scripts/test.sh creates it)");
+    None
+}
+
+fn pytest(venv: &str) {
+    let Some(python) = python(venv) else { return };
+    let broker = Outpost::start();
+    let out = Command::new(python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"])
+        .arg(root().join("tests/interop/sqs_test.py"))
+        .env("OUTPOST_SQS_ENDPOINT", &broker.http)
+        .output()
+        .expect("pytest runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "boto3 suite failed ({venv})");
+    assert!(stdout.contains(" passed"), "pytest ran no tests");
+}
+
+#[test]
+fn boto3_over_aws_json() {
+    pytest(".venv");
+}
+
+#[test]
+fn boto3_over_the_query_protocol() {
+    pytest(".venv-sqs-query");
+}
+
+#[test]
+fn aws_cli_smoke() {
+    let Some(_) = python(".venv") else { return };
+    let broker = Outpost::start();
+    let aws = |args: &[&str]| -> String {
+        let out = Command::new(root().join(".venv/bin/aws"))
+            .args([
+                "--endpoint-url",
+                &broker.http,
+                "--region",
+                "us-east-1",
+                "--output",
+                "json",
+                "sqs",
+            ])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("AWS_PROFILE")
+            .stdin(Stdio::null())
+            .output()
+            .expect("aws runs");
+        assert!(
+            out.status.success(),
+            "aws {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let created = aws(&["create-queue", "--queue-name", "cli"]);
+    assert!(created.contains("/000000000000/cli"), "{created}");
+    let url = format!("{}/000000000000/cli", broker.http);
+    aws(&[
+        "send-message",
+        "--queue-url",
+        &url,
+        "--message-body",
+        "from the cli",
+    ]);
+    let got = aws(&[
+        "receive-message",
+        "--queue-url",
+        &url,
+        "--wait-time-seconds",
+        "2",
+    ]);
+    assert!(got.contains("from the cli"), "{got}");
+    let listed = aws(&["list-queues"]);
+    assert!(listed.contains(&url), "{listed}");
+}
+
+#[test]
+fn acknowledged_sends_and_deletes_survive_kill_9() {
+    let Some(python) = python(".venv") else {
+        return;
+    };
+    let script = root().join("tests/interop/sqs_durability.py");
+    let broker = Outpost::start();
+    let fill = Command::new(&python)
+        .arg(&script)
+        .arg("fill")
+        .env("OUTPOST_SQS_ENDPOINT", &broker.http)
+        .output()
+        .expect("fill runs");
+    assert!(
+        fill.status.success(),
+        "fill: {}",
+        String::from_utf8_lossy(&fill.stderr)
+    );
+    let data = broker.kill();
+    let broker = Outpost::start_in(data);
+    let mut check = Command::new(&python)
+        .arg(&script)
+        .arg("check")
+        .env("OUTPOST_SQS_ENDPOINT", &broker.http)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("check runs");
+    {
+        use std::io::Write;
+        let mut stdin = check.stdin.take().expect("stdin");
+        stdin.write_all(&fill.stdout).expect("state to check");
+    }
+    let out = check.wait_with_output().expect("check ends");
+    assert!(
+        out.status.success(),
+        "check after kill -9: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok 45"));
+}
