@@ -432,6 +432,19 @@ def test_fifo_order_and_group_lock(sqs):
     assert [m["Body"] for m in receive(sqs, url, MaxNumberOfMessages=10)] == ["a2", "a3"]
 
 
+def test_fifo_receive_attempt_id_returns_the_same_messages(sqs):
+    url = fifo(sqs, ContentBasedDeduplication="true")
+    for i in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody=f"r{i}", MessageGroupId=f"g{i}")
+    first = receive(sqs, url, MaxNumberOfMessages=2, ReceiveRequestAttemptId="attempt-1")
+    retry = receive(sqs, url, MaxNumberOfMessages=2, ReceiveRequestAttemptId="attempt-1")
+    assert [m["ReceiptHandle"] for m in retry] == [m["ReceiptHandle"] for m in first]
+    other = receive(sqs, url, MaxNumberOfMessages=2, ReceiveRequestAttemptId="attempt-2")
+    assert [m["Body"] for m in other] == ["r2"]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"])
+    assert receive(sqs, url, ReceiveRequestAttemptId="attempt-1") == []
+
+
 def test_fifo_requires_group_and_dedup(sqs):
     url = fifo(sqs)
     with pytest.raises(ClientError) as e:

@@ -144,7 +144,7 @@ impl Queues {
             let Some(q) = weak.upgrade() else {
                 return;
             };
-            q.expire_messages();
+            q.expire_messages(now_ms());
         }
     }
 
@@ -202,6 +202,7 @@ impl Queues {
                 def,
                 next_sequence: 1,
                 last_purge_ms: 0,
+                attempts: HashMap::new(),
             }),
             notify: tokio::sync::Notify::new(),
             deleted: Default::default(),
@@ -734,8 +735,9 @@ impl Queues {
         Ok(())
     }
 
-    fn expire_messages(&self) {
-        let now = now_ms();
+    /// Removes messages older than their queue's retention period, as of `now` (ms); the
+    /// maintenance task calls it every second.
+    pub fn expire_messages(&self, now: u64) {
         let queues: Vec<Arc<Queue>> = self.queues.read().values().cloned().collect();
         for q in queues {
             let expired = {
@@ -884,6 +886,17 @@ impl Queues {
                     .map_or(inner.settings.visibility_timeout, |v| v as u32),
             )
         };
+        let attempt = req.attempt_id.filter(|_| queue.fifo);
+        if let Some(id) = &attempt {
+            if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(QueueError::InvalidParameterValue(
+                    "Value for parameter ReceiveRequestAttemptId is invalid.".into(),
+                ));
+            }
+            if let Some(again) = self.repeat_attempt(&queue, id) {
+                return Ok(again);
+            }
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait_s));
         loop {
             let notified = queue.notify.notified();
@@ -913,6 +926,18 @@ impl Queues {
                 }
             }
             if !got.is_empty() {
+                if let Some(id) = &attempt {
+                    let now = now_ms();
+                    let mut inner = queue.inner.lock();
+                    inner.attempts.retain(|_, (expires, _)| *expires > now);
+                    let items = got
+                        .iter()
+                        .map(|r| (r.delivery.seq, r.delivery.nonce))
+                        .collect();
+                    inner
+                        .attempts
+                        .insert(id.clone(), (now + DEDUP_WINDOW_MS, items));
+                }
                 return self.deliver(&queue, got).await;
             }
             let now_i = tokio::time::Instant::now();
@@ -929,6 +954,33 @@ impl Queues {
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
+    }
+
+    /// The deliveries of an earlier receive with the same attempt id, if all are still in flight.
+    fn repeat_attempt(&self, queue: &Queue, id: &str) -> Option<Vec<ReceivedMessage>> {
+        let now = now_ms();
+        let inner = queue.inner.lock();
+        let (expires, items) = inner.attempts.get(id)?;
+        if *expires <= now {
+            return None;
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for &(seq, nonce) in items {
+            let m = inner.state.check_receipt(seq, nonce).ok()?;
+            let rec = self.store.read(queue.message_record(seq))?;
+            out.push(ReceivedMessage {
+                message: StoredMessage::decode(&rec.payload)?,
+                receipt: Receipt {
+                    queue: queue.id,
+                    seq,
+                    nonce,
+                }
+                .encode(),
+                receive_count: m.receive_count,
+                first_receive_ms: m.first_receive_ms,
+            });
+        }
+        Some(out)
     }
 
     fn dead_letter_target(&self, queue: &Queue) -> Option<(Arc<Queue>, u32)> {

@@ -2,7 +2,7 @@
 //! in-memory [`QueueState`] behind one lock. The lock is never held across an `await`; long polls
 //! wait on the queue's [`Notify`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use outpost_store::{RecordId, StreamId};
@@ -45,6 +45,9 @@ pub struct Inner {
     pub next_sequence: u64,
     /// Last `PurgeQueue` (ms).
     pub last_purge_ms: u64,
+    /// FIFO `ReceiveRequestAttemptId`s: when each expires and the deliveries it returned
+    /// (message sequence, receipt nonce), so a retried receive gets the same messages back.
+    pub attempts: HashMap<String, (u64, Vec<(u64, u64)>)>,
 }
 
 /// A live queue.

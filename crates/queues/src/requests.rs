@@ -43,6 +43,9 @@ pub struct ReceiveRequest {
     pub visibility_timeout: Option<i64>,
     /// Long-poll wait, 0 to 20 s; `None` takes the queue's `ReceiveMessageWaitTimeSeconds`.
     pub wait_seconds: Option<i64>,
+    /// FIFO retry token: a retried receive within 5 minutes returns the same messages and
+    /// receipts while they are still in flight.
+    pub attempt_id: Option<String>,
 }
 
 /// One received message.

@@ -383,6 +383,7 @@ async fn receive_message(ctx: &Ctx, p: &Value) -> Result<Value, QueueError> {
         max_messages: params::int(p, "MaxNumberOfMessages")?,
         visibility_timeout: params::int(p, "VisibilityTimeout")?,
         wait_seconds: params::int(p, "WaitTimeSeconds")?,
+        attempt_id: params::string(p, "ReceiveRequestAttemptId")?,
     };
     let got = ctx.queues.receive(&name, req).await?;
     if got.is_empty() {
