@@ -1,0 +1,319 @@
+//! SQS load generator: drives any SQS endpoint over AWS JSON 1.0 (the protocol of current SDKs)
+//! with concurrent clients and reports throughput and latency percentiles, so Outpost and a peer
+//! (moto's server mode) are measured by the same client in the same run (`benches/sqs-load.sh`).
+//!
+//! For each target and each batch size (1 and 10) it runs two phases on a fresh queue:
+//! - **send**: `SendMessage` / `SendMessageBatch` for `--seconds`;
+//! - **receive+delete**: `ReceiveMessage` then `DeleteMessage` / `DeleteMessageBatch` until the
+//!   queue is drained or `--seconds` pass.
+//!
+//! usage: sqs-load [--clients N] [--seconds S] [--body BYTES] [--json FILE] NAME=URL...
+//! The first target is the one the ratios are about; the second is the peer.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+struct Target {
+    name: String,
+    url: String,
+}
+
+struct Options {
+    clients: usize,
+    seconds: u64,
+    body: usize,
+    json: Option<String>,
+    targets: Vec<Target>,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        clients: 8,
+        seconds: 5,
+        body: 100,
+        json: None,
+        targets: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().expect("a value after the flag");
+        match a.as_str() {
+            "--clients" => o.clients = value().parse().expect("a number"),
+            "--seconds" => o.seconds = value().parse().expect("a number"),
+            "--body" => o.body = value().parse().expect("a number"),
+            "--json" => o.json = Some(value()),
+            t => {
+                let (name, url) = t.split_once('=').expect("NAME=URL");
+                o.targets.push(Target {
+                    name: name.into(),
+                    url: url.trim_end_matches('/').into(),
+                });
+            }
+        }
+    }
+    assert!(!o.targets.is_empty(), "usage: sqs-load [flags] NAME=URL...");
+    o
+}
+
+async fn call(http: &reqwest::Client, url: &str, op: &str, body: &Value) -> Result<Value, String> {
+    let resp = http
+        .post(url)
+        .header("X-Amz-Target", format!("AmazonSQS.{op}"))
+        .header("Content-Type", "application/x-amz-json-1.0")
+        .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{op}: {status} {text}"));
+    }
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
+#[derive(Default)]
+struct Phase {
+    messages: u64,
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    latency: Option<Histogram<u64>>,
+}
+
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.messages as f64 / self.seconds.max(1e-9)
+    }
+    fn pct(&self, q: f64) -> f64 {
+        self.latency
+            .as_ref()
+            .map_or(0.0, |h| h.value_at_quantile(q) as f64 / 1000.0)
+    }
+    fn to_json(&self) -> Value {
+        json!({
+            "messages": self.messages, "requests": self.requests, "errors": self.errors,
+            "seconds": self.seconds, "messages_per_second": self.rate(),
+            "p50_ms": self.pct(0.5), "p99_ms": self.pct(0.99), "p999_ms": self.pct(0.999),
+        })
+    }
+}
+
+async fn run_phase<F, Fut>(clients: usize, seconds: u64, work: F) -> Phase
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(u64, bool), String>> + Send,
+{
+    let work = Arc::new(work);
+    let stop = Arc::new(AtomicBool::new(false));
+    let messages = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (work, stop, messages) = (work.clone(), stop.clone(), messages.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            let (mut requests, mut errors) = (0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(seconds)
+            {
+                let t = Instant::now();
+                match work().await {
+                    Ok((n, done)) => {
+                        let _ = h.record(t.elapsed().as_micros() as u64);
+                        requests += 1;
+                        messages.fetch_add(n, Ordering::Relaxed);
+                        if done {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        if errors < 3 {
+                            eprintln!("error: {e}");
+                        }
+                    }
+                }
+            }
+            (h, requests, errors)
+        }));
+    }
+    let mut phase = Phase::default();
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    for t in tasks {
+        let (h, r, e) = t.await.expect("client task");
+        all.add(&h).expect("same bounds");
+        phase.requests += r;
+        phase.errors += e;
+    }
+    phase.seconds = started.elapsed().as_secs_f64();
+    phase.messages = messages.load(Ordering::Relaxed);
+    phase.latency = Some(all);
+    phase
+}
+
+async fn scenario(o: &Options, target: &Target, batch: usize) -> (Phase, Phase) {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(o.clients * 2)
+        .build()
+        .expect("http client");
+    let queue = format!("load-{}-{batch}-{}", target.name, std::process::id());
+    let created = call(
+        &http,
+        &target.url,
+        "CreateQueue",
+        &json!({"QueueName": queue}),
+    )
+    .await
+    .expect("CreateQueue");
+    let qurl = created["QueueUrl"].as_str().expect("QueueUrl").to_string();
+    let body = "x".repeat(o.body);
+    let send = {
+        let (http, url, qurl) = (http.clone(), target.url.clone(), qurl.clone());
+        run_phase(o.clients, o.seconds, move || {
+            let (http, url, qurl, body) = (http.clone(), url.clone(), qurl.clone(), body.clone());
+            async move {
+                if batch == 1 {
+                    call(
+                        &http,
+                        &url,
+                        "SendMessage",
+                        &json!({"QueueUrl": qurl, "MessageBody": body}),
+                    )
+                    .await?;
+                    Ok((1, false))
+                } else {
+                    let entries: Vec<Value> = (0..batch)
+                        .map(|i| json!({"Id": format!("e{i}"), "MessageBody": body}))
+                        .collect();
+                    let r = call(
+                        &http,
+                        &url,
+                        "SendMessageBatch",
+                        &json!({"QueueUrl": qurl, "Entries": entries}),
+                    )
+                    .await?;
+                    Ok((
+                        r["Successful"].as_array().map_or(0, |a| a.len() as u64),
+                        false,
+                    ))
+                }
+            }
+        })
+        .await
+    };
+    let empty_polls = Arc::new(AtomicU64::new(0));
+    let recv = {
+        let (http, url, qurl) = (http.clone(), target.url.clone(), qurl.clone());
+        run_phase(o.clients, o.seconds, move || {
+            let (http, url, qurl, empty_polls) =
+                (http.clone(), url.clone(), qurl.clone(), empty_polls.clone());
+            async move {
+                let r = call(
+                    &http,
+                    &url,
+                    "ReceiveMessage",
+                    &json!({"QueueUrl": qurl, "MaxNumberOfMessages": batch, "VisibilityTimeout": 60}),
+                )
+                .await?;
+                let msgs = r["Messages"].as_array().cloned().unwrap_or_default();
+                if msgs.is_empty() {
+                    return Ok((0, empty_polls.fetch_add(1, Ordering::Relaxed) > 5));
+                }
+                if batch == 1 {
+                    for m in &msgs {
+                        call(&http, &url, "DeleteMessage", &json!({"QueueUrl": qurl, "ReceiptHandle": m["ReceiptHandle"]}))
+                            .await?;
+                    }
+                } else {
+                    let entries: Vec<Value> = msgs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| json!({"Id": format!("d{i}"), "ReceiptHandle": m["ReceiptHandle"]}))
+                        .collect();
+                    call(&http, &url, "DeleteMessageBatch", &json!({"QueueUrl": qurl, "Entries": entries}))
+                        .await?;
+                }
+                Ok((msgs.len() as u64, false))
+            }
+        })
+        .await
+    };
+    let _ = call(
+        &http,
+        &target.url,
+        "DeleteQueue",
+        &json!({"QueueUrl": qurl}),
+    )
+    .await;
+    (send, recv)
+}
+
+#[tokio::main]
+async fn main() {
+    let o = options();
+    let mut results = Vec::new();
+    for batch in [1usize, 10] {
+        let mut row = Vec::new();
+        for t in &o.targets {
+            let (send, recv) = scenario(&o, t, batch).await;
+            eprintln!(
+                "{:<8} batch {batch:>2}: send {:>8.0} msg/s (p50 {:.2} ms, p99 {:.2} ms), receive+delete {:>8.0} msg/s (p50 {:.2} ms, p99 {:.2} ms), errors {}",
+                t.name, send.rate(), send.pct(0.5), send.pct(0.99), recv.rate(), recv.pct(0.5), recv.pct(0.99), send.errors + recv.errors
+            );
+            row.push((t.name.clone(), send, recv));
+        }
+        results.push((batch, row));
+    }
+    let peer = o.targets.get(1).map(|t| t.name.clone());
+    println!(
+        "| operation | batch |{}{}",
+        o.targets
+            .iter()
+            .map(|t| format!(" {} msg/s (p50 / p99 ms) |", t.name))
+            .collect::<String>(),
+        if peer.is_some() { " ratio |" } else { "" }
+    );
+    println!(
+        "|---|---|{}{}",
+        "---|".repeat(o.targets.len()),
+        if peer.is_some() { "---|" } else { "" }
+    );
+    let mut json_out = Vec::new();
+    for (batch, row) in &results {
+        for (label, pick) in [("SendMessage", 0usize), ("ReceiveMessage+DeleteMessage", 1)] {
+            let cell = |p: &Phase| {
+                format!(
+                    " {:.0} ({:.2} / {:.2}) |",
+                    p.rate(),
+                    p.pct(0.5),
+                    p.pct(0.99)
+                )
+            };
+            let phases: Vec<&Phase> = row
+                .iter()
+                .map(|(_, s, r)| if pick == 0 { s } else { r })
+                .collect();
+            let ratio = if phases.len() > 1 && phases[1].rate() > 0.0 {
+                format!(" {:.1}× |", phases[0].rate() / phases[1].rate())
+            } else {
+                String::new()
+            };
+            println!(
+                "| {label} | {batch} |{}{ratio}",
+                phases.iter().map(|p| cell(p)).collect::<String>()
+            );
+            for ((name, _, _), p) in row.iter().zip(&phases) {
+                json_out.push(json!({"target": name, "operation": label, "batch": batch, "result": p.to_json()}));
+            }
+        }
+    }
+    if let Some(path) = &o.json {
+        std::fs::write(path, serde_json::to_string_pretty(&json_out).expect("json"))
+            .expect("write JSON");
+    }
+}
