@@ -2,28 +2,38 @@
 # SQS throughput and latency, Outpost against moto's server mode in the same run, same client
 # (benches/src/bin/sqs-load.rs): SendMessage and ReceiveMessage+DeleteMessage with batches of 1 and
 # 10, 8 concurrent clients. Needs .venv with moto[server] (created here if missing).
-# usage: benches/sqs-load.sh [SECONDS_PER_PHASE] (default 5)
+# usage: benches/sqs-load.sh [SECONDS_PER_PHASE]   (default 5; writes target/sqs-load.json)
+#        benches/sqs-load.sh --smoke               (CI: debug build, Outpost only, 1 s per phase)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-5}
-if [ ! -x .venv/bin/moto_server ]; then
-  [ -x .venv/bin/python ] || python3 -m venv .venv
-  .venv/bin/pip install --quiet 'moto[server]'
+if [ "${1:-}" = --smoke ]; then
+  cargo build --quiet -p outpost -p outpost-benches --bin outpost --bin sqs-load
+  bin=target/debug seconds=1 peer=0
+else
+  seconds=${1:-5} bin=target/release peer=1
+  if [ ! -x .venv/bin/moto_server ]; then
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/pip install --quiet 'moto[server]'
+  fi
+  cargo build --quiet --release -p outpost -p outpost-benches --bin outpost --bin sqs-load
 fi
-cargo build --quiet --release -p outpost -p outpost-benches --bin outpost --bin sqs-load
 data=$(mktemp -d)
-target/release/outpost --data-dir "$data" --mqtt-listen 127.0.0.1:0 --ws-listen 127.0.0.1:0 \
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$data"' EXIT
+"$bin/outpost" --data-dir "$data" --mqtt-listen 127.0.0.1:0 --ws-listen 127.0.0.1:0 \
   --http-listen 127.0.0.1:19324 --log warn >/dev/null &
-outpost=$!
-.venv/bin/moto_server -H 127.0.0.1 -p 19325 >/dev/null 2>&1 &
-moto=$!
-trap 'kill $outpost $moto 2>/dev/null; rm -rf "$data"' EXIT
-for port in 19324 19325; do
+pids+=($!)
+targets=(outpost=http://127.0.0.1:19324)
+if [ "$peer" = 1 ]; then
+  .venv/bin/moto_server -H 127.0.0.1 -p 19325 >/dev/null 2>&1 &
+  pids+=($!)
+  targets+=(moto=http://127.0.0.1:19325)
+fi
+for t in "${targets[@]}"; do
+  port=${t##*:}
   for _ in $(seq 100); do
-    curl -fs -o /dev/null "http://127.0.0.1:$port/health" 2>/dev/null && break
-    curl -s -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
   done
 done
-target/release/sqs-load --seconds "$seconds" --json target/sqs-load.json \
-  outpost=http://127.0.0.1:19324 moto=http://127.0.0.1:19325
+"$bin/sqs-load" --seconds "$seconds" --json target/sqs-load.json "${targets[@]}"

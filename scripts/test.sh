@@ -64,6 +64,9 @@ cargo test -p outpost-codec --no-default-features
 step "no_std cross builds"
 scripts/cross-build.sh
 
+step "firmware on an emulated Cortex-M4 (QEMU mps2-an386) against the broker"
+scripts/qemu-firmware.sh
+
 if [ "$FUZZ_SECONDS" != 0 ]; then
   step "fuzzing the MQTT decoder for ${FUZZ_SECONDS}s"
   if ! command -v cargo-fuzz >/dev/null; then
@@ -84,5 +87,6 @@ fi
 
 step "benchmark smoke run (each benchmark once, no timing)"
 cargo bench -p outpost-benches -- --test
+benches/sqs-load.sh --smoke
 
 step "all tests passed"

@@ -312,8 +312,16 @@ async fn main() {
             }
         }
     }
+    let failed = results.iter().any(|(_, row)| {
+        row.iter()
+            .any(|(_, s, r)| s.errors + r.errors > 0 || s.messages == 0 || r.messages == 0)
+    });
     if let Some(path) = &o.json {
         std::fs::write(path, serde_json::to_string_pretty(&json_out).expect("json"))
             .expect("write JSON");
+    }
+    if failed {
+        eprintln!("sqs-load: errors or phases without messages");
+        std::process::exit(1);
     }
 }
