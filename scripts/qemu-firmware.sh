@@ -4,7 +4,9 @@
 # scripts/uart-relay.py bridges to the broker's MQTT port. The firmware subscribes, publishes QoS 1
 # telemetry, receives a command that mosquitto_pub sends from the host, publishes an
 # acknowledgement, and exits through semihosting; this script checks all of it.
-# Then prints the firmware's size (flash = .text + .rodata, static RAM = .data + .bss).
+# Then prints the firmware's size (flash = .text + .rodata, static RAM = .data + .bss), and the size
+# of one minimal firmware (QoS 1 publish + QoS 1 subscribe over the same UART-like transport) built
+# with outpost-client, minimq 0.9 and rust-mqtt 0.3 (firmware-client/size-probe).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -13,6 +15,7 @@ sysroot=$(env -u RUSTC -u LD_LIBRARY_PATH -u RUSTC_BOOTSTRAP rustc --print sysro
 export CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER=$sysroot/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld
 export CARGO_TARGET_DIR=$root/target/cross
 (cd firmware-client/examples/qemu-mps2 && cargo build --quiet --release -Z build-std=core)
+(cd firmware-client/size-probe && cargo build --quiet --release -Z build-std=core)
 elf=$root/target/cross/thumbv7em-none-eabihf/release/outpost-client-qemu-mps2
 unset RUSTC LD_LIBRARY_PATH RUSTC_BOOTSTRAP CARGO_TARGET_DIR
 cargo build --quiet -p outpost
@@ -52,5 +55,10 @@ cat "$work/qemu.out" | grep -v "Timer with period zero" || true
 [ "$(wc -l < "$work/telemetry")" -eq 3 ] || { echo "expected 3 telemetry messages"; exit 1; }
 echo "qemu firmware: PASS (3 telemetry messages, command acknowledged)"
 python3 scripts/elf-size.py "$elf" | while read -r _ flash ram; do
-  echo "firmware size (thumbv7em-none-eabihf, opt-level z, LTO): flash (.text+.rodata) $flash bytes, static RAM $ram bytes"
+  echo "example firmware (thumbv7em-none-eabihf, opt-level z, LTO): flash (.text+.rodata) $flash bytes, static RAM $ram bytes"
 done
+probes=$root/target/cross/thumbv7em-none-eabihf/release
+echo "minimal firmware, same transport and features (QoS 1 publish + subscribe), flash bytes:"
+python3 scripts/elf-size.py "$probes/outpost" "$probes/minimq" "$probes/rust_mqtt" | awk '
+  NR==1 {base=$2} {printf "  %-10s %6d  (outpost-client / %s = %.2f)\n", $1, $2, $1, base/$2}'
+

@@ -14,7 +14,7 @@ pub struct Buffers<'b> {
 
 macro_rules! client_impl {
     (($($async:tt)?) ($($await:tt)*) $connect_waits:expr) => {
-        use outpost_codec::{decode, Decoded, Packet, QoS, SubscribeFilter};
+        use outpost_codec::{decode_from_server, Decoded, Packet, QoS, SubscribeFilter};
 
         use crate::client::Buffers;
         use crate::session::{Event, Session};
@@ -121,7 +121,7 @@ macro_rules! client_impl {
             fn step(&mut self, on_event: &mut impl FnMut(Event<'_>)) -> Result<Step, Error<T::Error>> {
                 let version = self.session.config().version;
                 let now = (self.clock)();
-                let result = match decode(&self.rx[..self.rx_len], version, self.rx.len()) {
+                let result = match decode_from_server(&self.rx[..self.rx_len], version, self.rx.len()) {
                     Err(e) => Err(Error::Protocol(e)),
                     Ok(Decoded::Incomplete { .. }) => Ok(Step::Incomplete),
                     Ok(Decoded::Packet(Packet::ConnAck(a), used)) => {
@@ -134,7 +134,7 @@ macro_rules! client_impl {
                 };
                 match result {
                     Ok(Step::Handled { used, reply, connack }) => {
-                        self.rx.copy_within(used..self.rx_len, 0);
+                        crate::outgoing::shift_down(self.rx, used..self.rx_len, 0);
                         self.rx_len -= used;
                         Ok(Step::Handled { used, reply, connack })
                     }
@@ -293,7 +293,7 @@ macro_rules! client_impl {
             /// Sends DISCONNECT (the broker discards the will) and hands the transport back.
             pub $($async)? fn disconnect(&mut self) -> Option<T> {
                 if self.is_connected() {
-                    let d = Packet::Disconnect(outpost_codec::Disconnect::default());
+                    let d = outpost_codec::Disconnect::default();
                     if let Ok(n) = d.encode(self.session.config().version, self.tx) {
                         let _ = self.write(n) $($await)*;
                     }

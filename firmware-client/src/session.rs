@@ -3,8 +3,8 @@
 //! both behave identically and the rules are tested once.
 
 use outpost_codec::{
-    Ack, ConnAck, Connect, ConnectProperties, List, Packet, Publish, QoS, ReasonCode, Subscribe,
-    SubscribeFilter, Unsubscribe, Version, Will,
+    ConnAck, Connect, ConnectProperties, List, Packet, PacketType, Publish, QoS, ReasonCode,
+    Subscribe, SubscribeFilter, Unsubscribe, Version, Will,
 };
 
 use crate::config::Config;
@@ -58,8 +58,20 @@ pub struct Session<'b, const N: usize> {
     rx_capacity: usize,
 }
 
-fn encode(p: &Packet<'_>, version: Version, tx: &mut [u8]) -> Result<usize, Error<()>> {
-    Ok(p.encode(version, tx)?)
+/// Encodes a successful PUBACK, PUBREC, PUBREL or PUBCOMP. Four bytes in both versions: MQTT 5
+/// lets the reason code and properties be omitted when the reason is Success and there are no
+/// properties (§3.4.2.1), which is all a client ever sends. Written directly, because the codec's
+/// general encoder would link the property writers into every firmware for nothing.
+fn ack(kind: PacketType, pkid: u16, _version: Version, tx: &mut [u8]) -> Result<usize, Error<()>> {
+    let flags = if kind == PacketType::PubRel {
+        0b0010
+    } else {
+        0
+    };
+    let [hi, lo] = pkid.to_be_bytes();
+    let out = tx.get_mut(..4).ok_or(Error::TooLarge)?;
+    out.copy_from_slice(&[(kind as u8) << 4 | flags, 2, hi, lo]);
+    Ok(4)
 }
 
 impl<'b, const N: usize> Session<'b, N> {
@@ -141,20 +153,17 @@ impl<'b, const N: usize> Session<'b, N> {
         } else {
             ConnectProperties::default()
         };
-        encode(
-            &Packet::Connect(Connect {
-                protocol: c.version,
-                clean_start: c.clean_session,
-                keep_alive: c.keep_alive,
-                properties,
-                client_id: c.client_id,
-                will,
-                username: c.username,
-                password: c.password,
-            }),
-            c.version,
-            tx,
-        )
+        Ok(Connect {
+            protocol: c.version,
+            clean_start: c.clean_session,
+            keep_alive: c.keep_alive,
+            properties,
+            client_id: c.client_id,
+            will,
+            username: c.username,
+            password: c.password,
+        }
+        .encode(tx)?)
     }
 
     /// Applies CONNACK: on success the session is connected and everything unacknowledged is
@@ -193,7 +202,7 @@ impl<'b, const N: usize> Session<'b, N> {
         retain: bool,
     ) -> Result<u16, Error<()>> {
         let pkid = self.pkid();
-        let p = Packet::Publish(Publish {
+        let p = Publish {
             dup: false,
             qos,
             retain,
@@ -201,7 +210,7 @@ impl<'b, const N: usize> Session<'b, N> {
             pkid,
             properties: Default::default(),
             payload,
-        });
+        };
         let version = self.config.version;
         let len = p.encoded_len(version)?;
         let mut result = Ok(0);
@@ -235,7 +244,7 @@ impl<'b, const N: usize> Session<'b, N> {
     ) -> Result<usize, Error<()>> {
         let mut p = Publish::new(topic, payload);
         p.retain = retain;
-        encode(&Packet::Publish(p), self.config.version, tx)
+        Ok(p.encode(self.config.version, tx)?)
     }
 
     /// Encodes SUBSCRIBE; returns (packet id, length).
@@ -245,15 +254,12 @@ impl<'b, const N: usize> Session<'b, N> {
         tx: &mut [u8],
     ) -> Result<(u16, usize), Error<()>> {
         let pkid = self.pkid();
-        let n = encode(
-            &Packet::Subscribe(Subscribe {
-                pkid,
-                properties: Default::default(),
-                filters: List::new(filters),
-            }),
-            self.config.version,
-            tx,
-        )?;
+        let n = Subscribe {
+            pkid,
+            properties: Default::default(),
+            filters: List::new(filters),
+        }
+        .encode(self.config.version, tx)?;
         Ok((pkid, n))
     }
 
@@ -264,15 +270,12 @@ impl<'b, const N: usize> Session<'b, N> {
         tx: &mut [u8],
     ) -> Result<(u16, usize), Error<()>> {
         let pkid = self.pkid();
-        let n = encode(
-            &Packet::Unsubscribe(Unsubscribe {
-                pkid,
-                properties: Default::default(),
-                filters: List::new(filters),
-            }),
-            self.config.version,
-            tx,
-        )?;
+        let n = Unsubscribe {
+            pkid,
+            properties: Default::default(),
+            filters: List::new(filters),
+        }
+        .encode(self.config.version, tx)?;
         Ok((pkid, n))
     }
 
@@ -294,7 +297,7 @@ impl<'b, const N: usize> Session<'b, N> {
     /// A PUBREL to resend after a reconnect, encoded into `tx`.
     pub fn next_pubrel(&mut self, tx: &mut [u8]) -> Option<usize> {
         let pkid = self.pending_rel.pop()?;
-        encode(&Packet::PubRel(Ack::new(pkid)), self.config.version, tx).ok()
+        ack(PacketType::PubRel, pkid, self.config.version, tx).ok()
     }
 
     /// PINGREQ into `tx` if nothing was sent for a keep-alive period.
@@ -306,8 +309,10 @@ impl<'b, const N: usize> Session<'b, N> {
         if now.saturating_sub(self.last_sent_ms) < ka {
             return None;
         }
+        let ping = tx.get_mut(..2)?;
+        ping.copy_from_slice(&[(PacketType::PingReq as u8) << 4, 0]);
         self.ping_sent_ms = Some(now);
-        encode(&Packet::PingReq, self.config.version, tx).ok()
+        Some(2)
     }
 
     /// False once a PINGREQ went unanswered for a keep-alive period: the link is dead.
@@ -342,7 +347,7 @@ impl<'b, const N: usize> Session<'b, N> {
                     }
                     QoS::AtLeastOnce => {
                         on_event(Event::Message(msg));
-                        encode(&Packet::PubAck(Ack::new(p.pkid)), version, tx)
+                        ack(PacketType::PubAck, p.pkid, version, tx)
                     }
                     QoS::ExactlyOnce => {
                         if !self.qos2_in.contains(&p.pkid) {
@@ -353,13 +358,16 @@ impl<'b, const N: usize> Session<'b, N> {
                             let _ = self.qos2_in.push(p.pkid);
                             on_event(Event::Message(msg));
                         }
-                        encode(&Packet::PubRec(Ack::new(p.pkid)), version, tx)
+                        ack(PacketType::PubRec, p.pkid, version, tx)
                     }
                 }
             }
             Packet::PubRel(a) => {
-                self.qos2_in.retain(|&id| id != a.pkid);
-                encode(&Packet::PubComp(Ack::new(a.pkid)), version, tx)
+                // Order does not matter here; swap_remove avoids linking a memmove.
+                if let Some(i) = self.qos2_in.iter().position(|&id| id == a.pkid) {
+                    self.qos2_in.swap_remove(i);
+                }
+                ack(PacketType::PubComp, a.pkid, version, tx)
             }
             Packet::PubAck(a) => {
                 if self.out.complete(a.pkid).is_some() {
@@ -375,7 +383,7 @@ impl<'b, const N: usize> Session<'b, N> {
                     return Ok(0);
                 }
                 self.out.set_stage(a.pkid, Stage::Released);
-                encode(&Packet::PubRel(Ack::new(a.pkid)), version, tx)
+                ack(PacketType::PubRel, a.pkid, version, tx)
             }
             Packet::PubComp(a) => {
                 if self.out.complete(a.pkid).is_some() {
@@ -401,6 +409,31 @@ impl<'b, const N: usize> Session<'b, N> {
             }
             Packet::Disconnect(_) => Err(Error::Closed),
             _ => Err(Error::Unexpected),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_written_acks_match_the_codec() {
+        for version in [Version::V311, Version::V5] {
+            for kind in [
+                PacketType::PubAck,
+                PacketType::PubRec,
+                PacketType::PubRel,
+                PacketType::PubComp,
+            ] {
+                let mut a = [0u8; 8];
+                let mut b = [0u8; 8];
+                let n = ack(kind, 0x1234, version, &mut a).unwrap();
+                let m = outpost_codec::Ack::new(0x1234)
+                    .encode(kind, version, &mut b)
+                    .unwrap();
+                assert_eq!(&a[..n], &b[..m], "{kind:?} {version:?}");
+            }
         }
     }
 }

@@ -185,6 +185,27 @@ pub fn decode(
     }
 }
 
+/// [`decode`] for a client: accepts only the packets a server sends (CONNACK, PUBLISH, the
+/// acknowledgements, SUBACK, UNSUBACK, PINGRESP, and in MQTT 5 DISCONNECT) and answers any other
+/// type with [`DecodeError::InvalidPacketType`]. AUTH is refused too: a server sends it only to a
+/// client that asked for enhanced authentication, which a client using this decoder does not.
+/// Firmware using it does not link the decoders of client packets.
+#[inline]
+pub fn decode_from_server(
+    buf: &[u8],
+    version: Version,
+    max_packet_size: usize,
+) -> Result<Decoded<'_>, DecodeError> {
+    match check(buf, max_packet_size)? {
+        Frame::Incomplete { needed } => Ok(Decoded::Incomplete { needed }),
+        Frame::Complete(header) => {
+            let body = &buf[header.header_len..header.packet_len()];
+            let packet = Packet::decode_body_from_server(header, body, version)?;
+            Ok(Decoded::Packet(packet, header.packet_len()))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

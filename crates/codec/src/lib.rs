@@ -38,7 +38,10 @@ mod version;
 mod wire;
 
 pub use error::{DecodeError, EncodeError};
-pub use frame::{check, decode, Decoded, FixedHeader, Frame, PacketType, MAX_REMAINING_LENGTH};
+pub use frame::{
+    check, decode, decode_from_server, Decoded, FixedHeader, Frame, PacketType,
+    MAX_REMAINING_LENGTH,
+};
 pub use list::{List, ListIter, WireItem};
 #[cfg(feature = "bytes")]
 pub use owned::{split_frame, PublishBytes};

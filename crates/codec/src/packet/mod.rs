@@ -130,6 +130,36 @@ impl<'a> Packet<'a> {
         })
     }
 
+    /// [`Packet::decode_body`] for a client: only the packets a server sends (AUTH excepted, see
+    /// [`crate::decode_from_server`]). The decoders of CONNECT, SUBSCRIBE, UNSUBSCRIBE and AUTH
+    /// are not reachable from here, so firmware that uses it does not link them.
+    #[inline]
+    pub(crate) fn decode_body_from_server(
+        header: FixedHeader,
+        body: &'a [u8],
+        version: Version,
+    ) -> Result<Packet<'a>, DecodeError> {
+        let r = Reader::new(body);
+        Ok(match header.packet_type {
+            PacketType::ConnAck => Packet::ConnAck(ConnAck::decode(r, version)?),
+            PacketType::Publish => Packet::Publish(Publish::decode(header.flags, r, version)?),
+            PacketType::PubAck => Packet::PubAck(Ack::decode(r, version, false)?),
+            PacketType::PubRec => Packet::PubRec(Ack::decode(r, version, false)?),
+            PacketType::PubRel => Packet::PubRel(Ack::decode(r, version, true)?),
+            PacketType::PubComp => Packet::PubComp(Ack::decode(r, version, true)?),
+            PacketType::SubAck => Packet::SubAck(SubAck::decode(r, version)?),
+            PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::decode(r, version)?),
+            PacketType::PingResp => {
+                expect_end(&r)?;
+                Packet::PingResp
+            }
+            PacketType::Disconnect if version == Version::V5 => {
+                Packet::Disconnect(Disconnect::decode(r, version)?)
+            }
+            other => return Err(DecodeError::InvalidPacketType(other as u8)),
+        })
+    }
+
     /// The packet type.
     pub fn packet_type(&self) -> PacketType {
         match self {
@@ -257,5 +287,98 @@ impl<'a> Packet<'a> {
         s.put_u8(self.first_byte());
         s.put_varint(body as u32);
         self.write_body(version, s);
+    }
+}
+
+/// Encodes one packet whose type is known at compile time, so that only its encoder is linked.
+fn encode_single<B: Body>(
+    first_byte: u8,
+    packet: &B,
+    version: Version,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let body = packet.body_len(version)?;
+    let total = total_len(body)?;
+    if buf.len() < total {
+        return Err(EncodeError::BufferTooSmall { needed: total });
+    }
+    let mut s = SliceSink::new(buf);
+    s.put_u8(first_byte);
+    s.put_varint(body as u32);
+    packet.write_body(version, &mut s);
+    s.finish()
+        .ok_or(EncodeError::BufferTooSmall { needed: total })
+}
+
+// Per-packet encoders. [`Packet::encode`] handles every packet and so links every encoder; these
+// link one each, which is what a microcontroller client wants.
+
+impl Connect<'_> {
+    /// Encodes this CONNECT (in its own protocol version) into `buf`; returns the bytes written.
+    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        encode_single((PacketType::Connect as u8) << 4, self, self.protocol, buf)
+    }
+}
+
+impl Publish<'_> {
+    /// Size of this PUBLISH when encoded.
+    pub fn encoded_len(&self, version: Version) -> Result<usize, EncodeError> {
+        total_len(self.body_len(version)?)
+    }
+
+    /// Encodes this PUBLISH into `buf`; returns the bytes written.
+    pub fn encode(&self, version: Version, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        let mut s = SliceSink::new(buf);
+        let n = self.encode_into(version, s.capacity(), &mut s)?;
+        s.finish().ok_or(EncodeError::BufferTooSmall { needed: n })
+    }
+}
+
+impl Subscribe<'_> {
+    /// Encodes this SUBSCRIBE into `buf`; returns the bytes written.
+    pub fn encode(&self, version: Version, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        encode_single(
+            (PacketType::Subscribe as u8) << 4 | 0b0010,
+            self,
+            version,
+            buf,
+        )
+    }
+}
+
+impl Unsubscribe<'_> {
+    /// Encodes this UNSUBSCRIBE into `buf`; returns the bytes written.
+    pub fn encode(&self, version: Version, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        encode_single(
+            (PacketType::Unsubscribe as u8) << 4 | 0b0010,
+            self,
+            version,
+            buf,
+        )
+    }
+}
+
+impl Disconnect<'_> {
+    /// Encodes this DISCONNECT into `buf`; returns the bytes written.
+    pub fn encode(&self, version: Version, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        encode_single((PacketType::Disconnect as u8) << 4, self, version, buf)
+    }
+}
+
+impl Ack<'_> {
+    /// Encodes this acknowledgement as a PUBACK, PUBREC, PUBREL or PUBCOMP (`kind`) into `buf`.
+    pub fn encode(
+        &self,
+        kind: PacketType,
+        version: Version,
+        buf: &mut [u8],
+    ) -> Result<usize, EncodeError> {
+        let (rel, flags) = match kind {
+            PacketType::PubAck | PacketType::PubRec => (false, 0),
+            PacketType::PubRel => (true, 0b0010),
+            PacketType::PubComp => (true, 0),
+            _ => return Err(EncodeError::InvalidValue),
+        };
+        encode_single((kind as u8) << 4 | flags, self.checked(rel)?, version, buf)
     }
 }
