@@ -9,3 +9,5 @@ for target in thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-e
   echo "cross: outpost-codec and outpost-client for $target"
   cargo build --quiet --release -Z build-std=core --target "$target" -p outpost-codec -p outpost-client
 done
+echo "cross: outpost-client with defmt logging for thumbv7em-none-eabihf"
+cargo build --quiet --release -Z build-std=core --target thumbv7em-none-eabihf -p outpost-client --features defmt
