@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# End-to-end MQTT benchmark: Outpost, mosquitto and rumqttd, one after another on loopback, the same
+# scenarios and client settings (benches/src/bin/mqtt-bench.rs). Writes target/mqtt-bench.json and
+# prints the Markdown tables for benches/README.md. A few minutes; --full runs 5x longer.
+# Needs mosquitto (Debian package); installs rumqttd with cargo into ~/.cache/outpost-peers if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+flags=("$@")
+peers=${OUTPOST_PEERS_DIR:-$HOME/.cache/outpost-peers}
+if [ ! -x "$peers/bin/rumqttd" ]; then
+  echo "installing rumqttd into $peers (about 2.5 minutes)" >&2
+  # Not --locked: its lock file pins a `metrics` release that current rustc rejects.
+  cargo install rumqttd --quiet --root "$peers"
+fi
+cargo build --quiet --release -p outpost -p outpost-benches --bin outpost --bin mqtt-bench
+ulimit -n "$(ulimit -Hn)"
+work=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
+
+wait_port() {
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "nothing listens on $1" >&2; return 1
+}
+
+# Outpost: default durability (fsync before PUBACK for stored messages), queue limit raised like
+# the peers'.
+cat > "$work/outpost.toml" <<CONF
+data_dir = "$work/outpost-data"
+log = "warn"
+[mqtt]
+listen = "127.0.0.1:19883"
+max_queued_messages = 1000000
+sys_interval = 0
+[websocket]
+enabled = false
+[http]
+listen = "127.0.0.1:0"
+CONF
+# mosquitto: persistence on (it saves on a timer, not per message), no queue limit in the way.
+cat > "$work/mosquitto.conf" <<CONF
+listener 19884 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location $work/
+max_queued_messages 1000000
+max_connections -1
+CONF
+# rumqttd: one MQTT 3.1.1 listener with room for the scenarios.
+cat > "$work/rumqttd.toml" <<CONF
+id = 0
+[router]
+id = 0
+max_connections = 20010
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:19885"
+next_connection_delay_ms = 0
+[v4.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 20480
+max_inflight_count = 100
+dynamic_filters = true
+CONF
+
+run() {
+  local name=$1 port=$2; shift 2
+  "$@" > "$work/$name.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  wait_port "$port"
+  target/release/mqtt-bench "${flags[@]}" --json "$work/$name.json" "$name=127.0.0.1:$port@$pid"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+run outpost 19883 target/release/outpost --config "$work/outpost.toml"
+run mosquitto 19884 mosquitto -c "$work/mosquitto.conf"
+run rumqttd 19885 "$peers/bin/rumqttd" -c "$work/rumqttd.toml" -q
+python3 - "$work" > target/mqtt-bench.json <<'PY'
+import json, sys
+out = []
+for name in ("outpost", "mosquitto", "rumqttd"):
+    out += json.load(open(f"{sys.argv[1]}/{name}.json"))
+print(json.dumps(out, indent=1))
+PY
+sizes=$(stat -c %s target/release/outpost "$(command -v mosquitto)" "$peers/bin/rumqttd" | paste -sd' ')
+python3 benches/mqtt_table.py target/mqtt-bench.json $sizes

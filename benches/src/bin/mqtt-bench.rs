@@ -1,0 +1,618 @@
+//! The end-to-end MQTT benchmark: the same scenarios, with the same client settings, against each
+//! broker given on the command line, one after the other (`benches/mqtt-bench.sh` starts Outpost,
+//! mosquitto and rumqttd and passes their addresses and pids).
+//!
+//! Scenarios (modelled on the open MQTT benchmark suite's basic set):
+//! - `p2p`: 8 publishers → 8 subscribers on distinct topics, as fast as the broker allows
+//!   (QoS 0 and 1, 16 B and 1 KiB);
+//! - `p2p-rate`: the same at a fixed offered load (4 × 5,000 msg/s, QoS 1), for latency;
+//! - `fanout`: 1 publisher → 1,000 subscribers of one topic (QoS 0 and 1);
+//! - `fanin-shared`: 8 publishers → 4 members of a shared subscription (QoS 1);
+//! - `persistent`: QoS 1 to an offline persistent session, then the drain on reconnect;
+//! - `idle`: 10,000 idle connections: resident memory per connection.
+//!
+//! Every payload carries its send time, so each delivery yields an end-to-end latency
+//! (HdrHistogram). Resident memory is sampled from /proc while each scenario runs.
+//!
+//! usage: mqtt-bench [--full] [--only SCENARIO] [--json FILE] NAME=HOST:PORT@PID...
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use hdrhistogram::Histogram;
+use outpost_codec::{
+    decode, split_frame, Ack, Connect, Decoded, List, Packet, Publish, QoS, Subscribe,
+    SubscribeFilter, Version,
+};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn epoch() -> Instant {
+    static E: OnceLock<Instant> = OnceLock::new();
+    *E.get_or_init(Instant::now)
+}
+
+fn now_ns() -> u64 {
+    epoch().elapsed().as_nanos() as u64
+}
+
+fn encode(p: &Packet<'_>, out: &mut BytesMut) {
+    p.encode_to(Version::V311, out).expect("encodable");
+}
+
+struct Conn {
+    s: TcpStream,
+    buf: BytesMut,
+}
+
+async fn connect(addr: &str, id: &str, clean: bool) -> Option<Conn> {
+    let mut s = TcpStream::connect(addr).await.ok()?;
+    s.set_nodelay(true).ok();
+    let mut out = BytesMut::new();
+    encode(
+        &Packet::Connect(Connect {
+            protocol: Version::V311,
+            clean_start: clean,
+            keep_alive: 600,
+            client_id: id,
+            ..Connect::default()
+        }),
+        &mut out,
+    );
+    s.write_all(&out).await.ok()?;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(f)) = split_frame(&mut buf, usize::MAX) {
+            return (f[0] == 0x20 && f.get(3) == Some(&0)).then_some(Conn { s, buf });
+        }
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match tokio::time::timeout(left, s.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return None,
+        }
+    }
+}
+
+async fn subscribe(c: &mut Conn, filter: &str, qos: QoS) -> bool {
+    let filters = [SubscribeFilter::new(filter, qos)];
+    let mut out = BytesMut::new();
+    encode(
+        &Packet::Subscribe(Subscribe {
+            pkid: 1,
+            filters: List::new(&filters),
+            ..Subscribe::default()
+        }),
+        &mut out,
+    );
+    if c.s.write_all(&out).await.is_err() {
+        return false;
+    }
+    loop {
+        match split_frame(&mut c.buf, usize::MAX) {
+            Ok(Some(f)) if f[0] == 0x90 => return f.last().is_some_and(|&code| code < 0x80),
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(_) => return false,
+        }
+        match tokio::time::timeout(Duration::from_secs(20), c.s.read_buf(&mut c.buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return false,
+        }
+    }
+}
+
+/// What one subscriber saw.
+struct Seen {
+    got: u64,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    latency: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram")
+}
+
+/// Receives until `expected` messages arrived, or `idle` passed without any.
+async fn receive(mut c: Conn, expected: u64, idle: Duration) -> Seen {
+    let mut seen = Seen {
+        got: 0,
+        first: None,
+        last: None,
+        latency: histogram(),
+    };
+    let mut out = BytesMut::new();
+    while seen.got < expected {
+        let mut acks = false;
+        loop {
+            let f = match split_frame(&mut c.buf, usize::MAX) {
+                Ok(Some(f)) => f,
+                _ => break,
+            };
+            if let Ok(Decoded::Packet(Packet::Publish(p), _)) =
+                decode(&f, Version::V311, usize::MAX)
+            {
+                let now = Instant::now();
+                seen.first.get_or_insert(now);
+                seen.last = Some(now);
+                seen.got += 1;
+                if let Some(ts) = p.payload.get(..8) {
+                    let sent = u64::from_le_bytes(ts.try_into().unwrap_or([0; 8]));
+                    let _ = seen
+                        .latency
+                        .record((now_ns().saturating_sub(sent) / 1000).max(1));
+                }
+                if p.qos != QoS::AtMostOnce {
+                    encode(&Packet::PubAck(Ack::new(p.pkid)), &mut out);
+                    acks = true;
+                }
+            }
+        }
+        if acks {
+            if c.s.write_all(&out).await.is_err() {
+                break;
+            }
+            out.clear();
+        }
+        if seen.got >= expected {
+            break;
+        }
+        match tokio::time::timeout(idle, c.s.read_buf(&mut c.buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => break,
+        }
+    }
+    seen
+}
+
+/// Publishes `count` messages of `size` bytes to `topic`, at most 32 QoS 1 unacknowledged, at
+/// `rate` messages per second if given. Keeps the connection open for `linger`.
+async fn publish(
+    mut c: Conn,
+    topic: String,
+    count: u64,
+    qos: QoS,
+    size: usize,
+    rate: Option<u64>,
+    linger: Duration,
+) -> bool {
+    let window = 32;
+    let mut in_flight = 0u64;
+    let mut sent = 0u64;
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut payload = vec![0x42u8; size.max(16)];
+    let mut pkid: u16 = 0;
+    let start = Instant::now();
+    while sent < count || in_flight > 0 {
+        out.clear();
+        let allowed = match rate {
+            Some(r) => ((start.elapsed().as_secs_f64() * r as f64) as u64 + 1).min(count),
+            None => count,
+        };
+        while sent < allowed
+            && (qos == QoS::AtMostOnce || in_flight < window)
+            && out.len() < 32 * 1024
+        {
+            pkid = if pkid == u16::MAX { 1 } else { pkid + 1 };
+            payload[..8].copy_from_slice(&now_ns().to_le_bytes());
+            let p = Publish {
+                qos,
+                pkid: if qos == QoS::AtMostOnce { 0 } else { pkid },
+                ..Publish::new(&topic, &payload)
+            };
+            encode(&Packet::Publish(p), &mut out);
+            sent += 1;
+            if qos != QoS::AtMostOnce {
+                in_flight += 1;
+            }
+        }
+        if !out.is_empty() && c.s.write_all(&out).await.is_err() {
+            return false;
+        }
+        if qos == QoS::AtMostOnce {
+            if sent == count {
+                break;
+            }
+            if rate.is_some() && sent >= allowed {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            continue;
+        }
+        let must_wait = in_flight >= window || (sent == count && in_flight > 0);
+        let has_data = !c.buf.is_empty();
+        if must_wait || has_data {
+            match tokio::time::timeout(Duration::from_secs(20), c.s.read_buf(&mut c.buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return false,
+            }
+        } else if rate.is_some() && sent >= allowed {
+            // Pick up acknowledgements without blocking the pacing.
+            if let Ok(Ok(0)) =
+                tokio::time::timeout(Duration::from_micros(200), c.s.read_buf(&mut c.buf)).await
+            {
+                return false;
+            }
+        }
+        while let Ok(Some(f)) = split_frame(&mut c.buf, usize::MAX) {
+            if f[0] >> 4 == 4 {
+                in_flight = in_flight.saturating_sub(1);
+            }
+        }
+    }
+    tokio::time::sleep(linger).await;
+    true
+}
+
+/// Samples a process's resident memory (KiB) until stopped; returns the peak.
+fn sample_rss(
+    pid: u32,
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(kib) = rss_kib(pid) {
+                peak.fetch_max(kib, Ordering::Relaxed);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+struct Target {
+    name: String,
+    addr: String,
+    pid: u32,
+}
+
+struct Run {
+    delivered: u64,
+    expected: u64,
+    seconds: f64,
+    latency: Histogram<u64>,
+    peak_rss_kib: u64,
+    extra: Value,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.delivered as f64 / self.seconds.max(1e-9)
+    }
+    fn p(&self, q: f64) -> f64 {
+        if self.latency.is_empty() {
+            return f64::NAN;
+        }
+        self.latency.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+/// Pairs of publishers and subscribers (`subs` subscribers per filter), `per_pub` messages each.
+#[allow(clippy::too_many_arguments)]
+async fn pubsub(
+    t: &Target,
+    tag: &str,
+    publishers: usize,
+    subscribers: usize,
+    filter: impl Fn(usize) -> String,
+    topic: impl Fn(usize) -> String,
+    per_pub: u64,
+    expected_per_sub: u64,
+    qos: QoS,
+    size: usize,
+    rate: Option<u64>,
+) -> Run {
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = sample_rss(t.pid, stop.clone(), peak.clone());
+    let mut subs = Vec::new();
+    for i in 0..subscribers {
+        let Some(mut c) = connect(&t.addr, &format!("{tag}-s{i}"), true).await else {
+            continue;
+        };
+        if subscribe(&mut c, &filter(i), qos).await {
+            subs.push(c);
+        }
+    }
+    let expected = expected_per_sub * subs.len() as u64;
+    let receivers: Vec<_> = subs
+        .into_iter()
+        .map(|c| tokio::spawn(receive(c, expected_per_sub, Duration::from_secs(3))))
+        .collect();
+    let start = Instant::now();
+    let mut pubs = Vec::new();
+    for i in 0..publishers {
+        if let Some(c) = connect(&t.addr, &format!("{tag}-p{i}"), true).await {
+            pubs.push(tokio::spawn(publish(
+                c,
+                topic(i),
+                per_pub,
+                qos,
+                size,
+                rate,
+                Duration::from_secs(4),
+            )));
+        }
+    }
+    let mut latency = histogram();
+    let mut delivered = 0;
+    let mut last = start;
+    for r in receivers {
+        if let Ok(seen) = r.await {
+            delivered += seen.got;
+            latency.add(&seen.latency).ok();
+            if let Some(l) = seen.last {
+                last = last.max(l);
+            }
+        }
+    }
+    for p in pubs {
+        p.abort();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    Run {
+        delivered,
+        expected,
+        seconds: (last - start).as_secs_f64(),
+        latency,
+        peak_rss_kib: peak.load(Ordering::Relaxed),
+        extra: Value::Null,
+    }
+}
+
+async fn persistent(t: &Target, count: u64) -> Run {
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = sample_rss(t.pid, stop.clone(), peak.clone());
+    let id = format!("persist-{}", std::process::id());
+    let mut ok = false;
+    if let Some(mut c) = connect(&t.addr, &id, false).await {
+        ok = subscribe(&mut c, "persist/t", QoS::AtLeastOnce).await;
+        let mut out = BytesMut::new();
+        encode(&Packet::Disconnect(Default::default()), &mut out);
+        let _ = c.s.write_all(&out).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = Instant::now();
+    let published = match connect(&t.addr, "persist-pub", true).await {
+        Some(c) if ok => {
+            publish(
+                c,
+                "persist/t".into(),
+                count,
+                QoS::AtLeastOnce,
+                16,
+                None,
+                Duration::ZERO,
+            )
+            .await
+        }
+        _ => false,
+    };
+    let publish_secs = start.elapsed().as_secs_f64();
+    let drain_start = Instant::now();
+    let seen = match connect(&t.addr, &id, false).await {
+        Some(c) if published => Some(receive(c, count, Duration::from_secs(3)).await),
+        _ => None,
+    };
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    let (got, last) = seen
+        .as_ref()
+        .map_or((0, drain_start), |s| (s.got, s.last.unwrap_or(drain_start)));
+    let drain_secs = (last - drain_start).as_secs_f64();
+    Run {
+        delivered: if published { count } else { 0 },
+        expected: count,
+        seconds: publish_secs,
+        latency: histogram(),
+        peak_rss_kib: peak.load(Ordering::Relaxed),
+        extra: json!({
+            "publish_msgs_per_s": if published { count as f64 / publish_secs } else { 0.0 },
+            "drained": got,
+            "drain_msgs_per_s": got as f64 / drain_secs.max(1e-9),
+        }),
+    }
+}
+
+async fn idle(t: &Target, n: usize) -> Run {
+    let before = rss_kib(t.pid).unwrap_or(0);
+    let start = Instant::now();
+    let mut conns = Vec::with_capacity(n);
+    for chunk in 0..n.div_ceil(200) {
+        let batch: Vec<_> = (0..200.min(n - chunk * 200))
+            .map(|i| {
+                let addr = t.addr.clone();
+                tokio::spawn(
+                    async move { connect(&addr, &format!("idle-{chunk}-{i}"), true).await },
+                )
+            })
+            .collect();
+        for b in batch {
+            if let Ok(Some(c)) = b.await {
+                conns.push(c);
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(t.pid).unwrap_or(0);
+    let open = conns.len();
+    let secs = start.elapsed().as_secs_f64();
+    drop(conns);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Run {
+        delivered: open as u64,
+        expected: n as u64,
+        seconds: secs,
+        latency: histogram(),
+        peak_rss_kib: after,
+        extra: json!({
+            "rss_before_kib": before,
+            "rss_after_kib": after,
+            "bytes_per_connection": if open > 0 { (after.saturating_sub(before) * 1024) as f64 / open as f64 } else { 0.0 },
+        }),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    epoch();
+    let mut full = false;
+    let mut only: Option<String> = None;
+    let mut json_path = None;
+    let mut targets = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--full" => full = true,
+            "--json" => json_path = args.next(),
+            "--only" => only = args.next(),
+            t => {
+                let (name, rest) = t.split_once('=').expect("NAME=HOST:PORT@PID");
+                let (addr, pid) = rest.split_once('@').expect("NAME=HOST:PORT@PID");
+                targets.push(Target {
+                    name: name.into(),
+                    addr: addr.into(),
+                    pid: pid.parse().expect("a pid"),
+                });
+            }
+        }
+    }
+    let scale = if full { 5 } else { 1 };
+    let want = |s: &str| only.as_deref().is_none_or(|o| o == s);
+    let mut results: Vec<Value> = Vec::new();
+    for t in &targets {
+        let idle_rss = rss_kib(t.pid).unwrap_or(0);
+        results.push(json!({"broker": t.name, "scenario": "idle-rss", "rss_kib": idle_rss}));
+        let mut record = |scenario: &str, qos: u8, size: usize, r: Run| {
+            eprintln!(
+                "{:<9} {scenario:<13} QoS {qos} {size:>4} B: {:>9.0} msg/s  p50 {:>8.2} ms  p99 {:>8.2} ms  ({} of {})  peak RSS {} KiB",
+                t.name, r.rate(), r.p(0.5), r.p(0.99), r.delivered, r.expected, r.peak_rss_kib
+            );
+            results.push(json!({
+                "broker": t.name, "scenario": scenario, "qos": qos, "payload": size,
+                "delivered": r.delivered, "expected": r.expected, "seconds": r.seconds,
+                "msgs_per_s": r.rate(), "p50_ms": r.p(0.5), "p99_ms": r.p(0.99), "p999_ms": r.p(0.999),
+                "peak_rss_kib": r.peak_rss_kib, "extra": r.extra,
+            }));
+        };
+        for (qos, size) in [
+            (QoS::AtMostOnce, 16),
+            (QoS::AtLeastOnce, 16),
+            (QoS::AtMostOnce, 1024),
+            (QoS::AtLeastOnce, 1024),
+        ] {
+            if !want("p2p") {
+                break;
+            }
+            let n = 20_000 * scale;
+            let r = pubsub(
+                t,
+                "p2p",
+                8,
+                8,
+                |i| format!("p2p/{i}"),
+                |i| format!("p2p/{i}"),
+                n,
+                n,
+                qos,
+                size,
+                None,
+            )
+            .await;
+            record("p2p", qos as u8, size, r);
+        }
+        if want("p2p-rate") {
+            let n = 15_000 * scale;
+            let r = pubsub(
+                t,
+                "rate",
+                4,
+                4,
+                |i| format!("rate/{i}"),
+                |i| format!("rate/{i}"),
+                n,
+                n,
+                QoS::AtLeastOnce,
+                16,
+                Some(5_000),
+            )
+            .await;
+            record("p2p-rate", 1, 16, r);
+        }
+        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
+            if !want("fanout") {
+                break;
+            }
+            let n = 100 * scale;
+            let r = pubsub(
+                t,
+                "fan",
+                1,
+                1000,
+                |_| "fan/out".into(),
+                |_| "fan/out".into(),
+                n,
+                n,
+                qos,
+                16,
+                None,
+            )
+            .await;
+            record("fanout", qos as u8, 16, r);
+        }
+        if want("fanin-shared") {
+            let per_pub = 5_000 * scale;
+            let r = pubsub(
+                t,
+                "share",
+                8,
+                4,
+                |_| "$share/g/fanin/+".into(),
+                |i| format!("fanin/{i}"),
+                per_pub,
+                per_pub * 8,
+                QoS::AtLeastOnce,
+                16,
+                None,
+            )
+            .await;
+            // A shared group splits the stream: each member reads until the stream stops, and the
+            // total is what counts.
+            let r = Run {
+                expected: per_pub * 8,
+                ..r
+            };
+            record("fanin-shared", 1, 16, r);
+        }
+        if want("persistent") {
+            let r = persistent(t, 5_000 * scale).await;
+            record("persistent", 1, 16, r);
+        }
+        if want("idle-10k") {
+            let r = idle(t, 10_000).await;
+            record("idle-10k", 0, 0, r);
+        }
+    }
+    let out = serde_json::to_string_pretty(&results).expect("json");
+    if let Some(p) = json_path {
+        std::fs::write(p, &out).expect("write JSON");
+    } else {
+        println!("{out}");
+    }
+}
