@@ -434,8 +434,9 @@ async fn idle(t: &Target, n: usize) -> Run {
     let before = rss_kib(t.pid).unwrap_or(0);
     let start = Instant::now();
     let mut conns = Vec::with_capacity(n);
-    for chunk in 0..n.div_ceil(200) {
-        let batch: Vec<_> = (0..200.min(n - chunk * 200))
+    // Small batches: a burst beyond the listen backlog would stall on SYN retries.
+    for chunk in 0..n.div_ceil(50) {
+        let batch: Vec<_> = (0..50.min(n - chunk * 50))
             .map(|i| {
                 let addr = t.addr.clone();
                 tokio::spawn(

@@ -454,7 +454,7 @@ impl Broker {
                         .map(|u| (u.name.to_string(), u.value.to_string()))
                         .collect(),
                 },
-                received: Instant::now(),
+                received: Some(Instant::now()),
             },
             delay: w.properties.will_delay_interval.unwrap_or(0),
         });

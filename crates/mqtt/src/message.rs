@@ -37,8 +37,9 @@ pub struct Message {
     pub retain: bool,
     /// Properties that travel with it.
     pub properties: MessageProperties,
-    /// When the broker received it (for message expiry).
-    pub received: Instant,
+    /// When the broker received it, kept only for messages with an expiry (reading the clock for
+    /// every message showed up in profiles).
+    pub received: Option<Instant>,
 }
 
 impl Message {
@@ -62,7 +63,7 @@ impl Message {
                     .map(|u| (u.name.to_string(), u.value.to_string()))
                     .collect(),
             },
-            received: Instant::now(),
+            received: pr.message_expiry_interval.map(|_| Instant::now()),
         }
     }
 
@@ -74,14 +75,16 @@ impl Message {
             qos,
             retain,
             properties: MessageProperties::default(),
-            received: Instant::now(),
+            received: None,
         }
     }
 
     /// Seconds left before expiry: `None` without an expiry, `Some(0)` when expired.
     pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
         let total = self.properties.message_expiry_interval?;
-        let elapsed = now.saturating_duration_since(self.received).as_secs();
+        let elapsed = self
+            .received
+            .map_or(0, |r| now.saturating_duration_since(r).as_secs());
         Some(u64::from(total).saturating_sub(elapsed) as u32)
     }
 

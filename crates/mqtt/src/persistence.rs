@@ -141,7 +141,7 @@ pub(crate) fn decode_message(
     };
     let payload = outpost_codec::PublishBytes::from_publish(bytes, &p).payload;
     let mut m = Message::from_publish(p.topic, &p, payload);
-    m.received = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+    m.received = Some(Instant::now().checked_sub(age).unwrap_or_else(Instant::now));
     let ids = p.properties.subscription_identifiers.iter().collect();
     Some((m, p.qos, p.retain, ids))
 }
