@@ -19,7 +19,7 @@ else
 fi
 data=$(mktemp -d)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$data"' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$data"' EXIT
 "$bin/outpost" --data-dir "$data" --mqtt-listen 127.0.0.1:0 --ws-listen 127.0.0.1:0 \
   --http-listen 127.0.0.1:19324 --log warn >/dev/null &
 pids+=($!)

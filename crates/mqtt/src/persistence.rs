@@ -198,6 +198,73 @@ pub(crate) fn decode_session(b: &[u8]) -> Option<SavedSession> {
     })
 }
 
+/// Most jobs of one kind written in one batch.
+const MAX_BATCH: usize = 512;
+
+/// Appends a batch of queued deliveries, one `append_batch` per stream, all in flight together,
+/// then reports each to the engine in queue order.
+async fn store_batch(broker: &Arc<Broker>, store: &Store, batch: Vec<Job>) {
+    let mut streams: Vec<(StreamId, Vec<usize>)> = Vec::new();
+    for (i, job) in batch.iter().enumerate() {
+        if let Job::Store { stream, .. } = job {
+            match streams.iter_mut().find(|(s, _)| s == stream) {
+                Some((_, idx)) => idx.push(i),
+                None => streams.push((*stream, vec![i])),
+            }
+        }
+    }
+    let mut ids: Vec<Option<RecordId>> = vec![None; batch.len()];
+    let handles: Vec<_> = streams
+        .into_iter()
+        .map(|(stream, idx)| {
+            let payloads = idx
+                .iter()
+                .filter_map(|&i| match &batch[i] {
+                    Job::Store { bytes, .. } => Some(bytes.clone()),
+                    _ => None,
+                })
+                .collect();
+            let store = store.clone();
+            let task = tokio::spawn(async move { store.append_batch(stream, payloads).await });
+            (idx, task)
+        })
+        .collect();
+    for (idx, task) in handles {
+        match task.await {
+            Ok(Ok(got)) => {
+                for (i, id) in idx.into_iter().zip(got) {
+                    ids[i] = Some(id);
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "queued messages not stored"),
+            Err(e) => tracing::error!(error = %e, "the store task failed"),
+        }
+    }
+    let mut dead = Vec::new();
+    for (job, id) in batch.into_iter().zip(ids) {
+        if let (
+            Job::Store {
+                client,
+                delivery,
+                done,
+                ..
+            },
+            Some(id),
+        ) = (job, id)
+        {
+            if let Some(d) = broker.persisted(&client, delivery, id) {
+                dead.push(d);
+            }
+            let _ = done.send(());
+        }
+    }
+    if !dead.is_empty() {
+        if let Err(e) = store.mark_dead(&dead).await {
+            tracing::error!(error = %e, "delivered messages not marked dead");
+        }
+    }
+}
+
 /// The persistence task: runs the engine's jobs in order.
 pub(crate) async fn run(broker: Arc<Broker>, store: Store, mut rx: mpsc::UnboundedReceiver<Job>) {
     let retained_stream = match store.stream(RETAINED_STREAM) {
@@ -215,25 +282,49 @@ pub(crate) async fn run(broker: Arc<Broker>, store: Store, mut rx: mpsc::Unbound
             Some((m.topic, r.id))
         })
         .collect();
-    while let Some(job) = rx.recv().await {
-        match job {
-            Job::Store {
-                client,
-                stream,
-                delivery,
-                bytes,
-                done,
-            } => match store.append(stream, bytes).await {
-                Ok(id) => {
-                    if let Some(dead) = broker.persisted(&client, delivery, id) {
-                        kill(&store, dead).await;
-                    }
-                    let _ = done.send(());
-                }
-                Err(e) => {
-                    tracing::error!(client = &*client, error = %e, "queued message not stored")
-                }
+    // A job taken from the queue while batching that belongs to the next round.
+    let mut next: Option<Job> = None;
+    loop {
+        let job = match next.take() {
+            Some(j) => j,
+            None => match rx.recv().await {
+                Some(j) => j,
+                None => break,
             },
+        };
+        match job {
+            store_job @ Job::Store { .. } => {
+                // Everything already queued goes to the disk together: one group commit for
+                // the batch instead of one fsync per message.
+                let mut batch = vec![store_job];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(j @ Job::Store { .. }) => batch.push(j),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                store_batch(&broker, &store, batch).await;
+            }
+            Job::Kill(id) => {
+                let mut ids = vec![id];
+                while ids.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(Job::Kill(id)) => ids.push(id),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = store.mark_dead(&ids).await {
+                    tracing::error!(error = %e, "delivered messages not marked dead");
+                }
+            }
             Job::Retain { topic, bytes, done } => {
                 if let Some(old) = retained.remove(&topic) {
                     kill(&store, old).await;
@@ -252,7 +343,6 @@ pub(crate) async fn run(broker: Arc<Broker>, store: Store, mut rx: mpsc::Unbound
                     let _ = done.send(());
                 }
             }
-            Job::Kill(id) => kill(&store, id).await,
             Job::Flush(done) => {
                 let _ = done.send(());
             }
