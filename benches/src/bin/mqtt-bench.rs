@@ -455,7 +455,8 @@ async fn idle(t: &Target, n: usize) -> Run {
     let open = conns.len();
     let secs = start.elapsed().as_secs_f64();
     drop(conns);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let the broker notice ten thousand closed sockets before the next scenario.
+    tokio::time::sleep(Duration::from_secs(8)).await;
     Run {
         delivered: open as u64,
         expected: n as u64,
