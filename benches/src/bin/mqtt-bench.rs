@@ -365,6 +365,8 @@ async fn pubsub(
     }
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.join();
+    // The clients are gone; give the broker a moment to clean up before the next scenario.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     Run {
         delivered,
         expected,
