@@ -51,7 +51,7 @@ cat > "$work/rumqttd.toml" <<CONF
 id = 0
 [router]
 id = 0
-max_connections = 20010
+max_connections = 100010
 max_outgoing_packet_count = 200
 max_segment_size = 104857600
 max_segment_count = 10
