@@ -175,14 +175,7 @@ pub fn decode(
     version: Version,
     max_packet_size: usize,
 ) -> Result<Decoded<'_>, DecodeError> {
-    match check(buf, max_packet_size)? {
-        Frame::Incomplete { needed } => Ok(Decoded::Incomplete { needed }),
-        Frame::Complete(header) => {
-            let body = &buf[header.header_len..header.packet_len()];
-            let packet = Packet::decode_body(header, body, version)?;
-            Ok(Decoded::Packet(packet, header.packet_len()))
-        }
-    }
+    decode_with(buf, version, max_packet_size, Packet::decode_body)
 }
 
 /// [`decode`] for a client: accepts only the packets a server sends (CONNACK, PUBLISH, the
@@ -196,11 +189,30 @@ pub fn decode_from_server(
     version: Version,
     max_packet_size: usize,
 ) -> Result<Decoded<'_>, DecodeError> {
+    decode_with(
+        buf,
+        version,
+        max_packet_size,
+        Packet::decode_body_from_server,
+    )
+}
+
+/// Framing shared by [`decode`] and [`decode_from_server`]; `body` decodes the packet itself.
+#[inline(always)]
+fn decode_with<'a>(
+    buf: &'a [u8],
+    version: Version,
+    max_packet_size: usize,
+    body: fn(FixedHeader, &'a [u8], Version) -> Result<Packet<'a>, DecodeError>,
+) -> Result<Decoded<'a>, DecodeError> {
     match check(buf, max_packet_size)? {
         Frame::Incomplete { needed } => Ok(Decoded::Incomplete { needed }),
         Frame::Complete(header) => {
-            let body = &buf[header.header_len..header.packet_len()];
-            let packet = Packet::decode_body_from_server(header, body, version)?;
+            let packet = body(
+                header,
+                &buf[header.header_len..header.packet_len()],
+                version,
+            )?;
             Ok(Decoded::Packet(packet, header.packet_len()))
         }
     }

@@ -317,22 +317,11 @@ async fn send_message(ctx: &Ctx, p: &Value) -> Result<Value, QueueError> {
 
 async fn send_message_batch(ctx: &Ctx, p: &Value) -> Result<Value, QueueError> {
     let name = queue_param(p)?;
-    let items = params::entries(p, "Entries")?;
-    let ids = check_batch_ids(items)?;
-    let mut total = 0usize;
-    let mut reqs = Vec::new();
-    let mut order = Vec::new();
-    let mut failed = Vec::new();
-    for (id, item) in ids.iter().zip(items) {
-        match send_request(item) {
-            Ok(r) => {
-                total += message::message_size(&r.body, &r.attributes);
-                reqs.push(r);
-                order.push(id.clone());
-            }
-            Err(e) => failed.push(failure(id, &e)),
-        }
-    }
+    let (reqs, order, mut failed) = read_batch(params::entries(p, "Entries")?, send_request)?;
+    let total: usize = reqs
+        .iter()
+        .map(|r| message::message_size(&r.body, &r.attributes))
+        .sum();
     if total > outpost_queues::MAX_MESSAGE_SIZE as usize {
         return Err(QueueError::BatchRequestTooLong(
             outpost_queues::MAX_MESSAGE_SIZE as usize,
@@ -483,72 +472,79 @@ fn render_message(
     Value::Object(o)
 }
 
-async fn delete_message_batch(ctx: &Ctx, p: &Value) -> Result<Value, QueueError> {
-    let name = queue_param(p)?;
-    let items = params::entries(p, "Entries")?;
+/// A batch's entries as read: the parsed ones with their ids, in order, and the failures of those
+/// that could not be read.
+type ReadBatch<T> = (Vec<T>, Vec<String>, Vec<Value>);
+
+/// Reads a batch's entries with `parse`.
+fn read_batch<T>(
+    items: &[Value],
+    parse: impl Fn(&Value) -> Result<T, QueueError>,
+) -> Result<ReadBatch<T>, QueueError> {
     let ids = check_batch_ids(items)?;
-    let mut handles = Vec::new();
-    let mut order = Vec::new();
-    let mut failed = Vec::new();
-    for (id, item) in ids.iter().zip(items) {
-        match required(item, "ReceiptHandle") {
-            Ok(h) => {
-                handles.push(h.to_string());
-                order.push(id.clone());
+    let (mut parsed, mut order, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, item) in ids.into_iter().zip(items) {
+        match parse(item) {
+            Ok(t) => {
+                parsed.push(t);
+                order.push(id);
             }
-            Err(e) => failed.push(failure(id, &e)),
+            Err(e) => failed.push(failure(&id, &e)),
         }
     }
-    let results = ctx.queues.delete_batch(&name, &handles).await?;
+    Ok((parsed, order, failed))
+}
+
+/// The `Successful` / `Failed` answer of a batch: the engine's results for the entries in `ids`,
+/// plus the entries that already failed while being read.
+fn batch_answer(
+    ids: &[String],
+    results: Vec<Result<(), QueueError>>,
+    mut failed: Vec<Value>,
+) -> Value {
     let mut ok = Vec::new();
-    for (id, r) in order.iter().zip(results) {
+    for (id, r) in ids.iter().zip(results) {
         match r {
             Ok(()) => ok.push(json!({"Id": id})),
             Err(e) => failed.push(failure(id, &e)),
         }
     }
-    Ok(json!({"Successful": ok, "Failed": failed}))
+    json!({"Successful": ok, "Failed": failed})
+}
+
+async fn delete_message_batch(ctx: &Ctx, p: &Value) -> Result<Value, QueueError> {
+    let name = queue_param(p)?;
+    let (handles, order, failed) = read_batch(params::entries(p, "Entries")?, |item| {
+        required(item, "ReceiptHandle").map(str::to_string)
+    })?;
+    let results = ctx.queues.delete_batch(&name, &handles).await?;
+    Ok(batch_answer(&order, results, failed))
+}
+
+fn visibility_timeout(p: &Value) -> Result<i64, QueueError> {
+    params::int(p, "VisibilityTimeout")?
+        .ok_or_else(|| QueueError::MissingParameter("VisibilityTimeout".into()))
 }
 
 async fn change_visibility(ctx: &Ctx, p: &Value) -> Result<Value, QueueError> {
     let name = queue_param(p)?;
     let handle = required(p, "ReceiptHandle")?;
-    let timeout = params::int(p, "VisibilityTimeout")?
-        .ok_or_else(|| QueueError::MissingParameter("VisibilityTimeout".into()))?;
-    ctx.queues.change_visibility(&name, handle, timeout).await?;
+    ctx.queues
+        .change_visibility(&name, handle, visibility_timeout(p)?)
+        .await?;
     Ok(json!({}))
 }
 
 async fn change_visibility_batch(ctx: &Ctx, p: &Value) -> Result<Value, QueueError> {
     let name = queue_param(p)?;
-    let items = params::entries(p, "Entries")?;
-    let ids = check_batch_ids(items)?;
-    let mut entries = Vec::new();
-    let mut order = Vec::new();
-    let mut failed = Vec::new();
-    for (id, item) in ids.iter().zip(items) {
-        let parsed = required(item, "ReceiptHandle").and_then(|h| {
-            let t = params::int(item, "VisibilityTimeout")?
-                .ok_or_else(|| QueueError::MissingParameter("VisibilityTimeout".into()))?;
-            Ok((h.to_string(), t))
-        });
-        match parsed {
-            Ok(e) => {
-                entries.push(e);
-                order.push(id.clone());
-            }
-            Err(e) => failed.push(failure(id, &e)),
-        }
-    }
+    let (entries, order, failed) = read_batch(params::entries(p, "Entries")?, |item| {
+        Ok((
+            required(item, "ReceiptHandle")?.to_string(),
+            visibility_timeout(item)?,
+        ))
+    })?;
     let results = ctx.queues.change_visibility_batch(&name, &entries).await?;
-    let mut ok = Vec::new();
-    for (id, r) in order.iter().zip(results) {
-        match r {
-            Ok(()) => ok.push(json!({"Id": id})),
-            Err(e) => failed.push(failure(id, &e)),
-        }
-    }
-    Ok(json!({"Successful": ok, "Failed": failed}))
+    Ok(batch_answer(&order, results, failed))
 }
 
 #[cfg(test)]
