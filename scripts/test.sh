@@ -21,6 +21,7 @@ install_packages() {
   command -v mosquitto >/dev/null || missing+=(mosquitto)
   command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
   command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
+  command -v node >/dev/null || missing+=(nodejs npm)
   if [ ${#missing[@]} -gt 0 ]; then
     step "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
@@ -35,6 +36,11 @@ install_packages() {
     step "creating .venv with the Python test clients"
     python3 -m venv .venv
     .venv/bin/pip install --quiet -r tests/interop/requirements.txt
+  fi
+  # MQTT.js, the Node/browser client, pinned by its package-lock.json.
+  if [ ! -d tests/interop/mqttjs/node_modules/mqtt ]; then
+    step "installing MQTT.js"
+    (cd tests/interop/mqttjs && npm ci --silent --no-audit --no-fund)
   fi
   if [ ! -x .venv-sqs-query/bin/python ] || ! .venv-sqs-query/bin/python -c 'import boto3, pytest' 2>/dev/null; then
     step "creating .venv-sqs-query (boto3 1.26, query protocol)"

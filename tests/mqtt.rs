@@ -508,3 +508,35 @@ fn outgoing_topic_aliases() {
     );
     assert!(second.len() < first.len());
 }
+
+/// MQTT.js (Node), the client web dashboards use, over TCP and WebSocket, MQTT 3.1.1 and 5.
+#[test]
+fn mqttjs_over_tcp_and_websocket() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/mqttjs");
+    if !dir.join("node_modules/mqtt").exists() {
+        assert!(
+            std::env::var_os("OUTPOST_REQUIRE_INTEROP").is_none(),
+            "MQTT.js missing: run ./scripts/test.sh"
+        );
+        eprintln!("SKIPPED: no MQTT.js (./scripts/test.sh installs it)");
+        return;
+    }
+    let broker = Outpost::start();
+    let out = std::process::Command::new("node")
+        .arg(dir.join("client.mjs"))
+        .arg(format!("mqtt://{}", broker.mqtt))
+        .arg(format!("ws://{}", broker.ws))
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "MQTT.js: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        4,
+        "{stdout}"
+    );
+}
