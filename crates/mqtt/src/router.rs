@@ -201,7 +201,9 @@ impl<M: Clone> Router<M> {
         retain: bool,
         available: impl Fn(&str) -> bool,
     ) -> Vec<Target> {
-        let mut direct: HashMap<Arc<str>, Target> = HashMap::new();
+        // One entry per matching subscription; a client with several overlapping subscriptions
+        // is merged after sorting (cheaper than a map per message when fanning out to thousands).
+        let mut out: Vec<Target> = Vec::new();
         let mut groups: HashMap<GroupKey, Vec<(&SubKey, &Subscription)>> = HashMap::new();
         self.tree
             .for_each_match(topic, |key, sub| match &key.group {
@@ -209,22 +211,28 @@ impl<M: Clone> Router<M> {
                     if sub.options.no_local && &*key.client == from {
                         return;
                     }
-                    let t = direct.entry(key.client.clone()).or_insert_with(|| Target {
+                    out.push(Target {
                         client: key.client.clone(),
-                        qos: QoS::AtMostOnce,
-                        retain: false,
-                        subscription_ids: Vec::new(),
+                        qos: qos.min(sub.options.qos),
+                        retain: retain && sub.options.retain_as_published,
+                        subscription_ids: sub.id.into_iter().collect(),
                     });
-                    t.qos = t.qos.max(qos.min(sub.options.qos));
-                    t.retain |= retain && sub.options.retain_as_published;
-                    t.subscription_ids.extend(sub.id);
                 }
                 Some(group) => groups
                     .entry((group.clone(), sub.filter.clone()))
                     .or_default()
                     .push((key, sub)),
             });
-        let mut out: Vec<Target> = direct.into_values().collect();
+        out.sort_by(|a, b| a.client.cmp(&b.client));
+        out.dedup_by(|later, kept| {
+            if later.client != kept.client {
+                return false;
+            }
+            kept.qos = kept.qos.max(later.qos);
+            kept.retain |= later.retain;
+            kept.subscription_ids.append(&mut later.subscription_ids);
+            true
+        });
         for (group_key, mut members) in groups {
             // A stable order, so "in turn" means the same thing on every call.
             members.sort_by(|a, b| a.0.client.cmp(&b.0.client));
