@@ -58,6 +58,9 @@ struct Conn<W> {
     /// Acknowledgements waiting for their message to be durable, in the order the PUBLISH packets
     /// arrived (§4.6: acknowledgements go out in that order).
     pending_acks: Vec<(Durable, Reply)>,
+    /// A subscriber of what this connection published is falling behind: let other tasks run
+    /// before reading more (a gentle brake on publishers that outrun their subscribers).
+    pressure: bool,
 }
 
 /// An acknowledgement that may have to wait for durability.
@@ -231,6 +234,7 @@ where
         alias_max: 0,
         aliases: std::collections::HashMap::new(),
         pending_acks: Vec::new(),
+        pressure: false,
     };
     let connect = match decode(&first, Version::V5, max) {
         Ok(Decoded::Packet(Packet::Connect(c), _)) => c,
@@ -329,6 +333,9 @@ where
         if conn.flush().await.is_err() {
             return End::Close(Disconnect::Abrupt, None);
         }
+        if std::mem::take(&mut conn.pressure) {
+            tokio::task::yield_now().await;
+        }
         tokio::select! {
             biased;
             _ = h.kick.notified() => {
@@ -413,6 +420,7 @@ fn handle<W: AsyncWrite + Unpin>(
             let payload = PublishBytes::from_publish(frame, &p).payload;
             match broker.publish(h, &p, payload) {
                 Ok((outcome, durable)) => {
+                    conn.pressure |= durable.under_pressure();
                     let code = match (outcome, h.version) {
                         (Published::Routed(0), Version::V5) => ReasonCode::NoMatchingSubscribers,
                         _ => ReasonCode::Success,

@@ -105,6 +105,9 @@ pub struct Accepted {
     pub resend: Vec<Send<Delivery>>,
 }
 
+/// Queued messages of a connected subscriber above which its publishers are asked to slow down.
+const PRESSURE_QUEUE: usize = 256;
+
 /// What happened to an incoming PUBLISH.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Published {
@@ -648,6 +651,9 @@ impl Broker {
                 });
             }
             self.offer(&t.client, s, d);
+            if s.connection.is_some() && s.outbox.queued() >= PRESSURE_QUEUE {
+                durable.set_pressure();
+            }
             delivered += 1;
         }
         delivered

@@ -30,23 +30,37 @@ pub(crate) fn session_stream(client: &str) -> String {
     format!("mqtt/session/{client}")
 }
 
-/// Waits until the records of one message are durable.
+/// Waits until the records of one message are durable. Also tells the publisher's connection
+/// whether a connected subscriber is falling behind (see [`Durable::under_pressure`]).
 #[derive(Debug, Default)]
-pub struct Durable(Vec<oneshot::Receiver<()>>);
+pub struct Durable {
+    waits: Vec<oneshot::Receiver<()>>,
+    pressure: bool,
+}
 
 impl Durable {
     /// True when nothing had to be stored.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.waits.is_empty()
     }
 
     pub(crate) fn push(&mut self, rx: oneshot::Receiver<()>) {
-        self.0.push(rx);
+        self.waits.push(rx);
+    }
+
+    pub(crate) fn set_pressure(&mut self) {
+        self.pressure = true;
+    }
+
+    /// A connected subscriber of this message has a long queue: the publisher's connection
+    /// should give the subscribers' tasks a turn before reading more.
+    pub fn under_pressure(&self) -> bool {
+        self.pressure
     }
 
     /// Resolves once every record is durable (or the store gave up; that is logged where it failed).
     pub async fn wait(self) {
-        for rx in self.0 {
+        for rx in self.waits {
             let _ = rx.await;
         }
     }
