@@ -717,13 +717,7 @@ impl Queues {
 
     /// Marks the records of removed messages dead.
     async fn kill_messages(&self, queue: &Queue, msgs: &[(u64, Msg)], wait: bool) -> Result<()> {
-        let mut ids = Vec::with_capacity(msgs.len() * 2);
-        for (seq, m) in msgs {
-            ids.push(queue.message_record(*seq));
-            if let Some(d) = m.delivery_record {
-                ids.push(queue.delivery_record(d));
-            }
-        }
+        let ids = records_of(queue, msgs);
         if ids.is_empty() {
             return Ok(());
         }
@@ -747,12 +741,7 @@ impl Queues {
             };
             if !expired.is_empty() {
                 tracing::debug!(queue = %q.name, count = expired.len(), "messages expired");
-                let mut ids = Vec::new();
-                for (seq, m) in &expired {
-                    ids.push(q.message_record(*seq));
-                    ids.extend(m.delivery_record.map(|d| q.delivery_record(d)));
-                }
-                self.store.mark_dead_later(&ids);
+                self.store.mark_dead_later(&records_of(&q, &expired));
             }
         }
     }
@@ -968,17 +957,11 @@ impl Queues {
         for &(seq, nonce) in items {
             let m = inner.state.check_receipt(seq, nonce).ok()?;
             let rec = self.store.read(queue.message_record(seq))?;
-            out.push(ReceivedMessage {
-                message: StoredMessage::decode(&rec.payload)?,
-                receipt: Receipt {
-                    queue: queue.id,
-                    seq,
-                    nonce,
-                }
-                .encode(),
-                receive_count: m.receive_count,
-                first_receive_ms: m.first_receive_ms,
-            });
+            out.push(received(
+                queue,
+                StoredMessage::decode(&rec.payload)?,
+                &m.delivery(seq),
+            ));
         }
         Some(out)
     }
@@ -1019,17 +1002,7 @@ impl Queues {
             let Some(message) = StoredMessage::decode(&rec.payload) else {
                 continue;
             };
-            out.push(ReceivedMessage {
-                message,
-                receipt: Receipt {
-                    queue: queue.id,
-                    seq: r.delivery.seq,
-                    nonce: r.delivery.nonce,
-                }
-                .encode(),
-                receive_count: r.delivery.receive_count,
-                first_receive_ms: r.delivery.first_receive_ms,
-            });
+            out.push(received(queue, message, &r.delivery));
         }
         self.receives.fetch_add(out.len() as u64, Ordering::Relaxed);
         Ok(out)
@@ -1441,6 +1414,31 @@ impl Queues {
             self.deletes.load(Ordering::Relaxed),
         )
     }
+}
+
+/// A received message as handed to the caller, with the receipt of delivery `d`.
+fn received(queue: &Queue, message: StoredMessage, d: &Delivery) -> ReceivedMessage {
+    ReceivedMessage {
+        message,
+        receipt: Receipt {
+            queue: queue.id,
+            seq: d.seq,
+            nonce: d.nonce,
+        }
+        .encode(),
+        receive_count: d.receive_count,
+        first_receive_ms: d.first_receive_ms,
+    }
+}
+
+/// The message and latest delivery records of removed messages.
+fn records_of(queue: &Queue, msgs: &[(u64, Msg)]) -> Vec<RecordId> {
+    let mut ids = Vec::with_capacity(msgs.len() * 2);
+    for (seq, m) in msgs {
+        ids.push(queue.message_record(*seq));
+        ids.extend(m.delivery_record.map(|d| queue.delivery_record(d)));
+    }
+    ids
 }
 
 fn tasks_recent(t: &MoveTask) -> bool {

@@ -47,6 +47,19 @@ pub struct Msg {
     pub bytes: u64,
 }
 
+impl Msg {
+    /// Its current delivery state, as a delivery record stores it.
+    pub fn delivery(&self, seq: u64) -> Delivery {
+        Delivery {
+            seq,
+            receive_count: self.receive_count,
+            first_receive_ms: self.first_receive_ms,
+            visible_at_ms: self.at,
+            nonce: self.nonce,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Group {
     msgs: BTreeSet<u64>,
@@ -264,13 +277,7 @@ impl QueueState {
         m.nonce = rand::random::<u64>() | 1;
         m.phase = Phase::InFlight;
         m.at = now + visibility_ms;
-        let d = Delivery {
-            seq,
-            receive_count: m.receive_count,
-            first_receive_ms: m.first_receive_ms,
-            visible_at_ms: m.at,
-            nonce: m.nonce,
-        };
+        let d = m.delivery(seq);
         self.timers.insert((d.visible_at_ms, seq));
         self.count(Phase::Visible, -1);
         self.count(Phase::InFlight, 1);
@@ -371,13 +378,7 @@ impl QueueState {
         };
         self.timers.remove(&(m.at, seq));
         m.at = now + timeout_ms;
-        let d = Delivery {
-            seq,
-            receive_count: m.receive_count,
-            first_receive_ms: m.first_receive_ms,
-            visible_at_ms: m.at,
-            nonce: m.nonce,
-        };
+        let d = m.delivery(seq);
         self.timers.insert((m.at, seq));
         if timeout_ms == 0 {
             self.promote(now);
