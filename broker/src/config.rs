@@ -37,12 +37,33 @@ pub struct MqttConfig {
     /// Seconds between `$SYS/broker/...` updates; 0 turns them off.
     pub sys_interval: u64,
     /// Session expiry in seconds for MQTT 3.1.1 clients connecting with Clean Session 0 (their
-    /// protocol has no expiry of its own); omitted means the session never expires, as in mosquitto.
+    /// protocol has no expiry of its own). Default: 7 days; 4294967295 means never (mosquitto's
+    /// default).
     pub v311_session_expiry: Option<u32>,
     /// Messages one session may have queued behind its in-flight window.
     pub max_queued_messages: usize,
+    /// Bytes one session may hold, queued and in flight together.
+    pub max_queued_bytes: usize,
     /// Subscriptions one session may hold.
     pub max_subscriptions: usize,
+    /// Most levels in a topic name or filter (`a/b/c` has three).
+    pub max_topic_levels: usize,
+    /// Most QoS 1/2 messages in flight to one client (an MQTT 5 client's Receive Maximum is
+    /// lowered to this).
+    pub max_inflight: u16,
+    /// Most retained messages.
+    pub max_retained_messages: usize,
+    /// Most bytes of retained messages (topics and payloads).
+    pub max_retained_bytes: usize,
+    /// Most persistent sessions (connected or not).
+    pub max_persistent_sessions: usize,
+    /// Most open MQTT connections, TCP and WebSocket together (also bounded by the process's
+    /// descriptor limit).
+    pub max_connections: usize,
+    /// Most open MQTT connections from one IP address (0: no cap).
+    pub max_connections_per_address: usize,
+    /// Seconds a new connection has to send CONNECT (and a WebSocket to finish its handshake).
+    pub connect_timeout: u64,
 }
 
 /// MQTT over WebSocket.
@@ -67,6 +88,17 @@ pub struct HttpConfig {
     pub region: String,
     /// Account id in queue URLs and ARNs.
     pub account: String,
+    /// Most open HTTP connections (also bounded by the process's descriptor limit).
+    pub max_connections: usize,
+    /// Most open HTTP connections from one IP address (0: no cap).
+    pub max_connections_per_address: usize,
+    /// Seconds a request's headers may take to arrive; also how long an idle keep-alive
+    /// connection stays open.
+    pub header_timeout: u64,
+    /// Seconds a request's body may take to arrive.
+    pub body_timeout: u64,
+    /// Requests whose bodies are read and parsed at the same time; more wait their turn.
+    pub max_concurrent_parsing: usize,
 }
 
 /// The message store.
@@ -98,9 +130,18 @@ impl Default for MqttConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
             max_packet_size: 16 * 1024 * 1024,
             sys_interval: 10,
-            v311_session_expiry: None,
+            v311_session_expiry: Some(7 * 24 * 3600),
             max_queued_messages: 10_000,
+            max_queued_bytes: 64 * 1024 * 1024,
             max_subscriptions: 10_000,
+            max_topic_levels: 128,
+            max_inflight: 256,
+            max_retained_messages: 100_000,
+            max_retained_bytes: 64 * 1024 * 1024,
+            max_persistent_sessions: 100_000,
+            max_connections: 100_000,
+            max_connections_per_address: 0,
+            connect_timeout: 10,
         }
     }
 }
@@ -121,6 +162,11 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 9324)),
             region: "us-east-1".into(),
             account: "000000000000".into(),
+            max_connections: 4_096,
+            max_connections_per_address: 0,
+            header_timeout: 10,
+            body_timeout: 30,
+            max_concurrent_parsing: 64,
         }
     }
 }
@@ -190,6 +236,32 @@ impl Config {
             sync,
             ..outpost_store::StoreConfig::default()
         })
+    }
+
+    /// Checks the limits that have no sensible zero.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive: [(&'static str, u64); 8] = [
+            ("mqtt.max_topic_levels", self.mqtt.max_topic_levels as u64),
+            ("mqtt.max_inflight", u64::from(self.mqtt.max_inflight)),
+            ("mqtt.max_connections", self.mqtt.max_connections as u64),
+            ("mqtt.connect_timeout", self.mqtt.connect_timeout),
+            ("http.max_connections", self.http.max_connections as u64),
+            ("http.header_timeout", self.http.header_timeout),
+            ("http.body_timeout", self.http.body_timeout),
+            (
+                "http.max_concurrent_parsing",
+                self.http.max_concurrent_parsing as u64,
+            ),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must be at least 1".into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The effective configuration as TOML (for `--print-config`).

@@ -95,6 +95,10 @@ fn main() -> ExitCode {
         tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
+    if let Err(e) = config.validate() {
+        eprintln!("outpost: {e}");
+        return ExitCode::from(2);
+    }
     let store_config = match config.store_config() {
         Ok(s) => s,
         Err(e) => {
@@ -125,8 +129,55 @@ fn main() -> ExitCode {
     runtime.block_on(serve(config, store))
 }
 
+/// Room kept in the descriptor budget for the store's segments and metadata, logs and the like.
+const RESERVED_DESCRIPTORS: usize = 256;
+
+/// The connection caps of the MQTT listeners and the HTTP port, lowered (with a warning) so that
+/// together they fit the process's descriptor limit: running out of descriptors must refuse new
+/// connections, never fail a store write.
+fn connection_caps(config: &Config) -> (usize, usize) {
+    let (mqtt, http) = (config.mqtt.max_connections, config.http.max_connections);
+    let Some(limit) = outpost_net::raise_descriptor_limit() else {
+        return (mqtt, http);
+    };
+    let budget = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(RESERVED_DESCRIPTORS)
+        .max(2);
+    if mqtt.saturating_add(http) <= budget {
+        return (mqtt, http);
+    }
+    // Shared in proportion to what was asked, at least one each.
+    let total = (mqtt + http) as u128;
+    let m = ((budget as u128 * mqtt as u128) / total).max(1) as usize;
+    let h = budget.saturating_sub(m).max(1);
+    tracing::warn!(
+        descriptor_limit = limit,
+        mqtt_max_connections = m,
+        http_max_connections = h,
+        "connection caps lowered to fit the descriptor limit"
+    );
+    (m, h)
+}
+
 async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
     use std::sync::Arc;
+
+    let (mqtt_cap, http_cap) = connection_caps(&config);
+    let mqtt_gate = outpost_net::Gate::new(
+        "mqtt",
+        outpost_net::GateLimits {
+            max_connections: mqtt_cap,
+            max_per_address: config.mqtt.max_connections_per_address,
+        },
+    );
+    let http_gate = outpost_net::Gate::new(
+        "http",
+        outpost_net::GateLimits {
+            max_connections: http_cap,
+            max_per_address: config.http.max_connections_per_address,
+        },
+    );
 
     let stats = store.stats();
     tracing::info!(
@@ -141,8 +192,14 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
             max_packet_size: config.mqtt.max_packet_size.min(u32::MAX as usize) as u32,
             v311_session_expiry: config.mqtt.v311_session_expiry.unwrap_or(u32::MAX),
             max_subscriptions_per_session: config.mqtt.max_subscriptions,
+            max_topic_levels: config.mqtt.max_topic_levels,
+            max_inflight: config.mqtt.max_inflight,
+            max_retained_messages: config.mqtt.max_retained_messages,
+            max_retained_bytes: config.mqtt.max_retained_bytes,
+            max_persistent_sessions: config.mqtt.max_persistent_sessions,
             outbox: outpost_mqtt::OutboxLimits {
                 max_queued: config.mqtt.max_queued_messages,
+                max_queued_bytes: config.mqtt.max_queued_bytes,
                 ..outpost_mqtt::OutboxLimits::default()
             },
             ..outpost_mqtt::BrokerConfig::default()
@@ -162,10 +219,11 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
     let mqtt_addr = listener.local_addr().unwrap_or(config.mqtt.listen);
     let listener_config = Arc::new(outpost_listeners::ListenerConfig {
         max_packet_size: config.mqtt.max_packet_size,
-        ..outpost_listeners::ListenerConfig::default()
+        connect_timeout: std::time::Duration::from_secs(config.mqtt.connect_timeout),
     });
     tokio::spawn(outpost_listeners::run_tcp(
         listener,
+        mqtt_gate.clone(),
         broker.clone(),
         listener_config.clone(),
     ));
@@ -188,6 +246,7 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
         );
         tokio::spawn(outpost_listeners::run_websocket(
             ws,
+            mqtt_gate.clone(),
             config.websocket.path.clone(),
             broker.clone(),
             listener_config,
@@ -251,17 +310,25 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
     let http_addr = http.local_addr().unwrap_or(config.http.listen);
     {
         let broker = broker.clone();
-        let state = outpost_http::HttpState {
-            queues: queues.clone(),
-            store: store.clone(),
-            local_addr: http_addr,
-            extra_metrics: Some(std::sync::Arc::new(move || broker.metrics_text())),
-        };
-        tokio::spawn(async move {
-            if let Err(e) = outpost_http::serve(http, state).await {
-                tracing::error!(error = %e, "the HTTP listener stopped");
-            }
-        });
+        let gates = [mqtt_gate.clone(), http_gate.clone()];
+        let state = outpost_http::HttpState::new(
+            queues.clone(),
+            store.clone(),
+            http_addr,
+            Some(std::sync::Arc::new(move || {
+                let mut text = broker.metrics_text();
+                for gate in &gates {
+                    text.push_str(&gate_metrics(gate));
+                }
+                text
+            })),
+            outpost_http::HttpLimits {
+                header_timeout: std::time::Duration::from_secs(config.http.header_timeout),
+                body_timeout: std::time::Duration::from_secs(config.http.body_timeout),
+                max_parsing: config.http.max_concurrent_parsing,
+            },
+        );
+        tokio::spawn(outpost_http::serve(http, http_gate, state));
     }
     // Tests and scripts read this line to learn the ports (they may ask for port 0).
     println!(
@@ -286,6 +353,17 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
     }
     drop(store);
     ExitCode::SUCCESS
+}
+
+/// A gate's figures in the Prometheus text format.
+fn gate_metrics(gate: &outpost_net::Gate) -> String {
+    let name = gate.name();
+    format!(
+        "# TYPE outpost_{name}_connections_open gauge\noutpost_{name}_connections_open {}\n\
+         # TYPE outpost_{name}_connections_refused_total counter\noutpost_{name}_connections_refused_total {}\n",
+        gate.open(),
+        gate.refused()
+    )
 }
 
 async fn shutdown_signal() {

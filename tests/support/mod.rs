@@ -24,28 +24,65 @@ impl Outpost {
 
     /// Starts on an existing data folder (for restart tests).
     pub fn start_in(data: tempfile::TempDir) -> Outpost {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
-            .args([
-                "--mqtt-listen",
-                "127.0.0.1:0",
-                "--ws-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-                "--log",
-                "warn",
-            ])
-            .arg("--data-dir")
-            .arg(data.path())
-            .env_remove("OUTPOST_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("outpost starts");
+        Self::launch(data, None, None)
+    }
+
+    /// Starts with a configuration file holding `toml` (the listen addresses and data folder still
+    /// come from flags), its log (at `warn`) going to `log` when given.
+    pub fn start_with(
+        data: tempfile::TempDir,
+        toml: &str,
+        log: Option<&std::path::Path>,
+    ) -> Outpost {
+        let config = data.path().with_extension("toml");
+        std::fs::write(&config, toml).expect("config written");
+        Self::launch(data, Some(config), log)
+    }
+
+    fn launch(
+        data: tempfile::TempDir,
+        config: Option<std::path::PathBuf>,
+        log: Option<&std::path::Path>,
+    ) -> Outpost {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_outpost"));
+        cmd.args([
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--ws-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env_remove("OUTPOST_CONFIG")
+        .stdout(Stdio::piped());
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        }
+        // The log goes to stdout (twelve-factor); with `log` it is copied to that file.
+        let mut log_file = log.map(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("log file")
+        });
+        match &log_file {
+            Some(file) => cmd.stderr(Stdio::from(file.try_clone().expect("log file"))),
+            None => cmd.stderr(Stdio::inherit()),
+        };
+        let mut child = cmd.spawn().expect("outpost starts");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(f) = log_file.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(f, "{line}");
+                }
                 if line.contains(" listening: ") {
                     let field = |name: &str| {
                         line.split(&format!("{name}="))
@@ -96,6 +133,20 @@ impl Outpost {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the process, in KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        proc_field(&format!("/proc/{}/status", self.pid()), "VmRSS:")
+    }
+
+    /// Bytes the process has caused to be written to storage so far (Linux).
+    pub fn written_bytes(&self) -> u64 {
+        proc_field(&format!("/proc/{}/io", self.pid()), "write_bytes:")
+    }
 }
 
 impl Drop for Outpost {
@@ -103,6 +154,15 @@ impl Drop for Outpost {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn proc_field(path: &str, field: &str) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Waits for a condition with a deadline.

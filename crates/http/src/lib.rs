@@ -8,6 +8,7 @@ pub mod sqs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -15,11 +16,38 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use outpost_net::{accept_loop, Gate};
 use outpost_queues::Queues;
 use outpost_store::Store;
+use tokio::sync::Semaphore;
 
 /// Extra Prometheus text appended to `/metrics` (e.g. the MQTT engine's figures).
 pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Time and concurrency limits of the HTTP port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request's headers must arrive within this time, and an idle keep-alive connection is
+    /// closed after it (slowloris, idle sockets).
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this time.
+    pub body_timeout: Duration,
+    /// Requests whose bodies are read and parsed at once; more wait their turn (each may hold up
+    /// to a few times its body size while it is parsed).
+    pub max_parsing: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_parsing: 64,
+        }
+    }
+}
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
@@ -32,6 +60,30 @@ pub struct HttpState {
     pub local_addr: SocketAddr,
     /// More metrics from the rest of the broker.
     pub extra_metrics: Option<ExtraMetrics>,
+    /// Time and concurrency limits.
+    pub limits: HttpLimits,
+    /// Permits to read and parse a request body (`limits.max_parsing` of them).
+    pub parsing: Arc<Semaphore>,
+}
+
+impl HttpState {
+    /// The shared state of the HTTP handlers.
+    pub fn new(
+        queues: Arc<Queues>,
+        store: Store,
+        local_addr: SocketAddr,
+        extra_metrics: Option<ExtraMetrics>,
+        limits: HttpLimits,
+    ) -> HttpState {
+        HttpState {
+            queues,
+            store,
+            local_addr,
+            extra_metrics,
+            limits,
+            parsing: Arc::new(Semaphore::new(limits.max_parsing.max(1))),
+        }
+    }
 }
 
 async fn health() -> impl IntoResponse {
@@ -46,7 +98,7 @@ async fn sqs(
     body: Body,
 ) -> Response {
     let host = state.local_addr.to_string();
-    sqs::handle(state.queues.clone(), &host, method, uri, headers, body).await
+    sqs::handle(&state, &host, method, uri, headers, body).await
 }
 
 /// The router: `/health`, `/metrics`, and the SQS API on every other path.
@@ -58,7 +110,23 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Serves HTTP on `listener` until the future is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, state: HttpState) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
+/// Serves HTTP on `listener` until the future is dropped: each connection admitted through `gate`,
+/// with the header, idle and body timeouts of `state.limits`.
+pub async fn serve(listener: tokio::net::TcpListener, gate: Gate, state: HttpState) {
+    let header_timeout = state.limits.header_timeout;
+    let service = TowerToHyperService::new(router(state));
+    accept_loop(listener, gate, move |stream, peer| {
+        let service = service.clone();
+        async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                // Also bounds how long a keep-alive connection may sit idle between requests.
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended");
+            }
+        }
+    })
+    .await;
 }

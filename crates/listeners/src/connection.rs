@@ -264,15 +264,20 @@ where
         conn.alias_max = connect.properties.topic_alias_maximum.unwrap_or(0);
     }
     let keep_alive = connect.keep_alive;
-    let accepted = match broker.connect(&connect) {
+    let accepted = match broker.connect(&connect).await {
         Ok(a) => a,
         Err(code) => {
             tracing::info!(%peer, client = connect.client_id, ?code, "connection refused");
-            conn.push(&Packet::ConnAck(ConnAck {
+            let refusal = Packet::ConnAck(ConnAck {
                 code,
                 ..ConnAck::default()
-            }));
-            let _ = conn.flush().await;
+            });
+            // MQTT 3.1.1 has return codes for a few refusals only; for the others (a will topic
+            // with too many levels, say) the connection is closed without CONNACK (§3.2.2.3).
+            if refusal.encoded_len(conn.version).is_ok() {
+                conn.push(&refusal);
+                let _ = conn.flush().await;
+            }
             return;
         }
     };
@@ -326,7 +331,7 @@ where
     let deadline = tokio::time::sleep(grace.unwrap_or(far));
     tokio::pin!(deadline);
     // Packets that arrived together with CONNECT, then whatever a resumed session has queued.
-    if let Some(end) = handle_buffered(buf, conn, broker, h, max) {
+    if let Err(end) = handle_buffered(buf, conn, broker, h, max) {
         return end;
     }
     loop {
@@ -336,6 +341,9 @@ where
         if std::mem::take(&mut conn.pressure) {
             tokio::task::yield_now().await;
         }
+        // Far behind on disk: stop reading until the store catches up (the client's TCP window
+        // fills; nothing is dropped).
+        broker.wait_for_persistence().await;
         tokio::select! {
             biased;
             _ = h.kick.notified() => {
@@ -352,11 +360,14 @@ where
                     Ok(0) | Err(_) => return End::Close(Disconnect::Abrupt, None),
                     Ok(_) => {}
                 }
-                if let Some(g) = grace {
+                let packets = match handle_buffered(buf, conn, broker, h, max) {
+                    Ok(n) => n,
+                    Err(end) => return end,
+                };
+                // §3.1.2.10: keep-alive counts whole control packets, not bytes (a packet dribbled
+                // a byte per period does not keep a connection open).
+                if let (Some(g), true) = (grace, packets > 0) {
                     deadline.as_mut().reset(tokio::time::Instant::now() + g);
-                }
-                if let Some(end) = handle_buffered(buf, conn, broker, h, max) {
-                    return end;
                 }
             }
             _ = h.wake.notified() => {
@@ -367,14 +378,16 @@ where
     }
 }
 
-/// Handles every complete packet in `buf`, then queues what the engine has to send.
+/// Handles every complete packet in `buf`, then queues what the engine has to send. Returns how
+/// many packets it handled, or how the connection ends.
 fn handle_buffered<W: AsyncWrite + Unpin>(
     buf: &mut BytesMut,
     conn: &mut Conn<W>,
     broker: &Broker,
     h: &ConnectionHandle,
     max: usize,
-) -> Option<End> {
+) -> Result<usize, End> {
+    let mut packets = 0;
     loop {
         let frame = match split_frame(buf, max) {
             Ok(Some(f)) => f,
@@ -382,16 +395,17 @@ fn handle_buffered<W: AsyncWrite + Unpin>(
             Err(e) => {
                 tracing::info!(peer = %conn.peer, client = &*h.client_id, error = %e, "bad packet; connection closed");
                 conn.disconnect(e.reason_code());
-                return Some(End::Close(Disconnect::Abrupt, None));
+                return Err(End::Close(Disconnect::Abrupt, None));
             }
         };
+        packets += 1;
         if let Some(end) = handle(&frame, conn, broker, h) {
-            return Some(end);
+            return Err(end);
         }
     }
     let sends = broker.sendable(h);
     conn.push_sends(broker, h, sends);
-    None
+    Ok(packets)
 }
 
 /// Handles one packet; `Some` ends the connection.
@@ -419,6 +433,29 @@ fn handle<W: AsyncWrite + Unpin>(
             }
             let payload = PublishBytes::from_publish(frame, &p).payload;
             match broker.publish(h, &p, payload) {
+                Ok((Published::Refused(code), _)) => {
+                    // MQTT 5 QoS 1/2: the refusal travels in the acknowledgement; otherwise the
+                    // only way to say no is to close the connection.
+                    let ack = Ack {
+                        pkid: p.pkid,
+                        code,
+                        ..Ack::default()
+                    };
+                    match (p.qos, h.version) {
+                        (QoS::AtLeastOnce, Version::V5) => conn.ack(
+                            Durable::default(),
+                            Reply::Packet(Box::new(Packet::PubAck(ack))),
+                        ),
+                        (QoS::ExactlyOnce, Version::V5) => conn.ack(
+                            Durable::default(),
+                            Reply::Packet(Box::new(Packet::PubRec(ack))),
+                        ),
+                        _ => {
+                            conn.disconnect(code);
+                            return Some(End::Close(Disconnect::Abrupt, None));
+                        }
+                    }
+                }
                 Ok((outcome, durable)) => {
                     conn.pressure |= durable.under_pressure();
                     let code = match (outcome, h.version) {

@@ -13,31 +13,25 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::Message;
 
+use outpost_net::{accept_loop, Gate};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
 use crate::{serve, ListenerConfig};
 
-/// Accepts WebSocket connections on `path` until the listener fails.
+/// Accepts WebSocket connections on `path` forever (within the listener's caps).
 pub async fn run_websocket(
     listener: TcpListener,
+    gate: Gate,
     path: String,
     broker: Arc<Broker>,
     config: Arc<ListenerConfig>,
 ) {
     let path: Arc<str> = path.into();
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let (broker, config, path) = (broker.clone(), config.clone(), path.clone());
-                tokio::spawn(
-                    async move { serve_websocket(stream, peer, &path, broker, config).await },
-                );
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    }
+    accept_loop(listener, gate, move |stream, peer| {
+        let (broker, config, path) = (broker.clone(), config.clone(), path.clone());
+        async move { serve_websocket(stream, peer, &path, broker, config).await }
+    })
+    .await;
 }
 
 async fn serve_websocket(
@@ -70,10 +64,21 @@ async fn serve_websocket(
         }
         Ok(resp)
     };
-    let ws = match tokio_tungstenite::accept_hdr_async(stream, check).await {
-        Ok(ws) => ws,
-        Err(e) => {
+    // No frame or message larger than the largest MQTT packet (plus a frame's own header): the
+    // WebSocket layer must not buffer what the MQTT layer would refuse anyway.
+    let limit = config.max_packet_size.saturating_add(16);
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config));
+    let ws = match tokio::time::timeout(config.connect_timeout, handshake).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "WebSocket handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "no WebSocket handshake within the connect timeout; connection closed");
             return;
         }
     };
@@ -116,6 +121,14 @@ async fn serve_websocket(
         }
         let _ = ws_tx.close().await;
     };
+    let close_timeout = config.connect_timeout;
     let mqtt = serve(mqtt_side, peer, broker, config);
-    tokio::join!(inbound, outbound, mqtt);
+    // When the MQTT side is done and the close frame sent, the peer has a short while to answer
+    // it; then the TCP connection is dropped whatever the peer does.
+    let inbound = tokio::spawn(inbound);
+    let abort = inbound.abort_handle();
+    tokio::join!(outbound, mqtt);
+    if tokio::time::timeout(close_timeout, inbound).await.is_err() {
+        abort.abort();
+    }
 }

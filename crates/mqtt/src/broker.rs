@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::outbox::{AckError, Offer, Outbox, OutboxLimits, Send};
-use crate::persistence::{self, Durable, Job, Persister, SavedSession};
+use crate::persistence::{self, Durable, Job, Persister, SubChange};
 use crate::{Inbox, Incoming, Message, Retained, Router, Subscription};
 use outpost_store::{RecordId, Store, StreamId};
 
@@ -37,6 +37,20 @@ pub struct BrokerConfig {
     /// Subscriptions one session may hold; more are refused with Quota exceeded (a SUBSCRIBE flood
     /// cannot grow the broker's memory without bound).
     pub max_subscriptions_per_session: usize,
+    /// Most levels in a topic name or filter (`a/b/c` has three). Deeper ones are refused: Topic
+    /// Name invalid (0x90) or Topic Filter invalid (0x8F) for MQTT 5 clients, a disconnect or a
+    /// SUBACK failure for MQTT 3.1.1.
+    pub max_topic_levels: usize,
+    /// Most QoS 1/2 messages in flight to one client: an MQTT 5 client's Receive Maximum is
+    /// lowered to this (a client cannot make the broker hold an unbounded window).
+    pub max_inflight: u16,
+    /// Most retained messages; a new retained topic past it is refused with Quota exceeded.
+    pub max_retained_messages: usize,
+    /// Most bytes (topics and payloads) of retained messages.
+    pub max_retained_bytes: usize,
+    /// Most persistent sessions (connected or not); a new one past it is refused with Quota
+    /// exceeded (MQTT 5) or Server unavailable (MQTT 3.1.1).
+    pub max_persistent_sessions: usize,
 }
 
 impl Default for BrokerConfig {
@@ -49,6 +63,11 @@ impl Default for BrokerConfig {
             v311_session_expiry: u32::MAX,
             queue_qos0_offline: false,
             max_subscriptions_per_session: 10_000,
+            max_topic_levels: 128,
+            max_inflight: 256,
+            max_retained_messages: 100_000,
+            max_retained_bytes: 64 * 1024 * 1024,
+            max_persistent_sessions: 100_000,
         }
     }
 }
@@ -105,6 +124,16 @@ pub struct Accepted {
     pub resend: Vec<Send<Delivery>>,
 }
 
+/// What [`Broker::save_session`] writes.
+enum Save {
+    /// The session's record (expiry, stream).
+    Record,
+    /// Record and every subscription (the session just became persistent).
+    Whole,
+    /// Subscription changes only.
+    Changes(Vec<SubChange>),
+}
+
 /// Queued messages of a connected subscriber above which its publishers are asked to slow down.
 const PRESSURE_QUEUE: usize = 256;
 
@@ -115,6 +144,9 @@ pub enum Published {
     Routed(usize),
     /// A QoS 2 retransmission already handled: acknowledge again, nothing routed.
     Duplicate,
+    /// Refused (nothing routed) with this reason code: in the PUBACK/PUBREC of an MQTT 5 QoS 1/2
+    /// message, otherwise as the reason to disconnect with.
+    Refused(ReasonCode),
 }
 
 /// How a connection ended.
@@ -151,8 +183,8 @@ struct Session {
     expiry: u32,
     disconnected_at: Option<Instant>,
     will: Option<Will>,
-    /// The session's stream in the store (persistent sessions with a store).
-    stream: Option<StreamId>,
+    /// The session's stream in the store (persistent sessions with a store), and its name.
+    stream: Option<(StreamId, Arc<str>)>,
     /// Deliveries stored in the stream, by delivery id.
     persisted: HashMap<u64, RecordId>,
     /// Deliveries completed before their record was stored (the record is removed once it is).
@@ -177,6 +209,16 @@ pub struct BrokerStats {
     pub bytes_in: AtomicU64,
     /// Messages dropped or refused by per-session limits.
     pub dropped: AtomicU64,
+    /// QoS 1/2 messages refused because a session's queue was full.
+    pub refused_overflow: AtomicU64,
+    /// Subscriptions refused (quota, invalid or too deep filters).
+    pub refused_subscriptions: AtomicU64,
+    /// Retained messages refused by the retained quota.
+    pub refused_retained: AtomicU64,
+    /// Topics refused for having too many levels.
+    pub refused_deep_topics: AtomicU64,
+    /// Connections refused by the persistent-session quota.
+    pub refused_sessions: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -185,6 +227,38 @@ struct State {
     sessions: HashMap<Arc<str>, Session>,
     /// Wills waiting for their delay: (due, client, message).
     wills: Vec<(Instant, Arc<str>, Message)>,
+    /// Retained messages and their bytes (topics and payloads) counted against the quotas: all
+    /// but the broker's own `$SYS` topics (a client's `$SYS` message counts; see `route_locked`).
+    retained_counted: usize,
+    retained_bytes: usize,
+    /// Persistent sessions (those with a stream).
+    persistent: usize,
+    /// A few clients named in the next "refused" log line (see [`Broker::tick`]).
+    refused_clients: Vec<Arc<str>>,
+}
+
+/// A metadata key's new value (`None`: deleted), by table.
+type MetaChange = (&'static str, Vec<u8>, Option<Vec<u8>>);
+
+/// Bytes a retained message counts against the retained quota.
+fn retained_size(m: &Message) -> usize {
+    m.topic.len() + m.payload.len()
+}
+
+/// True when `topic` has more than `max` levels (counted lazily: a 100,000-level topic costs no
+/// more than `max` steps).
+fn too_deep(topic: &str, max: usize) -> bool {
+    max != 0 && topic.split('/').nth(max).is_some()
+}
+
+/// Last counter values logged by [`Broker::tick`].
+#[derive(Debug, Default)]
+struct Logged {
+    overflow: u64,
+    subscriptions: u64,
+    retained: u64,
+    deep: u64,
+    sessions: u64,
 }
 
 /// The engine.
@@ -197,6 +271,7 @@ pub struct Broker {
     persist: Option<Persister>,
     /// Counters.
     pub stats: BrokerStats,
+    logged: Mutex<Logged>,
 }
 
 fn session_expiry(c: &Connect<'_>, config: &BrokerConfig) -> u32 {
@@ -220,23 +295,54 @@ impl Broker {
     /// before is restored now, and a persistence task is started (call inside a tokio runtime).
     pub fn with_store(config: BrokerConfig, store: Store) -> Arc<Broker> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (retained_tx, retained_rx) = tokio::sync::mpsc::unbounded_channel();
         let broker = Arc::new(Broker {
             config,
             persist: Some(Persister {
                 store: store.clone(),
                 jobs: tx,
+                retained_jobs: retained_tx,
+                backlog: Default::default(),
+                drained: Default::default(),
             }),
             ..Broker::default()
         });
         broker.restore(&store);
-        tokio::spawn(persistence::run(broker.clone(), store, rx));
+        tokio::spawn(persistence::run(broker.clone(), store.clone(), rx));
+        tokio::spawn(persistence::run_retained(
+            broker.clone(),
+            store,
+            retained_rx,
+        ));
         broker
+    }
+
+    pub(crate) fn persister(&self) -> Option<&Persister> {
+        self.persist.as_ref()
+    }
+
+    /// Waits while the store is far behind the engine (a flood of messages to persistent sessions
+    /// or retained topics): connections call it before reading more, so publishers slow down
+    /// instead of memory growing.
+    pub async fn wait_for_persistence(&self) {
+        if let Some(p) = &self.persist {
+            p.wait_for_room().await;
+        }
     }
 
     fn restore(&self, store: &Store) {
         let mut st = self.state.lock();
+        let max_levels = self.config.max_topic_levels;
+        let mut skipped = 0usize;
         for (m, qos) in persistence::stored_retained(store) {
+            if too_deep(&m.topic, max_levels) {
+                // Stored under other limits; today's would refuse it. Never crash on it.
+                skipped += 1;
+                continue;
+            }
             let topic = m.topic.clone();
+            st.retained_bytes += retained_size(&m);
+            st.retained_counted += 1;
             st.router.retain(
                 &topic,
                 Some(Retained {
@@ -245,24 +351,69 @@ impl Broker {
                 }),
             );
         }
-        let saved = store
-            .meta()
-            .scan(persistence::SESSIONS, b"")
-            .unwrap_or_default();
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                max_topic_levels = max_levels,
+                "stored retained messages with too many topic levels skipped"
+            );
+        }
+        self.migrate_legacy_sessions(store);
+        let records = match store.meta().scan(persistence::SESSIONS, b"") {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "stored MQTT sessions could not be read; none restored");
+                Vec::new()
+            }
+        };
+        let mut subscriptions: HashMap<
+            String,
+            Vec<(String, outpost_codec::SubscribeOptions, Option<u32>)>,
+        > = HashMap::new();
+        match store.meta().scan(persistence::SUBSCRIPTIONS, b"") {
+            Ok(entries) => {
+                for (k, v) in entries {
+                    let (Some((client, filter)), Some((options, id))) = (
+                        persistence::split_subscription_key(&k),
+                        persistence::decode_subscription(&v),
+                    ) else {
+                        continue;
+                    };
+                    subscriptions.entry(client.to_string()).or_default().push((
+                        filter.to_string(),
+                        options,
+                        id,
+                    ));
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "stored MQTT subscriptions could not be read"),
+        }
         let now_ms = persistence::outpost_store_now_ms();
         let mut sessions = 0;
         let mut messages = 0;
-        for (key, value) in saved {
-            let (Ok(client), Some(saved)) =
-                (String::from_utf8(key), persistence::decode_session(&value))
-            else {
+        let mut deep_filters = 0usize;
+        for (key, value) in records {
+            let (Ok(client), Some((expiry, stream_name))) = (
+                String::from_utf8(key),
+                persistence::decode_session_record(&value),
+            ) else {
                 continue;
             };
+            let stream = match store.stream(stream_name) {
+                Ok(s) => Some((s, Arc::<str>::from(stream_name))),
+                Err(e) => {
+                    tracing::error!(client, error = %e, "a session's stream could not be opened");
+                    None
+                }
+            };
             let client: Arc<str> = client.into();
-            let stream = store.stream(&persistence::session_stream(&client)).ok();
-            let mut session = self.new_session(saved.expiry, stream);
+            let mut session = self.new_session(expiry, stream.clone());
             session.disconnected_at = Some(Instant::now());
-            for (filter, options, id) in saved.subscriptions {
+            for (filter, options, id) in subscriptions.remove(&*client).unwrap_or_default() {
+                if too_deep(&filter, max_levels) {
+                    deep_filters += 1;
+                    continue;
+                }
                 if st.router.subscribe(&client, &filter, options, id).is_ok() {
                     let filter: Arc<str> = filter.into();
                     session.subscriptions.insert(
@@ -275,7 +426,7 @@ impl Broker {
                     );
                 }
             }
-            if let Some(stream) = stream {
+            if let Some((stream, _)) = stream {
                 for r in store.scan(stream, 0, usize::MAX) {
                     let age = Duration::from_millis(now_ms.saturating_sub(r.timestamp));
                     let Some((m, qos, retain, ids)) = persistence::decode_message(&r.payload, age)
@@ -295,7 +446,15 @@ impl Broker {
                 }
             }
             st.sessions.insert(client, session);
+            st.persistent += 1;
             sessions += 1;
+        }
+        if deep_filters > 0 {
+            tracing::warn!(
+                skipped = deep_filters,
+                max_topic_levels = max_levels,
+                "stored subscriptions with too many topic levels skipped"
+            );
         }
         tracing::info!(
             sessions,
@@ -305,7 +464,64 @@ impl Broker {
         );
     }
 
-    fn new_session(&self, expiry: u32, stream: Option<StreamId>) -> Session {
+    /// Moves sessions stored in the first layout (one value holding every subscription) to the
+    /// current one (a record per session, an entry per subscription), once, at startup.
+    fn migrate_legacy_sessions(&self, store: &Store) {
+        let legacy = match store.meta().scan(persistence::LEGACY_SESSIONS, b"") {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "sessions in the first layout could not be read");
+                return;
+            }
+        };
+        if legacy.is_empty() {
+            return;
+        }
+        let mut owned: Vec<MetaChange> = Vec::new();
+        for (key, value) in &legacy {
+            owned.push((persistence::LEGACY_SESSIONS, key.clone(), None));
+            let (Ok(client), Some(saved)) =
+                (std::str::from_utf8(key), persistence::decode_session(value))
+            else {
+                continue;
+            };
+            owned.push((
+                persistence::SESSIONS,
+                key.clone(),
+                Some(persistence::encode_session_record(
+                    saved.expiry,
+                    &persistence::legacy_session_stream(client),
+                )),
+            ));
+            for (filter, options, id) in saved.subscriptions {
+                let mut k = persistence::subscriptions_prefix(client);
+                k.extend_from_slice(filter.as_bytes());
+                owned.push((
+                    persistence::SUBSCRIPTIONS,
+                    k,
+                    Some(persistence::encode_subscription(&options, id).to_vec()),
+                ));
+            }
+        }
+        let ops: Vec<outpost_store::MetaOp<'_>> = owned
+            .iter()
+            .map(|(table, key, value)| match value {
+                Some(value) => outpost_store::MetaOp::Put { table, key, value },
+                None => outpost_store::MetaOp::Delete { table, key },
+            })
+            .collect();
+        match store.meta().apply(&ops) {
+            Ok(()) => tracing::info!(
+                sessions = legacy.len(),
+                "stored sessions moved to the current layout"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "stored sessions could not be moved to the current layout")
+            }
+        }
+    }
+
+    fn new_session(&self, expiry: u32, stream: Option<(StreamId, Arc<str>)>) -> Session {
         Session {
             outbox: Outbox::new(self.config.outbox),
             inbox: Inbox::new(self.config.receive_maximum, self.config.topic_alias_maximum),
@@ -355,26 +571,35 @@ impl Broker {
         }
     }
 
-    /// Queues the session's definition for the metadata store; the returned `Durable` resolves once
-    /// it is saved.
-    fn save_session(&self, client: &Arc<str>, s: &Session) -> Durable {
+    /// Queues a change of a persistent session for the metadata store; the returned `Durable`
+    /// resolves once it is saved. Only what changed is written (a SUBSCRIBE of one filter writes
+    /// one entry, whatever the session holds).
+    fn save_session(&self, client: &Arc<str>, s: &Session, what: Save) -> Durable {
         let mut durable = Durable::default();
-        let (Some(p), Some(_)) = (&self.persist, s.stream) else {
+        let (Some(p), Some((_, stream))) = (&self.persist, &s.stream) else {
             return durable;
         };
-        let saved = SavedSession {
-            expiry: s.expiry,
-            subscriptions: s
-                .subscriptions
-                .values()
-                .map(|sub| (sub.filter.to_string(), sub.options, sub.id))
-                .collect(),
+        let record = Some((s.expiry, stream.clone()));
+        let (record, replace, changes) = match what {
+            Save::Record => (record, false, Vec::new()),
+            Save::Whole => (
+                record,
+                true,
+                s.subscriptions
+                    .values()
+                    .map(|sub| SubChange::Put(sub.filter.clone(), sub.options, sub.id))
+                    .collect(),
+            ),
+            Save::Changes(changes) if changes.is_empty() => return durable,
+            Save::Changes(changes) => (None, false, changes),
         };
         let (done, rx) = tokio::sync::oneshot::channel();
         durable.push(rx);
         p.send(Job::SaveSession {
             client: client.clone(),
-            bytes: persistence::encode_session(&saved),
+            record,
+            replace,
+            changes,
             done: Some(done),
         });
         durable
@@ -384,9 +609,9 @@ impl Broker {
     pub fn flush_persistence(&self) -> Durable {
         let mut durable = Durable::default();
         if let Some(p) = &self.persist {
-            let (done, rx) = tokio::sync::oneshot::channel();
-            durable.push(rx);
-            p.send(Job::Flush(done));
+            for rx in p.flush() {
+                durable.push(rx);
+            }
         }
         durable
     }
@@ -416,28 +641,84 @@ impl Broker {
         self.state.lock().router.retained_count()
     }
 
-    /// Handles CONNECT. An error is the CONNACK reason code to refuse with.
-    pub fn connect(&self, c: &Connect<'_>) -> Result<Accepted, ReasonCode> {
-        let (client_id, assigned): (Arc<str>, bool) = if c.client_id.is_empty() {
-            // §3.1.3.1: 3.1.1 allows an empty id only with Clean Session.
-            if c.protocol == Version::V311 && !c.clean_start {
-                return Err(ReasonCode::ClientIdentifierNotValid);
-            }
-            (
-                format!(
-                    "outpost-{:016x}",
-                    self.next_conn.fetch_add(1, Ordering::Relaxed) ^ random_seed()
-                )
-                .into(),
-                true,
+    /// The client identifier of a CONNECT (one is assigned when it is empty), and whether it
+    /// was assigned.
+    fn client_id(&self, c: &Connect<'_>) -> Result<(Arc<str>, bool), ReasonCode> {
+        if !c.client_id.is_empty() {
+            return Ok((c.client_id.into(), false));
+        }
+        // §3.1.3.1: 3.1.1 allows an empty id only with Clean Session.
+        if c.protocol == Version::V311 && !c.clean_start {
+            return Err(ReasonCode::ClientIdentifierNotValid);
+        }
+        Ok((
+            format!(
+                "outpost-{:016x}",
+                self.next_conn.fetch_add(1, Ordering::Relaxed) ^ random_seed()
             )
-        } else {
-            (c.client_id.into(), false)
-        };
+            .into(),
+            true,
+        ))
+    }
+
+    /// Handles CONNECT. An error is the CONNACK reason code to refuse with. A new persistent
+    /// session's stream is created here, on a blocking thread (it is a metadata commit), before
+    /// the engine's lock is taken.
+    pub async fn connect(&self, c: &Connect<'_>) -> Result<Accepted, ReasonCode> {
+        let (client_id, assigned) = self.client_id(c)?;
+        let expiry = session_expiry(c, &self.config);
+        let mut fresh = None;
+        if let (Some(p), true) = (&self.persist, expiry > 0) {
+            let has_stream = !c.clean_start
+                && self
+                    .state
+                    .lock()
+                    .sessions
+                    .get(&client_id)
+                    .is_some_and(|s| s.stream.is_some());
+            if !has_stream {
+                let name = persistence::new_session_stream(&client_id);
+                let store = p.store.clone();
+                let lookup = name.clone();
+                match tokio::task::spawn_blocking(move || store.stream(&lookup)).await {
+                    Ok(Ok(id)) => fresh = Some((id, Arc::<str>::from(name))),
+                    Ok(Err(e)) => {
+                        tracing::error!(client = &*client_id, error = %e, "no stream for a persistent session; connection refused");
+                        return Err(ReasonCode::ServerUnavailable);
+                    }
+                    Err(e) => {
+                        tracing::error!(client = &*client_id, error = %e, "no stream for a persistent session; connection refused");
+                        return Err(ReasonCode::ServerUnavailable);
+                    }
+                }
+            }
+        }
+        let result = self.connect_with(c, client_id, assigned, expiry, fresh.clone());
+        if let (Err(_), Some((stream, name)), Some(p)) = (&result, fresh, &self.persist) {
+            p.send(Job::DropStream { stream, name });
+        }
+        result
+    }
+
+    fn connect_with(
+        &self,
+        c: &Connect<'_>,
+        client_id: Arc<str>,
+        assigned: bool,
+        expiry: u32,
+        fresh: Option<(StreamId, Arc<str>)>,
+    ) -> Result<Accepted, ReasonCode> {
+        if let Some(w) = &c.will {
+            if too_deep(w.topic, self.config.max_topic_levels) {
+                self.stats
+                    .refused_deep_topics
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(ReasonCode::TopicNameInvalid);
+            }
+        }
         let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let wake = Arc::new(Notify::new());
         let kick = Arc::new(Notify::new());
-        let expiry = session_expiry(c, &self.config);
         let will = c.will.map(|w| Will {
             message: Message {
                 topic: w.topic.into(),
@@ -462,15 +743,33 @@ impl Broker {
             delay: w.properties.will_delay_interval.unwrap_or(0),
         });
 
-        // A persistent session needs its stream; looked up (or created) before taking the lock.
-        let stream = match (&self.persist, expiry) {
-            (Some(p), e) if e > 0 => p
-                .store
-                .stream(&persistence::session_stream(&client_id))
-                .ok(),
-            _ => None,
-        };
         let mut st = self.state.lock();
+        // The persistent-session quota counts sessions kept in the store; a client resuming its
+        // own session is never refused.
+        let resumes_persistent = !c.clean_start
+            && st
+                .sessions
+                .get(&client_id)
+                .is_some_and(|s| s.stream.is_some());
+        let replaces_persistent = st
+            .sessions
+            .get(&client_id)
+            .is_some_and(|s| s.stream.is_some());
+        if expiry > 0
+            && self.persist.is_some()
+            && !resumes_persistent
+            && !replaces_persistent
+            && st.persistent >= self.config.max_persistent_sessions
+        {
+            self.stats.refused_sessions.fetch_add(1, Ordering::Relaxed);
+            if st.refused_clients.len() < 5 {
+                st.refused_clients.push(client_id.clone());
+            }
+            return Err(match c.protocol {
+                Version::V5 => ReasonCode::QuotaExceeded,
+                Version::V311 => ReasonCode::ServerUnavailable,
+            });
+        }
         let mut due_now = Vec::new();
         // A resumed session cancels a will still waiting for its delay (§3.1.3.2.2).
         st.wills.retain(|(_, id, _)| *id != client_id);
@@ -492,19 +791,28 @@ impl Broker {
         } else {
             session_present = st.sessions.contains_key(&client_id);
         }
+        // §3.3.4 / MQTT 5 Receive Maximum: the client's window, but never more than the server's.
         let receive_maximum = match c.protocol {
-            Version::V5 => c.properties.receive_maximum.unwrap_or(u16::MAX),
+            Version::V5 => c
+                .properties
+                .receive_maximum
+                .unwrap_or(u16::MAX)
+                .min(self.config.max_inflight.max(1)),
             Version::V311 => self.config.outbox.receive_maximum,
         };
         let session = st
             .sessions
             .entry(client_id.clone())
             .or_insert_with(|| self.new_session(expiry, None));
-        if session.stream.is_none() {
-            session.stream = stream;
+        let mut became_persistent = false;
+        let mut unused = fresh;
+        if expiry > 0 && session.stream.is_none() {
+            session.stream = unused.take();
+            became_persistent = session.stream.is_some();
         }
         session.outbox.set_receive_maximum(receive_maximum);
         session.inbox.reset_aliases();
+        let expiry_changed = session.expiry != expiry;
         session.expiry = expiry;
         session.disconnected_at = None;
         session.will = will;
@@ -514,14 +822,28 @@ impl Broker {
             kick: kick.clone(),
         });
         let resend = session.outbox.resend();
+        let mut persistent_delta: isize = 0;
         if expiry > 0 {
-            self.save_session(&client_id, session);
+            if became_persistent {
+                persistent_delta = 1;
+                self.save_session(&client_id, session, Save::Whole);
+            } else if expiry_changed {
+                self.save_session(&client_id, session, Save::Record);
+            }
         } else if let (Some(p), Some(stream)) = (&self.persist, session.stream.take()) {
             // The session stopped being persistent: forget what was stored for it.
+            persistent_delta = -1;
+            session.persisted.clear();
+            session.completed.clear();
             p.send(Job::DropSession {
                 client: client_id.clone(),
                 stream: Some(stream),
             });
+        }
+        st.persistent = st.persistent.saturating_add_signed(persistent_delta);
+        if let (Some(p), Some((stream, name))) = (&self.persist, unused) {
+            // Another connection of this client made the session persistent meanwhile.
+            p.send(Job::DropStream { stream, name });
         }
         let mut durable = Durable::default();
         for m in due_now {
@@ -556,6 +878,13 @@ impl Broker {
         if !session.owned_by(h.conn_id) {
             return Err(ReasonCode::SessionTakenOver);
         }
+        // Checked before the alias table can remember it, so every alias names a checked topic.
+        if too_deep(p.topic, self.config.max_topic_levels) {
+            self.stats
+                .refused_deep_topics
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(ReasonCode::TopicNameInvalid);
+        }
         let topic = match session.inbox.publish(p)? {
             Incoming::Duplicate => return Ok((Published::Duplicate, Durable::default())),
             Incoming::Deliver { topic } => topic,
@@ -563,6 +892,22 @@ impl Broker {
         if p.qos == QoS::AtLeastOnce {
             // Acknowledged once routed (held in memory).
             session.inbox.acked_qos1(p.pkid);
+        }
+        if p.retain
+            && !payload.is_empty()
+            && !self.retained_fits(&st, &topic, topic.len() + payload.len())
+        {
+            if p.qos == QoS::ExactlyOnce {
+                // Refused in PUBREC: the exchange ends there (§4.3.3), nothing awaits PUBREL.
+                if let Some(s) = st.sessions.get_mut(&h.client_id) {
+                    s.inbox.pubrel(p.pkid);
+                }
+            }
+            self.stats.refused_retained.fetch_add(1, Ordering::Relaxed);
+            return Ok((
+                Published::Refused(ReasonCode::QuotaExceeded),
+                Durable::default(),
+            ));
         }
         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
         self.stats
@@ -572,6 +917,15 @@ impl Broker {
         let mut durable = Durable::default();
         let n = self.route_locked(&mut st, &h.client_id, message, &mut durable);
         Ok((Published::Routed(n), durable))
+    }
+
+    /// True when retaining `size` bytes on `topic` stays within the retained quotas (replacing a
+    /// topic's message frees the old one's bytes first).
+    fn retained_fits(&self, st: &State, topic: &str, size: usize) -> bool {
+        let old = st.router.retained(topic).map(|r| retained_size(&r.message));
+        let count = st.retained_counted + usize::from(old.is_none());
+        let bytes = st.retained_bytes - old.unwrap_or(0) + size;
+        count <= self.config.max_retained_messages && bytes <= self.config.max_retained_bytes
     }
 
     /// Publishes a message from the broker itself (e.g. `$SYS` topics, HTTP publish).
@@ -608,7 +962,15 @@ impl Broker {
                     done: Some(done),
                 });
             }
-            st.router.retain(&message.topic, retained);
+            let added = retained.as_ref().map(|r| retained_size(&r.message));
+            let old = st.router.retain(&message.topic, retained);
+            // The broker's own `$SYS` values do not count against the clients' quota.
+            if !(from.is_empty() && message.topic.starts_with("$SYS/")) {
+                let removed = old.map(|r| retained_size(&r.message));
+                st.retained_bytes = st.retained_bytes + added.unwrap_or(0) - removed.unwrap_or(0);
+                st.retained_counted = st.retained_counted + usize::from(added.is_some())
+                    - usize::from(removed.is_some());
+            }
         }
         let sessions = &st.sessions;
         let available = |c: &str| sessions.get(c).is_some_and(|s| s.connection.is_some());
@@ -632,9 +994,10 @@ impl Broker {
                 retain: t.retain,
                 subscription_ids: t.subscription_ids,
             };
-            if let (Some(p), Some(stream), true) =
-                (&self.persist, s.stream, t.qos != QoS::AtMostOnce)
+            if let (Some(p), Some((stream, _)), true) =
+                (&self.persist, &s.stream, t.qos != QoS::AtMostOnce)
             {
+                let stream = *stream;
                 let (done, rx) = tokio::sync::oneshot::channel();
                 durable.push(rx);
                 p.send(Job::Store {
@@ -650,7 +1013,7 @@ impl Broker {
                     done,
                 });
             }
-            self.offer(&t.client, s, d);
+            self.offer(s, d);
             if s.connection.is_some() && s.outbox.queued() >= PRESSURE_QUEUE {
                 durable.set_pressure();
             }
@@ -659,7 +1022,7 @@ impl Broker {
         delivered
     }
 
-    fn offer(&self, client: &str, s: &mut Session, d: Delivery) {
+    fn offer(&self, s: &mut Session, d: Delivery) {
         match s.outbox.offer(d) {
             Offer::Queued => {}
             Offer::QueuedEvicting(_) | Offer::DroppedQoS0 => {
@@ -667,12 +1030,11 @@ impl Broker {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
             Offer::Overflow(d) => {
+                // Counted here, logged once a second by `tick` (never a line per message, never
+                // under the lock).
                 self.complete(s, &d);
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    client,
-                    "session queue full: QoS 1/2 message refused (slow or offline subscriber)"
-                );
+                self.stats.refused_overflow.fetch_add(1, Ordering::Relaxed);
             }
         }
         self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
@@ -691,21 +1053,32 @@ impl Broker {
         let mut st = self.state.lock();
         let mut codes = Vec::new();
         let mut retained = Vec::new();
+        let mut changes = Vec::new();
+        let refuse = |code: ReasonCode| match h.version {
+            Version::V311 => ReasonCode::UnspecifiedError,
+            Version::V5 => code,
+        };
         for f in sub.filters.iter() {
             let id = sub.properties.subscription_identifier;
+            if too_deep(f.filter, self.config.max_topic_levels) {
+                self.stats
+                    .refused_deep_topics
+                    .fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .refused_subscriptions
+                    .fetch_add(1, Ordering::Relaxed);
+                codes.push(refuse(ReasonCode::TopicFilterInvalid));
+                continue;
+            }
             let full = st.sessions.get(&h.client_id).is_some_and(|s| {
                 s.subscriptions.len() >= self.config.max_subscriptions_per_session
                     && !s.subscriptions.contains_key(f.filter)
             });
             if full {
-                tracing::warn!(
-                    client = &*h.client_id,
-                    "subscription limit reached; SUBSCRIBE refused"
-                );
-                codes.push(match h.version {
-                    Version::V311 => ReasonCode::UnspecifiedError,
-                    Version::V5 => ReasonCode::QuotaExceeded,
-                });
+                self.stats
+                    .refused_subscriptions
+                    .fetch_add(1, Ordering::Relaxed);
+                codes.push(refuse(ReasonCode::QuotaExceeded));
                 continue;
             }
             match st.router.subscribe(&h.client_id, f.filter, f.options, id) {
@@ -715,27 +1088,31 @@ impl Broker {
                         QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
                         QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
                     });
+                    let filter: Arc<str> = f.filter.into();
                     if let Some(s) = st.sessions.get_mut(&h.client_id) {
                         s.subscriptions.insert(
-                            f.filter.into(),
+                            filter.clone(),
                             Subscription {
-                                filter: f.filter.into(),
+                                filter: filter.clone(),
                                 options: f.options,
                                 id,
                             },
                         );
                     }
+                    changes.push(SubChange::Put(filter, f.options, id));
                     retained.extend(done.retained.into_iter().map(|(_, m, qos)| (m, qos, id)));
                 }
-                Err(code) => codes.push(match h.version {
-                    Version::V311 => ReasonCode::UnspecifiedError,
-                    Version::V5 => code,
-                }),
+                Err(code) => {
+                    self.stats
+                        .refused_subscriptions
+                        .fetch_add(1, Ordering::Relaxed);
+                    codes.push(refuse(code));
+                }
             }
         }
         let mut durable = Durable::default();
         if let Some(s) = st.sessions.get_mut(&h.client_id) {
-            durable = self.save_session(&h.client_id, s);
+            durable = self.save_session(&h.client_id, s, Save::Changes(changes));
             for (m, qos, id) in retained {
                 let d = Delivery {
                     id: self.next_delivery.fetch_add(1, Ordering::Relaxed),
@@ -744,22 +1121,26 @@ impl Broker {
                     retain: true,
                     subscription_ids: id.into_iter().collect(),
                 };
-                self.offer(&h.client_id, s, d);
+                self.offer(s, d);
             }
         }
         (codes, durable)
     }
 
-    /// Handles UNSUBSCRIBE: one reason code per filter (for the MQTT 5 UNSUBACK).
+    /// Handles UNSUBSCRIBE: one reason code per filter (for the MQTT 5 UNSUBACK). The session's
+    /// stored subscriptions change in one write, whatever the number of filters.
     pub fn unsubscribe(&self, h: &ConnectionHandle, u: &Unsubscribe<'_>) -> Vec<ReasonCode> {
         let mut st = self.state.lock();
-        u.filters
+        let mut changes = Vec::new();
+        let codes = u
+            .filters
             .iter()
             .map(|f| {
                 let removed = st.router.unsubscribe(&h.client_id, f);
                 if let Some(s) = st.sessions.get_mut(&h.client_id) {
-                    s.subscriptions.remove(f);
-                    self.save_session(&h.client_id, s);
+                    if let Some(sub) = s.subscriptions.remove(f) {
+                        changes.push(SubChange::Delete(sub.filter));
+                    }
                 }
                 if removed {
                     ReasonCode::Success
@@ -767,7 +1148,11 @@ impl Broker {
                     ReasonCode::NoSubscriptionExisted
                 }
             })
-            .collect()
+            .collect();
+        if let Some(s) = st.sessions.get(&h.client_id) {
+            self.save_session(&h.client_id, s, Save::Changes(changes));
+        }
+        codes
     }
 
     /// Messages that may be sent now on this connection (expired ones are dropped on the way).
@@ -859,7 +1244,7 @@ impl Broker {
         let will = s.will.take();
         let expiry = s.expiry;
         if session_expiry.is_some() && expiry > 0 {
-            self.save_session(&h.client_id, s);
+            self.save_session(&h.client_id, s, Save::Record);
         }
         if let (Some(w), true) = (will, how != Disconnect::Normal) {
             let delay = w.delay.min(expiry);
@@ -884,6 +1269,7 @@ impl Broker {
             let filters: Vec<Arc<str>> = old.subscriptions.keys().cloned().collect();
             st.router.remove_client(client, &filters);
             if let (Some(p), Some(stream)) = (&self.persist, old.stream) {
+                st.persistent = st.persistent.saturating_sub(1);
                 p.send(Job::DropSession {
                     client: client.clone(),
                     stream: Some(stream),
@@ -935,6 +1321,53 @@ impl Broker {
             }
             self.end_session(&mut st, &client);
         }
+        let clients = std::mem::take(&mut st.refused_clients);
+        drop(st);
+        self.log_refusals(&clients);
+    }
+
+    /// One log line per kind of refusal that happened since the last call, with the count: a
+    /// flood of refused messages or filters costs a counter each, not a line each.
+    fn log_refusals(&self, clients: &[Arc<str>]) {
+        let mut logged = self.logged.lock();
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let report = |last: &mut u64, now: u64, what: &str| {
+            if now > *last {
+                tracing::warn!(count = now - *last, total = now, "{what}");
+                *last = now;
+            }
+        };
+        report(
+            &mut logged.overflow,
+            load(&self.stats.refused_overflow),
+            "QoS 1/2 messages refused: session queues full (slow or offline subscribers)",
+        );
+        report(
+            &mut logged.subscriptions,
+            load(&self.stats.refused_subscriptions),
+            "subscriptions refused (quota, invalid or too deep filters)",
+        );
+        report(
+            &mut logged.retained,
+            load(&self.stats.refused_retained),
+            "retained messages refused: retained quota reached",
+        );
+        report(
+            &mut logged.deep,
+            load(&self.stats.refused_deep_topics),
+            "topics refused: more levels than max_topic_levels",
+        );
+        let sessions = load(&self.stats.refused_sessions);
+        if sessions > logged.sessions {
+            let names: Vec<&str> = clients.iter().map(|c| &**c).collect();
+            tracing::warn!(
+                count = sessions - logged.sessions,
+                total = sessions,
+                clients = ?names,
+                "persistent sessions refused: max_persistent_sessions reached"
+            );
+            logged.sessions = sessions;
+        }
     }
 }
 
@@ -983,6 +1416,7 @@ impl Broker {
     /// The figures in the Prometheus text format.
     pub fn metrics_text(&self) -> String {
         let s = self.status();
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
         for (name, kind, v) in [
             ("outpost_mqtt_clients_connected", "gauge", s.connected),
@@ -1000,6 +1434,31 @@ impl Broker {
                 s.messages_out,
             ),
             ("outpost_mqtt_messages_dropped_total", "counter", s.dropped),
+            (
+                "outpost_mqtt_messages_refused_total",
+                "counter",
+                load(&self.stats.refused_overflow),
+            ),
+            (
+                "outpost_mqtt_subscriptions_refused_total",
+                "counter",
+                load(&self.stats.refused_subscriptions),
+            ),
+            (
+                "outpost_mqtt_retained_refused_total",
+                "counter",
+                load(&self.stats.refused_retained),
+            ),
+            (
+                "outpost_mqtt_topics_refused_total",
+                "counter",
+                load(&self.stats.refused_deep_topics),
+            ),
+            (
+                "outpost_mqtt_sessions_refused_total",
+                "counter",
+                load(&self.stats.refused_sessions),
+            ),
             ("outpost_mqtt_bytes_received_total", "counter", s.bytes_in),
         ] {
             out.push_str(&format!("# TYPE {name} {kind}\n{name} {v}\n"));
@@ -1098,7 +1557,7 @@ mod tests {
             max_subscriptions_per_session: 2,
             ..BrokerConfig::default()
         });
-        let h = b.connect(&connect("c", true, None)).unwrap().handle;
+        let h = now(b.connect(&connect("c", true, None))).unwrap().handle;
         let codes = subscribe(&b, &h, &["a", "b", "c"]);
         assert_eq!(
             codes,
@@ -1118,9 +1577,9 @@ mod tests {
     #[test]
     fn takeover_kicks_the_old_connection_and_keeps_the_session() {
         let b = Broker::default();
-        let first = b.connect(&connect("dev", false, None)).unwrap();
+        let first = now(b.connect(&connect("dev", false, None))).unwrap();
         subscribe(&b, &first.handle, &["t"]);
-        let second = b.connect(&connect("dev", false, None)).unwrap();
+        let second = now(b.connect(&connect("dev", false, None))).unwrap();
         assert!(second.session_present);
         // The old connection's permit is set: its task wakes and closes.
         assert!(futures_ready(first.handle.kick.notified()));
@@ -1143,7 +1602,9 @@ mod tests {
     #[test]
     fn delayed_will_goes_out_unless_the_client_comes_back() {
         let b = Broker::default();
-        let watcher = b.connect(&connect("watcher", true, None)).unwrap().handle;
+        let watcher = now(b.connect(&connect("watcher", true, None)))
+            .unwrap()
+            .handle;
         subscribe(&b, &watcher, &["wills/#"]);
         let will = |delay| ConnectWill {
             topic: "wills/dev",
@@ -1155,16 +1616,14 @@ mod tests {
                 ..WillProperties::default()
             },
         };
-        let h = b
-            .connect(&connect("dev", false, Some(will(30))))
+        let h = now(b.connect(&connect("dev", false, Some(will(30)))))
             .unwrap()
             .handle;
         b.disconnect(&h, Disconnect::Abrupt, None);
         b.tick(Instant::now() + Duration::from_secs(10));
         assert!(topics(&b, &watcher).is_empty(), "not before the delay");
         // Back in time: the will is cancelled.
-        let h = b
-            .connect(&connect("dev", false, Some(will(30))))
+        let h = now(b.connect(&connect("dev", false, Some(will(30)))))
             .unwrap()
             .handle;
         b.tick(Instant::now() + Duration::from_secs(60));
@@ -1174,12 +1633,23 @@ mod tests {
         b.tick(Instant::now() + Duration::from_secs(31));
         assert_eq!(topics(&b, &watcher), ["wills/dev"]);
         // A normal DISCONNECT discards the will.
-        let h = b
-            .connect(&connect("dev2", true, Some(will(0))))
+        let h = now(b.connect(&connect("dev2", true, Some(will(0)))))
             .unwrap()
             .handle;
         b.disconnect(&h, Disconnect::Normal, None);
         assert!(topics(&b, &watcher).is_empty());
+    }
+
+    /// The output of a future that is ready at its first poll (an engine without a store never
+    /// waits).
+    fn now<F: std::future::Future>(f: F) -> F::Output {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the engine waited without a store"),
+        }
     }
 
     /// True if the future is ready at its first poll.

@@ -93,6 +93,9 @@ pub struct Outbox<M> {
     in_flight: BTreeMap<u16, (QoS, InFlight<M>)>,
     queue: VecDeque<M>,
     queued_bytes: usize,
+    /// Bytes of the messages in flight: they count against `max_queued_bytes` too, so a client
+    /// that never acknowledges cannot pin more than the session's byte limit.
+    in_flight_bytes: usize,
     next_id: u16,
     dropped: u64,
 }
@@ -105,6 +108,7 @@ impl<M: Outgoing + Clone> Outbox<M> {
             in_flight: BTreeMap::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
+            in_flight_bytes: 0,
             next_id: 1,
             dropped: 0,
         }
@@ -140,7 +144,7 @@ impl<M: Outgoing + Clone> Outbox<M> {
         let size = message.size();
         let fits = |q: &Self| {
             q.queue.len() < q.limits.max_queued
-                && q.queued_bytes + size <= q.limits.max_queued_bytes
+                && q.queued_bytes + q.in_flight_bytes + size <= q.limits.max_queued_bytes
         };
         if fits(self) {
             self.push(message);
@@ -153,7 +157,8 @@ impl<M: Outgoing + Clone> Outbox<M> {
         // Make room by evicting the oldest QoS 0 message, if that is enough.
         if let Some(pos) = self.queue.iter().position(|m| m.qos() == QoS::AtMostOnce) {
             let victim_size = self.queue[pos].size();
-            let enough = self.queued_bytes - victim_size + size <= self.limits.max_queued_bytes;
+            let enough = self.queued_bytes + self.in_flight_bytes - victim_size + size
+                <= self.limits.max_queued_bytes;
             if enough {
                 if let Some(victim) = self.queue.remove(pos) {
                     self.queued_bytes -= victim_size;
@@ -191,6 +196,7 @@ impl<M: Outgoing + Clone> Outbox<M> {
             });
         }
         let pkid = self.allocate_id();
+        self.in_flight_bytes += message.size();
         self.in_flight
             .insert(pkid, (qos, InFlight::Published(message.clone())));
         Some(Send::Publish {
@@ -211,12 +217,23 @@ impl<M: Outgoing + Clone> Outbox<M> {
         }
     }
 
+    /// A message left the window: its bytes no longer count.
+    fn landed(&mut self, m: M) -> M {
+        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(m.size());
+        m
+    }
+
+    /// Bytes of the messages in flight.
+    pub fn in_flight_bytes(&self) -> usize {
+        self.in_flight_bytes
+    }
+
     /// PUBACK for a QoS 1 message: it is delivered.
     pub fn puback(&mut self, pkid: u16) -> Result<M, AckError> {
         match self.in_flight.get(&pkid) {
             Some((QoS::AtLeastOnce, InFlight::Published(_))) => {
                 match self.in_flight.remove(&pkid) {
-                    Some((_, InFlight::Published(m))) => Ok(m),
+                    Some((_, InFlight::Published(m))) => Ok(self.landed(m)),
                     _ => Err(AckError::WrongState(pkid)),
                 }
             }
@@ -244,7 +261,7 @@ impl<M: Outgoing + Clone> Outbox<M> {
     pub fn pubcomp(&mut self, pkid: u16) -> Result<M, AckError> {
         match self.in_flight.get(&pkid) {
             Some((QoS::ExactlyOnce, InFlight::Released(_))) => match self.in_flight.remove(&pkid) {
-                Some((_, InFlight::Released(m))) => Ok(m),
+                Some((_, InFlight::Released(m))) => Ok(self.landed(m)),
                 _ => Err(AckError::WrongState(pkid)),
             },
             Some(_) => Err(AckError::WrongState(pkid)),
@@ -255,7 +272,7 @@ impl<M: Outgoing + Clone> Outbox<M> {
     /// Forgets an in-flight message that will not be delivered (expired, or too large for the client).
     pub fn discard(&mut self, pkid: u16) -> Result<M, AckError> {
         match self.in_flight.remove(&pkid) {
-            Some((_, InFlight::Published(m) | InFlight::Released(m))) => Ok(m),
+            Some((_, InFlight::Published(m) | InFlight::Released(m))) => Ok(self.landed(m)),
             None => Err(AckError::UnknownPacketId(pkid)),
         }
     }
@@ -291,6 +308,29 @@ mod tests {
         fn size(&self) -> usize {
             self.1
         }
+    }
+
+    #[test]
+    fn in_flight_bytes_count_against_the_byte_limit() {
+        let mut o = Outbox::new(limits(100, 100, 250));
+        for i in 0..2 {
+            assert_eq!(o.offer(Msg(QoS::AtLeastOnce, 100, i)), Offer::Queued);
+        }
+        // Both go in flight and are never acknowledged.
+        while o.next_sendable().is_some() {}
+        assert_eq!(
+            (o.in_flight(), o.in_flight_bytes(), o.queued()),
+            (2, 200, 0)
+        );
+        assert!(matches!(
+            o.offer(Msg(QoS::AtLeastOnce, 100, 9)),
+            Offer::Overflow(_)
+        ));
+        let Ok(_) = o.puback(1) else {
+            panic!("pkid 1 is in flight")
+        };
+        assert_eq!(o.in_flight_bytes(), 100);
+        assert_eq!(o.offer(Msg(QoS::AtLeastOnce, 100, 9)), Offer::Queued);
     }
 
     fn limits(window: u16, queued: usize, bytes: usize) -> OutboxLimits {

@@ -10,6 +10,7 @@
 //!   `kill -9`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,16 +19,110 @@ use outpost_codec::{
     decode, Decoded, Packet, Publish, QoS, SubscribeOptions, UserProperty, Version,
 };
 use outpost_store::{MetaOp, RecordId, Store, StreamId};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::{Broker, Message};
 
-pub(crate) const SESSIONS: &str = "mqtt_sessions";
+/// Sessions as first stored: expiry and every subscription in one value, rewritten on each change
+/// (read at startup and moved to the tables below).
+pub(crate) const LEGACY_SESSIONS: &str = "mqtt_sessions";
+/// Persistent sessions: client id -> expiry and the session's stream.
+pub(crate) const SESSIONS: &str = "mqtt_sessions_v2";
+/// Subscriptions of persistent sessions, one entry each: [`subscription_key`] -> options and
+/// identifier. A SUBSCRIBE writes only what it changes.
+pub(crate) const SUBSCRIPTIONS: &str = "mqtt_subscriptions";
 const RETAINED_STREAM: &str = "mqtt/retained";
 
-/// The stream of a persistent session.
-pub(crate) fn session_stream(client: &str) -> String {
+/// The stream of a session stored before streams were per session lifetime.
+pub(crate) fn legacy_session_stream(client: &str) -> String {
     format!("mqtt/session/{client}")
+}
+
+/// A new stream name for a new persistent session of `client`: a session that ends and starts
+/// again gets a new stream, so removing the old one can never touch the new one's messages.
+pub(crate) fn new_session_stream(client: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    format!(
+        "mqtt/session/{client}#{now:x}.{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The key prefix of a client's subscriptions (length-prefixed, so no client id is a prefix of
+/// another's).
+pub(crate) fn subscriptions_prefix(client: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + client.len());
+    k.extend_from_slice(&(client.len() as u32).to_be_bytes());
+    k.extend_from_slice(client.as_bytes());
+    k
+}
+
+fn subscription_key(client: &str, filter: &str) -> Vec<u8> {
+    let mut k = subscriptions_prefix(client);
+    k.extend_from_slice(filter.as_bytes());
+    k
+}
+
+/// Splits a [`SUBSCRIPTIONS`] key into (client, filter).
+pub(crate) fn split_subscription_key(k: &[u8]) -> Option<(&str, &str)> {
+    let len = u32::from_be_bytes(k.get(..4)?.try_into().ok()?) as usize;
+    let client = std::str::from_utf8(k.get(4..4 + len)?).ok()?;
+    let filter = std::str::from_utf8(k.get(4 + len..)?).ok()?;
+    Some((client, filter))
+}
+
+/// Options byte and identifier of one stored subscription.
+pub(crate) fn encode_subscription(o: &SubscribeOptions, id: Option<u32>) -> [u8; 5] {
+    let byte = o.qos as u8
+        | u8::from(o.no_local) << 2
+        | u8::from(o.retain_as_published) << 3
+        | (o.retain_handling as u8) << 4;
+    let id = id.unwrap_or(0).to_be_bytes();
+    [byte, id[0], id[1], id[2], id[3]]
+}
+
+pub(crate) fn decode_subscription(v: &[u8]) -> Option<(SubscribeOptions, Option<u32>)> {
+    let byte = *v.first()?;
+    let id = u32::from_be_bytes(v.get(1..5)?.try_into().ok()?);
+    Some((options_from_byte(byte)?, (id != 0).then_some(id)))
+}
+
+fn options_from_byte(byte: u8) -> Option<SubscribeOptions> {
+    Some(SubscribeOptions {
+        qos: QoS::from_u8(byte & 3)?,
+        no_local: byte & 4 != 0,
+        retain_as_published: byte & 8 != 0,
+        retain_handling: match (byte >> 4) & 3 {
+            0 => outpost_codec::RetainHandling::SendAtSubscribe,
+            1 => outpost_codec::RetainHandling::SendIfNew,
+            _ => outpost_codec::RetainHandling::DoNotSend,
+        },
+    })
+}
+
+/// A [`SESSIONS`] value: expiry and stream name.
+pub(crate) fn encode_session_record(expiry: u32, stream: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + stream.len());
+    v.extend_from_slice(&expiry.to_be_bytes());
+    v.extend_from_slice(stream.as_bytes());
+    v
+}
+
+pub(crate) fn decode_session_record(v: &[u8]) -> Option<(u32, &str)> {
+    let expiry = u32::from_be_bytes(v.get(..4)?.try_into().ok()?);
+    Some((expiry, std::str::from_utf8(v.get(4..)?).ok()?))
+}
+
+/// One change to a persistent session's stored subscriptions.
+#[derive(Debug)]
+pub(crate) enum SubChange {
+    Put(Arc<str>, SubscribeOptions, Option<u32>),
+    Delete(Arc<str>),
 }
 
 /// Waits until the records of one message are durable. Also tells the publisher's connection
@@ -82,24 +177,44 @@ pub(crate) enum Job {
         done: Option<oneshot::Sender<()>>,
     },
     Kill(RecordId),
+    /// Saves a persistent session: its record (expiry, stream), when given, and subscription
+    /// changes; `replace` first removes every stored subscription (the session just became
+    /// persistent and `changes` lists all it has).
     SaveSession {
         client: Arc<str>,
-        bytes: Vec<u8>,
+        record: Option<(u32, Arc<str>)>,
+        replace: bool,
+        changes: Vec<SubChange>,
         done: Option<oneshot::Sender<()>>,
     },
+    /// Forgets a session: its record, its subscriptions, its queued messages and its stream.
     DropSession {
         client: Arc<str>,
-        stream: Option<StreamId>,
+        stream: Option<(StreamId, Arc<str>)>,
+    },
+    /// Removes a stream that was created for a session and not used.
+    DropStream {
+        stream: StreamId,
+        name: Arc<str>,
     },
     /// Answers once every job queued before it is done (graceful shutdown).
     Flush(oneshot::Sender<()>),
 }
 
-/// The sending side, held by the engine.
+/// Jobs queued for the store above which publishers wait (see [`Persister::wait_for_room`]).
+pub(crate) const BACKLOG_HIGH: usize = 20_000;
+
+/// The sending side, held by the engine. Retained messages have a task of their own, so a flood
+/// of retained publishes never queues in front of a session's acknowledgements.
 #[derive(Debug, Clone)]
 pub(crate) struct Persister {
     pub store: Store,
     pub jobs: mpsc::UnboundedSender<Job>,
+    pub retained_jobs: mpsc::UnboundedSender<Job>,
+    /// Jobs sent and not yet done (both tasks).
+    pub backlog: Arc<AtomicUsize>,
+    /// Notified when the backlog falls below [`BACKLOG_HIGH`].
+    pub drained: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Job {
@@ -110,8 +225,52 @@ impl std::fmt::Debug for Job {
 
 impl Persister {
     pub(crate) fn send(&self, job: Job) {
-        if self.jobs.send(job).is_err() {
+        self.backlog.fetch_add(1, Ordering::Relaxed);
+        let tx = match job {
+            Job::Retain { .. } => &self.retained_jobs,
+            _ => &self.jobs,
+        };
+        if tx.send(job).is_err() {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("persistence task stopped; a change was not stored");
+        }
+    }
+
+    /// Answers once everything queued before it, in both tasks, is stored.
+    pub(crate) fn flush(&self) -> Vec<oneshot::Receiver<()>> {
+        [&self.jobs, &self.retained_jobs]
+            .into_iter()
+            .filter_map(|tx| {
+                let (done, rx) = oneshot::channel();
+                self.backlog.fetch_add(1, Ordering::Relaxed);
+                if tx.send(Job::Flush(done)).is_ok() {
+                    Some(rx)
+                } else {
+                    self.backlog.fetch_sub(1, Ordering::Relaxed);
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// `n` jobs are done.
+    fn done(&self, n: usize) {
+        let before = self.backlog.fetch_sub(n, Ordering::Relaxed);
+        if before >= BACKLOG_HIGH && before - n < BACKLOG_HIGH {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Waits while more than [`BACKLOG_HIGH`] jobs wait for the store: a flood slows its
+    /// publishers (their sockets stop being read) instead of growing the queue without bound.
+    pub(crate) async fn wait_for_room(&self) {
+        loop {
+            let drained = self.drained.notified();
+            if self.backlog.load(Ordering::Relaxed) < BACKLOG_HIGH {
+                return;
+            }
+            // The timeout only guards against a missed wake-up; the notification is the signal.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), drained).await;
         }
     }
 }
@@ -160,13 +319,14 @@ pub(crate) fn decode_message(
     Some((m, p.qos, p.retain, ids))
 }
 
-/// A persistent session's definition: expiry and subscriptions.
+/// A persistent session as first stored ([`LEGACY_SESSIONS`]): expiry and subscriptions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SavedSession {
     pub expiry: u32,
     pub subscriptions: Vec<(String, SubscribeOptions, Option<u32>)>,
 }
 
+#[cfg(test)]
 pub(crate) fn encode_session(s: &SavedSession) -> Vec<u8> {
     // A SUBSCRIBE-like layout: expiry, then (filter, options byte, identifier) entries.
     let mut out = Vec::new();
@@ -194,16 +354,7 @@ pub(crate) fn decode_session(b: &[u8]) -> Option<SavedSession> {
         let byte = *rest.get(2 + len)?;
         let id = u32::from_be_bytes(rest.get(3 + len..7 + len)?.try_into().ok()?);
         rest = &rest[7 + len..];
-        let options = SubscribeOptions {
-            qos: QoS::from_u8(byte & 3)?,
-            no_local: byte & 4 != 0,
-            retain_as_published: byte & 8 != 0,
-            retain_handling: match (byte >> 4) & 3 {
-                0 => outpost_codec::RetainHandling::SendAtSubscribe,
-                1 => outpost_codec::RetainHandling::SendIfNew,
-                _ => outpost_codec::RetainHandling::DoNotSend,
-            },
-        };
+        let options = options_from_byte(byte)?;
         subscriptions.push((filter, options, (id != 0).then_some(id)));
     }
     Some(SavedSession {
@@ -279,8 +430,232 @@ async fn store_batch(broker: &Arc<Broker>, store: &Store, batch: Vec<Job>) {
     }
 }
 
-/// The persistence task: runs the engine's jobs in order.
+/// Takes more jobs that `fits` accepts from the queue, up to [`MAX_BATCH`]; a job that does not
+/// fit is left in `next` for the following round.
+fn gather(
+    first: Job,
+    rx: &mut mpsc::UnboundedReceiver<Job>,
+    next: &mut Option<Job>,
+    fits: impl Fn(&Job) -> bool,
+) -> Vec<Job> {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(j) if fits(&j) => batch.push(j),
+            Ok(other) => {
+                *next = Some(other);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Saves a batch of session changes in one metadata transaction (one fsync for all of them).
+async fn save_sessions(store: &Store, batch: Vec<Job>) {
+    let store2 = store.clone();
+    let (dones, result) = tokio::task::spawn_blocking(move || {
+        let meta = store2.meta();
+        // The final state of every key the batch touches, later changes winning.
+        let mut last: HashMap<(&'static str, Vec<u8>), Option<Vec<u8>>> = HashMap::new();
+        let mut dones = Vec::new();
+        for job in batch {
+            let Job::SaveSession {
+                client,
+                record,
+                replace,
+                changes,
+                done,
+            } = job
+            else {
+                continue;
+            };
+            if replace {
+                match meta.scan(SUBSCRIPTIONS, &subscriptions_prefix(&client)) {
+                    Ok(old) => {
+                        for (k, _) in old {
+                            last.insert((SUBSCRIPTIONS, k), None);
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "stored subscriptions not read"),
+                }
+            }
+            if let Some((expiry, stream)) = record {
+                last.insert(
+                    (SESSIONS, client.as_bytes().to_vec()),
+                    Some(encode_session_record(expiry, &stream)),
+                );
+            }
+            for c in changes {
+                match c {
+                    SubChange::Put(filter, options, id) => last.insert(
+                        (SUBSCRIPTIONS, subscription_key(&client, &filter)),
+                        Some(encode_subscription(&options, id).to_vec()),
+                    ),
+                    SubChange::Delete(filter) => {
+                        last.insert((SUBSCRIPTIONS, subscription_key(&client, &filter)), None)
+                    }
+                };
+            }
+            dones.extend(done);
+        }
+        let ops: Vec<MetaOp<'_>> = last
+            .iter()
+            .map(|((table, key), value)| match value {
+                Some(value) => MetaOp::Put { table, key, value },
+                None => MetaOp::Delete { table, key },
+            })
+            .collect();
+        (dones, meta.apply(&ops))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        (
+            Vec::new(),
+            Err(outpost_store::StoreError::Meta(e.to_string())),
+        )
+    });
+    if let Err(e) = result {
+        tracing::error!(error = %e, "session changes not saved");
+    }
+    for done in dones {
+        let _ = done.send(());
+    }
+}
+
+/// Forgets an ended session: record, subscriptions, queued messages and stream.
+async fn drop_session(store: &Store, client: Arc<str>, stream: Option<(StreamId, Arc<str>)>) {
+    let store2 = store.clone();
+    let client2 = client.clone();
+    let meta_result = tokio::task::spawn_blocking(move || {
+        let meta = store2.meta();
+        let subs = meta.scan(SUBSCRIPTIONS, &subscriptions_prefix(&client2))?;
+        let mut ops: Vec<MetaOp<'_>> = subs
+            .iter()
+            .map(|(k, _)| MetaOp::Delete {
+                table: SUBSCRIPTIONS,
+                key: k,
+            })
+            .collect();
+        ops.push(MetaOp::Delete {
+            table: SESSIONS,
+            key: client2.as_bytes(),
+        });
+        meta.apply(&ops)
+    })
+    .await;
+    if !matches!(meta_result, Ok(Ok(()))) {
+        tracing::error!(
+            client = &*client,
+            "ended session not removed from the store"
+        );
+    }
+    if let Some((stream, name)) = stream {
+        drop_stream(store, stream, name).await;
+    }
+}
+
+/// Kills what is left in a session's stream, then removes the stream's name.
+async fn drop_stream(store: &Store, stream: StreamId, name: Arc<str>) {
+    let ids: Vec<RecordId> = store
+        .scan(stream, 0, usize::MAX)
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    if let Err(e) = store.mark_dead(&ids).await {
+        tracing::error!(stream = &*name, error = %e, "queued messages of an ended session not removed");
+        return;
+    }
+    let store = store.clone();
+    let removed = tokio::task::spawn_blocking(move || store.remove_stream(&name)).await;
+    if let Ok(Err(e)) = removed {
+        tracing::warn!(error = %e, "stream of an ended session not removed");
+    }
+}
+
+/// The persistence task: runs the engine's jobs (deliveries, acknowledgements, sessions) in order.
 pub(crate) async fn run(broker: Arc<Broker>, store: Store, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let Some(persister) = broker.persister().cloned() else {
+        return;
+    };
+    // A job taken from the queue while batching that belongs to the next round.
+    let mut next: Option<Job> = None;
+    loop {
+        let job = match next.take() {
+            Some(j) => j,
+            None => match rx.recv().await {
+                Some(j) => j,
+                None => break,
+            },
+        };
+        let n = match job {
+            store_job @ Job::Store { .. } => {
+                // Everything already queued goes to the disk together: one group commit for
+                // the batch instead of one fsync per message.
+                let batch = gather(store_job, &mut rx, &mut next, |j| {
+                    matches!(j, Job::Store { .. })
+                });
+                let n = batch.len();
+                store_batch(&broker, &store, batch).await;
+                n
+            }
+            Job::Kill(id) => {
+                let batch = gather(Job::Kill(id), &mut rx, &mut next, |j| {
+                    matches!(j, Job::Kill(_))
+                });
+                let n = batch.len();
+                let ids: Vec<RecordId> = batch
+                    .into_iter()
+                    .filter_map(|j| match j {
+                        Job::Kill(id) => Some(id),
+                        _ => None,
+                    })
+                    .collect();
+                if let Err(e) = store.mark_dead(&ids).await {
+                    tracing::error!(error = %e, "delivered messages not marked dead");
+                }
+                n
+            }
+            save @ Job::SaveSession { .. } => {
+                let batch = gather(save, &mut rx, &mut next, |j| {
+                    matches!(j, Job::SaveSession { .. })
+                });
+                let n = batch.len();
+                save_sessions(&store, batch).await;
+                n
+            }
+            Job::DropSession { client, stream } => {
+                drop_session(&store, client, stream).await;
+                1
+            }
+            Job::DropStream { stream, name } => {
+                drop_stream(&store, stream, name).await;
+                1
+            }
+            Job::Flush(done) => {
+                let _ = done.send(());
+                1
+            }
+            Job::Retain { .. } => {
+                tracing::error!("a retained message reached the session task; not stored");
+                1
+            }
+        };
+        persister.done(n);
+    }
+}
+
+/// The retained-message task: writes retained messages in batches (a later message for a topic
+/// replaces an earlier one in the same batch; one group commit for all).
+pub(crate) async fn run_retained(
+    broker: Arc<Broker>,
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+) {
+    let Some(persister) = broker.persister().cloned() else {
+        return;
+    };
     let retained_stream = match store.stream(RETAINED_STREAM) {
         Ok(s) => s,
         Err(e) => {
@@ -296,113 +671,60 @@ pub(crate) async fn run(broker: Arc<Broker>, store: Store, mut rx: mpsc::Unbound
             Some((m.topic, r.id))
         })
         .collect();
-    // A job taken from the queue while batching that belongs to the next round.
-    let mut next: Option<Job> = None;
-    loop {
-        let job = match next.take() {
-            Some(j) => j,
-            None => match rx.recv().await {
-                Some(j) => j,
-                None => break,
-            },
-        };
-        match job {
-            store_job @ Job::Store { .. } => {
-                // Everything already queued goes to the disk together: one group commit for
-                // the batch instead of one fsync per message.
-                let mut batch = vec![store_job];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(j @ Job::Store { .. }) => batch.push(j),
-                        Ok(other) => {
-                            next = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                store_batch(&broker, &store, batch).await;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
             }
-            Job::Kill(id) => {
-                let mut ids = vec![id];
-                while ids.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(Job::Kill(id)) => ids.push(id),
-                        Ok(other) => {
-                            next = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                if let Err(e) = store.mark_dead(&ids).await {
-                    tracing::error!(error = %e, "delivered messages not marked dead");
-                }
-            }
-            Job::Retain { topic, bytes, done } => {
-                if let Some(old) = retained.remove(&topic) {
-                    kill(&store, old).await;
-                }
-                if let Some(bytes) = bytes {
-                    match store.append(retained_stream, bytes).await {
-                        Ok(id) => {
-                            retained.insert(topic, id);
-                        }
-                        Err(e) => {
-                            tracing::error!(topic = &*topic, error = %e, "retained message not stored")
+        }
+        let n = batch.len();
+        // The newest value per topic, in first-seen order.
+        let mut latest: Vec<(Arc<str>, Option<Bytes>)> = Vec::new();
+        let mut index: HashMap<Arc<str>, usize> = HashMap::new();
+        let mut dones = Vec::new();
+        for job in batch {
+            match job {
+                Job::Retain { topic, bytes, done } => {
+                    dones.extend(done);
+                    match index.get(&topic) {
+                        Some(&i) => latest[i].1 = bytes,
+                        None => {
+                            index.insert(topic.clone(), latest.len());
+                            latest.push((topic, bytes));
                         }
                     }
                 }
-                if let Some(done) = done {
-                    let _ = done.send(());
-                }
+                Job::Flush(done) => dones.push(done),
+                _ => {}
             }
-            Job::Flush(done) => {
-                let _ = done.send(());
-            }
-            Job::SaveSession {
-                client,
-                bytes,
-                done,
-            } => {
-                let op = MetaOp::Put {
-                    table: SESSIONS,
-                    key: client.as_bytes(),
-                    value: &bytes,
-                };
-                if let Err(e) = store.meta().apply(&[op]) {
-                    tracing::error!(client = &*client, error = %e, "session not saved");
-                }
-                if let Some(done) = done {
-                    let _ = done.send(());
-                }
-            }
-            Job::DropSession { client, stream } => {
-                let op = MetaOp::Delete {
-                    table: SESSIONS,
-                    key: client.as_bytes(),
-                };
-                if let Err(e) = store.meta().apply(&[op]) {
-                    tracing::error!(client = &*client, error = %e, "session not removed");
-                }
-                if let Some(stream) = stream {
-                    let ids: Vec<RecordId> = store
-                        .scan(stream, 0, usize::MAX)
-                        .into_iter()
-                        .map(|r| r.id)
-                        .collect();
-                    if let Err(e) = store.mark_dead(&ids).await {
-                        tracing::error!(client = &*client, error = %e, "queued messages of an ended session not removed");
-                    }
+        }
+        let dead: Vec<RecordId> = latest
+            .iter()
+            .filter_map(|(topic, _)| retained.remove(topic))
+            .collect();
+        let (topics, payloads): (Vec<Arc<str>>, Vec<Bytes>) = latest
+            .into_iter()
+            .filter_map(|(t, b)| b.map(|b| (t, b)))
+            .unzip();
+        if !payloads.is_empty() {
+            match store.append_batch(retained_stream, payloads).await {
+                Ok(ids) => retained.extend(topics.into_iter().zip(ids)),
+                Err(e) => {
+                    tracing::error!(count = topics.len(), error = %e, "retained messages not stored")
                 }
             }
         }
-    }
-}
-
-async fn kill(store: &Store, id: RecordId) {
-    if let Err(e) = store.mark_dead(&[id]).await {
-        tracing::error!(error = %e, "delivered message not marked dead");
+        if !dead.is_empty() {
+            if let Err(e) = store.mark_dead(&dead).await {
+                tracing::error!(error = %e, "replaced retained messages not marked dead");
+            }
+        }
+        for done in dones {
+            let _ = done.send(());
+        }
+        persister.done(n);
     }
 }
 

@@ -64,12 +64,51 @@ impl<V> RetainedTree<V> {
         old
     }
 
-    /// Clears the retained message of `topic` (a PUBLISH with an empty retained payload).
+    /// Clears the retained message of `topic` (a PUBLISH with an empty retained payload). Branches
+    /// left empty are pruned.
     pub fn clear(&mut self, topic: &str) -> Option<V> {
         let levels: Vec<&str> = topic.split('/').collect();
-        let old = clear_at(&mut self.root, &levels);
-        self.len -= usize::from(old.is_some());
-        old
+        let mut node = &mut self.root;
+        for level in &levels {
+            node = node.children.get_mut(*level)?;
+        }
+        let old = node.value.take()?;
+        self.len -= 1;
+        // The highest node on the path whose whole branch is now empty goes, with everything below.
+        let mut chain: Vec<&Node<V>> = Vec::with_capacity(levels.len() + 1);
+        let mut at = &self.root;
+        chain.push(at);
+        for level in &levels {
+            match at.children.get(*level) {
+                Some(next) => {
+                    at = next;
+                    chain.push(at);
+                }
+                None => return Some(old),
+            }
+        }
+        let mut cut = None;
+        for depth in (1..chain.len()).rev() {
+            let n = chain[depth];
+            let allowed_children = usize::from(cut.is_some());
+            if n.value.is_some() || n.children.len() != allowed_children {
+                break;
+            }
+            cut = Some(depth);
+        }
+        if let Some(depth) = cut {
+            let mut parent = &mut self.root;
+            for level in &levels[..depth - 1] {
+                match parent.children.get_mut(*level) {
+                    Some(next) => parent = next,
+                    None => return Some(old),
+                }
+            }
+            if let Some(branch) = parent.children.remove(levels[depth - 1]) {
+                free(branch);
+            }
+        }
+        Some(old)
     }
 
     /// The retained message of exactly `topic`.
@@ -85,91 +124,106 @@ impl<V> RetainedTree<V> {
     /// filter) matches.
     pub fn for_each_match(&self, filter: &str, mut f: impl FnMut(&str, &V)) {
         let levels: Vec<&str> = filter.split('/').collect();
+        // Depth-first with an explicit stack (topics and filters are as deep as clients make
+        // them: no recursion). One topic buffer is shared: an entry names its level and the length
+        // of its parent's topic, and the stack order guarantees the buffer still starts with it.
+        struct Entry<'a, V> {
+            node: &'a Node<V>,
+            /// `Some(d)`: match `levels[d..]` below this node; `None`: everything below (after `#`).
+            depth: Option<usize>,
+            name: &'a str,
+            parent_len: usize,
+            /// The node is a first-level one (no `/` before its name), or the root (no name).
+            first: bool,
+            root: bool,
+        }
         let mut path = String::new();
-        walk(&self.root, &levels, true, &mut path, &mut f);
-    }
-}
-
-fn push_level(path: &mut String, level: &str, top: bool) -> usize {
-    let len = path.len();
-    if !top {
-        path.push('/');
-    }
-    path.push_str(level);
-    len
-}
-
-fn walk<V>(
-    node: &Node<V>,
-    levels: &[&str],
-    top: bool,
-    path: &mut String,
-    f: &mut impl FnMut(&str, &V),
-) {
-    let Some((level, rest)) = levels.split_first() else {
-        if let Some(v) = &node.value {
-            f(path, v);
-        }
-        return;
-    };
-    match *level {
-        "#" => {
-            // `a/#` also matches `a` itself.
-            if !top {
-                if let Some(v) = &node.value {
-                    f(path, v);
+        let mut stack = vec![Entry {
+            node: &self.root,
+            depth: Some(0),
+            name: "",
+            parent_len: 0,
+            first: false,
+            root: true,
+        }];
+        while let Some(e) = stack.pop() {
+            path.truncate(e.parent_len);
+            if !e.root {
+                if !e.first {
+                    path.push('/');
+                }
+                path.push_str(e.name);
+            }
+            let len = path.len();
+            let child = |node, depth, name, first| Entry {
+                node,
+                depth,
+                name,
+                parent_len: len,
+                first,
+                root: false,
+            };
+            let Some(depth) = e.depth else {
+                if let Some(v) = &e.node.value {
+                    f(&path, v);
+                }
+                for (name, node) in &e.node.children {
+                    stack.push(child(node, None, name, false));
+                }
+                continue;
+            };
+            let top = depth == 0;
+            let Some(level) = levels.get(depth) else {
+                if let Some(v) = &e.node.value {
+                    f(&path, v);
+                }
+                continue;
+            };
+            match *level {
+                "#" => {
+                    // `a/#` also matches `a` itself.
+                    if !top {
+                        if let Some(v) = &e.node.value {
+                            f(&path, v);
+                        }
+                    }
+                    for (name, node) in &e.node.children {
+                        if top && name.starts_with('$') {
+                            continue;
+                        }
+                        stack.push(child(node, None, name, top));
+                    }
+                }
+                "+" => {
+                    for (name, node) in &e.node.children {
+                        if top && name.starts_with('$') {
+                            continue;
+                        }
+                        stack.push(child(node, Some(depth + 1), name, top));
+                    }
+                }
+                literal => {
+                    if let Some((name, node)) = e.node.children.get_key_value(literal) {
+                        stack.push(child(node, Some(depth + 1), name, top));
+                    }
                 }
             }
-            for (name, child) in &node.children {
-                if top && name.starts_with('$') {
-                    continue;
-                }
-                let mark = push_level(path, name, top);
-                every(child, path, f);
-                path.truncate(mark);
-            }
-        }
-        "+" => {
-            for (name, child) in &node.children {
-                if top && name.starts_with('$') {
-                    continue;
-                }
-                let mark = push_level(path, name, top);
-                walk(child, rest, false, path, f);
-                path.truncate(mark);
-            }
-        }
-        literal => {
-            if let Some(child) = node.children.get(literal) {
-                let mark = push_level(path, literal, top);
-                walk(child, rest, false, path, f);
-                path.truncate(mark);
-            }
         }
     }
 }
 
-fn every<V>(node: &Node<V>, path: &mut String, f: &mut impl FnMut(&str, &V)) {
-    if let Some(v) = &node.value {
-        f(path, v);
-    }
-    for (name, child) in &node.children {
-        let mark = push_level(path, name, false);
-        every(child, path, f);
-        path.truncate(mark);
+/// Frees a branch node by node: the default drop would recurse once per level.
+fn free<V>(branch: Node<V>) {
+    let mut stack = vec![branch];
+    while let Some(mut node) = stack.pop() {
+        stack.extend(node.children.drain().map(|(_, n)| n));
     }
 }
 
-fn clear_at<V>(node: &mut Node<V>, levels: &[&str]) -> Option<V> {
-    let Some((level, rest)) = levels.split_first() else {
-        return node.value.take();
-    };
-    let child = node.children.get_mut(*level)?;
-    let old = clear_at(child, rest);
-    if child.value.is_none() && child.children.is_empty() {
-        node.children.remove(*level);
+impl<V> Drop for RetainedTree<V> {
+    fn drop(&mut self) {
+        free(std::mem::take(&mut self.root));
     }
-    old
 }
 
 #[cfg(test)]
@@ -196,6 +250,20 @@ mod tests {
         assert_eq!(tree.clear("a/b"), None);
         assert!(tree.is_empty());
         assert!(tree.root.children.is_empty(), "cleared branches are pruned");
+    }
+
+    #[test]
+    fn deep_topics_are_walked_cleared_and_dropped_without_recursion() {
+        let deep = vec!["a"; 100_000].join("/");
+        let mut tree = RetainedTree::new();
+        tree.set(&deep, 1u32);
+        tree.set("a/b", 2u32);
+        assert_eq!(found(&tree, "#").len(), 2);
+        assert_eq!(found(&tree, &deep), [(deep.clone(), 1)]);
+        assert_eq!(tree.clear(&deep), Some(1));
+        assert_eq!(found(&tree, "#"), [("a/b".to_string(), 2)]);
+        tree.set(&deep, 3u32);
+        drop(tree);
     }
 
     #[test]

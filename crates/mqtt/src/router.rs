@@ -179,16 +179,18 @@ impl<M: Clone> Router<M> {
             .count()
     }
 
-    /// Updates the retained message of `topic`: an empty payload (`None`) clears it.
-    pub fn retain(&mut self, topic: &str, message: Option<Retained<M>>) {
+    /// Updates the retained message of `topic`: an empty payload (`None`) clears it. Returns the
+    /// message it replaced or cleared.
+    pub fn retain(&mut self, topic: &str, message: Option<Retained<M>>) -> Option<Retained<M>> {
         match message {
-            Some(m) => {
-                self.retained.set(topic, m);
-            }
-            None => {
-                self.retained.clear(topic);
-            }
+            Some(m) => self.retained.set(topic, m),
+            None => self.retained.clear(topic),
         }
+    }
+
+    /// The retained message of exactly `topic`.
+    pub fn retained(&self, topic: &str) -> Option<&Retained<M>> {
+        self.retained.get(topic)
     }
 
     /// Who receives a message published by `from` on `topic` with `qos` and `retain`.

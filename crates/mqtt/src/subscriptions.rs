@@ -34,6 +34,7 @@ impl<K, V> Default for Node<K, V> {
 }
 
 impl<K, V> Node<K, V> {
+    #[cfg(test)]
     fn is_empty(&self) -> bool {
         self.children.is_empty()
             && self.plus.is_none()
@@ -95,18 +96,97 @@ impl<K: Eq + Hash, V> SubscriptionTree<K, V> {
         old
     }
 
-    /// Removes the entry of `key` for `filter`; returns its value.
+    /// Removes the entry of `key` for `filter`; returns its value. Branches left empty are pruned.
     pub fn remove(&mut self, filter: &str, key: &K) -> Option<V> {
         let levels: Vec<&str> = filter.split('/').collect();
-        let removed = remove_at(&mut self.root, &levels, key);
-        self.len -= usize::from(removed.is_some());
-        removed
+        let (last, path) = match levels.split_last() {
+            Some((&"#", path)) => (Level::Multi, path),
+            _ => (Level::Exact, &levels[..]),
+        };
+        // Down to the node that holds the entry (a loop: the filter's depth is the client's choice).
+        let mut node = &mut self.root;
+        for level in path {
+            node = node.child_mut(level)?;
+        }
+        let removed = match last {
+            Level::Multi => node.multi.remove(key),
+            Level::Exact => node.exact.remove(key),
+        }?;
+        self.len -= 1;
+        // Prune: find the highest node on the path whose whole remaining branch is now empty, and cut
+        // it from its parent.
+        let mut chain: Vec<&Node<K, V>> = Vec::with_capacity(path.len() + 1);
+        let mut at = &self.root;
+        chain.push(at);
+        for level in path {
+            match at.child(level) {
+                Some(next) => {
+                    at = next;
+                    chain.push(at);
+                }
+                None => return Some(removed),
+            }
+        }
+        // `cut` is the depth of the first node that can go with everything below it.
+        let mut cut = None;
+        for depth in (1..chain.len()).rev() {
+            let n = chain[depth];
+            let only_path_child = n.exact.is_empty()
+                && n.multi.is_empty()
+                && match cut {
+                    // The deepest node: nothing at all below it.
+                    None => n.children.is_empty() && n.plus.is_none(),
+                    // An inner node: its only child is the one being cut.
+                    Some(_) => n.children.len() + usize::from(n.plus.is_some()) == 1,
+                };
+            if !only_path_child {
+                break;
+            }
+            cut = Some(depth);
+        }
+        if let Some(depth) = cut {
+            let mut parent = &mut self.root;
+            for level in &path[..depth - 1] {
+                match parent.child_mut(level) {
+                    Some(next) => parent = next,
+                    None => return Some(removed),
+                }
+            }
+            parent.remove_child(path[depth - 1]);
+        }
+        Some(removed)
     }
 
     /// Calls `f` for every entry whose filter matches `topic` (a valid topic name).
     pub fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(&'a K, &'a V)) {
         let levels: Vec<&str> = topic.split('/').collect();
-        walk(&self.root, &levels, topic.starts_with('$'), true, &mut f);
+        let dollar_topic = topic.starts_with('$');
+        // Depth-first with an explicit stack of (node, levels consumed): the topic's depth is the
+        // client's choice, so no recursion.
+        let mut stack: Vec<(&'a Node<K, V>, usize)> = vec![(&self.root, 0)];
+        while let Some((node, depth)) = stack.pop() {
+            // §4.7.2: a topic starting with `$` is not matched by a filter starting with a wildcard.
+            let wildcards_allowed = !(depth == 0 && dollar_topic);
+            if wildcards_allowed {
+                for (k, v) in &node.multi {
+                    f(k, v);
+                }
+            }
+            let Some(level) = levels.get(depth) else {
+                for (k, v) in &node.exact {
+                    f(k, v);
+                }
+                continue;
+            };
+            if wildcards_allowed {
+                if let Some(plus) = &node.plus {
+                    stack.push((plus, depth + 1));
+                }
+            }
+            if let Some(child) = node.children.get(*level) {
+                stack.push((child, depth + 1));
+            }
+        }
     }
 
     /// The entries whose filter matches `topic`.
@@ -117,57 +197,58 @@ impl<K: Eq + Hash, V> SubscriptionTree<K, V> {
     }
 }
 
-fn walk<'a, K, V>(
-    node: &'a Node<K, V>,
-    levels: &[&str],
-    dollar_topic: bool,
-    top: bool,
-    f: &mut impl FnMut(&'a K, &'a V),
-) {
-    // §4.7.2: a topic starting with `$` is not matched by a filter starting with a wildcard.
-    let wildcards_allowed = !(top && dollar_topic);
-    if wildcards_allowed {
-        for (k, v) in &node.multi {
-            f(k, v);
+enum Level {
+    Exact,
+    Multi,
+}
+
+impl<K, V> Node<K, V> {
+    fn child(&self, level: &str) -> Option<&Node<K, V>> {
+        match level {
+            "+" => self.plus.as_deref(),
+            l => self.children.get(l),
         }
     }
-    let Some((level, rest)) = levels.split_first() else {
-        for (k, v) in &node.exact {
-            f(k, v);
+
+    fn child_mut(&mut self, level: &str) -> Option<&mut Node<K, V>> {
+        match level {
+            "+" => self.plus.as_deref_mut(),
+            l => self.children.get_mut(l),
         }
-        return;
-    };
-    if let Some(child) = node.children.get(*level) {
-        walk(child, rest, dollar_topic, false, f);
     }
-    if wildcards_allowed {
-        if let Some(plus) = &node.plus {
-            walk(plus, rest, dollar_topic, false, f);
+
+    /// Cuts a child off, freeing its branch without recursion.
+    fn remove_child(&mut self, level: &str) {
+        let branch = match level {
+            "+" => self.plus.take().map(|b| *b),
+            l => self.children.remove(l),
+        };
+        if let Some(branch) = branch {
+            let mut stack = vec![branch];
+            while let Some(mut node) = stack.pop() {
+                node.drain_into(&mut stack);
+            }
+        }
+    }
+
+    /// Moves every child onto `stack` (for an iterative drop).
+    fn drain_into(&mut self, stack: &mut Vec<Node<K, V>>) {
+        stack.extend(self.children.drain().map(|(_, n)| n));
+        if let Some(plus) = self.plus.take() {
+            stack.push(*plus);
         }
     }
 }
 
-fn remove_at<K: Eq + Hash, V>(node: &mut Node<K, V>, levels: &[&str], key: &K) -> Option<V> {
-    let Some((level, rest)) = levels.split_first() else {
-        return node.exact.remove(key);
-    };
-    if *level == "#" && rest.is_empty() {
-        return node.multi.remove(key);
-    }
-    if *level == "+" {
-        let plus = node.plus.as_mut()?;
-        let removed = remove_at(plus, rest, key);
-        if plus.is_empty() {
-            node.plus = None;
+impl<K, V> Drop for SubscriptionTree<K, V> {
+    /// Frees the nodes one by one: the default drop would recurse once per level.
+    fn drop(&mut self) {
+        let mut stack = Vec::new();
+        self.root.drain_into(&mut stack);
+        while let Some(mut node) = stack.pop() {
+            node.drain_into(&mut stack);
         }
-        return removed;
     }
-    let child = node.children.get_mut(*level)?;
-    let removed = remove_at(child, rest, key);
-    if child.is_empty() {
-        node.children.remove(*level);
-    }
-    removed
 }
 
 #[cfg(test)]
@@ -204,6 +285,35 @@ mod tests {
         assert_eq!(matched(&tree, "$SYS/monitor/Clients"), [4]);
         assert_eq!(matched(&tree, "/finance"), [2, 3, 6]);
         assert_eq!(matched(&tree, "a/b"), [2, 3, 7]);
+    }
+
+    #[test]
+    fn deep_filters_are_walked_removed_and_dropped_without_recursion() {
+        let deep = vec!["a"; 100_000].join("/");
+        let mut tree = SubscriptionTree::new();
+        tree.insert(&deep, 1u32, ());
+        tree.insert(&format!("{deep}/#"), 2u32, ());
+        tree.insert("a/+/a", 3u32, ());
+        assert_eq!(matched(&tree, &deep), [1, 2]);
+        assert_eq!(tree.remove(&deep, &1), Some(()));
+        assert_eq!(tree.remove(&format!("{deep}/#"), &2), Some(()));
+        assert_eq!(matched(&tree, "a/b/a"), [3]);
+        tree.insert(&deep, 4u32, ());
+        drop(tree);
+    }
+
+    #[test]
+    fn pruning_keeps_shared_branches() {
+        let mut tree = SubscriptionTree::new();
+        tree.insert("a/b/c", 1u32, ());
+        tree.insert("a/b", 2u32, ());
+        tree.insert("a/+/c", 3u32, ());
+        assert_eq!(tree.remove("a/b/c", &1), Some(()));
+        assert_eq!(matched(&tree, "a/b"), [2]);
+        assert_eq!(matched(&tree, "a/b/c"), [3]);
+        assert_eq!(tree.remove("a/+/c", &3), Some(()));
+        assert_eq!(tree.remove("a/b", &2), Some(()));
+        assert!(tree.root.is_empty());
     }
 
     #[test]

@@ -252,6 +252,12 @@ pub fn validate(name: &str, value: &str, fifo: bool, creating: bool) -> Result<S
             }
         },
         "Policy" => {
+            // AWS's policy quota (SQS developer guide, "Amazon SQS policy quotas").
+            if value.len() > MAX_POLICY_BYTES {
+                return Err(QueueError::InvalidAttributeValue(format!(
+                    "Invalid value for the parameter Policy. Reason: the policy is larger than {MAX_POLICY_BYTES} bytes."
+                )));
+            }
             if !value.is_empty() && serde_json::from_str::<serde_json::Value>(value).is_err() {
                 return Err(QueueError::InvalidAttributeValue(
                     "Invalid value for the parameter Policy.".into(),
@@ -351,6 +357,9 @@ pub fn with_defaults(map: &BTreeMap<String, String>, fifo: bool) -> BTreeMap<Str
     }
     out
 }
+
+/// Largest queue policy AWS accepts.
+pub const MAX_POLICY_BYTES: usize = 8_192;
 
 #[cfg(test)]
 mod tests {

@@ -179,7 +179,12 @@ impl Queues {
                     .into_iter()
                     .map(|r| r.id)
                     .collect();
-                self.store.mark_dead_later(&ids);
+                if ids.is_empty() {
+                    // Nothing left in it: the name goes too.
+                    self.store.remove_stream(&name)?;
+                } else {
+                    self.store.mark_dead_later(&ids);
+                }
             }
         }
         Ok(())
@@ -466,6 +471,28 @@ impl Queues {
         queue.notify.notify_waiters();
         let drained = queue.inner.lock().state.drain();
         self.kill_messages(&queue, &drained, false).await?;
+        // The queue's streams leave the store's registry once nothing in them is live (a crash
+        // before that is finished by the next recovery).
+        let store = self.store.clone();
+        let (messages, deliveries) = (queue.messages, queue.deliveries);
+        let names = Queue::stream_names(queue.id);
+        tokio::spawn(async move {
+            let mut ids: Vec<RecordId> = Vec::new();
+            for stream in [messages, deliveries] {
+                ids.extend(store.scan(stream, 0, usize::MAX).into_iter().map(|r| r.id));
+            }
+            if store.mark_dead(&ids).await.is_err() {
+                return;
+            }
+            let removed = tokio::task::spawn_blocking(move || {
+                store.remove_stream(&names.0)?;
+                store.remove_stream(&names.1)
+            })
+            .await;
+            if let Ok(Err(e)) = removed {
+                tracing::warn!(error = %e, "streams of a deleted queue not removed");
+            }
+        });
         tracing::info!(queue = name, "queue deleted");
         Ok(())
     }
@@ -1503,6 +1530,12 @@ fn prepare(queue: &Queue, inner: &mut Inner, req: SendRequest, now: u64) -> Resu
         }
     }
     if let Some(t) = &req.trace_header {
+        if t.len() > message::MAX_TRACE_HEADER {
+            return Err(QueueError::InvalidParameterValue(format!(
+                "Message system attribute AWSTraceHeader is longer than {} bytes.",
+                message::MAX_TRACE_HEADER
+            )));
+        }
         message::validate_text(t)?;
     }
     let attrs = encode_attributes(&req.attributes);

@@ -59,6 +59,9 @@ pub enum QueueError {
     /// The operation is valid but not allowed in this state.
     #[error("{0}")]
     UnsupportedOperation(String),
+    /// The service cannot take the request now (out of file descriptors); retrying later works.
+    #[error("{0}")]
+    ServiceUnavailable(String),
     /// The store failed (disk full, I/O error). The detail goes to the log, not to the caller.
     #[error("The request could not be completed because of an internal error.")]
     Internal(String),
@@ -86,6 +89,7 @@ impl QueueError {
             QueueError::OverLimit(_) => "OverLimit",
             QueueError::ResourceNotFound(_) => "ResourceNotFoundException",
             QueueError::UnsupportedOperation(_) => "UnsupportedOperation",
+            QueueError::ServiceUnavailable(_) => "ServiceUnavailable",
             QueueError::Internal(_) => "InternalFailure",
         }
     }
@@ -118,19 +122,28 @@ impl QueueError {
             QueueError::PurgeQueueInProgress(_) | QueueError::OverLimit(_) => 403,
             QueueError::ResourceNotFound(_) => 404,
             QueueError::Internal(_) => 500,
+            QueueError::ServiceUnavailable(_) => 503,
             _ => 400,
         }
     }
 
     /// Whether the caller is at fault (`Sender`) or the service (`Receiver`).
     pub fn sender_fault(&self) -> bool {
-        !matches!(self, QueueError::Internal(_))
+        !matches!(
+            self,
+            QueueError::Internal(_) | QueueError::ServiceUnavailable(_)
+        )
     }
 }
 
 impl From<outpost_store::StoreError> for QueueError {
     fn from(e: outpost_store::StoreError) -> Self {
-        QueueError::Internal(e.to_string())
+        match e {
+            outpost_store::StoreError::TooManyOpenFiles => QueueError::ServiceUnavailable(
+                "The service is out of resources (too many open files); retry later.".into(),
+            ),
+            e => QueueError::Internal(e.to_string()),
+        }
     }
 }
 

@@ -12,7 +12,15 @@ use md5::{Digest, Md5};
 
 use crate::error::{QueueError, Result};
 
-const VERSION: u8 = 1;
+/// Record layout: 2 stores every string length in 32 bits (1 used 16, which silently cut
+/// longer values; such records are still read).
+const VERSION: u8 = 2;
+const VERSION_U16_LENGTHS: u8 = 1;
+
+/// Longest `AWSTraceHeader` accepted. An X-Ray trace header is about a hundred bytes; this leaves
+/// room for vendor extensions and refuses what could only be abuse. Like AWS, its size does not
+/// count towards the message size.
+pub const MAX_TRACE_HEADER: usize = 8 * 1024;
 
 /// One message attribute's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,7 +204,8 @@ pub struct StoredMessage {
 
 fn put_str(out: &mut BytesMut, s: &Option<String>) {
     let s = s.as_deref().unwrap_or("");
-    out.put_u16(s.len() as u16);
+    // Every string stored is far below 4 GiB (the request body limit is 4 MiB).
+    out.put_u32(u32::try_from(s.len()).unwrap_or(u32::MAX));
     out.put_slice(s.as_bytes());
 }
 
@@ -228,15 +237,19 @@ impl StoredMessage {
             *pos += 8;
             Some(v)
         };
+        let version = *buf.first()?;
+        let width = match version {
+            VERSION => 4,
+            VERSION_U16_LENGTHS => 2,
+            _ => return None,
+        };
         let str_at = |pos: &mut usize| -> Option<Option<String>> {
-            let len = u16::from_be_bytes(buf.get(*pos..*pos + 2)?.try_into().ok()?) as usize;
-            let s = std::str::from_utf8(buf.get(*pos + 2..*pos + 2 + len)?).ok()?;
-            *pos += 2 + len;
+            let raw = buf.get(*pos..*pos + width)?;
+            let len = raw.iter().fold(0usize, |n, b| n << 8 | usize::from(*b));
+            let s = std::str::from_utf8(buf.get(*pos + width..*pos + width + len)?).ok()?;
+            *pos += width + len;
             Some((!s.is_empty()).then(|| s.to_string()))
         };
-        if *buf.first()? != VERSION {
-            return None;
-        }
         pos += 1;
         let id: [u8; 16] = buf.get(pos..pos + 16)?.try_into().ok()?;
         pos += 16;
@@ -357,6 +370,40 @@ mod tests {
         for cut in 0..bytes.len() - 6 {
             let _ = StoredMessage::decode(&bytes.slice(..cut));
         }
+    }
+
+    #[test]
+    fn long_strings_survive_and_old_records_are_still_read() {
+        let long = "x".repeat(70_000);
+        let m = StoredMessage {
+            id: new_uuid(),
+            sent_ms: 1,
+            available_ms: 2,
+            sequence: 0,
+            group: None,
+            dedup: None,
+            trace_header: Some(long),
+            dead_letter_source: None,
+            attributes: Bytes::new(),
+            body: Bytes::from_static(b"b"),
+        };
+        assert_eq!(StoredMessage::decode(&m.encode()), Some(m.clone()));
+        // The first layout: 16-bit string lengths.
+        let mut old = BytesMut::new();
+        old.put_u8(VERSION_U16_LENGTHS);
+        old.put_slice(&m.id);
+        old.put_u64(1);
+        old.put_u64(2);
+        old.put_u64(0);
+        for s in ["", "", "Root=1", ""] {
+            old.put_u16(s.len() as u16);
+            old.put_slice(s.as_bytes());
+        }
+        old.put_u32(0);
+        old.put_slice(b"b");
+        let back = StoredMessage::decode(&old.freeze()).expect("version 1 decodes");
+        assert_eq!(back.trace_header.as_deref(), Some("Root=1"));
+        assert_eq!(&back.body[..], b"b");
     }
 
     #[test]

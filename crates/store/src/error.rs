@@ -10,6 +10,10 @@ pub enum StoreError {
     /// No space left (or the file size limit was reached); nothing was written.
     #[error("disk full: the append was not stored")]
     DiskFull,
+    /// The process is out of file descriptors (EMFILE/ENFILE): nothing was written; a retry
+    /// works once connections or files are closed. Not a disk problem.
+    #[error("too many open files: the append was not stored")]
+    TooManyOpenFiles,
     /// An earlier fsync failed; the store accepts no more writes until it is reopened.
     #[error("store is read-only after a failed sync: {0}")]
     Poisoned(String),
@@ -45,6 +49,10 @@ impl StoreError {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
         if is_disk_full(&source) {
             return StoreError::DiskFull;
+        }
+        // EMFILE (24) and ENFILE (23).
+        if matches!(source.raw_os_error(), Some(23 | 24)) {
+            return StoreError::TooManyOpenFiles;
         }
         StoreError::Io {
             context: context.into(),

@@ -250,6 +250,32 @@ impl Store {
             .collect())
     }
 
+    /// Forgets the stream called `name` (its records should already be dead): its name and
+    /// retention leave the metadata, so streams of ended sessions and deleted queues do not pile
+    /// up. A later [`Store::stream`] with the same name makes a new, empty stream.
+    pub fn remove_stream(&self, name: &str) -> Result<()> {
+        let meta = &self.shared().meta;
+        let Some(id) = meta
+            .get(STREAMS, name.as_bytes())?
+            .and_then(|v| decode_u64(&v))
+        else {
+            return Ok(());
+        };
+        let key = id.to_be_bytes();
+        meta.apply(&[
+            MetaOp::Delete {
+                table: STREAMS,
+                key: name.as_bytes(),
+            },
+            MetaOp::Delete {
+                table: RETENTION,
+                key: &key,
+            },
+        ])?;
+        self.shared().retention.write().remove(&id);
+        Ok(())
+    }
+
     /// Sets (durably) how long records of `stream` live at most.
     pub fn set_retention(&self, stream: StreamId, retention: Retention) -> Result<()> {
         let key = stream.0.to_be_bytes();

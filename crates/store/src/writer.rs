@@ -98,6 +98,7 @@ impl Reply {
     fn send_err(self, e: &StoreError) {
         let e = match e {
             StoreError::DiskFull => StoreError::DiskFull,
+            StoreError::TooManyOpenFiles => StoreError::TooManyOpenFiles,
             StoreError::Poisoned(m) => StoreError::Poisoned(m.clone()),
             StoreError::RecordTooLarge { size, max } => StoreError::RecordTooLarge {
                 size: *size,
@@ -125,8 +126,9 @@ pub(crate) struct Writer {
     last_sync: Instant,
     dirty: bool,
     poisoned: Option<String>,
-    /// Set when a new segment could not be created; appends fail until one can.
-    roll_error: Option<String>,
+    /// Set when a new segment could not be created; appends fail until one can (with "too many
+    /// open files" when that was the reason, else "disk full").
+    roll_error: Option<(String, bool)>,
     /// A `Sync` request is waiting in this batch.
     force_sync: bool,
     /// Requests in the previous batch: how many callers are likely to be active.
@@ -395,8 +397,12 @@ impl Writer {
             if let Some(m) = &self.poisoned {
                 return Err(StoreError::Poisoned(m.clone()));
             }
-            if self.roll_error.is_some() {
-                return Err(StoreError::DiskFull);
+            if let Some((_, descriptors)) = &self.roll_error {
+                return Err(if *descriptors {
+                    StoreError::TooManyOpenFiles
+                } else {
+                    StoreError::DiskFull
+                });
             }
         }
         let l = loc(self.seg, (self.tail + self.batch_bytes) as u32, len as u32);
@@ -447,7 +453,8 @@ impl Writer {
                 if self.roll_error.is_none() {
                     tracing::error!(segment = id, error = %err, "cannot start a new segment; appends fail until it can");
                 }
-                self.roll_error = Some(err.to_string());
+                let descriptors = matches!(err, StoreError::TooManyOpenFiles);
+                self.roll_error = Some((err.to_string(), descriptors));
             }
         }
     }

@@ -293,3 +293,25 @@ fn metadata_is_transactional_and_durable() {
     let q: Vec<_> = meta.scan("queues", b"q/").unwrap();
     assert_eq!(q, vec![(b"q/b".to_vec(), b"2".to_vec())]);
 }
+
+#[test]
+fn removed_streams_leave_the_registry_and_come_back_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = {
+        let store = Store::open(dir.path(), config()).unwrap();
+        let s = store.stream("session/gone").unwrap();
+        let ids = store
+            .append_batch_blocking(s, vec![Bytes::from_static(b"x")])
+            .unwrap();
+        store.mark_dead_blocking(&ids).unwrap();
+        store.remove_stream("session/gone").unwrap();
+        store.remove_stream("never/existed").unwrap();
+        assert!(store.streams().unwrap().is_empty(), "the name is gone");
+        s
+    };
+    let store = Store::open(dir.path(), config()).unwrap();
+    assert!(store.streams().unwrap().is_empty(), "and stays gone");
+    let again = store.stream("session/gone").unwrap();
+    assert_ne!(again, old, "a new stream, not the old one");
+    assert!(store.scan(again, 0, usize::MAX).is_empty());
+}

@@ -10,13 +10,11 @@ mod ops;
 mod params;
 mod query;
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use outpost_queues::{QueueError, Queues};
+use outpost_queues::QueueError;
 use serde_json::Value;
 
 pub use ops::queue_name;
@@ -180,13 +178,15 @@ fn parse(
         return Ok((p, op.to_string(), params));
     }
     let p = Protocol::Query;
-    let mut pairs: Vec<(String, String)> = uri
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    if *method == Method::POST {
-        pairs.extend(form_urlencoded::parse(body).into_owned());
-    }
+    // At most one parameter more than allowed is decoded: a form of millions of empty parameters
+    // costs no more memory than its bytes.
+    let query = uri.query().unwrap_or("").as_bytes();
+    let form: &[u8] = if *method == Method::POST { body } else { b"" };
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query)
+        .chain(form_urlencoded::parse(form))
+        .take(query::MAX_PARAMS + 1)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     let action = pairs
         .iter()
         .find(|(k, _)| k == "Action")
@@ -202,7 +202,17 @@ fn parse(
                 },
             )
         })?;
-    let mut params = query::params_to_json(&pairs);
+    let mut params = query::params_to_json(pairs).map_err(|e| {
+        (
+            p,
+            ProtocolError {
+                status: 400,
+                json_type: "InvalidParameterValue",
+                query_code: "InvalidParameterValue",
+                message: e.to_string(),
+            },
+        )
+    })?;
     let path = uri.path().trim_matches('/');
     if !path.is_empty() && params.get("QueueUrl").is_none() {
         if let Value::Object(o) = &mut params {
@@ -214,7 +224,7 @@ fn parse(
 
 /// Serves one SQS request.
 pub async fn handle(
-    queues: Arc<Queues>,
+    state: &crate::HttpState,
     fallback_host: &str,
     method: Method,
     uri: Uri,
@@ -227,9 +237,40 @@ pub async fn handle(
     } else {
         Protocol::Query
     };
-    let body = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
+    // Reading and parsing take a permit: a burst of large requests waits instead of holding many
+    // bodies (and their parse trees) in memory at once.
+    let Ok(permit) = state.parsing.clone().acquire_owned().await else {
+        return protocol_error(
+            protocol_hint,
+            ProtocolError {
+                status: 503,
+                json_type: "ServiceUnavailable",
+                query_code: "ServiceUnavailable",
+                message: "The service is shutting down.".into(),
+            },
+            &rid,
+        );
+    };
+    let read = tokio::time::timeout(
+        state.limits.body_timeout,
+        axum::body::to_bytes(body, MAX_BODY),
+    )
+    .await;
+    let body = match read {
+        Ok(Ok(b)) => b,
         Err(_) => {
+            return protocol_error(
+                protocol_hint,
+                ProtocolError {
+                    status: 408,
+                    json_type: "RequestTimeout",
+                    query_code: "RequestTimeout",
+                    message: "The request body did not arrive in time.".into(),
+                },
+                &rid,
+            )
+        }
+        Ok(Err(_)) => {
             return protocol_error(
                 protocol_hint,
                 ProtocolError {
@@ -242,12 +283,15 @@ pub async fn handle(
             )
         }
     };
-    let (protocol, op, params) = match parse(&method, &uri, &headers, &body) {
+    let parsed = parse(&method, &uri, &headers, &body);
+    drop(body);
+    drop(permit);
+    let (protocol, op, params) = match parsed {
         Ok(x) => x,
         Err((p, e)) => return protocol_error(p, e, &rid),
     };
     let ctx = ops::Ctx {
-        queues,
+        queues: state.queues.clone(),
         base_url: base_url(&headers, fallback_host),
     };
     let result = match ops::call(&ctx, &op, &params).await {

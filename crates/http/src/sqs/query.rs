@@ -36,78 +36,125 @@ const MAPS: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
+/// Most `.`-separated segments in a parameter name. The deepest SQS name has seven
+/// (`SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.StringListValue.1`); anything deeper is
+/// refused before a tree is built, so no input can make the parser deep.
+pub const MAX_KEY_DEPTH: usize = 8;
+
+/// Most parameters in one request. A full SendMessageBatch (10 entries, 10 message attributes each)
+/// needs about 500.
+pub const MAX_PARAMS: usize = 1_000;
+
+/// Why a form could not be turned into a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryError {
+    /// A parameter name has more than [`MAX_KEY_DEPTH`] segments.
+    TooDeep,
+    /// More than [`MAX_PARAMS`] parameters.
+    TooMany,
+}
+
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueryError::TooDeep => write!(
+                f,
+                "A parameter name has more than {MAX_KEY_DEPTH} dot-separated parts."
+            ),
+            QueryError::TooMany => write!(f, "The request has more than {MAX_PARAMS} parameters."),
+        }
+    }
+}
+
+/// One node of the parameter tree. Nodes live in one arena (`Vec`) and name their children by
+/// index, and a child is always created after its parent: converting the nodes from the last to the
+/// first sees every child before its parent, so building, converting and dropping the tree are
+/// loops, never recursion.
 #[derive(Debug, Default)]
 struct Node {
     leaf: Option<String>,
-    children: BTreeMap<String, Node>,
+    children: BTreeMap<String, usize>,
 }
 
-impl Node {
-    fn insert(&mut self, path: &[&str], value: String) {
-        match path.split_first() {
-            None => self.leaf = Some(value),
-            Some((head, rest)) => self
-                .children
-                .entry((*head).to_string())
-                .or_default()
-                .insert(rest, value),
-        }
-    }
-
-    /// Children named by index (`1`, `2`, …) in numeric order.
-    fn indexed(&self) -> Vec<&Node> {
-        let mut items: Vec<(u32, &Node)> = self
-            .children
-            .iter()
-            .filter_map(|(k, v)| k.parse::<u32>().ok().map(|i| (i, v)))
-            .collect();
-        items.sort_by_key(|(i, _)| *i);
-        items.into_iter().map(|(_, v)| v).collect()
-    }
-
-    fn to_json(&self) -> Value {
-        if self.children.is_empty() {
-            return Value::String(self.leaf.clone().unwrap_or_default());
-        }
-        let mut obj = Map::new();
-        for (k, child) in &self.children {
-            if let Some((_, json)) = LISTS.iter().find(|(q, _)| q == k) {
-                let items = child.indexed().into_iter().map(Node::to_json).collect();
-                obj.insert((*json).to_string(), Value::Array(items));
-            } else if let Some((_, json, key, value)) = MAPS.iter().find(|(q, ..)| q == k) {
-                let mut map = Map::new();
-                for entry in child.indexed() {
-                    let Some(name) = entry.children.get(*key).and_then(|n| n.leaf.clone()) else {
-                        continue;
-                    };
-                    let v = entry
-                        .children
-                        .get(*value)
-                        .map_or(Value::String(String::new()), Node::to_json);
-                    map.insert(name, v);
-                }
-                obj.insert((*json).to_string(), Value::Object(map));
-            } else {
-                obj.insert(k.clone(), child.to_json());
-            }
-        }
-        Value::Object(obj)
-    }
+/// `json`'s members named by index (`1`, `2`, …), in numeric order.
+fn indexed(json: Value) -> Vec<Value> {
+    let Value::Object(map) = json else {
+        return Vec::new();
+    };
+    let mut items: Vec<(u32, Value)> = map
+        .into_iter()
+        .filter_map(|(k, v)| k.parse::<u32>().ok().map(|i| (i, v)))
+        .collect();
+    items.sort_by_key(|(i, _)| *i);
+    items.into_iter().map(|(_, v)| v).collect()
 }
 
-/// Form parameters (`Action` and `Version` removed) as the JSON request shape.
-pub fn params_to_json(params: &[(String, String)]) -> Value {
-    let mut root = Node::default();
+/// Form parameters (`Action` and `Version` ignored) as the JSON request shape.
+pub fn params_to_json(params: Vec<(String, String)>) -> Result<Value, QueryError> {
+    if params.len() > MAX_PARAMS {
+        return Err(QueryError::TooMany);
+    }
+    if params
+        .iter()
+        .any(|(k, _)| k.split('.').nth(MAX_KEY_DEPTH).is_some())
+    {
+        return Err(QueryError::TooDeep);
+    }
+    let mut nodes = vec![Node::default()];
     for (k, v) in params {
         if k == "Action" || k == "Version" {
             continue;
         }
-        let path: Vec<&str> = k.split('.').collect();
-        root.insert(&path, v.clone());
+        let mut at = 0;
+        for segment in k.split('.') {
+            let next = nodes.len();
+            at = *nodes[at]
+                .children
+                .entry(segment.to_string())
+                .or_insert(next);
+            if at == next {
+                nodes.push(Node::default());
+            }
+        }
+        nodes[at].leaf = Some(v);
     }
-    match root.to_json() {
-        Value::Object(o) => Value::Object(o),
-        _ => Value::Object(Map::new()),
+    let mut json: Vec<Value> = Vec::with_capacity(nodes.len());
+    json.resize(nodes.len(), Value::Null);
+    for i in (0..nodes.len()).rev() {
+        let node = std::mem::take(&mut nodes[i]);
+        if node.children.is_empty() {
+            json[i] = Value::String(node.leaf.unwrap_or_default());
+            continue;
+        }
+        let mut obj = Map::new();
+        for (k, child) in node.children {
+            let value = std::mem::take(&mut json[child]);
+            if let Some((_, name)) = LISTS.iter().find(|(q, _)| *q == k) {
+                obj.insert((*name).to_string(), Value::Array(indexed(value)));
+            } else if let Some((_, name, key, val)) = MAPS.iter().find(|(q, ..)| *q == k) {
+                let mut map = Map::new();
+                for entry in indexed(value) {
+                    let Value::Object(mut entry) = entry else {
+                        continue;
+                    };
+                    let Some(Value::String(name)) = entry.remove(*key) else {
+                        continue;
+                    };
+                    let v = entry
+                        .remove(*val)
+                        .unwrap_or_else(|| Value::String(String::new()));
+                    map.insert(name, v);
+                }
+                obj.insert((*name).to_string(), Value::Object(map));
+            } else {
+                obj.insert(k, value);
+            }
+        }
+        json[i] = Value::Object(obj);
+    }
+    match json.into_iter().next() {
+        Some(Value::Object(o)) => Ok(Value::Object(o)),
+        _ => Ok(Value::Object(Map::new())),
     }
 }
 
@@ -219,7 +266,7 @@ mod tests {
 
     #[test]
     fn flattened_lists_and_maps_become_json() {
-        let v = params_to_json(&p(&[
+        let v = params_to_json(p(&[
             ("Action", "SendMessageBatch"),
             ("QueueUrl", "http://h/1/q"),
             ("SendMessageBatchRequestEntry.2.Id", "b"),
@@ -239,7 +286,8 @@ mod tests {
             ("Attribute.1.Name", "DelaySeconds"),
             ("Attribute.1.Value", "5"),
             ("AttributeName.1", "All"),
-        ]));
+        ]))
+        .unwrap();
         assert_eq!(v["QueueUrl"], "http://h/1/q");
         assert_eq!(v["Entries"][0]["Id"], "a");
         assert_eq!(v["Entries"][1]["Id"], "b");
@@ -249,6 +297,29 @@ mod tests {
         );
         assert_eq!(v["Attributes"]["DelaySeconds"], "5");
         assert_eq!(v["AttributeNames"][0], "All");
+    }
+
+    #[test]
+    fn deep_or_many_names_are_refused_not_recursed() {
+        let deep = format!("Attribute.1{}", ".a".repeat(10_000));
+        assert_eq!(params_to_json(p(&[(&deep, "x")])), Err(QueryError::TooDeep));
+        let ok = "SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.StringListValue.1";
+        assert!(params_to_json(p(&[(ok, "x")])).is_ok());
+        let many: Vec<(String, String)> = (0..=MAX_PARAMS)
+            .map(|i| (format!("K{i}"), String::new()))
+            .collect();
+        assert_eq!(params_to_json(many), Err(QueryError::TooMany));
+    }
+
+    #[test]
+    fn a_name_that_is_both_leaf_and_branch_keeps_the_branch() {
+        let v = params_to_json(p(&[("A", "x"), ("A.B", "y"), ("Attribute.1.Value", "v")])).unwrap();
+        assert_eq!(v["A"]["B"], "y");
+        assert_eq!(
+            v["Attributes"],
+            serde_json::json!({}),
+            "an entry without a name is skipped"
+        );
     }
 
     #[test]

@@ -1,0 +1,966 @@
+//! The broker attacked as an outsider would: each test sends what once crashed, flooded or
+//! exhausted Outpost to the real binary over real sockets, then checks that the process is still
+//! up, that its memory or disk use stayed bounded, that the attacker got a protocol-correct
+//! refusal, and that a well-behaved client beside it is served within a deadline.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use outpost_codec::{
+    decode_from_server, ConnectProperties, Decoded, Packet, QoS, ReasonCode, Subscribe,
+    SubscribeFilter, Unsubscribe, Version,
+};
+use support::{eventually, Outpost};
+
+// ---------------------------------------------------------------------------------------------
+// A raw MQTT client: the attacker's side, with nothing between it and the socket.
+
+/// What the broker sent, reduced to what the tests look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Got {
+    ConnAck(ReasonCode),
+    SubAck(Vec<ReasonCode>),
+    UnsubAck,
+    PubAck(u16, ReasonCode),
+    PubRec(u16, ReasonCode),
+    Publish { topic: String, pkid: u16 },
+    Disconnect(ReasonCode),
+    PingResp,
+    Other,
+}
+
+struct Raw {
+    s: TcpStream,
+    buf: Vec<u8>,
+    version: Version,
+}
+
+impl Raw {
+    fn connect(addr: SocketAddr, version: Version, client: &str, clean: bool) -> Raw {
+        Self::connect_with(
+            addr,
+            version,
+            client,
+            clean,
+            ConnectProperties::default(),
+            60,
+        )
+    }
+
+    fn connect_with(
+        addr: SocketAddr,
+        version: Version,
+        client: &str,
+        clean: bool,
+        properties: ConnectProperties<'_>,
+        keep_alive: u16,
+    ) -> Raw {
+        let mut raw = Self::open(addr, version);
+        raw.send(&Packet::Connect(outpost_codec::Connect {
+            protocol: version,
+            clean_start: clean,
+            keep_alive,
+            client_id: client,
+            properties,
+            ..outpost_codec::Connect::default()
+        }));
+        raw
+    }
+
+    fn open(addr: SocketAddr, version: Version) -> Raw {
+        let s = TcpStream::connect(addr).expect("tcp connect");
+        s.set_nodelay(true).unwrap();
+        Raw {
+            s,
+            buf: Vec::new(),
+            version,
+        }
+    }
+
+    fn send(&mut self, p: &Packet<'_>) {
+        let mut out = BytesMut::new();
+        p.encode_to(self.version, &mut out).expect("encodable");
+        self.s.write_all(&out).expect("write");
+    }
+
+    /// The next packet within `limit`; `None` when the connection closed or nothing came.
+    fn recv(&mut self, limit: Duration) -> Option<Got> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Decoded::Packet(p, used)) =
+                decode_from_server(&self.buf, self.version, usize::MAX)
+            {
+                let got = match p {
+                    Packet::ConnAck(c) => Got::ConnAck(c.code),
+                    Packet::SubAck(s) => Got::SubAck(s.codes.iter().collect()),
+                    Packet::UnsubAck(_) => Got::UnsubAck,
+                    Packet::PubAck(a) => Got::PubAck(a.pkid, a.code),
+                    Packet::PubRec(a) => Got::PubRec(a.pkid, a.code),
+                    Packet::Publish(p) => Got::Publish {
+                        topic: p.topic.to_string(),
+                        pkid: p.pkid,
+                    },
+                    Packet::Disconnect(d) => Got::Disconnect(d.code),
+                    Packet::PingResp => Got::PingResp,
+                    _ => Got::Other,
+                };
+                self.buf.drain(..used);
+                return Some(got);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.s
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let mut chunk = [0u8; 64 * 1024];
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// True when the broker closes the connection within `limit` (whatever it sends first).
+    fn closed_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut chunk = [0u8; 4096];
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            self.s
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            match self.s.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+
+    fn subscribe(&mut self, pkid: u16, filters: &[&str], qos: QoS) {
+        let f: Vec<SubscribeFilter<'_>> = filters
+            .iter()
+            .map(|f| SubscribeFilter::new(f, qos))
+            .collect();
+        self.send(&Packet::Subscribe(Subscribe {
+            pkid,
+            filters: outpost_codec::List::new(&f),
+            ..Subscribe::default()
+        }));
+    }
+
+    fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, pkid: u16, retain: bool) {
+        self.send(&Packet::Publish(outpost_codec::Publish {
+            qos,
+            pkid,
+            retain,
+            ..outpost_codec::Publish::new(topic, payload)
+        }));
+    }
+}
+
+/// CONNECT properties of a session that outlives its connection.
+fn persistent() -> ConnectProperties<'static> {
+    ConnectProperties {
+        session_expiry_interval: Some(3600),
+        ..ConnectProperties::default()
+    }
+}
+
+fn deep(levels: usize) -> String {
+    vec!["a"; levels].join("/")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw HTTP.
+
+/// Sends `request` (which should say `Connection: close`) and returns the status and body.
+fn http(base: &str, request: &[u8]) -> (u16, String) {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).expect("http connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request).expect("request sent");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+fn sqs_json(base: &str, op: &str, body: &str) -> (u16, String) {
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: AmazonSQS.{op}\r\n\
+         Content-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    http(base, req.as_bytes())
+}
+
+fn form_post(base: &str, form: &str) -> (u16, String) {
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    http(base, req.as_bytes())
+}
+
+/// A well-behaved MQTT client and an HTTP client are both served promptly.
+fn assert_serves(broker: &mut Outpost) {
+    assert!(broker.is_running(), "the broker process is up");
+    let started = Instant::now();
+    let mut c = Raw::connect(broker.mqtt, Version::V5, "well-behaved", true);
+    assert_eq!(
+        c.recv(Duration::from_secs(5)),
+        Some(Got::ConnAck(ReasonCode::Success))
+    );
+    c.send(&Packet::PingReq);
+    assert_eq!(c.recv(Duration::from_secs(5)), Some(Got::PingResp));
+    let (status, _) = http(
+        &broker.http,
+        b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "served within 5 s (took {:?})",
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Critical: one request must not kill the process.
+
+#[test]
+fn deep_query_keys_get_400_by_get_and_post() {
+    let mut broker = Outpost::start();
+    let key = format!("Attribute.1{}", ".a".repeat(10_000));
+    let (status, body) = http(
+        &broker.http,
+        format!("GET /?Action=ListQueues&{key}=x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("InvalidParameterValue"), "{body}");
+    let (status, body) = form_post(&broker.http, &format!("Action=ListQueues&{key}=x"));
+    assert_eq!(status, 400, "{body}");
+    assert!(!body.contains("panicked"), "no internals leak: {body}");
+    // The deepest key SQS itself uses still works.
+    let (status, body) = form_post(
+        &broker.http,
+        "Action=CreateQueue&QueueName=deep-ok&Attribute.1.Name=DelaySeconds&Attribute.1.Value=1",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_serves(&mut broker);
+}
+
+#[test]
+fn query_parameter_floods_are_refused_with_bounded_memory() {
+    let mut broker = Outpost::start();
+    let before = broker.rss_kib();
+    // Eight requests at once, each 4 MiB of tiny parameters.
+    let flood = format!("Action=ListQueues&{}", "a=1&".repeat(1024 * 1024 - 5));
+    let base = broker.http.clone();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (base, flood) = (base.clone(), flood.clone());
+            std::thread::spawn(move || form_post(&base, &flood))
+        })
+        .collect();
+    let mut peak = 0;
+    for t in threads {
+        let (status, body) = t.join().unwrap();
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("parameters"), "{body}");
+        peak = peak.max(broker.rss_kib());
+    }
+    let grown = broker.rss_kib().saturating_sub(before);
+    assert!(
+        grown < 150 * 1024,
+        "RSS grew by {grown} KiB for 32 MiB of requests (peak seen {peak} KiB)"
+    );
+    assert_serves(&mut broker);
+}
+
+#[test]
+fn deep_topics_and_filters_are_refused_in_both_versions() {
+    let mut broker = Outpost::start();
+    let topic = deep(8_000);
+    let wait = Duration::from_secs(5);
+    // MQTT 5: SUBACK 0x8F for the filter; the connection stays usable.
+    let mut c5 = Raw::connect(broker.mqtt, Version::V5, "deep5", true);
+    assert_eq!(c5.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    c5.subscribe(1, &[&topic, "ok/#"], QoS::AtLeastOnce);
+    assert_eq!(
+        c5.recv(wait),
+        Some(Got::SubAck(vec![
+            ReasonCode::TopicFilterInvalid,
+            ReasonCode::GrantedQoS1
+        ]))
+    );
+    // ... unsubscribing it is harmless ...
+    c5.send(&Packet::Unsubscribe(Unsubscribe {
+        pkid: 2,
+        filters: outpost_codec::List::new(&[topic.as_str()]),
+        ..Unsubscribe::default()
+    }));
+    assert_eq!(c5.recv(wait), Some(Got::UnsubAck));
+    // ... and publishing to it ends with DISCONNECT 0x90.
+    c5.publish(&topic, b"x", QoS::AtLeastOnce, 3, true);
+    assert_eq!(
+        c5.recv(wait),
+        Some(Got::Disconnect(ReasonCode::TopicNameInvalid))
+    );
+    assert!(c5.closed_within(wait));
+    // MQTT 3.1.1: the filter gets SUBACK failure (0x80), a publish closes the connection.
+    let mut c3 = Raw::connect(broker.mqtt, Version::V311, "deep3", true);
+    assert_eq!(c3.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    c3.subscribe(1, &[&topic], QoS::AtMostOnce);
+    assert_eq!(
+        c3.recv(wait),
+        Some(Got::SubAck(vec![ReasonCode::UnspecifiedError]))
+    );
+    c3.publish(&topic, b"x", QoS::AtMostOnce, 0, true);
+    assert!(c3.closed_within(wait), "3.1.1 publisher disconnected");
+    // A will on a deep topic is refused at CONNECT.
+    let mut w = Raw::open(broker.mqtt, Version::V5);
+    w.send(&Packet::Connect(outpost_codec::Connect {
+        protocol: Version::V5,
+        clean_start: true,
+        keep_alive: 60,
+        client_id: "deep-will",
+        will: Some(outpost_codec::Will {
+            topic: &topic,
+            payload: b"gone",
+            qos: QoS::AtMostOnce,
+            retain: true,
+            properties: Default::default(),
+        }),
+        ..outpost_codec::Connect::default()
+    }));
+    assert_eq!(
+        w.recv(wait),
+        Some(Got::ConnAck(ReasonCode::TopicNameInvalid))
+    );
+    // Nothing deep was retained: `#` finds nothing, and the broker is fine.
+    let mut all = Raw::connect(broker.mqtt, Version::V5, "all", true);
+    assert_eq!(all.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    all.subscribe(1, &["#"], QoS::AtMostOnce);
+    assert_eq!(all.recv(wait), Some(Got::SubAck(vec![ReasonCode::Success])));
+    assert_serves(&mut broker);
+}
+
+#[test]
+fn deep_records_stored_under_looser_limits_are_skipped_at_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let topic = deep(8_000);
+    let wait = Duration::from_secs(10);
+    let loose = "[mqtt]\nmax_topic_levels = 10000\n";
+    let broker = Outpost::start_with(data, loose, None);
+    // Under the loose limit the deep topic works end to end, without recursion: a persistent
+    // subscription to it, a retained message on it, `#` over it, clearing it and setting it again.
+    let mut sub = Raw::connect_with(
+        broker.mqtt,
+        Version::V5,
+        "deep-sub",
+        false,
+        persistent(),
+        60,
+    );
+    assert_eq!(sub.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    sub.subscribe(1, &[&topic], QoS::AtLeastOnce);
+    assert_eq!(
+        sub.recv(wait),
+        Some(Got::SubAck(vec![ReasonCode::GrantedQoS1]))
+    );
+    let mut p = Raw::connect(broker.mqtt, Version::V5, "deep-pub", true);
+    assert_eq!(p.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    p.publish(&topic, b"1", QoS::AtLeastOnce, 1, true);
+    assert!(matches!(p.recv(wait), Some(Got::PubAck(1, _))));
+    p.publish(&topic, b"", QoS::AtLeastOnce, 2, true);
+    assert!(matches!(p.recv(wait), Some(Got::PubAck(2, _))));
+    p.publish(&topic, b"2", QoS::AtLeastOnce, 3, true);
+    assert!(matches!(p.recv(wait), Some(Got::PubAck(3, _))));
+    let mut all = Raw::connect(broker.mqtt, Version::V5, "all", true);
+    assert_eq!(all.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    all.subscribe(1, &["#"], QoS::AtMostOnce);
+    assert_eq!(all.recv(wait), Some(Got::SubAck(vec![ReasonCode::Success])));
+    assert!(matches!(all.recv(wait), Some(Got::Publish { topic: t, .. }) if t == topic));
+    drop(sub);
+    let data = broker.kill();
+    // Restarted with the default limit: the stored deep retained message and subscription are
+    // skipped (and logged), not a crash at the first `#`.
+    let log = data.path().with_extension("log");
+    let mut broker = Outpost::start_with(data, "", Some(&log));
+    let mut all = Raw::connect(broker.mqtt, Version::V5, "all2", true);
+    assert_eq!(all.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    all.subscribe(1, &["#"], QoS::AtMostOnce);
+    assert_eq!(all.recv(wait), Some(Got::SubAck(vec![ReasonCode::Success])));
+    let mut sub = Raw::connect_with(
+        broker.mqtt,
+        Version::V5,
+        "deep-sub",
+        false,
+        persistent(),
+        60,
+    );
+    assert_eq!(sub.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    assert_serves(&mut broker);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("retained messages with too many topic levels skipped"),
+        "{text}"
+    );
+    assert!(
+        text.contains("subscriptions with too many topic levels skipped"),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// High: one client must not exhaust memory, disk or the broker's time.
+
+#[test]
+fn subscription_changes_are_written_as_deltas() {
+    let mut broker = Outpost::start();
+    let wait = Duration::from_secs(10);
+    let mut c = Raw::connect_with(
+        broker.mqtt,
+        Version::V5,
+        "many-filters",
+        false,
+        persistent(),
+        60,
+    );
+    assert_eq!(c.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    // One filter per SUBSCRIBE, each waiting for its SUBACK: the bytes written for the last
+    // hundred must not exceed those of the first hundred by much (a full rewrite per SUBSCRIBE
+    // would make them grow with the number already held).
+    let mut batch = |from: u16| {
+        let before = broker.written_bytes();
+        for i in from..from + 100 {
+            let filter = format!("sensors/site-{i:05}/+/temperature/#");
+            c.subscribe(i + 1, &[&filter], QoS::AtLeastOnce);
+            assert!(matches!(c.recv(wait), Some(Got::SubAck(_))));
+        }
+        broker.written_bytes() - before
+    };
+    let first = batch(0);
+    for from in (100..1900).step_by(100) {
+        batch(from);
+    }
+    let last = batch(1900);
+    eprintln!("bytes written: first 100 SUBSCRIBEs {first}, last 100 {last}");
+    assert!(
+        last <= first * 3 + 256 * 1024,
+        "writes per SUBSCRIBE grew: first 100 wrote {first} B, last 100 wrote {last} B"
+    );
+    // One UNSUBSCRIBE of 200 filters: one small write, memory flat.
+    let rss = broker.rss_kib();
+    let before = broker.written_bytes();
+    let filters: Vec<String> = (0..200)
+        .map(|i| format!("sensors/site-{i:05}/+/temperature/#"))
+        .collect();
+    let refs: Vec<&str> = filters.iter().map(String::as_str).collect();
+    c.send(&Packet::Unsubscribe(Unsubscribe {
+        pkid: 9999,
+        filters: outpost_codec::List::new(&refs),
+        ..Unsubscribe::default()
+    }));
+    assert_eq!(c.recv(wait), Some(Got::UnsubAck));
+    // The write is durable once a later SUBACK of the same session returns.
+    c.subscribe(10_000, &["probe"], QoS::AtMostOnce);
+    assert!(matches!(c.recv(wait), Some(Got::SubAck(_))));
+    let written = broker.written_bytes() - before;
+    assert!(
+        written < 2 * 1024 * 1024,
+        "UNSUBSCRIBE of 200 wrote {written} B"
+    );
+    let grown = broker.rss_kib().saturating_sub(rss);
+    assert!(grown < 32 * 1024, "RSS grew by {grown} KiB");
+    assert_serves(&mut broker);
+}
+
+#[test]
+fn the_server_caps_the_outgoing_window_and_counts_in_flight_bytes() {
+    let data = tempfile::tempdir().unwrap();
+    let config = "[mqtt]\nmax_inflight = 20\nmax_queued_bytes = 2097152\n";
+    let mut broker = Outpost::start_with(data, config, None);
+    let wait = Duration::from_secs(10);
+    // A subscriber that asks for a 65,535 window and never acknowledges.
+    let mut sub = Raw::connect_with(
+        broker.mqtt,
+        Version::V5,
+        "never-acks",
+        true,
+        ConnectProperties {
+            receive_maximum: Some(u16::MAX),
+            ..ConnectProperties::default()
+        },
+        60,
+    );
+    assert_eq!(sub.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    sub.subscribe(1, &["big"], QoS::AtLeastOnce);
+    assert!(matches!(sub.recv(wait), Some(Got::SubAck(_))));
+    let before = broker.rss_kib();
+    let mut p = Raw::connect(broker.mqtt, Version::V5, "flooder", true);
+    assert_eq!(p.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    let payload = vec![7u8; 64 * 1024];
+    // 300 × 64 KiB = 19 MiB offered; the session may hold 2 MiB.
+    for i in 0..300u16 {
+        p.publish("big", &payload, QoS::AtLeastOnce, i % 50 + 1, false);
+        if i % 50 == 49 {
+            for _ in 0..50 {
+                assert!(matches!(p.recv(wait), Some(Got::PubAck(..))));
+            }
+        }
+    }
+    let mut received = 0;
+    while let Some(Got::Publish { .. }) = sub.recv(Duration::from_secs(2)) {
+        received += 1;
+    }
+    assert_eq!(
+        received, 20,
+        "the window is the server's maximum, not the client's"
+    );
+    let grown = broker.rss_kib().saturating_sub(before);
+    assert!(grown < 48 * 1024, "RSS grew by {grown} KiB");
+    assert_serves(&mut broker);
+}
+
+#[test]
+fn slow_partial_and_idle_http_connections_are_closed() {
+    let data = tempfile::tempdir().unwrap();
+    let config = "[http]\nheader_timeout = 2\nbody_timeout = 2\n";
+    let mut broker = Outpost::start_with(data, config, None);
+    let addr = broker.http.trim_start_matches("http://").to_string();
+    let closed_within = |s: &mut TcpStream, limit: Duration| {
+        s.set_read_timeout(Some(limit)).unwrap();
+        let mut out = Vec::new();
+        let started = Instant::now();
+        let r = s.read_to_end(&mut out);
+        (r.is_ok() || started.elapsed() < limit, out)
+    };
+    // Slowloris: headers that never end.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-a: ")
+        .unwrap();
+    let (closed, _) = closed_within(&mut slow, Duration::from_secs(8));
+    assert!(closed, "a request whose headers never end is closed");
+    // A body shorter than its Content-Length.
+    let mut short = TcpStream::connect(&addr).unwrap();
+    short
+        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nAc")
+        .unwrap();
+    let (closed, out) = closed_within(&mut short, Duration::from_secs(8));
+    assert!(closed, "a body that never arrives ends the request");
+    assert!(
+        String::from_utf8_lossy(&out).contains(" 408 "),
+        "answered 408: {}",
+        String::from_utf8_lossy(&out)
+    );
+    // An idle keep-alive connection.
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (closed, out) = closed_within(&mut idle, Duration::from_secs(8));
+    assert!(closed, "an idle keep-alive connection is closed");
+    assert!(String::from_utf8_lossy(&out).contains(" 200 "));
+    assert_serves(&mut broker);
+}
+
+/// Performs the WebSocket upgrade on `/mqtt`.
+fn websocket(ws: &str) -> TcpStream {
+    let addr = ws.split('/').next().unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(
+        b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1, "handshake answer");
+        head.push(b[0]);
+    }
+    assert!(String::from_utf8_lossy(&head).contains(" 101 "));
+    s
+}
+
+/// A masked binary frame (the mask is zero, which leaves the payload as it is).
+fn ws_frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x82];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+fn tcp_closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let started = Instant::now();
+    let mut b = [0u8; 4096];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return started.elapsed() < limit,
+        }
+    }
+}
+
+#[test]
+fn websockets_that_never_upgrade_connect_or_close_are_dropped() {
+    let data = tempfile::tempdir().unwrap();
+    let config = "[mqtt]\nconnect_timeout = 2\nmax_packet_size = 4096\n";
+    let mut broker = Outpost::start_with(data, config, None);
+    let addr = broker.ws.split('/').next().unwrap().to_string();
+    // A TCP connection that never upgrades.
+    let mut plain = TcpStream::connect(&addr).unwrap();
+    assert!(tcp_closed_within(&mut plain, Duration::from_secs(8)));
+    // Upgraded, never sends CONNECT, never answers the close frame: the TCP connection ends.
+    let mut silent = websocket(&broker.ws);
+    assert!(tcp_closed_within(&mut silent, Duration::from_secs(10)));
+    // A frame larger than the largest MQTT packet is refused at the WebSocket layer.
+    let mut big = websocket(&broker.ws);
+    let _ = big.write_all(&ws_frame(&vec![0u8; 200_000]));
+    assert!(tcp_closed_within(&mut big, Duration::from_secs(8)));
+    assert_serves(&mut broker);
+}
+
+#[test]
+fn connection_caps_refuse_the_excess_and_serve_the_rest() {
+    let data = tempfile::tempdir().unwrap();
+    let config = "[mqtt]\nmax_connections = 20\n[http]\nmax_connections_per_address = 5\n";
+    let mut broker = Outpost::start_with(data, config, None);
+    let idle: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(broker.mqtt).unwrap())
+        .collect();
+    // Wait until all twenty are admitted (each connection is admitted by the accept loop).
+    let mut extra = TcpStream::connect(broker.mqtt).unwrap();
+    assert!(
+        tcp_closed_within(&mut extra, Duration::from_secs(5)),
+        "the 21st MQTT connection is closed at once"
+    );
+    drop(idle);
+    // Places free up as connections close.
+    eventually("a free MQTT place", Duration::from_secs(10), || {
+        let mut c = Raw::connect(broker.mqtt, Version::V311, "after", true);
+        c.recv(Duration::from_secs(1)) == Some(Got::ConnAck(ReasonCode::Success))
+    });
+    let addr = broker.http.trim_start_matches("http://").to_string();
+    let held: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    let mut sixth = TcpStream::connect(&addr).unwrap();
+    assert!(
+        tcp_closed_within(&mut sixth, Duration::from_secs(5)),
+        "the 6th HTTP connection from one address is closed"
+    );
+    drop(held);
+    eventually("HTTP served again", Duration::from_secs(10), || {
+        http(
+            &broker.http,
+            b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .0 == 200
+    });
+    let (status, metrics) = http(
+        &broker.http,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(metrics.contains("outpost_mqtt_connections_refused_total"));
+    assert_serves(&mut broker);
+}
+
+#[test]
+fn retained_quota_refuses_with_0x97_and_floods_do_not_delay_acks() {
+    let data = tempfile::tempdir().unwrap();
+    let config = "[mqtt]\nmax_retained_messages = 100\n";
+    let broker = Outpost::start_with(data, config, None);
+    let wait = Duration::from_secs(10);
+    let mut p = Raw::connect(broker.mqtt, Version::V5, "retainer", true);
+    assert_eq!(p.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    let mut refused = 0;
+    for i in 0..150u16 {
+        p.publish(&format!("r/{i}"), b"v", QoS::AtLeastOnce, i + 1, true);
+        match p.recv(wait) {
+            Some(Got::PubAck(_, ReasonCode::QuotaExceeded)) => refused += 1,
+            Some(Got::PubAck(..)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        refused, 50,
+        "the 101st retained topic and later are refused"
+    );
+    // Replacing a retained topic is fine at the cap.
+    p.publish("r/0", b"new", QoS::AtLeastOnce, 1, true);
+    assert!(matches!(
+        p.recv(wait),
+        Some(Got::PubAck(
+            1,
+            ReasonCode::NoMatchingSubscribers | ReasonCode::Success
+        ))
+    ));
+    // MQTT 3.1.1 over quota: disconnected.
+    let mut p3 = Raw::connect(broker.mqtt, Version::V311, "retainer3", true);
+    assert_eq!(p3.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    p3.publish("r/new", b"v", QoS::AtLeastOnce, 1, true);
+    assert!(p3.closed_within(wait));
+    drop(broker);
+
+    // A QoS 0 retained flood on the default limits does not hold up a persistent session's PUBACK.
+    let mut broker = Outpost::start();
+    let mut sub = Raw::connect_with(
+        broker.mqtt,
+        Version::V5,
+        "durable-sub",
+        false,
+        persistent(),
+        60,
+    );
+    assert_eq!(sub.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    sub.subscribe(1, &["jobs"], QoS::AtLeastOnce);
+    assert!(matches!(sub.recv(wait), Some(Got::SubAck(_))));
+    let flood_addr = broker.mqtt;
+    let flooder = std::thread::spawn(move || {
+        let mut f = Raw::connect(flood_addr, Version::V5, "flood", true);
+        assert_eq!(f.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+        for i in 0..50_000u32 {
+            f.publish(
+                &format!("flood/{i}"),
+                b"0123456789",
+                QoS::AtMostOnce,
+                0,
+                true,
+            );
+        }
+        f.send(&Packet::PingReq);
+        f.recv(Duration::from_secs(60))
+    });
+    let mut worker = Raw::connect(broker.mqtt, Version::V5, "worker", true);
+    assert_eq!(worker.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    let mut slowest = Duration::ZERO;
+    for i in 1..=20u16 {
+        let started = Instant::now();
+        worker.publish("jobs", b"work", QoS::AtLeastOnce, i, false);
+        assert!(matches!(worker.recv(wait), Some(Got::PubAck(..))));
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a durable PUBACK took {slowest:?} during a retained flood"
+    );
+    assert_eq!(flooder.join().unwrap(), Some(Got::PingResp));
+    assert_serves(&mut broker);
+}
+
+#[test]
+fn refused_messages_are_counted_not_logged_one_by_one() {
+    let data = tempfile::tempdir().unwrap();
+    let log = data.path().with_extension("log");
+    let config = "[mqtt]\nmax_queued_messages = 10\nmax_subscriptions = 5\n";
+    let mut broker = Outpost::start_with(data, config, Some(&log));
+    let wait = Duration::from_secs(10);
+    // An offline persistent subscriber with a 10-message queue.
+    let mut sub = Raw::connect_with(broker.mqtt, Version::V5, "offline", false, persistent(), 60);
+    assert_eq!(sub.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    sub.subscribe(1, &["t"], QoS::AtLeastOnce);
+    assert!(matches!(sub.recv(wait), Some(Got::SubAck(_))));
+    // 200 filters in one SUBSCRIBE: 195 over the quota.
+    let filters: Vec<String> = (0..200).map(|i| format!("f/{i}")).collect();
+    let refs: Vec<&str> = filters.iter().map(String::as_str).collect();
+    sub.subscribe(2, &refs, QoS::AtMostOnce);
+    assert!(matches!(sub.recv(wait), Some(Got::SubAck(codes)) if codes.len() == 200));
+    sub.send(&Packet::Disconnect(outpost_codec::Disconnect::new(
+        ReasonCode::Success,
+    )));
+    let mut p = Raw::connect(broker.mqtt, Version::V5, "pub", true);
+    assert_eq!(p.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    for i in 0..2_000u16 {
+        p.publish("t", b"x", QoS::AtLeastOnce, i % 100 + 1, false);
+        if i % 100 == 99 {
+            for _ in 0..100 {
+                assert!(matches!(p.recv(wait), Some(Got::PubAck(..))));
+            }
+        }
+    }
+    // Counted in metrics...
+    eventually("the refusals are counted", wait, || {
+        let (_, m) = http(
+            &broker.http,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        m.lines()
+            .any(|l| l.starts_with("outpost_mqtt_messages_refused_total") && !l.ends_with(" 0"))
+    });
+    // ... and logged once per second or so, not per message (2,190 refusals).
+    eventually("a summary line", wait, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("QoS 1/2 messages refused")
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines = text.lines().count();
+    assert!(lines < 30, "{lines} log lines:\n{text}");
+    assert_serves(&mut broker);
+}
+
+#[test]
+fn keep_alive_counts_whole_packets_not_bytes() {
+    let mut broker = Outpost::start();
+    let mut c = Raw::connect_with(
+        broker.mqtt,
+        Version::V311,
+        "dribbler",
+        true,
+        ConnectProperties::default(),
+        2,
+    );
+    assert_eq!(
+        c.recv(Duration::from_secs(5)),
+        Some(Got::ConnAck(ReasonCode::Success))
+    );
+    // A PUBLISH header announcing 100 bytes, then one byte a second: the connection must close
+    // after 1.5 × 2 s without a whole packet.
+    c.s.write_all(&[0x30, 100]).unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(700));
+        if c.s.write_all(b"x").is_err() || c.closed_within(Duration::from_millis(300)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "closed while dribbling");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    assert_serves(&mut broker);
+}
+
+#[test]
+fn persistent_sessions_are_capped() {
+    let data = tempfile::tempdir().unwrap();
+    let config = "[mqtt]\nmax_persistent_sessions = 3\n";
+    let mut broker = Outpost::start_with(data, config, None);
+    let wait = Duration::from_secs(5);
+    let mut kept = Vec::new();
+    for i in 0..3 {
+        let mut c = Raw::connect_with(
+            broker.mqtt,
+            Version::V5,
+            &format!("p{i}"),
+            false,
+            persistent(),
+            60,
+        );
+        assert_eq!(c.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+        kept.push(c);
+    }
+    let mut over = Raw::connect_with(broker.mqtt, Version::V5, "p3", false, persistent(), 60);
+    assert_eq!(
+        over.recv(wait),
+        Some(Got::ConnAck(ReasonCode::QuotaExceeded))
+    );
+    let mut over3 = Raw::connect(broker.mqtt, Version::V311, "p4", false);
+    assert_eq!(
+        over3.recv(wait),
+        Some(Got::ConnAck(ReasonCode::ServerUnavailable))
+    );
+    // A session that exists is resumed, a clean one is fine.
+    drop(kept);
+    let mut again = Raw::connect_with(broker.mqtt, Version::V5, "p0", false, persistent(), 60);
+    assert_eq!(again.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    assert_serves(&mut broker);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SQS API's limits.
+
+#[test]
+fn long_trace_headers_and_policies_are_refused_not_stored() {
+    let mut broker = Outpost::start();
+    let (status, body) = sqs_json(&broker.http, "CreateQueue", r#"{"QueueName":"traced"}"#);
+    assert_eq!(status, 200, "{body}");
+    let url = format!("{}/000000000000/traced", broker.http);
+    let send = |trace: &str| {
+        sqs_json(
+            &broker.http,
+            "SendMessage",
+            &format!(
+                r#"{{"QueueUrl":"{url}","MessageBody":"b","MessageSystemAttributes":{{"AWSTraceHeader":{{"DataType":"String","StringValue":"{trace}"}}}}}}"#
+            ),
+        )
+    };
+    let (status, body) = send(&"R".repeat(70_000));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("InvalidParameterValue"), "{body}");
+    let (status, body) = send("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = sqs_json(
+        &broker.http,
+        "ReceiveMessage",
+        &format!(r#"{{"QueueUrl":"{url}","MessageSystemAttributeNames":["All"]}}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("Root=1-5759e988"),
+        "the stored header comes back: {body}"
+    );
+    // A policy over AWS's 8,192-byte quota.
+    let policy = format!(
+        r#"{{\"Version\":\"2012-10-17\",\"Id\":\"{}\"}}"#,
+        "p".repeat(9_000)
+    );
+    let (status, body) = sqs_json(
+        &broker.http,
+        "SetQueueAttributes",
+        &format!(r#"{{"QueueUrl":"{url}","Attributes":{{"Policy":"{policy}"}}}}"#),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("InvalidAttributeValue"), "{body}");
+    assert_serves(&mut broker);
+}
