@@ -472,27 +472,33 @@ impl Queues {
         let drained = queue.inner.lock().state.drain();
         self.kill_messages(&queue, &drained, false).await?;
         // The queue's streams leave the store's registry once nothing in them is live (a crash
-        // before that is finished by the next recovery).
-        let store = self.store.clone();
-        let (messages, deliveries) = (queue.messages, queue.deliveries);
-        let names = Queue::stream_names(queue.id);
-        tokio::spawn(async move {
-            let mut ids: Vec<RecordId> = Vec::new();
-            for stream in [messages, deliveries] {
-                ids.extend(store.scan(stream, 0, usize::MAX).into_iter().map(|r| r.id));
+        // before that is finished by the next recovery). A failure here leaves only names behind.
+        let mut ids: Vec<RecordId> = Vec::new();
+        for stream in [queue.messages, queue.deliveries] {
+            ids.extend(
+                self.store
+                    .scan(stream, 0, usize::MAX)
+                    .into_iter()
+                    .map(|r| r.id),
+            );
+        }
+        match self.store.mark_dead(&ids).await {
+            Ok(_) => {
+                let store = self.store.clone();
+                let names = Queue::stream_names(queue.id);
+                let removed = tokio::task::spawn_blocking(move || {
+                    store.remove_stream(&names.0)?;
+                    store.remove_stream(&names.1)
+                })
+                .await;
+                if let Ok(Err(e)) = removed {
+                    tracing::warn!(queue = name, error = %e, "streams of a deleted queue not removed");
+                }
             }
-            if store.mark_dead(&ids).await.is_err() {
-                return;
+            Err(e) => {
+                tracing::warn!(queue = name, error = %e, "records of a deleted queue not removed")
             }
-            let removed = tokio::task::spawn_blocking(move || {
-                store.remove_stream(&names.0)?;
-                store.remove_stream(&names.1)
-            })
-            .await;
-            if let Ok(Err(e)) = removed {
-                tracing::warn!(error = %e, "streams of a deleted queue not removed");
-            }
-        });
+        }
         tracing::info!(queue = name, "queue deleted");
         Ok(())
     }
