@@ -4,7 +4,8 @@
 # builds, a bounded fuzz run of the MQTT decoder and a smoke run of every benchmark.
 #
 # Knobs (environment):
-#   OUTPOST_FUZZ_SECONDS   how long the decoder fuzzer runs (default 60; 0 skips it)
+#   OUTPOST_FUZZ_SECONDS   how long the decoder fuzzer runs (default 60; the tree and query-parser
+#                          fuzzers run half as long each; 0 skips them all)
 #   OUTPOST_SKIP_INSTALL=1 do not install packages (for machines that already have them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,21 +74,33 @@ scripts/cross-build.sh
 step "firmware on an emulated Cortex-M4 (QEMU mps2-an386) against the broker"
 scripts/qemu-firmware.sh
 
+# One bounded fuzz run: crate folder, target, seconds, extra corpus folders.
+fuzz_run() {
+  local dir=$1 target=$2 seconds=$3
+  shift 3
+  mkdir -p "$dir/fuzz/corpus/$target"
+  local log
+  log=$(mktemp)
+  # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+  (cd "$dir" && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "fuzz/corpus/$target" "$@" \
+    -- -max_total_time="$seconds" -print_final_stats=1 > "$log" 2>&1) \
+    || { tail -n 60 "$log"; exit 1; }
+  grep -E "stat::number_of_executed_units|Done" "$log" || true
+  rm -f "$log"
+}
+
 if [ "$FUZZ_SECONDS" != 0 ]; then
-  step "fuzzing the MQTT decoder for ${FUZZ_SECONDS}s"
   if ! command -v cargo-fuzz >/dev/null; then
     cargo install cargo-fuzz --locked --quiet || echo "cargo-fuzz could not be installed; the proptest no-panic tests above cover the decoder"
   fi
   if command -v cargo-fuzz >/dev/null; then
-    # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them. The
-    # captured mosquitto traffic seeds the corpus.
-    mkdir -p crates/codec/fuzz/corpus/decode
-    fuzz_log=$(mktemp)
-    (cd crates/codec && RUSTC_BOOTSTRAP=1 cargo fuzz run decode fuzz/corpus/decode tests/fixtures \
-      -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 > "$fuzz_log" 2>&1) \
-      || { tail -n 60 "$fuzz_log"; exit 1; }
-    grep -E "stat::number_of_executed_units|Done" "$fuzz_log" || true
-    rm -f "$fuzz_log"
+    step "fuzzing the MQTT decoder for ${FUZZ_SECONDS}s"
+    # The captured mosquitto traffic seeds the corpus.
+    fuzz_run crates/codec decode "$FUZZ_SECONDS" tests/fixtures
+    step "fuzzing the subscription and retained trees for $((FUZZ_SECONDS / 2))s"
+    fuzz_run crates/mqtt trees "$((FUZZ_SECONDS / 2))"
+    step "fuzzing the query-protocol parser for $((FUZZ_SECONDS / 2))s"
+    fuzz_run crates/http query "$((FUZZ_SECONDS / 2))"
   fi
 fi
 

@@ -330,6 +330,20 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_the_defaults() {
+        let example: Config = toml::from_str(include_str!("../../outpost.example.toml")).unwrap();
+        assert_eq!(example, Config::default());
+        assert!(example.validate().is_ok());
+    }
+
+    #[test]
+    fn zero_limits_are_refused_by_name() {
+        let c: Config = toml::from_str("[mqtt]\nmax_topic_levels = 0\n").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("mqtt.max_topic_levels"), "{e}");
+    }
+
+    #[test]
     fn defaults_round_trip_through_toml() {
         let c = Config::default();
         assert_eq!(toml::from_str::<Config>(&c.to_toml()).unwrap(), c);

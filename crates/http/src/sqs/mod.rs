@@ -8,7 +8,7 @@
 
 mod ops;
 mod params;
-mod query;
+pub mod query;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
