@@ -211,6 +211,7 @@ impl Queues {
             }),
             notify: tokio::sync::Notify::new(),
             deleted: Default::default(),
+            send_order: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -795,6 +796,12 @@ impl Queues {
         reqs: Vec<SendRequest>,
     ) -> Result<Vec<Result<SendResult>>> {
         let queue = self.queue(name)?;
+        // Standard queues promise no order; FIFO queues serialize their sends (AWS caps FIFO
+        // throughput far below one group commit per batch anyway).
+        let _order = match queue.fifo {
+            true => Some(queue.send_order.lock().await),
+            false => None,
+        };
         let now = now_ms();
         enum Slot {
             Done(Result<SendResult>),

@@ -69,6 +69,10 @@ pub struct Queue {
     pub notify: Notify,
     /// Set when the queue is deleted, so long polls end.
     pub deleted: AtomicBool,
+    /// FIFO queues: held from assigning sequence numbers until the records are in the state, so
+    /// concurrent senders cannot append in another order than their sequence numbers (delivery
+    /// order is record order).
+    pub send_order: tokio::sync::Mutex<()>,
 }
 
 impl Queue {

@@ -248,3 +248,50 @@ async fn long_poll_wakes_on_send_and_on_visibility_expiry() {
     assert_eq!(got.len(), 1);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifo_delivery_order_is_sequence_number_order_with_concurrent_senders() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, q) = open(dir.path());
+    q.create_queue(
+        "c.fifo",
+        &attrs(&[("FifoQueue", "true"), ("ContentBasedDeduplication", "true")]),
+        &BTreeMap::new(),
+    )
+    .await
+    .unwrap();
+    let senders: Vec<_> = (0..8)
+        .map(|t| {
+            let q = q.clone();
+            tokio::spawn(async move {
+                let mut sent = Vec::new();
+                for i in 0..50 {
+                    let mut r = body(&format!("{t}-{i}"));
+                    r.group_id = Some("g".into());
+                    let res = q.send("c.fifo", r).await.unwrap();
+                    sent.push((res.sequence_number.unwrap(), format!("{t}-{i}")));
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut by_sequence = Vec::new();
+    for s in senders {
+        by_sequence.extend(s.await.unwrap());
+    }
+    by_sequence.sort();
+    let mut delivered = Vec::new();
+    while delivered.len() < by_sequence.len() {
+        let got = q.receive("c.fifo", recv(10, 30)).await.unwrap();
+        assert!(!got.is_empty(), "everything sent is receivable");
+        for m in got {
+            delivered.push(String::from_utf8(m.message.body.to_vec()).unwrap());
+            q.delete_message("c.fifo", &m.receipt).await.unwrap();
+        }
+    }
+    let expected: Vec<String> = by_sequence.into_iter().map(|(_, b)| b).collect();
+    assert_eq!(
+        delivered, expected,
+        "delivery order is SequenceNumber order"
+    );
+}
