@@ -79,6 +79,9 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
+    // Test builds only: failure points named in `FAILPOINTS` (see the store's `failpoints`).
+    #[cfg(feature = "failpoints")]
+    let _faults = fail::FailScenario::setup();
     let cli = Cli::parse();
     let config = match cli.config() {
         Ok(c) => c,
@@ -187,7 +190,7 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
         recovery_ms = stats.recovery.millis,
         "store opened"
     );
-    let broker = outpost_mqtt::Broker::with_store(
+    let broker = match outpost_mqtt::Broker::with_store(
         outpost_mqtt::BrokerConfig {
             max_packet_size: config.mqtt.max_packet_size.min(u32::MAX as usize) as u32,
             v311_session_expiry: config.mqtt.v311_session_expiry.unwrap_or(u32::MAX),
@@ -205,7 +208,13 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
             ..outpost_mqtt::BrokerConfig::default()
         },
         store.clone(),
-    );
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("outpost: cannot restore the MQTT state from the store: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(config.mqtt.listen).await {
         Ok(l) => l,
         Err(e) => {

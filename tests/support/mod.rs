@@ -1,6 +1,9 @@
 //! Starting the real `outpost` binary for a test and talking to it.
 #![allow(dead_code)]
 
+pub mod http;
+pub mod raw;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -24,7 +27,7 @@ impl Outpost {
 
     /// Starts on an existing data folder (for restart tests).
     pub fn start_in(data: tempfile::TempDir) -> Outpost {
-        Self::launch(data, None, None)
+        Self::launch(data, None, None, &[])
     }
 
     /// Starts with a configuration file holding `toml` (the listen addresses and data folder still
@@ -34,17 +37,29 @@ impl Outpost {
         toml: &str,
         log: Option<&std::path::Path>,
     ) -> Outpost {
+        Self::start_with_env(data, toml, log, &[])
+    }
+
+    /// [`Outpost::start_with`] with extra environment variables.
+    pub fn start_with_env(
+        data: tempfile::TempDir,
+        toml: &str,
+        log: Option<&std::path::Path>,
+        vars: &[(&str, &str)],
+    ) -> Outpost {
         let config = data.path().with_extension("toml");
         std::fs::write(&config, toml).expect("config written");
-        Self::launch(data, Some(config), log)
+        Self::launch(data, Some(config), log, vars)
     }
 
     fn launch(
         data: tempfile::TempDir,
         config: Option<std::path::PathBuf>,
         log: Option<&std::path::Path>,
+        vars: &[(&str, &str)],
     ) -> Outpost {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_outpost"));
+        cmd.envs(vars.iter().copied());
         cmd.args([
             "--mqtt-listen",
             "127.0.0.1:0",

@@ -12,7 +12,8 @@ use outpost_codec::{
     UnsubAck, Version,
 };
 use outpost_mqtt::{
-    Broker, ConnectionHandle, Delivery, Disconnect, Durable, Published, Send as Outgoing,
+    Broker, ConnectionHandle, Delivery, Disconnect, Durable, PersistError, Published,
+    Send as Outgoing,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -61,6 +62,8 @@ struct Conn<W> {
     /// A subscriber of what this connection published is falling behind: let other tasks run
     /// before reading more (a gentle brake on publishers that outrun their subscribers).
     pressure: bool,
+    /// Incoming QoS 2 exchanges ended by a failed PUBREC: the engine forgets their identifiers.
+    released: Vec<u16>,
 }
 
 /// An acknowledgement that may have to wait for durability.
@@ -97,9 +100,29 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
+        let mut failed = None;
         for (durable, reply) in std::mem::take(&mut self.pending_acks) {
-            durable.wait().await;
-            self.push_reply(reply);
+            if failed.is_some() {
+                // MQTT 3.1.1 after a failed write: nothing later is acknowledged either.
+                continue;
+            }
+            match durable.wait().await {
+                Ok(()) => self.push_reply(reply),
+                Err(e) => {
+                    if !self.push_failure(reply, e) {
+                        failed = Some(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = failed {
+            // Whatever was acknowledged before goes out; then the connection closes without
+            // the acknowledgement the store could not back.
+            if !self.out.is_empty() {
+                let _ = self.wr.write_all(&self.out).await;
+                self.out.clear();
+            }
+            return Err(std::io::Error::other(e));
         }
         if !self.deliveries.is_empty() {
             let d = self.deliveries.split();
@@ -110,6 +133,46 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
             self.out.clear();
         }
         Ok(())
+    }
+
+    /// Answers a request whose changes could not be stored. MQTT 5 carries the failure in the
+    /// acknowledgement (0x97 when the disk is full, else 0x80); an MQTT 3.1.1 PUBACK/PUBREC has no
+    /// way to say it, so `false` asks for the connection to close without it (the client sends
+    /// the message again on its next connection).
+    fn push_failure(&mut self, reply: Reply, e: PersistError) -> bool {
+        match reply {
+            Reply::Packet(p) => match (*p, self.version) {
+                (Packet::PubAck(mut a), Version::V5) => {
+                    a.code = e.reason_code();
+                    self.push(&Packet::PubAck(a));
+                    true
+                }
+                (Packet::PubRec(mut a), Version::V5) => {
+                    // The exchange ends with a failed PUBREC (§4.3.3): no PUBREL follows.
+                    self.released.push(a.pkid);
+                    a.code = e.reason_code();
+                    self.push(&Packet::PubRec(a));
+                    true
+                }
+                (other, _) if !matches!(other, Packet::PubAck(_) | Packet::PubRec(_)) => {
+                    self.push(&other);
+                    true
+                }
+                _ => false,
+            },
+            Reply::SubAck { pkid, codes } => {
+                let failure = match self.version {
+                    Version::V5 => e.reason_code(),
+                    Version::V311 => ReasonCode::UnspecifiedError,
+                };
+                let codes: Vec<ReasonCode> = codes
+                    .into_iter()
+                    .map(|c| if (c as u8) < 0x80 { failure } else { c })
+                    .collect();
+                self.push_reply(Reply::SubAck { pkid, codes });
+                true
+            }
+        }
     }
 
     fn disconnect(&mut self, code: ReasonCode) {
@@ -235,6 +298,7 @@ where
         aliases: std::collections::HashMap::new(),
         pending_acks: Vec::new(),
         pressure: false,
+        released: Vec::new(),
     };
     let connect = match decode(&first, Version::V5, max) {
         Ok(Decoded::Packet(Packet::Connect(c), _)) => c,
@@ -335,7 +399,11 @@ where
         return end;
     }
     loop {
-        if conn.flush().await.is_err() {
+        let flushed = conn.flush().await;
+        for pkid in std::mem::take(&mut conn.released) {
+            broker.pubrel(h, pkid);
+        }
+        if flushed.is_err() {
             return End::Close(Disconnect::Abrupt, None);
         }
         if std::mem::take(&mut conn.pressure) {

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::outbox::{AckError, Offer, Outbox, OutboxLimits, Send};
 use crate::persistence::{self, Durable, Job, Persister, SubChange};
 use crate::{Inbox, Incoming, Message, Retained, Router, Subscription};
-use outpost_store::{RecordId, Store, StreamId};
+use outpost_store::{RecordId, Store, StoreError, StreamId};
 
 /// Limits and defaults of the engine.
 #[derive(Debug, Clone)]
@@ -219,6 +219,8 @@ pub struct BrokerStats {
     pub refused_deep_topics: AtomicU64,
     /// Connections refused by the persistent-session quota.
     pub refused_sessions: AtomicU64,
+    /// Changes the store could not make durable (their acknowledgements said so).
+    pub persist_failures: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -272,6 +274,8 @@ pub struct Broker {
     /// Counters.
     pub stats: BrokerStats,
     logged: Mutex<Logged>,
+    /// When a store failure was last logged, and how many happened since.
+    failure_log: Mutex<(Option<Instant>, u64)>,
 }
 
 fn session_expiry(c: &Connect<'_>, config: &BrokerConfig) -> u32 {
@@ -293,7 +297,10 @@ impl Broker {
 
     /// An engine whose retained messages and persistent sessions live in `store`: what was stored
     /// before is restored now, and a persistence task is started (call inside a tokio runtime).
-    pub fn with_store(config: BrokerConfig, store: Store) -> Arc<Broker> {
+    ///
+    /// Fails when what was stored cannot be read: starting with no sessions would silently drop
+    /// every acknowledged message queued for them.
+    pub fn with_store(config: BrokerConfig, store: Store) -> Result<Arc<Broker>, StoreError> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (retained_tx, retained_rx) = tokio::sync::mpsc::unbounded_channel();
         let broker = Arc::new(Broker {
@@ -307,14 +314,32 @@ impl Broker {
             }),
             ..Broker::default()
         });
-        broker.restore(&store);
+        broker.restore(&store)?;
         tokio::spawn(persistence::run(broker.clone(), store.clone(), rx));
         tokio::spawn(persistence::run_retained(
             broker.clone(),
             store,
             retained_rx,
         ));
-        broker
+        Ok(broker)
+    }
+
+    /// `n` changes could not be stored: counted, and logged at most once a second (a full disk
+    /// fails every write; one line says so).
+    pub(crate) fn persistence_failed(&self, n: usize, error: &dyn std::fmt::Display) {
+        self.stats
+            .persist_failures
+            .fetch_add(n as u64, Ordering::Relaxed);
+        let mut log = self.failure_log.lock();
+        log.1 += n as u64;
+        if log.0.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            tracing::error!(
+                failed = log.1,
+                %error,
+                "store writes failed; acknowledgements that depended on them report the failure"
+            );
+            *log = (Some(Instant::now()), 0);
+        }
     }
 
     pub(crate) fn persister(&self) -> Option<&Persister> {
@@ -330,7 +355,7 @@ impl Broker {
         }
     }
 
-    fn restore(&self, store: &Store) {
+    fn restore(&self, store: &Store) -> Result<(), StoreError> {
         let mut st = self.state.lock();
         let max_levels = self.config.max_topic_levels;
         let mut skipped = 0usize;
@@ -358,35 +383,25 @@ impl Broker {
                 "stored retained messages with too many topic levels skipped"
             );
         }
-        self.migrate_legacy_sessions(store);
-        let records = match store.meta().scan(persistence::SESSIONS, b"") {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "stored MQTT sessions could not be read; none restored");
-                Vec::new()
-            }
-        };
+        self.migrate_legacy_sessions(store)?;
+        let records = store.meta().scan(persistence::SESSIONS, b"")?;
         let mut subscriptions: HashMap<
             String,
             Vec<(String, outpost_codec::SubscribeOptions, Option<u32>)>,
         > = HashMap::new();
-        match store.meta().scan(persistence::SUBSCRIPTIONS, b"") {
-            Ok(entries) => {
-                for (k, v) in entries {
-                    let (Some((client, filter)), Some((options, id))) = (
-                        persistence::split_subscription_key(&k),
-                        persistence::decode_subscription(&v),
-                    ) else {
-                        continue;
-                    };
-                    subscriptions.entry(client.to_string()).or_default().push((
-                        filter.to_string(),
-                        options,
-                        id,
-                    ));
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "stored MQTT subscriptions could not be read"),
+        for (k, v) in store.meta().scan(persistence::SUBSCRIPTIONS, b"")? {
+            let (Some((client, filter)), Some((options, id))) = (
+                persistence::split_subscription_key(&k),
+                persistence::decode_subscription(&v),
+            ) else {
+                tracing::warn!("an unreadable stored subscription skipped");
+                continue;
+            };
+            subscriptions.entry(client.to_string()).or_default().push((
+                filter.to_string(),
+                options,
+                id,
+            ));
         }
         let now_ms = persistence::outpost_store_now_ms();
         let mut sessions = 0;
@@ -397,15 +412,10 @@ impl Broker {
                 String::from_utf8(key),
                 persistence::decode_session_record(&value),
             ) else {
+                tracing::warn!("an unreadable stored session skipped");
                 continue;
             };
-            let stream = match store.stream(stream_name) {
-                Ok(s) => Some((s, Arc::<str>::from(stream_name))),
-                Err(e) => {
-                    tracing::error!(client, error = %e, "a session's stream could not be opened");
-                    None
-                }
-            };
+            let stream = Some((store.stream(stream_name)?, Arc::<str>::from(stream_name)));
             let client: Arc<str> = client.into();
             let mut session = self.new_session(expiry, stream.clone());
             session.disconnected_at = Some(Instant::now());
@@ -462,20 +472,15 @@ impl Broker {
             retained = st.router.retained_count(),
             "MQTT state restored from the store"
         );
+        Ok(())
     }
 
     /// Moves sessions stored in the first layout (one value holding every subscription) to the
     /// current one (a record per session, an entry per subscription), once, at startup.
-    fn migrate_legacy_sessions(&self, store: &Store) {
-        let legacy = match store.meta().scan(persistence::LEGACY_SESSIONS, b"") {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "sessions in the first layout could not be read");
-                return;
-            }
-        };
+    fn migrate_legacy_sessions(&self, store: &Store) -> Result<(), StoreError> {
+        let legacy = store.meta().scan(persistence::LEGACY_SESSIONS, b"")?;
         if legacy.is_empty() {
-            return;
+            return Ok(());
         }
         let mut owned: Vec<MetaChange> = Vec::new();
         for (key, value) in &legacy {
@@ -510,15 +515,12 @@ impl Broker {
                 None => outpost_store::MetaOp::Delete { table, key },
             })
             .collect();
-        match store.meta().apply(&ops) {
-            Ok(()) => tracing::info!(
-                sessions = legacy.len(),
-                "stored sessions moved to the current layout"
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, "stored sessions could not be moved to the current layout")
-            }
-        }
+        store.meta().apply(&ops)?;
+        tracing::info!(
+            sessions = legacy.len(),
+            "stored sessions moved to the current layout"
+        );
+        Ok(())
     }
 
     fn new_session(&self, expiry: u32, stream: Option<(StreamId, Arc<str>)>) -> Session {
@@ -1458,6 +1460,11 @@ impl Broker {
                 "outpost_mqtt_sessions_refused_total",
                 "counter",
                 load(&self.stats.refused_sessions),
+            ),
+            (
+                "outpost_mqtt_persist_failures_total",
+                "counter",
+                load(&self.stats.persist_failures),
             ),
             ("outpost_mqtt_bytes_received_total", "counter", s.bytes_in),
         ] {

@@ -22,7 +22,7 @@ pub use broker::{
 pub use inbox::{Inbox, Incoming};
 pub use message::{Message, MessageProperties};
 pub use outbox::{AckError, InFlight, Offer, Outbox, OutboxLimits, Outgoing, Send};
-pub use persistence::Durable;
+pub use persistence::{Durable, PersistError};
 pub use retained::RetainedTree;
 pub use router::{Retained, Router, Subscribed, Subscription, Target};
 pub use subscriptions::SubscriptionTree;

@@ -15,10 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use outpost_codec::ReasonCode;
 use outpost_codec::{
     decode, Decoded, Packet, Publish, QoS, SubscribeOptions, UserProperty, Version,
 };
-use outpost_store::{MetaOp, RecordId, Store, StreamId};
+use outpost_store::{MetaOp, RecordId, Store, StoreError, StreamId};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::{Broker, Message};
@@ -125,11 +126,44 @@ pub(crate) enum SubChange {
     Delete(Arc<str>),
 }
 
+/// Why a change could not be made durable. The engine keeps serving; the client is told (a
+/// failure reason code, or a disconnect where its protocol version has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PersistError {
+    /// The disk is full.
+    #[error("the disk is full")]
+    DiskFull,
+    /// Any other store failure (I/O error, a failed sync, the store closed).
+    #[error("the store failed")]
+    Failed,
+}
+
+impl PersistError {
+    /// The MQTT 5 reason code that tells a client: Quota exceeded (0x97) for a full disk,
+    /// Unspecified error (0x80) for the rest.
+    pub fn reason_code(self) -> ReasonCode {
+        match self {
+            PersistError::DiskFull => ReasonCode::QuotaExceeded,
+            PersistError::Failed => ReasonCode::UnspecifiedError,
+        }
+    }
+
+    fn from_store(e: &StoreError) -> PersistError {
+        match e {
+            StoreError::DiskFull => PersistError::DiskFull,
+            _ => PersistError::Failed,
+        }
+    }
+}
+
+/// What a persistence job answers.
+pub(crate) type Done = oneshot::Sender<Result<(), PersistError>>;
+
 /// Waits until the records of one message are durable. Also tells the publisher's connection
 /// whether a connected subscriber is falling behind (see [`Durable::under_pressure`]).
 #[derive(Debug, Default)]
 pub struct Durable {
-    waits: Vec<oneshot::Receiver<()>>,
+    waits: Vec<oneshot::Receiver<Result<(), PersistError>>>,
     pressure: bool,
 }
 
@@ -139,7 +173,7 @@ impl Durable {
         self.waits.is_empty()
     }
 
-    pub(crate) fn push(&mut self, rx: oneshot::Receiver<()>) {
+    pub(crate) fn push(&mut self, rx: oneshot::Receiver<Result<(), PersistError>>) {
         self.waits.push(rx);
     }
 
@@ -153,11 +187,17 @@ impl Durable {
         self.pressure
     }
 
-    /// Resolves once every record is durable (or the store gave up; that is logged where it failed).
-    pub async fn wait(self) {
+    /// Resolves once every record is durable, or with the first failure (a stopped persistence
+    /// task counts as one: nothing it did not confirm is durable).
+    pub async fn wait(self) -> Result<(), PersistError> {
+        let mut result = Ok(());
         for rx in self.waits {
-            let _ = rx.await;
+            let r = rx.await.unwrap_or(Err(PersistError::Failed));
+            if result.is_ok() {
+                result = r;
+            }
         }
+        result
     }
 }
 
@@ -168,13 +208,13 @@ pub(crate) enum Job {
         stream: StreamId,
         delivery: u64,
         bytes: Bytes,
-        done: oneshot::Sender<()>,
+        done: Done,
     },
     /// Retain (Some) or clear (None) the message of a topic.
     Retain {
         topic: Arc<str>,
         bytes: Option<Bytes>,
-        done: Option<oneshot::Sender<()>>,
+        done: Option<Done>,
     },
     Kill(RecordId),
     /// Saves a persistent session: its record (expiry, stream), when given, and subscription
@@ -185,7 +225,7 @@ pub(crate) enum Job {
         record: Option<(u32, Arc<str>)>,
         replace: bool,
         changes: Vec<SubChange>,
-        done: Option<oneshot::Sender<()>>,
+        done: Option<Done>,
     },
     /// Forgets a session: its record, its subscriptions, its queued messages and its stream.
     DropSession {
@@ -198,7 +238,7 @@ pub(crate) enum Job {
         name: Arc<str>,
     },
     /// Answers once every job queued before it is done (graceful shutdown).
-    Flush(oneshot::Sender<()>),
+    Flush(Done),
 }
 
 /// Jobs queued for the store above which publishers wait (see [`Persister::wait_for_room`]).
@@ -232,12 +272,17 @@ impl Persister {
         };
         if tx.send(job).is_err() {
             self.backlog.fetch_sub(1, Ordering::Relaxed);
-            tracing::error!("persistence task stopped; a change was not stored");
+            // Once is enough: from now on every change fails, and each waiter learns it.
+            static REPORTED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if !REPORTED.swap(true, Ordering::Relaxed) {
+                tracing::error!("persistence task stopped; changes are no longer stored");
+            }
         }
     }
 
     /// Answers once everything queued before it, in both tasks, is stored.
-    pub(crate) fn flush(&self) -> Vec<oneshot::Receiver<()>> {
+    pub(crate) fn flush(&self) -> Vec<oneshot::Receiver<Result<(), PersistError>>> {
         [&self.jobs, &self.retained_jobs]
             .into_iter()
             .filter_map(|tx| {
@@ -378,7 +423,7 @@ async fn store_batch(broker: &Arc<Broker>, store: &Store, batch: Vec<Job>) {
             }
         }
     }
-    let mut ids: Vec<Option<RecordId>> = vec![None; batch.len()];
+    let mut ids: Vec<Result<RecordId, PersistError>> = vec![Err(PersistError::Failed); batch.len()];
     let handles: Vec<_> = streams
         .into_iter()
         .map(|(stream, idx)| {
@@ -398,34 +443,47 @@ async fn store_batch(broker: &Arc<Broker>, store: &Store, batch: Vec<Job>) {
         match task.await {
             Ok(Ok(got)) => {
                 for (i, id) in idx.into_iter().zip(got) {
-                    ids[i] = Some(id);
+                    ids[i] = Ok(id);
                 }
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "queued messages not stored"),
-            Err(e) => tracing::error!(error = %e, "the store task failed"),
+            Ok(Err(e)) => {
+                let failure = PersistError::from_store(&e);
+                broker.persistence_failed(idx.len(), &e);
+                for i in idx {
+                    ids[i] = Err(failure);
+                }
+            }
+            Err(e) => {
+                broker.persistence_failed(idx.len(), &e);
+            }
         }
     }
     let mut dead = Vec::new();
     for (job, id) in batch.into_iter().zip(ids) {
-        if let (
-            Job::Store {
-                client,
-                delivery,
-                done,
-                ..
-            },
-            Some(id),
-        ) = (job, id)
-        {
-            if let Some(d) = broker.persisted(&client, delivery, id) {
-                dead.push(d);
+        let Job::Store {
+            client,
+            delivery,
+            done,
+            ..
+        } = job
+        else {
+            continue;
+        };
+        match id {
+            Ok(id) => {
+                if let Some(d) = broker.persisted(&client, delivery, id) {
+                    dead.push(d);
+                }
+                let _ = done.send(Ok(()));
             }
-            let _ = done.send(());
+            Err(e) => {
+                let _ = done.send(Err(e));
+            }
         }
     }
     if !dead.is_empty() {
         if let Err(e) = store.mark_dead(&dead).await {
-            tracing::error!(error = %e, "delivered messages not marked dead");
+            broker.persistence_failed(dead.len(), &e);
         }
     }
 }
@@ -453,7 +511,7 @@ fn gather(
 }
 
 /// Saves a batch of session changes in one metadata transaction (one fsync for all of them).
-async fn save_sessions(store: &Store, batch: Vec<Job>) {
+async fn save_sessions(broker: &Broker, store: &Store, batch: Vec<Job>) {
     let store2 = store.clone();
     let (dones, result) = tokio::task::spawn_blocking(move || {
         let meta = store2.meta();
@@ -516,11 +574,15 @@ async fn save_sessions(store: &Store, batch: Vec<Job>) {
             Err(outpost_store::StoreError::Meta(e.to_string())),
         )
     });
-    if let Err(e) = result {
-        tracing::error!(error = %e, "session changes not saved");
-    }
+    let answer = match &result {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            broker.persistence_failed(dones.len().max(1), e);
+            Err(PersistError::from_store(e))
+        }
+    };
     for done in dones {
-        let _ = done.send(());
+        let _ = done.send(answer);
     }
 }
 
@@ -613,7 +675,7 @@ pub(crate) async fn run(broker: Arc<Broker>, store: Store, mut rx: mpsc::Unbound
                     })
                     .collect();
                 if let Err(e) = store.mark_dead(&ids).await {
-                    tracing::error!(error = %e, "delivered messages not marked dead");
+                    broker.persistence_failed(ids.len(), &e);
                 }
                 n
             }
@@ -622,7 +684,7 @@ pub(crate) async fn run(broker: Arc<Broker>, store: Store, mut rx: mpsc::Unbound
                     matches!(j, Job::SaveSession { .. })
                 });
                 let n = batch.len();
-                save_sessions(&store, batch).await;
+                save_sessions(&broker, &store, batch).await;
                 n
             }
             Job::DropSession { client, stream } => {
@@ -634,7 +696,7 @@ pub(crate) async fn run(broker: Arc<Broker>, store: Store, mut rx: mpsc::Unbound
                 1
             }
             Job::Flush(done) => {
-                let _ = done.send(());
+                let _ = done.send(Ok(()));
                 1
             }
             Job::Retain { .. } => {
@@ -700,29 +762,37 @@ pub(crate) async fn run_retained(
                 _ => {}
             }
         }
-        let dead: Vec<RecordId> = latest
-            .iter()
-            .filter_map(|(topic, _)| retained.remove(topic))
-            .collect();
+        let touched: Vec<Arc<str>> = latest.iter().map(|(t, _)| t.clone()).collect();
         let (topics, payloads): (Vec<Arc<str>>, Vec<Bytes>) = latest
             .into_iter()
             .filter_map(|(t, b)| b.map(|b| (t, b)))
             .unzip();
+        let mut answer = Ok(());
+        let mut appended = Vec::new();
         if !payloads.is_empty() {
             match store.append_batch(retained_stream, payloads).await {
-                Ok(ids) => retained.extend(topics.into_iter().zip(ids)),
+                Ok(ids) => appended = ids,
                 Err(e) => {
-                    tracing::error!(count = topics.len(), error = %e, "retained messages not stored")
+                    broker.persistence_failed(topics.len(), &e);
+                    answer = Err(PersistError::from_store(&e));
                 }
             }
         }
-        if !dead.is_empty() {
-            if let Err(e) = store.mark_dead(&dead).await {
-                tracing::error!(error = %e, "replaced retained messages not marked dead");
+        if answer.is_ok() {
+            // The new values are durable: the ones they replace (or clear) can go.
+            let dead: Vec<RecordId> = touched.iter().filter_map(|t| retained.remove(t)).collect();
+            retained.extend(topics.into_iter().zip(appended));
+            if !dead.is_empty() {
+                if let Err(e) = store.mark_dead(&dead).await {
+                    // The old records stay live on disk: after a restart an older value of a
+                    // topic could come back, so this is a failure of the batch too.
+                    broker.persistence_failed(dead.len(), &e);
+                    answer = Err(PersistError::from_store(&e));
+                }
             }
         }
         for done in dones {
-            let _ = done.send(());
+            let _ = done.send(answer);
         }
         persister.done(n);
     }
@@ -780,6 +850,50 @@ mod tests {
         );
         let left = back.remaining_expiry(Instant::now()).unwrap();
         assert!((69..=70).contains(&left), "expiry keeps counting: {left}");
+    }
+
+    #[test]
+    fn a_durable_wait_reports_the_first_failure_and_a_vanished_task() {
+        let waits = |answers: Vec<Option<Result<(), PersistError>>>| {
+            let mut d = Durable::default();
+            for a in answers {
+                let (tx, rx) = oneshot::channel();
+                d.push(rx);
+                if let Some(a) = a {
+                    let _ = tx.send(a);
+                }
+            }
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            let mut f = std::pin::pin!(d.wait());
+            match f.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(r) => r,
+                std::task::Poll::Pending => panic!("every answer is in"),
+            }
+        };
+        use std::future::Future;
+        assert_eq!(waits(vec![Some(Ok(())), Some(Ok(()))]), Ok(()));
+        assert_eq!(
+            waits(vec![
+                Some(Ok(())),
+                Some(Err(PersistError::DiskFull)),
+                Some(Err(PersistError::Failed))
+            ]),
+            Err(PersistError::DiskFull)
+        );
+        assert_eq!(
+            waits(vec![None]),
+            Err(PersistError::Failed),
+            "a dropped sender is a failure"
+        );
+        assert_eq!(
+            PersistError::DiskFull.reason_code(),
+            ReasonCode::QuotaExceeded
+        );
+        assert_eq!(
+            PersistError::Failed.reason_code(),
+            ReasonCode::UnspecifiedError
+        );
     }
 
     #[test]

@@ -621,6 +621,11 @@ impl Writer {
     }
 
     fn write_batch(&mut self) -> Result<()> {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("store-write", |_| Err(StoreError::io(
+            format!("writing segment {} (injected fault)", self.seg),
+            io::Error::other("injected I/O error"),
+        )));
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.outs.len() * 2);
         for o in &self.outs {
             slices.push(IoSlice::new(&o.header));

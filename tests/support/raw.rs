@@ -1,0 +1,189 @@
+//! A raw MQTT client: nothing between the test and the socket, so a test can send what no
+//! well-behaved client library would, and see exactly what the broker answers.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use outpost_codec::{
+    decode_from_server, ConnectProperties, Decoded, Packet, QoS, ReasonCode, Subscribe,
+    SubscribeFilter, Version,
+};
+
+/// What the broker sent, reduced to what the tests look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Got {
+    ConnAck(ReasonCode),
+    SubAck(Vec<ReasonCode>),
+    UnsubAck,
+    PubAck(u16, ReasonCode),
+    PubRec(u16, ReasonCode),
+    Publish {
+        topic: String,
+        pkid: u16,
+        payload: Vec<u8>,
+    },
+    Disconnect(ReasonCode),
+    PingResp,
+    Other,
+}
+
+pub struct Raw {
+    pub s: TcpStream,
+    buf: Vec<u8>,
+    version: Version,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr, version: Version, client: &str, clean: bool) -> Raw {
+        Self::connect_with(
+            addr,
+            version,
+            client,
+            clean,
+            ConnectProperties::default(),
+            60,
+        )
+    }
+
+    pub fn connect_with(
+        addr: SocketAddr,
+        version: Version,
+        client: &str,
+        clean: bool,
+        properties: ConnectProperties<'_>,
+        keep_alive: u16,
+    ) -> Raw {
+        let mut raw = Self::open(addr, version);
+        raw.send(&Packet::Connect(outpost_codec::Connect {
+            protocol: version,
+            clean_start: clean,
+            keep_alive,
+            client_id: client,
+            properties,
+            ..outpost_codec::Connect::default()
+        }));
+        raw
+    }
+
+    pub fn open(addr: SocketAddr, version: Version) -> Raw {
+        let s = TcpStream::connect(addr).expect("tcp connect");
+        s.set_nodelay(true).unwrap();
+        Raw {
+            s,
+            buf: Vec::new(),
+            version,
+        }
+    }
+
+    pub fn send(&mut self, p: &Packet<'_>) {
+        let mut out = BytesMut::new();
+        p.encode_to(self.version, &mut out).expect("encodable");
+        self.s.write_all(&out).expect("write");
+    }
+
+    /// The next packet within `limit`; `None` when the connection closed or nothing came.
+    pub fn recv(&mut self, limit: Duration) -> Option<Got> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Decoded::Packet(p, used)) =
+                decode_from_server(&self.buf, self.version, usize::MAX)
+            {
+                let got = match p {
+                    Packet::ConnAck(c) => Got::ConnAck(c.code),
+                    Packet::SubAck(s) => Got::SubAck(s.codes.iter().collect()),
+                    Packet::UnsubAck(_) => Got::UnsubAck,
+                    Packet::PubAck(a) => Got::PubAck(a.pkid, a.code),
+                    Packet::PubRec(a) => Got::PubRec(a.pkid, a.code),
+                    Packet::Publish(p) => Got::Publish {
+                        topic: p.topic.to_string(),
+                        pkid: p.pkid,
+                        payload: p.payload.to_vec(),
+                    },
+                    Packet::Disconnect(d) => Got::Disconnect(d.code),
+                    Packet::PingResp => Got::PingResp,
+                    _ => Got::Other,
+                };
+                self.buf.drain(..used);
+                return Some(got);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.s
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let mut chunk = [0u8; 64 * 1024];
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// The next PUBLISH within `limit` as (packet identifier, payload), skipping anything else.
+    pub fn recv_publish(&mut self, limit: Duration) -> Option<(u16, Vec<u8>)> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            if let Got::Publish { pkid, payload, .. } = self.recv(left)? {
+                return Some((pkid, payload));
+            }
+        }
+    }
+
+    /// True when the broker closes the connection within `limit` (whatever it sends first).
+    pub fn closed_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut chunk = [0u8; 4096];
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            self.s
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            match self.s.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+
+    pub fn subscribe(&mut self, pkid: u16, filters: &[&str], qos: QoS) {
+        let f: Vec<SubscribeFilter<'_>> = filters
+            .iter()
+            .map(|f| SubscribeFilter::new(f, qos))
+            .collect();
+        self.send(&Packet::Subscribe(Subscribe {
+            pkid,
+            filters: outpost_codec::List::new(&f),
+            ..Subscribe::default()
+        }));
+    }
+
+    pub fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, pkid: u16, retain: bool) {
+        self.send(&Packet::Publish(outpost_codec::Publish {
+            qos,
+            pkid,
+            retain,
+            ..outpost_codec::Publish::new(topic, payload)
+        }));
+    }
+}
+
+/// CONNECT properties of a session that outlives its connection.
+pub fn persistent() -> ConnectProperties<'static> {
+    ConnectProperties {
+        session_expiry_interval: Some(3600),
+        ..ConnectProperties::default()
+    }
+}
