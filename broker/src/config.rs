@@ -64,6 +64,12 @@ pub struct MqttConfig {
     pub max_connections_per_address: usize,
     /// Seconds a new connection has to send CONNECT (and a WebSocket to finish its handshake).
     pub connect_timeout: u64,
+    /// Flow control: QoS 1/2 messages queued for a connected subscriber at which the publishers
+    /// feeding it stop being read until it drains to half.
+    pub flow_control_queue: usize,
+    /// Seconds a connected subscriber may hold its publishers back without draining before it is
+    /// disconnected (its persistent session keeps what was queued).
+    pub stall_timeout: u64,
 }
 
 /// MQTT over WebSocket.
@@ -142,6 +148,8 @@ impl Default for MqttConfig {
             max_connections: 100_000,
             max_connections_per_address: 0,
             connect_timeout: 10,
+            flow_control_queue: 1_000,
+            stall_timeout: 30,
         }
     }
 }
@@ -240,7 +248,12 @@ impl Config {
 
     /// Checks the limits that have no sensible zero.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, u64); 8] = [
+        let positive: [(&'static str, u64); 10] = [
+            (
+                "mqtt.flow_control_queue",
+                self.mqtt.flow_control_queue as u64,
+            ),
+            ("mqtt.stall_timeout", self.mqtt.stall_timeout),
             ("mqtt.max_topic_levels", self.mqtt.max_topic_levels as u64),
             ("mqtt.max_inflight", u64::from(self.mqtt.max_inflight)),
             ("mqtt.max_connections", self.mqtt.max_connections as u64),

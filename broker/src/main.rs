@@ -200,6 +200,8 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
             max_retained_messages: config.mqtt.max_retained_messages,
             max_retained_bytes: config.mqtt.max_retained_bytes,
             max_persistent_sessions: config.mqtt.max_persistent_sessions,
+            flow_control_queue: config.mqtt.flow_control_queue,
+            stall_timeout: std::time::Duration::from_secs(config.mqtt.stall_timeout),
             outbox: outpost_mqtt::OutboxLimits {
                 max_queued: config.mqtt.max_queued_messages,
                 max_queued_bytes: config.mqtt.max_queued_bytes,

@@ -64,6 +64,28 @@ struct Conn<W> {
     pressure: bool,
     /// Incoming QoS 2 exchanges ended by a failed PUBREC: the engine forgets their identifiers.
     released: Vec<u16>,
+    /// Flow control: connected subscribers of this client's messages whose queues are full. While
+    /// any holds it back, the client's packets are parked in order (acknowledgements and pings
+    /// excepted, so two clients feeding each other never wait on each other), and reading stops
+    /// once [`PARK_LIMIT`] bytes wait: its TCP window fills, its messages wait in its own buffers.
+    held_by: Vec<std::sync::Arc<str>>,
+    parked: std::collections::VecDeque<bytes::Bytes>,
+    parked_bytes: usize,
+}
+
+/// Bytes of a held-back client's packets kept before its socket is no longer read.
+const PARK_LIMIT: usize = 64 * 1024;
+
+/// Packets that never wait behind parked ones: they only complete exchanges already begun.
+fn bypasses_parking(frame: &[u8]) -> bool {
+    // PUBACK, PUBREC, PUBREL, PUBCOMP, PINGREQ.
+    matches!(frame.first().map(|b| b >> 4), Some(4..=7 | 12))
+}
+
+impl<W> Conn<W> {
+    fn holding(&self) -> bool {
+        !self.held_by.is_empty() || !self.parked.is_empty()
+    }
 }
 
 /// An acknowledgement that may have to wait for durability.
@@ -299,6 +321,9 @@ where
         pending_acks: Vec::new(),
         pressure: false,
         released: Vec::new(),
+        held_by: Vec::new(),
+        parked: std::collections::VecDeque::new(),
+        parked_bytes: 0,
     };
     let connect = match decode(&first, Version::V5, max) {
         Ok(Decoded::Packet(Packet::Connect(c), _)) => c,
@@ -412,9 +437,42 @@ where
         // Far behind on disk: stop reading until the store catches up (the client's TCP window
         // fills; nothing is dropped).
         broker.wait_for_persistence().await;
+        let hold = if conn.held_by.is_empty() {
+            None
+        } else {
+            broker.holding_back(&mut conn.held_by)
+        };
+        if conn.held_by.is_empty() && !conn.parked.is_empty() {
+            // Released: what waited is handled now, in order, until something holds it again.
+            while let Some(frame) = conn.parked.pop_front() {
+                conn.parked_bytes -= frame.len();
+                if let Some(end) = handle(&frame, conn, broker, h) {
+                    return end;
+                }
+                if !conn.held_by.is_empty() {
+                    break;
+                }
+            }
+            let sends = broker.sendable(h);
+            conn.push_sends(broker, h, sends);
+            continue;
+        }
+        let may_read = conn.parked_bytes + buf.len() < PARK_LIMIT || !conn.holding();
+        if !may_read {
+            // The broker stopped reading this client, not the other way round: its keep-alive
+            // starts again when reading does.
+            if let Some(g) = grace {
+                deadline.as_mut().reset(tokio::time::Instant::now() + g);
+            }
+        }
         tokio::select! {
             biased;
             _ = h.kick.notified() => {
+                if h.stalled.load(std::sync::atomic::Ordering::Relaxed) {
+                    tracing::info!(peer = %conn.peer, client = &*h.client_id, "subscriber held its publishers back past the stall timeout; connection closed");
+                    conn.disconnect(ReasonCode::QuotaExceeded);
+                    return End::Close(Disconnect::Abrupt, None);
+                }
                 conn.disconnect(ReasonCode::SessionTakenOver);
                 return End::TakenOver;
             }
@@ -423,7 +481,13 @@ where
                 conn.disconnect(ReasonCode::KeepAliveTimeout);
                 return End::Close(Disconnect::Abrupt, None);
             }
-            read = { room_to_read(buf); rd.read_buf(buf) } => {
+            _ = async {
+                if let Some(drained) = hold {
+                    // Also wakes now and then, so a stalled subscriber is noticed.
+                    let _ = tokio::time::timeout(Duration::from_millis(250), drained).await;
+                }
+            }, if !conn.held_by.is_empty() => {}
+            read = { room_to_read(buf); rd.read_buf(buf) }, if may_read => {
                 match read {
                     Ok(0) | Err(_) => return End::Close(Disconnect::Abrupt, None),
                     Ok(_) => {}
@@ -467,6 +531,11 @@ fn handle_buffered<W: AsyncWrite + Unpin>(
             }
         };
         packets += 1;
+        if conn.holding() && !bypasses_parking(&frame) {
+            conn.parked_bytes += frame.len();
+            conn.parked.push_back(frame);
+            continue;
+        }
         if let Some(end) = handle(&frame, conn, broker, h) {
             return Err(end);
         }
@@ -524,8 +593,13 @@ fn handle<W: AsyncWrite + Unpin>(
                         }
                     }
                 }
-                Ok((outcome, durable)) => {
+                Ok((outcome, mut durable)) => {
                     conn.pressure |= durable.under_pressure();
+                    for client in durable.take_held_by() {
+                        if !conn.held_by.contains(&client) {
+                            conn.held_by.push(client);
+                        }
+                    }
                     let code = match (outcome, h.version) {
                         (Published::Routed(0), Version::V5) => ReasonCode::NoMatchingSubscribers,
                         _ => ReasonCode::Success,

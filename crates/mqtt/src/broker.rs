@@ -5,7 +5,7 @@
 //! the lock is the known next step when profiles show contention (see `docs/adr`).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,13 @@ pub struct BrokerConfig {
     /// Most persistent sessions (connected or not); a new one past it is refused with Quota
     /// exceeded (MQTT 5) or Server unavailable (MQTT 3.1.1).
     pub max_persistent_sessions: usize,
+    /// Flow control: a connected subscriber with this many QoS 1/2 messages queued makes the
+    /// publishers that feed it stop reading until it is down to half (their TCP windows fill);
+    /// nothing acknowledged is dropped for a connected subscriber that keeps up eventually.
+    pub flow_control_queue: usize,
+    /// A connected subscriber that holds publishers back this long without draining is
+    /// disconnected (its persistent session keeps what was queued).
+    pub stall_timeout: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -68,6 +75,8 @@ impl Default for BrokerConfig {
             max_retained_messages: 100_000,
             max_retained_bytes: 64 * 1024 * 1024,
             max_persistent_sessions: 100_000,
+            flow_control_queue: 1_000,
+            stall_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -105,8 +114,12 @@ pub struct ConnectionHandle {
     pub conn_id: u64,
     /// Notified when there is something to send.
     pub wake: Arc<Notify>,
-    /// Notified when another connection took the session over: close with Session Taken Over.
+    /// Notified when another connection took the session over (close with Session Taken Over),
+    /// or when the connection stalled its publishers too long (see `stalled`).
     pub kick: Arc<Notify>,
+    /// Set before `kick` when the subscriber held its publishers back past the stall timeout:
+    /// close with Quota exceeded, the session ending as for any broken connection.
+    pub stalled: Arc<AtomicBool>,
     /// Protocol version.
     pub version: Version,
 }
@@ -171,6 +184,7 @@ struct Connection {
     id: u64,
     wake: Arc<Notify>,
     kick: Arc<Notify>,
+    stalled: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -189,6 +203,11 @@ struct Session {
     persisted: HashMap<u64, RecordId>,
     /// Deliveries completed before their record was stored (the record is removed once it is).
     completed: HashSet<u64>,
+    /// Flow control: since when the queue has been over the limit (publishers wait while set).
+    over_since: Option<Instant>,
+    /// Notified when the queue drains below half the limit, or the session stops holding
+    /// publishers back (disconnected, stalled, ended).
+    drained: Arc<Notify>,
 }
 
 impl Session {
@@ -221,6 +240,8 @@ pub struct BrokerStats {
     pub refused_sessions: AtomicU64,
     /// Changes the store could not make durable (their acknowledgements said so).
     pub persist_failures: AtomicU64,
+    /// Subscribers disconnected for holding their publishers back past the stall timeout.
+    pub stalled: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -535,6 +556,8 @@ impl Broker {
             stream,
             persisted: HashMap::new(),
             completed: HashSet::new(),
+            over_since: None,
+            drained: Arc::new(Notify::new()),
         }
     }
 
@@ -818,11 +841,14 @@ impl Broker {
         session.expiry = expiry;
         session.disconnected_at = None;
         session.will = will;
+        let stalled = Arc::new(AtomicBool::new(false));
         session.connection = Some(Connection {
             id: conn_id,
             wake: wake.clone(),
             kick: kick.clone(),
+            stalled: stalled.clone(),
         });
+        session.over_since = None;
         let resend = session.outbox.resend();
         let mut persistent_delta: isize = 0;
         if expiry > 0 {
@@ -857,6 +883,7 @@ impl Broker {
                 conn_id,
                 wake,
                 kick,
+                stalled,
                 version: c.protocol,
             },
             session_present,
@@ -1015,9 +1042,21 @@ impl Broker {
                     done,
                 });
             }
+            let qos = d.qos;
             self.offer(s, d);
-            if s.connection.is_some() && s.outbox.queued() >= PRESSURE_QUEUE {
-                durable.set_pressure();
+            if s.connection.is_some() {
+                if s.outbox.queued() >= PRESSURE_QUEUE {
+                    durable.set_pressure();
+                }
+                // Flow control (never against oneself: a client's own queue drains only as it
+                // reads, and it reads nothing while it waits).
+                if qos != QoS::AtMostOnce
+                    && *t.client != *from
+                    && s.outbox.queued() >= self.config.flow_control_queue
+                {
+                    s.over_since.get_or_insert_with(Instant::now);
+                    durable.hold_for(t.client.clone());
+                }
             }
             delivered += 1;
         }
@@ -1182,7 +1221,50 @@ impl Broker {
             }
             out.push(send);
         }
+        if s.over_since.is_some() && s.outbox.queued() < self.config.flow_control_queue / 2 {
+            s.over_since = None;
+            s.drained.notify_waiters();
+        }
         out
+    }
+
+    /// Flow control: of the subscribers a publisher's messages went to, the first one that still
+    /// holds it back (connected, over half the queue limit), with a future that resolves when
+    /// that may have changed. A subscriber that has held publishers back longer than the stall
+    /// timeout is disconnected here, and no longer holds anyone.
+    pub fn holding_back(
+        &self,
+        clients: &mut Vec<Arc<str>>,
+    ) -> Option<tokio::sync::futures::OwnedNotified> {
+        let mut st = self.state.lock();
+        let half = self.config.flow_control_queue / 2;
+        while let Some(client) = clients.last().cloned() {
+            let Some(s) = st.sessions.get_mut(&client) else {
+                clients.pop();
+                continue;
+            };
+            let Some(conn) = &s.connection else {
+                clients.pop();
+                continue;
+            };
+            if conn.stalled.load(Ordering::Relaxed) || s.outbox.queued() < half {
+                clients.pop();
+                continue;
+            }
+            let since = *s.over_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.config.stall_timeout {
+                // It has not drained for the whole stall timeout: it is the one to go.
+                self.stats.stalled.fetch_add(1, Ordering::Relaxed);
+                conn.stalled.store(true, Ordering::Relaxed);
+                conn.kick.notify_one();
+                s.drained.notify_waiters();
+                clients.pop();
+                continue;
+            }
+            // Created under the lock, so a drain that happens after the check wakes it.
+            return Some(s.drained.clone().notified_owned());
+        }
+        None
     }
 
     /// Forgets an in-flight message the connection will not send (too large for the client).
@@ -1240,6 +1322,9 @@ impl Broker {
         }
         s.connection = None;
         s.disconnected_at = Some(Instant::now());
+        // Publishers held back by this subscriber go on: an offline session holds no one.
+        s.over_since = None;
+        s.drained.notify_waiters();
         if let Some(e) = session_expiry {
             s.expiry = e;
         }
@@ -1268,6 +1353,7 @@ impl Broker {
 
     fn end_session(&self, st: &mut State, client: &Arc<str>) {
         if let Some(old) = st.sessions.remove(client) {
+            old.drained.notify_waiters();
             let filters: Vec<Arc<str>> = old.subscriptions.keys().cloned().collect();
             st.router.remove_client(client, &filters);
             if let (Some(p), Some(stream)) = (&self.persist, old.stream) {
@@ -1465,6 +1551,11 @@ impl Broker {
                 "outpost_mqtt_persist_failures_total",
                 "counter",
                 load(&self.stats.persist_failures),
+            ),
+            (
+                "outpost_mqtt_stalled_subscribers_total",
+                "counter",
+                load(&self.stats.stalled),
             ),
             ("outpost_mqtt_bytes_received_total", "counter", s.bytes_in),
         ] {

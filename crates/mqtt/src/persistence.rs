@@ -165,6 +165,8 @@ pub(crate) type Done = oneshot::Sender<Result<(), PersistError>>;
 pub struct Durable {
     waits: Vec<oneshot::Receiver<Result<(), PersistError>>>,
     pressure: bool,
+    /// Connected subscribers whose queues are over the flow-control limit.
+    held_by: Vec<Arc<str>>,
 }
 
 impl Durable {
@@ -179,6 +181,19 @@ impl Durable {
 
     pub(crate) fn set_pressure(&mut self) {
         self.pressure = true;
+    }
+
+    pub(crate) fn hold_for(&mut self, client: Arc<str>) {
+        if !self.held_by.contains(&client) {
+            self.held_by.push(client);
+        }
+    }
+
+    /// Flow control: the connected subscribers this message went to whose queues are full. The
+    /// publisher's connection reads no more PUBLISH packets until they drain (see
+    /// `Broker::holding_back`).
+    pub fn take_held_by(&mut self) -> Vec<Arc<str>> {
+        std::mem::take(&mut self.held_by)
     }
 
     /// A connected subscriber of this message has a long queue: the publisher's connection
