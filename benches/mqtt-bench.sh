@@ -23,8 +23,9 @@ wait_port() {
   echo "nothing listens on $1" >&2; return 1
 }
 
-# Outpost: default durability (fsync before PUBACK for stored messages), queue limit raised like
-# the peers'.
+# Outpost: default durability (fsync before PUBACK for stored messages), the offline queue limit
+# raised like the peers' (connected subscribers are kept far below it by flow control, which
+# starts at the default 1,000 queued messages).
 cat > "$work/outpost.toml" <<CONF
 data_dir = "$work/outpost-data"
 log = "warn"

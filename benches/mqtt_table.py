@@ -65,6 +65,16 @@ for key, label in (("publish_msgs_per_s", "publish msg/s (acknowledged)"), ("dra
     print(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratio(vals[0], v) for v in vals[1:]) + " |")
 
 print()
+print("| long flood (10 → 10 pairs, QoS 1, 64 B, 100 in flight each) | " + " | ".join(brokers) + " | vs mosquitto | vs rumqttd |")
+print("|---|" + "---|" * (len(brokers) + 2))
+fl = [find(b, "flood") for b in brokers]
+rate = [r["msgs_per_s"] if r and r.get("delivered") else 0 for r in fl]
+print("| delivered msg/s | " + " | ".join(f"{v:,.0f}" for v in rate) + " | " + " | ".join(ratio(rate[0], v) for v in rate[1:]) + " |")
+print("| acknowledged | " + " | ".join(f"{r['extra']['acknowledged']:,}" if r else "n/a" for r in fl) + " | | |")
+print("| acknowledged and never delivered | " + " | ".join(f"{r['extra']['lost']:,}" if r else "n/a" for r in fl) + " | | |")
+print("| p99 latency (ms) | " + " | ".join(f"{r['p99_ms']:.1f}" if r and r.get("delivered") else "n/a" for r in fl) + " | | |")
+
+print()
 print("| footprint | " + " | ".join(brokers) + " | vs mosquitto | vs rumqttd |")
 print("|---|" + "---|" * (len(brokers) + 2))
 idle = [(find(b, "idle-rss") or {}).get("rss_kib", 0) for b in brokers]

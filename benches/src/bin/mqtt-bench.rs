@@ -9,6 +9,9 @@
 //! - `fanout`: 1 publisher → 1,000 subscribers of one topic (QoS 0 and 1);
 //! - `fanin-shared`: 8 publishers → 4 members of a shared subscription (QoS 1);
 //! - `persistent`: QoS 1 to an offline persistent session, then the drain on reconnect;
+//! - `flood`: 10 publishers → 10 subscribers (pairs), QoS 1, 64 B, 100 unacknowledged per
+//!   publisher, for 10 s (50 s with `--full`): delivered msg/s, and how many acknowledged messages
+//!   were never delivered (must be 0);
 //! - `idle`: 10,000 idle connections: resident memory per connection.
 //!
 //! Every payload carries its send time, so each delivery yields an end-to-end latency
@@ -245,6 +248,119 @@ async fn publish(
     }
     tokio::time::sleep(linger).await;
     true
+}
+
+/// Publishes QoS 1 messages of `size` bytes to `topic` until `until`, with up to `window`
+/// unacknowledged; returns how many were acknowledged.
+async fn publish_until(
+    mut c: Conn,
+    topic: String,
+    until: Instant,
+    window: u64,
+    size: usize,
+) -> u64 {
+    let mut in_flight = 0u64;
+    let mut acked = 0u64;
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut payload = vec![0x42u8; size.max(16)];
+    let mut pkid: u16 = 0;
+    loop {
+        let sending = Instant::now() < until;
+        if !sending && in_flight == 0 {
+            return acked;
+        }
+        out.clear();
+        while sending && in_flight < window && out.len() < 32 * 1024 {
+            pkid = if pkid == u16::MAX { 1 } else { pkid + 1 };
+            payload[..8].copy_from_slice(&now_ns().to_le_bytes());
+            let p = Publish {
+                qos: QoS::AtLeastOnce,
+                pkid,
+                ..Publish::new(&topic, &payload)
+            };
+            encode(&Packet::Publish(p), &mut out);
+            in_flight += 1;
+        }
+        if !out.is_empty() && c.s.write_all(&out).await.is_err() {
+            return acked;
+        }
+        match tokio::time::timeout(Duration::from_secs(30), c.s.read_buf(&mut c.buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return acked,
+        }
+        while let Ok(Some(f)) = split_frame(&mut c.buf, usize::MAX) {
+            if f[0] >> 4 == 4 {
+                in_flight = in_flight.saturating_sub(1);
+                acked += 1;
+            }
+        }
+    }
+}
+
+/// The long flood: pairs of publishers and subscribers for `seconds`. Every acknowledged message
+/// must be delivered; `extra` reports acknowledged and lost.
+async fn flood(t: &Target, pairs: usize, seconds: u64, window: u64, size: usize) -> Run {
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = sample_rss(t.pid, stop.clone(), peak.clone());
+    let mut subs = Vec::new();
+    for i in 0..pairs {
+        if let Some(mut c) = connect(&t.addr, &format!("flood-s{i}"), true).await {
+            if subscribe(&mut c, &format!("flood/{i}"), QoS::AtLeastOnce).await {
+                subs.push((i, c));
+            }
+        }
+    }
+    let receivers: Vec<_> = subs
+        .into_iter()
+        .map(|(i, c)| {
+            (
+                i,
+                tokio::spawn(receive(c, u64::MAX, Duration::from_secs(5))),
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    let until = start + Duration::from_secs(seconds);
+    let mut pubs = Vec::new();
+    for i in 0..pairs {
+        if let Some(c) = connect(&t.addr, &format!("flood-p{i}"), true).await {
+            pubs.push(tokio::spawn(publish_until(
+                c,
+                format!("flood/{i}"),
+                until,
+                window,
+                size,
+            )));
+        }
+    }
+    let mut acked = 0;
+    for p in pubs {
+        acked += p.await.unwrap_or(0);
+    }
+    let mut latency = histogram();
+    let mut delivered = 0;
+    let mut last = start;
+    for (_, r) in receivers {
+        if let Ok(seen) = r.await {
+            delivered += seen.got;
+            latency.add(&seen.latency).ok();
+            if let Some(l) = seen.last {
+                last = last.max(l);
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Run {
+        delivered,
+        expected: acked,
+        seconds: (last - start).as_secs_f64(),
+        latency,
+        peak_rss_kib: peak.load(Ordering::Relaxed),
+        extra: json!({"acknowledged": acked, "lost": acked.saturating_sub(delivered)}),
+    }
 }
 
 /// Samples a process's resident memory (KiB) until stopped; returns the peak.
@@ -613,6 +729,10 @@ async fn main() {
         if want("persistent") {
             let r = persistent(t, 5_000 * scale).await;
             record("persistent", 1, 16, r);
+        }
+        if want("flood") {
+            let r = flood(t, 10, 10 * scale, 100, 64).await;
+            record("flood", 1, 64, r);
         }
     }
     let out = serde_json::to_string_pretty(&results).expect("json");
