@@ -70,6 +70,9 @@ pub struct MqttConfig {
     /// Seconds a connected subscriber may hold its publishers back without draining before it is
     /// disconnected (its persistent session keeps what was queued).
     pub stall_timeout: u64,
+    /// Longest keep-alive in seconds a client may ask for; 65535 allows any. MQTT 5 clients that ask
+    /// for more (or none) get this one in CONNACK; MQTT 3.1.1 clients are refused.
+    pub max_keep_alive: u16,
 }
 
 /// MQTT over WebSocket.
@@ -150,6 +153,7 @@ impl Default for MqttConfig {
             connect_timeout: 10,
             flow_control_queue: 1_000,
             stall_timeout: 30,
+            max_keep_alive: 65_535,
         }
     }
 }

@@ -231,6 +231,7 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
     let listener_config = Arc::new(outpost_listeners::ListenerConfig {
         max_packet_size: config.mqtt.max_packet_size,
         connect_timeout: std::time::Duration::from_secs(config.mqtt.connect_timeout),
+        max_keep_alive: config.mqtt.max_keep_alive,
     });
     tokio::spawn(outpost_listeners::run_tcp(
         listener,

@@ -33,6 +33,9 @@ pub struct Raw {
     pub s: TcpStream,
     buf: Vec<u8>,
     version: Version,
+    /// From the last CONNACK: Server Keep Alive and Receive Maximum (MQTT 5).
+    pub server_keep_alive: Option<u16>,
+    pub receive_maximum: Option<u16>,
 }
 
 impl Raw {
@@ -74,6 +77,8 @@ impl Raw {
             s,
             buf: Vec::new(),
             version,
+            server_keep_alive: None,
+            receive_maximum: None,
         }
     }
 
@@ -91,7 +96,11 @@ impl Raw {
                 decode_from_server(&self.buf, self.version, usize::MAX)
             {
                 let got = match p {
-                    Packet::ConnAck(c) => Got::ConnAck(c.code),
+                    Packet::ConnAck(c) => {
+                        self.server_keep_alive = c.properties.server_keep_alive;
+                        self.receive_maximum = c.properties.receive_maximum;
+                        Got::ConnAck(c.code)
+                    }
                     Packet::SubAck(s) => Got::SubAck(s.codes.iter().collect()),
                     Packet::UnsubAck(_) => Got::UnsubAck,
                     Packet::PubAck(a) => Got::PubAck(a.pkid, a.code),

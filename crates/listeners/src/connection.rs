@@ -24,6 +24,10 @@ pub struct ListenerConfig {
     pub max_packet_size: usize,
     /// Time a new connection has to send CONNECT.
     pub connect_timeout: Duration,
+    /// Longest keep-alive a client may ask for (65,535: any). An MQTT 5 client asking for more,
+    /// or for none, is told this one (CONNACK Server Keep Alive); an MQTT 3.1.1 client, which
+    /// cannot be told, is refused (identifier rejected), as mosquitto's `max_keepalive` does.
+    pub max_keep_alive: u16,
 }
 
 impl Default for ListenerConfig {
@@ -31,6 +35,7 @@ impl Default for ListenerConfig {
         ListenerConfig {
             max_packet_size: 16 * 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
+            max_keep_alive: u16::MAX,
         }
     }
 }
@@ -352,7 +357,22 @@ where
     if connect.protocol == Version::V5 {
         conn.alias_max = connect.properties.topic_alias_maximum.unwrap_or(0);
     }
-    let keep_alive = connect.keep_alive;
+    let mut keep_alive = connect.keep_alive;
+    let mut server_keep_alive = None;
+    let max_keep_alive = config.max_keep_alive;
+    if max_keep_alive < u16::MAX && (keep_alive == 0 || keep_alive > max_keep_alive) {
+        if connect.protocol == Version::V311 {
+            tracing::info!(%peer, client = connect.client_id, keep_alive, "keep-alive above max_keep_alive; connection refused");
+            conn.push(&Packet::ConnAck(ConnAck {
+                code: ReasonCode::ClientIdentifierNotValid,
+                ..ConnAck::default()
+            }));
+            let _ = conn.flush().await;
+            return;
+        }
+        keep_alive = max_keep_alive;
+        server_keep_alive = Some(max_keep_alive);
+    }
     let accepted = match broker.connect(&connect).await {
         Ok(a) => a,
         Err(code) => {
@@ -384,6 +404,7 @@ where
             wildcard_subscription_available: Some(true),
             subscription_identifiers_available: Some(true),
             shared_subscription_available: Some(true),
+            server_keep_alive,
             ..ConnAckProperties::default()
         },
     }));
@@ -397,8 +418,31 @@ where
         End::TakenOver => {}
     }
     let _ = conn.wr.shutdown().await;
+    linger(&mut rd, &mut buf).await;
     tracing::debug!(%peer, client = &*h.client_id, "connection closed");
 }
+
+/// After the broker's side is shut down, what the client still sends is read and dropped until it
+/// closes too (or a moment passes): closing a socket with unread data resets it, and the reset can
+/// reach the client before the DISCONNECT it should read (MQTT 5 §4.13: the reason must arrive).
+async fn linger<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) {
+    let drain = async {
+        loop {
+            buf.clear();
+            if buf.capacity() < 1024 {
+                buf.reserve(1024);
+            }
+            match rd.read_buf(buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// How long a closed connection waits for the client to close its side.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// The connection's main loop; returns how it ended.
 async fn run<R, W>(
