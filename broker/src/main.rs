@@ -233,12 +233,13 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
         connect_timeout: std::time::Duration::from_secs(config.mqtt.connect_timeout),
         max_keep_alive: config.mqtt.max_keep_alive,
     });
-    tokio::spawn(outpost_listeners::run_tcp(
+    let mut accepting = Vec::new();
+    accepting.push(tokio::spawn(outpost_listeners::run_tcp(
         listener,
         mqtt_gate.clone(),
         broker.clone(),
         listener_config.clone(),
-    ));
+    )));
     let mut ws_addr = String::from("off");
     if config.websocket.enabled {
         let ws = match tokio::net::TcpListener::bind(config.websocket.listen).await {
@@ -256,13 +257,13 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
             ws.local_addr().unwrap_or(config.websocket.listen),
             config.websocket.path
         );
-        tokio::spawn(outpost_listeners::run_websocket(
+        accepting.push(tokio::spawn(outpost_listeners::run_websocket(
             ws,
             mqtt_gate.clone(),
             config.websocket.path.clone(),
             broker.clone(),
             listener_config,
-        ));
+        )));
     }
     {
         let broker = broker.clone();
@@ -320,6 +321,7 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
         }
     };
     let http_addr = http.local_addr().unwrap_or(config.http.listen);
+    let (http_shutdown, http_shutdown_rx) = tokio::sync::watch::channel(false);
     {
         let broker = broker.clone();
         let gates = [mqtt_gate.clone(), http_gate.clone()];
@@ -340,7 +342,12 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
                 max_parsing: config.http.max_concurrent_parsing,
             },
         );
-        tokio::spawn(outpost_http::serve(http, http_gate, state));
+        accepting.push(tokio::spawn(outpost_http::serve(
+            http,
+            http_gate.clone(),
+            state,
+            http_shutdown_rx,
+        )));
     }
     // Tests and scripts read this line to learn the ports (they may ask for port 0).
     println!(
@@ -352,17 +359,41 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
 
     shutdown_signal().await;
     tracing::info!("shutting down");
+    // One signal reaches everything: no new connections; MQTT connections write what they have
+    // and close (MQTT 5: DISCONNECT 0x8B); long polls answer now; HTTP requests in flight finish.
+    for task in &accepting {
+        task.abort();
+    }
+    queues.shut_down();
+    broker.shut_down();
+    let _ = http_shutdown.send(true);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while (mqtt_gate.open() > 0 || http_gate.open() > 0) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    if mqtt_gate.open() + http_gate.open() > 0 {
+        tracing::warn!(
+            mqtt = mqtt_gate.open(),
+            http = http_gate.open(),
+            "connections still open after 10 s; closing anyway"
+        );
+    }
     // What the engine queued for the store (deliveries acknowledged, sessions changed) is written
     // before the store closes.
-    if tokio::time::timeout(
+    match tokio::time::timeout(
         std::time::Duration::from_secs(5),
         broker.flush_persistence().wait(),
     )
     .await
-    .is_err()
     {
-        tracing::warn!("the store did not finish its queue within 5 s");
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "the store failed while shutting down"),
+        Err(_) => tracing::warn!("the store did not finish its queue within 5 s"),
     }
+    if let Err(e) = store.sync().await {
+        tracing::error!(error = %e, "the final store sync failed");
+    }
+    tracing::info!("stopped");
     drop(store);
     ExitCode::SUCCESS
 }

@@ -111,19 +111,34 @@ pub fn router(state: HttpState) -> Router {
 }
 
 /// Serves HTTP on `listener` until the future is dropped: each connection admitted through `gate`,
-/// with the header, idle and body timeouts of `state.limits`.
-pub async fn serve(listener: tokio::net::TcpListener, gate: Gate, state: HttpState) {
+/// with the header, idle and body timeouts of `state.limits`. When `shutdown` turns true, every
+/// connection finishes the request it is serving and closes (drop this future to stop accepting).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gate: Gate,
+    state: HttpState,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let header_timeout = state.limits.header_timeout;
     let service = TowerToHyperService::new(router(state));
     accept_loop(listener, gate, move |stream, peer| {
         let service = service.clone();
+        let mut shutdown = shutdown.clone();
         async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 // Also bounds how long a keep-alive connection may sit idle between requests.
                 .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = async { drop(shutdown.wait_for(|down| *down).await) } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended");
             }
         }

@@ -463,6 +463,7 @@ where
     let far = Duration::from_secs(365 * 24 * 3600);
     let deadline = tokio::time::sleep(grace.unwrap_or(far));
     tokio::pin!(deadline);
+    let mut shutdown = broker.shutdown_watch();
     // Packets that arrived together with CONNECT, then whatever a resumed session has queued.
     if let Err(end) = handle_buffered(buf, conn, broker, h, max) {
         return end;
@@ -519,6 +520,10 @@ where
                 }
                 conn.disconnect(ReasonCode::SessionTakenOver);
                 return End::TakenOver;
+            }
+            _ = shutdown.wait_for(|down| *down) => {
+                conn.disconnect(ReasonCode::ServerShuttingDown);
+                return End::Close(Disconnect::Abrupt, None);
             }
             _ = &mut deadline => {
                 tracing::info!(peer = %conn.peer, client = &*h.client_id, "keep-alive expired; connection closed");

@@ -274,6 +274,16 @@ fn too_deep(topic: &str, max: usize) -> bool {
     max != 0 && topic.split('/').nth(max).is_some()
 }
 
+/// The one shutdown signal every connection watches.
+#[derive(Debug)]
+struct Shutdown(tokio::sync::watch::Sender<bool>);
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown(tokio::sync::watch::channel(false).0)
+    }
+}
+
 /// Last counter values logged by [`Broker::tick`].
 #[derive(Debug, Default)]
 struct Logged {
@@ -295,6 +305,7 @@ pub struct Broker {
     /// Counters.
     pub stats: BrokerStats,
     logged: Mutex<Logged>,
+    shutdown: Shutdown,
     /// When a store failure was last logged, and how many happened since.
     failure_log: Mutex<(Option<Instant>, u64)>,
 }
@@ -361,6 +372,23 @@ impl Broker {
             );
             *log = (Some(Instant::now()), 0);
         }
+    }
+
+    /// Starts a graceful shutdown: every connection closes (MQTT 5 clients get DISCONNECT 0x8B,
+    /// Server shutting down) after writing what it has; then call [`Broker::flush_persistence`].
+    pub fn shut_down(&self) {
+        self.shutdown.0.send_replace(true);
+    }
+
+    /// Resolves when a shutdown has started (at once if it already has).
+    pub async fn shutting_down(&self) {
+        let mut rx = self.shutdown_watch();
+        let _ = rx.wait_for(|down| *down).await;
+    }
+
+    /// The shutdown signal, to watch from a loop (`wait_for(|down| *down)`).
+    pub fn shutdown_watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.0.subscribe()
     }
 
     pub(crate) fn persister(&self) -> Option<&Persister> {

@@ -85,6 +85,8 @@ pub struct Queues {
     sends: AtomicU64,
     receives: AtomicU64,
     deletes: AtomicU64,
+    /// Set by [`Queues::shut_down`]: long polls answer at once (with what they have).
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Queues {
@@ -129,9 +131,19 @@ impl Queues {
             sends: AtomicU64::new(0),
             receives: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
+            closing: Default::default(),
         });
         queues.recover()?;
         Ok(queues)
+    }
+
+    /// The broker is stopping: every long poll waiting now, and any that starts later, answers
+    /// at once with what is receivable (usually nothing), so HTTP requests can finish.
+    pub fn shut_down(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        for q in self.queues.read().values() {
+            q.notify.notify_waiters();
+        }
     }
 
     /// Runs retention every second until the engine is dropped. Spawn it once on the runtime.
@@ -970,7 +982,7 @@ impl Queues {
                 return self.deliver(&queue, got).await;
             }
             let now_i = tokio::time::Instant::now();
-            if now_i >= deadline {
+            if now_i >= deadline || self.closing.load(Ordering::SeqCst) {
                 return Ok(Vec::new());
             }
             let mut wake = deadline;
