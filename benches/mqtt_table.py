@@ -65,6 +65,15 @@ for key, label in (("publish_msgs_per_s", "publish msg/s (acknowledged)"), ("dra
     print(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratio(vals[0], v) for v in vals[1:]) + " |")
 
 print()
+print("| offline persistent sessions (QoS 1, 1 KiB) | " + " | ".join(f"{b} msg/s" for b in brokers) + " | " + " | ".join(f"{b} bytes written/msg" for b in brokers) + " |")
+print("|---|" + "---|" * (2 * len(brokers)))
+for n in (1, 10, 100):
+    rs = [find(b, f"persistent-fan-{n}") for b in brokers]
+    rate = [f"{r['extra']['publish_msgs_per_s']:,.0f}" if r else "n/a" for r in rs]
+    wb = [f"{r['extra']['bytes_written_per_message']:,.0f}" if r else "n/a" for r in rs]
+    print(f"| {n} session{'s' if n > 1 else ''} | " + " | ".join(rate) + " | " + " | ".join(wb) + " |")
+
+print()
 print("| long flood (10 → 10 pairs, QoS 1, 64 B, 100 in flight each) | " + " | ".join(brokers) + " | vs mosquitto | vs rumqttd |")
 print("|---|" + "---|" * (len(brokers) + 2))
 fl = [find(b, "flood") for b in brokers]

@@ -243,3 +243,71 @@ fn injected_write_faults_refuse_and_lose_nothing() {
         &lost[..lost.len().min(10)]
     );
 }
+
+/// A message for many offline persistent sessions is stored once (each session keeps a small
+/// reference), survives `kill -9` for all of them, and is removed with its last reference.
+#[test]
+fn a_message_for_many_sessions_is_stored_once() {
+    let wait = Duration::from_secs(10);
+    let broker = Outpost::start();
+    let sessions = 50;
+    for i in 0..sessions {
+        let mut s = Raw::connect_with(
+            broker.mqtt,
+            Version::V5,
+            &format!("many-{i}"),
+            false,
+            persistent(),
+            60,
+        );
+        assert_eq!(s.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+        s.subscribe(1, &["fan"], QoS::AtLeastOnce);
+        assert!(matches!(s.recv(wait), Some(Got::SubAck(_))));
+        s.send(&Packet::Disconnect(outpost_codec::Disconnect::new(
+            ReasonCode::Success,
+        )));
+    }
+    let mut p = Raw::connect(broker.mqtt, Version::V5, "fan-pub", true);
+    assert_eq!(p.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    let payload = vec![b'p'; 16 * 1024];
+    let before = broker.written_bytes();
+    let count = 40u16;
+    for i in 1..=count {
+        let mut body = payload.clone();
+        body[..2].copy_from_slice(&i.to_be_bytes());
+        p.publish("fan", &body, QoS::AtLeastOnce, i, false);
+        assert!(matches!(
+            p.recv(wait),
+            Some(Got::PubAck(_, ReasonCode::Success))
+        ));
+    }
+    let per_message = (broker.written_bytes() - before) / u64::from(count);
+    eprintln!("{per_message} bytes written per 16 KiB message for {sessions} sessions");
+    assert!(
+        per_message < 4 * 16 * 1024,
+        "{per_message} bytes written per message: stored once, not {sessions} times"
+    );
+    let data = broker.kill();
+    let broker = Outpost::start_in(data);
+    for i in [0, sessions / 2, sessions - 1] {
+        let mut s = Raw::connect_with(
+            broker.mqtt,
+            Version::V5,
+            &format!("many-{i}"),
+            false,
+            persistent(),
+            60,
+        );
+        assert_eq!(s.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+        let mut got = BTreeSet::new();
+        while got.len() < usize::from(count) {
+            let Some((pkid, body)) = s.recv_publish(wait) else {
+                break;
+            };
+            assert_eq!(body.len(), payload.len());
+            got.insert(u16::from_be_bytes([body[0], body[1]]));
+            s.send(&Packet::PubAck(outpost_codec::Ack::new(pkid)));
+        }
+        assert_eq!(got.len(), usize::from(count), "session {i} got everything");
+    }
+}

@@ -9,6 +9,8 @@
 //! - `fanout`: 1 publisher → 1,000 subscribers of one topic (QoS 0 and 1);
 //! - `fanin-shared`: 8 publishers → 4 members of a shared subscription (QoS 1);
 //! - `persistent`: QoS 1 to an offline persistent session, then the drain on reconnect;
+//! - `persistent-fan`: QoS 1, 1 KiB, to 1, 10 and 100 offline persistent sessions: publish rate
+//!   and bytes written per message;
 //! - `flood`: 10 publishers → 10 subscribers (pairs), QoS 1, 64 B, 100 unacknowledged per
 //!   publisher, for 10 s (50 s with `--full`): delivered msg/s, and how many acknowledged messages
 //!   were never delivered (must be 0);
@@ -548,6 +550,77 @@ async fn persistent(t: &Target, count: u64) -> Run {
     }
 }
 
+/// Bytes the process has caused to be written to storage (Linux `/proc/PID/io`).
+fn written_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// QoS 1 messages of 1 KiB to `sessions` offline persistent sessions: publish rate and bytes
+/// written per message (a message stored once costs about one payload whatever the count).
+async fn persistent_fan(t: &Target, sessions: usize, count: u64) -> Run {
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = sample_rss(t.pid, stop.clone(), peak.clone());
+    let run = std::process::id();
+    let mut ok = 0;
+    for i in 0..sessions {
+        if let Some(mut c) = connect(&t.addr, &format!("pfan-{run}-{sessions}-{i}"), false).await {
+            if subscribe(&mut c, &format!("pfan/{sessions}"), QoS::AtLeastOnce).await {
+                ok += 1;
+            }
+            let mut out = BytesMut::new();
+            encode(&Packet::Disconnect(Default::default()), &mut out);
+            let _ = c.s.write_all(&out).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = written_bytes(t.pid);
+    let start = Instant::now();
+    let published = match connect(&t.addr, &format!("pfan-pub-{sessions}"), true).await {
+        Some(c) if ok == sessions => {
+            publish(
+                c,
+                format!("pfan/{sessions}"),
+                count,
+                QoS::AtLeastOnce,
+                1024,
+                None,
+                Duration::ZERO,
+            )
+            .await
+        }
+        _ => false,
+    };
+    let secs = start.elapsed().as_secs_f64();
+    let written = written_bytes(t.pid).saturating_sub(before);
+    // Clean up: each session once more with Clean Start, so the broker drops what it holds.
+    for i in 0..sessions {
+        let _ = connect(&t.addr, &format!("pfan-{run}-{sessions}-{i}"), true).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Run {
+        delivered: if published { count } else { 0 },
+        expected: count,
+        seconds: secs,
+        latency: histogram(),
+        peak_rss_kib: peak.load(Ordering::Relaxed),
+        extra: json!({
+            "sessions": sessions,
+            "publish_msgs_per_s": if published { count as f64 / secs } else { 0.0 },
+            "bytes_written_per_message": written as f64 / count as f64,
+        }),
+    }
+}
+
 async fn idle(t: &Target, n: usize) -> Run {
     let before = rss_kib(t.pid).unwrap_or(0);
     let start = Instant::now();
@@ -729,6 +802,13 @@ async fn main() {
         if want("persistent") {
             let r = persistent(t, 5_000 * scale).await;
             record("persistent", 1, 16, r);
+        }
+        for sessions in [1, 10, 100] {
+            if !want("persistent-fan") {
+                break;
+            }
+            let r = persistent_fan(t, sessions, 2_000 * scale).await;
+            record(&format!("persistent-fan-{sessions}"), 1, 1024, r);
         }
         if want("flood") {
             let r = flood(t, 10, 10 * scale, 100, 64).await;

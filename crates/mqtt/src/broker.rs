@@ -4,7 +4,7 @@
 //! pushes, no I/O), and the connection tasks do their encoding and socket writes outside it. Sharding
 //! the lock is the known next step when profiles show contention (see `docs/adr`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,9 +15,11 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::outbox::{AckError, Offer, Outbox, OutboxLimits, Send};
-use crate::persistence::{self, Durable, Job, Persister, SubChange};
+use crate::persistence::{
+    self, Durable, Job, Persister, RefSpec, Stored, StoredDelivery, SubChange,
+};
 use crate::{Inbox, Incoming, Message, Retained, Router, Subscription};
-use outpost_store::{RecordId, Store, StoreError, StreamId};
+use outpost_store::{Store, StoreError, StreamId};
 
 /// Limits and defaults of the engine.
 #[derive(Debug, Clone)]
@@ -199,10 +201,6 @@ struct Session {
     will: Option<Will>,
     /// The session's stream in the store (persistent sessions with a store), and its name.
     stream: Option<(StreamId, Arc<str>)>,
-    /// Deliveries stored in the stream, by delivery id.
-    persisted: HashMap<u64, RecordId>,
-    /// Deliveries completed before their record was stored (the record is removed once it is).
-    completed: HashSet<u64>,
     /// Flow control: since when the queue has been over the limit (publishers wait while set).
     over_since: Option<Instant>,
     /// Notified when the queue drains below half the limit, or the session stops holding
@@ -346,8 +344,8 @@ impl Broker {
             }),
             ..Broker::default()
         });
-        broker.restore(&store)?;
-        tokio::spawn(persistence::run(broker.clone(), store.clone(), rx));
+        let stored = broker.restore(&store)?;
+        tokio::spawn(persistence::run(broker.clone(), store.clone(), stored, rx));
         tokio::spawn(persistence::run_retained(
             broker.clone(),
             store,
@@ -404,7 +402,7 @@ impl Broker {
         }
     }
 
-    fn restore(&self, store: &Store) -> Result<(), StoreError> {
+    fn restore(&self, store: &Store) -> Result<Stored, StoreError> {
         let mut st = self.state.lock();
         let max_levels = self.config.max_topic_levels;
         let mut skipped = 0usize;
@@ -453,6 +451,22 @@ impl Broker {
             ));
         }
         let now_ms = persistence::outpost_store_now_ms();
+        // Messages stored once for persistent sessions, by key; keys and delivery ids continue
+        // after the largest key seen, so they stay unique across restarts.
+        let mut stored = Stored::default();
+        let mut shared: HashMap<u64, Arc<Message>> = HashMap::new();
+        let mut dangling = Vec::new();
+        let messages_stream = store.stream(persistence::MESSAGES_STREAM)?;
+        for r in store.scan(messages_stream, 0, usize::MAX) {
+            let age = Duration::from_millis(now_ms.saturating_sub(r.timestamp));
+            let Some((key, m)) = persistence::decode_message_record(&r.payload, age) else {
+                tracing::warn!("an unreadable stored message skipped");
+                continue;
+            };
+            self.next_delivery.fetch_max(key + 1, Ordering::Relaxed);
+            stored.add_message(key, r.id);
+            shared.insert(key, Arc::new(m));
+        }
         let mut sessions = 0;
         let mut messages = 0;
         let mut deep_filters = 0usize;
@@ -488,15 +502,32 @@ impl Broker {
             if let Some((stream, _)) = stream {
                 for r in store.scan(stream, 0, usize::MAX) {
                     let age = Duration::from_millis(now_ms.saturating_sub(r.timestamp));
-                    let Some((m, qos, retain, ids)) = persistence::decode_message(&r.payload, age)
-                    else {
-                        continue;
-                    };
+                    let (message, key, qos, retain, ids) =
+                        match persistence::decode_delivery(&r.payload, age) {
+                            Some(StoredDelivery::Reference {
+                                key,
+                                qos,
+                                retain,
+                                subscription_ids,
+                            }) => match shared.get(&key) {
+                                Some(m) => (m.clone(), Some(key), qos, retain, subscription_ids),
+                                None => {
+                                    // Its message is gone (removed with a last reference
+                                    // before a crash): nothing to deliver.
+                                    dangling.push(r.id);
+                                    continue;
+                                }
+                            },
+                            Some(StoredDelivery::Whole(m, qos, retain, ids)) => {
+                                (Arc::new(m), None, qos, retain, ids)
+                            }
+                            None => continue,
+                        };
                     let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
-                    session.persisted.insert(id, r.id);
+                    stored.add_delivery(id, r.id, key);
                     let _ = session.outbox.offer(Delivery {
                         id,
-                        message: Arc::new(m),
+                        message,
                         qos,
                         retain,
                         subscription_ids: ids,
@@ -521,7 +552,10 @@ impl Broker {
             retained = st.router.retained_count(),
             "MQTT state restored from the store"
         );
-        Ok(())
+        if !dangling.is_empty() {
+            store.mark_dead_later(&dangling);
+        }
+        Ok(stored)
     }
 
     /// Moves sessions stored in the first layout (one value holding every subscription) to the
@@ -582,29 +616,9 @@ impl Broker {
             disconnected_at: None,
             will: None,
             stream,
-            persisted: HashMap::new(),
-            completed: HashSet::new(),
             over_since: None,
             drained: Arc::new(Notify::new()),
         }
-    }
-
-    /// A delivery's record was stored: returns it if the delivery completed meanwhile (to remove).
-    pub(crate) fn persisted(
-        &self,
-        client: &str,
-        delivery: u64,
-        record: RecordId,
-    ) -> Option<RecordId> {
-        let mut st = self.state.lock();
-        let Some(s) = st.sessions.get_mut(client) else {
-            return Some(record);
-        };
-        if s.completed.remove(&delivery) {
-            return Some(record);
-        }
-        s.persisted.insert(delivery, record);
-        None
     }
 
     /// A delivery is complete (acknowledged, expired or discarded): its record, if any, goes.
@@ -612,15 +626,9 @@ impl Broker {
         if s.stream.is_none() || d.qos == QoS::AtMostOnce {
             return;
         }
-        match s.persisted.remove(&d.id) {
-            Some(record) => {
-                if let Some(p) = &self.persist {
-                    p.send(Job::Kill(record));
-                }
-            }
-            None => {
-                s.completed.insert(d.id);
-            }
+        if let Some(p) = &self.persist {
+            // The persistence task knows which record holds it (no round trip to this lock).
+            p.send(Job::Done(d.id));
         }
     }
 
@@ -889,8 +897,6 @@ impl Broker {
         } else if let (Some(p), Some(stream)) = (&self.persist, session.stream.take()) {
             // The session stopped being persistent: forget what was stored for it.
             persistent_delta = -1;
-            session.persisted.clear();
-            session.completed.clear();
             p.send(Job::DropSession {
                 client: client_id.clone(),
                 stream: Some(stream),
@@ -1036,6 +1042,9 @@ impl Broker {
             .route(from, &message.topic, message.qos, message.retain, available);
         let message = Arc::new(message);
         let mut delivered = 0;
+        // Persistent sessions this message is stored for: one record of the message, a small
+        // reference per session (written by the persistence task, encoded there, off this lock).
+        let mut refs = Vec::new();
         for t in targets {
             let Some(s) = st.sessions.get_mut(&t.client) else {
                 continue;
@@ -1051,23 +1060,15 @@ impl Broker {
                 retain: t.retain,
                 subscription_ids: t.subscription_ids,
             };
-            if let (Some(p), Some((stream, _)), true) =
+            if let (Some(_), Some((stream, _)), true) =
                 (&self.persist, &s.stream, t.qos != QoS::AtMostOnce)
             {
-                let stream = *stream;
-                let (done, rx) = tokio::sync::oneshot::channel();
-                durable.push(rx);
-                p.send(Job::Store {
-                    client: t.client.clone(),
-                    stream,
+                refs.push(RefSpec {
+                    stream: *stream,
                     delivery: d.id,
-                    bytes: persistence::encode_message(
-                        &d.message,
-                        d.qos,
-                        d.retain,
-                        &d.subscription_ids,
-                    ),
-                    done,
+                    qos: d.qos,
+                    retain: d.retain,
+                    subscription_ids: d.subscription_ids.clone(),
                 });
             }
             let qos = d.qos;
@@ -1087,6 +1088,16 @@ impl Broker {
                 }
             }
             delivered += 1;
+        }
+        if let (Some(p), false) = (&self.persist, refs.is_empty()) {
+            let (done, rx) = tokio::sync::oneshot::channel();
+            durable.push(rx);
+            p.send(Job::Store {
+                message,
+                key: self.next_delivery.fetch_add(1, Ordering::Relaxed),
+                refs,
+                done,
+            });
         }
         delivered
     }

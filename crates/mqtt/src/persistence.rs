@@ -106,6 +106,158 @@ fn options_from_byte(byte: u8) -> Option<SubscribeOptions> {
     })
 }
 
+/// The stream holding each message stored for persistent sessions, once.
+pub(crate) const MESSAGES_STREAM: &str = "mqtt/messages";
+
+/// First byte of a record in [`MESSAGES_STREAM`]: a message, then its key and its MQTT 5 PUBLISH
+/// encoding.
+const MESSAGE_RECORD: u8 = 0x01;
+/// First byte of a reference record in a session's stream: then the message's key, the delivery's
+/// QoS and RETAIN flag, and its subscription identifiers. (A record starting with a PUBLISH fixed
+/// header, 0x30 to 0x3F, is a whole message, as sessions stored them before.)
+const REFERENCE_RECORD: u8 = 0x00;
+
+/// A message record: marker, key, the message as a PUBLISH packet.
+pub(crate) fn encode_message_record(key: u64, m: &Message) -> Bytes {
+    let body = encode_message(m, m.qos, m.retain, &[]);
+    let mut out = bytes::BytesMut::with_capacity(9 + body.len());
+    out.extend_from_slice(&[MESSAGE_RECORD]);
+    out.extend_from_slice(&key.to_be_bytes());
+    out.extend_from_slice(&body);
+    out.freeze()
+}
+
+/// Decodes a message record: (key, message). `age`: how long ago it was stored.
+pub(crate) fn decode_message_record(b: &Bytes, age: Duration) -> Option<(u64, Message)> {
+    if *b.first()? != MESSAGE_RECORD {
+        return None;
+    }
+    let key = u64::from_be_bytes(b.get(1..9)?.try_into().ok()?);
+    let (m, ..) = decode_message(&b.slice(9..), age)?;
+    Some((key, m))
+}
+
+/// A reference record.
+pub(crate) fn encode_reference(key: u64, r: &RefSpec) -> Bytes {
+    let ids = &r.subscription_ids[..r.subscription_ids.len().min(u16::MAX as usize)];
+    let mut out = bytes::BytesMut::with_capacity(13 + 4 * ids.len());
+    out.extend_from_slice(&[REFERENCE_RECORD]);
+    out.extend_from_slice(&key.to_be_bytes());
+    out.extend_from_slice(&[r.qos as u8, u8::from(r.retain)]);
+    out.extend_from_slice(&(ids.len() as u16).to_be_bytes());
+    for id in ids {
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+    out.freeze()
+}
+
+/// A session's stored delivery: a reference (key, QoS, RETAIN, subscription identifiers) or, in
+/// the first layout, the whole message.
+pub(crate) enum StoredDelivery {
+    Reference {
+        key: u64,
+        qos: QoS,
+        retain: bool,
+        subscription_ids: Vec<u32>,
+    },
+    Whole(Message, QoS, bool, Vec<u32>),
+}
+
+pub(crate) fn decode_delivery(b: &Bytes, age: Duration) -> Option<StoredDelivery> {
+    if *b.first()? != REFERENCE_RECORD {
+        let (m, qos, retain, ids) = decode_message(b, age)?;
+        return Some(StoredDelivery::Whole(m, qos, retain, ids));
+    }
+    let key = u64::from_be_bytes(b.get(1..9)?.try_into().ok()?);
+    let qos = QoS::from_u8(*b.get(9)?)?;
+    let retain = *b.get(10)? != 0;
+    let n = u16::from_be_bytes(b.get(11..13)?.try_into().ok()?) as usize;
+    let subscription_ids = (0..n)
+        .map(|i| {
+            let at = 13 + 4 * i;
+            Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+        })
+        .collect::<Option<Vec<u32>>>()?;
+    Some(StoredDelivery::Reference {
+        key,
+        qos,
+        retain,
+        subscription_ids,
+    })
+}
+
+/// What the persistence task knows of stored deliveries: which record holds each delivery's
+/// reference, and how many live references each stored message has. Built by the engine at
+/// restore; kept by the task alone afterwards (the engine never waits for record ids).
+#[derive(Debug, Default)]
+pub(crate) struct Stored {
+    /// Delivery id -> its record (a reference, or a whole message of the first layout).
+    deliveries: HashMap<u64, RecordId>,
+    /// Record -> (delivery id, key of the message it references).
+    records: HashMap<RecordId, (u64, Option<u64>)>,
+    /// Message key -> (its record in the messages stream, live references).
+    messages: HashMap<u64, (RecordId, u32)>,
+}
+
+impl Stored {
+    /// A message found in the messages stream at restore.
+    pub(crate) fn add_message(&mut self, key: u64, record: RecordId) {
+        self.messages.insert(key, (record, 0));
+    }
+
+    /// A delivery found in a session's stream at restore (or just stored).
+    pub(crate) fn add_delivery(&mut self, delivery: u64, record: RecordId, key: Option<u64>) {
+        self.deliveries.insert(delivery, record);
+        self.records.insert(record, (delivery, key));
+        if let Some(key) = key {
+            if let Some((_, refs)) = self.messages.get_mut(&key) {
+                *refs += 1;
+            }
+        }
+    }
+
+    /// Messages nothing references (after a crash between a reference's and a message's
+    /// tombstones): their records, to remove.
+    pub(crate) fn take_orphans(&mut self) -> Vec<RecordId> {
+        let orphans: Vec<u64> = self
+            .messages
+            .iter()
+            .filter(|(_, (_, refs))| *refs == 0)
+            .map(|(k, _)| *k)
+            .collect();
+        orphans
+            .into_iter()
+            .filter_map(|k| self.messages.remove(&k).map(|(r, _)| r))
+            .collect()
+    }
+
+    /// A reference record goes: returns the records to mark dead (it, and its message if that was
+    /// the last reference).
+    fn release_record(&mut self, record: RecordId, dead: &mut Vec<RecordId>) {
+        let Some((delivery, key)) = self.records.remove(&record) else {
+            dead.push(record);
+            return;
+        };
+        self.deliveries.remove(&delivery);
+        dead.push(record);
+        if let Some(key) = key {
+            if let Some((msg, refs)) = self.messages.get_mut(&key) {
+                *refs = refs.saturating_sub(1);
+                if *refs == 0 {
+                    dead.push(*msg);
+                    self.messages.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn release_delivery(&mut self, delivery: u64, dead: &mut Vec<RecordId>) {
+        if let Some(record) = self.deliveries.get(&delivery).copied() {
+            self.release_record(record, dead);
+        }
+    }
+}
+
 /// A [`SESSIONS`] value: expiry and stream name.
 pub(crate) fn encode_session_record(expiry: u32, stream: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(4 + stream.len());
@@ -216,13 +368,23 @@ impl Durable {
     }
 }
 
+/// One persistent session's reference to a stored message.
+#[derive(Debug)]
+pub(crate) struct RefSpec {
+    pub stream: StreamId,
+    pub delivery: u64,
+    pub qos: QoS,
+    pub retain: bool,
+    pub subscription_ids: Vec<u32>,
+}
+
 pub(crate) enum Job {
-    /// Append a delivery to a session's stream.
+    /// Store a message once (in the shared messages stream, under `key`) and a small reference
+    /// to it in the stream of every persistent session it goes to.
     Store {
-        client: Arc<str>,
-        stream: StreamId,
-        delivery: u64,
-        bytes: Bytes,
+        message: Arc<Message>,
+        key: u64,
+        refs: Vec<RefSpec>,
         done: Done,
     },
     /// Retain (Some) or clear (None) the message of a topic.
@@ -231,7 +393,9 @@ pub(crate) enum Job {
         bytes: Option<Bytes>,
         done: Option<Done>,
     },
-    Kill(RecordId),
+    /// A stored delivery is complete (acknowledged, expired, discarded): its reference goes, and
+    /// the message with its last reference.
+    Done(u64),
     /// Saves a persistent session: its record (expiry, stream), when given, and subscription
     /// changes; `replace` first removes every stored subscription (the session just became
     /// persistent and `changes` lists all it has).
@@ -248,10 +412,7 @@ pub(crate) enum Job {
         stream: Option<(StreamId, Arc<str>)>,
     },
     /// Removes a stream that was created for a session and not used.
-    DropStream {
-        stream: StreamId,
-        name: Arc<str>,
-    },
+    DropStream { stream: StreamId, name: Arc<str> },
     /// Answers once every job queued before it is done (graceful shutdown).
     Flush(Done),
 }
@@ -426,75 +587,142 @@ pub(crate) fn decode_session(b: &[u8]) -> Option<SavedSession> {
 /// Most jobs of one kind written in one batch.
 const MAX_BATCH: usize = 512;
 
-/// Appends a batch of queued deliveries, one `append_batch` per stream, all in flight together,
-/// then reports each to the engine in queue order.
-async fn store_batch(broker: &Arc<Broker>, store: &Store, batch: Vec<Job>) {
-    let mut streams: Vec<(StreamId, Vec<usize>)> = Vec::new();
-    for (i, job) in batch.iter().enumerate() {
-        if let Job::Store { stream, .. } = job {
-            match streams.iter_mut().find(|(s, _)| s == stream) {
-                Some((_, idx)) => idx.push(i),
-                None => streams.push((*stream, vec![i])),
+/// The references of a batch that go to one stream: (job, reference) positions and their records.
+type StreamAppend = (StreamId, Vec<(usize, usize)>, Vec<Bytes>);
+
+/// Stores a batch of routed messages: each message once in the messages stream, each session's
+/// reference in its own stream, all appended together (they share the log, so one group commit
+/// makes the whole batch durable), then answers each job.
+async fn store_batch(
+    broker: &Arc<Broker>,
+    store: &Store,
+    messages_stream: StreamId,
+    stored: &mut Stored,
+    batch: Vec<Job>,
+) {
+    // Encoding happens here, off the engine's lock.
+    let mut message_records = Vec::new();
+    let mut by_stream: Vec<StreamAppend> = Vec::new();
+    for (j, job) in batch.iter().enumerate() {
+        let Job::Store {
+            message, key, refs, ..
+        } = job
+        else {
+            continue;
+        };
+        message_records.push(encode_message_record(*key, message));
+        for (r, spec) in refs.iter().enumerate() {
+            let record = encode_reference(*key, spec);
+            match by_stream.iter_mut().find(|(s, ..)| *s == spec.stream) {
+                Some((_, at, payloads)) => {
+                    at.push((j, r));
+                    payloads.push(record);
+                }
+                None => by_stream.push((spec.stream, vec![(j, r)], vec![record])),
             }
         }
     }
-    let mut ids: Vec<Result<RecordId, PersistError>> = vec![Err(PersistError::Failed); batch.len()];
-    let handles: Vec<_> = streams
+    let messages_task = {
+        let store = store.clone();
+        tokio::spawn(async move { store.append_batch(messages_stream, message_records).await })
+    };
+    let ref_tasks: Vec<_> = by_stream
         .into_iter()
-        .map(|(stream, idx)| {
-            let payloads = idx
-                .iter()
-                .filter_map(|&i| match &batch[i] {
-                    Job::Store { bytes, .. } => Some(bytes.clone()),
-                    _ => None,
-                })
-                .collect();
+        .map(|(stream, at, payloads)| {
             let store = store.clone();
-            let task = tokio::spawn(async move { store.append_batch(stream, payloads).await });
-            (idx, task)
+            (
+                at,
+                tokio::spawn(async move { store.append_batch(stream, payloads).await }),
+            )
         })
         .collect();
-    for (idx, task) in handles {
-        match task.await {
-            Ok(Ok(got)) => {
-                for (i, id) in idx.into_iter().zip(got) {
-                    ids[i] = Ok(id);
-                }
-            }
+    // Message record ids in job order (jobs that are not Store have none).
+    let mut failure: Option<PersistError> = None;
+    let message_ids = match messages_task.await {
+        Ok(Ok(ids)) => Some(ids),
+        Ok(Err(e)) => {
+            broker.persistence_failed(batch.len(), &e);
+            failure = Some(PersistError::from_store(&e));
+            None
+        }
+        Err(e) => {
+            broker.persistence_failed(batch.len(), &e);
+            failure = Some(PersistError::Failed);
+            None
+        }
+    };
+    // Per job: the record of each of its references, or the failure of its stream.
+    let mut ref_ids: Vec<Vec<Result<RecordId, PersistError>>> = batch
+        .iter()
+        .map(|j| match j {
+            Job::Store { refs, .. } => vec![Err(PersistError::Failed); refs.len()],
+            _ => Vec::new(),
+        })
+        .collect();
+    for (at, task) in ref_tasks {
+        let got = match task.await {
+            Ok(Ok(ids)) => Ok(ids),
             Ok(Err(e)) => {
-                let failure = PersistError::from_store(&e);
-                broker.persistence_failed(idx.len(), &e);
-                for i in idx {
-                    ids[i] = Err(failure);
+                broker.persistence_failed(at.len(), &e);
+                Err(PersistError::from_store(&e))
+            }
+            Err(e) => {
+                broker.persistence_failed(at.len(), &e);
+                Err(PersistError::Failed)
+            }
+        };
+        match got {
+            Ok(ids) => {
+                for ((j, r), id) in at.into_iter().zip(ids) {
+                    ref_ids[j][r] = Ok(id);
                 }
             }
             Err(e) => {
-                broker.persistence_failed(idx.len(), &e);
+                for (j, r) in at {
+                    ref_ids[j][r] = Err(e);
+                }
             }
         }
     }
     let mut dead = Vec::new();
-    for (job, id) in batch.into_iter().zip(ids) {
+    let mut message_ids = message_ids.map(|ids| ids.into_iter());
+    for (job, refs) in batch.into_iter().zip(ref_ids) {
         let Job::Store {
-            client,
-            delivery,
+            key,
+            refs: specs,
             done,
             ..
         } = job
         else {
             continue;
         };
-        match id {
-            Ok(id) => {
-                if let Some(d) = broker.persisted(&client, delivery, id) {
-                    dead.push(d);
+        let message_id = message_ids.as_mut().and_then(|ids| ids.next());
+        let mut answer = Ok(());
+        match message_id {
+            Some(msg) => {
+                stored.add_message(key, msg);
+                for (spec, id) in specs.iter().zip(refs) {
+                    match id {
+                        Ok(id) => stored.add_delivery(spec.delivery, id, Some(key)),
+                        Err(e) => answer = Err(e),
+                    }
                 }
-                let _ = done.send(Ok(()));
+                if answer.is_err() {
+                    // Partly stored: what was stored goes again, the publisher is told.
+                    for spec in &specs {
+                        stored.release_delivery(spec.delivery, &mut dead);
+                    }
+                    dead.extend(stored.take_orphans());
+                }
             }
-            Err(e) => {
-                let _ = done.send(Err(e));
+            None => {
+                answer = Err(failure.unwrap_or(PersistError::Failed));
+                for id in refs.into_iter().flatten() {
+                    dead.push(id);
+                }
             }
         }
+        let _ = done.send(answer);
     }
     if !dead.is_empty() {
         if let Err(e) = store.mark_dead(&dead).await {
@@ -602,7 +830,12 @@ async fn save_sessions(broker: &Broker, store: &Store, batch: Vec<Job>) {
 }
 
 /// Forgets an ended session: record, subscriptions, queued messages and stream.
-async fn drop_session(store: &Store, client: Arc<str>, stream: Option<(StreamId, Arc<str>)>) {
+async fn drop_session(
+    store: &Store,
+    stored: &mut Stored,
+    client: Arc<str>,
+    stream: Option<(StreamId, Arc<str>)>,
+) {
     let store2 = store.clone();
     let client2 = client.clone();
     let meta_result = tokio::task::spawn_blocking(move || {
@@ -629,17 +862,17 @@ async fn drop_session(store: &Store, client: Arc<str>, stream: Option<(StreamId,
         );
     }
     if let Some((stream, name)) = stream {
-        drop_stream(store, stream, name).await;
+        drop_stream(store, stored, stream, name).await;
     }
 }
 
-/// Kills what is left in a session's stream, then removes the stream's name.
-async fn drop_stream(store: &Store, stream: StreamId, name: Arc<str>) {
-    let ids: Vec<RecordId> = store
-        .scan(stream, 0, usize::MAX)
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+/// Kills what is left in a session's stream (and messages no other session references), then
+/// removes the stream's name.
+async fn drop_stream(store: &Store, stored: &mut Stored, stream: StreamId, name: Arc<str>) {
+    let mut ids: Vec<RecordId> = Vec::new();
+    for r in store.scan(stream, 0, usize::MAX) {
+        stored.release_record(r.id, &mut ids);
+    }
     if let Err(e) = store.mark_dead(&ids).await {
         tracing::error!(stream = &*name, error = %e, "queued messages of an ended session not removed");
         return;
@@ -652,10 +885,28 @@ async fn drop_stream(store: &Store, stream: StreamId, name: Arc<str>) {
 }
 
 /// The persistence task: runs the engine's jobs (deliveries, acknowledgements, sessions) in order.
-pub(crate) async fn run(broker: Arc<Broker>, store: Store, mut rx: mpsc::UnboundedReceiver<Job>) {
+pub(crate) async fn run(
+    broker: Arc<Broker>,
+    store: Store,
+    mut stored: Stored,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+) {
     let Some(persister) = broker.persister().cloned() else {
         return;
     };
+    let messages_stream = match store.stream(MESSAGES_STREAM) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "no messages stream; messages for offline sessions will not persist");
+            return;
+        }
+    };
+    let orphans = stored.take_orphans();
+    if !orphans.is_empty() {
+        if let Err(e) = store.mark_dead(&orphans).await {
+            broker.persistence_failed(orphans.len(), &e);
+        }
+    }
     // A job taken from the queue while batching that belongs to the next round.
     let mut next: Option<Job> = None;
     loop {
@@ -674,23 +925,24 @@ pub(crate) async fn run(broker: Arc<Broker>, store: Store, mut rx: mpsc::Unbound
                     matches!(j, Job::Store { .. })
                 });
                 let n = batch.len();
-                store_batch(&broker, &store, batch).await;
+                store_batch(&broker, &store, messages_stream, &mut stored, batch).await;
                 n
             }
-            Job::Kill(id) => {
-                let batch = gather(Job::Kill(id), &mut rx, &mut next, |j| {
-                    matches!(j, Job::Kill(_))
+            Job::Done(delivery) => {
+                let batch = gather(Job::Done(delivery), &mut rx, &mut next, |j| {
+                    matches!(j, Job::Done(_))
                 });
                 let n = batch.len();
-                let ids: Vec<RecordId> = batch
-                    .into_iter()
-                    .filter_map(|j| match j {
-                        Job::Kill(id) => Some(id),
-                        _ => None,
-                    })
-                    .collect();
-                if let Err(e) = store.mark_dead(&ids).await {
-                    broker.persistence_failed(ids.len(), &e);
+                let mut ids: Vec<RecordId> = Vec::new();
+                for job in batch {
+                    if let Job::Done(d) = job {
+                        stored.release_delivery(d, &mut ids);
+                    }
+                }
+                if !ids.is_empty() {
+                    if let Err(e) = store.mark_dead(&ids).await {
+                        broker.persistence_failed(ids.len(), &e);
+                    }
                 }
                 n
             }
@@ -703,11 +955,11 @@ pub(crate) async fn run(broker: Arc<Broker>, store: Store, mut rx: mpsc::Unbound
                 n
             }
             Job::DropSession { client, stream } => {
-                drop_session(&store, client, stream).await;
+                drop_session(&store, &mut stored, client, stream).await;
                 1
             }
             Job::DropStream { stream, name } => {
-                drop_stream(&store, stream, name).await;
+                drop_stream(&store, &mut stored, stream, name).await;
                 1
             }
             Job::Flush(done) => {
@@ -909,6 +1161,82 @@ mod tests {
             PersistError::Failed.reason_code(),
             ReasonCode::UnspecifiedError
         );
+    }
+
+    #[test]
+    fn a_shared_message_goes_with_its_last_reference() {
+        let rec = |stream, seq| RecordId {
+            stream: StreamId(stream),
+            seq,
+        };
+        let mut stored = Stored::default();
+        stored.add_message(7, rec(1, 1));
+        stored.add_message(8, rec(1, 2));
+        stored.add_delivery(100, rec(2, 1), Some(7));
+        stored.add_delivery(101, rec(3, 1), Some(7));
+        assert_eq!(
+            stored.take_orphans(),
+            vec![rec(1, 2)],
+            "key 8 has no reference"
+        );
+        let mut dead = Vec::new();
+        stored.release_delivery(100, &mut dead);
+        assert_eq!(
+            dead,
+            vec![rec(2, 1)],
+            "another session still references the message"
+        );
+        dead.clear();
+        stored.release_delivery(101, &mut dead);
+        assert_eq!(
+            dead,
+            vec![rec(3, 1), rec(1, 1)],
+            "the last reference takes the message"
+        );
+        dead.clear();
+        stored.release_delivery(101, &mut dead);
+        assert!(dead.is_empty(), "releasing twice is harmless");
+    }
+
+    #[test]
+    fn references_and_message_records_round_trip() {
+        let m = Message::new(
+            "a/b",
+            Bytes::from_static(b"payload"),
+            QoS::ExactlyOnce,
+            true,
+        );
+        let rec = encode_message_record(42, &m);
+        let (key, back) = decode_message_record(&rec, Duration::ZERO).unwrap();
+        assert_eq!(
+            (key, &*back.topic, &back.payload[..]),
+            (42, "a/b", &b"payload"[..])
+        );
+        let spec = RefSpec {
+            stream: StreamId(3),
+            delivery: 9,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            subscription_ids: vec![5, 6],
+        };
+        match decode_delivery(&encode_reference(42, &spec), Duration::ZERO) {
+            Some(StoredDelivery::Reference {
+                key,
+                qos,
+                retain,
+                subscription_ids,
+            }) => assert_eq!(
+                (key, qos, retain, subscription_ids),
+                (42, QoS::AtLeastOnce, false, vec![5, 6])
+            ),
+            _ => panic!("a reference"),
+        }
+        // A whole message, as sessions stored them first, still reads.
+        let whole = encode_message(&m, QoS::AtLeastOnce, false, &[1]);
+        assert!(matches!(
+            decode_delivery(&whole, Duration::ZERO),
+            Some(StoredDelivery::Whole(_, QoS::AtLeastOnce, false, _))
+        ));
     }
 
     #[test]
