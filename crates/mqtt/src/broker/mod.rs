@@ -1,0 +1,595 @@
+//! The broker engine: sessions, wills and routing, driven by decoded packets from any listener.
+//!
+//! One lock guards the engine state. Every operation under it is short (index lookups and queue
+//! pushes, no I/O, no encoding), and the connection tasks do their encoding and socket writes
+//! outside it. Sharding the lock is the known next step when profiles show contention.
+//!
+//! The engine's operations are split by concept: `connect` (a session's start and end), `routing`
+//! (PUBLISH, SUBSCRIBE), `outgoing` (what a connection sends and its acknowledgements),
+//! `storage` (restore and persistence), `status` (tick, metrics, `$SYS`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use outpost_codec::{Connect, Publish, QoS, ReasonCode, Subscribe, Unsubscribe, Version};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+mod connect;
+mod outgoing;
+mod routing;
+mod status;
+mod storage;
+
+pub use status::BrokerStatus;
+
+use crate::outbox::{AckError, Offer, Outbox, OutboxLimits, Send};
+use crate::persistence::{
+    self, Durable, Job, Persister, RefSpec, Stored, StoredDelivery, SubChange,
+};
+use crate::{Inbox, Incoming, Message, Retained, Router, Subscription};
+use outpost_store::{Store, StoreError, StreamId};
+
+/// Limits and defaults of the engine.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// QoS 1/2 messages a client may have unacknowledged towards the broker (CONNACK Receive Maximum).
+    pub receive_maximum: u16,
+    /// Topic aliases a client may use (CONNACK Topic Alias Maximum).
+    pub topic_alias_maximum: u16,
+    /// Largest packet accepted (CONNACK Maximum Packet Size).
+    pub max_packet_size: u32,
+    /// Outgoing limits per session; Receive Maximum of MQTT 5 clients overrides the window.
+    pub outbox: OutboxLimits,
+    /// Session expiry for MQTT 3.1.1 clients with Clean Session 0 (`u32::MAX`: never).
+    pub v311_session_expiry: u32,
+    /// Whether QoS 0 messages are queued for disconnected persistent sessions.
+    pub queue_qos0_offline: bool,
+    /// Subscriptions one session may hold; more are refused with Quota exceeded (a SUBSCRIBE flood
+    /// cannot grow the broker's memory without bound).
+    pub max_subscriptions_per_session: usize,
+    /// Most levels in a topic name or filter (`a/b/c` has three). Deeper ones are refused: Topic
+    /// Name invalid (0x90) or Topic Filter invalid (0x8F) for MQTT 5 clients, a disconnect or a
+    /// SUBACK failure for MQTT 3.1.1.
+    pub max_topic_levels: usize,
+    /// Most QoS 1/2 messages in flight to one client: an MQTT 5 client's Receive Maximum is
+    /// lowered to this (a client cannot make the broker hold an unbounded window).
+    pub max_inflight: u16,
+    /// Most retained messages; a new retained topic past it is refused with Quota exceeded.
+    pub max_retained_messages: usize,
+    /// Most bytes (topics and payloads) of retained messages.
+    pub max_retained_bytes: usize,
+    /// Most persistent sessions (connected or not); a new one past it is refused with Quota
+    /// exceeded (MQTT 5) or Server unavailable (MQTT 3.1.1).
+    pub max_persistent_sessions: usize,
+    /// Flow control: a connected subscriber with this many QoS 1/2 messages queued makes the
+    /// publishers that feed it stop reading until it is down to half (their TCP windows fill);
+    /// nothing acknowledged is dropped for a connected subscriber that keeps up eventually.
+    pub flow_control_queue: usize,
+    /// A connected subscriber that holds publishers back this long without draining is
+    /// disconnected (its persistent session keeps what was queued).
+    pub stall_timeout: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            receive_maximum: 100,
+            topic_alias_maximum: 64,
+            max_packet_size: 16 * 1024 * 1024,
+            outbox: OutboxLimits::default(),
+            v311_session_expiry: u32::MAX,
+            queue_qos0_offline: false,
+            max_subscriptions_per_session: 10_000,
+            max_topic_levels: 128,
+            max_inflight: 256,
+            max_retained_messages: 100_000,
+            max_retained_bytes: 64 * 1024 * 1024,
+            max_persistent_sessions: 100_000,
+            flow_control_queue: 1_000,
+            stall_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A message on its way to one client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Unique per delivery (links it to its record in the store).
+    pub id: u64,
+    /// The shared message.
+    pub message: Arc<Message>,
+    /// QoS to send with.
+    pub qos: QoS,
+    /// RETAIN flag to send with.
+    pub retain: bool,
+    /// Identifiers of the matching subscriptions.
+    pub subscription_ids: Vec<u32>,
+}
+
+impl crate::outbox::Outgoing for Delivery {
+    fn qos(&self) -> QoS {
+        self.qos
+    }
+    fn size(&self) -> usize {
+        self.message.payload.len() + self.message.topic.len()
+    }
+}
+
+/// The handle a connection task keeps.
+#[derive(Debug, Clone)]
+pub struct ConnectionHandle {
+    /// The session's client identifier (assigned if the client sent none).
+    pub client_id: Arc<str>,
+    /// Identifies this connection among all connections of the same client.
+    pub conn_id: u64,
+    /// Notified when there is something to send.
+    pub wake: Arc<Notify>,
+    /// Notified when another connection took the session over (close with Session Taken Over),
+    /// or when the connection stalled its publishers too long (see `stalled`).
+    pub kick: Arc<Notify>,
+    /// Set before `kick` when the subscriber held its publishers back past the stall timeout:
+    /// close with Quota exceeded, the session ending as for any broken connection.
+    pub stalled: Arc<AtomicBool>,
+    /// Protocol version.
+    pub version: Version,
+}
+
+/// What CONNACK says, and what to send right after it.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The connection's handle.
+    pub handle: ConnectionHandle,
+    /// A stored session was resumed.
+    pub session_present: bool,
+    /// Set when the broker chose the client identifier.
+    pub assigned_client_id: Option<Arc<str>>,
+    /// In-flight messages of a resumed session, to send again before anything else.
+    pub resend: Vec<Send<Delivery>>,
+}
+
+/// What [`Broker::save_session`] writes.
+enum Save {
+    /// The session's record (expiry, stream).
+    Record,
+    /// Record and every subscription (the session just became persistent).
+    Whole,
+    /// Subscription changes only.
+    Changes(Vec<SubChange>),
+}
+
+/// Queued messages of a connected subscriber above which its publishers are asked to slow down.
+const PRESSURE_QUEUE: usize = 256;
+
+/// What happened to an incoming PUBLISH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// Routed to this many subscribers.
+    Routed(usize),
+    /// A QoS 2 retransmission already handled: acknowledge again, nothing routed.
+    Duplicate,
+    /// Refused (nothing routed) with this reason code: in the PUBACK/PUBREC of an MQTT 5 QoS 1/2
+    /// message, otherwise as the reason to disconnect with.
+    Refused(ReasonCode),
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disconnect {
+    /// DISCONNECT with Normal disconnection: the will is discarded.
+    Normal,
+    /// DISCONNECT with Disconnect with Will Message (MQTT 5): the will is published.
+    WithWill,
+    /// The connection broke, timed out or sent garbage: the will is published.
+    Abrupt,
+}
+
+#[derive(Debug)]
+struct Will {
+    message: Message,
+    delay: u32,
+}
+
+#[derive(Debug)]
+struct Connection {
+    id: u64,
+    wake: Arc<Notify>,
+    kick: Arc<Notify>,
+    stalled: Arc<AtomicBool>,
+}
+
+#[derive(Debug)]
+struct Session {
+    outbox: Outbox<Delivery>,
+    inbox: Inbox,
+    subscriptions: HashMap<Arc<str>, Subscription>,
+    connection: Option<Connection>,
+    /// Seconds the session outlives its connection (`u32::MAX`: forever).
+    expiry: u32,
+    disconnected_at: Option<Instant>,
+    will: Option<Will>,
+    /// The session's stream in the store (persistent sessions with a store), and its name.
+    stream: Option<(StreamId, Arc<str>)>,
+    /// Flow control: since when the queue has been over the limit (publishers wait while set).
+    over_since: Option<Instant>,
+    /// Notified when the queue drains below half the limit, or the session stops holding
+    /// publishers back (disconnected, stalled, ended).
+    drained: Arc<Notify>,
+}
+
+impl Session {
+    /// True when connection `id` is the session's current connection (not taken over).
+    fn owned_by(&self, id: u64) -> bool {
+        self.connection.as_ref().is_some_and(|c| c.id == id)
+    }
+}
+
+/// Counters for `$SYS` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct BrokerStats {
+    /// PUBLISH packets received from clients.
+    pub messages_in: AtomicU64,
+    /// Deliveries handed to sessions.
+    pub messages_out: AtomicU64,
+    /// Payload bytes received.
+    pub bytes_in: AtomicU64,
+    /// Messages dropped or refused by per-session limits.
+    pub dropped: AtomicU64,
+    /// QoS 1/2 messages refused because a session's queue was full.
+    pub refused_overflow: AtomicU64,
+    /// Subscriptions refused (quota, invalid or too deep filters).
+    pub refused_subscriptions: AtomicU64,
+    /// Retained messages refused by the retained quota.
+    pub refused_retained: AtomicU64,
+    /// Topics refused for having too many levels.
+    pub refused_deep_topics: AtomicU64,
+    /// Connections refused by the persistent-session quota.
+    pub refused_sessions: AtomicU64,
+    /// Changes the store could not make durable (their acknowledgements said so).
+    pub persist_failures: AtomicU64,
+    /// Subscribers disconnected for holding their publishers back past the stall timeout.
+    pub stalled: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    router: Router<Arc<Message>>,
+    sessions: HashMap<Arc<str>, Session>,
+    /// Wills waiting for their delay: (due, client, message).
+    wills: Vec<(Instant, Arc<str>, Message)>,
+    /// Retained messages and their bytes (topics and payloads) counted against the quotas: all
+    /// but the broker's own `$SYS` topics (a client's `$SYS` message counts; see `route_locked`).
+    retained_counted: usize,
+    retained_bytes: usize,
+    /// Persistent sessions (those with a stream).
+    persistent: usize,
+    /// A few clients named in the next "refused" log line (see [`Broker::tick`]).
+    refused_clients: Vec<Arc<str>>,
+}
+
+/// A metadata key's new value (`None`: deleted), by table.
+type MetaChange = (&'static str, Vec<u8>, Option<Vec<u8>>);
+
+/// Bytes a retained message counts against the retained quota.
+fn retained_size(m: &Message) -> usize {
+    m.topic.len() + m.payload.len()
+}
+
+/// True when `topic` has more than `max` levels (counted lazily: a 100,000-level topic costs no
+/// more than `max` steps).
+fn too_deep(topic: &str, max: usize) -> bool {
+    max != 0 && topic.split('/').nth(max).is_some()
+}
+
+/// The one shutdown signal every connection watches.
+#[derive(Debug)]
+struct Shutdown(tokio::sync::watch::Sender<bool>);
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown(tokio::sync::watch::channel(false).0)
+    }
+}
+
+/// Last counter values logged by [`Broker::tick`].
+#[derive(Debug, Default)]
+struct Logged {
+    overflow: u64,
+    subscriptions: u64,
+    retained: u64,
+    deep: u64,
+    sessions: u64,
+}
+
+/// The engine.
+#[derive(Debug, Default)]
+pub struct Broker {
+    config: BrokerConfig,
+    state: Mutex<State>,
+    next_conn: AtomicU64,
+    next_delivery: AtomicU64,
+    persist: Option<Persister>,
+    /// Counters.
+    pub stats: BrokerStats,
+    logged: Mutex<Logged>,
+    shutdown: Shutdown,
+    /// When a store failure was last logged, and how many happened since.
+    failure_log: Mutex<(Option<Instant>, u64)>,
+}
+
+fn session_expiry(c: &Connect<'_>, config: &BrokerConfig) -> u32 {
+    match c.protocol {
+        Version::V5 => c.properties.session_expiry_interval.unwrap_or(0),
+        Version::V311 if c.clean_start => 0,
+        Version::V311 => config.v311_session_expiry,
+    }
+}
+
+impl Broker {
+    /// An engine with the given limits.
+    pub fn new(config: BrokerConfig) -> Self {
+        Broker {
+            config,
+            ..Broker::default()
+        }
+    }
+
+    /// An engine whose retained messages and persistent sessions live in `store`: what was stored
+    /// before is restored now, and a persistence task is started (call inside a tokio runtime).
+    ///
+    /// Fails when what was stored cannot be read: starting with no sessions would silently drop
+    /// every acknowledged message queued for them.
+    pub fn with_store(config: BrokerConfig, store: Store) -> Result<Arc<Broker>, StoreError> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (retained_tx, retained_rx) = tokio::sync::mpsc::unbounded_channel();
+        let broker = Arc::new(Broker {
+            config,
+            persist: Some(Persister {
+                store: store.clone(),
+                jobs: tx,
+                retained_jobs: retained_tx,
+                backlog: Default::default(),
+                drained: Default::default(),
+            }),
+            ..Broker::default()
+        });
+        let stored = broker.restore(&store)?;
+        tokio::spawn(persistence::run(broker.clone(), store.clone(), stored, rx));
+        tokio::spawn(persistence::run_retained(
+            broker.clone(),
+            store,
+            retained_rx,
+        ));
+        Ok(broker)
+    }
+
+    /// Starts a graceful shutdown: every connection closes (MQTT 5 clients get DISCONNECT 0x8B,
+    /// Server shutting down) after writing what it has; then call [`Broker::flush_persistence`].
+    pub fn shut_down(&self) {
+        self.shutdown.0.send_replace(true);
+    }
+
+    /// Resolves when a shutdown has started (at once if it already has).
+    pub async fn shutting_down(&self) {
+        let mut rx = self.shutdown_watch();
+        let _ = rx.wait_for(|down| *down).await;
+    }
+
+    /// The shutdown signal, to watch from a loop (`wait_for(|down| *down)`).
+    pub fn shutdown_watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.0.subscribe()
+    }
+
+    pub(crate) fn persister(&self) -> Option<&Persister> {
+        self.persist.as_ref()
+    }
+
+    fn new_session(&self, expiry: u32, stream: Option<(StreamId, Arc<str>)>) -> Session {
+        Session {
+            outbox: Outbox::new(self.config.outbox),
+            inbox: Inbox::new(self.config.receive_maximum, self.config.topic_alias_maximum),
+            subscriptions: HashMap::new(),
+            connection: None,
+            expiry,
+            disconnected_at: None,
+            will: None,
+            stream,
+            over_since: None,
+            drained: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// Clients with a live connection.
+    pub fn connected(&self) -> usize {
+        self.state
+            .lock()
+            .sessions
+            .values()
+            .filter(|s| s.connection.is_some())
+            .count()
+    }
+
+    /// Sessions, connected or not.
+    pub fn sessions(&self) -> usize {
+        self.state.lock().sessions.len()
+    }
+
+    /// Retained messages.
+    pub fn retained(&self) -> usize {
+        self.state.lock().router.retained_count()
+    }
+}
+
+/// Some entropy for assigned client identifiers, without a dependency.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(Instant::now().elapsed().as_nanos() as u64);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outpost_codec::{
+        ConnectProperties, List, SubscribeFilter, Will as ConnectWill, WillProperties,
+    };
+
+    fn connect<'a>(id: &'a str, clean: bool, will: Option<ConnectWill<'a>>) -> Connect<'a> {
+        Connect {
+            protocol: Version::V5,
+            clean_start: clean,
+            keep_alive: 60,
+            client_id: id,
+            will,
+            properties: ConnectProperties {
+                session_expiry_interval: Some(if clean { 0 } else { 3600 }),
+                ..ConnectProperties::default()
+            },
+            ..Connect::default()
+        }
+    }
+
+    fn subscribe(b: &Broker, h: &ConnectionHandle, filters: &[&str]) -> Vec<ReasonCode> {
+        let f: Vec<SubscribeFilter<'_>> = filters
+            .iter()
+            .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce))
+            .collect();
+        b.subscribe(
+            h,
+            &Subscribe {
+                pkid: 1,
+                filters: List::new(&f),
+                ..Subscribe::default()
+            },
+        )
+        .0
+    }
+
+    fn topics(b: &Broker, h: &ConnectionHandle) -> Vec<String> {
+        b.sendable(h)
+            .into_iter()
+            .filter_map(|s| match s {
+                Send::Publish { message, .. } => Some(message.message.topic.to_string()),
+                Send::PubRel { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn subscription_quota_refuses_the_flood_not_the_client() {
+        let b = Broker::new(BrokerConfig {
+            max_subscriptions_per_session: 2,
+            ..BrokerConfig::default()
+        });
+        let h = now(b.connect(&connect("c", true, None))).unwrap().handle;
+        let codes = subscribe(&b, &h, &["a", "b", "c"]);
+        assert_eq!(
+            codes,
+            [
+                ReasonCode::GrantedQoS1,
+                ReasonCode::GrantedQoS1,
+                ReasonCode::QuotaExceeded
+            ]
+        );
+        assert_eq!(
+            subscribe(&b, &h, &["a"]),
+            [ReasonCode::GrantedQoS1],
+            "replacing one is fine"
+        );
+    }
+
+    #[test]
+    fn takeover_kicks_the_old_connection_and_keeps_the_session() {
+        let b = Broker::default();
+        let first = now(b.connect(&connect("dev", false, None))).unwrap();
+        subscribe(&b, &first.handle, &["t"]);
+        let second = now(b.connect(&connect("dev", false, None))).unwrap();
+        assert!(second.session_present);
+        // The old connection's permit is set: its task wakes and closes.
+        assert!(futures_ready(first.handle.kick.notified()));
+        b.publish_internal(Message::new(
+            "t",
+            Bytes::from_static(b"x"),
+            QoS::AtLeastOnce,
+            false,
+        ));
+        assert_eq!(topics(&b, &second.handle), ["t"]);
+        assert!(
+            b.sendable(&first.handle).is_empty(),
+            "the old connection gets nothing"
+        );
+        // Its late disconnect does not end the new connection's session.
+        b.disconnect(&first.handle, Disconnect::Abrupt, None);
+        assert_eq!(b.connected(), 1);
+    }
+
+    #[test]
+    fn delayed_will_goes_out_unless_the_client_comes_back() {
+        let b = Broker::default();
+        let watcher = now(b.connect(&connect("watcher", true, None)))
+            .unwrap()
+            .handle;
+        subscribe(&b, &watcher, &["wills/#"]);
+        let will = |delay| ConnectWill {
+            topic: "wills/dev",
+            payload: b"gone",
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: WillProperties {
+                will_delay_interval: Some(delay),
+                ..WillProperties::default()
+            },
+        };
+        let h = now(b.connect(&connect("dev", false, Some(will(30)))))
+            .unwrap()
+            .handle;
+        b.disconnect(&h, Disconnect::Abrupt, None);
+        b.tick(Instant::now() + Duration::from_secs(10));
+        assert!(topics(&b, &watcher).is_empty(), "not before the delay");
+        // Back in time: the will is cancelled.
+        let h = now(b.connect(&connect("dev", false, Some(will(30)))))
+            .unwrap()
+            .handle;
+        b.tick(Instant::now() + Duration::from_secs(60));
+        assert!(topics(&b, &watcher).is_empty());
+        // Gone for good: after the delay it is published.
+        b.disconnect(&h, Disconnect::Abrupt, None);
+        b.tick(Instant::now() + Duration::from_secs(31));
+        assert_eq!(topics(&b, &watcher), ["wills/dev"]);
+        // A normal DISCONNECT discards the will.
+        let h = now(b.connect(&connect("dev2", true, Some(will(0)))))
+            .unwrap()
+            .handle;
+        b.disconnect(&h, Disconnect::Normal, None);
+        assert!(topics(&b, &watcher).is_empty());
+    }
+
+    /// The output of a future that is ready at its first poll (an engine without a store never
+    /// waits).
+    fn now<F: std::future::Future>(f: F) -> F::Output {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the engine waited without a store"),
+        }
+    }
+
+    /// True if the future is ready at its first poll.
+    fn futures_ready<F: std::future::Future>(f: F) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        f.as_mut().poll(&mut cx).is_ready()
+    }
+}

@@ -1,0 +1,232 @@
+//! The engine's figures and housekeeping: the once-a-second tick (delayed wills, expired sessions,
+//! refusal summaries), `/metrics` and `$SYS`.
+
+use super::*;
+
+impl Broker {
+    /// Publishes delayed wills that are due and ends expired sessions. Call about once a second.
+    pub fn tick(&self, now: Instant) {
+        let mut st = self.state.lock();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut st.wills)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        st.wills = later;
+        let mut durable = Durable::default();
+        for (_, client, message) in due {
+            self.route_locked(&mut st, &client, message, &mut durable);
+        }
+        let expired: Vec<Arc<str>> = st
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.connection.is_none()
+                    && s.expiry != u32::MAX
+                    && s.disconnected_at.is_some_and(|at| {
+                        now.saturating_duration_since(at)
+                            >= Duration::from_secs(u64::from(s.expiry))
+                    })
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for client in expired {
+            // A will still waiting goes out when its session ends (§3.1.3.2.2).
+            let pending: Vec<Message> = {
+                let mut out = Vec::new();
+                st.wills.retain(|(_, c, m)| {
+                    if *c == client {
+                        out.push(m.clone());
+                        false
+                    } else {
+                        true
+                    }
+                });
+                out
+            };
+            for m in pending {
+                self.route_locked(&mut st, &client, m, &mut durable);
+            }
+            self.end_session(&mut st, &client);
+        }
+        let clients = std::mem::take(&mut st.refused_clients);
+        drop(st);
+        self.log_refusals(&clients);
+    }
+
+    /// One log line per kind of refusal that happened since the last call, with the count: a
+    /// flood of refused messages or filters costs a counter each, not a line each.
+    pub(super) fn log_refusals(&self, clients: &[Arc<str>]) {
+        let mut logged = self.logged.lock();
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let report = |last: &mut u64, now: u64, what: &str| {
+            if now > *last {
+                tracing::warn!(count = now - *last, total = now, "{what}");
+                *last = now;
+            }
+        };
+        report(
+            &mut logged.overflow,
+            load(&self.stats.refused_overflow),
+            "QoS 1/2 messages refused: session queues full (slow or offline subscribers)",
+        );
+        report(
+            &mut logged.subscriptions,
+            load(&self.stats.refused_subscriptions),
+            "subscriptions refused (quota, invalid or too deep filters)",
+        );
+        report(
+            &mut logged.retained,
+            load(&self.stats.refused_retained),
+            "retained messages refused: retained quota reached",
+        );
+        report(
+            &mut logged.deep,
+            load(&self.stats.refused_deep_topics),
+            "topics refused: more levels than max_topic_levels",
+        );
+        let sessions = load(&self.stats.refused_sessions);
+        if sessions > logged.sessions {
+            let names: Vec<&str> = clients.iter().map(|c| &**c).collect();
+            tracing::warn!(
+                count = sessions - logged.sessions,
+                total = sessions,
+                clients = ?names,
+                "persistent sessions refused: max_persistent_sessions reached"
+            );
+            logged.sessions = sessions;
+        }
+    }
+}
+
+/// The engine's figures, for `$SYS` topics and `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BrokerStatus {
+    /// Connected clients.
+    pub connected: u64,
+    /// Sessions (connected or kept for later).
+    pub sessions: u64,
+    /// Retained messages.
+    pub retained: u64,
+    /// Subscriptions.
+    pub subscriptions: u64,
+    /// PUBLISH packets received.
+    pub messages_in: u64,
+    /// PUBLISH packets sent.
+    pub messages_out: u64,
+    /// Messages dropped by backpressure.
+    pub dropped: u64,
+    /// Payload bytes received.
+    pub bytes_in: u64,
+}
+
+impl Broker {
+    /// Current figures.
+    pub fn status(&self) -> BrokerStatus {
+        let st = self.state.lock();
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        BrokerStatus {
+            connected: st
+                .sessions
+                .values()
+                .filter(|s| s.connection.is_some())
+                .count() as u64,
+            sessions: st.sessions.len() as u64,
+            retained: st.router.retained_count() as u64,
+            subscriptions: st.router.subscriptions() as u64,
+            messages_in: load(&self.stats.messages_in),
+            messages_out: load(&self.stats.messages_out),
+            dropped: load(&self.stats.dropped),
+            bytes_in: load(&self.stats.bytes_in),
+        }
+    }
+
+    /// The figures in the Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let s = self.status();
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        for (name, kind, v) in [
+            ("outpost_mqtt_clients_connected", "gauge", s.connected),
+            ("outpost_mqtt_sessions", "gauge", s.sessions),
+            ("outpost_mqtt_retained_messages", "gauge", s.retained),
+            ("outpost_mqtt_subscriptions", "gauge", s.subscriptions),
+            (
+                "outpost_mqtt_messages_received_total",
+                "counter",
+                s.messages_in,
+            ),
+            (
+                "outpost_mqtt_messages_sent_total",
+                "counter",
+                s.messages_out,
+            ),
+            ("outpost_mqtt_messages_dropped_total", "counter", s.dropped),
+            (
+                "outpost_mqtt_messages_refused_total",
+                "counter",
+                load(&self.stats.refused_overflow),
+            ),
+            (
+                "outpost_mqtt_subscriptions_refused_total",
+                "counter",
+                load(&self.stats.refused_subscriptions),
+            ),
+            (
+                "outpost_mqtt_retained_refused_total",
+                "counter",
+                load(&self.stats.refused_retained),
+            ),
+            (
+                "outpost_mqtt_topics_refused_total",
+                "counter",
+                load(&self.stats.refused_deep_topics),
+            ),
+            (
+                "outpost_mqtt_sessions_refused_total",
+                "counter",
+                load(&self.stats.refused_sessions),
+            ),
+            (
+                "outpost_mqtt_persist_failures_total",
+                "counter",
+                load(&self.stats.persist_failures),
+            ),
+            (
+                "outpost_mqtt_stalled_subscribers_total",
+                "counter",
+                load(&self.stats.stalled),
+            ),
+            ("outpost_mqtt_bytes_received_total", "counter", s.bytes_in),
+        ] {
+            out.push_str(&format!("# TYPE {name} {kind}\n{name} {v}\n"));
+        }
+        out
+    }
+
+    /// Publishes the `$SYS/broker/...` status topics (retained, like mosquitto), so monitoring tools
+    /// see the broker's state. `extra` adds values the engine does not know (store size, ...).
+    pub fn publish_sys(&self, uptime: Duration, extra: &[(&str, String)]) {
+        let s = self.status();
+        let mut values = vec![
+            ("version", format!("outpost {}", env!("CARGO_PKG_VERSION"))),
+            ("uptime", format!("{} seconds", uptime.as_secs())),
+            ("clients/connected", s.connected.to_string()),
+            ("clients/total", s.sessions.to_string()),
+            ("subscriptions/count", s.subscriptions.to_string()),
+            ("retained messages/count", s.retained.to_string()),
+            ("messages/received", s.messages_in.to_string()),
+            ("messages/sent", s.messages_out.to_string()),
+            ("messages/dropped", s.dropped.to_string()),
+            ("bytes/received", s.bytes_in.to_string()),
+        ];
+        values.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+        for (name, value) in values {
+            let topic = format!("$SYS/broker/{name}");
+            let _ = self.publish_internal(Message::new(
+                &topic,
+                Bytes::from(value),
+                QoS::AtMostOnce,
+                true,
+            ));
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! What the engine keeps in the store: restoring it at start, saving session changes, completed deliveries, and store failures.
+
+use super::*;
+
+impl Broker {
+    /// `n` changes could not be stored: counted, and logged at most once a second (a full disk
+    /// fails every write; one line says so).
+    pub(crate) fn persistence_failed(&self, n: usize, error: &dyn std::fmt::Display) {
+        self.stats
+            .persist_failures
+            .fetch_add(n as u64, Ordering::Relaxed);
+        let mut log = self.failure_log.lock();
+        log.1 += n as u64;
+        if log.0.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            tracing::error!(
+                failed = log.1,
+                %error,
+                "store writes failed; acknowledgements that depended on them report the failure"
+            );
+            *log = (Some(Instant::now()), 0);
+        }
+    }
+
+    /// Waits while the store is far behind the engine (a flood of messages to persistent sessions
+    /// or retained topics): connections call it before reading more, so publishers slow down
+    /// instead of memory growing.
+    pub async fn wait_for_persistence(&self) {
+        if let Some(p) = &self.persist {
+            p.wait_for_room().await;
+        }
+    }
+
+    pub(super) fn restore(&self, store: &Store) -> Result<Stored, StoreError> {
+        let mut st = self.state.lock();
+        let max_levels = self.config.max_topic_levels;
+        let mut skipped = 0usize;
+        for (m, qos) in persistence::stored_retained(store) {
+            if too_deep(&m.topic, max_levels) {
+                // Stored under other limits; today's would refuse it. Never crash on it.
+                skipped += 1;
+                continue;
+            }
+            let topic = m.topic.clone();
+            st.retained_bytes += retained_size(&m);
+            st.retained_counted += 1;
+            st.router.retain(
+                &topic,
+                Some(Retained {
+                    message: Arc::new(m),
+                    qos,
+                }),
+            );
+        }
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                max_topic_levels = max_levels,
+                "stored retained messages with too many topic levels skipped"
+            );
+        }
+        self.migrate_legacy_sessions(store)?;
+        let records = store.meta().scan(persistence::SESSIONS, b"")?;
+        let mut subscriptions: HashMap<
+            String,
+            Vec<(String, outpost_codec::SubscribeOptions, Option<u32>)>,
+        > = HashMap::new();
+        for (k, v) in store.meta().scan(persistence::SUBSCRIPTIONS, b"")? {
+            let (Some((client, filter)), Some((options, id))) = (
+                persistence::split_subscription_key(&k),
+                persistence::decode_subscription(&v),
+            ) else {
+                tracing::warn!("an unreadable stored subscription skipped");
+                continue;
+            };
+            subscriptions.entry(client.to_string()).or_default().push((
+                filter.to_string(),
+                options,
+                id,
+            ));
+        }
+        let now_ms = persistence::outpost_store_now_ms();
+        // Messages stored once for persistent sessions, by key; keys and delivery ids continue
+        // after the largest key seen, so they stay unique across restarts.
+        let mut stored = Stored::default();
+        let mut shared: HashMap<u64, Arc<Message>> = HashMap::new();
+        let mut dangling = Vec::new();
+        let messages_stream = store.stream(persistence::MESSAGES_STREAM)?;
+        for r in store.scan(messages_stream, 0, usize::MAX) {
+            let age = Duration::from_millis(now_ms.saturating_sub(r.timestamp));
+            let Some((key, m)) = persistence::decode_message_record(&r.payload, age) else {
+                tracing::warn!("an unreadable stored message skipped");
+                continue;
+            };
+            self.next_delivery.fetch_max(key + 1, Ordering::Relaxed);
+            stored.add_message(key, r.id);
+            shared.insert(key, Arc::new(m));
+        }
+        let mut sessions = 0;
+        let mut messages = 0;
+        let mut deep_filters = 0usize;
+        for (key, value) in records {
+            let (Ok(client), Some((expiry, stream_name))) = (
+                String::from_utf8(key),
+                persistence::decode_session_record(&value),
+            ) else {
+                tracing::warn!("an unreadable stored session skipped");
+                continue;
+            };
+            let stream = Some((store.stream(stream_name)?, Arc::<str>::from(stream_name)));
+            let client: Arc<str> = client.into();
+            let mut session = self.new_session(expiry, stream.clone());
+            session.disconnected_at = Some(Instant::now());
+            for (filter, options, id) in subscriptions.remove(&*client).unwrap_or_default() {
+                if too_deep(&filter, max_levels) {
+                    deep_filters += 1;
+                    continue;
+                }
+                if st.router.subscribe(&client, &filter, options, id).is_ok() {
+                    let filter: Arc<str> = filter.into();
+                    session.subscriptions.insert(
+                        filter.clone(),
+                        Subscription {
+                            filter,
+                            options,
+                            id,
+                        },
+                    );
+                }
+            }
+            if let Some((stream, _)) = stream {
+                for r in store.scan(stream, 0, usize::MAX) {
+                    let age = Duration::from_millis(now_ms.saturating_sub(r.timestamp));
+                    let (message, key, qos, retain, ids) =
+                        match persistence::decode_delivery(&r.payload, age) {
+                            Some(StoredDelivery::Reference {
+                                key,
+                                qos,
+                                retain,
+                                subscription_ids,
+                            }) => match shared.get(&key) {
+                                Some(m) => (m.clone(), Some(key), qos, retain, subscription_ids),
+                                None => {
+                                    // Its message is gone (removed with a last reference
+                                    // before a crash): nothing to deliver.
+                                    dangling.push(r.id);
+                                    continue;
+                                }
+                            },
+                            Some(StoredDelivery::Whole(m, qos, retain, ids)) => {
+                                (Arc::new(m), None, qos, retain, ids)
+                            }
+                            None => continue,
+                        };
+                    let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
+                    stored.add_delivery(id, r.id, key);
+                    let _ = session.outbox.offer(Delivery {
+                        id,
+                        message,
+                        qos,
+                        retain,
+                        subscription_ids: ids,
+                    });
+                    messages += 1;
+                }
+            }
+            st.sessions.insert(client, session);
+            st.persistent += 1;
+            sessions += 1;
+        }
+        if deep_filters > 0 {
+            tracing::warn!(
+                skipped = deep_filters,
+                max_topic_levels = max_levels,
+                "stored subscriptions with too many topic levels skipped"
+            );
+        }
+        tracing::info!(
+            sessions,
+            queued_messages = messages,
+            retained = st.router.retained_count(),
+            "MQTT state restored from the store"
+        );
+        if !dangling.is_empty() {
+            store.mark_dead_later(&dangling);
+        }
+        Ok(stored)
+    }
+
+    /// Moves sessions stored in the first layout (one value holding every subscription) to the
+    /// current one (a record per session, an entry per subscription), once, at startup.
+    pub(super) fn migrate_legacy_sessions(&self, store: &Store) -> Result<(), StoreError> {
+        let legacy = store.meta().scan(persistence::LEGACY_SESSIONS, b"")?;
+        if legacy.is_empty() {
+            return Ok(());
+        }
+        let mut owned: Vec<MetaChange> = Vec::new();
+        for (key, value) in &legacy {
+            owned.push((persistence::LEGACY_SESSIONS, key.clone(), None));
+            let (Ok(client), Some(saved)) =
+                (std::str::from_utf8(key), persistence::decode_session(value))
+            else {
+                continue;
+            };
+            owned.push((
+                persistence::SESSIONS,
+                key.clone(),
+                Some(persistence::encode_session_record(
+                    saved.expiry,
+                    &persistence::legacy_session_stream(client),
+                )),
+            ));
+            for (filter, options, id) in saved.subscriptions {
+                let mut k = persistence::subscriptions_prefix(client);
+                k.extend_from_slice(filter.as_bytes());
+                owned.push((
+                    persistence::SUBSCRIPTIONS,
+                    k,
+                    Some(persistence::encode_subscription(&options, id).to_vec()),
+                ));
+            }
+        }
+        let ops: Vec<outpost_store::MetaOp<'_>> = owned
+            .iter()
+            .map(|(table, key, value)| match value {
+                Some(value) => outpost_store::MetaOp::Put { table, key, value },
+                None => outpost_store::MetaOp::Delete { table, key },
+            })
+            .collect();
+        store.meta().apply(&ops)?;
+        tracing::info!(
+            sessions = legacy.len(),
+            "stored sessions moved to the current layout"
+        );
+        Ok(())
+    }
+
+    /// A delivery is complete (acknowledged, expired or discarded): its record, if any, goes.
+    pub(super) fn complete(&self, s: &mut Session, d: &Delivery) {
+        if s.stream.is_none() || d.qos == QoS::AtMostOnce {
+            return;
+        }
+        if let Some(p) = &self.persist {
+            // The persistence task knows which record holds it (no round trip to this lock).
+            p.send(Job::Done(d.id));
+        }
+    }
+
+    /// Queues a change of a persistent session for the metadata store; the returned `Durable`
+    /// resolves once it is saved. Only what changed is written (a SUBSCRIBE of one filter writes
+    /// one entry, whatever the session holds).
+    pub(super) fn save_session(&self, client: &Arc<str>, s: &Session, what: Save) -> Durable {
+        let mut durable = Durable::default();
+        let (Some(p), Some((_, stream))) = (&self.persist, &s.stream) else {
+            return durable;
+        };
+        let record = Some((s.expiry, stream.clone()));
+        let (record, replace, changes) = match what {
+            Save::Record => (record, false, Vec::new()),
+            Save::Whole => (
+                record,
+                true,
+                s.subscriptions
+                    .values()
+                    .map(|sub| SubChange::Put(sub.filter.clone(), sub.options, sub.id))
+                    .collect(),
+            ),
+            Save::Changes(changes) if changes.is_empty() => return durable,
+            Save::Changes(changes) => (None, false, changes),
+        };
+        let (done, rx) = tokio::sync::oneshot::channel();
+        durable.push(rx);
+        p.send(Job::SaveSession {
+            client: client.clone(),
+            record,
+            replace,
+            changes,
+            done: Some(done),
+        });
+        durable
+    }
+
+    /// Resolves once everything queued for the store so far is stored (for a graceful shutdown).
+    pub fn flush_persistence(&self) -> Durable {
+        let mut durable = Durable::default();
+        if let Some(p) = &self.persist {
+            for rx in p.flush() {
+                durable.push(rx);
+            }
+        }
+        durable
+    }
+}
