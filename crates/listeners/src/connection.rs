@@ -158,6 +158,8 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
         if !self.out.is_empty() {
             self.wr.write_all(&self.out).await?;
             self.out.clear();
+            release_if_empty(&mut self.out);
+            release_if_empty(&mut self.deliveries);
         }
         Ok(())
     }
@@ -276,14 +278,33 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
     }
 }
 
-/// What a connection's read buffer starts with. Small, so ten thousand idle devices cost little;
-/// [`room_to_read`] grows it when data arrives faster than it is handled.
-const IDLE_BUFFER: usize = 2 * 1024;
+/// Below this much room, the next read gets a large buffer.
+const SMALL_READ: usize = 128;
+/// A read once data arrives faster than it is handled (a read should then take many packets).
+const LARGE_READ: usize = 16 * 1024;
+/// Buffers at most this large are given back when they empty: an idle connection holds no
+/// buffer at all, a busy one keeps its large buffer between reads.
+const KEEP_ABOVE: usize = 4 * 1024;
 
-/// Leaves room for a large read (under load a read should take many packets at once).
+/// Leaves room for the next read. A connection that holds no buffer gets none until data
+/// arrives (reading into an empty `BytesMut` takes 64 bytes); one whose last read filled what
+/// there was gets a large one.
 fn room_to_read(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(16 * 1024);
+    if buf.is_empty() {
+        if buf.capacity() < LARGE_READ / 2 {
+            // Nothing pending and no large buffer worth keeping: hold nothing while waiting.
+            *buf = BytesMut::new();
+        }
+    } else if buf.capacity() - buf.len() < SMALL_READ {
+        // Part of a packet is here and more is coming: read the rest in large chunks.
+        buf.reserve(LARGE_READ);
+    }
+}
+
+/// Gives an emptied small buffer back (frames split from it keep their own reference).
+fn release_if_empty(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > 0 && buf.capacity() <= KEEP_ABOVE {
+        *buf = BytesMut::new();
     }
 }
 
@@ -293,124 +314,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin + std::marker::Send,
 {
     let (mut rd, wr) = tokio::io::split(stream);
-    let mut buf = BytesMut::with_capacity(IDLE_BUFFER);
+    let mut buf = BytesMut::new();
     let max = config.max_packet_size;
 
-    // CONNECT, within the connect timeout.
-    let first = match tokio::time::timeout(
-        config.connect_timeout,
-        read_frame(&mut rd, &mut buf, max),
-    )
-    .await
-    {
-        Ok(Ok(Some(frame))) => frame,
-        Ok(Ok(None)) => return,
-        Ok(Err(e)) => {
-            tracing::info!(%peer, error = %e, "bad first packet; connection closed");
-            return;
-        }
-        Err(_) => {
-            tracing::info!(%peer, "no CONNECT within the connect timeout; connection closed");
-            return;
-        }
+    let Some((mut conn, h, keep_alive)) =
+        handshake(&mut rd, &mut buf, wr, peer, &broker, &config).await
+    else {
+        return;
     };
-    let mut conn = Conn {
-        wr,
-        out: BytesMut::with_capacity(IDLE_BUFFER / 2),
-        deliveries: BytesMut::new(),
-        version: Version::V311,
-        client_max: None,
-        peer,
-        alias_max: 0,
-        aliases: std::collections::HashMap::new(),
-        pending_acks: Vec::new(),
-        pressure: false,
-        released: Vec::new(),
-        held_by: Vec::new(),
-        parked: std::collections::VecDeque::new(),
-        parked_bytes: 0,
-    };
-    let connect = match decode(&first, Version::V5, max) {
-        Ok(Decoded::Packet(Packet::Connect(c), _)) => c,
-        Ok(_) => {
-            tracing::info!(%peer, "first packet is not CONNECT; connection closed");
-            return;
-        }
-        Err(e) => {
-            tracing::info!(%peer, error = %e, "malformed CONNECT; connection closed");
-            if matches!(
-                e,
-                DecodeError::UnsupportedProtocolLevel(_) | DecodeError::InvalidProtocolName
-            ) {
-                // Answered in 3.1.1 form, which every version understands (§3.1.2.2).
-                conn.push(&Packet::ConnAck(ConnAck {
-                    code: ReasonCode::UnsupportedProtocolVersion,
-                    ..ConnAck::default()
-                }));
-                let _ = conn.flush().await;
-            }
-            return;
-        }
-    };
-    conn.version = connect.protocol;
-    conn.client_max = connect.properties.maximum_packet_size;
-    if connect.protocol == Version::V5 {
-        conn.alias_max = connect.properties.topic_alias_maximum.unwrap_or(0);
-    }
-    let mut keep_alive = connect.keep_alive;
-    let mut server_keep_alive = None;
-    let max_keep_alive = config.max_keep_alive;
-    if max_keep_alive < u16::MAX && (keep_alive == 0 || keep_alive > max_keep_alive) {
-        if connect.protocol == Version::V311 {
-            tracing::info!(%peer, client = connect.client_id, keep_alive, "keep-alive above max_keep_alive; connection refused");
-            conn.push(&Packet::ConnAck(ConnAck {
-                code: ReasonCode::ClientIdentifierNotValid,
-                ..ConnAck::default()
-            }));
-            let _ = conn.flush().await;
-            return;
-        }
-        keep_alive = max_keep_alive;
-        server_keep_alive = Some(max_keep_alive);
-    }
-    let accepted = match broker.connect(&connect).await {
-        Ok(a) => a,
-        Err(code) => {
-            tracing::info!(%peer, client = connect.client_id, ?code, "connection refused");
-            let refusal = Packet::ConnAck(ConnAck {
-                code,
-                ..ConnAck::default()
-            });
-            // MQTT 3.1.1 has return codes for a few refusals only; for the others (a will topic
-            // with too many levels, say) the connection is closed without CONNACK (§3.2.2.3).
-            if refusal.encoded_len(conn.version).is_ok() {
-                conn.push(&refusal);
-                let _ = conn.flush().await;
-            }
-            return;
-        }
-    };
-    let h = accepted.handle.clone();
-    let bc = broker.config();
-    conn.push(&Packet::ConnAck(ConnAck {
-        session_present: accepted.session_present,
-        code: ReasonCode::Success,
-        properties: ConnAckProperties {
-            receive_maximum: Some(bc.receive_maximum),
-            topic_alias_maximum: Some(bc.topic_alias_maximum),
-            maximum_packet_size: Some(max.min(u32::MAX as usize) as u32),
-            assigned_client_identifier: accepted.assigned_client_id.as_deref(),
-            retain_available: Some(true),
-            wildcard_subscription_available: Some(true),
-            subscription_identifiers_available: Some(true),
-            shared_subscription_available: Some(true),
-            server_keep_alive,
-            ..ConnAckProperties::default()
-        },
-    }));
-    conn.push_sends(&broker, &h, accepted.resend);
-    tracing::debug!(%peer, client = &*h.client_id, version = ?h.version, "connected");
-
     let end = run(&mut rd, &mut buf, &mut conn, &broker, &h, keep_alive, max).await;
     let _ = conn.flush().await;
     match end {
@@ -443,6 +354,134 @@ async fn linger<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) {
 
 /// How long a closed connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_secs(2);
+
+/// CONNECT within the connect timeout, the engine's decision, CONNACK. Its own future, so what
+/// it needs (the decoded CONNECT, the first frame) takes no room in the connection's state
+/// while the connection lives.
+async fn handshake<R, W>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    wr: W,
+    peer: SocketAddr,
+    broker: &Arc<Broker>,
+    config: &ListenerConfig,
+) -> Option<(Conn<W>, ConnectionHandle, u16)>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let max = config.max_packet_size;
+    // CONNECT, within the connect timeout.
+    let first = match tokio::time::timeout(config.connect_timeout, read_frame(rd, buf, max)).await {
+        Ok(Ok(Some(frame))) => frame,
+        Ok(Ok(None)) => return None,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "bad first packet; connection closed");
+            return None;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "no CONNECT within the connect timeout; connection closed");
+            return None;
+        }
+    };
+    let mut conn = Conn {
+        wr,
+        out: BytesMut::new(),
+        deliveries: BytesMut::new(),
+        version: Version::V311,
+        client_max: None,
+        peer,
+        alias_max: 0,
+        aliases: std::collections::HashMap::new(),
+        pending_acks: Vec::new(),
+        pressure: false,
+        released: Vec::new(),
+        held_by: Vec::new(),
+        parked: std::collections::VecDeque::new(),
+        parked_bytes: 0,
+    };
+    let connect = match decode(&first, Version::V5, max) {
+        Ok(Decoded::Packet(Packet::Connect(c), _)) => c,
+        Ok(_) => {
+            tracing::info!(%peer, "first packet is not CONNECT; connection closed");
+            return None;
+        }
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "malformed CONNECT; connection closed");
+            if matches!(
+                e,
+                DecodeError::UnsupportedProtocolLevel(_) | DecodeError::InvalidProtocolName
+            ) {
+                // Answered in 3.1.1 form, which every version understands (§3.1.2.2).
+                conn.push(&Packet::ConnAck(ConnAck {
+                    code: ReasonCode::UnsupportedProtocolVersion,
+                    ..ConnAck::default()
+                }));
+                let _ = conn.flush().await;
+            }
+            return None;
+        }
+    };
+    conn.version = connect.protocol;
+    conn.client_max = connect.properties.maximum_packet_size;
+    if connect.protocol == Version::V5 {
+        conn.alias_max = connect.properties.topic_alias_maximum.unwrap_or(0);
+    }
+    let mut keep_alive = connect.keep_alive;
+    let mut server_keep_alive = None;
+    let max_keep_alive = config.max_keep_alive;
+    if max_keep_alive < u16::MAX && (keep_alive == 0 || keep_alive > max_keep_alive) {
+        if connect.protocol == Version::V311 {
+            tracing::info!(%peer, client = connect.client_id, keep_alive, "keep-alive above max_keep_alive; connection refused");
+            conn.push(&Packet::ConnAck(ConnAck {
+                code: ReasonCode::ClientIdentifierNotValid,
+                ..ConnAck::default()
+            }));
+            let _ = conn.flush().await;
+            return None;
+        }
+        keep_alive = max_keep_alive;
+        server_keep_alive = Some(max_keep_alive);
+    }
+    let accepted = match broker.connect(&connect).await {
+        Ok(a) => a,
+        Err(code) => {
+            tracing::info!(%peer, client = connect.client_id, ?code, "connection refused");
+            let refusal = Packet::ConnAck(ConnAck {
+                code,
+                ..ConnAck::default()
+            });
+            // MQTT 3.1.1 has return codes for a few refusals only; for the others (a will topic
+            // with too many levels, say) the connection is closed without CONNACK (§3.2.2.3).
+            if refusal.encoded_len(conn.version).is_ok() {
+                conn.push(&refusal);
+                let _ = conn.flush().await;
+            }
+            return None;
+        }
+    };
+    let h = accepted.handle.clone();
+    let bc = broker.config();
+    conn.push(&Packet::ConnAck(ConnAck {
+        session_present: accepted.session_present,
+        code: ReasonCode::Success,
+        properties: ConnAckProperties {
+            receive_maximum: Some(bc.receive_maximum),
+            topic_alias_maximum: Some(bc.topic_alias_maximum),
+            maximum_packet_size: Some(max.min(u32::MAX as usize) as u32),
+            assigned_client_identifier: accepted.assigned_client_id.as_deref(),
+            retain_available: Some(true),
+            wildcard_subscription_available: Some(true),
+            subscription_identifiers_available: Some(true),
+            shared_subscription_available: Some(true),
+            server_keep_alive,
+            ..ConnAckProperties::default()
+        },
+    }));
+    conn.push_sends(broker, &h, accepted.resend);
+    tracing::debug!(%peer, client = &*h.client_id, version = ?h.version, "connected");
+    Some((conn, h, keep_alive))
+}
 
 /// The connection's main loop; returns how it ended.
 async fn run<R, W>(
@@ -537,10 +576,10 @@ where
                 }
             }, if !conn.held_by.is_empty() => {}
             read = { room_to_read(buf); rd.read_buf(buf) }, if may_read => {
-                match read {
+                let got = match read {
                     Ok(0) | Err(_) => return End::Close(Disconnect::Abrupt, None),
-                    Ok(_) => {}
-                }
+                    Ok(n) => n,
+                };
                 let packets = match handle_buffered(buf, conn, broker, h, max) {
                     Ok(n) => n,
                     Err(end) => return end,
@@ -549,6 +588,11 @@ where
                 // a byte per period does not keep a connection open).
                 if let (Some(g), true) = (grace, packets > 0) {
                     deadline.as_mut().reset(tokio::time::Instant::now() + g);
+                }
+                // A quiet connection holds no read buffer between packets; a busy one (whose
+                // reads are large) keeps its buffer.
+                if buf.is_empty() && got < KEEP_ABOVE {
+                    *buf = BytesMut::new();
                 }
             }
             _ = h.wake.notified() => {

@@ -67,9 +67,14 @@ async fn serve_websocket(
     // No frame or message larger than the largest MQTT packet (plus a frame's own header): the
     // WebSocket layer must not buffer what the MQTT layer would refuse anyway.
     let limit = config.max_packet_size.saturating_add(16);
+    // tungstenite allocates its read buffer up front (128 KiB by default): 1 KiB keeps an idle
+    // WebSocket connection small; reads of MQTT traffic are small anyway. Writes are not held
+    // back (the bridge below already hands over whole batches).
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(limit))
-        .max_frame_size(Some(limit));
+        .max_frame_size(Some(limit))
+        .read_buffer_size(1024)
+        .write_buffer_size(0);
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config));
     let ws = match tokio::time::timeout(config.connect_timeout, handshake).await {
         Ok(Ok(ws)) => ws,
@@ -83,6 +88,8 @@ async fn serve_websocket(
         }
     };
     // Bridge frames <-> bytes through an in-memory pipe; the MQTT connection reads and writes bytes.
+    // The pipe's buffers grow as data flows (nothing is allocated for an idle connection); 64 KiB
+    // bounds how much either side may have written ahead of the other.
     let (mqtt_side, bridge) = tokio::io::duplex(64 * 1024);
     let (mut bridge_rd, mut bridge_wr) = tokio::io::split(bridge);
     let (mut ws_tx, mut ws_rx) = ws.split();
@@ -104,16 +111,25 @@ async fn serve_websocket(
         let _ = bridge_wr.shutdown().await;
     };
     let outbound = async move {
-        let mut buf = vec![0u8; 64 * 1024];
+        // No buffer while idle: what the MQTT side wrote is read into a buffer allocated when it
+        // arrives, and handed to the frame without a copy.
+        let mut buf = bytes::BytesMut::new();
+        let mut busy = false;
         loop {
-            match bridge_rd.read(&mut buf).await {
+            // Nothing held while idle: `read_buf` on an empty buffer takes 64 bytes; a read that
+            // filled what there was asks for a large buffer next time.
+            if busy && buf.capacity() - buf.len() < 1024 {
+                buf.reserve(16 * 1024);
+            }
+            match bridge_rd.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if ws_tx
-                        .send(Message::Binary(buf[..n].to_vec().into()))
-                        .await
-                        .is_err()
-                    {
+                Ok(_) => {
+                    busy = buf.len() == buf.capacity();
+                    let chunk = buf.split().freeze();
+                    if !busy {
+                        buf = bytes::BytesMut::new();
+                    }
+                    if ws_tx.send(Message::Binary(chunk)).await.is_err() {
                         break;
                     }
                 }
