@@ -44,6 +44,8 @@ fn sigterm_under_load_closes_everyone_cleanly_and_loses_nothing() {
     });
     // A publisher that keeps publishing until the broker goes away.
     let addr = broker.mqtt;
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = progress.clone();
     let publisher = std::thread::spawn(move || {
         let mut p = Raw::connect(addr, Version::V5, "producer", true);
         assert_eq!(p.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
@@ -59,6 +61,7 @@ fn sigterm_under_load_closes_everyone_cleanly_and_loses_nothing() {
             match p.recv(wait) {
                 Some(Got::PubAck(_, ReasonCode::Success)) => {
                     acked.insert(i);
+                    counted.store(acked.len(), std::sync::atomic::Ordering::Relaxed);
                 }
                 _ => break,
             }
@@ -66,8 +69,9 @@ fn sigterm_under_load_closes_everyone_cleanly_and_loses_nothing() {
         acked
     });
     // Let the load run, then stop the broker in the middle of it.
-    support::eventually("some load", wait, || broker.written_bytes() > 64 * 1024);
-    std::thread::sleep(Duration::from_millis(200));
+    support::eventually("some load", wait, || {
+        progress.load(std::sync::atomic::Ordering::Relaxed) > 200
+    });
     let stopped = Instant::now();
     let data = broker.stop();
     assert!(

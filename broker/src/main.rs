@@ -162,10 +162,10 @@ fn connection_caps(config: &Config) -> (usize, usize) {
     if mqtt.saturating_add(http) <= budget {
         return (mqtt, http);
     }
-    // Shared in proportion to what was asked, at least one each.
-    let total = (mqtt + http) as u128;
-    let m = ((budget as u128 * mqtt as u128) / total).max(1) as usize;
-    let h = budget.saturating_sub(m).max(1);
+    // HTTP gets at most a quarter of the budget, MQTT (devices) the rest; a cap that already fits
+    // is kept as it is.
+    let h = http.min((budget / 4).max(1));
+    let m = mqtt.min(budget.saturating_sub(h).max(1));
     tracing::warn!(
         descriptor_limit = limit,
         mqtt_max_connections = m,
