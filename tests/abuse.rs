@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use outpost_codec::{ConnectProperties, Packet, QoS, ReasonCode, Unsubscribe, Version};
 use support::http::{form_post, http, sqs_json};
-use support::raw::{persistent, Got, Raw};
+use support::raw::{closed_within, persistent, Got, Raw};
 use support::{eventually, Outpost};
 
 fn deep(levels: usize) -> String {
@@ -422,27 +422,6 @@ fn ws_frame(payload: &[u8]) -> Vec<u8> {
     f
 }
 
-fn tcp_closed_within(s: &mut TcpStream, limit: Duration) -> bool {
-    s.set_read_timeout(Some(limit)).unwrap();
-    let started = Instant::now();
-    let mut b = [0u8; 4096];
-    loop {
-        match s.read(&mut b) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return false
-            }
-            Err(_) => return started.elapsed() < limit,
-        }
-    }
-}
-
 #[test]
 fn websockets_that_never_upgrade_connect_or_close_are_dropped() {
     let data = tempfile::tempdir().unwrap();
@@ -451,14 +430,14 @@ fn websockets_that_never_upgrade_connect_or_close_are_dropped() {
     let addr = broker.ws.split('/').next().unwrap().to_string();
     // A TCP connection that never upgrades.
     let mut plain = TcpStream::connect(&addr).unwrap();
-    assert!(tcp_closed_within(&mut plain, Duration::from_secs(8)));
+    assert!(closed_within(&mut plain, Duration::from_secs(8)));
     // Upgraded, never sends CONNECT, never answers the close frame: the TCP connection ends.
     let mut silent = websocket(&broker.ws);
-    assert!(tcp_closed_within(&mut silent, Duration::from_secs(10)));
+    assert!(closed_within(&mut silent, Duration::from_secs(10)));
     // A frame larger than the largest MQTT packet is refused at the WebSocket layer.
     let mut big = websocket(&broker.ws);
     let _ = big.write_all(&ws_frame(&vec![0u8; 200_000]));
-    assert!(tcp_closed_within(&mut big, Duration::from_secs(8)));
+    assert!(closed_within(&mut big, Duration::from_secs(8)));
     assert_serves(&mut broker);
 }
 
@@ -473,7 +452,7 @@ fn connection_caps_refuse_the_excess_and_serve_the_rest() {
     // Wait until all twenty are admitted (each connection is admitted by the accept loop).
     let mut extra = TcpStream::connect(broker.mqtt).unwrap();
     assert!(
-        tcp_closed_within(&mut extra, Duration::from_secs(5)),
+        closed_within(&mut extra, Duration::from_secs(5)),
         "the 21st MQTT connection is closed at once"
     );
     drop(idle);
@@ -486,7 +465,7 @@ fn connection_caps_refuse_the_excess_and_serve_the_rest() {
     let held: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(&addr).unwrap()).collect();
     let mut sixth = TcpStream::connect(&addr).unwrap();
     assert!(
-        tcp_closed_within(&mut sixth, Duration::from_secs(5)),
+        closed_within(&mut sixth, Duration::from_secs(5)),
         "the 6th HTTP connection from one address is closed"
     );
     drop(held);

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use outpost_codec::{Packet, QoS, ReasonCode, Version};
 use support::http::{http, sqs_json};
-use support::raw::{persistent, Got, Raw};
+use support::raw::{assert_none_lost, drain_numbers, offline_subscriber, persistent, Got, Raw};
 use support::Outpost;
 
 struct Mount(std::path::PathBuf);
@@ -50,17 +50,7 @@ fn nothing_acknowledged_is_lost_when_the_disk_fills() {
     let mut broker = Outpost::start_with(data, config, None);
 
     // An offline persistent subscriber: everything for it must be stored.
-    let mut sub = Raw::connect_with(broker.mqtt, Version::V5, "keeper", false, persistent(), 60);
-    assert_eq!(sub.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
-    sub.subscribe(1, &["fill"], QoS::AtLeastOnce);
-    assert_eq!(
-        sub.recv(wait),
-        Some(Got::SubAck(vec![ReasonCode::GrantedQoS1]))
-    );
-    sub.send(&Packet::Disconnect(outpost_codec::Disconnect::new(
-        ReasonCode::Success,
-    )));
-    drop(sub);
+    offline_subscriber(broker.mqtt, "keeper", "fill");
 
     // MQTT 5: publish until the store refuses.
     let mut p = Raw::connect(broker.mqtt, Version::V5, "filler", true);
@@ -147,25 +137,8 @@ fn nothing_acknowledged_is_lost_when_the_disk_fills() {
         .is_ok_and(|s| s.success());
     assert!(grown, "the tmpfs can grow again");
     let broker = Outpost::start_with(data, config, None);
-    let mut sub = Raw::connect_with(broker.mqtt, Version::V5, "keeper", false, persistent(), 60);
-    assert_eq!(sub.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
-    let mut got = BTreeSet::new();
-    while got.len() < acked.len() {
-        match sub.recv_publish(wait) {
-            Some((pkid, payload)) => {
-                got.insert(u32::from_be_bytes(payload[..4].try_into().unwrap()));
-                sub.send(&Packet::PubAck(outpost_codec::Ack::new(pkid)));
-            }
-            None => break,
-        }
-    }
-    let lost: Vec<&u32> = acked.difference(&got).collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged and lost, first {:?}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
+    let got = drain_numbers(broker.mqtt, "keeper", acked.len());
+    assert_none_lost(&acked, &got);
 }
 
 /// Injected write faults (the store's `failpoints` feature; `./scripts/test.sh` builds the tests
@@ -182,14 +155,7 @@ fn injected_write_faults_refuse_and_lose_nothing() {
         None,
         &[("FAILPOINTS", "store-write=40*off->return")],
     );
-    let mut sub = Raw::connect_with(broker.mqtt, Version::V5, "keeper", false, persistent(), 60);
-    assert_eq!(sub.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
-    sub.subscribe(1, &["t"], QoS::AtLeastOnce);
-    assert!(matches!(sub.recv(wait), Some(Got::SubAck(_))));
-    sub.send(&Packet::Disconnect(outpost_codec::Disconnect::new(
-        ReasonCode::Success,
-    )));
-    drop(sub);
+    offline_subscriber(broker.mqtt, "keeper", "t");
     let mut p = Raw::connect(broker.mqtt, Version::V5, "p", true);
     assert_eq!(p.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
     let mut acked = BTreeSet::new();
@@ -225,23 +191,8 @@ fn injected_write_faults_refuse_and_lose_nothing() {
     assert_eq!(p3.recv(wait), None);
     let data = broker.kill();
     let broker = Outpost::start_in(data);
-    let mut sub = Raw::connect_with(broker.mqtt, Version::V5, "keeper", false, persistent(), 60);
-    assert_eq!(sub.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
-    let mut got = BTreeSet::new();
-    while got.len() < acked.len() {
-        let Some((pkid, payload)) = sub.recv_publish(wait) else {
-            break;
-        };
-        got.insert(u32::from_be_bytes(payload[..4].try_into().unwrap()));
-        sub.send(&Packet::PubAck(outpost_codec::Ack::new(pkid)));
-    }
-    let lost: Vec<&u32> = acked.difference(&got).collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged and lost, first {:?}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
+    let got = drain_numbers(broker.mqtt, "keeper", acked.len());
+    assert_none_lost(&acked, &got);
 }
 
 /// A message for many offline persistent sessions is stored once (each session keeps a small

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use outpost_codec::{Ack, ConnectProperties, Packet, QoS, ReasonCode, Version};
 use support::http::http;
-use support::raw::{persistent, Got, Raw};
+use support::raw::{assert_none_lost, drain_numbers, persistent, Got, Raw};
 use support::Outpost;
 
 /// Publishes `count` numbered QoS 1 messages with up to `window` unacknowledged; returns the
@@ -167,23 +167,8 @@ fn a_stalled_subscriber_is_disconnected_and_its_session_keeps_the_messages() {
     assert!(disconnected, "DISCONNECT 0x97 before the close");
     assert_eq!(metric(&broker, "outpost_mqtt_stalled_subscribers_total"), 1);
     // Back, it gets every message: what was in flight again, the rest from its queue.
-    let mut back = Raw::connect_with(broker.mqtt, Version::V5, "stuck", false, persistent(), 600);
-    assert_eq!(back.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
-    let mut got = BTreeSet::new();
-    while got.len() < acked.len() {
-        let Some((pkid, payload)) = back.recv_publish(wait) else {
-            break;
-        };
-        got.insert(u32::from_be_bytes(payload[..4].try_into().unwrap()));
-        back.send(&Packet::PubAck(Ack::new(pkid)));
-    }
-    let lost: Vec<&u32> = acked.difference(&got).collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged and lost, first {:?}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
+    let got = drain_numbers(broker.mqtt, "stuck", acked.len());
+    assert_none_lost(&acked, &got);
 }
 
 #[test]

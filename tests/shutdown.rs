@@ -7,9 +7,9 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use outpost_codec::{Ack, Packet, QoS, ReasonCode, Version};
+use outpost_codec::{QoS, ReasonCode, Version};
 use support::http::sqs_json;
-use support::raw::{persistent, Got, Raw};
+use support::raw::{assert_none_lost, drain_numbers, offline_subscriber, Got, Raw};
 use support::Outpost;
 
 #[test]
@@ -17,14 +17,7 @@ fn sigterm_under_load_closes_everyone_cleanly_and_loses_nothing() {
     let broker = Outpost::start();
     let wait = Duration::from_secs(10);
     // A persistent subscriber, offline: everything for it is stored.
-    let mut sub = Raw::connect_with(broker.mqtt, Version::V5, "keeper", false, persistent(), 60);
-    assert_eq!(sub.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
-    sub.subscribe(1, &["load"], QoS::AtLeastOnce);
-    assert!(matches!(sub.recv(wait), Some(Got::SubAck(_))));
-    sub.send(&Packet::Disconnect(outpost_codec::Disconnect::new(
-        ReasonCode::Success,
-    )));
-    drop(sub);
+    offline_subscriber(broker.mqtt, "keeper", "load");
     // A connected MQTT 5 client that only watches.
     let mut watcher = Raw::connect(broker.mqtt, Version::V5, "watcher", true);
     assert_eq!(watcher.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
@@ -99,21 +92,6 @@ fn sigterm_under_load_closes_everyone_cleanly_and_loses_nothing() {
     );
 
     let broker = Outpost::start_in(data);
-    let mut sub = Raw::connect_with(broker.mqtt, Version::V5, "keeper", false, persistent(), 60);
-    assert_eq!(sub.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
-    let mut got = BTreeSet::new();
-    while got.len() < acked.len() {
-        let Some((pkid, payload)) = sub.recv_publish(wait) else {
-            break;
-        };
-        got.insert(u32::from_be_bytes(payload[..4].try_into().unwrap()));
-        sub.send(&Packet::PubAck(Ack::new(pkid)));
-    }
-    let lost: Vec<&u32> = acked.difference(&got).collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged and lost, first {:?}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
+    let got = drain_numbers(broker.mqtt, "keeper", acked.len());
+    assert_none_lost(&acked, &got);
 }

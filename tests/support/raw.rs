@@ -1,6 +1,7 @@
 //! A raw MQTT client: nothing between the test and the socket, so a test can send what no
 //! well-behaved client library would, and see exactly what the broker answers.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -142,29 +143,7 @@ impl Raw {
 
     /// True when the broker closes the connection within `limit` (whatever it sends first).
     pub fn closed_within(&mut self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        let mut chunk = [0u8; 4096];
-        loop {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return false;
-            };
-            self.s
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .unwrap();
-            match self.s.read(&mut chunk) {
-                Ok(0) => return true,
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return false
-                }
-                Err(_) => return true,
-            }
-        }
+        closed_within(&mut self.s, limit)
     }
 
     pub fn subscribe(&mut self, pkid: u16, filters: &[&str], qos: QoS) {
@@ -187,6 +166,73 @@ impl Raw {
             ..outpost_codec::Publish::new(topic, payload)
         }));
     }
+}
+
+/// True when the peer closes `s` within `limit` (whatever it sends first; a reset counts).
+pub fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return false;
+        };
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match s.read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Connects `client` with a persistent session, subscribes it to `filter` at QoS 1 and leaves:
+/// from now on everything published to `filter` is stored for it.
+pub fn offline_subscriber(addr: SocketAddr, client: &str, filter: &str) {
+    let wait = Duration::from_secs(10);
+    let mut s = Raw::connect_with(addr, Version::V5, client, false, persistent(), 60);
+    assert_eq!(s.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    s.subscribe(1, &[filter], QoS::AtLeastOnce);
+    assert!(matches!(s.recv(wait), Some(Got::SubAck(_))));
+    s.send(&Packet::Disconnect(outpost_codec::Disconnect::new(
+        ReasonCode::Success,
+    )));
+}
+
+/// Resumes `client`'s persistent session and collects the numbers (first four payload bytes) of
+/// the messages it gets, acknowledging each, until `count` arrived or nothing came for 10 s.
+pub fn drain_numbers(addr: SocketAddr, client: &str, count: usize) -> BTreeSet<u32> {
+    let wait = Duration::from_secs(10);
+    let mut s = Raw::connect_with(addr, Version::V5, client, false, persistent(), 60);
+    assert_eq!(s.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    let mut got = BTreeSet::new();
+    while got.len() < count {
+        let Some((pkid, payload)) = s.recv_publish(wait) else {
+            break;
+        };
+        got.insert(u32::from_be_bytes(payload[..4].try_into().unwrap()));
+        s.send(&Packet::PubAck(outpost_codec::Ack::new(pkid)));
+    }
+    got
+}
+
+/// Fails naming what was acknowledged and not delivered.
+pub fn assert_none_lost(acked: &BTreeSet<u32>, got: &BTreeSet<u32>) {
+    let lost: Vec<&u32> = acked.difference(got).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged and lost, first {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
 }
 
 /// CONNECT properties of a session that outlives its connection.
