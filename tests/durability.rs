@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use outpost_codec::{Packet, QoS, ReasonCode, Version};
 use support::http::{http, sqs_json};
-use support::raw::{assert_none_lost, drain_numbers, offline_subscriber, persistent, Got, Raw};
+use support::raw::{
+    assert_none_lost, drain_numbers, drain_until, offline_subscriber, persistent, Got, Raw,
+};
 use support::Outpost;
 
 struct Mount(std::path::PathBuf);
@@ -260,5 +262,106 @@ fn a_message_for_many_sessions_is_stored_once() {
             s.send(&Packet::PubAck(outpost_codec::Ack::new(pkid)));
         }
         assert_eq!(got.len(), usize::from(count), "session {i} got everything");
+    }
+}
+
+/// A crash loop: `kill -9` at random points while a publisher feeds persistent sessions that are
+/// online (acknowledging as they go) and offline. Across all crashes, every message acknowledged
+/// to the publisher reaches every session (duplicates are allowed at QoS 1, losses are not).
+#[test]
+fn kill_9_in_a_loop_loses_nothing_acknowledged() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let wait = Duration::from_secs(10);
+    let sessions = ["online-a", "online-b", "offline-c"];
+    let mut data = tempfile::tempdir().unwrap();
+    let mut acked = BTreeSet::new();
+    let received: Arc<Mutex<Vec<BTreeSet<u32>>>> =
+        Arc::new(Mutex::new(vec![BTreeSet::new(); sessions.len()]));
+    let mut next = 0u32;
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        | 1;
+    for round in 0..4 {
+        let broker = Outpost::start_in(data);
+        if round == 0 {
+            for s in sessions {
+                offline_subscriber(broker.mqtt, s, "crash");
+            }
+        }
+        // The online sessions read and acknowledge on their own threads.
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|i| {
+                let (stop, received, addr) = (stop.clone(), received.clone(), broker.mqtt);
+                std::thread::spawn(move || {
+                    let mut c =
+                        Raw::connect_with(addr, Version::V5, sessions[i], false, persistent(), 60);
+                    if c.recv(wait) != Some(Got::ConnAck(ReasonCode::Success)) {
+                        return;
+                    }
+                    while !stop.load(Ordering::Relaxed) {
+                        let Some((pkid, payload)) = c.recv_publish(Duration::from_millis(200))
+                        else {
+                            continue;
+                        };
+                        let n = u32::from_be_bytes(payload[..4].try_into().unwrap());
+                        received.lock().unwrap()[i].insert(n);
+                        if !c.try_send(&Packet::PubAck(outpost_codec::Ack::new(pkid))) {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut p = Raw::connect(broker.mqtt, Version::V5, "crash-pub", true);
+        assert_eq!(p.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+        // Kill after a pseudo-random number of acknowledged messages.
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let this_round = 50 + seed % 400;
+        for _ in 0..this_round {
+            p.publish(
+                "crash",
+                &next.to_be_bytes(),
+                QoS::AtLeastOnce,
+                (next % 60_000 + 1) as u16,
+                false,
+            );
+            match p.recv(wait) {
+                Some(Got::PubAck(_, ReasonCode::Success)) => {
+                    acked.insert(next);
+                }
+                other => panic!("round {round}: unexpected {other:?}"),
+            }
+            next += 1;
+        }
+        // In flight when the process dies: a message sent but not yet acknowledged.
+        p.publish(
+            "crash",
+            &next.to_be_bytes(),
+            QoS::AtLeastOnce,
+            (next % 60_000 + 1) as u16,
+            false,
+        );
+        next += 1;
+        data = broker.kill();
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            let _ = r.join();
+        }
+    }
+    let broker = Outpost::start_in(data);
+    for (i, s) in sessions.iter().enumerate() {
+        let before = received.lock().unwrap()[i].clone();
+        let got = drain_until(broker.mqtt, s, |got| {
+            acked.iter().all(|n| got.contains(n) || before.contains(n))
+        });
+        let mut all = before;
+        all.extend(got);
+        assert_none_lost(&acked, &all);
     }
 }

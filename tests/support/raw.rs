@@ -89,6 +89,13 @@ impl Raw {
         self.s.write_all(&out).expect("write");
     }
 
+    /// Sends, and says whether the connection took it (false once the broker is gone).
+    pub fn try_send(&mut self, p: &Packet<'_>) -> bool {
+        let mut out = BytesMut::new();
+        p.encode_to(self.version, &mut out).expect("encodable");
+        self.s.write_all(&out).is_ok()
+    }
+
     /// The next packet within `limit`; `None` when the connection closed or nothing came.
     pub fn recv(&mut self, limit: Duration) -> Option<Got> {
         let deadline = Instant::now() + limit;
@@ -210,11 +217,20 @@ pub fn offline_subscriber(addr: SocketAddr, client: &str, filter: &str) {
 /// Resumes `client`'s persistent session and collects the numbers (first four payload bytes) of
 /// the messages it gets, acknowledging each, until `count` arrived or nothing came for 10 s.
 pub fn drain_numbers(addr: SocketAddr, client: &str, count: usize) -> BTreeSet<u32> {
+    drain_until(addr, client, |got| got.len() >= count)
+}
+
+/// [`drain_numbers`] until `done` says so (or nothing came for 10 s).
+pub fn drain_until(
+    addr: SocketAddr,
+    client: &str,
+    mut done: impl FnMut(&BTreeSet<u32>) -> bool,
+) -> BTreeSet<u32> {
     let wait = Duration::from_secs(10);
     let mut s = Raw::connect_with(addr, Version::V5, client, false, persistent(), 60);
     assert_eq!(s.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
     let mut got = BTreeSet::new();
-    while got.len() < count {
+    while !done(&got) {
         let Some((pkid, payload)) = s.recv_publish(wait) else {
             break;
         };
