@@ -65,6 +65,13 @@ for key, label in (("publish_msgs_per_s", "publish msg/s (acknowledged)"), ("dra
     print(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratio(vals[0], v) for v in vals[1:]) + " |")
 
 print()
+cr = [find(b, "connect-rate") for b in brokers]
+print("| new connections (1,000/s for 5 s) | " + " | ".join(brokers) + " | p99 vs mosquitto | p99 vs rumqttd |")
+print("|---|" + "---|" * (len(brokers) + 2))
+print("| CONNACK latency p50 / p99 (ms) | " + " | ".join(f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}" if r and r.get("delivered") else "n/a" for r in cr) + " | " +
+      " | ".join(ratio(cr[0]["p99_ms"] if cr[0] and cr[0].get("delivered") else 0, r["p99_ms"] if r and r.get("delivered") else 0, higher_better=False) for r in cr[1:]) + " |")
+
+print()
 print("| offline persistent sessions (QoS 1, 1 KiB) | " + " | ".join(f"{b} msg/s" for b in brokers) + " | " + " | ".join(f"{b} bytes written/msg" for b in brokers) + " |")
 print("|---|" + "---|" * (2 * len(brokers)))
 for n in (1, 10, 100):

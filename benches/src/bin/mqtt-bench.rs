@@ -14,7 +14,8 @@
 //! - `flood`: 10 publishers → 10 subscribers (pairs), QoS 1, 64 B, 100 unacknowledged per
 //!   publisher, for 10 s (50 s with `--full`): delivered msg/s, and how many acknowledged messages
 //!   were never delivered (must be 0);
-//! - `idle`: 10,000 idle connections: resident memory per connection.
+//! - `idle`: 10,000 idle connections: resident memory per connection;
+//! - `connect-rate`: 1,000 new connections a second for 5 s: CONNECT → CONNACK latency.
 //!
 //! Every payload carries its send time, so each delivery yields an end-to-end latency
 //! (HdrHistogram). Resident memory is sampled from /proc while each scenario runs.
@@ -621,6 +622,43 @@ async fn persistent_fan(t: &Target, sessions: usize, count: u64) -> Run {
     }
 }
 
+/// New connections at `rate` per second for `seconds`: CONNECT → CONNACK latency of each (all
+/// stay open until the end, as a gateway's devices do).
+async fn connect_rate(t: &Target, rate: u64, seconds: u64) -> Run {
+    let start = Instant::now();
+    let total = rate * seconds;
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let addr = t.addr.clone();
+        tasks.push(tokio::spawn(async move {
+            let began = Instant::now();
+            let c = connect(&addr, &format!("rate-{i}"), true).await?;
+            Some((began.elapsed(), c))
+        }));
+    }
+    let mut latency = histogram();
+    let mut open = Vec::new();
+    for task in tasks {
+        if let Ok(Some((took, c))) = task.await {
+            let _ = latency.record((took.as_micros() as u64).max(1));
+            open.push(c);
+        }
+    }
+    let delivered = open.len() as u64;
+    drop(open);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Run {
+        delivered,
+        expected: total,
+        seconds: start.elapsed().as_secs_f64(),
+        latency,
+        peak_rss_kib: rss_kib(t.pid).unwrap_or(0),
+        extra: Value::Null,
+    }
+}
+
 async fn idle(t: &Target, n: usize) -> Run {
     let before = rss_kib(t.pid).unwrap_or(0);
     let start = Instant::now();
@@ -709,6 +747,10 @@ async fn main() {
         if want("idle-10k") {
             let r = idle(t, 10_000).await;
             record("idle-10k", 0, 0, r);
+        }
+        if want("connect-rate") {
+            let r = connect_rate(t, 1_000, 5).await;
+            record("connect-rate", 0, 0, r);
         }
         for (qos, size) in [
             (QoS::AtMostOnce, 16),

@@ -165,7 +165,7 @@ impl Broker {
         let session = st
             .sessions
             .entry(client_id.clone())
-            .or_insert_with(|| self.new_session(expiry, None));
+            .or_insert_with(|| Box::new(self.new_session(expiry, None)));
         let mut became_persistent = false;
         let mut unused = fresh;
         if expiry > 0 && session.stream.is_none() {
@@ -177,7 +177,7 @@ impl Broker {
         let expiry_changed = session.expiry != expiry;
         session.expiry = expiry;
         session.disconnected_at = None;
-        session.will = will;
+        session.will = will.map(Box::new);
         let stalled = Arc::new(AtomicBool::new(false));
         session.connection = Some(Connection {
             id: conn_id,

@@ -210,7 +210,8 @@ struct Session {
     /// Seconds the session outlives its connection (`u32::MAX`: forever).
     expiry: u32,
     disconnected_at: Option<Instant>,
-    will: Option<Will>,
+    /// Boxed: most sessions have none, and a message is large.
+    will: Option<Box<Will>>,
     /// The session's stream in the store (persistent sessions with a store), and its name.
     stream: Option<(StreamId, Arc<str>)>,
     /// Flow control: since when the queue has been over the limit (publishers wait while set).
@@ -257,7 +258,9 @@ pub struct BrokerStats {
 #[derive(Debug, Default)]
 struct State {
     router: Router<Arc<Message>>,
-    sessions: HashMap<Arc<str>, Session>,
+    /// Boxed: growing the map moves pointers, not sessions (a resize under the lock while
+    /// thousands of devices connect stays short), and a free slot costs a pointer.
+    sessions: HashMap<Arc<str>, Box<Session>>,
     /// Wills waiting for their delay: (due, client, message).
     wills: Vec<(Instant, Arc<str>, Message)>,
     /// Retained messages and their bytes (topics and payloads) counted against the quotas: all

@@ -163,7 +163,7 @@ impl Broker {
                     messages += 1;
                 }
             }
-            st.sessions.insert(client, session);
+            st.sessions.insert(client, Box::new(session));
             st.persistent += 1;
             sessions += 1;
         }
