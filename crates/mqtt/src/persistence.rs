@@ -622,31 +622,23 @@ async fn store_batch(
             }
         }
     }
-    let messages_task = {
-        let store = store.clone();
-        tokio::spawn(async move { store.append_batch(messages_stream, message_records).await })
-    };
-    let ref_tasks: Vec<_> = by_stream
-        .into_iter()
-        .map(|(stream, at, payloads)| {
-            let store = store.clone();
-            (
-                at,
-                tokio::spawn(async move { store.append_batch(stream, payloads).await }),
-            )
-        })
-        .collect();
-    // Message record ids in job order (jobs that are not Store have none).
+    // One request per stream, all sent before any answer is awaited: one group commit.
+    let mut requests = vec![(messages_stream, message_records)];
+    let mut positions = Vec::with_capacity(by_stream.len());
+    for (stream, at, payloads) in by_stream {
+        requests.push((stream, payloads));
+        positions.push(at);
+    }
+    let mut results = store.append_batches(requests).await.into_iter();
     let mut failure: Option<PersistError> = None;
-    let message_ids = match messages_task.await {
-        Ok(Ok(ids)) => Some(ids),
-        Ok(Err(e)) => {
+    let message_ids = match results.next() {
+        Some(Ok(ids)) => Some(ids),
+        Some(Err(e)) => {
             broker.persistence_failed(batch.len(), &e);
             failure = Some(PersistError::from_store(&e));
             None
         }
-        Err(e) => {
-            broker.persistence_failed(batch.len(), &e);
+        None => {
             failure = Some(PersistError::Failed);
             None
         }
@@ -659,27 +651,18 @@ async fn store_batch(
             _ => Vec::new(),
         })
         .collect();
-    for (at, task) in ref_tasks {
-        let got = match task.await {
-            Ok(Ok(ids)) => Ok(ids),
-            Ok(Err(e)) => {
-                broker.persistence_failed(at.len(), &e);
-                Err(PersistError::from_store(&e))
-            }
-            Err(e) => {
-                broker.persistence_failed(at.len(), &e);
-                Err(PersistError::Failed)
-            }
-        };
-        match got {
+    for (at, result) in positions.into_iter().zip(results) {
+        match result {
             Ok(ids) => {
                 for ((j, r), id) in at.into_iter().zip(ids) {
                     ref_ids[j][r] = Ok(id);
                 }
             }
             Err(e) => {
+                broker.persistence_failed(at.len(), &e);
+                let failure = PersistError::from_store(&e);
                 for (j, r) in at {
-                    ref_ids[j][r] = Err(e);
+                    ref_ids[j][r] = Err(failure);
                 }
             }
         }

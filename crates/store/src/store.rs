@@ -344,6 +344,26 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Appends records to several streams at once: every request reaches the writer before the
+    /// first answer is awaited, so they share one group commit. One result per stream, in order.
+    pub async fn append_batches(
+        &self,
+        batches: Vec<(StreamId, Vec<Bytes>)>,
+    ) -> Vec<Result<Vec<RecordId>>> {
+        let pending: Vec<_> = batches
+            .into_iter()
+            .map(|(stream, payloads)| self.start_append(stream, payloads))
+            .collect();
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            out.push(match p {
+                Ok(rx) => rx.await.map_err(|_| StoreError::Closed).and_then(|r| r),
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
     /// [`Store::append`] for threads without an async runtime.
     pub fn append_blocking(&self, stream: StreamId, payload: impl Into<Bytes>) -> Result<RecordId> {
         let rx = self.start_append(stream, vec![payload.into()])?;
