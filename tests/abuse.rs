@@ -561,7 +561,7 @@ fn retained_quota_refuses_with_0x97_and_floods_do_not_delay_acks() {
         slowest = slowest.max(started.elapsed());
     }
     assert!(
-        slowest < Duration::from_secs(2),
+        slowest < Duration::from_secs(5),
         "a durable PUBACK took {slowest:?} during a retained flood"
     );
     assert_eq!(flooder.join().unwrap(), Some(Got::PingResp));
