@@ -60,15 +60,7 @@ fn nothing_acknowledged_is_lost_when_the_disk_fills() {
     let mut acked = BTreeSet::new();
     let mut refusal = None;
     for i in 0..2_000u32 {
-        let mut payload = i.to_be_bytes().to_vec();
-        payload.resize(16 * 1024, b'x');
-        p.publish(
-            "fill",
-            &payload,
-            QoS::AtLeastOnce,
-            (i % 60_000 + 1) as u16,
-            false,
-        );
+        p.publish_number("fill", i, 16 * 1024);
         match p.recv(wait) {
             Some(Got::PubAck(_, ReasonCode::Success)) => {
                 acked.insert(i);
@@ -163,13 +155,7 @@ fn injected_write_faults_refuse_and_lose_nothing() {
     let mut acked = BTreeSet::new();
     let mut refused = 0;
     for i in 0..200u32 {
-        p.publish(
-            "t",
-            &i.to_be_bytes(),
-            QoS::AtLeastOnce,
-            (i + 1) as u16,
-            false,
-        );
+        p.publish_number("t", i, 4);
         match p.recv(wait) {
             Some(Got::PubAck(_, ReasonCode::Success)) => {
                 acked.insert(i);
@@ -205,20 +191,7 @@ fn a_message_for_many_sessions_is_stored_once() {
     let broker = Outpost::start();
     let sessions = 50;
     for i in 0..sessions {
-        let mut s = Raw::connect_with(
-            broker.mqtt,
-            Version::V5,
-            &format!("many-{i}"),
-            false,
-            persistent(),
-            60,
-        );
-        assert_eq!(s.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
-        s.subscribe(1, &["fan"], QoS::AtLeastOnce);
-        assert!(matches!(s.recv(wait), Some(Got::SubAck(_))));
-        s.send(&Packet::Disconnect(outpost_codec::Disconnect::new(
-            ReasonCode::Success,
-        )));
+        offline_subscriber(broker.mqtt, &format!("many-{i}"), "fan");
     }
     let mut p = Raw::connect(broker.mqtt, Version::V5, "fan-pub", true);
     assert_eq!(p.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
@@ -324,13 +297,7 @@ fn kill_9_in_a_loop_loses_nothing_acknowledged() {
         seed ^= seed << 5;
         let this_round = 50 + seed % 400;
         for _ in 0..this_round {
-            p.publish(
-                "crash",
-                &next.to_be_bytes(),
-                QoS::AtLeastOnce,
-                (next % 60_000 + 1) as u16,
-                false,
-            );
+            p.publish_number("crash", next, 4);
             match p.recv(wait) {
                 Some(Got::PubAck(_, ReasonCode::Success)) => {
                     acked.insert(next);
@@ -340,13 +307,7 @@ fn kill_9_in_a_loop_loses_nothing_acknowledged() {
             next += 1;
         }
         // In flight when the process dies: a message sent but not yet acknowledged.
-        p.publish(
-            "crash",
-            &next.to_be_bytes(),
-            QoS::AtLeastOnce,
-            (next % 60_000 + 1) as u16,
-            false,
-        );
+        p.publish_number("crash", next, 4);
         next += 1;
         data = broker.kill();
         stop.store(true, Ordering::Relaxed);

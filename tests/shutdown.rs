@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use outpost_codec::{QoS, ReasonCode, Version};
+use outpost_codec::{ReasonCode, Version};
 use support::http::sqs_json;
 use support::raw::{assert_none_lost, drain_numbers, offline_subscriber, Got, Raw};
 use support::Outpost;
@@ -44,13 +44,7 @@ fn sigterm_under_load_closes_everyone_cleanly_and_loses_nothing() {
         assert_eq!(p.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
         let mut acked = BTreeSet::new();
         for i in 0..100_000u32 {
-            p.publish(
-                "load",
-                &i.to_be_bytes(),
-                QoS::AtLeastOnce,
-                (i % 60_000 + 1) as u16,
-                false,
-            );
+            p.publish_number("load", i, 4);
             match p.recv(wait) {
                 Some(Got::PubAck(_, ReasonCode::Success)) => {
                     acked.insert(i);

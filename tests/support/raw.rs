@@ -89,6 +89,20 @@ impl Raw {
         self.s.write_all(&out).expect("write");
     }
 
+    /// Publishes message number `n` at QoS 1: its first four bytes are the number, padded to
+    /// `size` bytes, with a packet identifier derived from it (unique within 60,000 in flight).
+    pub fn publish_number(&mut self, topic: &str, n: u32, size: usize) {
+        let mut payload = n.to_be_bytes().to_vec();
+        payload.resize(size.max(4), b'x');
+        self.publish(
+            topic,
+            &payload,
+            QoS::AtLeastOnce,
+            (n % 60_000 + 1) as u16,
+            false,
+        );
+    }
+
     /// Sends, and says whether the connection took it (false once the broker is gone).
     pub fn try_send(&mut self, p: &Packet<'_>) -> bool {
         let mut out = BytesMut::new();

@@ -555,12 +555,7 @@ pub(crate) fn encode_session(s: &SavedSession) -> Vec<u8> {
     for (filter, o, id) in &s.subscriptions {
         out.extend_from_slice(&(filter.len() as u16).to_be_bytes());
         out.extend_from_slice(filter.as_bytes());
-        let byte = o.qos as u8
-            | u8::from(o.no_local) << 2
-            | u8::from(o.retain_as_published) << 3
-            | (o.retain_handling as u8) << 4;
-        out.push(byte);
-        out.extend_from_slice(&id.unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(&encode_subscription(o, *id));
     }
     out
 }

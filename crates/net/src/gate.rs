@@ -76,11 +76,6 @@ impl Gate {
         self.0.name
     }
 
-    /// The caps.
-    pub fn limits(&self) -> GateLimits {
-        self.0.limits
-    }
-
     /// Admits a connection from `address`, or `None` when a cap is reached (counted and logged).
     pub fn admit(&self, address: IpAddr) -> Option<Permit> {
         let limits = self.0.limits;

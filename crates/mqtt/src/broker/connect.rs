@@ -106,21 +106,15 @@ impl Broker {
         });
 
         let mut st = self.state.lock();
-        // The persistent-session quota counts sessions kept in the store; a client resuming its
-        // own session is never refused.
-        let resumes_persistent = !c.clean_start
-            && st
-                .sessions
-                .get(&client_id)
-                .is_some_and(|s| s.stream.is_some());
-        let replaces_persistent = st
+        // The persistent-session quota counts sessions kept in the store; a client that already
+        // has one (resuming it or starting it anew) is never refused.
+        let has_persistent = st
             .sessions
             .get(&client_id)
             .is_some_and(|s| s.stream.is_some());
         if expiry > 0
             && self.persist.is_some()
-            && !resumes_persistent
-            && !replaces_persistent
+            && !has_persistent
             && st.persistent >= self.config.max_persistent_sessions
         {
             self.stats.refused_sessions.fetch_add(1, Ordering::Relaxed);

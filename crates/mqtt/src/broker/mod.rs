@@ -375,12 +375,6 @@ impl Broker {
         self.shutdown.0.send_replace(true);
     }
 
-    /// Resolves when a shutdown has started (at once if it already has).
-    pub async fn shutting_down(&self) {
-        let mut rx = self.shutdown_watch();
-        let _ = rx.wait_for(|down| *down).await;
-    }
-
     /// The shutdown signal, to watch from a loop (`wait_for(|down| *down)`).
     pub fn shutdown_watch(&self) -> tokio::sync::watch::Receiver<bool> {
         self.shutdown.0.subscribe()
