@@ -24,5 +24,5 @@ pub use message::{Message, MessageProperties};
 pub use outbox::{AckError, InFlight, Offer, Outbox, OutboxLimits, Outgoing, Send};
 pub use persistence::{Durable, PersistError};
 pub use retained::RetainedTree;
-pub use router::{Retained, Router, Subscribed, Subscription, Target};
+pub use router::{retained_matching, Retained, Router, Subscribed, Subscription, Target};
 pub use subscriptions::SubscriptionTree;

@@ -9,7 +9,7 @@
 //!   a PUBACK waits for the jobs of its message (`Durable`), so an acknowledged message survives
 //!   `kill -9`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -197,7 +197,21 @@ pub(crate) struct Stored {
     records: HashMap<RecordId, (u64, Option<u64>)>,
     /// Message key -> (its record in the messages stream, live references).
     messages: HashMap<u64, (RecordId, u32)>,
+    /// Deliveries completed before their reference was stored. Routing queues a delivery in a
+    /// session before it sends the store job, so a fast subscriber's acknowledgement can reach
+    /// this task first: the reference is then not written at all. Bounded; the oldest go first
+    /// (a completed delivery that was never to be stored would otherwise stay forever).
+    early_done: BTreeSet<u64>,
+    /// Streams of recently ended sessions: a reference to one, routed just before its session
+    /// ended, is not written (the stream is gone). Bounded; the jobs that could still name a
+    /// stream are right behind its drop in the queue.
+    dropped: VecDeque<StreamId>,
 }
+
+/// Most deliveries remembered as completed before their reference was stored.
+const EARLY_DONE_MAX: usize = 65_536;
+/// Most recently dropped streams remembered.
+const DROPPED_MAX: usize = 1_024;
 
 impl Stored {
     /// A message found in the messages stream at restore.
@@ -252,8 +266,27 @@ impl Stored {
     }
 
     fn release_delivery(&mut self, delivery: u64, dead: &mut Vec<RecordId>) {
-        if let Some(record) = self.deliveries.get(&delivery).copied() {
-            self.release_record(record, dead);
+        match self.deliveries.get(&delivery).copied() {
+            Some(record) => self.release_record(record, dead),
+            None => {
+                self.early_done.insert(delivery);
+                if self.early_done.len() > EARLY_DONE_MAX {
+                    self.early_done.pop_first();
+                }
+            }
+        }
+    }
+
+    /// True when a reference need not be written: its delivery is already complete, or its
+    /// session's stream is gone.
+    fn skip(&mut self, r: &RefSpec) -> bool {
+        self.early_done.remove(&r.delivery) || self.dropped.contains(&r.stream)
+    }
+
+    fn stream_dropped(&mut self, stream: StreamId) {
+        self.dropped.push_back(stream);
+        if self.dropped.len() > DROPPED_MAX {
+            self.dropped.pop_front();
         }
     }
 }
@@ -595,7 +628,26 @@ async fn store_batch(
     stored: &mut Stored,
     batch: Vec<Job>,
 ) {
-    // Encoding happens here, off the engine's lock.
+    // References not worth writing go first; a message left with none is not written either
+    // (and its publisher is answered: nothing it needs is missing).
+    let mut kept = Vec::with_capacity(batch.len());
+    for mut job in batch {
+        if let Job::Store { refs, .. } = &mut job {
+            refs.retain(|r| !stored.skip(r));
+            if refs.is_empty() {
+                if let Job::Store { done, .. } = job {
+                    let _ = done.send(Ok(()));
+                }
+                continue;
+            }
+        }
+        kept.push(job);
+    }
+    let batch = kept;
+    if batch.is_empty() {
+        return;
+    }
+    // Encoding happens here, off the engine's locks.
     let mut message_records = Vec::new();
     let mut by_stream: Vec<StreamAppend> = Vec::new();
     for (j, job) in batch.iter().enumerate() {
@@ -847,8 +899,14 @@ async fn drop_session(
 /// Kills what is left in a session's stream (and messages no other session references), then
 /// removes the stream's name.
 async fn drop_stream(store: &Store, stored: &mut Stored, stream: StreamId, name: Arc<str>) {
+    stored.stream_dropped(stream);
+    let reader = store.clone();
+    // Reading a long queue is disk work: off the async workers.
+    let records = tokio::task::spawn_blocking(move || reader.scan(stream, 0, usize::MAX))
+        .await
+        .unwrap_or_default();
     let mut ids: Vec<RecordId> = Vec::new();
-    for r in store.scan(stream, 0, usize::MAX) {
+    for r in records {
         stored.release_record(r.id, &mut ids);
     }
     if let Err(e) = store.mark_dead(&ids).await {

@@ -10,11 +10,18 @@
 //! - Retain As Published keeps the RETAIN flag on forwarded messages; otherwise it is cleared.
 //! - Shared subscriptions (`$share/<group>/<filter>`): each group gets one copy, handed to its members
 //!   in turn, skipping members the caller says cannot take it (e.g. disconnected).
-//! - Retained messages: set, replaced, cleared by an empty payload; sent on subscribe according to
-//!   Retain Handling, never to shared subscriptions, always with RETAIN set.
+//! - Retained messages: sent on subscribe according to Retain Handling, never to shared
+//!   subscriptions, always with RETAIN set. They live in their own [`RetainedTree`] (the engine
+//!   guards it with its own lock, so a retained flood does not stall routing):
+//!   [`Router::subscribe`] says which filter to look them up with, [`retained_matching`] finds them.
+//!
+//! Routing takes `&self` (the engine holds a read lock while it routes, many publishers at once);
+//! only the shared-subscription cursors change, behind a small lock of their own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use outpost_codec::topic::TopicFilter;
 use outpost_codec::{QoS, ReasonCode, RetainHandling, SubscribeOptions};
@@ -66,33 +73,37 @@ pub struct Retained<M> {
 
 /// What a SUBSCRIBE entry led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subscribed<M> {
+pub struct Subscribed {
     /// Granted QoS (the requested maximum).
     pub granted: QoS,
-    /// Retained messages to send now: (topic, message, QoS to send with).
-    pub retained: Vec<(String, M, QoS)>,
+    /// The filter (without any `$share/` prefix) whose retained messages are to be sent now, if
+    /// Retain Handling asks for them; see [`retained_matching`].
+    pub send_retained: Option<String>,
 }
 
-/// Subscriptions and retained messages of the whole broker.
-#[derive(Debug)]
-pub struct Router<M> {
+/// The retained messages a new subscription to `filter` (a valid filter without `$share/`)
+/// receives: (topic, message, QoS to send with: the lower of the retained QoS and `max`).
+pub fn retained_matching<M: Clone>(
+    tree: &RetainedTree<Retained<M>>,
+    filter: &str,
+    max: QoS,
+) -> Vec<(String, M, QoS)> {
+    let mut out = Vec::new();
+    tree.for_each_match(filter, |topic, r| {
+        out.push((topic.to_string(), r.message.clone(), r.qos.min(max)));
+    });
+    out
+}
+
+/// The subscriptions of the whole broker.
+#[derive(Debug, Default)]
+pub struct Router {
     tree: SubscriptionTree<SubKey, Subscription>,
-    retained: RetainedTree<Retained<M>>,
     /// Next member index per (group, filter), for handing shared messages out in turn.
-    cursors: HashMap<GroupKey, usize>,
+    cursors: Mutex<HashMap<GroupKey, usize>>,
 }
 
-impl<M> Default for Router<M> {
-    fn default() -> Self {
-        Router {
-            tree: SubscriptionTree::new(),
-            retained: RetainedTree::new(),
-            cursors: HashMap::new(),
-        }
-    }
-}
-
-impl<M: Clone> Router<M> {
+impl Router {
     /// An empty router.
     pub fn new() -> Self {
         Self::default()
@@ -103,11 +114,6 @@ impl<M: Clone> Router<M> {
         self.tree.len()
     }
 
-    /// Number of retained messages.
-    pub fn retained_count(&self) -> usize {
-        self.retained.len()
-    }
-
     /// Adds or replaces `client`'s subscription to `filter`. An invalid filter is refused with the
     /// reason code for its SUBACK entry.
     pub fn subscribe(
@@ -116,7 +122,7 @@ impl<M: Clone> Router<M> {
         filter: &str,
         options: SubscribeOptions,
         id: Option<u32>,
-    ) -> Result<Subscribed<M>, ReasonCode> {
+    ) -> Result<Subscribed, ReasonCode> {
         let parsed = TopicFilter::parse(filter).map_err(|_| ReasonCode::TopicFilterInvalid)?;
         let (group, bare) = match parsed {
             TopicFilter::Plain(f) => (None, f),
@@ -139,15 +145,9 @@ impl<M: Clone> Router<M> {
                 RetainHandling::SendIfNew => !existed,
                 RetainHandling::DoNotSend => false,
             };
-        let mut retained = Vec::new();
-        if send_retained {
-            self.retained.for_each_match(bare, |topic, r| {
-                retained.push((topic.to_string(), r.message.clone(), r.qos.min(options.qos)));
-            });
-        }
         Ok(Subscribed {
             granted: options.qos,
-            retained,
+            send_retained: send_retained.then(|| bare.to_string()),
         })
     }
 
@@ -179,24 +179,10 @@ impl<M: Clone> Router<M> {
             .count()
     }
 
-    /// Updates the retained message of `topic`: an empty payload (`None`) clears it. Returns the
-    /// message it replaced or cleared.
-    pub fn retain(&mut self, topic: &str, message: Option<Retained<M>>) -> Option<Retained<M>> {
-        match message {
-            Some(m) => self.retained.set(topic, m),
-            None => self.retained.clear(topic),
-        }
-    }
-
-    /// The retained message of exactly `topic`.
-    pub fn retained(&self, topic: &str) -> Option<&Retained<M>> {
-        self.retained.get(topic)
-    }
-
     /// Who receives a message published by `from` on `topic` with `qos` and `retain`.
     /// `available` tells whether a share-group member can take a message now.
     pub fn route(
-        &mut self,
+        &self,
         from: &str,
         topic: &str,
         qos: QoS,
@@ -235,10 +221,18 @@ impl<M: Clone> Router<M> {
             kept.subscription_ids.append(&mut later.subscription_ids);
             true
         });
+        let mut cursors = if groups.is_empty() {
+            None
+        } else {
+            Some(self.cursors.lock())
+        };
         for (group_key, mut members) in groups {
             // A stable order, so "in turn" means the same thing on every call.
             members.sort_by(|a, b| a.0.client.cmp(&b.0.client));
-            let cursor = self.cursors.entry(group_key).or_insert(0);
+            let Some(cursors) = cursors.as_mut() else {
+                break;
+            };
+            let cursor = cursors.entry(group_key).or_insert(0);
             let n = members.len();
             let pick = (0..n)
                 .map(|i| (*cursor + i) % n)
@@ -272,7 +266,7 @@ mod tests {
 
     #[test]
     fn qos_is_downgraded_and_overlaps_merge() {
-        let mut r: Router<&str> = Router::new();
+        let mut r = Router::new();
         r.subscribe("a", "s/+", opts(QoS::AtMostOnce), Some(1))
             .unwrap();
         r.subscribe("a", "s/#", opts(QoS::AtLeastOnce), Some(2))
@@ -294,7 +288,7 @@ mod tests {
 
     #[test]
     fn no_local_and_retain_as_published() {
-        let mut r: Router<&str> = Router::new();
+        let mut r = Router::new();
         r.subscribe(
             "me",
             "t",
@@ -325,7 +319,7 @@ mod tests {
 
     #[test]
     fn shared_subscriptions_take_turns_and_skip_unavailable_members() {
-        let mut r: Router<&str> = Router::new();
+        let mut r = Router::new();
         for c in ["w1", "w2", "w3"] {
             r.subscribe(c, "$share/workers/jobs/+", opts(QoS::AtLeastOnce), None)
                 .unwrap();
@@ -362,28 +356,33 @@ mod tests {
 
     #[test]
     fn retained_messages_on_subscribe_follow_retain_handling() {
-        let mut r: Router<&str> = Router::new();
-        r.retain(
+        let mut r = Router::new();
+        let mut tree = RetainedTree::new();
+        tree.set(
             "home/temp",
-            Some(Retained {
+            Retained {
                 message: "21",
                 qos: QoS::ExactlyOnce,
-            }),
+            },
         );
-        r.retain(
+        tree.set(
             "home/hum",
-            Some(Retained {
+            Retained {
                 message: "40",
                 qos: QoS::AtMostOnce,
-            }),
+            },
         );
-        let s = r
-            .subscribe("a", "home/+", opts(QoS::AtLeastOnce), None)
-            .unwrap();
-        let mut got = s.retained.clone();
-        got.sort();
+        let retained = |r: &mut Router, client: &str, filter: &str, o: SubscribeOptions| {
+            let s = r.subscribe(client, filter, o, None).unwrap();
+            let mut got = s
+                .send_retained
+                .map(|f| retained_matching(&tree, &f, o.qos))
+                .unwrap_or_default();
+            got.sort();
+            got
+        };
         assert_eq!(
-            got,
+            retained(&mut r, "a", "home/+", opts(QoS::AtLeastOnce)),
             [
                 ("home/hum".into(), "40", QoS::AtMostOnce),
                 ("home/temp".into(), "21", QoS::AtLeastOnce)
@@ -393,51 +392,22 @@ mod tests {
             retain_handling: RetainHandling::SendIfNew,
             ..opts(QoS::AtLeastOnce)
         };
-        assert!(
-            r.subscribe("a", "home/+", again, None)
-                .unwrap()
-                .retained
-                .is_empty(),
-            "not new"
-        );
-        assert_eq!(
-            r.subscribe("b", "home/+", again, None)
-                .unwrap()
-                .retained
-                .len(),
-            2,
-            "new"
-        );
+        assert!(retained(&mut r, "a", "home/+", again).is_empty(), "not new");
+        assert_eq!(retained(&mut r, "b", "home/+", again).len(), 2, "new");
         let never = SubscribeOptions {
             retain_handling: RetainHandling::DoNotSend,
             ..opts(QoS::AtLeastOnce)
         };
-        assert!(r
-            .subscribe("c", "home/#", never, None)
-            .unwrap()
-            .retained
-            .is_empty());
+        assert!(retained(&mut r, "c", "home/#", never).is_empty());
         assert!(
-            r.subscribe("d", "$share/g/home/#", opts(QoS::AtLeastOnce), None)
-                .unwrap()
-                .retained
-                .is_empty(),
+            retained(&mut r, "d", "$share/g/home/#", opts(QoS::AtLeastOnce)).is_empty(),
             "never to shared subscriptions"
-        );
-        r.retain("home/temp", None);
-        assert_eq!(r.retained_count(), 1, "an empty payload clears");
-        assert_eq!(
-            r.subscribe("e", "home/#", opts(QoS::AtLeastOnce), None)
-                .unwrap()
-                .retained
-                .len(),
-            1
         );
     }
 
     #[test]
     fn invalid_filters_get_the_suback_reason_code() {
-        let mut r: Router<&str> = Router::new();
+        let mut r = Router::new();
         assert_eq!(
             r.subscribe("a", "a/#/b", opts(QoS::AtMostOnce), None),
             Err(ReasonCode::TopicFilterInvalid)

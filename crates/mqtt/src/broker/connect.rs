@@ -33,11 +33,8 @@ impl Broker {
         if let (Some(p), true) = (&self.persist, expiry > 0) {
             let has_stream = !c.clean_start
                 && self
-                    .state
-                    .lock()
-                    .sessions
-                    .get(&client_id)
-                    .is_some_and(|s| s.stream.is_some());
+                    .session_of(&client_id)
+                    .is_some_and(|s| s.state.lock().stream.is_some());
             if !has_stream {
                 let name = persistence::new_session_stream(&client_id);
                 let store = p.store.clone();
@@ -105,106 +102,116 @@ impl Broker {
             delay: w.properties.will_delay_interval.unwrap_or(0),
         });
 
-        let mut st = self.state.lock();
-        // The persistent-session quota counts sessions kept in the store; a client that already
-        // has one (resuming it or starting it anew) is never refused.
-        let has_persistent = st
-            .sessions
-            .get(&client_id)
-            .is_some_and(|s| s.stream.is_some());
-        if expiry > 0
-            && self.persist.is_some()
-            && !has_persistent
-            && st.persistent >= self.config.max_persistent_sessions
-        {
-            self.stats.refused_sessions.fetch_add(1, Ordering::Relaxed);
-            if st.refused_clients.len() < 5 {
-                st.refused_clients.push(client_id.clone());
-            }
-            return Err(match c.protocol {
-                Version::V5 => ReasonCode::QuotaExceeded,
-                Version::V311 => ReasonCode::ServerUnavailable,
-            });
-        }
         let mut due_now = Vec::new();
-        // A resumed session cancels a will still waiting for its delay (§3.1.3.2.2).
-        st.wills.retain(|(_, id, _)| *id != client_id);
-        if let Some(old) = st.sessions.get_mut(&client_id) {
-            if let Some(conn) = old.connection.take() {
-                // Takeover (§3.1.4): the old connection is closed; its will goes out unless the
-                // session continues and the will was delayed.
-                conn.kick.notify_one();
-                if let Some(w) = old.will.take() {
-                    if c.clean_start || w.delay == 0 {
-                        due_now.push(w.message);
+        let mut unused = fresh;
+        let stalled = Arc::new(AtomicBool::new(false));
+        let (cell, session_present, resend) = {
+            let mut sessions = self.sessions.write();
+            let old = sessions.map.get(&client_id).cloned();
+            // The persistent-session quota counts sessions kept in the store; a client that
+            // already has one (resuming it or starting it anew) is never refused.
+            let has_persistent = old
+                .as_ref()
+                .is_some_and(|s| s.state.lock().stream.is_some());
+            if expiry > 0
+                && self.persist.is_some()
+                && !has_persistent
+                && sessions.persistent >= self.config.max_persistent_sessions
+            {
+                drop(sessions);
+                self.stats.refused_sessions.fetch_add(1, Ordering::Relaxed);
+                let mut refused = self.refused_clients.lock();
+                if refused.len() < 5 {
+                    refused.push(client_id.clone());
+                }
+                return Err(match c.protocol {
+                    Version::V5 => ReasonCode::QuotaExceeded,
+                    Version::V311 => ReasonCode::ServerUnavailable,
+                });
+            }
+            // A resumed session cancels a will still waiting for its delay (§3.1.3.2.2).
+            self.wills.lock().retain(|(_, id, _)| *id != client_id);
+            if let Some(old) = &old {
+                let mut o = old.state.lock();
+                if let Some(conn) = o.connection.take() {
+                    // Takeover (§3.1.4): the old connection is closed; its will goes out unless
+                    // the session continues and the will was delayed.
+                    old.connected.store(false, Ordering::Relaxed);
+                    conn.kick.notify_one();
+                    if let Some(w) = o.will.take() {
+                        if c.clean_start || w.delay == 0 {
+                            due_now.push(w.message);
+                        }
                     }
                 }
             }
-        }
-        let mut session_present = false;
-        if c.clean_start {
-            self.end_session(&mut st, &client_id);
-        } else {
-            session_present = st.sessions.contains_key(&client_id);
-        }
-        // §3.3.4 / MQTT 5 Receive Maximum: the client's window, but never more than the server's.
-        let receive_maximum = match c.protocol {
-            Version::V5 => c
-                .properties
-                .receive_maximum
-                .unwrap_or(u16::MAX)
-                .min(self.config.max_inflight.max(1)),
-            Version::V311 => self.config.outbox.receive_maximum,
-        };
-        let session = st
-            .sessions
-            .entry(client_id.clone())
-            .or_insert_with(|| Box::new(self.new_session(expiry, None)));
-        let mut became_persistent = false;
-        let mut unused = fresh;
-        if expiry > 0 && session.stream.is_none() {
-            session.stream = unused.take();
-            became_persistent = session.stream.is_some();
-        }
-        session.outbox.set_receive_maximum(receive_maximum);
-        session.inbox.reset_aliases();
-        let expiry_changed = session.expiry != expiry;
-        session.expiry = expiry;
-        session.disconnected_at = None;
-        session.will = will.map(Box::new);
-        let stalled = Arc::new(AtomicBool::new(false));
-        session.connection = Some(Connection {
-            id: conn_id,
-            wake: wake.clone(),
-            kick: kick.clone(),
-            stalled: stalled.clone(),
-        });
-        session.over_since = None;
-        let resend = session.outbox.resend();
-        let mut persistent_delta: isize = 0;
-        if expiry > 0 {
-            if became_persistent {
-                persistent_delta = 1;
-                self.save_session(&client_id, session, Save::Whole);
-            } else if expiry_changed {
-                self.save_session(&client_id, session, Save::Record);
+            if c.clean_start {
+                self.end_session_in(&mut sessions, &client_id);
             }
-        } else if let (Some(p), Some(stream)) = (&self.persist, session.stream.take()) {
-            // The session stopped being persistent: forget what was stored for it.
-            persistent_delta = -1;
-            p.send(Job::DropSession {
-                client: client_id.clone(),
-                stream: Some(stream),
+            let session_present = sessions.map.contains_key(&client_id);
+            // §3.3.4 / MQTT 5 Receive Maximum: the client's window, never more than the server's.
+            let receive_maximum = match c.protocol {
+                Version::V5 => c
+                    .properties
+                    .receive_maximum
+                    .unwrap_or(u16::MAX)
+                    .min(self.config.max_inflight.max(1)),
+                Version::V311 => self.config.outbox.receive_maximum,
+            };
+            let cell = sessions
+                .map
+                .entry(client_id.clone())
+                .or_insert_with(|| SessionCell::new(self.new_session(expiry, None)))
+                .clone();
+            let mut session = cell.state.lock();
+            let mut became_persistent = false;
+            if expiry > 0 && session.stream.is_none() {
+                session.stream = unused.take();
+                became_persistent = session.stream.is_some();
+            }
+            session.outbox.set_receive_maximum(receive_maximum);
+            session.inbox.reset_aliases();
+            let expiry_changed = session.expiry != expiry;
+            session.expiry = expiry;
+            session.disconnected_at = None;
+            session.will = will.map(Box::new);
+            session.connection = Some(Connection {
+                id: conn_id,
+                wake: wake.clone(),
+                kick: kick.clone(),
+                stalled: stalled.clone(),
             });
-        }
-        st.persistent = st.persistent.saturating_add_signed(persistent_delta);
+            cell.connected.store(true, Ordering::Relaxed);
+            session.over_since = None;
+            // The resend below is what the connection sends first; anything queued after it
+            // wakes the connection anew.
+            session.woken = false;
+            let resend = session.outbox.resend();
+            if expiry > 0 {
+                if became_persistent {
+                    sessions.persistent += 1;
+                    self.save_session(&client_id, &session, Save::Whole);
+                } else if expiry_changed {
+                    self.save_session(&client_id, &session, Save::Record);
+                }
+            } else if let (Some(p), Some(stream)) = (&self.persist, session.stream.take()) {
+                // The session stopped being persistent: forget what was stored for it.
+                sessions.persistent = sessions.persistent.saturating_sub(1);
+                p.send(Job::DropSession {
+                    client: client_id.clone(),
+                    stream: Some(stream),
+                });
+            }
+            drop(session);
+            (cell, session_present, resend)
+        };
         if let (Some(p), Some((stream, name))) = (&self.persist, unused) {
             // Another connection of this client made the session persistent meanwhile.
             p.send(Job::DropStream { stream, name });
         }
         let mut durable = Durable::default();
         for m in due_now {
-            self.route_locked(&mut st, &client_id, m, &mut durable);
+            self.route(&client_id, m, &mut durable);
         }
         Ok(Accepted {
             handle: ConnectionHandle {
@@ -214,6 +221,7 @@ impl Broker {
                 kick,
                 stalled,
                 version: c.protocol,
+                session: cell,
             },
             session_present,
             assigned_client_id: assigned.then_some(client_id),
@@ -223,33 +231,33 @@ impl Broker {
 
     /// The connection ended. `session_expiry` is a new expiry the client sent in DISCONNECT.
     pub fn disconnect(&self, h: &ConnectionHandle, how: Disconnect, session_expiry: Option<u32>) {
-        let mut st = self.state.lock();
-        let Some(s) = st.sessions.get_mut(&h.client_id) else {
-            return;
+        let (will, expiry) = {
+            let mut s = h.session.state.lock();
+            if !s.owned_by(h.conn_id) {
+                return; // taken over: the new connection owns the session
+            }
+            s.connection = None;
+            h.session.connected.store(false, Ordering::Relaxed);
+            s.disconnected_at = Some(Instant::now());
+            // Publishers held back by this subscriber go on: an offline session holds no one.
+            s.over_since = None;
+            s.drained.notify_waiters();
+            if let Some(e) = session_expiry {
+                s.expiry = e;
+            }
+            let expiry = s.expiry;
+            if session_expiry.is_some() && expiry > 0 {
+                self.save_session(&h.client_id, &s, Save::Record);
+            }
+            (s.will.take(), expiry)
         };
-        if !s.owned_by(h.conn_id) {
-            return; // taken over: the new connection owns the session
-        }
-        s.connection = None;
-        s.disconnected_at = Some(Instant::now());
-        // Publishers held back by this subscriber go on: an offline session holds no one.
-        s.over_since = None;
-        s.drained.notify_waiters();
-        if let Some(e) = session_expiry {
-            s.expiry = e;
-        }
-        let will = s.will.take();
-        let expiry = s.expiry;
-        if session_expiry.is_some() && expiry > 0 {
-            self.save_session(&h.client_id, s, Save::Record);
-        }
         if let (Some(w), true) = (will, how != Disconnect::Normal) {
             let delay = w.delay.min(expiry);
             if delay == 0 {
                 let mut durable = Durable::default();
-                self.route_locked(&mut st, &h.client_id, w.message, &mut durable);
+                self.route(&h.client_id, w.message, &mut durable);
             } else {
-                st.wills.push((
+                self.wills.lock().push((
                     Instant::now() + Duration::from_secs(u64::from(delay)),
                     h.client_id.clone(),
                     w.message,
@@ -257,22 +265,47 @@ impl Broker {
             }
         }
         if expiry == 0 {
-            self.end_session(&mut st, &h.client_id);
+            // Unless a new connection resumed the session meanwhile.
+            self.end_session_if(&h.client_id, |s, cell| {
+                Arc::ptr_eq(cell, &h.session) && s.connection.is_none()
+            });
         }
     }
 
-    pub(super) fn end_session(&self, st: &mut State, client: &Arc<str>) {
-        if let Some(old) = st.sessions.remove(client) {
-            old.drained.notify_waiters();
-            let filters: Vec<Arc<str>> = old.subscriptions.keys().cloned().collect();
-            st.router.remove_client(client, &filters);
-            if let (Some(p), Some(stream)) = (&self.persist, old.stream) {
-                st.persistent = st.persistent.saturating_sub(1);
-                p.send(Job::DropSession {
-                    client: client.clone(),
-                    stream: Some(stream),
-                });
-            }
+    /// Ends the session of `client` if `still` holds for it (checked under the locks, so a
+    /// connection that resumed it in between keeps it).
+    pub(super) fn end_session_if(
+        &self,
+        client: &Arc<str>,
+        still: impl FnOnce(&Session, &Arc<SessionCell>) -> bool,
+    ) {
+        let mut sessions = self.sessions.write();
+        let Some(cell) = sessions.map.get(client).cloned() else {
+            return;
+        };
+        if still(&cell.state.lock(), &cell) {
+            self.end_session_in(&mut sessions, client);
+        }
+    }
+
+    /// Ends a session: out of the map, its subscriptions out of the index, its stored state
+    /// dropped. Called with the map locked, so no connection can resume it half-way.
+    fn end_session_in(&self, sessions: &mut Sessions, client: &Arc<str>) {
+        let Some(cell) = sessions.map.remove(client) else {
+            return;
+        };
+        let mut old = cell.state.lock();
+        old.ended = true;
+        cell.connected.store(false, Ordering::Relaxed);
+        old.drained.notify_waiters();
+        let filters: Vec<Arc<str>> = old.subscriptions.keys().cloned().collect();
+        self.index.write().remove_client(client, &filters);
+        if let (Some(p), Some(stream)) = (&self.persist, old.stream.take()) {
+            sessions.persistent = sessions.persistent.saturating_sub(1);
+            p.send(Job::DropSession {
+                client: client.clone(),
+                stream: Some(stream),
+            });
         }
     }
 }

@@ -1,8 +1,20 @@
 //! The broker engine: sessions, wills and routing, driven by decoded packets from any listener.
 //!
-//! One lock guards the engine state. Every operation under it is short (index lookups and queue
-//! pushes, no I/O, no encoding), and the connection tasks do their encoding and socket writes
-//! outside it. Sharding the lock is the known next step when profiles show contention.
+//! The state is split the way the work splits, so publishers on different cores do not queue
+//! behind one lock:
+//! - the subscription index is read-mostly: routing takes a read lock (many publishers route at
+//!   once); SUBSCRIBE, UNSUBSCRIBE and a session's end take the write lock;
+//! - every session has its own lock: routing locks each target session in turn to queue a
+//!   delivery, a connection locks only its own session for its acknowledgements and sends;
+//! - retained messages, delayed wills and the session map have locks of their own.
+//!
+//! No lock is held across I/O or encoding (the connection tasks encode and write; the
+//! persistence tasks encode and call the store). Locks are taken in one order, never the
+//! reverse, which is what keeps this free of deadlocks (`crates/mqtt/tests/engine_stress.rs` hammers
+//! it):
+//! session map → one session → subscription index → retained messages / wills / small leaves.
+//! Routing reads the map and the index together, lets both go, then locks target sessions one
+//! at a time.
 //!
 //! The engine's operations are split by concept: `connect` (a session's start and end), `routing`
 //! (PUBLISH, SUBSCRIBE), `outgoing` (what a connection sends and its acknowledgements),
@@ -15,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use outpost_codec::{Connect, Publish, QoS, ReasonCode, Subscribe, Unsubscribe, Version};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
 mod connect;
@@ -30,7 +42,7 @@ use crate::outbox::{AckError, Offer, Outbox, OutboxLimits, Send};
 use crate::persistence::{
     self, Durable, Job, Persister, RefSpec, Stored, StoredDelivery, SubChange,
 };
-use crate::{Inbox, Incoming, Message, Retained, Router, Subscription};
+use crate::{Inbox, Incoming, Message, Retained, RetainedTree, Router, Subscription};
 use outpost_store::{Store, StoreError, StreamId};
 
 /// Limits and defaults of the engine.
@@ -136,6 +148,26 @@ pub struct ConnectionHandle {
     pub stalled: Arc<AtomicBool>,
     /// Protocol version.
     pub version: Version,
+    /// The session this connection serves (locked directly: no map lookup per packet).
+    pub(crate) session: Arc<SessionCell>,
+}
+
+/// A session behind its own lock.
+#[derive(Debug)]
+pub(crate) struct SessionCell {
+    state: Mutex<Session>,
+    /// Mirrors `state.connection.is_some()`: routing reads it, with no session lock, to pick a
+    /// connected member of a share group.
+    connected: AtomicBool,
+}
+
+impl SessionCell {
+    fn new(session: Session) -> Arc<SessionCell> {
+        Arc::new(SessionCell {
+            state: Mutex::new(session),
+            connected: AtomicBool::new(false),
+        })
+    }
 }
 
 /// What CONNACK says, and what to send right after it.
@@ -219,12 +251,26 @@ struct Session {
     /// Notified when the queue drains below half the limit, or the session stops holding
     /// publishers back (disconnected, stalled, ended).
     drained: Arc<Notify>,
+    /// The connection was woken and has not yet asked what to send: further deliveries need no
+    /// wake-up of their own (a fan-out or a burst wakes a subscriber once, not per message).
+    woken: bool,
+    /// The session ended (removed from the map): a route that found it just before queues
+    /// nothing more in it.
+    ended: bool,
 }
 
 impl Session {
     /// True when connection `id` is the session's current connection (not taken over).
     fn owned_by(&self, id: u64) -> bool {
         self.connection.as_ref().is_some_and(|c| c.id == id)
+    }
+
+    /// Wakes the connection, unless it was woken and has not asked for its sends since.
+    fn wake(&mut self) {
+        if let (Some(c), false) = (&self.connection, self.woken) {
+            self.woken = true;
+            c.wake.notify_one();
+        }
     }
 }
 
@@ -255,22 +301,22 @@ pub struct BrokerStats {
     pub stalled: AtomicU64,
 }
 
+/// Every session by client identifier. The map is locked only to find, add or remove one.
 #[derive(Debug, Default)]
-struct State {
-    router: Router<Arc<Message>>,
-    /// Boxed: growing the map moves pointers, not sessions (a resize under the lock while
-    /// thousands of devices connect stays short), and a free slot costs a pointer.
-    sessions: HashMap<Arc<str>, Box<Session>>,
-    /// Wills waiting for their delay: (due, client, message).
-    wills: Vec<(Instant, Arc<str>, Message)>,
-    /// Retained messages and their bytes (topics and payloads) counted against the quotas: all
-    /// but the broker's own `$SYS` topics (a client's `$SYS` message counts; see `route_locked`).
-    retained_counted: usize,
-    retained_bytes: usize,
+struct Sessions {
+    map: HashMap<Arc<str>, Arc<SessionCell>>,
     /// Persistent sessions (those with a stream).
     persistent: usize,
-    /// A few clients named in the next "refused" log line (see [`Broker::tick`]).
-    refused_clients: Vec<Arc<str>>,
+}
+
+/// Retained messages, and what they count against the quotas.
+#[derive(Debug, Default)]
+struct RetainedIndex {
+    tree: RetainedTree<Retained<Arc<Message>>>,
+    /// Retained messages and their bytes (topics and payloads) counted against the quotas: all
+    /// but the broker's own `$SYS` topics (a client's `$SYS` message counts; see `set_retained`).
+    counted: usize,
+    bytes: usize,
 }
 
 /// A metadata key's new value (`None`: deleted), by table.
@@ -311,7 +357,13 @@ struct Logged {
 #[derive(Debug, Default)]
 pub struct Broker {
     config: BrokerConfig,
-    state: Mutex<State>,
+    sessions: RwLock<Sessions>,
+    index: RwLock<Router>,
+    retained: Mutex<RetainedIndex>,
+    /// Wills waiting for their delay: (due, client, message).
+    wills: Mutex<Vec<(Instant, Arc<str>, Message)>>,
+    /// A few clients named in the next "refused" log line (see [`Broker::tick`]).
+    refused_clients: Mutex<Vec<Arc<str>>>,
     next_conn: AtomicU64,
     next_delivery: AtomicU64,
     persist: Option<Persister>,
@@ -396,6 +448,8 @@ impl Broker {
             stream,
             over_since: None,
             drained: Arc::new(Notify::new()),
+            woken: false,
+            ended: false,
         }
     }
 
@@ -406,22 +460,27 @@ impl Broker {
 
     /// Clients with a live connection.
     pub fn connected(&self) -> usize {
-        self.state
-            .lock()
-            .sessions
+        self.sessions
+            .read()
+            .map
             .values()
-            .filter(|s| s.connection.is_some())
+            .filter(|s| s.connected.load(Ordering::Relaxed))
             .count()
     }
 
     /// Sessions, connected or not.
     pub fn sessions(&self) -> usize {
-        self.state.lock().sessions.len()
+        self.sessions.read().map.len()
     }
 
     /// Retained messages.
     pub fn retained(&self) -> usize {
-        self.state.lock().router.retained_count()
+        self.retained.lock().tree.len()
+    }
+
+    /// The session of `client`, if there is one (the map's lock is let go at once).
+    fn session_of(&self, client: &str) -> Option<Arc<SessionCell>> {
+        self.sessions.read().map.get(client).cloned()
     }
 }
 

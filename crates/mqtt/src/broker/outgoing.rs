@@ -5,13 +5,12 @@ use super::*;
 impl Broker {
     /// Messages that may be sent now on this connection (expired ones are dropped on the way).
     pub fn sendable(&self, h: &ConnectionHandle) -> Vec<Send<Delivery>> {
-        let mut st = self.state.lock();
-        let Some(s) = st.sessions.get_mut(&h.client_id) else {
-            return Vec::new();
-        };
+        let mut s = h.session.state.lock();
         if !s.owned_by(h.conn_id) {
             return Vec::new();
         }
+        // From here on, a new delivery needs a new wake-up.
+        s.woken = false;
         let now = Instant::now();
         let mut out = Vec::new();
         while let Some(send) = s.outbox.next_sendable() {
@@ -20,7 +19,7 @@ impl Broker {
                     // §3.3.2.3.3: an expired message is not delivered; release its identifier.
                     if *pkid != 0 {
                         if let Ok(d) = s.outbox.discard(*pkid) {
-                            self.complete(s, &d);
+                            self.complete(&s, &d);
                         }
                     }
                     continue;
@@ -43,13 +42,13 @@ impl Broker {
         &self,
         clients: &mut Vec<Arc<str>>,
     ) -> Option<tokio::sync::futures::OwnedNotified> {
-        let mut st = self.state.lock();
         let half = self.config.flow_control_queue / 2;
         while let Some(client) = clients.last().cloned() {
-            let Some(s) = st.sessions.get_mut(&client) else {
+            let Some(cell) = self.session_of(&client) else {
                 clients.pop();
                 continue;
             };
+            let mut s = cell.state.lock();
             let Some(conn) = &s.connection else {
                 clients.pop();
                 continue;
@@ -58,12 +57,14 @@ impl Broker {
                 clients.pop();
                 continue;
             }
+            let stalled = conn.stalled.clone();
+            let kick = conn.kick.clone();
             let since = *s.over_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= self.config.stall_timeout {
                 // It has not drained for the whole stall timeout: it is the one to go.
                 self.stats.stalled.fetch_add(1, Ordering::Relaxed);
-                conn.stalled.store(true, Ordering::Relaxed);
-                conn.kick.notify_one();
+                stalled.store(true, Ordering::Relaxed);
+                kick.notify_one();
                 s.drained.notify_waiters();
                 clients.pop();
                 continue;
@@ -105,16 +106,13 @@ impl Broker {
         h: &ConnectionHandle,
         f: impl FnOnce(&mut Session) -> Result<T, AckError>,
     ) -> Result<T, AckError> {
-        let mut st = self.state.lock();
-        let s = st
-            .sessions
-            .get_mut(&h.client_id)
-            .ok_or(AckError::UnknownPacketId(0))?;
-        let r = f(s);
-        if let Some(c) = &s.connection {
-            // An acknowledgement may have opened the window.
-            c.wake.notify_one();
+        let mut s = h.session.state.lock();
+        if s.ended {
+            return Err(AckError::UnknownPacketId(0));
         }
+        let r = f(&mut s);
+        // An acknowledgement may have opened the window.
+        s.wake();
         r
     }
 }

@@ -10,11 +10,7 @@ impl Broker {
         p: &Publish<'_>,
         payload: Bytes,
     ) -> Result<(Published, Durable), ReasonCode> {
-        let mut st = self.state.lock();
-        let session = st
-            .sessions
-            .get_mut(&h.client_id)
-            .ok_or(ReasonCode::UnspecifiedError)?;
+        let mut session = h.session.state.lock();
         if !session.owned_by(h.conn_id) {
             return Err(ReasonCode::SessionTakenOver);
         }
@@ -35,13 +31,11 @@ impl Broker {
         }
         if p.retain
             && !payload.is_empty()
-            && !self.retained_fits(&st, &topic, topic.len() + payload.len())
+            && !self.retained_fits(&self.retained.lock(), &topic, topic.len() + payload.len())
         {
             if p.qos == QoS::ExactlyOnce {
                 // Refused in PUBREC: the exchange ends there (§4.3.3), nothing awaits PUBREL.
-                if let Some(s) = st.sessions.get_mut(&h.client_id) {
-                    s.inbox.pubrel(p.pkid);
-                }
+                session.inbox.pubrel(p.pkid);
             }
             self.stats.refused_retained.fetch_add(1, Ordering::Relaxed);
             return Ok((
@@ -49,83 +43,111 @@ impl Broker {
                 Durable::default(),
             ));
         }
+        // The connection's own calls come one at a time: nothing else needs its session now.
+        drop(session);
         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
         self.stats
             .bytes_in
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
         let message = Message::from_publish(&topic, p, payload);
         let mut durable = Durable::default();
-        let n = self.route_locked(&mut st, &h.client_id, message, &mut durable);
+        let n = self.route(&h.client_id, message, &mut durable);
         Ok((Published::Routed(n), durable))
     }
 
     /// True when retaining `size` bytes on `topic` stays within the retained quotas (replacing a
     /// topic's message frees the old one's bytes first).
-    pub(super) fn retained_fits(&self, st: &State, topic: &str, size: usize) -> bool {
-        let old = st.router.retained(topic).map(|r| retained_size(&r.message));
-        let count = st.retained_counted + usize::from(old.is_none());
-        let bytes = st.retained_bytes - old.unwrap_or(0) + size;
+    pub(super) fn retained_fits(&self, r: &RetainedIndex, topic: &str, size: usize) -> bool {
+        let old = r.tree.get(topic).map(|r| retained_size(&r.message));
+        let count = r.counted + usize::from(old.is_none());
+        let bytes = r.bytes - old.unwrap_or(0) + size;
         count <= self.config.max_retained_messages && bytes <= self.config.max_retained_bytes
     }
 
     /// Publishes a message from the broker itself (e.g. `$SYS` topics, HTTP publish).
     pub fn publish_internal(&self, message: Message) -> (usize, Durable) {
-        let mut st = self.state.lock();
         let mut durable = Durable::default();
-        let n = self.route_locked(&mut st, "", message, &mut durable);
+        let n = self.route(Self::BROKER, message, &mut durable);
         (n, durable)
     }
 
-    pub(super) fn route_locked(
-        &self,
-        st: &mut State,
-        from: &str,
-        message: Message,
-        durable: &mut Durable,
-    ) -> usize {
-        if message.retain {
-            let retained = (!message.payload.is_empty()).then(|| Retained {
-                message: Arc::new(message.clone()),
-                qos: message.qos,
-            });
-            // `$SYS` values are regenerated after a restart; storing them would only churn the disk.
-            let keep = !message.topic.starts_with("$SYS/");
-            if let (Some(p), true) = (&self.persist, keep) {
-                let (done, rx) = tokio::sync::oneshot::channel();
-                durable.push(rx);
+    /// The sender name of the broker's own messages (no client has an empty identifier).
+    pub(super) const BROKER: &'static str = "";
+
+    /// Sets or clears the retained message of the message's topic (the caller checked the quota).
+    fn set_retained(&self, from: &str, message: &Message, durable: &mut Durable) {
+        let retained = (!message.payload.is_empty()).then(|| Retained {
+            message: Arc::new(message.clone()),
+            qos: message.qos,
+        });
+        // `$SYS` values are regenerated after a restart; storing them would only churn the disk.
+        let keep = !message.topic.starts_with("$SYS/");
+        let job = match (&self.persist, keep) {
+            (Some(_), true) => {
+                // Encoded before the lock is taken.
                 let bytes = retained
                     .as_ref()
                     .map(|r| persistence::encode_message(&r.message, r.qos, true, &[]));
-                p.send(Job::Retain {
+                let (done, rx) = tokio::sync::oneshot::channel();
+                durable.push(rx);
+                Some(Job::Retain {
                     topic: message.topic.clone(),
                     bytes,
                     done: Some(done),
-                });
+                })
             }
-            let added = retained.as_ref().map(|r| retained_size(&r.message));
-            let old = st.router.retain(&message.topic, retained);
-            // The broker's own `$SYS` values do not count against the clients' quota.
-            if !(from.is_empty() && message.topic.starts_with("$SYS/")) {
-                let removed = old.map(|r| retained_size(&r.message));
-                st.retained_bytes = st.retained_bytes + added.unwrap_or(0) - removed.unwrap_or(0);
-                st.retained_counted = st.retained_counted + usize::from(added.is_some())
-                    - usize::from(removed.is_some());
-            }
+            _ => None,
+        };
+        let added = retained.as_ref().map(|r| retained_size(&r.message));
+        let mut r = self.retained.lock();
+        if let (Some(p), Some(job)) = (&self.persist, job) {
+            // Queued under the lock: the store sees a topic's changes in the order memory does.
+            p.send(job);
         }
-        let sessions = &st.sessions;
-        let available = |c: &str| sessions.get(c).is_some_and(|s| s.connection.is_some());
-        let targets = st
-            .router
-            .route(from, &message.topic, message.qos, message.retain, available);
+        let old = match retained {
+            Some(m) => r.tree.set(&message.topic, m),
+            None => r.tree.clear(&message.topic),
+        };
+        // The broker's own `$SYS` values do not count against the clients' quota.
+        if !(from == Self::BROKER && message.topic.starts_with("$SYS/")) {
+            let removed = old.map(|r| retained_size(&r.message));
+            r.bytes = r.bytes + added.unwrap_or(0) - removed.unwrap_or(0);
+            r.counted = r.counted + usize::from(added.is_some()) - usize::from(removed.is_some());
+        }
+    }
+
+    /// Routes a message to every matching session: the index and the session map are read
+    /// together (a consistent view of who subscribes), then let go; each target session is then
+    /// locked in turn to queue its delivery.
+    pub(super) fn route(&self, from: &str, message: Message, durable: &mut Durable) -> usize {
+        if message.retain {
+            self.set_retained(from, &message, durable);
+        }
+        let targets: Vec<(crate::Target, Arc<SessionCell>)> = {
+            let sessions = self.sessions.read();
+            let index = self.index.read();
+            let available = |c: &str| {
+                sessions
+                    .map
+                    .get(c)
+                    .is_some_and(|s| s.connected.load(Ordering::Relaxed))
+            };
+            index
+                .route(from, &message.topic, message.qos, message.retain, available)
+                .into_iter()
+                .filter_map(|t| sessions.map.get(&t.client).cloned().map(|s| (t, s)))
+                .collect()
+        };
         let message = Arc::new(message);
         let mut delivered = 0;
         // Persistent sessions this message is stored for: one record of the message, a small
-        // reference per session (written by the persistence task, encoded there, off this lock).
+        // reference per session (written by the persistence task, encoded there, off any lock).
         let mut refs = Vec::new();
-        for t in targets {
-            let Some(s) = st.sessions.get_mut(&t.client) else {
+        for (t, cell) in targets {
+            let mut s = cell.state.lock();
+            if s.ended {
                 continue;
-            };
+            }
             if s.connection.is_none() && t.qos == QoS::AtMostOnce && !self.config.queue_qos0_offline
             {
                 continue;
@@ -149,7 +171,7 @@ impl Broker {
                 });
             }
             let qos = d.qos;
-            self.offer(s, d);
+            self.offer(&mut s, d);
             if s.connection.is_some() {
                 if s.outbox.queued() >= PRESSURE_QUEUE {
                     durable.set_pressure();
@@ -188,16 +210,14 @@ impl Broker {
             }
             Offer::Overflow(d) => {
                 // Counted here, logged once a second by `tick` (never a line per message, never
-                // under the lock).
+                // under a lock).
                 self.complete(s, &d);
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 self.stats.refused_overflow.fetch_add(1, Ordering::Relaxed);
             }
         }
         self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = &s.connection {
-            c.wake.notify_one();
-        }
+        s.wake();
     }
 
     /// Handles SUBSCRIBE: one reason code per filter (for SUBACK); retained messages are queued.
@@ -207,16 +227,26 @@ impl Broker {
         h: &ConnectionHandle,
         sub: &Subscribe<'_>,
     ) -> (Vec<ReasonCode>, Durable) {
-        let mut st = self.state.lock();
-        let mut codes = Vec::new();
-        let mut retained = Vec::new();
-        let mut changes = Vec::new();
         let refuse = |code: ReasonCode| match h.version {
             Version::V311 => ReasonCode::UnspecifiedError,
             Version::V5 => code,
         };
+        let mut s = h.session.state.lock();
+        if !s.owned_by(h.conn_id) {
+            // Taken over: the new connection owns the session; this one is closing.
+            let codes = sub
+                .filters
+                .iter()
+                .map(|_| refuse(ReasonCode::SessionTakenOver))
+                .collect();
+            return (codes, Durable::default());
+        }
+        let id = sub.properties.subscription_identifier;
+        let mut codes = Vec::new();
+        let mut send_retained = Vec::new();
+        let mut changes = Vec::new();
+        let mut index = self.index.write();
         for f in sub.filters.iter() {
-            let id = sub.properties.subscription_identifier;
             if too_deep(f.filter, self.config.max_topic_levels) {
                 self.stats
                     .refused_deep_topics
@@ -227,18 +257,16 @@ impl Broker {
                 codes.push(refuse(ReasonCode::TopicFilterInvalid));
                 continue;
             }
-            let full = st.sessions.get(&h.client_id).is_some_and(|s| {
-                s.subscriptions.len() >= self.config.max_subscriptions_per_session
-                    && !s.subscriptions.contains_key(f.filter)
-            });
-            if full {
+            if s.subscriptions.len() >= self.config.max_subscriptions_per_session
+                && !s.subscriptions.contains_key(f.filter)
+            {
                 self.stats
                     .refused_subscriptions
                     .fetch_add(1, Ordering::Relaxed);
                 codes.push(refuse(ReasonCode::QuotaExceeded));
                 continue;
             }
-            match st.router.subscribe(&h.client_id, f.filter, f.options, id) {
+            match index.subscribe(&h.client_id, f.filter, f.options, id) {
                 Ok(done) => {
                     codes.push(match done.granted {
                         QoS::AtMostOnce => ReasonCode::Success,
@@ -246,18 +274,18 @@ impl Broker {
                         QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
                     });
                     let filter: Arc<str> = f.filter.into();
-                    if let Some(s) = st.sessions.get_mut(&h.client_id) {
-                        s.subscriptions.insert(
-                            filter.clone(),
-                            Subscription {
-                                filter: filter.clone(),
-                                options: f.options,
-                                id,
-                            },
-                        );
-                    }
+                    s.subscriptions.insert(
+                        filter.clone(),
+                        Subscription {
+                            filter: filter.clone(),
+                            options: f.options,
+                            id,
+                        },
+                    );
                     changes.push(SubChange::Put(filter, f.options, id));
-                    retained.extend(done.retained.into_iter().map(|(_, m, qos)| (m, qos, id)));
+                    if let Some(bare) = done.send_retained {
+                        send_retained.push((bare, f.options.qos));
+                    }
                 }
                 Err(code) => {
                     self.stats
@@ -267,19 +295,27 @@ impl Broker {
                 }
             }
         }
-        let mut durable = Durable::default();
-        if let Some(s) = st.sessions.get_mut(&h.client_id) {
-            durable = self.save_session(&h.client_id, s, Save::Changes(changes));
-            for (m, qos, id) in retained {
-                let d = Delivery {
-                    id: self.next_delivery.fetch_add(1, Ordering::Relaxed),
-                    message: m,
-                    qos,
-                    retain: true,
-                    subscription_ids: id.into_iter().collect(),
-                };
-                self.offer(s, d);
-            }
+        // Routing goes on while the retained messages are looked up. A retained PUBLISH racing
+        // this SUBSCRIBE is either found here or routed to the new subscription (it is in the
+        // index already), never missed.
+        drop(index);
+        let durable = self.save_session(&h.client_id, &s, Save::Changes(changes));
+        let retained: Vec<_> = {
+            let r = self.retained.lock();
+            send_retained
+                .iter()
+                .flat_map(|(bare, max)| crate::retained_matching(&r.tree, bare, *max))
+                .collect()
+        };
+        for (_, m, qos) in retained {
+            let d = Delivery {
+                id: self.next_delivery.fetch_add(1, Ordering::Relaxed),
+                message: m,
+                qos,
+                retain: true,
+                subscription_ids: id.into_iter().collect(),
+            };
+            self.offer(&mut s, d);
         }
         (codes, durable)
     }
@@ -287,17 +323,23 @@ impl Broker {
     /// Handles UNSUBSCRIBE: one reason code per filter (for the MQTT 5 UNSUBACK). The session's
     /// stored subscriptions change in one write, whatever the number of filters.
     pub fn unsubscribe(&self, h: &ConnectionHandle, u: &Unsubscribe<'_>) -> Vec<ReasonCode> {
-        let mut st = self.state.lock();
+        let mut s = h.session.state.lock();
+        if !s.owned_by(h.conn_id) {
+            return u
+                .filters
+                .iter()
+                .map(|_| ReasonCode::SessionTakenOver)
+                .collect();
+        }
         let mut changes = Vec::new();
+        let mut index = self.index.write();
         let codes = u
             .filters
             .iter()
             .map(|f| {
-                let removed = st.router.unsubscribe(&h.client_id, f);
-                if let Some(s) = st.sessions.get_mut(&h.client_id) {
-                    if let Some(sub) = s.subscriptions.remove(f) {
-                        changes.push(SubChange::Delete(sub.filter));
-                    }
+                let removed = index.unsubscribe(&h.client_id, f);
+                if let Some(sub) = s.subscriptions.remove(f) {
+                    changes.push(SubChange::Delete(sub.filter));
                 }
                 if removed {
                     ReasonCode::Success
@@ -306,9 +348,8 @@ impl Broker {
                 }
             })
             .collect();
-        if let Some(s) = st.sessions.get(&h.client_id) {
-            self.save_session(&h.client_id, s, Save::Changes(changes));
-        }
+        drop(index);
+        self.save_session(&h.client_id, &s, Save::Changes(changes));
         codes
     }
 }

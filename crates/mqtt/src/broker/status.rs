@@ -6,33 +6,38 @@ use super::*;
 impl Broker {
     /// Publishes delayed wills that are due and ends expired sessions. Call about once a second.
     pub fn tick(&self, now: Instant) {
-        let mut st = self.state.lock();
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut st.wills)
-            .into_iter()
-            .partition(|(at, _, _)| *at <= now);
-        st.wills = later;
+        let due: Vec<_> = {
+            let mut wills = self.wills.lock();
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut *wills)
+                .into_iter()
+                .partition(|(at, _, _)| *at <= now);
+            *wills = later;
+            due
+        };
         let mut durable = Durable::default();
         for (_, client, message) in due {
-            self.route_locked(&mut st, &client, message, &mut durable);
+            self.route(&client, message, &mut durable);
         }
-        let expired: Vec<Arc<str>> = st
+        let expired_at = |s: &Session| {
+            s.connection.is_none()
+                && s.expiry != u32::MAX
+                && s.disconnected_at.is_some_and(|at| {
+                    now.saturating_duration_since(at) >= Duration::from_secs(u64::from(s.expiry))
+                })
+        };
+        let expired: Vec<Arc<str>> = self
             .sessions
+            .read()
+            .map
             .iter()
-            .filter(|(_, s)| {
-                s.connection.is_none()
-                    && s.expiry != u32::MAX
-                    && s.disconnected_at.is_some_and(|at| {
-                        now.saturating_duration_since(at)
-                            >= Duration::from_secs(u64::from(s.expiry))
-                    })
-            })
+            .filter(|(_, s)| expired_at(&s.state.lock()))
             .map(|(k, _)| k.clone())
             .collect();
         for client in expired {
             // A will still waiting goes out when its session ends (§3.1.3.2.2).
             let pending: Vec<Message> = {
                 let mut out = Vec::new();
-                st.wills.retain(|(_, c, m)| {
+                self.wills.lock().retain(|(_, c, m)| {
                     if *c == client {
                         out.push(m.clone());
                         false
@@ -43,12 +48,12 @@ impl Broker {
                 out
             };
             for m in pending {
-                self.route_locked(&mut st, &client, m, &mut durable);
+                self.route(&client, m, &mut durable);
             }
-            self.end_session(&mut st, &client);
+            // Unless its client came back meanwhile.
+            self.end_session_if(&client, |s, _| expired_at(s));
         }
-        let clients = std::mem::take(&mut st.refused_clients);
-        drop(st);
+        let clients = std::mem::take(&mut *self.refused_clients.lock());
         self.log_refusals(&clients);
     }
 
@@ -121,17 +126,12 @@ pub struct BrokerStatus {
 impl Broker {
     /// Current figures.
     pub fn status(&self) -> BrokerStatus {
-        let st = self.state.lock();
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         BrokerStatus {
-            connected: st
-                .sessions
-                .values()
-                .filter(|s| s.connection.is_some())
-                .count() as u64,
-            sessions: st.sessions.len() as u64,
-            retained: st.router.retained_count() as u64,
-            subscriptions: st.router.subscriptions() as u64,
+            connected: self.connected() as u64,
+            sessions: self.sessions() as u64,
+            retained: self.retained() as u64,
+            subscriptions: self.index.read().subscriptions() as u64,
             messages_in: load(&self.stats.messages_in),
             messages_out: load(&self.stats.messages_out),
             dropped: load(&self.stats.dropped),

@@ -31,8 +31,11 @@ impl Broker {
     }
 
     pub(super) fn restore(&self, store: &Store) -> Result<Stored, StoreError> {
-        let mut st = self.state.lock();
         let max_levels = self.config.max_topic_levels;
+        // Nothing else runs yet: the locks are taken once, for the whole restore.
+        let mut map = self.sessions.write();
+        let mut index = self.index.write();
+        let mut retained = self.retained.lock();
         let mut skipped = 0usize;
         for (m, qos) in persistence::stored_retained(store) {
             if too_deep(&m.topic, max_levels) {
@@ -41,14 +44,14 @@ impl Broker {
                 continue;
             }
             let topic = m.topic.clone();
-            st.retained_bytes += retained_size(&m);
-            st.retained_counted += 1;
-            st.router.retain(
+            retained.bytes += retained_size(&m);
+            retained.counted += 1;
+            retained.tree.set(
                 &topic,
-                Some(Retained {
+                Retained {
                     message: Arc::new(m),
                     qos,
-                }),
+                },
             );
         }
         if skipped > 0 {
@@ -115,7 +118,7 @@ impl Broker {
                     deep_filters += 1;
                     continue;
                 }
-                if st.router.subscribe(&client, &filter, options, id).is_ok() {
+                if index.subscribe(&client, &filter, options, id).is_ok() {
                     let filter: Arc<str> = filter.into();
                     session.subscriptions.insert(
                         filter.clone(),
@@ -163,8 +166,8 @@ impl Broker {
                     messages += 1;
                 }
             }
-            st.sessions.insert(client, Box::new(session));
-            st.persistent += 1;
+            map.map.insert(client, SessionCell::new(session));
+            map.persistent += 1;
             sessions += 1;
         }
         if deep_filters > 0 {
@@ -177,7 +180,7 @@ impl Broker {
         tracing::info!(
             sessions,
             queued_messages = messages,
-            retained = st.router.retained_count(),
+            retained = retained.tree.len(),
             "MQTT state restored from the store"
         );
         if !dangling.is_empty() {
@@ -235,7 +238,7 @@ impl Broker {
     }
 
     /// A delivery is complete (acknowledged, expired or discarded): its record, if any, goes.
-    pub(super) fn complete(&self, s: &mut Session, d: &Delivery) {
+    pub(super) fn complete(&self, s: &Session, d: &Delivery) {
         if s.stream.is_none() || d.qos == QoS::AtMostOnce {
             return;
         }
