@@ -3,9 +3,35 @@
 # scenarios and client settings (benches/src/bin/mqtt-bench.rs). Writes target/mqtt-bench.json and
 # prints the Markdown tables for benches/README.md. A few minutes; --full runs 5x longer.
 # Needs mosquitto (Debian package); installs rumqttd with cargo into ~/.cache/outpost-peers if missing.
+#
+# Options of this script (the rest go to mqtt-bench):
+#   --pin CPUS        run each broker on these CPUs only (taskset list, e.g. 0 or 0-1); the load
+#                     tool runs on the others when any are left (core-scaling runs: benches/scaling.sh)
+#   --brokers LIST    only these brokers, comma-separated (default outpost,mosquitto,rumqttd)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-flags=("$@")
+flags=()
+pin=""
+brokers="outpost,mosquitto,rumqttd"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --pin) pin=$2; shift 2 ;;
+    --brokers) brokers=$2; shift 2 ;;
+    *) flags+=("$1"); shift ;;
+  esac
+done
+broker_cmd=()
+load_cmd=()
+if [ -n "$pin" ]; then
+  broker_cmd=(taskset -c "$pin")
+  rest=$(python3 -c 'import os,sys
+pin=set()
+for part in sys.argv[1].split(","):
+    a,_,b=part.partition("-"); pin.update(range(int(a), int(b or a)+1))
+left=sorted(set(os.sched_getaffinity(0))-pin)
+print(",".join(map(str,left)))' "$pin")
+  if [ -n "$rest" ]; then load_cmd=(taskset -c "$rest"); fi
+fi
 peers=${OUTPOST_PEERS_DIR:-$HOME/.cache/outpost-peers}
 if [ ! -x "$peers/bin/rumqttd" ]; then
   echo "installing rumqttd into $peers (about 2.5 minutes)" >&2
@@ -23,6 +49,7 @@ wait_port() {
   echo "nothing listens on $1" >&2; return 1
 }
 
+# Every broker gets the same outgoing window: 100 QoS 1/2 messages in flight per client.
 # Outpost: default durability (fsync before PUBACK for stored messages), the offline queue limit
 # raised like the peers' (connected subscribers are kept far below it by flow control, which
 # starts at the default 1,000 queued messages).
@@ -32,6 +59,7 @@ log = "warn"
 [mqtt]
 listen = "127.0.0.1:19883"
 max_queued_messages = 1000000
+max_inflight = 100
 sys_interval = 0
 [websocket]
 enabled = false
@@ -45,6 +73,7 @@ allow_anonymous true
 persistence true
 persistence_location $work/
 max_queued_messages 1000000
+max_inflight_messages 100
 max_connections -1
 CONF
 # rumqttd: one MQTT 3.1.1 listener with room for the scenarios.
@@ -69,11 +98,12 @@ CONF
 
 run() {
   local name=$1 port=$2; shift 2
-  "$@" > "$work/$name.log" 2>&1 &
+  case ",$brokers," in *",$name,"*) ;; *) echo '[]' > "$work/$name.json"; return 0 ;; esac
+  "${broker_cmd[@]}" "$@" > "$work/$name.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
   wait_port "$port"
-  target/release/mqtt-bench "${flags[@]}" --json "$work/$name.json" "$name=127.0.0.1:$port@$pid"
+  "${load_cmd[@]}" target/release/mqtt-bench "${flags[@]}" --json "$work/$name.json" "$name=127.0.0.1:$port@$pid"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 run outpost 19883 target/release/outpost --config "$work/outpost.toml"

@@ -48,8 +48,8 @@ pub struct MqttConfig {
     pub max_subscriptions: usize,
     /// Most levels in a topic name or filter (`a/b/c` has three).
     pub max_topic_levels: usize,
-    /// Most QoS 1/2 messages in flight to one client (an MQTT 5 client's Receive Maximum is
-    /// lowered to this).
+    /// Most QoS 1/2 messages in flight to one client: an MQTT 5 client's Receive Maximum is
+    /// lowered to this; an MQTT 3.1.1 client (which announces no window) gets this one.
     pub max_inflight: u16,
     /// Most retained messages.
     pub max_retained_messages: usize,

@@ -69,6 +69,8 @@ struct Conn<W> {
     pressure: bool,
     /// Incoming QoS 2 exchanges ended by a failed PUBREC: the engine forgets their identifiers.
     released: Vec<u16>,
+    /// Subscribers that got this connection's messages, woken once per batch of packets.
+    wakes: outpost_mqtt::Wakes,
     /// Flow control: connected subscribers of this client's messages whose queues are full. While
     /// any holds it back, the client's packets are parked in order (acknowledgements and pings
     /// excepted, so two clients feeding each other never wait on each other), and reading stops
@@ -396,6 +398,7 @@ where
         pending_acks: Vec::new(),
         pressure: false,
         released: Vec::new(),
+        wakes: outpost_mqtt::Wakes::new(),
         held_by: Vec::new(),
         parked: std::collections::VecDeque::new(),
         parked_bytes: 0,
@@ -508,6 +511,7 @@ where
         return end;
     }
     loop {
+        conn.wakes.wake_all();
         let flushed = conn.flush().await;
         for pkid in std::mem::take(&mut conn.released) {
             broker.pubrel(h, pkid);
@@ -633,6 +637,8 @@ fn handle_buffered<W: AsyncWrite + Unpin>(
             return Err(end);
         }
     }
+    // Everyone this batch's messages went to, once.
+    conn.wakes.wake_all();
     let sends = broker.sendable(h);
     conn.push_sends(broker, h, sends);
     Ok(packets)
@@ -662,7 +668,7 @@ fn handle<W: AsyncWrite + Unpin>(
                 return Some(End::Close(Disconnect::Abrupt, None));
             }
             let payload = PublishBytes::from_publish(frame, &p).payload;
-            match broker.publish(h, &p, payload) {
+            match broker.publish(h, &p, payload, &mut conn.wakes) {
                 Ok((Published::Refused(code), _)) => {
                     // MQTT 5 QoS 1/2: the refusal travels in the acknowledgement; otherwise the
                     // only way to say no is to close the connection.

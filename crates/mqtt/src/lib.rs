@@ -14,6 +14,7 @@ mod persistence;
 mod retained;
 mod router;
 mod subscriptions;
+mod wakes;
 
 pub use broker::{
     Accepted, Broker, BrokerConfig, BrokerStats, BrokerStatus, ConnectionHandle, Delivery,
@@ -26,3 +27,4 @@ pub use persistence::{Durable, PersistError};
 pub use retained::RetainedTree;
 pub use router::{retained_matching, Retained, Router, Subscribed, Subscription, Target};
 pub use subscriptions::SubscriptionTree;
+pub use wakes::Wakes;

@@ -157,8 +157,10 @@ impl<K: Eq + Hash, V> SubscriptionTree<K, V> {
         Some(removed)
     }
 
-    /// Calls `f` for every entry whose filter matches `topic` (a valid topic name).
-    pub fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(&'a K, &'a V)) {
+    /// Calls `f` for every entry whose filter matches `topic` (a valid topic name). Returns how
+    /// many filters had entries: with one, no key was seen twice.
+    pub fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(&'a K, &'a V)) -> usize {
+        let mut filters = 0;
         let levels: Vec<&str> = topic.split('/').collect();
         let dollar_topic = topic.starts_with('$');
         // Depth-first with an explicit stack of (node, levels consumed): the topic's depth is the
@@ -167,12 +169,14 @@ impl<K: Eq + Hash, V> SubscriptionTree<K, V> {
         while let Some((node, depth)) = stack.pop() {
             // §4.7.2: a topic starting with `$` is not matched by a filter starting with a wildcard.
             let wildcards_allowed = !(depth == 0 && dollar_topic);
-            if wildcards_allowed {
+            if wildcards_allowed && !node.multi.is_empty() {
+                filters += 1;
                 for (k, v) in &node.multi {
                     f(k, v);
                 }
             }
             let Some(level) = levels.get(depth) else {
+                filters += usize::from(!node.exact.is_empty());
                 for (k, v) in &node.exact {
                     f(k, v);
                 }
@@ -187,6 +191,7 @@ impl<K: Eq + Hash, V> SubscriptionTree<K, V> {
                 stack.push((child, depth + 1));
             }
         }
+        filters
     }
 
     /// The entries whose filter matches `topic`.

@@ -61,7 +61,12 @@ fn publish(b: &Broker, h: &ConnectionHandle, topic: &str, pkid: u16, payload: &[
         retain,
         ..Publish::new(topic, payload)
     };
-    let _ = b.publish(h, &p, Bytes::copy_from_slice(payload));
+    let _ = b.publish(
+        h,
+        &p,
+        Bytes::copy_from_slice(payload),
+        &mut outpost_mqtt::Wakes::new(),
+    );
 }
 
 /// Takes what may be sent and acknowledges it; returns the payloads.
@@ -147,7 +152,14 @@ fn no_deadlock_and_no_loss_under_contention() {
                 subscribe(&b, &h, &format!("$share/g/churn/{}", i % 4));
                 subscribe(&b, &h, "churn/#");
                 let topic = format!("churn/{}", i % 4);
-                publish(&b, &h, &topic, (i % 1000 + 1) as u16, b"x", i.is_multiple_of(5));
+                publish(
+                    &b,
+                    &h,
+                    &topic,
+                    (i % 1000 + 1) as u16,
+                    b"x",
+                    i.is_multiple_of(5),
+                );
                 drain(&b, &h);
                 if i.is_multiple_of(4) {
                     let f = ["churn/#"];

@@ -156,7 +156,8 @@ impl Broker {
                     .receive_maximum
                     .unwrap_or(u16::MAX)
                     .min(self.config.max_inflight.max(1)),
-                Version::V311 => self.config.outbox.receive_maximum,
+                // MQTT 3.1.1 has no Receive Maximum: the server's window.
+                Version::V311 => self.config.max_inflight.max(1),
             };
             let cell = sessions
                 .map
@@ -211,7 +212,7 @@ impl Broker {
         }
         let mut durable = Durable::default();
         for m in due_now {
-            self.route(&client_id, m, &mut durable);
+            self.route(&client_id, m, &mut durable, &mut Wakes::new());
         }
         Ok(Accepted {
             handle: ConnectionHandle {
@@ -255,7 +256,7 @@ impl Broker {
             let delay = w.delay.min(expiry);
             if delay == 0 {
                 let mut durable = Durable::default();
-                self.route(&h.client_id, w.message, &mut durable);
+                self.route(&h.client_id, w.message, &mut durable, &mut Wakes::new());
             } else {
                 self.wills.lock().push((
                     Instant::now() + Duration::from_secs(u64::from(delay)),

@@ -42,7 +42,7 @@ use crate::outbox::{AckError, Offer, Outbox, OutboxLimits, Send};
 use crate::persistence::{
     self, Durable, Job, Persister, RefSpec, Stored, StoredDelivery, SubChange,
 };
-use crate::{Inbox, Incoming, Message, Retained, RetainedTree, Router, Subscription};
+use crate::{Inbox, Incoming, Message, Retained, RetainedTree, Router, Subscription, Wakes};
 use outpost_store::{Store, StoreError, StreamId};
 
 /// Limits and defaults of the engine.
@@ -68,7 +68,8 @@ pub struct BrokerConfig {
     /// SUBACK failure for MQTT 3.1.1.
     pub max_topic_levels: usize,
     /// Most QoS 1/2 messages in flight to one client: an MQTT 5 client's Receive Maximum is
-    /// lowered to this (a client cannot make the broker hold an unbounded window).
+    /// lowered to this (a client cannot make the broker hold an unbounded window); an MQTT 3.1.1
+    /// client, which announces no window, gets this one.
     pub max_inflight: u16,
     /// Most retained messages; a new retained topic past it is refused with Quota exceeded.
     pub max_retained_messages: usize,
@@ -265,11 +266,12 @@ impl Session {
         self.connection.as_ref().is_some_and(|c| c.id == id)
     }
 
-    /// Wakes the connection, unless it was woken and has not asked for its sends since.
-    fn wake(&mut self) {
+    /// Wakes the connection (when `wakes` is woken), unless it was woken and has not asked for
+    /// its sends since.
+    fn wake(&mut self, wakes: &mut Wakes) {
         if let (Some(c), false) = (&self.connection, self.woken) {
             self.woken = true;
-            c.wake.notify_one();
+            wakes.push(c.wake.clone());
         }
     }
 }

@@ -76,8 +76,10 @@ impl Broker {
     }
 
     /// Forgets an in-flight message the connection will not send (too large for the client).
+    /// The window opened: the connection is woken to send what may follow.
     pub fn discard(&self, h: &ConnectionHandle, pkid: u16) {
         let _ = self.with_session(h, |s| s.outbox.discard(pkid).map(|d| self.complete(s, &d)));
+        h.wake.notify_one();
     }
 
     /// PUBACK from the client.
@@ -110,9 +112,8 @@ impl Broker {
         if s.ended {
             return Err(AckError::UnknownPacketId(0));
         }
-        let r = f(&mut s);
-        // An acknowledgement may have opened the window.
-        s.wake();
-        r
+        // An acknowledgement may open the window; the connection asks what to send after every
+        // packet batch it handles, so no wake-up is needed here.
+        f(&mut s)
     }
 }

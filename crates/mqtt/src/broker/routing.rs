@@ -3,12 +3,14 @@
 use super::*;
 
 impl Broker {
-    /// Handles an incoming PUBLISH; an error is the reason code to disconnect with.
+    /// Handles an incoming PUBLISH; an error is the reason code to disconnect with. Subscribers
+    /// that got the message are added to `wakes`: wake them once the batch read is handled.
     pub fn publish(
         &self,
         h: &ConnectionHandle,
         p: &Publish<'_>,
         payload: Bytes,
+        wakes: &mut Wakes,
     ) -> Result<(Published, Durable), ReasonCode> {
         let mut session = h.session.state.lock();
         if !session.owned_by(h.conn_id) {
@@ -51,7 +53,7 @@ impl Broker {
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
         let message = Message::from_publish(&topic, p, payload);
         let mut durable = Durable::default();
-        let n = self.route(&h.client_id, message, &mut durable);
+        let n = self.route(&h.client_id, message, &mut durable, wakes);
         Ok((Published::Routed(n), durable))
     }
 
@@ -67,7 +69,7 @@ impl Broker {
     /// Publishes a message from the broker itself (e.g. `$SYS` topics, HTTP publish).
     pub fn publish_internal(&self, message: Message) -> (usize, Durable) {
         let mut durable = Durable::default();
-        let n = self.route(Self::BROKER, message, &mut durable);
+        let n = self.route(Self::BROKER, message, &mut durable, &mut Wakes::new());
         (n, durable)
     }
 
@@ -119,7 +121,13 @@ impl Broker {
     /// Routes a message to every matching session: the index and the session map are read
     /// together (a consistent view of who subscribes), then let go; each target session is then
     /// locked in turn to queue its delivery.
-    pub(super) fn route(&self, from: &str, message: Message, durable: &mut Durable) -> usize {
+    pub(super) fn route(
+        &self,
+        from: &str,
+        message: Message,
+        durable: &mut Durable,
+        wakes: &mut Wakes,
+    ) -> usize {
         if message.retain {
             self.set_retained(from, &message, durable);
         }
@@ -171,7 +179,7 @@ impl Broker {
                 });
             }
             let qos = d.qos;
-            self.offer(&mut s, d);
+            self.offer(&mut s, d, wakes);
             if s.connection.is_some() {
                 if s.outbox.queued() >= PRESSURE_QUEUE {
                     durable.set_pressure();
@@ -201,7 +209,7 @@ impl Broker {
         delivered
     }
 
-    pub(super) fn offer(&self, s: &mut Session, d: Delivery) {
+    pub(super) fn offer(&self, s: &mut Session, d: Delivery, wakes: &mut Wakes) {
         match s.outbox.offer(d) {
             Offer::Queued => {}
             Offer::QueuedEvicting(_) | Offer::DroppedQoS0 => {
@@ -217,7 +225,7 @@ impl Broker {
             }
         }
         self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
-        s.wake();
+        s.wake(wakes);
     }
 
     /// Handles SUBSCRIBE: one reason code per filter (for SUBACK); retained messages are queued.
@@ -315,7 +323,7 @@ impl Broker {
                 retain: true,
                 subscription_ids: id.into_iter().collect(),
             };
-            self.offer(&mut s, d);
+            self.offer(&mut s, d, &mut Wakes::new());
         }
         (codes, durable)
     }

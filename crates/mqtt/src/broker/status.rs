@@ -16,7 +16,7 @@ impl Broker {
         };
         let mut durable = Durable::default();
         for (_, client, message) in due {
-            self.route(&client, message, &mut durable);
+            self.route(&client, message, &mut durable, &mut Wakes::new());
         }
         let expired_at = |s: &Session| {
             s.connection.is_none()
@@ -48,7 +48,7 @@ impl Broker {
                 out
             };
             for m in pending {
-                self.route(&client, m, &mut durable);
+                self.route(&client, m, &mut durable, &mut Wakes::new());
             }
             // Unless its client came back meanwhile.
             self.end_session_if(&client, |s, _| expired_at(s));
