@@ -572,13 +572,19 @@ async fn persistent_fan(t: &Target, sessions: usize, count: u64) -> Run {
     let run = std::process::id();
     let mut ok = 0;
     for i in 0..sessions {
-        if let Some(mut c) = connect(&t.addr, &format!("pfan-{run}-{sessions}-{i}"), false).await {
-            if subscribe(&mut c, &format!("pfan/{sessions}"), QoS::AtLeastOnce).await {
-                ok += 1;
-            }
-            let mut out = BytesMut::new();
-            encode(&Packet::Disconnect(Default::default()), &mut out);
-            let _ = c.s.write_all(&out).await;
+        let Some(mut c) = connect(&t.addr, &format!("pfan-{run}-{sessions}-{i}"), false).await
+        else {
+            // A broker that refuses one refuses the rest; waiting for each would take minutes.
+            break;
+        };
+        if subscribe(&mut c, &format!("pfan/{sessions}"), QoS::AtLeastOnce).await {
+            ok += 1;
+        }
+        let mut out = BytesMut::new();
+        encode(&Packet::Disconnect(Default::default()), &mut out);
+        let _ = c.s.write_all(&out).await;
+        if ok <= i {
+            break;
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -602,7 +608,7 @@ async fn persistent_fan(t: &Target, sessions: usize, count: u64) -> Run {
     let secs = start.elapsed().as_secs_f64();
     let written = written_bytes(t.pid).saturating_sub(before);
     // Clean up: each session once more with Clean Start, so the broker drops what it holds.
-    for i in 0..sessions {
+    for i in 0..ok {
         let _ = connect(&t.addr, &format!("pfan-{run}-{sessions}-{i}"), true).await;
     }
     stop.store(true, Ordering::Relaxed);
