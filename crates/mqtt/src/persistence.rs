@@ -116,6 +116,11 @@ const MESSAGE_RECORD: u8 = 0x01;
 /// QoS and RETAIN flag, and its subscription identifiers. (A record starting with a PUBLISH fixed
 /// header, 0x30 to 0x3F, is a whole message, as sessions stored them before.)
 const REFERENCE_RECORD: u8 = 0x00;
+/// First byte of a record holding several QoS 1 references of one session (those of one group
+/// commit): a count (u16), then each reference's key, QoS, RETAIN flag and subscription
+/// identifiers as in [`REFERENCE_RECORD`]. One record per session per commit instead of one per
+/// message: a fan-out to many offline sessions costs a record per session per batch.
+const REFERENCES_RECORD: u8 = 0x02;
 
 /// A message record: marker, key, the message as a PUBLISH packet.
 pub(crate) fn encode_message_record(key: u64, m: &Message) -> Bytes {
@@ -139,16 +144,55 @@ pub(crate) fn decode_message_record(b: &Bytes, age: Duration) -> Option<(u64, Me
 
 /// A reference record.
 pub(crate) fn encode_reference(key: u64, r: &RefSpec) -> Bytes {
-    let ids = &r.subscription_ids[..r.subscription_ids.len().min(u16::MAX as usize)];
-    let mut out = bytes::BytesMut::with_capacity(13 + 4 * ids.len());
+    let mut out = bytes::BytesMut::with_capacity(13 + 4 * r.subscription_ids.len());
     out.extend_from_slice(&[REFERENCE_RECORD]);
+    put_reference(&mut out, key, r);
+    out.freeze()
+}
+
+/// A record of several references (at most `u16::MAX`).
+pub(crate) fn encode_references(refs: &[(u64, &RefSpec)]) -> Bytes {
+    let mut out = bytes::BytesMut::with_capacity(3 + 12 * refs.len());
+    out.extend_from_slice(&[REFERENCES_RECORD]);
+    out.extend_from_slice(&(refs.len().min(u16::MAX as usize) as u16).to_be_bytes());
+    for (key, r) in refs.iter().take(u16::MAX as usize) {
+        put_reference(&mut out, *key, r);
+    }
+    out.freeze()
+}
+
+fn put_reference(out: &mut bytes::BytesMut, key: u64, r: &RefSpec) {
+    let ids = &r.subscription_ids[..r.subscription_ids.len().min(u16::MAX as usize)];
     out.extend_from_slice(&key.to_be_bytes());
     out.extend_from_slice(&[r.qos as u8, u8::from(r.retain)]);
     out.extend_from_slice(&(ids.len() as u16).to_be_bytes());
     for id in ids {
         out.extend_from_slice(&id.to_be_bytes());
     }
-    out.freeze()
+}
+
+/// One reference from `b` at `at`: (key, QoS, RETAIN, identifiers) and where the next begins.
+fn take_reference(b: &[u8], at: usize) -> Option<(StoredDelivery, usize)> {
+    let key = u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?);
+    let qos = QoS::from_u8(*b.get(at + 8)?)?;
+    let retain = *b.get(at + 9)? != 0;
+    let n = u16::from_be_bytes(b.get(at + 10..at + 12)?.try_into().ok()?) as usize;
+    let ids_at = at + 12;
+    let subscription_ids = (0..n)
+        .map(|i| {
+            let at = ids_at + 4 * i;
+            Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+        })
+        .collect::<Option<Vec<u32>>>()?;
+    Some((
+        StoredDelivery::Reference {
+            key,
+            qos,
+            retain,
+            subscription_ids,
+        },
+        ids_at + 4 * n,
+    ))
 }
 
 /// A session's stored delivery: a reference (key, QoS, RETAIN, subscription identifiers) or, in
@@ -163,27 +207,27 @@ pub(crate) enum StoredDelivery {
     Whole(Message, QoS, bool, Vec<u32>),
 }
 
-pub(crate) fn decode_delivery(b: &Bytes, age: Duration) -> Option<StoredDelivery> {
-    if *b.first()? != REFERENCE_RECORD {
-        let (m, qos, retain, ids) = decode_message(b, age)?;
-        return Some(StoredDelivery::Whole(m, qos, retain, ids));
+/// The deliveries a session's record holds: one (a reference, or a whole message of the first
+/// layout) or several (a references record). `None` when the record does not decode.
+pub(crate) fn decode_deliveries(b: &Bytes, age: Duration) -> Option<Vec<StoredDelivery>> {
+    match *b.first()? {
+        REFERENCE_RECORD => Some(vec![take_reference(b, 1)?.0]),
+        REFERENCES_RECORD => {
+            let n = u16::from_be_bytes(b.get(1..3)?.try_into().ok()?) as usize;
+            let mut at = 3;
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (d, next) = take_reference(b, at)?;
+                out.push(d);
+                at = next;
+            }
+            Some(out)
+        }
+        _ => {
+            let (m, qos, retain, ids) = decode_message(b, age)?;
+            Some(vec![StoredDelivery::Whole(m, qos, retain, ids)])
+        }
     }
-    let key = u64::from_be_bytes(b.get(1..9)?.try_into().ok()?);
-    let qos = QoS::from_u8(*b.get(9)?)?;
-    let retain = *b.get(10)? != 0;
-    let n = u16::from_be_bytes(b.get(11..13)?.try_into().ok()?) as usize;
-    let subscription_ids = (0..n)
-        .map(|i| {
-            let at = 13 + 4 * i;
-            Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
-        })
-        .collect::<Option<Vec<u32>>>()?;
-    Some(StoredDelivery::Reference {
-        key,
-        qos,
-        retain,
-        subscription_ids,
-    })
 }
 
 /// What the persistence task knows of stored deliveries: which record holds each delivery's
@@ -191,10 +235,11 @@ pub(crate) fn decode_delivery(b: &Bytes, age: Duration) -> Option<StoredDelivery
 /// restore; kept by the task alone afterwards (the engine never waits for record ids).
 #[derive(Debug, Default)]
 pub(crate) struct Stored {
-    /// Delivery id -> its record (a reference, or a whole message of the first layout).
-    deliveries: HashMap<u64, RecordId>,
-    /// Record -> (delivery id, key of the message it references).
-    records: HashMap<RecordId, (u64, Option<u64>)>,
+    /// Delivery id -> its record (a reference, a record of references, or a whole message of the
+    /// first layout), and the key of the message it references.
+    deliveries: HashMap<u64, (RecordId, Option<u64>)>,
+    /// Record -> the deliveries it still holds (it dies with the last).
+    records: HashMap<RecordId, Vec<u64>>,
     /// Message key -> (its record in the messages stream, live references).
     messages: HashMap<u64, (RecordId, u32)>,
     /// Deliveries completed before their reference was stored. Routing queues a delivery in a
@@ -221,8 +266,8 @@ impl Stored {
 
     /// A delivery found in a session's stream at restore (or just stored).
     pub(crate) fn add_delivery(&mut self, delivery: u64, record: RecordId, key: Option<u64>) {
-        self.deliveries.insert(delivery, record);
-        self.records.insert(record, (delivery, key));
+        self.deliveries.insert(delivery, (record, key));
+        self.records.entry(record).or_default().push(delivery);
         if let Some(key) = key {
             if let Some((_, refs)) = self.messages.get_mut(&key) {
                 *refs += 1;
@@ -245,36 +290,48 @@ impl Stored {
             .collect()
     }
 
-    /// A reference record goes: returns the records to mark dead (it, and its message if that was
-    /// the last reference).
-    fn release_record(&mut self, record: RecordId, dead: &mut Vec<RecordId>) {
-        let Some((delivery, key)) = self.records.remove(&record) else {
-            dead.push(record);
-            return;
-        };
-        self.deliveries.remove(&delivery);
-        dead.push(record);
-        if let Some(key) = key {
-            if let Some((msg, refs)) = self.messages.get_mut(&key) {
-                *refs = refs.saturating_sub(1);
-                if *refs == 0 {
-                    dead.push(*msg);
-                    self.messages.remove(&key);
-                }
+    /// One reference to the message `key` is gone: the message goes with its last.
+    fn release_message(&mut self, key: Option<u64>, dead: &mut Vec<RecordId>) {
+        let Some(key) = key else { return };
+        if let Some((msg, refs)) = self.messages.get_mut(&key) {
+            *refs = refs.saturating_sub(1);
+            if *refs == 0 {
+                dead.push(*msg);
+                self.messages.remove(&key);
             }
         }
     }
 
-    fn release_delivery(&mut self, delivery: u64, dead: &mut Vec<RecordId>) {
-        match self.deliveries.get(&delivery).copied() {
-            Some(record) => self.release_record(record, dead),
-            None => {
-                self.early_done.insert(delivery);
-                if self.early_done.len() > EARLY_DONE_MAX {
-                    self.early_done.pop_first();
-                }
+    /// A session's record goes (its session ended): every delivery it holds with it.
+    fn release_record(&mut self, record: RecordId, dead: &mut Vec<RecordId>) {
+        for delivery in self.records.remove(&record).unwrap_or_default() {
+            if let Some((_, key)) = self.deliveries.remove(&delivery) {
+                self.release_message(key, dead);
             }
         }
+        dead.push(record);
+    }
+
+    /// A delivery is complete: its message loses a reference, and its record dies with its last
+    /// delivery. (A record of several QoS 1 references lives until all are complete: after a crash
+    /// the completed ones are delivered again, which QoS 1 allows; QoS 2 references have a record
+    /// each.)
+    fn release_delivery(&mut self, delivery: u64, dead: &mut Vec<RecordId>) {
+        let Some((record, key)) = self.deliveries.remove(&delivery) else {
+            self.early_done.insert(delivery);
+            if self.early_done.len() > EARLY_DONE_MAX {
+                self.early_done.pop_first();
+            }
+            return;
+        };
+        if let Some(held) = self.records.get_mut(&record) {
+            held.retain(|d| *d != delivery);
+            if held.is_empty() {
+                self.records.remove(&record);
+                dead.push(record);
+            }
+        }
+        self.release_message(key, dead);
     }
 
     /// True when a reference need not be written: its delivery is already complete, or its
@@ -402,7 +459,7 @@ impl Durable {
 }
 
 /// One persistent session's reference to a stored message.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct RefSpec {
     pub stream: StreamId,
     pub delivery: u64,
@@ -616,7 +673,12 @@ pub(crate) fn decode_session(b: &[u8]) -> Option<SavedSession> {
 const MAX_BATCH: usize = 512;
 
 /// The references of a batch that go to one stream: (job, reference) positions and their records.
-type StreamAppend = (StreamId, Vec<(usize, usize)>, Vec<Bytes>);
+/// What one stream gets in a batch: its records, and for each record the (job, reference) pairs
+/// it holds.
+type StreamAppend = (StreamId, Vec<Vec<(usize, usize)>>, Vec<Bytes>);
+/// A stream's references in a batch, as (job, reference) pairs: QoS 1 ones (one record
+/// together), then the others (a record each).
+type StreamRefs = (StreamId, Vec<(usize, usize)>, Vec<(usize, usize)>);
 
 /// Stores a batch of routed messages: each message once in the messages stream, each session's
 /// reference in its own stream, all appended together (they share the log, so one group commit
@@ -649,7 +711,10 @@ async fn store_batch(
     }
     // Encoding happens here, off the engine's locks.
     let mut message_records = Vec::new();
-    let mut by_stream: Vec<StreamAppend> = Vec::new();
+    // Per stream: its QoS 1 references of the whole batch (one record), then one record per
+    // QoS 2 reference (a QoS 2 delivery must never come back after it completed).
+    let mut streams: HashMap<StreamId, usize> = HashMap::new();
+    let mut grouped: Vec<StreamRefs> = Vec::new();
     for (j, job) in batch.iter().enumerate() {
         let Job::Store {
             message, key, refs, ..
@@ -659,15 +724,47 @@ async fn store_batch(
         };
         message_records.push(encode_message_record(*key, message));
         for (r, spec) in refs.iter().enumerate() {
-            let record = encode_reference(*key, spec);
-            match by_stream.iter_mut().find(|(s, ..)| *s == spec.stream) {
-                Some((_, at, payloads)) => {
-                    at.push((j, r));
-                    payloads.push(record);
-                }
-                None => by_stream.push((spec.stream, vec![(j, r)], vec![record])),
+            let at = *streams.entry(spec.stream).or_insert_with(|| {
+                grouped.push((spec.stream, Vec::new(), Vec::new()));
+                grouped.len() - 1
+            });
+            let (_, qos1, single) = &mut grouped[at];
+            if spec.qos == QoS::AtLeastOnce && qos1.len() < u16::MAX as usize {
+                qos1.push((j, r));
+            } else {
+                single.push((j, r));
             }
         }
+    }
+    let spec = |(j, r): (usize, usize)| -> (u64, &RefSpec) {
+        match &batch[j] {
+            Job::Store { key, refs, .. } => (*key, &refs[r]),
+            _ => unreachable!("only store jobs have references"),
+        }
+    };
+    let mut by_stream: Vec<StreamAppend> = Vec::with_capacity(grouped.len());
+    for (stream, qos1, single) in grouped {
+        let mut at = Vec::new();
+        let mut payloads = Vec::new();
+        match qos1.len() {
+            0 => {}
+            1 => {
+                let (key, s) = spec(qos1[0]);
+                payloads.push(encode_reference(key, s));
+                at.push(qos1);
+            }
+            _ => {
+                let refs: Vec<(u64, &RefSpec)> = qos1.iter().map(|p| spec(*p)).collect();
+                payloads.push(encode_references(&refs));
+                at.push(qos1);
+            }
+        }
+        for p in single {
+            let (key, s) = spec(p);
+            payloads.push(encode_reference(key, s));
+            at.push(vec![p]);
+        }
+        by_stream.push((stream, at, payloads));
     }
     // One request per stream, all sent before any answer is awaited: one group commit.
     let mut requests = vec![(messages_stream, message_records)];
@@ -701,14 +798,16 @@ async fn store_batch(
     for (at, result) in positions.into_iter().zip(results) {
         match result {
             Ok(ids) => {
-                for ((j, r), id) in at.into_iter().zip(ids) {
-                    ref_ids[j][r] = Ok(id);
+                for (held, id) in at.into_iter().zip(ids) {
+                    for (j, r) in held {
+                        ref_ids[j][r] = Ok(id);
+                    }
                 }
             }
             Err(e) => {
-                broker.persistence_failed(at.len(), &e);
+                broker.persistence_failed(at.iter().map(Vec::len).sum(), &e);
                 let failure = PersistError::from_store(&e);
-                for (j, r) in at {
+                for (j, r) in at.into_iter().flatten() {
                     ref_ids[j][r] = Err(failure);
                 }
             }
@@ -755,6 +854,9 @@ async fn store_batch(
         let _ = done.send(answer);
     }
     if !dead.is_empty() {
+        // A record of several references can be named more than once.
+        dead.sort_unstable();
+        dead.dedup();
         if let Err(e) = store.mark_dead(&dead).await {
             broker.persistence_failed(dead.len(), &e);
         }
@@ -1235,6 +1337,36 @@ mod tests {
     }
 
     #[test]
+    fn a_record_of_references_lives_until_its_last_delivery() {
+        let rec = |stream, seq| RecordId {
+            stream: StreamId(stream),
+            seq,
+        };
+        let mut stored = Stored::default();
+        stored.add_message(7, rec(1, 1));
+        stored.add_message(8, rec(1, 2));
+        // One record holds both deliveries of a session.
+        stored.add_delivery(100, rec(2, 1), Some(7));
+        stored.add_delivery(101, rec(2, 1), Some(8));
+        let mut dead = Vec::new();
+        stored.release_delivery(100, &mut dead);
+        assert_eq!(dead, vec![rec(1, 1)], "the record still holds 101");
+        dead.clear();
+        stored.release_delivery(101, &mut dead);
+        assert_eq!(dead, vec![rec(2, 1), rec(1, 2)]);
+        // A session's end takes a record with everything it holds.
+        stored.add_message(9, rec(1, 3));
+        stored.add_delivery(102, rec(2, 2), Some(9));
+        stored.add_delivery(103, rec(2, 2), Some(9));
+        dead.clear();
+        stored.release_record(rec(2, 2), &mut dead);
+        assert_eq!(dead, vec![rec(1, 3), rec(2, 2)]);
+        dead.clear();
+        stored.release_delivery(103, &mut dead);
+        assert!(dead.is_empty(), "gone with its record");
+    }
+
+    #[test]
     fn references_and_message_records_round_trip() {
         let m = Message::new(
             "a/b",
@@ -1255,23 +1387,46 @@ mod tests {
             retain: false,
             subscription_ids: vec![5, 6],
         };
-        match decode_delivery(&encode_reference(42, &spec), Duration::ZERO) {
-            Some(StoredDelivery::Reference {
-                key,
-                qos,
-                retain,
-                subscription_ids,
-            }) => assert_eq!(
-                (key, qos, retain, subscription_ids),
-                (42, QoS::AtLeastOnce, false, vec![5, 6])
-            ),
-            _ => panic!("a reference"),
-        }
+        let refs = |b: &Bytes| -> Vec<(u64, QoS, bool, Vec<u32>)> {
+            decode_deliveries(b, Duration::ZERO)
+                .expect("decodes")
+                .into_iter()
+                .map(|d| match d {
+                    StoredDelivery::Reference {
+                        key,
+                        qos,
+                        retain,
+                        subscription_ids,
+                    } => (key, qos, retain, subscription_ids),
+                    StoredDelivery::Whole(..) => panic!("a reference"),
+                })
+                .collect()
+        };
+        assert_eq!(
+            refs(&encode_reference(42, &spec)),
+            [(42, QoS::AtLeastOnce, false, vec![5, 6])]
+        );
+        let other = RefSpec {
+            retain: true,
+            subscription_ids: Vec::new(),
+            ..spec.clone()
+        };
+        assert_eq!(
+            refs(&encode_references(&[(42, &spec), (43, &other)])),
+            [
+                (42, QoS::AtLeastOnce, false, vec![5, 6]),
+                (43, QoS::AtLeastOnce, true, vec![])
+            ]
+        );
+        let truncated = encode_references(&[(42, &spec), (43, &other)]);
+        assert!(
+            decode_deliveries(&truncated.slice(..truncated.len() - 3), Duration::ZERO).is_none()
+        );
         // A whole message, as sessions stored them first, still reads.
         let whole = encode_message(&m, QoS::AtLeastOnce, false, &[1]);
         assert!(matches!(
-            decode_delivery(&whole, Duration::ZERO),
-            Some(StoredDelivery::Whole(_, QoS::AtLeastOnce, false, _))
+            decode_deliveries(&whole, Duration::ZERO).as_deref(),
+            Some([StoredDelivery::Whole(_, QoS::AtLeastOnce, false, _)])
         ));
     }
 

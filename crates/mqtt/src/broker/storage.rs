@@ -133,37 +133,42 @@ impl Broker {
             if let Some((stream, _)) = stream {
                 for r in store.scan(stream, 0, usize::MAX) {
                     let age = Duration::from_millis(now_ms.saturating_sub(r.timestamp));
-                    let (message, key, qos, retain, ids) =
-                        match persistence::decode_delivery(&r.payload, age) {
-                            Some(StoredDelivery::Reference {
+                    let Some(held) = persistence::decode_deliveries(&r.payload, age) else {
+                        continue;
+                    };
+                    let mut live = 0;
+                    for d in held {
+                        let (message, key, qos, retain, ids) = match d {
+                            StoredDelivery::Reference {
                                 key,
                                 qos,
                                 retain,
                                 subscription_ids,
-                            }) => match shared.get(&key) {
+                            } => match shared.get(&key) {
                                 Some(m) => (m.clone(), Some(key), qos, retain, subscription_ids),
-                                None => {
-                                    // Its message is gone (removed with a last reference
-                                    // before a crash): nothing to deliver.
-                                    dangling.push(r.id);
-                                    continue;
-                                }
+                                // Its message is gone (removed with a last reference before a
+                                // crash): nothing to deliver.
+                                None => continue,
                             },
-                            Some(StoredDelivery::Whole(m, qos, retain, ids)) => {
+                            StoredDelivery::Whole(m, qos, retain, ids) => {
                                 (Arc::new(m), None, qos, retain, ids)
                             }
-                            None => continue,
                         };
-                    let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
-                    stored.add_delivery(id, r.id, key);
-                    let _ = session.outbox.offer(Delivery {
-                        id,
-                        message,
-                        qos,
-                        retain,
-                        subscription_ids: ids,
-                    });
-                    messages += 1;
+                        let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
+                        stored.add_delivery(id, r.id, key);
+                        let _ = session.outbox.offer(Delivery {
+                            id,
+                            message,
+                            qos,
+                            retain,
+                            subscription_ids: ids,
+                        });
+                        messages += 1;
+                        live += 1;
+                    }
+                    if live == 0 {
+                        dangling.push(r.id);
+                    }
                 }
             }
             map.map.insert(client, SessionCell::new(session));
