@@ -1301,12 +1301,15 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_shared_message_goes_with_its_last_reference() {
-        let rec = |stream, seq| RecordId {
+    fn rec(stream: u64, seq: u64) -> RecordId {
+        RecordId {
             stream: StreamId(stream),
             seq,
-        };
+        }
+    }
+
+    #[test]
+    fn a_shared_message_goes_with_its_last_reference() {
         let mut stored = Stored::default();
         stored.add_message(7, rec(1, 1));
         stored.add_message(8, rec(1, 2));
@@ -1338,10 +1341,6 @@ mod tests {
 
     #[test]
     fn a_record_of_references_lives_until_its_last_delivery() {
-        let rec = |stream, seq| RecordId {
-            stream: StreamId(stream),
-            seq,
-        };
         let mut stored = Stored::default();
         stored.add_message(7, rec(1, 1));
         stored.add_message(8, rec(1, 2));
