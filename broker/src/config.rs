@@ -24,6 +24,29 @@ pub struct Config {
     pub http: HttpConfig,
     /// The message store.
     pub store: StoreSection,
+    /// SNS-style topics.
+    pub topics: TopicsSection,
+}
+
+/// SNS-style topics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicsSection {
+    /// The HTTP address receivers reach the broker at, for the `SigningCertURL`, `SubscribeURL`
+    /// and `UnsubscribeURL` in messages (e.g. `http://gateway.local:9324`). Empty: `http://` and
+    /// the HTTP listen address (`localhost` when it listens on every address).
+    pub public_url: String,
+    /// Size in bits of the RSA key that signs messages, used when the key is first created.
+    pub signing_key_bits: usize,
+}
+
+impl Default for TopicsSection {
+    fn default() -> Self {
+        TopicsSection {
+            public_url: String::new(),
+            signing_key_bits: 2048,
+        }
+    }
 }
 
 /// MQTT over TCP.
@@ -129,6 +152,7 @@ impl Default for Config {
             websocket: WebSocketConfig::default(),
             http: HttpConfig::default(),
             store: StoreSection::default(),
+            topics: TopicsSection::default(),
         }
     }
 }
@@ -277,6 +301,19 @@ impl Config {
                     message: "must be at least 1".into(),
                 });
             }
+        }
+        if !(1024..=8192).contains(&self.topics.signing_key_bits) {
+            return Err(ConfigError::Invalid {
+                key: "topics.signing_key_bits",
+                message: "must be between 1024 and 8192".into(),
+            });
+        }
+        let url = &self.topics.public_url;
+        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                key: "topics.public_url",
+                message: "must start with http:// or https://".into(),
+            });
         }
         Ok(())
     }

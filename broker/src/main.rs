@@ -38,6 +38,9 @@ struct Cli {
     /// Seconds between `$SYS` updates (0: off).
     #[arg(long, env = "OUTPOST_SYS_INTERVAL")]
     sys_interval: Option<u64>,
+    /// How receivers reach the HTTP port (URLs in SNS messages), e.g. http://gateway:9324.
+    #[arg(long, env = "OUTPOST_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Store sync policy: always, never or interval:<ms>.
     #[arg(long, env = "OUTPOST_STORE_SYNC")]
     store_sync: Option<String>,
@@ -70,6 +73,9 @@ impl Cli {
         }
         if let Some(v) = self.sys_interval {
             c.mqtt.sys_interval = v;
+        }
+        if let Some(v) = &self.public_url {
+            c.topics.public_url = v.clone();
         }
         if let Some(v) = &self.store_sync {
             c.store.sync = v.clone();
@@ -333,12 +339,53 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
         }
     };
     let http_addr = http.local_addr().unwrap_or(config.http.listen);
+    let public_url = if config.topics.public_url.is_empty() {
+        let host = match http_addr.ip() {
+            ip if ip.is_unspecified() => "localhost".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        format!("http://{host}:{}", http_addr.port())
+    } else {
+        config.topics.public_url.clone()
+    };
+    let topics = {
+        let (store, queues) = (store.clone(), queues.clone());
+        let topics_config = outpost_topics::TopicsConfig {
+            region: config.http.region.clone(),
+            account: config.http.account.clone(),
+            public_url,
+            signing_dir: config.data_dir.join("sns-signing"),
+            signing_key_bits: config.topics.signing_key_bits,
+        };
+        // Creating the signing key (first start only) takes a moment of CPU.
+        match tokio::task::spawn_blocking(move || {
+            outpost_topics::Topics::open(store, queues, topics_config)
+        })
+        .await
+        {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                eprintln!("outpost: cannot recover the topics: {e}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("outpost: cannot recover the topics: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    topics.attach(
+        Some(Arc::new(outpost_http::sns::HttpClient::new())),
+        Some(Arc::new(MqttDoor(broker.clone()))),
+    );
     let (http_shutdown, http_shutdown_rx) = tokio::sync::watch::channel(false);
     {
         let broker = broker.clone();
         let gates = [mqtt_gate.clone(), http_gate.clone()];
         let state = outpost_http::HttpState::new(
             queues.clone(),
+            topics.clone(),
             store.clone(),
             http_addr,
             Some(std::sync::Arc::new(move || {
@@ -408,6 +455,32 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
     tracing::info!("stopped");
     drop(store);
     ExitCode::SUCCESS
+}
+
+/// The MQTT engine as a door for topic subscriptions with the `mqtt` protocol: QoS 1, answered
+/// once every persistent session that got the message holds it durably.
+struct MqttDoor(std::sync::Arc<outpost_mqtt::Broker>);
+
+impl outpost_topics::MqttPublisher for MqttDoor {
+    fn publish(
+        &self,
+        m: outpost_topics::MqttMessage,
+    ) -> outpost_topics::BoxFuture<'_, Result<(), String>> {
+        let message = outpost_mqtt::Message {
+            topic: m.topic.as_str().into(),
+            payload: m.payload,
+            qos: outpost_codec::QoS::AtLeastOnce,
+            retain: false,
+            properties: outpost_mqtt::MessageProperties {
+                content_type: m.content_type.map(str::to_string),
+                user_properties: m.user_properties,
+                ..Default::default()
+            },
+            received: None,
+        };
+        let (_, durable) = self.0.publish_internal(message);
+        Box::pin(async move { durable.wait().await.map_err(|e| e.to_string()) })
+    }
 }
 
 /// A gate's figures in the Prometheus text format.

@@ -1,9 +1,10 @@
-//! Outpost's HTTP port: the SQS API, `/health` and `/metrics`.
+//! Outpost's HTTP port: the SQS and SNS APIs, `/health` and `/metrics`.
 //!
 //! Thin by design: it translates wire formats and calls the engines; every rule lives in
-//! `outpost-queues`. One port serves everything, as one gateway box should.
+//! `outpost-queues` and `outpost-topics`. One port serves everything, as one gateway box should.
 
 mod metrics;
+pub mod sns;
 pub mod sqs;
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use hyper_util::service::TowerToHyperService;
 use outpost_net::{accept_loop, Gate};
 use outpost_queues::Queues;
 use outpost_store::Store;
+use outpost_topics::Topics;
 use tokio::sync::Semaphore;
 
 /// Extra Prometheus text appended to `/metrics` (e.g. the MQTT engine's figures).
@@ -54,6 +56,8 @@ impl Default for HttpLimits {
 pub struct HttpState {
     /// The queue engine.
     pub queues: Arc<Queues>,
+    /// The topic engine.
+    pub topics: Arc<Topics>,
     /// The store, for its figures.
     pub store: Store,
     /// The listen address, for queue URLs when a request has no `Host`.
@@ -70,6 +74,7 @@ impl HttpState {
     /// The shared state of the HTTP handlers.
     pub fn new(
         queues: Arc<Queues>,
+        topics: Arc<Topics>,
         store: Store,
         local_addr: SocketAddr,
         extra_metrics: Option<ExtraMetrics>,
@@ -77,6 +82,7 @@ impl HttpState {
     ) -> HttpState {
         HttpState {
             queues,
+            topics,
             store,
             local_addr,
             extra_metrics,
@@ -90,23 +96,30 @@ async fn health() -> impl IntoResponse {
     ([("content-type", "application/json")], r#"{"status":"ok"}"#)
 }
 
-async fn sqs(
+/// The SQS and SNS APIs (which one is decided once the request is read, see `sns::is_sns`), and
+/// the SNS signing certificate.
+async fn api(
     State(state): State<HttpState>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if method == Method::GET {
+        if let Some(cert) = sns::certificate(&state, uri.path()) {
+            return cert;
+        }
+    }
     let host = state.local_addr.to_string();
     sqs::handle(&state, &host, method, uri, headers, body).await
 }
 
-/// The router: `/health`, `/metrics`, and the SQS API on every other path.
+/// The router: `/health`, `/metrics`, and the SQS and SNS APIs on every other path.
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics::metrics))
-        .fallback(sqs)
+        .fallback(api)
         .with_state(state)
 }
 

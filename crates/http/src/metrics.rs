@@ -1,4 +1,4 @@
-//! `/metrics` in the Prometheus text format: queue depths and ages, store figures, and whatever
+//! `/metrics` in the Prometheus text format: queue depths and ages, topic deliveries, store figures, and whatever
 //! the rest of the broker adds.
 
 use std::fmt::Write as _;
@@ -45,6 +45,24 @@ pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let _ = writeln!(out, "# TYPE outpost_queue_operations_total counter");
     for (op, v) in [("send", sent), ("receive", received), ("delete", deleted)] {
         let _ = writeln!(out, "outpost_queue_operations_total{{op=\"{op}\"}} {v}");
+    }
+    let t = state.topics.delivery_stats();
+    let (topics, subscriptions) = state.topics.counts();
+    for (name, kind, v) in [
+        ("outpost_topics", "gauge", topics as u64),
+        ("outpost_topic_subscriptions", "gauge", subscriptions as u64),
+        ("outpost_topic_published_total", "counter", t.published),
+        ("outpost_topic_delivered_total", "counter", t.delivered),
+        ("outpost_topic_delivery_retries_total", "counter", t.retried),
+        ("outpost_topic_delivery_failures_total", "counter", t.failed),
+        (
+            "outpost_topic_dead_lettered_total",
+            "counter",
+            t.dead_lettered,
+        ),
+        ("outpost_topic_deliveries_pending", "gauge", t.pending),
+    ] {
+        let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {v}");
     }
     let s = state.store.stats();
     for (name, kind, v) in [

@@ -222,7 +222,7 @@ fn parse(
     Ok((p, action, params))
 }
 
-/// Serves one SQS request.
+/// Serves one SQS request (or hands an SNS one to `sns::handle` once its body is read).
 pub async fn handle(
     state: &crate::HttpState,
     fallback_host: &str,
@@ -283,6 +283,10 @@ pub async fn handle(
             )
         }
     };
+    if crate::sns::is_sns(&method, &uri, &headers, &body) {
+        drop(permit);
+        return crate::sns::handle(state, &method, &uri, body, &rid).await;
+    }
     let parsed = parse(&method, &uri, &headers, &body);
     drop(body);
     drop(permit);

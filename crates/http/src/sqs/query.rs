@@ -89,8 +89,54 @@ fn indexed(json: Value) -> Vec<Value> {
     items.into_iter().map(|(_, v)| v).collect()
 }
 
-/// Form parameters (`Action` and `Version` ignored) as the JSON request shape.
+/// How a query service spells lists and maps in parameter names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// SQS: flattened (`Attribute.1.Name`, `AttributeName.1`), named by the tables above.
+    Sqs,
+    /// SNS: wrapped (`Tags.member.1.Key`, `Attributes.entry.1.key`,
+    /// `MessageAttributes.entry.1.Name`), recognised by their `member` and `entry` nodes.
+    Sns,
+}
+
+/// Form parameters (`Action` and `Version` ignored) as the JSON request shape (SQS).
 pub fn params_to_json(params: Vec<(String, String)>) -> Result<Value, QueryError> {
+    params_to_json_as(params, Flavor::Sqs)
+}
+
+/// SNS's wrapped list (`member.N`) or map (`entry.N` of key/value or Name/Value), if `obj` is one.
+fn wrapped(obj: &mut Map<String, Value>) -> Option<Value> {
+    if obj.len() != 1 {
+        return None;
+    }
+    if let Some(members) = obj.remove("member") {
+        return Some(Value::Array(indexed(members)));
+    }
+    let entries = obj.remove("entry")?;
+    let mut map = Map::new();
+    for entry in indexed(entries) {
+        let Value::Object(mut entry) = entry else {
+            continue;
+        };
+        let (key, value) = match entry.remove("key") {
+            Some(k) => (k, entry.remove("value")),
+            None => match entry.remove("Name") {
+                Some(k) => (k, entry.remove("Value")),
+                None => continue,
+            },
+        };
+        if let Value::String(key) = key {
+            map.insert(key, value.unwrap_or_else(|| Value::String(String::new())));
+        }
+    }
+    Some(Value::Object(map))
+}
+
+/// Form parameters (`Action` and `Version` ignored) as the JSON request shape of `flavor`.
+pub fn params_to_json_as(
+    params: Vec<(String, String)>,
+    flavor: Flavor,
+) -> Result<Value, QueryError> {
     if params.len() > MAX_PARAMS {
         return Err(QueryError::TooMany);
     }
@@ -129,6 +175,10 @@ pub fn params_to_json(params: Vec<(String, String)>) -> Result<Value, QueryError
         let mut obj = Map::new();
         for (k, child) in node.children {
             let value = std::mem::take(&mut json[child]);
+            if flavor == Flavor::Sns {
+                obj.insert(k, value);
+                continue;
+            }
             if let Some((_, name)) = LISTS.iter().find(|(q, _)| *q == k) {
                 obj.insert((*name).to_string(), Value::Array(indexed(value)));
             } else if let Some((_, name, key, val)) = MAPS.iter().find(|(q, ..)| *q == k) {
@@ -150,7 +200,10 @@ pub fn params_to_json(params: Vec<(String, String)>) -> Result<Value, QueryError
                 obj.insert(k, value);
             }
         }
-        json[i] = Value::Object(obj);
+        json[i] = match flavor {
+            Flavor::Sns if i > 0 => wrapped(&mut obj).unwrap_or(Value::Object(obj)),
+            _ => Value::Object(obj),
+        };
     }
     match json.into_iter().next() {
         Some(Value::Object(o)) => Ok(Value::Object(o)),

@@ -1,0 +1,169 @@
+//! The SNS API over HTTP: the query protocol (form-encoded `Action=…&Version=2010-03-31`, XML
+//! answers, AWS's error XML), on the same port as SQS.
+//!
+//! Which service a request is for: SQS's JSON protocol carries `X-Amz-Target`; a signed query
+//! request names its service in the credential scope (`…/us-east-1/sns/aws4_request`); an
+//! unsigned one (a GET of a SubscribeURL or UnsubscribeURL) by its action, since only SNS has
+//! topic actions. `AddPermission`/`RemovePermission`, which both services have, go to SNS when
+//! they name a `TopicArn`.
+
+mod client;
+mod ops;
+mod xml;
+
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use outpost_topics::TopicError;
+
+pub use client::HttpClient;
+
+use crate::sqs::query::{self, Flavor};
+
+/// Actions only SNS has.
+const SNS_ACTIONS: &[&str] = &[
+    "CreateTopic",
+    "DeleteTopic",
+    "ListTopics",
+    "GetTopicAttributes",
+    "SetTopicAttributes",
+    "Subscribe",
+    "ConfirmSubscription",
+    "Unsubscribe",
+    "ListSubscriptions",
+    "ListSubscriptionsByTopic",
+    "GetSubscriptionAttributes",
+    "SetSubscriptionAttributes",
+    "Publish",
+    "PublishBatch",
+    "TagResource",
+    "UntagResource",
+    "ListTagsForResource",
+];
+
+fn scope_service(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    let from_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("Credential=").nth(1))
+        .map(|c| c.split([',', ' ']).next().unwrap_or("").to_string());
+    let credential = from_header.or_else(|| {
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "X-Amz-Credential")
+            .map(|(_, v)| v.into_owned())
+    })?;
+    // AKID/date/region/service/aws4_request
+    credential.split('/').nth(3).map(str::to_string)
+}
+
+/// True when a query-protocol request is for SNS.
+pub fn is_sns(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> bool {
+    if headers.contains_key("x-amz-target") {
+        return false;
+    }
+    if let Some(service) = scope_service(headers, uri) {
+        return service == "sns";
+    }
+    let query = uri.query().unwrap_or("").as_bytes();
+    let form: &[u8] = if method == Method::POST { body } else { b"" };
+    let mut action = None;
+    let mut topic = false;
+    for (k, v) in form_urlencoded::parse(query)
+        .chain(form_urlencoded::parse(form))
+        .take(query::MAX_PARAMS + 1)
+    {
+        match &*k {
+            "Action" if action.is_none() => action = Some(v.into_owned()),
+            "TopicArn" => topic = true,
+            _ => {}
+        }
+    }
+    match action.as_deref() {
+        Some(a) if SNS_ACTIONS.contains(&a) => true,
+        Some("AddPermission" | "RemovePermission") => topic,
+        _ => false,
+    }
+}
+
+fn xml_response(status: StatusCode, text: String, rid: &str) -> Response {
+    let mut r = (status, text).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        r.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    r
+}
+
+fn error(e: &TopicError, op: &str, rid: &str) -> Response {
+    if let TopicError::Internal(detail) = e {
+        tracing::error!(operation = op, error = %detail, "SNS request failed");
+    } else {
+        tracing::debug!(operation = op, code = e.code(), "SNS request refused");
+    }
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    xml_response(
+        status,
+        xml::render_error(e.code(), &e.to_string(), e.sender_fault(), rid),
+        rid,
+    )
+}
+
+/// Serves one SNS request whose body was read.
+pub async fn handle(
+    state: &crate::HttpState,
+    method: &Method,
+    uri: &Uri,
+    body: Bytes,
+    rid: &str,
+) -> Response {
+    let query = uri.query().unwrap_or("").as_bytes();
+    let form: &[u8] = if method == Method::POST { &body } else { b"" };
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query)
+        .chain(form_urlencoded::parse(form))
+        .take(query::MAX_PARAMS + 1)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let action = pairs
+        .iter()
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let params = match query::params_to_json_as(pairs, Flavor::Sns) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(message = %e, "malformed SNS request");
+            return error(&TopicError::invalid(e), &action, rid);
+        }
+    };
+    match ops::call(&state.topics, &action, &params).await {
+        Some(Ok(result)) => xml_response(StatusCode::OK, xml::render(&action, &result, rid), rid),
+        Some(Err(e)) => error(&e, &action, rid),
+        None => {
+            let message = format!(
+                "The action {} is not valid for this web service.",
+                action.chars().take(64).collect::<String>()
+            );
+            tracing::info!(%message, "unknown SNS action");
+            xml_response(
+                StatusCode::BAD_REQUEST,
+                xml::render_error("InvalidAction", &message, true, rid),
+                rid,
+            )
+        }
+    }
+}
+
+/// The signing certificate, if `path` names it.
+pub fn certificate(state: &crate::HttpState, path: &str) -> Option<Response> {
+    let (pem, file) = state.topics.signing_certificate();
+    if path.trim_start_matches('/') != file {
+        return None;
+    }
+    let mut r = (StatusCode::OK, pem.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-x509-ca-cert"),
+    );
+    Some(r)
+}

@@ -1,0 +1,48 @@
+//! The doors a notification leaves by that the engine does not own: HTTP/S endpoints and this
+//! broker's MQTT topics. The binary plugs in the real ones (an HTTP client, the MQTT engine); the
+//! engine itself opens no sockets.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// A future the engine awaits.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One HTTP POST.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// The endpoint URL.
+    pub url: String,
+    /// Headers (SNS's `x-amz-sns-*` among them).
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: String,
+    /// How long to wait for an answer (SNS: 15 s).
+    pub timeout: Duration,
+}
+
+/// Sends POSTs to HTTP/S endpoints.
+pub trait HttpSender: Send + Sync {
+    /// POSTs `request`; the HTTP status, or why there was none (connection refused, timeout).
+    fn post(&self, request: HttpRequest) -> BoxFuture<'_, Result<u16, String>>;
+}
+
+/// One message for an MQTT topic of this broker.
+#[derive(Debug, Clone)]
+pub struct MqttMessage {
+    /// Topic name.
+    pub topic: String,
+    /// Payload.
+    pub payload: bytes::Bytes,
+    /// MQTT 5 content type.
+    pub content_type: Option<&'static str>,
+    /// MQTT 5 user properties (raw delivery carries the message attributes here).
+    pub user_properties: Vec<(String, String)>,
+}
+
+/// Publishes into this broker's MQTT engine with QoS 1.
+pub trait MqttPublisher: Send + Sync {
+    /// Publishes; resolves once every persistent session that gets it holds it durably.
+    fn publish(&self, message: MqttMessage) -> BoxFuture<'_, Result<(), String>>;
+}

@@ -1,0 +1,271 @@
+//! The topic engine: every SNS operation, on the store and the queue engine.
+//!
+//! Definitions (topics, subscriptions, their attributes and tags) live in the metadata store, one
+//! atomic write per change. A publish answers only once every copy it owes is durable: the copies
+//! for queue subscriptions are in their queues, and the deliveries to HTTP/S endpoints and MQTT
+//! topics are recorded as one pending record per message (not one per subscription) in the
+//! `sns.pending` stream, which a crash replays (see `docs/adr/0010-topic-fan-out.md`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use outpost_queues::Queues;
+use outpost_store::{MetaOp, Store, StreamId};
+use parking_lot::RwLock;
+
+use crate::endpoints::{HttpSender, MqttPublisher};
+use crate::error::{Result, TopicError};
+use crate::signing::Signer;
+use crate::subscription::{Subscription, SubscriptionDef};
+use crate::topic::{Topic, TopicDef};
+
+mod admin;
+mod deliver;
+mod publish;
+mod subscribe;
+
+pub use admin::TopicSummary;
+pub use deliver::DeliveryStats;
+pub use publish::{BatchFailure, PublishEntry, PublishRequest, PublishResult};
+pub use subscribe::SubscriptionSummary;
+
+const TOPICS_TABLE: &str = "sns_topics";
+const SUBSCRIPTIONS_TABLE: &str = "sns_subscriptions";
+const PENDING_STREAM: &str = "sns.pending";
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    outpost_queues::now_ms()
+}
+
+/// Where topic ARNs point and how messages are signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicsConfig {
+    /// Region in ARNs.
+    pub region: String,
+    /// Account id in ARNs (and every topic's `Owner`).
+    pub account: String,
+    /// The broker's HTTP address as receivers reach it, for `SigningCertURL`, `SubscribeURL`
+    /// and `UnsubscribeURL` (e.g. `http://gateway.local:9324`).
+    pub public_url: String,
+    /// Folder of the signing key and certificate.
+    pub signing_dir: PathBuf,
+    /// RSA key size, bits, used when the key is created.
+    pub signing_key_bits: usize,
+}
+
+/// All topics and subscriptions.
+pub struct Topics {
+    store: Store,
+    queues: Arc<Queues>,
+    config: TopicsConfig,
+    signer: Signer,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    subscriptions: RwLock<HashMap<String, Arc<Subscription>>>,
+    /// Serializes definition changes and their metadata writes.
+    defs: tokio::sync::Mutex<()>,
+    pending: StreamId,
+    http: RwLock<Option<Arc<dyn HttpSender>>>,
+    mqtt: RwLock<Option<Arc<dyn MqttPublisher>>>,
+    /// Pending records found at start, resumed by [`Topics::attach`].
+    recovered: parking_lot::Mutex<Vec<deliver::Recovered>>,
+    stats: deliver::Counters,
+    published: AtomicU64,
+}
+
+impl std::fmt::Debug for Topics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topics")
+            .field("topics", &self.topics.read().len())
+            .finish()
+    }
+}
+
+impl Topics {
+    /// Opens the engine: loads (or creates) the signing key, every topic and subscription, and
+    /// the deliveries still pending from before a crash.
+    pub fn open(store: Store, queues: Arc<Queues>, config: TopicsConfig) -> Result<Arc<Topics>> {
+        let signer = Signer::load_or_create(&config.signing_dir, config.signing_key_bits)?;
+        let pending = store.stream(PENDING_STREAM)?;
+        let topics = Topics {
+            store,
+            queues,
+            config,
+            signer,
+            topics: RwLock::new(BTreeMap::new()),
+            subscriptions: RwLock::new(HashMap::new()),
+            defs: tokio::sync::Mutex::new(()),
+            pending,
+            http: RwLock::new(None),
+            mqtt: RwLock::new(None),
+            recovered: parking_lot::Mutex::new(Vec::new()),
+            stats: deliver::Counters::default(),
+            published: AtomicU64::new(0),
+        };
+        topics.recover()?;
+        Ok(Arc::new(topics))
+    }
+
+    fn recover(&self) -> Result<()> {
+        let first_sequence = now_ms() << 16;
+        for (_, value) in self.store.meta().scan(TOPICS_TABLE, b"")? {
+            let def: TopicDef = serde_json::from_slice(&value)
+                .map_err(|e| TopicError::Internal(format!("stored topic unreadable: {e}")))?;
+            let arn = self.topic_arn(&def.name);
+            let topic = Arc::new(Topic::new(def, arn, first_sequence)?);
+            self.topics.write().insert(topic.name.clone(), topic);
+        }
+        for (_, value) in self.store.meta().scan(SUBSCRIPTIONS_TABLE, b"")? {
+            let def: SubscriptionDef = serde_json::from_slice(&value).map_err(|e| {
+                TopicError::Internal(format!("stored subscription unreadable: {e}"))
+            })?;
+            let Some(topic) = self.topic_by_arn(&def.topic_arn).ok() else {
+                continue;
+            };
+            let sub = Arc::new(self.live_subscription(&topic, def));
+            topic.subscriptions.write().push(sub.clone());
+            self.subscriptions.write().insert(sub.arn.clone(), sub);
+        }
+        self.recover_pending();
+        Ok(())
+    }
+
+    /// Plugs in the HTTP client and the MQTT engine, and resumes the deliveries a crash left
+    /// pending. Call once, before serving requests.
+    pub fn attach(
+        self: &Arc<Self>,
+        http: Option<Arc<dyn HttpSender>>,
+        mqtt: Option<Arc<dyn MqttPublisher>>,
+    ) {
+        *self.http.write() = http;
+        *self.mqtt.write() = mqtt;
+        let recovered = std::mem::take(&mut *self.recovered.lock());
+        self.resume(recovered);
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TopicsConfig {
+        &self.config
+    }
+
+    /// The signing certificate (PEM) and the file name it is served under.
+    pub fn signing_certificate(&self) -> (&str, &str) {
+        (self.signer.cert_pem(), self.signer.cert_file())
+    }
+
+    /// A topic's ARN.
+    pub fn topic_arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:sns:{}:{}:{}",
+            self.config.region, self.config.account, name
+        )
+    }
+
+    /// The topic an ARN names: `InvalidParameter` when it is not a topic ARN of this region and
+    /// account, `NotFound` when there is no such topic.
+    pub fn topic_by_arn(&self, arn: &str) -> Result<Arc<Topic>> {
+        let name = self.topic_name(arn, "TopicArn")?;
+        self.topics
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(TopicError::no_topic)
+    }
+
+    fn topic_name<'a>(&self, arn: &'a str, param: &str) -> Result<&'a str> {
+        let parts: Vec<&str> = arn.split(':').collect();
+        if parts.len() != 6
+            || parts[0] != "arn"
+            || parts[2] != "sns"
+            || !crate::topic::valid_name(parts[5])
+        {
+            return Err(TopicError::invalid(param));
+        }
+        if parts[3] != self.config.region || parts[4] != self.config.account {
+            return Err(TopicError::no_topic());
+        }
+        Ok(parts[5])
+    }
+
+    fn subscription(&self, arn: &str) -> Result<Arc<Subscription>> {
+        let parts: Vec<&str> = arn.split(':').collect();
+        if parts.len() != 7 || parts[0] != "arn" || parts[2] != "sns" {
+            return Err(TopicError::invalid("SubscriptionArn"));
+        }
+        self.subscriptions
+            .read()
+            .get(arn)
+            .cloned()
+            .ok_or_else(TopicError::no_subscription)
+    }
+
+    fn live_subscription(&self, topic: &Topic, def: SubscriptionDef) -> Subscription {
+        let policy = topic
+            .delivery
+            .read()
+            .for_subscription(def.attributes.get("DeliveryPolicy").map(String::as_str))
+            .unwrap_or_default();
+        Subscription::new(def, policy)
+    }
+
+    async fn put_meta(
+        &self,
+        table: &'static str,
+        key: &str,
+        value: &impl serde::Serialize,
+    ) -> Result<()> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| TopicError::Internal(format!("encoding: {e}")))?;
+        let store = self.store.clone();
+        let key = key.as_bytes().to_vec();
+        tokio::task::spawn_blocking(move || {
+            store.meta().apply(&[MetaOp::Put {
+                table,
+                key: &key,
+                value: &bytes,
+            }])
+        })
+        .await
+        .map_err(|e| TopicError::Internal(format!("metadata task: {e}")))??;
+        Ok(())
+    }
+
+    async fn apply_meta(&self, ops: Vec<(&'static str, Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let ops: Vec<MetaOp<'_>> = ops
+                .iter()
+                .map(|(table, key, value)| match value {
+                    Some(v) => MetaOp::Put {
+                        table,
+                        key,
+                        value: v,
+                    },
+                    None => MetaOp::Delete { table, key },
+                })
+                .collect();
+            store.meta().apply(&ops)
+        })
+        .await
+        .map_err(|e| TopicError::Internal(format!("metadata task: {e}")))??;
+        Ok(())
+    }
+
+    /// Messages published since start.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Topics and subscriptions.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.topics.read().len(), self.subscriptions.read().len())
+    }
+}
+
+/// A new UUID (v4) in its text form.
+pub(crate) fn uuid() -> String {
+    let r: [u8; 16] = rand::random();
+    outpost_queues::message::format_uuid(&r)
+}
