@@ -309,7 +309,7 @@ impl Config {
             });
         }
         let url = &self.topics.public_url;
-        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ConfigError::Invalid {
                 key: "topics.public_url",
                 message: "must start with http:// or https://".into(),

@@ -260,12 +260,10 @@ pub fn validate_attributes(attrs: &Attributes) -> Result<()> {
                     )));
                 }
             }
-            "Binary" => {
-                if STANDARD.decode(&a.value).is_err() {
-                    return Err(attribute_error(format!(
-                        "The message attribute '{name}' of type 'Binary' is not valid base64."
-                    )));
-                }
+            "Binary" if STANDARD.decode(&a.value).is_err() => {
+                return Err(attribute_error(format!(
+                    "The message attribute '{name}' of type 'Binary' is not valid base64."
+                )));
             }
             _ if a.data_type == "String.Array" => {
                 let ok = matches!(

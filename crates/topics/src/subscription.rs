@@ -167,12 +167,10 @@ pub fn validate_attribute(
         )));
     }
     match name {
-        "RawMessageDelivery" => {
-            if !matches!(value, "true" | "false") {
-                return Err(TopicError::invalid(
-                    "Attributes Reason: RawMessageDelivery: Invalid value [must be true or false]",
-                ));
-            }
+        "RawMessageDelivery" if !matches!(value, "true" | "false") => {
+            return Err(TopicError::invalid(
+                "Attributes Reason: RawMessageDelivery: Invalid value [must be true or false]",
+            ));
         }
         "FilterPolicyScope" => {
             if !matches!(value, "MessageAttributes" | "MessageBody") {
@@ -187,10 +185,8 @@ pub fn validate_attribute(
         "FilterPolicy" => {
             parse_filter(value, others.get("FilterPolicyScope").map(String::as_str))?;
         }
-        "RedrivePolicy" => {
-            if !value.is_empty() {
-                dead_letter_arn(value)?;
-            }
+        "RedrivePolicy" if !value.is_empty() => {
+            dead_letter_arn(value)?;
         }
         "DeliveryPolicy" => {
             if !(protocol.is_http() || protocol == Protocol::Mqtt) {

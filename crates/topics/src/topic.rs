@@ -139,35 +139,29 @@ pub fn validate_attribute(fifo: bool, name: &str, value: &str, creating: bool) -
                 ));
             }
         }
-        "SignatureVersion" => {
-            if SignatureVersion::parse(value).is_none() {
-                return Err(TopicError::invalid(
-                    "Attributes Reason: SignatureVersion must be 1 or 2",
-                ));
-            }
+        "SignatureVersion" if SignatureVersion::parse(value).is_none() => {
+            return Err(TopicError::invalid(
+                "Attributes Reason: SignatureVersion must be 1 or 2",
+            ));
         }
-        "DisplayName" => {
-            if value.chars().count() > 100 {
-                return Err(TopicError::invalid(
-                    "DisplayName: must be at most 100 characters",
-                ));
-            }
+        "DisplayName" if value.chars().count() > 100 => {
+            return Err(TopicError::invalid(
+                "DisplayName: must be at most 100 characters",
+            ));
         }
-        "TracingConfig" => {
-            if !matches!(value, "PassThrough" | "Active") {
-                return Err(TopicError::invalid(
-                    "Attributes Reason: TracingConfig must be PassThrough or Active",
-                ));
-            }
+        "TracingConfig" if !matches!(value, "PassThrough" | "Active") => {
+            return Err(TopicError::invalid(
+                "Attributes Reason: TracingConfig must be PassThrough or Active",
+            ));
         }
-        "Policy" | "DataProtectionPolicy" | "ArchivePolicy" => {
+        "Policy" | "DataProtectionPolicy" | "ArchivePolicy"
             if !value.is_empty()
-                && !serde_json::from_str::<serde_json::Value>(value).is_ok_and(|v| v.is_object())
-            {
-                return Err(TopicError::invalid(format!(
-                    "{name}: {name} is not a valid JSON object"
-                )));
-            }
+                && !serde_json::from_str::<serde_json::Value>(value)
+                    .is_ok_and(|v| v.is_object()) =>
+        {
+            return Err(TopicError::invalid(format!(
+                "{name}: {name} is not a valid JSON object"
+            )));
         }
         "DeliveryPolicy" => {
             TopicDeliveryPolicy::parse(value)?;

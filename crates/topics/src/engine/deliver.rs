@@ -286,7 +286,7 @@ impl Topics {
                 };
                 match http.post(request).await {
                     Ok(status) if (200..300).contains(&status) => Outcome::Delivered,
-                    Ok(status) if status == 429 || status >= 500 || status < 200 => {
+                    Ok(status) if status == 429 || !(200..500).contains(&status) => {
                         Outcome::Retry(format!("HTTP {status}"))
                     }
                     Ok(status) => Outcome::Refused(format!("HTTP {status}")),

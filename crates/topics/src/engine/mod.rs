@@ -31,6 +31,9 @@ pub use deliver::DeliveryStats;
 pub use publish::{BatchFailure, PublishEntry, PublishRequest, PublishResult};
 pub use subscribe::SubscriptionSummary;
 
+/// One metadata change: table, key, and the new value (`None`: delete).
+type MetaChange = (&'static str, Vec<u8>, Option<Vec<u8>>);
+
 const TOPICS_TABLE: &str = "sns_topics";
 const SUBSCRIPTIONS_TABLE: &str = "sns_subscriptions";
 const PENDING_STREAM: &str = "sns.pending";
@@ -232,7 +235,7 @@ impl Topics {
         Ok(())
     }
 
-    async fn apply_meta(&self, ops: Vec<(&'static str, Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+    async fn apply_meta(&self, ops: Vec<MetaChange>) -> Result<()> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             let ops: Vec<MetaOp<'_>> = ops
