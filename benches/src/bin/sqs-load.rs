@@ -10,11 +10,10 @@
 //! usage: sqs-load [--clients N] [--seconds S] [--body BYTES] [--json FILE] NAME=URL...
 //! The first target is the one the ratios are about; the second is the peer.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
+use outpost_benches::load::{run_phase, Phase};
 use serde_json::{json, Value};
 
 struct Target {
@@ -75,85 +74,6 @@ async fn call(http: &reqwest::Client, url: &str, op: &str, body: &Value) -> Resu
         return Err(format!("{op}: {status} {text}"));
     }
     serde_json::from_str(&text).map_err(|e| e.to_string())
-}
-
-#[derive(Default)]
-struct Phase {
-    messages: u64,
-    requests: u64,
-    errors: u64,
-    seconds: f64,
-    latency: Option<Histogram<u64>>,
-}
-
-impl Phase {
-    fn rate(&self) -> f64 {
-        self.messages as f64 / self.seconds.max(1e-9)
-    }
-    fn pct(&self, q: f64) -> f64 {
-        self.latency
-            .as_ref()
-            .map_or(0.0, |h| h.value_at_quantile(q) as f64 / 1000.0)
-    }
-    fn to_json(&self) -> Value {
-        json!({
-            "messages": self.messages, "requests": self.requests, "errors": self.errors,
-            "seconds": self.seconds, "messages_per_second": self.rate(),
-            "p50_ms": self.pct(0.5), "p99_ms": self.pct(0.99), "p999_ms": self.pct(0.999),
-        })
-    }
-}
-
-async fn run_phase<F, Fut>(clients: usize, seconds: u64, work: F) -> Phase
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(u64, bool), String>> + Send,
-{
-    let work = Arc::new(work);
-    let stop = Arc::new(AtomicBool::new(false));
-    let messages = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (work, stop, messages) = (work.clone(), stop.clone(), messages.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
-            let (mut requests, mut errors) = (0u64, 0u64);
-            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(seconds)
-            {
-                let t = Instant::now();
-                match work().await {
-                    Ok((n, done)) => {
-                        let _ = h.record(t.elapsed().as_micros() as u64);
-                        requests += 1;
-                        messages.fetch_add(n, Ordering::Relaxed);
-                        if done {
-                            stop.store(true, Ordering::Relaxed);
-                        }
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        if errors < 3 {
-                            eprintln!("error: {e}");
-                        }
-                    }
-                }
-            }
-            (h, requests, errors)
-        }));
-    }
-    let mut phase = Phase::default();
-    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
-    for t in tasks {
-        let (h, r, e) = t.await.expect("client task");
-        all.add(&h).expect("same bounds");
-        phase.requests += r;
-        phase.errors += e;
-    }
-    phase.seconds = started.elapsed().as_secs_f64();
-    phase.messages = messages.load(Ordering::Relaxed);
-    phase.latency = Some(all);
-    phase
 }
 
 async fn scenario(o: &Options, target: &Target, batch: usize) -> (Phase, Phase) {

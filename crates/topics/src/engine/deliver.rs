@@ -214,11 +214,11 @@ impl Topics {
                 }
             };
             tracing::warn!(subscription = %sub.arn, message = %n.id, error = %why, "delivery failed for good");
-            let (body, attributes) = self.payload(n, sub);
+            let body = self.payload(n, sub).await;
             let attributes = if sub.raw() {
                 super::publish::queue_attributes(&n.attributes)
             } else {
-                attributes
+                Default::default()
             };
             self.dead_letter(sub, n, body, attributes).await;
             return;
@@ -226,25 +226,22 @@ impl Topics {
     }
 
     /// What a subscription receives: the raw message or the signed envelope.
-    fn payload(
-        &self,
-        n: &Notification,
-        sub: &Subscription,
-    ) -> (String, outpost_queues::message::Attributes) {
+    async fn payload(&self, n: &Notification, sub: &Subscription) -> String {
         let text = n.message_for(sub.protocol.as_str());
         if sub.raw() {
-            (text.to_string(), Default::default())
-        } else {
-            (
-                n.envelope(
-                    text,
-                    &self.sign(n, text),
-                    &self.cert_url(),
-                    &self.unsubscribe_url(&sub.arn),
-                ),
-                Default::default(),
-            )
+            return text.to_string();
         }
+        let signature = self
+            .sign_all(vec![(n, text)])
+            .await
+            .pop()
+            .unwrap_or_default();
+        n.envelope(
+            text,
+            &signature,
+            &self.cert_url(),
+            &self.unsubscribe_url(&sub.arn),
+        )
     }
 
     async fn attempt(
@@ -258,7 +255,7 @@ impl Topics {
                 let Some(http) = self.http.read().clone() else {
                     return Outcome::Retry("no HTTP client".into());
                 };
-                let (body, _) = self.payload(n, sub);
+                let body = self.payload(n, sub).await;
                 let mut headers = vec![
                     ("x-amz-sns-message-type", "Notification".to_string()),
                     ("x-amz-sns-message-id", n.id.clone()),
@@ -298,7 +295,7 @@ impl Topics {
                     return Outcome::Retry("no MQTT engine".into());
                 };
                 let raw = sub.raw();
-                let (body, _) = self.payload(n, sub);
+                let body = self.payload(n, sub).await;
                 let user_properties = if raw {
                     n.attributes
                         .iter()
@@ -357,11 +354,39 @@ impl Topics {
         }
     }
 
-    /// The signature of a notification carrying `message`.
-    pub(super) fn sign(&self, n: &Notification, message: &str) -> String {
-        let version = SignatureVersion::parse(&n.signature_version).unwrap_or(SignatureVersion::V1);
-        self.signer
-            .sign(version, n.string_to_sign(message).as_bytes())
+    /// The signatures of notifications carrying the messages given, computed on the blocking
+    /// pool: an RSA signature takes a millisecond or more, too long for an async worker.
+    pub(super) async fn sign_all(&self, items: Vec<(&Notification, &str)>) -> Vec<String> {
+        let work: Vec<(SignatureVersion, String)> = items
+            .into_iter()
+            .map(|(n, message)| {
+                (
+                    SignatureVersion::parse(&n.signature_version).unwrap_or(SignatureVersion::V1),
+                    n.string_to_sign(message),
+                )
+            })
+            .collect();
+        self.sign_texts(work).await
+    }
+
+    /// Signatures of canonical strings, on the blocking pool.
+    pub(super) async fn sign_texts(&self, work: Vec<(SignatureVersion, String)>) -> Vec<String> {
+        if work.is_empty() {
+            return Vec::new();
+        }
+        let signer = self.signer.clone();
+        let sign = move || {
+            work.iter()
+                .map(|(v, text)| signer.sign(*v, text.as_bytes()))
+                .collect::<Vec<String>>()
+        };
+        match tokio::task::spawn_blocking(sign).await {
+            Ok(signatures) => signatures,
+            Err(e) => {
+                tracing::error!(error = %e, "the signing task failed");
+                Vec::new()
+            }
+        }
     }
 
     /// `SigningCertURL`.
@@ -406,36 +431,42 @@ impl Topics {
             "Message\n{message}\nMessageId\n{id}\nSubscribeURL\n{subscribe_url}\nTimestamp\n{ts}\nToken\n{token}\nTopicArn\n{}\nType\nSubscriptionConfirmation\n",
             topic.arn
         );
-        let signature = self.signer.sign(version, to_sign.as_bytes());
-        let body = layout(&[
-            ("Type", json_string("SubscriptionConfirmation")),
-            ("MessageId", json_string(&id)),
-            ("Token", json_string(&token)),
-            ("TopicArn", json_string(&topic.arn)),
-            ("Message", json_string(&message)),
-            ("SubscribeURL", json_string(&subscribe_url)),
-            ("Timestamp", json_string(&ts)),
-            ("SignatureVersion", json_string(version.as_str())),
-            ("Signature", json_string(&signature)),
-            ("SigningCertURL", json_string(&self.cert_url())),
-        ]);
-        let request = HttpRequest {
-            url: sub.endpoint.clone(),
-            headers: vec![
-                ("x-amz-sns-message-type", "SubscriptionConfirmation".into()),
-                ("x-amz-sns-message-id", id),
-                ("x-amz-sns-topic-arn", topic.arn.clone()),
-                ("content-type", "text/plain; charset=UTF-8".into()),
-                (
-                    "user-agent",
-                    "Amazon Simple Notification Service Agent".into(),
-                ),
-            ],
-            body,
-            timeout: HTTP_TIMEOUT,
-        };
         let (engine, sub) = (self.clone(), sub.clone());
+        let cert_url = self.cert_url();
+        let topic_arn = topic.arn.clone();
         tokio::spawn(async move {
+            let signature = engine
+                .sign_texts(vec![(version, to_sign)])
+                .await
+                .pop()
+                .unwrap_or_default();
+            let body = layout(&[
+                ("Type", json_string("SubscriptionConfirmation")),
+                ("MessageId", json_string(&id)),
+                ("Token", json_string(&token)),
+                ("TopicArn", json_string(&topic_arn)),
+                ("Message", json_string(&message)),
+                ("SubscribeURL", json_string(&subscribe_url)),
+                ("Timestamp", json_string(&ts)),
+                ("SignatureVersion", json_string(version.as_str())),
+                ("Signature", json_string(&signature)),
+                ("SigningCertURL", json_string(&cert_url)),
+            ]);
+            let request = HttpRequest {
+                url: sub.endpoint.clone(),
+                headers: vec![
+                    ("x-amz-sns-message-type", "SubscriptionConfirmation".into()),
+                    ("x-amz-sns-message-id", id),
+                    ("x-amz-sns-topic-arn", topic_arn.clone()),
+                    ("content-type", "text/plain; charset=UTF-8".into()),
+                    (
+                        "user-agent",
+                        "Amazon Simple Notification Service Agent".into(),
+                    ),
+                ],
+                body,
+                timeout: HTTP_TIMEOUT,
+            };
             let policy = sub.policy.read().retry;
             let mut retry = 0;
             loop {

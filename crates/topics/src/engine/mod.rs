@@ -64,7 +64,7 @@ pub struct Topics {
     store: Store,
     queues: Arc<Queues>,
     config: TopicsConfig,
-    signer: Signer,
+    signer: Arc<Signer>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     subscriptions: RwLock<HashMap<String, Arc<Subscription>>>,
     /// Serializes definition changes and their metadata writes.
@@ -96,7 +96,7 @@ impl Topics {
             store,
             queues,
             config,
-            signer,
+            signer: Arc::new(signer),
             topics: RwLock::new(BTreeMap::new()),
             subscriptions: RwLock::new(HashMap::new()),
             defs: tokio::sync::Mutex::new(()),

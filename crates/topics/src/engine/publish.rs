@@ -3,7 +3,7 @@
 //! HTTP/S and MQTT, all sharing the store's group commit).
 
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
@@ -318,7 +318,7 @@ impl Topics {
         &self,
         n: &Notification,
         s: &Subscription,
-        signature: &mut dyn FnMut() -> String,
+        signature: &str,
     ) -> SendRequest {
         let text = n.message_for(s.protocol.as_str());
         let (body, attributes) = if s.raw() {
@@ -327,7 +327,7 @@ impl Topics {
             (
                 n.envelope(
                     text,
-                    &signature(),
+                    signature,
                     &self.cert_url(),
                     &self.unsubscribe_url(&s.arn),
                 ),
@@ -375,7 +375,8 @@ impl Topics {
             .cloned()
             .collect();
         type Copy = (SendRequest, Arc<Subscription>, usize);
-        let mut sends: BTreeMap<String, Vec<Copy>> = BTreeMap::new();
+        // Which subscriptions each message goes to.
+        let mut to_queues: Vec<Vec<Arc<Subscription>>> = Vec::with_capacity(notes.len());
         let mut pending: Vec<(usize, Vec<Arc<Subscription>>)> = Vec::new();
         for (i, (_, _, n)) in notes.iter().enumerate() {
             let attrs = outpost_patterns::attributes_to_json(
@@ -384,29 +385,39 @@ impl Topics {
                     .map(|(k, a)| (k.as_str(), a.data_type.as_str(), a.value.as_str())),
             );
             let body = OnceCell::new();
-            let mut signature: Option<String> = None;
-            let mut others = Vec::new();
-            for s in &subs {
-                if !s.accepts(&attrs, &body, &n.message) {
-                    continue;
-                }
-                if s.protocol != Protocol::Sqs {
-                    others.push(s.clone());
-                    continue;
-                }
+            let (queues, others): (Vec<_>, Vec<_>) = subs
+                .iter()
+                .filter(|s| s.accepts(&attrs, &body, &n.message))
+                .cloned()
+                .partition(|s| s.protocol == Protocol::Sqs);
+            to_queues.push(queues);
+            if !others.is_empty() {
+                pending.push((i, others));
+            }
+        }
+        // One signature per message that goes to a queue in an envelope, made off the workers.
+        let wanted: Vec<usize> = (0..notes.len())
+            .filter(|i| to_queues[*i].iter().any(|s| !s.raw()))
+            .collect();
+        let signatures = self
+            .sign_all(
+                wanted
+                    .iter()
+                    .map(|i| (&notes[*i].2, notes[*i].2.message_for("sqs")))
+                    .collect(),
+            )
+            .await;
+        let signatures: HashMap<usize, String> = wanted.into_iter().zip(signatures).collect();
+        let mut sends: BTreeMap<String, Vec<Copy>> = BTreeMap::new();
+        for (i, queue_subs) in to_queues.into_iter().enumerate() {
+            let n = &notes[i].2;
+            for s in queue_subs {
                 let Some(queue) = self.queues.name_from_arn(&s.endpoint) else {
                     continue;
                 };
-                let mut sign = || {
-                    signature
-                        .get_or_insert_with(|| self.sign(n, n.message_for("sqs")))
-                        .clone()
-                };
-                let copy = self.queue_copy(n, s, &mut sign);
-                sends.entry(queue).or_default().push((copy, s.clone(), i));
-            }
-            if !others.is_empty() {
-                pending.push((i, others));
+                let signature = signatures.get(&i).map_or("", String::as_str);
+                let copy = self.queue_copy(n, &s, signature);
+                sends.entry(queue).or_default().push((copy, s, i));
             }
         }
         let records: Vec<Bytes> = pending
