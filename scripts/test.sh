@@ -29,10 +29,11 @@ install_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
   fi
   scripts/embedded-toolchain.sh install
-  # Independent clients in Python (paho-mqtt, boto3, the aws CLI, pytest), in venvs of the
+  # Independent clients in Python (paho-mqtt, boto3, the aws CLI, pytest; cryptography to verify SNS
+  # signatures), in venvs of the
   # project's own: .venv with current releases, .venv-sqs-query with a boto3 that still speaks
   # SQS's query protocol.
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import paho.mqtt, boto3, pytest' 2>/dev/null \
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import paho.mqtt, boto3, pytest, cryptography' 2>/dev/null \
       || [ ! -x .venv/bin/aws ]; then
     step "creating .venv with the Python test clients"
     python3 -m venv .venv
@@ -107,5 +108,6 @@ fi
 step "benchmark smoke run (each benchmark once, no timing)"
 cargo bench -p outpost-benches -- --test
 benches/sqs-load.sh --smoke
+benches/sns-load.sh --smoke
 
 step "all tests passed"

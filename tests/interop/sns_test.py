@@ -529,6 +529,10 @@ def test_publish_limits_and_attribute_errors(sns):
     with pytest.raises(ClientError) as e:
         sns.publish(TopicArn=arn, Message="x", Subject="line\nbreak")
     assert code(e) == "InvalidParameter"
+    sns.publish(TopicArn=arn, Message="x", Subject="s" * 100)
+    with pytest.raises(ClientError) as e:
+        sns.publish(TopicArn=arn, Message="x", Subject="s" * 101)
+    assert code(e) == "InvalidParameter"
     with pytest.raises(ClientError) as e:
         sns.publish(TopicArn=arn, Message="x", MessageGroupId="g")  # not a FIFO topic
     assert code(e) == "InvalidParameter"
@@ -650,6 +654,27 @@ def test_retries_then_delivery_and_dead_letter_without_delaying_others(sns, sqs)
     sns.delete_topic(TopicArn=arn)
     for ep in (flaky, dead, healthy, refused):
         ep.close()
+
+
+def test_throttle_policy_spaces_deliveries(sns):
+    arn = sns.create_topic(Name=name())["TopicArn"]
+    endpoint = Endpoint()
+    policy = {"throttlePolicy": {"maxReceivesPerSecond": 2}}
+    sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=endpoint.url, Attributes={"DeliveryPolicy": json.dumps(policy)})
+    endpoint.confirm()
+    for i in range(5):
+        sns.publish(TopicArn=arn, Message=f"t{i}")
+    eventually("5 notifications", lambda: len(endpoint.notifications) == 5)
+    times = sorted(t for t, _, _ in endpoint.notifications)
+    assert times[-1] - times[0] >= 1.8, "2 per second: 5 deliveries span at least 2 s"
+    sns.delete_topic(TopicArn=arn)
+    endpoint.close()
+
+
+def test_metrics_count_topics():
+    text = urllib.request.urlopen(ENDPOINT + "/metrics", timeout=10).read().decode()
+    published = [l for l in text.splitlines() if l.startswith("outpost_topic_published_total ")]
+    assert published and int(published[0].split()[1]) > 0
 
 
 def test_sqs_client_still_works_beside_sns(sqs):

@@ -298,8 +298,10 @@ async fn send_batch(o: &Options, t: &Target) -> Outcome {
 async fn main() {
     let o = options();
     let scenarios = [
-        "Publish, 1 SQS subscription",
-        "Publish, 10 SQS subscriptions",
+        "Publish, 1 SQS subscription, signed envelope",
+        "Publish, 1 SQS subscription, raw",
+        "Publish, 10 SQS subscriptions, signed envelope",
+        "Publish, 10 SQS subscriptions, raw",
         "SendMessageBatch of 10",
     ];
     let mut rows: Vec<Vec<(String, Outcome)>> = Vec::new();

@@ -1,9 +1,11 @@
-//! Fuzzes the query-protocol parser with any form body: it must never panic or recurse, must
+//! Fuzzes the query-protocol parser (SQS and SNS flavors) with any form body: it must never panic or recurse, must
 //! refuse too many or too deep parameters, and must accept everything within the limits.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use outpost_http::sqs::query::{params_to_json, QueryError, MAX_KEY_DEPTH, MAX_PARAMS};
+use outpost_http::sqs::query::{
+    params_to_json, params_to_json_as, Flavor, QueryError, MAX_KEY_DEPTH, MAX_PARAMS,
+};
 
 fuzz_target!(|data: &[u8]| {
     // Short inputs are taken as they are; a leading 0xff byte makes the rest a deep key, so the
@@ -26,12 +28,19 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let too_many = pairs.len() > MAX_PARAMS;
     let too_deep = pairs.iter().any(|(k, _)| k.split('.').count() > MAX_KEY_DEPTH);
-    match params_to_json(pairs) {
-        Ok(v) => {
-            assert!(!too_many && !too_deep);
-            assert!(v.is_object());
+    // SQS's flattened names and SNS's wrapped ones (`member.N`, `entry.N`) go through the same
+    // limits.
+    for result in [
+        params_to_json(pairs.clone()),
+        params_to_json_as(pairs, Flavor::Sns),
+    ] {
+        match result {
+            Ok(v) => {
+                assert!(!too_many && !too_deep);
+                assert!(v.is_object());
+            }
+            Err(QueryError::TooMany) => assert!(too_many),
+            Err(QueryError::TooDeep) => assert!(too_deep && !too_many),
         }
-        Err(QueryError::TooMany) => assert!(too_many),
-        Err(QueryError::TooDeep) => assert!(too_deep && !too_many),
     }
 });
