@@ -21,4 +21,4 @@ mod pattern;
 pub use attributes::attributes_to_json;
 pub use dialect::Dialect;
 pub use error::PatternError;
-pub use pattern::{Pattern, MAX_DEPTH};
+pub use pattern::{IndexKey, Pattern, MAX_DEPTH};

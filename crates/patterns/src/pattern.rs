@@ -32,6 +32,15 @@ enum Field {
     Leaf(Vec<Matcher>),
 }
 
+/// A necessary condition on one field, from [`Pattern::index_keys`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IndexKey {
+    /// The value equals this.
+    Exact(String),
+    /// The value starts with this (possibly empty).
+    Prefix(String),
+}
+
 /// A validated filter policy or event pattern.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pattern {
@@ -73,6 +82,34 @@ impl Pattern {
             }
         }
         Ok(Pattern { root, dialect })
+    }
+
+    /// What any matching message's top-level `field` must hold, for indexing many patterns: the
+    /// field's string value (or one element of its array) equals one of the `Exact` keys or starts
+    /// with one of the `Prefix` keys. `None` when the pattern does not constrain the field that
+    /// way (the field is absent from the pattern, sits under `$or`, or has a test such as
+    /// `anything-but`, `numeric` or `exists`): such a pattern must be tried on every message.
+    pub fn index_keys(&self, field: &str) -> Option<Vec<IndexKey>> {
+        let (_, Field::Leaf(matchers)) = self.root.fields.iter().find(|(k, _)| k == field)? else {
+            return None;
+        };
+        matchers
+            .iter()
+            .map(|m| match m {
+                Matcher::Exact(Literal::Str(s)) => Some(IndexKey::Exact(s.clone())),
+                Matcher::Prefix(p, false) => Some(IndexKey::Prefix(p.clone())),
+                Matcher::Wildcard(w) => {
+                    // The literal text before the first star or escape.
+                    let end = w.find(['*', '\\']).unwrap_or(w.len());
+                    Some(if end == w.len() {
+                        IndexKey::Exact(w.clone())
+                    } else {
+                        IndexKey::Prefix(w[..end].to_string())
+                    })
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// The dialect it was written in.

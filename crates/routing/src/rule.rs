@@ -1,0 +1,119 @@
+//! Rules: an event pattern on a bus, a state, and up to five targets.
+
+use std::collections::BTreeMap;
+
+use outpost_patterns::{Dialect, Pattern};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{EventsError, Result};
+use crate::json_path::clip;
+use crate::target::Target;
+
+/// A rule as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleDef {
+    pub name: String,
+    pub bus: String,
+    pub event_pattern: Option<String>,
+    pub state: String,
+    pub description: Option<String>,
+    pub role_arn: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Targets in AWS's JSON shape, in the order they were put.
+    #[serde(default)]
+    pub targets: Vec<Value>,
+}
+
+/// A live rule: its definition, parsed pattern and targets.
+#[derive(Debug)]
+pub struct Rule {
+    pub def: RuleDef,
+    pub arn: String,
+    pub pattern: Pattern,
+    pub targets: Vec<Target>,
+}
+
+/// What `ListRules` and `DescribeRule` report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSummary {
+    pub name: String,
+    pub arn: String,
+    pub bus: String,
+    pub event_pattern: Option<String>,
+    pub state: String,
+    pub description: Option<String>,
+    pub role_arn: Option<String>,
+}
+
+pub(crate) fn valid_rule_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// Parses an event pattern, mapping grammar errors to `InvalidEventPatternException`.
+pub(crate) fn parse_pattern(text: &str) -> Result<Pattern> {
+    if text.len() > 4096 {
+        return Err(EventsError::InvalidEventPattern(
+            "Event pattern is longer than 4096 characters".into(),
+        ));
+    }
+    Pattern::parse(text, Dialect::EventPattern).map_err(|e| {
+        EventsError::InvalidEventPattern(format!("Event pattern is not valid. Reason: {e}"))
+    })
+}
+
+impl Rule {
+    pub(crate) fn new(def: RuleDef, arn: String, region: &str, account: &str) -> Result<Rule> {
+        let pattern = match &def.event_pattern {
+            Some(p) => parse_pattern(p)?,
+            None => {
+                return Err(EventsError::validation(
+                    "Parameter(s) EventPattern or ScheduleExpression must be specified.",
+                ))
+            }
+        };
+        let targets = def
+            .targets
+            .iter()
+            .map(|t| Target::parse(t, region, account))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Rule {
+            def,
+            arn,
+            pattern,
+            targets,
+        })
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.def.state != "DISABLED"
+    }
+
+    pub(crate) fn summary(&self) -> RuleSummary {
+        RuleSummary {
+            name: self.def.name.clone(),
+            arn: self.arn.clone(),
+            bus: self.def.bus.clone(),
+            event_pattern: self.def.event_pattern.clone(),
+            state: self.def.state.clone(),
+            description: self.def.description.clone(),
+            role_arn: self.def.role_arn.clone(),
+        }
+    }
+}
+
+/// Validates `State`.
+pub(crate) fn valid_state(s: &str) -> Result<()> {
+    match s {
+        "ENABLED" | "DISABLED" | "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS" => Ok(()),
+        other => Err(EventsError::validation(format!(
+            "1 validation error detected: Value '{}' at 'state' failed to satisfy constraint: Member must satisfy enum value set: [ENABLED, DISABLED, ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS]",
+            clip(other)
+        ))),
+    }
+}
