@@ -106,7 +106,7 @@ if [ "$FUZZ_SECONDS" != 0 ]; then
 fi
 
 step "benchmark smoke run (each benchmark once, no timing)"
-cargo bench -p outpost-benches -- --test
+cargo test -p outpost-benches --benches
 benches/sqs-load.sh --smoke
 benches/sns-load.sh --smoke
 

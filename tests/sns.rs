@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::http::{form_post, http, sqs_json};
+use support::http::{form_post, http, receive_all, sqs_json};
 use support::{eventually, Outpost};
 
 fn root() -> PathBuf {
@@ -220,27 +220,6 @@ impl Endpoint {
             received,
             attempts,
         }
-    }
-}
-
-fn receive_all(base: &str, queue: &str) -> Vec<String> {
-    let url = format!("{base}/000000000000/{queue}");
-    let mut bodies = Vec::new();
-    loop {
-        let (code, text) = sqs_json(
-            base,
-            "ReceiveMessage",
-            &format!(r#"{{"QueueUrl":"{url}","MaxNumberOfMessages":10,"VisibilityTimeout":300}}"#),
-        );
-        assert_eq!(code, 200, "{text}");
-        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-        let Some(msgs) = v["Messages"].as_array().filter(|m| !m.is_empty()) else {
-            return bodies;
-        };
-        bodies.extend(
-            msgs.iter()
-                .filter_map(|m| m["Body"].as_str().map(str::to_string)),
-        );
     }
 }
 

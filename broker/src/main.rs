@@ -379,6 +379,23 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
         Some(Arc::new(outpost_http::sns::HttpClient::new())),
         Some(Arc::new(MqttDoor(broker.clone()))),
     );
+    let events = match outpost_routing::Events::open(
+        store.clone(),
+        queues.clone(),
+        topics.clone(),
+        outpost_routing::EventsConfig {
+            region: config.http.region.clone(),
+            account: config.http.account.clone(),
+        },
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("outpost: cannot recover the event rules: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    events.attach(Some(Arc::new(MqttDoor(broker.clone()))));
+    broker.set_tap(Arc::new(RulesTap(events.clone())));
     let (http_shutdown, http_shutdown_rx) = tokio::sync::watch::channel(false);
     {
         let broker = broker.clone();
@@ -386,6 +403,7 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
         let state = outpost_http::HttpState::new(
             queues.clone(),
             topics.clone(),
+            events.clone(),
             store.clone(),
             http_addr,
             Some(std::sync::Arc::new(move || {
@@ -480,6 +498,27 @@ impl outpost_topics::MqttPublisher for MqttDoor {
         };
         let (_, durable) = self.0.publish_internal(message);
         Box::pin(async move { durable.wait().await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// Offers every client PUBLISH to the event rules (MQTT publishes are events, ADR 0011).
+struct RulesTap(std::sync::Arc<outpost_routing::Events>);
+
+impl outpost_mqtt::PublishTap for RulesTap {
+    fn offer(&self, client_id: &str, m: &outpost_mqtt::Message) -> Option<outpost_mqtt::TapWait> {
+        let p = &m.properties;
+        self.0.offer_mqtt(&outpost_routing::MqttEventSource {
+            client_id,
+            topic: &m.topic,
+            payload: &m.payload,
+            qos: m.qos as u8,
+            retain: m.retain,
+            content_type: p.content_type.as_deref(),
+            response_topic: p.response_topic.as_deref(),
+            correlation_data: p.correlation_data.as_deref(),
+            payload_format_indicator: p.payload_format_indicator,
+            user_properties: &p.user_properties,
+        })
     }
 }
 

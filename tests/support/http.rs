@@ -39,3 +39,36 @@ pub fn form_post(base: &str, form: &str) -> (u16, String) {
     );
     http(base, req.as_bytes())
 }
+
+/// An EventBridge call (JSON 1.1 protocol).
+pub fn events_json(base: &str, op: &str, body: &str) -> (u16, String) {
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: AWSEvents.{op}\r\n\
+         Content-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    http(base, req.as_bytes())
+}
+
+/// Every message body in the account-`000000000000` queue `queue` (received with a long
+/// visibility timeout, so each comes once), until a receive comes back empty.
+pub fn receive_all(base: &str, queue: &str) -> Vec<String> {
+    let url = format!("{base}/000000000000/{queue}");
+    let mut bodies = Vec::new();
+    loop {
+        let (code, text) = sqs_json(
+            base,
+            "ReceiveMessage",
+            &format!(r#"{{"QueueUrl":"{url}","MaxNumberOfMessages":10,"VisibilityTimeout":300}}"#),
+        );
+        assert_eq!(code, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let Some(msgs) = v["Messages"].as_array().filter(|m| !m.is_empty()) else {
+            return bodies;
+        };
+        bodies.extend(
+            msgs.iter()
+                .filter_map(|m| m["Body"].as_str().map(str::to_string)),
+        );
+    }
+}

@@ -1,8 +1,9 @@
-//! Outpost's HTTP port: the SQS and SNS APIs, `/health` and `/metrics`.
+//! Outpost's HTTP port: the SQS, SNS and EventBridge APIs, `/health` and `/metrics`.
 //!
 //! Thin by design: it translates wire formats and calls the engines; every rule lives in
 //! `outpost-queues` and `outpost-topics`. One port serves everything, as one gateway box should.
 
+pub mod events;
 mod metrics;
 pub mod sns;
 pub mod sqs;
@@ -21,6 +22,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use outpost_net::{accept_loop, Gate};
 use outpost_queues::Queues;
+use outpost_routing::Events;
 use outpost_store::Store;
 use outpost_topics::Topics;
 use tokio::sync::Semaphore;
@@ -58,6 +60,8 @@ pub struct HttpState {
     pub queues: Arc<Queues>,
     /// The topic engine.
     pub topics: Arc<Topics>,
+    /// The routing engine (EventBridge).
+    pub events: Arc<Events>,
     /// The store, for its figures.
     pub store: Store,
     /// The listen address, for queue URLs when a request has no `Host`.
@@ -75,6 +79,7 @@ impl HttpState {
     pub fn new(
         queues: Arc<Queues>,
         topics: Arc<Topics>,
+        events: Arc<Events>,
         store: Store,
         local_addr: SocketAddr,
         extra_metrics: Option<ExtraMetrics>,
@@ -83,6 +88,7 @@ impl HttpState {
         HttpState {
             queues,
             topics,
+            events,
             store,
             local_addr,
             extra_metrics,

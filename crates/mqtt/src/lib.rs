@@ -14,6 +14,7 @@ mod persistence;
 mod retained;
 mod router;
 mod subscriptions;
+mod tap;
 mod wakes;
 
 pub use broker::{
@@ -27,4 +28,5 @@ pub use persistence::{Durable, PersistError};
 pub use retained::RetainedTree;
 pub use router::{retained_matching, Retained, Router, Subscribed, Subscription, Target};
 pub use subscriptions::SubscriptionTree;
+pub use tap::{PublishTap, TapWait};
 pub use wakes::Wakes;

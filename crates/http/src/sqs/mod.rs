@@ -283,6 +283,10 @@ pub async fn handle(
             )
         }
     };
+    if let Some(op) = crate::events::operation(&headers) {
+        drop(permit);
+        return crate::events::handle(state, op, body, &rid).await;
+    }
     if crate::sns::is_sns(&method, &uri, &headers, &body) {
         drop(permit);
         return crate::sns::handle(state, &method, &uri, body, &rid).await;

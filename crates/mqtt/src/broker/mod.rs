@@ -375,6 +375,8 @@ pub struct Broker {
     shutdown: Shutdown,
     /// When a store failure was last logged, and how many happened since.
     failure_log: Mutex<(Option<Instant>, u64)>,
+    /// The routing layer's view of client publishes.
+    tap: crate::tap::TapSlot,
 }
 
 fn session_expiry(c: &Connect<'_>, config: &BrokerConfig) -> u32 {
@@ -432,6 +434,11 @@ impl Broker {
     /// The shutdown signal, to watch from a loop (`wait_for(|down| *down)`).
     pub fn shutdown_watch(&self) -> tokio::sync::watch::Receiver<bool> {
         self.shutdown.0.subscribe()
+    }
+
+    /// Installs the publish tap (the routing layer); false when one is installed already.
+    pub fn set_tap(&self, tap: Arc<dyn crate::PublishTap>) -> bool {
+        self.tap.set(tap)
     }
 
     pub(crate) fn persister(&self) -> Option<&Persister> {

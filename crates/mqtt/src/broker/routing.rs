@@ -53,7 +53,9 @@ impl Broker {
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
         let message = Message::from_publish(&topic, p, payload);
         let mut durable = Durable::default();
-        let n = self.route(&h.client_id, message, &mut durable, wakes);
+        let tapped = self.tap.offer(&h.client_id, &message, &mut durable);
+        // A message a rule took has a receiver: no "No matching subscribers" for it.
+        let n = self.route(&h.client_id, message, &mut durable, wakes) + usize::from(tapped);
         Ok((Published::Routed(n), durable))
     }
 

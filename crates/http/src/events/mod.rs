@@ -1,0 +1,82 @@
+//! The EventBridge API over HTTP: the JSON 1.1 protocol (`X-Amz-Target: AWSEvents.<Operation>`,
+//! a JSON body, errors as `{"__type": …, "message": …}`), on the same port as SQS and SNS.
+//!
+//! Which service a request is for is decided by its target prefix alone: `AmazonSQS.` is SQS,
+//! `AWSEvents.` is this module; no other service on the port uses `X-Amz-Target`.
+
+mod ops;
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use outpost_routing::EventsError;
+use serde_json::Value;
+
+/// The target prefix of EventBridge's operations.
+const TARGET_PREFIX: &str = "AWSEvents.";
+
+/// The operation an `X-Amz-Target` names, when it is an EventBridge one.
+pub fn operation(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+}
+
+fn json_response(status: StatusCode, body: String, rid: &str) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        r.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    r
+}
+
+fn error(e: &EventsError, op: &str, rid: &str) -> Response {
+    if let EventsError::Internal(detail) = e {
+        tracing::error!(operation = op, error = %detail, "EventBridge request failed");
+    } else {
+        tracing::debug!(
+            operation = op,
+            code = e.code(),
+            "EventBridge request refused"
+        );
+    }
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let body = serde_json::json!({"__type": e.code(), "message": e.to_string()});
+    json_response(status, body.to_string(), rid)
+}
+
+/// Serves one EventBridge request whose body was read.
+pub async fn handle(state: &crate::HttpState, op: &str, body: Bytes, rid: &str) -> Response {
+    let op: String = op.chars().take(64).collect();
+    let params: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) | Err(_) => {
+                tracing::info!(operation = %op, "malformed EventBridge request body");
+                let body = serde_json::json!({
+                    "__type": "SerializationException",
+                    "message": "The request body is not a valid JSON object."
+                });
+                return json_response(StatusCode::BAD_REQUEST, body.to_string(), rid);
+            }
+        }
+    };
+    match ops::call(&state.events, &op, &params).await {
+        Some(Ok(v)) => json_response(StatusCode::OK, v.to_string(), rid),
+        Some(Err(e)) => error(&e, &op, rid),
+        None => {
+            let body = serde_json::json!({
+                "__type": "UnknownOperationException",
+                "message": format!("The operation {op} is not supported by this endpoint."),
+            });
+            json_response(StatusCode::BAD_REQUEST, body.to_string(), rid)
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The publish tap: how the routing layer sees every client PUBLISH without the MQTT engine
+//! knowing about rules, queues or topics.
+//!
+//! The engine offers each message a client publishes (not the broker's own: `$SYS`, the
+//! routing layer's deliveries to MQTT targets, which would otherwise loop) to one tap. The tap
+//! answers with nothing (no rule wants it, the common case) or a future that resolves once the
+//! routed copies are durable; the publisher's PUBACK waits for that future as it waits for the
+//! broker's own persistence.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+use crate::persistence::{Durable, PersistError};
+use crate::Message;
+
+/// What a tap hands back for a message it took: resolves with an error text when a routed
+/// copy could not be stored (the PUBACK then reports a failure).
+pub type TapWait = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+
+/// Something that sees every message clients publish.
+pub trait PublishTap: Send + Sync {
+    /// Offers `message` from `client_id`; `Some` when the PUBACK must wait for the returned
+    /// future.
+    fn offer(&self, client_id: &str, message: &Message) -> Option<TapWait>;
+}
+
+/// The tap slot of a broker (set once at start).
+#[derive(Default)]
+pub(crate) struct TapSlot(OnceLock<Arc<dyn PublishTap>>);
+
+impl std::fmt::Debug for TapSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "TapSlot(set)"
+        } else {
+            "TapSlot(empty)"
+        })
+    }
+}
+
+impl TapSlot {
+    pub(crate) fn set(&self, tap: Arc<dyn PublishTap>) -> bool {
+        self.0.set(tap).is_ok()
+    }
+
+    /// Offers a message; a wait the tap returns joins `durable`. True when the tap took it
+    /// (a rule matched: the message has a receiver even without subscribers).
+    pub(crate) fn offer(&self, client_id: &str, message: &Message, durable: &mut Durable) -> bool {
+        let Some(tap) = self.0.get() else {
+            return false;
+        };
+        let Some(wait) = tap.offer(client_id, message) else {
+            return false;
+        };
+        let (done, rx) = tokio::sync::oneshot::channel();
+        durable.push(rx);
+        tokio::spawn(async move {
+            let result = wait.await.map_err(|e| {
+                tracing::warn!(error = %e, "a routed copy of a message could not be stored");
+                PersistError::Failed
+            });
+            // The connection may be gone; then nobody waits.
+            let _ = done.send(result);
+        });
+        true
+    }
+}
