@@ -33,13 +33,13 @@ fn python() -> Option<PathBuf> {
     None
 }
 
-#[test]
-fn boto3_events_suite() {
+/// Runs one pytest file of tests/interop against a fresh broker.
+fn pytest(file: &str) {
     let Some(python) = python() else { return };
     let broker = Outpost::start();
     let out = Command::new(python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"])
-        .arg(root().join("tests/interop/events_test.py"))
+        .arg(root().join("tests/interop").join(file))
         .env("OUTPOST_HTTP_ENDPOINT", &broker.http)
         .env("OUTPOST_MQTT_PORT", broker.port())
         .output()
@@ -47,8 +47,18 @@ fn boto3_events_suite() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "boto3 events suite failed");
+    assert!(out.status.success(), "{file} failed");
     assert!(stdout.contains(" passed"), "pytest ran no tests");
+}
+
+#[test]
+fn boto3_events_suite() {
+    pytest("events_test.py");
+}
+
+#[test]
+fn boto3_iot_data_suite() {
+    pytest("iotdata_test.py");
 }
 
 fn ok(call: (u16, String)) -> String {

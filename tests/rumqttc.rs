@@ -39,6 +39,48 @@ mod v311 {
         (client, rx)
     }
 
+    /// `iot-data` Publish (`POST /topics/{topic}`) reaches a rumqttc subscriber, retained too.
+    #[test]
+    fn http_publish_reaches_a_subscriber() {
+        let broker = Outpost::start();
+        let (sub, inbox) = client(&broker, "r311-http-sub");
+        sub.subscribe("http/#", QoS::AtLeastOnce).unwrap();
+        let post = |path: &str, body: &str| {
+            let req = format!(
+                "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            support::http::http(&broker.http, req.as_bytes())
+        };
+        // Publish until the subscription is in place (a SUBACK is not exposed by this client).
+        let mut first = None;
+        for _ in 0..50 {
+            let (code, text) = post("/topics/http%2Fready?qos=1", "?");
+            assert_eq!(code, 200, "{text}");
+            if let Ok(p) = inbox.recv_timeout(Duration::from_millis(100)) {
+                first = Some(p);
+                break;
+            }
+        }
+        assert_eq!(first.map(|p| p.topic), Some("http/ready".to_string()));
+        while inbox.try_recv().is_ok() {}
+        let (code, text) = post("/topics/http%2Fa%2Fb?qos=1&retain=true", "hello");
+        assert_eq!(code, 200, "{text}");
+        let p = inbox.recv_timeout(WAIT).expect("the HTTP publish arrives");
+        assert_eq!(
+            (p.topic.as_str(), p.qos, &p.payload[..]),
+            ("http/a/b", QoS::AtLeastOnce, &b"hello"[..])
+        );
+        let (late, late_inbox) = client(&broker, "r311-http-late");
+        late.subscribe("http/a/b", QoS::AtLeastOnce).unwrap();
+        let p = late_inbox
+            .recv_timeout(WAIT)
+            .expect("the retained copy arrives");
+        assert!(p.retain && &p.payload[..] == b"hello");
+        let (code, _) = post("/topics/http%2F%23", "wildcards are not topic names");
+        assert_eq!(code, 400);
+    }
+
     #[test]
     fn qos_levels_downgrade_and_retained_delivery() {
         let broker = Outpost::start();

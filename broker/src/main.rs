@@ -401,9 +401,12 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
         let broker = broker.clone();
         let gates = [mqtt_gate.clone(), http_gate.clone()];
         let state = outpost_http::HttpState::new(
-            queues.clone(),
-            topics.clone(),
-            events.clone(),
+            outpost_http::Engines {
+                queues: queues.clone(),
+                topics: topics.clone(),
+                events: events.clone(),
+                mqtt: broker.clone(),
+            },
             store.clone(),
             http_addr,
             Some(std::sync::Arc::new(move || {

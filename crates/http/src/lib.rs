@@ -4,6 +4,7 @@
 //! `outpost-queues` and `outpost-topics`. One port serves everything, as one gateway box should.
 
 pub mod events;
+pub mod iotdata;
 mod metrics;
 pub mod sns;
 pub mod sqs;
@@ -62,6 +63,8 @@ pub struct HttpState {
     pub topics: Arc<Topics>,
     /// The routing engine (EventBridge).
     pub events: Arc<Events>,
+    /// The MQTT engine, for the `iot-data` API (HTTP publish, retained messages, connections).
+    pub mqtt: Arc<outpost_mqtt::Broker>,
     /// The store, for its figures.
     pub store: Store,
     /// The listen address, for queue URLs when a request has no `Host`.
@@ -74,21 +77,38 @@ pub struct HttpState {
     pub parsing: Arc<Semaphore>,
 }
 
+/// The engines the HTTP port serves.
+pub struct Engines {
+    /// Queues (SQS).
+    pub queues: Arc<Queues>,
+    /// Topics (SNS).
+    pub topics: Arc<Topics>,
+    /// Rules (EventBridge).
+    pub events: Arc<Events>,
+    /// The MQTT engine (`iot-data`).
+    pub mqtt: Arc<outpost_mqtt::Broker>,
+}
+
 impl HttpState {
     /// The shared state of the HTTP handlers.
     pub fn new(
-        queues: Arc<Queues>,
-        topics: Arc<Topics>,
-        events: Arc<Events>,
+        engines: Engines,
         store: Store,
         local_addr: SocketAddr,
         extra_metrics: Option<ExtraMetrics>,
         limits: HttpLimits,
     ) -> HttpState {
+        let Engines {
+            queues,
+            topics,
+            events,
+            mqtt,
+        } = engines;
         HttpState {
             queues,
             topics,
             events,
+            mqtt,
             store,
             local_addr,
             extra_metrics,

@@ -561,6 +561,11 @@ where
                     conn.disconnect(ReasonCode::QuotaExceeded);
                     return End::Close(Disconnect::Abrupt, None);
                 }
+                if h.admin.load(std::sync::atomic::Ordering::Relaxed) {
+                    tracing::info!(peer = %conn.peer, client = &*h.client_id, "connection closed by an operator (DeleteConnection)");
+                    conn.disconnect(ReasonCode::AdministrativeAction);
+                    return End::Close(Disconnect::Abrupt, None);
+                }
                 conn.disconnect(ReasonCode::SessionTakenOver);
                 return End::TakenOver;
             }

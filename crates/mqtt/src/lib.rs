@@ -18,8 +18,8 @@ mod tap;
 mod wakes;
 
 pub use broker::{
-    Accepted, Broker, BrokerConfig, BrokerStats, BrokerStatus, ConnectionHandle, Delivery,
-    Disconnect, Published,
+    Accepted, Broker, BrokerConfig, BrokerStats, BrokerStatus, ConnectionHandle, ConnectionInfo,
+    Delivery, Disconnect, Published, RetainedSummary,
 };
 pub use inbox::{Inbox, Incoming};
 pub use message::{Message, MessageProperties};

@@ -283,6 +283,10 @@ pub async fn handle(
             )
         }
     };
+    if crate::iotdata::is_iot_data(&uri, &headers) {
+        drop(permit);
+        return crate::iotdata::handle(&state.mqtt, &method, &uri, &headers, body, &rid).await;
+    }
     if let Some(op) = crate::events::operation(&headers) {
         drop(permit);
         return crate::events::handle(state, op, body, &rid).await;

@@ -105,6 +105,7 @@ impl Broker {
         let mut due_now = Vec::new();
         let mut unused = fresh;
         let stalled = Arc::new(AtomicBool::new(false));
+        let admin = Arc::new(AtomicBool::new(false));
         let (cell, session_present, resend) = {
             let mut sessions = self.sessions.write();
             let old = sessions.map.get(&client_id).cloned();
@@ -181,6 +182,7 @@ impl Broker {
                 wake: wake.clone(),
                 kick: kick.clone(),
                 stalled: stalled.clone(),
+                admin: admin.clone(),
             });
             cell.connected.store(true, Ordering::Relaxed);
             session.over_since = None;
@@ -221,6 +223,7 @@ impl Broker {
                 wake,
                 kick,
                 stalled,
+                admin,
                 version: c.protocol,
                 session: cell,
             },

@@ -30,12 +30,14 @@ use outpost_codec::{Connect, Publish, QoS, ReasonCode, Subscribe, Unsubscribe, V
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
+mod admin;
 mod connect;
 mod outgoing;
 mod routing;
 mod status;
 mod storage;
 
+pub use admin::{ConnectionInfo, RetainedSummary};
 pub use status::BrokerStatus;
 
 use crate::outbox::{AckError, Offer, Outbox, OutboxLimits, Send};
@@ -147,6 +149,9 @@ pub struct ConnectionHandle {
     /// Set before `kick` when the subscriber held its publishers back past the stall timeout:
     /// close with Quota exceeded, the session ending as for any broken connection.
     pub stalled: Arc<AtomicBool>,
+    /// Set before `kick` when an operator disconnects the client (`iot-data` DeleteConnection):
+    /// close with Administrative action.
+    pub admin: Arc<AtomicBool>,
     /// Protocol version.
     pub version: Version,
     /// The session this connection serves (locked directly: no map lookup per packet).
@@ -232,6 +237,7 @@ struct Connection {
     wake: Arc<Notify>,
     kick: Arc<Notify>,
     stalled: Arc<AtomicBool>,
+    admin: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]

@@ -68,7 +68,42 @@ impl Broker {
         count <= self.config.max_retained_messages && bytes <= self.config.max_retained_bytes
     }
 
-    /// Publishes a message from the broker itself (e.g. `$SYS` topics, HTTP publish).
+    /// Publishes a message that came in by another door (HTTP publish), checked as a client's
+    /// would be: a valid topic name within the level limit, not a `$` topic, within the retained
+    /// quota. It is offered to the publish tap (the rules) and routed; the error is the reason
+    /// code an MQTT client would have got.
+    pub fn publish_from_outside(&self, message: Message) -> Result<(usize, Durable), ReasonCode> {
+        let topic = &*message.topic;
+        if topic.is_empty()
+            || topic.starts_with('$')
+            || topic.contains(['+', '#', '\0'])
+            || too_deep(topic, self.config.max_topic_levels)
+        {
+            return Err(ReasonCode::TopicNameInvalid);
+        }
+        if message.retain
+            && !message.payload.is_empty()
+            && !self.retained_fits(
+                &self.retained.lock(),
+                topic,
+                topic.len() + message.payload.len(),
+            )
+        {
+            self.stats.refused_retained.fetch_add(1, Ordering::Relaxed);
+            return Err(ReasonCode::QuotaExceeded);
+        }
+        self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes_in
+            .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
+        let mut durable = Durable::default();
+        let tapped = self.tap.offer(Self::BROKER, &message, &mut durable);
+        let n = self.route(Self::BROKER, message, &mut durable, &mut Wakes::new());
+        Ok((n + usize::from(tapped), durable))
+    }
+
+    /// Publishes a message from the broker itself (e.g. `$SYS` topics, deliveries of the routing
+    /// layer); not offered to the publish tap.
     pub fn publish_internal(&self, message: Message) -> (usize, Durable) {
         let mut durable = Durable::default();
         let n = self.route(Self::BROKER, message, &mut durable, &mut Wakes::new());
