@@ -61,6 +61,11 @@ fn boto3_iot_data_suite() {
     pytest("iotdata_test.py");
 }
 
+#[test]
+fn paho_mqtt_queues_suite() {
+    pytest("mqtt_queues_test.py");
+}
+
 fn ok(call: (u16, String)) -> String {
     assert_eq!(call.0, 200, "{}", call.1);
     call.1
@@ -238,5 +243,84 @@ fn kill_9_during_routing_loses_nothing_acknowledged() {
         "acknowledged {} MQTT and {} PutEvents messages before kill -9; all in 3 queues after restart ({duplicates} duplicates)",
         mqtt_acked.lock().unwrap().len(),
         api_acked.lock().unwrap().len()
+    );
+}
+
+/// `kill -9` while a QoS 1 publisher feeds `$queue/crash-jobs`: after the restart an MQTT consumer
+/// of the queue receives every acknowledged message.
+#[test]
+fn kill_9_between_queue_puback_and_consumer_loses_nothing() {
+    let broker = Outpost::start();
+    ok(sqs_json(
+        &broker.http,
+        "CreateQueue",
+        r#"{"QueueName":"crash-jobs"}"#,
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let publisher = {
+        let (stop, acked, addr) = (stop.clone(), acked.clone(), broker.mqtt);
+        std::thread::spawn(move || {
+            let mut c = Raw::connect(addr, Version::V5, "queue-pub", true);
+            assert_eq!(
+                c.recv(Duration::from_secs(10)),
+                Some(Got::ConnAck(ReasonCode::Success))
+            );
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let pkid = (n % 60_000 + 1) as u16;
+                let body = n.to_string();
+                if !c.try_send(&outpost_codec::Packet::Publish(outpost_codec::Publish {
+                    qos: QoS::AtLeastOnce,
+                    pkid,
+                    ..outpost_codec::Publish::new("$queue/crash-jobs", body.as_bytes())
+                })) {
+                    return;
+                }
+                match c.recv(Duration::from_secs(10)) {
+                    Some(Got::PubAck(p, ReasonCode::Success)) if p == pkid => {
+                        acked.lock().unwrap().push(n)
+                    }
+                    _ => return,
+                }
+                n += 1;
+            }
+        })
+    };
+    eventually(
+        "200 acknowledged queue publishes",
+        Duration::from_secs(60),
+        || acked.lock().unwrap().len() >= 200,
+    );
+    let data = broker.kill();
+    stop.store(true, Ordering::Relaxed);
+    publisher.join().expect("publisher");
+    let acked = acked.lock().unwrap().clone();
+
+    let broker = Outpost::start_in(data);
+    let mut c = Raw::connect(broker.mqtt, Version::V5, "queue-consumer", true);
+    assert_eq!(
+        c.recv(Duration::from_secs(10)),
+        Some(Got::ConnAck(ReasonCode::Success))
+    );
+    c.subscribe(1, &["$queue/crash-jobs"], QoS::AtLeastOnce);
+    let mut got = BTreeMap::new();
+    while let Some(g) = c.recv(Duration::from_secs(5)) {
+        if let Got::Publish { pkid, payload, .. } = g {
+            let n: u64 = String::from_utf8_lossy(&payload).parse().expect("number");
+            *got.entry(n).or_insert(0u32) += 1;
+            c.send(&outpost_codec::Packet::PubAck(outpost_codec::Ack {
+                pkid,
+                ..outpost_codec::Ack::default()
+            }));
+        }
+    }
+    for n in &acked {
+        assert!(got.contains_key(n), "acknowledged queue message {n} lost");
+    }
+    println!(
+        "acknowledged {} queue publishes before kill -9; all consumed over MQTT after restart ({} received)",
+        acked.len(),
+        got.len()
     );
 }

@@ -396,6 +396,7 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
     };
     events.attach(Some(Arc::new(MqttDoor(broker.clone()))));
     broker.set_tap(Arc::new(RulesTap(events.clone())));
+    broker.set_queue_door(outpost_routing::MqttQueues::new(queues.clone(), &broker));
     let (http_shutdown, http_shutdown_rx) = tokio::sync::watch::channel(false);
     {
         let broker = broker.clone();

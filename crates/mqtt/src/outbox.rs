@@ -119,6 +119,11 @@ impl<M: Outgoing + Clone> Outbox<M> {
         self.limits.receive_maximum = max.max(1);
     }
 
+    /// The window: most messages in flight at once.
+    pub fn receive_maximum(&self) -> u16 {
+        self.limits.receive_maximum
+    }
+
     /// Messages waiting behind the window.
     pub fn queued(&self) -> usize {
         self.queue.len()

@@ -25,25 +25,50 @@ pub trait PublishTap: Send + Sync {
     fn offer(&self, client_id: &str, message: &Message) -> Option<TapWait>;
 }
 
-/// The tap slot of a broker (set once at start).
-#[derive(Default)]
-pub(crate) struct TapSlot(OnceLock<Arc<dyn PublishTap>>);
+/// A plug-in of a broker (the publish tap, the queue door): set once at start.
+pub(crate) struct Slot<T: ?Sized>(OnceLock<Arc<T>>);
 
-impl std::fmt::Debug for TapSlot {
+impl<T: ?Sized> Default for Slot<T> {
+    fn default() -> Self {
+        Slot(OnceLock::new())
+    }
+}
+
+impl<T: ?Sized> std::fmt::Debug for Slot<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.get().is_some() {
-            "TapSlot(set)"
+            "Slot(set)"
         } else {
-            "TapSlot(empty)"
+            "Slot(empty)"
         })
     }
 }
 
-impl TapSlot {
-    pub(crate) fn set(&self, tap: Arc<dyn PublishTap>) -> bool {
-        self.0.set(tap).is_ok()
+impl<T: ?Sized> Slot<T> {
+    pub(crate) fn set(&self, value: Arc<T>) -> bool {
+        self.0.set(value).is_ok()
     }
 
+    pub(crate) fn get(&self) -> Option<&Arc<T>> {
+        self.0.get()
+    }
+}
+
+/// Hands a tap's (or door's) wait to `durable` through a task, so a PUBACK waits for it.
+pub(crate) fn join(durable: &mut Durable, wait: TapWait) {
+    let (done, rx) = tokio::sync::oneshot::channel();
+    durable.push(rx);
+    tokio::spawn(async move {
+        let result = wait.await.map_err(|e| {
+            tracing::warn!(error = %e, "a routed copy of a message could not be stored");
+            PersistError::Failed
+        });
+        // The connection may be gone; then nobody waits.
+        let _ = done.send(result);
+    });
+}
+
+impl Slot<dyn PublishTap> {
     /// Offers a message; a wait the tap returns joins `durable`. True when the tap took it
     /// (a rule matched: the message has a receiver even without subscribers).
     pub(crate) fn offer(&self, client_id: &str, message: &Message, durable: &mut Durable) -> bool {
@@ -53,16 +78,7 @@ impl TapSlot {
         let Some(wait) = tap.offer(client_id, message) else {
             return false;
         };
-        let (done, rx) = tokio::sync::oneshot::channel();
-        durable.push(rx);
-        tokio::spawn(async move {
-            let result = wait.await.map_err(|e| {
-                tracing::warn!(error = %e, "a routed copy of a message could not be stored");
-                PersistError::Failed
-            });
-            // The connection may be gone; then nobody waits.
-            let _ = done.send(result);
-        });
+        join(durable, wait);
         true
     }
 }

@@ -17,6 +17,7 @@ mod error;
 mod event;
 mod index;
 mod json_path;
+mod mqtt_queues;
 mod rule;
 mod target;
 
@@ -25,5 +26,6 @@ pub use engine::{
 };
 pub use error::{EventsError, Result};
 pub use event::{mqtt_event, MqttEventSource};
+pub use mqtt_queues::{MqttQueues, DEDUP_PROPERTY, GROUP_PROPERTY};
 pub use outpost_topics::{BoxFuture, MqttMessage, MqttPublisher};
 pub use rule::RuleSummary;

@@ -33,6 +33,7 @@ use tokio::sync::Notify;
 mod admin;
 mod connect;
 mod outgoing;
+mod queues;
 mod routing;
 mod status;
 mod storage;
@@ -123,6 +124,8 @@ pub struct Delivery {
     pub retain: bool,
     /// Identifiers of the matching subscriptions.
     pub subscription_ids: Vec<u32>,
+    /// The queue message it carries (`$queue/` subscriptions): acknowledged, it is deleted.
+    pub queue: Option<Arc<crate::QueueReceipt>>,
 }
 
 impl crate::outbox::Outgoing for Delivery {
@@ -382,7 +385,9 @@ pub struct Broker {
     /// When a store failure was last logged, and how many happened since.
     failure_log: Mutex<(Option<Instant>, u64)>,
     /// The routing layer's view of client publishes.
-    tap: crate::tap::TapSlot,
+    tap: crate::tap::Slot<dyn crate::PublishTap>,
+    /// Queues over MQTT (`$queue/`).
+    queue_door: crate::tap::Slot<dyn crate::QueueDoor>,
 }
 
 fn session_expiry(c: &Connect<'_>, config: &BrokerConfig) -> u32 {
@@ -445,6 +450,35 @@ impl Broker {
     /// Installs the publish tap (the routing layer); false when one is installed already.
     pub fn set_tap(&self, tap: Arc<dyn crate::PublishTap>) -> bool {
         self.tap.set(tap)
+    }
+
+    /// Installs the queue door (`$queue/` topics); false when one is installed already. The
+    /// `$queue/` subscriptions of restored persistent sessions get their consumers now (call
+    /// inside a tokio runtime).
+    pub fn set_queue_door(&self, door: Arc<dyn crate::QueueDoor>) -> bool {
+        if !self.queue_door.set(door.clone()) {
+            return false;
+        }
+        let restored: Vec<(Arc<str>, String)> = self
+            .sessions
+            .read()
+            .map
+            .iter()
+            .flat_map(|(client, cell)| {
+                cell.state
+                    .lock()
+                    .subscriptions
+                    .keys()
+                    .filter_map(|f| crate::queue_name(f).map(|q| (client.clone(), q.to_string())))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (client, queue) in restored {
+            if let Err(code) = door.subscribe(client.clone(), &queue) {
+                tracing::warn!(client = &*client, queue = %queue, ?code, "a restored $queue subscription has no queue; it receives nothing");
+            }
+        }
+        true
     }
 
     pub(crate) fn persister(&self) -> Option<&Persister> {

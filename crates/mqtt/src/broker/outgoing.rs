@@ -19,11 +19,19 @@ impl Broker {
                     // §3.3.2.3.3: an expired message is not delivered; release its identifier.
                     if *pkid != 0 {
                         if let Ok(d) = s.outbox.discard(*pkid) {
+                            self.queue_released(&d);
                             self.complete(&s, &d);
                         }
                     }
                     continue;
                 }
+            }
+            if let Send::Publish {
+                pkid: 0, message, ..
+            } = &send
+            {
+                // QoS 0 is done once sent.
+                self.queue_acked(message);
             }
             out.push(send);
         }
@@ -78,13 +86,23 @@ impl Broker {
     /// Forgets an in-flight message the connection will not send (too large for the client).
     /// The window opened: the connection is woken to send what may follow.
     pub fn discard(&self, h: &ConnectionHandle, pkid: u16) {
-        let _ = self.with_session(h, |s| s.outbox.discard(pkid).map(|d| self.complete(s, &d)));
+        let _ = self.with_session(h, |s| {
+            s.outbox.discard(pkid).map(|d| {
+                self.queue_released(&d);
+                self.complete(s, &d)
+            })
+        });
         h.wake.notify_one();
     }
 
     /// PUBACK from the client.
     pub fn puback(&self, h: &ConnectionHandle, pkid: u16) -> Result<(), AckError> {
-        self.with_session(h, |s| s.outbox.puback(pkid).map(|d| self.complete(s, &d)))
+        self.with_session(h, |s| {
+            s.outbox.puback(pkid).map(|d| {
+                self.queue_acked(&d);
+                self.complete(s, &d)
+            })
+        })
     }
 
     /// PUBREC from the client: returns the PUBREL to send.
@@ -94,7 +112,12 @@ impl Broker {
 
     /// PUBCOMP from the client.
     pub fn pubcomp(&self, h: &ConnectionHandle, pkid: u16) -> Result<(), AckError> {
-        self.with_session(h, |s| s.outbox.pubcomp(pkid).map(|d| self.complete(s, &d)))
+        self.with_session(h, |s| {
+            s.outbox.pubcomp(pkid).map(|d| {
+                self.queue_acked(&d);
+                self.complete(s, &d)
+            })
+        })
     }
 
     /// PUBREL from the client: the reason code for PUBCOMP.

@@ -31,6 +31,10 @@ impl Broker {
             // Acknowledged once routed (held in memory).
             session.inbox.acked_qos1(p.pkid);
         }
+        if topic.starts_with(crate::QUEUE_PREFIX) {
+            drop(session);
+            return Ok(self.publish_to_queue(h, p, &topic, payload));
+        }
         if p.retain
             && !payload.is_empty()
             && !self.retained_fits(&self.retained.lock(), &topic, topic.len() + payload.len())
@@ -57,6 +61,41 @@ impl Broker {
         // A message a rule took has a receiver: no "No matching subscribers" for it.
         let n = self.route(&h.client_id, message, &mut durable, wakes) + usize::from(tapped);
         Ok((Published::Routed(n), durable))
+    }
+
+    /// A PUBLISH to `$queue/<name>`: a send to the queue through the queue door, never routed to
+    /// subscribers (nor retained). Refused with Topic Name invalid when there is no such queue.
+    fn publish_to_queue(
+        &self,
+        h: &ConnectionHandle,
+        p: &Publish<'_>,
+        topic: &str,
+        payload: Bytes,
+    ) -> (Published, Durable) {
+        let message = Message::from_publish(topic, p, payload);
+        let sent = match (self.queue_door.get(), crate::queue_name(topic)) {
+            (Some(door), Some(name)) => door.send(&h.client_id, name, &message),
+            _ => Err(ReasonCode::TopicNameInvalid),
+        };
+        match sent {
+            Ok(wait) => {
+                self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .bytes_in
+                    .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
+                let mut durable = Durable::default();
+                crate::tap::join(&mut durable, wait);
+                (Published::Routed(1), durable)
+            }
+            Err(code) => {
+                if p.qos == QoS::ExactlyOnce {
+                    // Refused in PUBREC: the exchange ends there (§4.3.3).
+                    h.session.state.lock().inbox.pubrel(p.pkid);
+                }
+                tracing::info!(client = &*h.client_id, topic = %topic.chars().take(128).collect::<String>(), "PUBLISH to a queue refused: no such queue");
+                (Published::Refused(code), Durable::default())
+            }
+        }
     }
 
     /// True when retaining `size` bytes on `topic` stays within the retained quotas (replacing a
@@ -203,6 +242,7 @@ impl Broker {
                 qos: t.qos,
                 retain: t.retain,
                 subscription_ids: t.subscription_ids,
+                queue: None,
             };
             if let (Some(_), Some((stream, _)), true) =
                 (&self.persist, &s.stream, t.qos != QoS::AtMostOnce)
@@ -249,13 +289,18 @@ impl Broker {
     pub(super) fn offer(&self, s: &mut Session, d: Delivery, wakes: &mut Wakes) {
         match s.outbox.offer(d) {
             Offer::Queued => {}
-            Offer::QueuedEvicting(_) | Offer::DroppedQoS0 => {
+            Offer::QueuedEvicting(old) => {
+                self.queue_released(&old);
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Offer::DroppedQoS0 => {
                 // Only QoS 0 messages are dropped here; they are never stored.
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
             Offer::Overflow(d) => {
                 // Counted here, logged once a second by `tick` (never a line per message, never
                 // under a lock).
+                self.queue_released(&d);
                 self.complete(s, &d);
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 self.stats.refused_overflow.fetch_add(1, Ordering::Relaxed);
@@ -311,7 +356,23 @@ impl Broker {
                 codes.push(refuse(ReasonCode::QuotaExceeded));
                 continue;
             }
-            match index.subscribe(&h.client_id, f.filter, f.options, id) {
+            let mut options = f.options;
+            if f.filter.starts_with(crate::QUEUE_PREFIX) {
+                // A queue consumer: at most QoS 1 (a PUBACK deletes the message).
+                let started = match (self.queue_door.get(), crate::queue_name(f.filter)) {
+                    (Some(door), Some(name)) => door.subscribe(h.client_id.clone(), name),
+                    _ => Err(ReasonCode::TopicFilterInvalid),
+                };
+                if let Err(code) = started {
+                    self.stats
+                        .refused_subscriptions
+                        .fetch_add(1, Ordering::Relaxed);
+                    codes.push(refuse(code));
+                    continue;
+                }
+                options.qos = options.qos.min(QoS::AtLeastOnce);
+            }
+            match index.subscribe(&h.client_id, f.filter, options, id) {
                 Ok(done) => {
                     codes.push(match done.granted {
                         QoS::AtMostOnce => ReasonCode::Success,
@@ -323,13 +384,13 @@ impl Broker {
                         filter.clone(),
                         Subscription {
                             filter: filter.clone(),
-                            options: f.options,
+                            options,
                             id,
                         },
                     );
-                    changes.push(SubChange::Put(filter, f.options, id));
+                    changes.push(SubChange::Put(filter, options, id));
                     if let Some(bare) = done.send_retained {
-                        send_retained.push((bare, f.options.qos));
+                        send_retained.push((bare, options.qos));
                     }
                 }
                 Err(code) => {
@@ -359,6 +420,7 @@ impl Broker {
                 qos,
                 retain: true,
                 subscription_ids: id.into_iter().collect(),
+                queue: None,
             };
             self.offer(&mut s, d, &mut Wakes::new());
         }

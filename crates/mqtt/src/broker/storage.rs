@@ -162,6 +162,7 @@ impl Broker {
                             qos,
                             retain,
                             subscription_ids: ids,
+                            queue: None,
                         });
                         messages += 1;
                         live += 1;
@@ -244,7 +245,8 @@ impl Broker {
 
     /// A delivery is complete (acknowledged, expired or discarded): its record, if any, goes.
     pub(super) fn complete(&self, s: &Session, d: &Delivery) {
-        if s.stream.is_none() || d.qos == QoS::AtMostOnce {
+        // Queue deliveries are never stored with the session: the queue holds them.
+        if s.stream.is_none() || d.qos == QoS::AtMostOnce || d.queue.is_some() {
             return;
         }
         if let Some(p) = &self.persist {
