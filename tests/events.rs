@@ -324,3 +324,62 @@ fn kill_9_between_queue_puback_and_consumer_loses_nothing() {
         got.len()
     );
 }
+
+/// The README's example, as a user types it: the aws CLI creates a queue, a rule and its target;
+/// mosquitto_pub publishes telemetry; only the hot reading reaches the queue.
+#[test]
+fn readme_example_with_the_aws_cli_and_mosquitto_pub() {
+    let Some(_) = python() else { return };
+    let broker = Outpost::start();
+    let aws = |args: &[&str]| -> String {
+        let out = Command::new(root().join(".venv/bin/aws"))
+            .args(["--endpoint-url", &broker.http, "--region", "us-east-1"])
+            .args(["--output", "json"])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("AWS_PROFILE")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("aws runs");
+        assert!(
+            out.status.success(),
+            "aws {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    aws(&["sqs", "create-queue", "--queue-name", "alerts"]);
+    let pattern = r#"{"source":["outpost.mqtt"],"detail-type":[{"wildcard":"sensors/*/telemetry"}],"detail":{"temp":[{"numeric":[">",50]}]}}"#;
+    assert!(aws(&[
+        "events",
+        "put-rule",
+        "--name",
+        "hot",
+        "--event-pattern",
+        pattern
+    ])
+    .contains("arn:aws:events:us-east-1:000000000000:rule/hot"));
+    aws(&[
+        "events",
+        "put-targets",
+        "--rule",
+        "hot",
+        "--targets",
+        "Id=q,Arn=arn:aws:sqs:us-east-1:000000000000:alerts",
+    ]);
+    for payload in [r#"{"temp": 20}"#, r#"{"temp": 61}"#] {
+        let status = Command::new("mosquitto_pub")
+            .args(["-p", &broker.port(), "-q", "1", "-t", "sensors/a/telemetry"])
+            .args(["-m", payload])
+            .status()
+            .expect("mosquitto_pub runs");
+        assert!(status.success());
+    }
+    let bodies = receive_all(&broker.http, "alerts");
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let event: serde_json::Value = serde_json::from_str(&bodies[0]).expect("event JSON");
+    assert_eq!(event["detail"], serde_json::json!({"temp": 61}));
+    assert_eq!(event["detail-type"], "sensors/a/telemetry");
+    assert!(aws(&["events", "list-rules"]).contains("\"hot\""));
+}
