@@ -109,5 +109,6 @@ step "benchmark smoke run (each benchmark once, no timing)"
 cargo test -p outpost-benches --benches
 benches/sqs-load.sh --smoke
 benches/sns-load.sh --smoke
+benches/routing-load.sh --smoke
 
 step "all tests passed"

@@ -589,3 +589,20 @@ def test_raw_protocol_errors():
     assert status == 400 and body["__type"] == "InvalidEventPatternException"
     status, body = call("AWSEvents.DescribeEventBus", b"")
     assert status == 200 and body["Name"] == "default"
+
+
+def test_metrics_count_routing(events, sqs):
+    import urllib.request
+
+    url, qarn = new_queue(sqs)
+    source = name("app")
+    rule_to(events, {"source": [source]}, [{"Id": "q", "Arn": qarn}])
+    events.put_events(Entries=[{"Source": source, "DetailType": "t", "Detail": "{}"}])
+    drain(sqs, url, 1)
+    text = urllib.request.urlopen(ENDPOINT + "/metrics", timeout=10).read().decode()
+    figures = {l.split()[0]: float(l.split()[1]) for l in text.splitlines()
+               if l.startswith("outpost_routing_")}
+    assert figures["outpost_routing_rules"] >= 1
+    assert figures["outpost_routing_events_total"] >= 1
+    assert figures["outpost_routing_delivered_total"] >= 1
+    assert "outpost_routing_deliveries_pending" in figures

@@ -1,4 +1,4 @@
-//! `/metrics` in the Prometheus text format: queue depths and ages, topic deliveries, store figures, and whatever
+//! `/metrics` in the Prometheus text format: queue depths and ages, topic and rule deliveries, store figures, and whatever
 //! the rest of the broker adds.
 
 use std::fmt::Write as _;
@@ -61,6 +61,34 @@ pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
             t.dead_lettered,
         ),
         ("outpost_topic_deliveries_pending", "gauge", t.pending),
+    ] {
+        let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {v}");
+    }
+    let r = state.events.stats();
+    let (buses, rules) = state.events.counts();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    for (name, kind, v) in [
+        ("outpost_routing_buses", "gauge", buses as u64),
+        ("outpost_routing_rules", "gauge", rules as u64),
+        ("outpost_routing_events_total", "counter", load(&r.events)),
+        ("outpost_routing_matches_total", "counter", load(&r.matched)),
+        (
+            "outpost_routing_delivered_total",
+            "counter",
+            load(&r.delivered),
+        ),
+        ("outpost_routing_retries_total", "counter", load(&r.retried)),
+        ("outpost_routing_failures_total", "counter", load(&r.failed)),
+        (
+            "outpost_routing_dead_lettered_total",
+            "counter",
+            load(&r.dead_lettered),
+        ),
+        (
+            "outpost_routing_deliveries_pending",
+            "gauge",
+            load(&r.pending),
+        ),
     ] {
         let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {v}");
     }
