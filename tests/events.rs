@@ -125,6 +125,11 @@ fn kill_9_during_routing_loses_nothing_acknowledged() {
         ));
     }
 
+    ok(events_json(
+        &base,
+        "CreateArchive",
+        r#"{"ArchiveName":"crash-archive","EventSourceArn":"arn:aws:events:us-east-1:000000000000:event-bus/default"}"#,
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let mqtt_acked = Arc::new(Mutex::new(Vec::new()));
     let api_acked = Arc::new(Mutex::new(Vec::new()));
@@ -239,6 +244,20 @@ fn kill_9_during_routing_loses_nothing_acknowledged() {
             .map(|c| (c - 1) as usize)
             .sum::<usize>();
     }
+    // The archive kept every acknowledged event too.
+    let described = ok(events_json(
+        &broker.http,
+        "DescribeArchive",
+        r#"{"ArchiveName":"crash-archive"}"#,
+    ));
+    let count = serde_json::from_str::<serde_json::Value>(&described).expect("JSON")["EventCount"]
+        .as_u64()
+        .expect("EventCount");
+    let acked_total = (mqtt_acked.lock().unwrap().len() + api_acked.lock().unwrap().len()) as u64;
+    assert!(
+        count >= acked_total,
+        "archive holds {count} events, {acked_total} were acknowledged"
+    );
     println!(
         "acknowledged {} MQTT and {} PutEvents messages before kill -9; all in 3 queues after restart ({duplicates} duplicates)",
         mqtt_acked.lock().unwrap().len(),

@@ -606,3 +606,119 @@ def test_metrics_count_routing(events, sqs):
     assert figures["outpost_routing_events_total"] >= 1
     assert figures["outpost_routing_delivered_total"] >= 1
     assert "outpost_routing_deliveries_pending" in figures
+
+
+# ---------------------------------------------------------------- archives and replays
+
+
+def wait_replay(events, rname, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        d = events.describe_replay(ReplayName=rname)
+        if d["State"] in ("COMPLETED", "FAILED", "CANCELLED"):
+            return d
+        assert time.monotonic() < deadline, d
+        time.sleep(0.1)
+
+
+def test_archive_and_replay_a_time_range(events, sqs):
+    import datetime
+
+    source = name("arch")
+    bus_arn = f"arn:aws:events:us-east-1:{ACCOUNT}:event-bus/default"
+    aname = name("a")
+    created = events.create_archive(ArchiveName=aname, EventSourceArn=bus_arn,
+                                    EventPattern=json.dumps({"source": [source]}),
+                                    Description="all of it", RetentionDays=1)
+    assert created["ArchiveArn"] == f"arn:aws:events:us-east-1:{ACCOUNT}:archive/{aname}"
+    assert created["State"] == "ENABLED"
+    with pytest.raises(ClientError) as e:
+        events.create_archive(ArchiveName=aname, EventSourceArn=bus_arn)
+    assert code(e) == "ResourceAlreadyExistsException"
+    with pytest.raises(ClientError) as e:
+        events.create_archive(ArchiveName=name("a"), EventSourceArn=bus_arn + "-missing")
+    assert code(e) == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as e:
+        events.create_archive(ArchiveName=name("a"), EventSourceArn=bus_arn, EventPattern="{bad")
+    assert code(e) == "InvalidEventPatternException"
+
+    early = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    late = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
+    entries = [{"Source": source, "DetailType": "t", "Detail": json.dumps({"n": i}),
+                "Time": early if i < 3 else late} for i in range(5)]
+    entries.append({"Source": name("other"), "DetailType": "t", "Detail": "{}"})
+    assert events.put_events(Entries=entries)["FailedEntryCount"] == 0
+    d = events.describe_archive(ArchiveName=aname)
+    assert d["EventCount"] == 5 and d["SizeBytes"] > 0 and d["RetentionDays"] == 1
+    assert d["EventPattern"] == json.dumps({"source": [source]}) and d["Description"] == "all of it"
+    listed = events.list_archives(NamePrefix=aname)["Archives"]
+    assert [a["ArchiveName"] for a in listed] == [aname] and listed[0]["EventCount"] == 5
+    events.update_archive(ArchiveName=aname, Description="changed")
+    assert events.describe_archive(ArchiveName=aname)["Description"] == "changed"
+
+    # A rule made after the events: only a replay brings them to its queue.
+    url, qarn = new_queue(sqs)
+    rname, rarn = rule_to(events, {"source": [source]}, [{"Id": "q", "Arn": qarn}])
+    replay = name("replay")
+    started = events.start_replay(
+        ReplayName=replay, EventSourceArn=created["ArchiveArn"],
+        EventStartTime=early - datetime.timedelta(days=1),
+        EventEndTime=early + datetime.timedelta(days=1),
+        Destination={"Arn": bus_arn, "FilterArns": [rarn]})
+    assert started["State"] in ("STARTING", "RUNNING", "COMPLETED")
+    done = wait_replay(events, replay)
+    assert done["State"] == "COMPLETED", done
+    assert done["Destination"]["FilterArns"] == [rarn]
+    assert done["EventLastReplayedTime"] == early
+    got = [json.loads(m["Body"]) for m in drain(sqs, url, 3)]
+    assert sorted(e["detail"]["n"] for e in got) == [0, 1, 2]
+    assert all(e["replay-name"] == replay for e in got)
+    # Replayed events are not archived again.
+    assert events.describe_archive(ArchiveName=aname)["EventCount"] == 5
+    assert replay in [r["ReplayName"] for r in events.list_replays(NamePrefix=replay)["Replays"]]
+    with pytest.raises(ClientError) as e:
+        events.cancel_replay(ReplayName=replay)
+    assert code(e) == "IllegalStatusException"
+    with pytest.raises(ClientError) as e:
+        events.start_replay(ReplayName=replay, EventSourceArn=created["ArchiveArn"],
+                            EventStartTime=early, EventEndTime=late, Destination={"Arn": bus_arn})
+    assert code(e) == "ResourceAlreadyExistsException"
+    with pytest.raises(ClientError) as e:
+        events.start_replay(ReplayName=name("r"), EventSourceArn=created["ArchiveArn"],
+                            EventStartTime=late, EventEndTime=early, Destination={"Arn": bus_arn})
+    assert code(e) == "ValidationException"
+    with pytest.raises(ClientError) as e:
+        events.describe_replay(ReplayName=name("missing"))
+    assert code(e) == "ResourceNotFoundException"
+
+    events.delete_archive(ArchiveName=aname)
+    with pytest.raises(ClientError) as e:
+        events.describe_archive(ArchiveName=aname)
+    assert code(e) == "ResourceNotFoundException"
+
+
+def test_mqtt_publishes_are_archived_and_replayed(events, sqs):
+    import datetime
+
+    bus_arn = f"arn:aws:events:us-east-1:{ACCOUNT}:event-bus/default"
+    topic = name("arch") + "/telemetry"
+    aname = name("a")
+    arn = events.create_archive(ArchiveName=aname, EventSourceArn=bus_arn, EventPattern=json.dumps(
+        {"source": ["outpost.mqtt"], "detail-type": [topic]}))["ArchiveArn"]
+    before = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=5)
+    pub = mqtt_client()
+    for i in range(3):
+        pub.publish(topic, json.dumps({"i": i}), qos=1).wait_for_publish(timeout=10)
+    pub.loop_stop()
+    pub.disconnect()
+    assert events.describe_archive(ArchiveName=aname)["EventCount"] == 3
+    url, qarn = new_queue(sqs)
+    rule_to(events, {"source": ["outpost.mqtt"], "detail-type": [topic]}, [{"Id": "q", "Arn": qarn}])
+    replay = name("replay")
+    events.start_replay(ReplayName=replay, EventSourceArn=arn, EventStartTime=before,
+                        EventEndTime=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=5),
+                        Destination={"Arn": bus_arn})
+    assert wait_replay(events, replay)["State"] == "COMPLETED"
+    got = [json.loads(m["Body"]) for m in drain(sqs, url, 3)]
+    assert sorted(e["detail"]["i"] for e in got) == [0, 1, 2]
+    events.delete_archive(ArchiveName=aname)

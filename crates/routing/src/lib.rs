@@ -22,7 +22,8 @@ mod rule;
 mod target;
 
 pub use engine::{
-    BusSummary, Events, EventsConfig, PutEntry, PutResult, RoutingStats, DEFAULT_BUS,
+    ArchiveSummary, BusSummary, Events, EventsConfig, PutEntry, PutResult, ReplaySummary,
+    RoutingStats, DEFAULT_BUS,
 };
 pub use error::{EventsError, Result};
 pub use event::{mqtt_event, MqttEventSource};

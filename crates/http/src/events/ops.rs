@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use outpost_routing::{BusSummary, Events, EventsError, PutEntry, PutResult, Result, RuleSummary};
+use outpost_routing::{
+    ArchiveSummary, BusSummary, Events, EventsError, PutEntry, PutResult, ReplaySummary, Result,
+    RuleSummary,
+};
 use serde_json::{json, Map, Value};
 
 fn missing(field: &str) -> EventsError {
@@ -203,6 +206,28 @@ pub async fn call(events: &Arc<Events>, op: &str, p: &Value) -> Option<Result<Va
         "TagResource" => tag_resource(events, p).await,
         "UntagResource" => untag_resource(events, p).await,
         "ListTagsForResource" => list_tags(events, p),
+        "CreateArchive" => create_archive(events, p).await,
+        "DescribeArchive" => req_str(p, "ArchiveName", "archiveName")
+            .and_then(|n| events.describe_archive(n))
+            .map(|a| archive_json(&a, true)),
+        "ListArchives" => list_archives(events, p),
+        "UpdateArchive" => update_archive(events, p).await,
+        "DeleteArchive" => match req_str(p, "ArchiveName", "archiveName") {
+            Ok(n) => events.delete_archive(n).await.map(|()| json!({})),
+            Err(e) => Err(e),
+        },
+        "StartReplay" => start_replay(events, p).await,
+        "DescribeReplay" => req_str(p, "ReplayName", "replayName")
+            .and_then(|n| events.describe_replay(n))
+            .map(|r| replay_json(&r, true)),
+        "ListReplays" => list_replays(events, p),
+        "CancelReplay" => match req_str(p, "ReplayName", "replayName") {
+            Ok(n) => events
+                .cancel_replay(n)
+                .await
+                .map(|r| json!({"ReplayArn": r.arn, "State": r.state})),
+            Err(e) => Err(e),
+        },
         _ => return None,
     })
 }
@@ -363,6 +388,138 @@ fn list_tags(events: &Events, p: &Value) -> Result<Value> {
         .map(|(k, v)| json!({"Key": k, "Value": v}))
         .collect();
     Ok(json!({"Tags": list}))
+}
+
+fn archive_json(a: &ArchiveSummary, full: bool) -> Value {
+    let mut o = Map::new();
+    o.insert("ArchiveName".into(), json!(a.name));
+    if full {
+        o.insert("ArchiveArn".into(), json!(a.arn));
+        if let Some(d) = &a.description {
+            o.insert("Description".into(), json!(d));
+        }
+        if let Some(p) = &a.event_pattern {
+            o.insert("EventPattern".into(), json!(p));
+        }
+    }
+    o.insert("EventSourceArn".into(), json!(a.source_arn));
+    o.insert("State".into(), json!(a.state));
+    o.insert("RetentionDays".into(), json!(a.retention_days));
+    o.insert("SizeBytes".into(), json!(a.size_bytes));
+    o.insert("EventCount".into(), json!(a.event_count));
+    o.insert("CreationTime".into(), seconds(a.created_ms));
+    Value::Object(o)
+}
+
+fn replay_json(r: &ReplaySummary, full: bool) -> Value {
+    let mut o = Map::new();
+    o.insert("ReplayName".into(), json!(r.name));
+    if full {
+        o.insert("ReplayArn".into(), json!(r.arn));
+        if let Some(d) = &r.description {
+            o.insert("Description".into(), json!(d));
+        }
+        let mut dest = json!({"Arn": r.destination_arn});
+        if !r.filter_arns.is_empty() {
+            dest["FilterArns"] = json!(r.filter_arns);
+        }
+        o.insert("Destination".into(), dest);
+    }
+    o.insert("EventSourceArn".into(), json!(r.source_arn));
+    o.insert("State".into(), json!(r.state));
+    if let Some(reason) = &r.state_reason {
+        o.insert("StateReason".into(), json!(reason));
+    }
+    o.insert("EventStartTime".into(), seconds(r.start_ms));
+    o.insert("EventEndTime".into(), seconds(r.end_ms));
+    if let Some(t) = r.last_replayed_ms {
+        o.insert("EventLastReplayedTime".into(), seconds(t));
+    }
+    o.insert("ReplayStartTime".into(), seconds(r.replay_start_ms));
+    if let Some(t) = r.replay_end_ms {
+        o.insert("ReplayEndTime".into(), seconds(t));
+    }
+    Value::Object(o)
+}
+
+async fn create_archive(events: &Events, p: &Value) -> Result<Value> {
+    let (arn, created) = events
+        .create_archive(
+            req_str(p, "ArchiveName", "archiveName")?,
+            req_str(p, "EventSourceArn", "eventSourceArn")?,
+            opt_str(p, "Description", "description")?.map(str::to_string),
+            opt_str(p, "EventPattern", "eventPattern")?.map(str::to_string),
+            opt_int(p, "RetentionDays", "retentionDays")?,
+        )
+        .await?;
+    Ok(json!({"ArchiveArn": arn, "State": "ENABLED", "CreationTime": seconds(created)}))
+}
+
+async fn update_archive(events: &Events, p: &Value) -> Result<Value> {
+    let (arn, created) = events
+        .update_archive(
+            req_str(p, "ArchiveName", "archiveName")?,
+            opt_str(p, "Description", "description")?.map(str::to_string),
+            opt_str(p, "EventPattern", "eventPattern")?.map(str::to_string),
+            opt_int(p, "RetentionDays", "retentionDays")?,
+        )
+        .await?;
+    Ok(json!({"ArchiveArn": arn, "State": "ENABLED", "CreationTime": seconds(created)}))
+}
+
+fn list_archives(events: &Events, p: &Value) -> Result<Value> {
+    let (list, next) = events.list_archives(
+        opt_str(p, "NamePrefix", "namePrefix")?,
+        opt_str(p, "EventSourceArn", "eventSourceArn")?,
+        opt_str(p, "State", "state")?,
+        opt_str(p, "NextToken", "nextToken")?,
+        opt_int(p, "Limit", "limit")?,
+    )?;
+    let list: Vec<Value> = list.iter().map(|a| archive_json(a, false)).collect();
+    Ok(with_token(json!({"Archives": list}), next))
+}
+
+fn req_time(p: &Value, key: &str, field: &str) -> Result<u64> {
+    match p.get(key) {
+        None | Some(Value::Null) => Err(missing(field)),
+        Some(v) => timestamp_ms(v).ok_or_else(|| wrong_type(field)),
+    }
+}
+
+async fn start_replay(events: &Arc<Events>, p: &Value) -> Result<Value> {
+    let dest = match p.get("Destination") {
+        Some(d @ Value::Object(_)) => d,
+        None | Some(Value::Null) => return Err(missing("destination")),
+        Some(_) => return Err(wrong_type("destination")),
+    };
+    let filters = match dest.get("FilterArns") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(_) => str_list(dest, "FilterArns", "destination.filterArns")?,
+    };
+    let r = events
+        .start_replay(
+            req_str(p, "ReplayName", "replayName")?,
+            opt_str(p, "Description", "description")?.map(str::to_string),
+            req_str(p, "EventSourceArn", "eventSourceArn")?,
+            req_time(p, "EventStartTime", "eventStartTime")?,
+            req_time(p, "EventEndTime", "eventEndTime")?,
+            req_str(dest, "Arn", "destination.arn")?,
+            filters,
+        )
+        .await?;
+    Ok(json!({"ReplayArn": r.arn, "State": r.state, "ReplayStartTime": seconds(r.replay_start_ms)}))
+}
+
+fn list_replays(events: &Events, p: &Value) -> Result<Value> {
+    let (list, next) = events.list_replays(
+        opt_str(p, "NamePrefix", "namePrefix")?,
+        opt_str(p, "State", "state")?,
+        opt_str(p, "EventSourceArn", "eventSourceArn")?,
+        opt_str(p, "NextToken", "nextToken")?,
+        opt_int(p, "Limit", "limit")?,
+    )?;
+    let list: Vec<Value> = list.iter().map(|r| replay_json(r, false)).collect();
+    Ok(with_token(json!({"Replays": list}), next))
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ fn valid_bus_name(name: &str) -> bool {
 }
 
 /// One page: items from the offset in `token`, at most `limit` (1–100, default 100).
-fn page<T>(
+pub(super) fn page<T>(
     items: Vec<T>,
     token: Option<&str>,
     limit: Option<i64>,

@@ -16,11 +16,15 @@ use crate::index::RuleIndex;
 use crate::rule::{Rule, RuleDef};
 
 mod admin;
+mod archive;
 mod deliver;
 mod put;
+mod replay;
 
 pub use admin::BusSummary;
+pub use archive::ArchiveSummary;
 pub use put::{PutEntry, PutResult};
+pub use replay::ReplaySummary;
 
 /// The bus every account has, and where MQTT messages become events.
 pub const DEFAULT_BUS: &str = "default";
@@ -114,6 +118,8 @@ pub struct Events {
     mqtt: RwLock<Option<Arc<dyn MqttPublisher>>>,
     recovered: parking_lot::Mutex<Vec<Record>>,
     stats: RoutingStats,
+    archives: RwLock<BTreeMap<String, Arc<archive::Archive>>>,
+    replays: RwLock<BTreeMap<String, Arc<replay::Replay>>>,
 }
 
 impl std::fmt::Debug for Events {
@@ -160,6 +166,8 @@ impl Events {
             mqtt: RwLock::new(None),
             recovered: parking_lot::Mutex::new(Vec::new()),
             stats: RoutingStats::default(),
+            archives: RwLock::new(BTreeMap::new()),
+            replays: RwLock::new(BTreeMap::new()),
         };
         events.recover()?;
         Ok(Arc::new(events))
@@ -205,6 +213,20 @@ impl Events {
         for bus in self.buses.read().values() {
             bus.reindex();
         }
+        for (_, value) in self.store.meta().scan(archive::ARCHIVES_TABLE, b"")? {
+            let def: archive::ArchiveDef = serde_json::from_slice(&value)
+                .map_err(|e| EventsError::Internal(format!("stored archive unreadable: {e}")))?;
+            let name = def.name.clone();
+            match self.open_archive(def) {
+                Ok(a) => {
+                    self.archives.write().insert(name, Arc::new(a));
+                }
+                Err(e) => {
+                    tracing::error!(archive = %name, error = %e, "a stored archive can't be opened; skipped")
+                }
+            }
+        }
+        self.recover_replays()?;
         *self.recovered.lock() = self.store.scan(self.pending, 0, usize::MAX);
         Ok(())
     }

@@ -138,9 +138,21 @@ impl Events {
             .iter()
             .map(|(at, e, _)| (*at, e.id.clone()))
             .collect();
-        let outcomes = self
-            .dispatch(routed.into_iter().map(|(_, e, r)| (e, r)).collect())
-            .await;
+        // Archive copies are written while the targets get theirs.
+        let archived: Vec<Event> = if self.archives.read().is_empty() {
+            Vec::new()
+        } else {
+            routed.iter().map(|(_, e, _)| e.clone()).collect()
+        };
+        let refs: Vec<&Event> = archived.iter().collect();
+        let (outcomes, kept) = tokio::join!(
+            self.dispatch(routed.into_iter().map(|(_, e, r)| (e, r)).collect()),
+            self.archive(&refs)
+        );
+        let outcomes = outcomes
+            .into_iter()
+            .zip(kept.into_iter().chain(std::iter::repeat(true)))
+            .map(|(a, b)| a && b);
         for ((at, id), ok) in ids.into_iter().zip(outcomes) {
             results[at] = Some(if ok {
                 PutResult::Ok(id)
@@ -164,11 +176,12 @@ impl Events {
     ) -> Option<BoxFuture<'static, std::result::Result<(), String>>> {
         let bus = self.buses.read().get(DEFAULT_BUS).cloned()?;
         let index = bus.snapshot();
-        if index.is_empty() {
+        let archiving = self.archives_bus(DEFAULT_BUS);
+        if index.is_empty() && !archiving {
             return None;
         }
         let candidates = index.candidates(MQTT_SOURCE, m.topic);
-        if candidates.is_empty() {
+        if candidates.is_empty() && !archiving {
             return None;
         }
         let event = mqtt_event(
@@ -182,15 +195,19 @@ impl Events {
             .into_iter()
             .filter(|r| r.pattern.matches(&event.json))
             .collect();
-        if rules.is_empty() {
+        if rules.is_empty() && !archiving {
             return None;
         }
         self.stats.events.fetch_add(1, Ordering::Relaxed);
         let this = self.clone();
         Some(Box::pin(async move {
-            match this.dispatch(vec![(event, rules)]).await.first() {
-                Some(true) => Ok(()),
-                _ => Err("the routed copies could not be stored".to_string()),
+            let copy = if archiving { Some(event.clone()) } else { None };
+            let refs: Vec<&Event> = copy.iter().collect();
+            let (delivered, kept) =
+                tokio::join!(this.dispatch(vec![(event, rules)]), this.archive(&refs));
+            match (delivered.first(), kept.first()) {
+                (Some(true), None | Some(true)) => Ok(()),
+                _ => Err("the routed or archived copies could not be stored".to_string()),
             }
         }))
     }
