@@ -208,3 +208,21 @@ def test_connections(iot):
     with pytest.raises(ClientError) as e:
         iot.list_subscriptions(clientId=name("nobody"))
     assert code(e) == "ResourceNotFoundException"
+
+
+def test_send_direct_message(iot):
+    sub = Sub([])  # subscribes to nothing
+    iot.send_direct_message(clientId=sub.client_id, topic="direct/cmd", payload=b"reboot",
+                            contentType="text/plain",
+                            userProperties=json.dumps([{"by": "ops"}]))
+    m = sub.next()
+    assert m.topic == "direct/cmd" and m.payload == b"reboot" and m.qos == 1
+    assert m.properties.ContentType == "text/plain"
+    assert m.properties.UserProperty == [("by", "ops")]
+    with pytest.raises(ClientError) as e:
+        iot.send_direct_message(clientId=name("nobody"), topic="direct/cmd", payload=b"x")
+    assert code(e) == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as e:
+        iot.send_direct_message(clientId=sub.client_id, topic="a/#", payload=b"x")
+    assert code(e) == "InvalidRequestException"
+    sub.close()

@@ -199,6 +199,12 @@ async fn route(
         return get_retained(broker, &decode(topic)?);
     }
     let rest = path.strip_prefix("/connections/").unwrap_or("");
+    if let Some(client) = rest.strip_suffix("/messages") {
+        if method != Method::POST {
+            return Err(wrong_method());
+        }
+        return send_direct(broker, &client_id(client)?, &q, headers, body);
+    }
     if let Some(client) = rest.strip_suffix("/subscriptions") {
         if method != Method::GET {
             return Err(wrong_method());
@@ -275,27 +281,28 @@ fn user_properties(headers: &HeaderMap) -> Result<Vec<(String, String)>, ApiErro
     Ok(out)
 }
 
-async fn publish(
-    broker: &Arc<Broker>,
-    topic: String,
-    q: &[(String, String)],
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Result<Value, ApiError> {
-    let qos = match param(q, "qos") {
-        None | Some("0") => QoS::AtMostOnce,
-        Some("1") => QoS::AtLeastOnce,
-        Some(_) => return Err(invalid("qos must be 0 or 1.")),
-    };
-    let retain = bool_param(q, "retain")?;
+/// Refuses a message larger than the broker's packet limit.
+fn fits(broker: &Broker, size: usize) -> Result<(), ApiError> {
     let limit = broker.config().max_packet_size as usize;
-    if body.len() + topic.len() > limit {
+    if size > limit {
         return Err(ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             kind: "RequestEntityTooLargeException",
             message: format!("The payload exceeds the maximum size of {limit} bytes."),
         });
     }
+    Ok(())
+}
+
+/// The message a Publish or SendDirectMessage request describes (AWS's MQTT 5 fields).
+fn message(
+    topic: &str,
+    qos: QoS,
+    retain: bool,
+    q: &[(String, String)],
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Message, ApiError> {
     let message_expiry_interval = param(q, "messageExpiry")
         .map(|v| {
             v.parse::<u32>()
@@ -339,8 +346,8 @@ async fn publish(
             "responseTopic must be a topic name without wildcards.",
         ));
     }
-    let message = Message {
-        topic: topic.as_str().into(),
+    Ok(Message {
+        topic: topic.into(),
         payload: body,
         qos,
         retain,
@@ -353,7 +360,24 @@ async fn publish(
             user_properties: user_properties(headers)?,
         },
         received: message_expiry_interval.map(|_| std::time::Instant::now()),
+    })
+}
+
+async fn publish(
+    broker: &Arc<Broker>,
+    topic: String,
+    q: &[(String, String)],
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Value, ApiError> {
+    let qos = match param(q, "qos") {
+        None | Some("0") => QoS::AtMostOnce,
+        Some("1") => QoS::AtLeastOnce,
+        Some(_) => return Err(invalid("qos must be 0 or 1.")),
     };
+    let retain = bool_param(q, "retain")?;
+    fits(broker, topic.len() + body.len())?;
+    let message = message(topic.as_str(), qos, retain, q, headers, body)?;
     let (_, durable) = match broker.publish_from_outside(message) {
         Ok(x) => x,
         Err(ReasonCode::QuotaExceeded) => {
@@ -381,6 +405,35 @@ async fn publish(
         }
     })?;
     Ok(json!({}))
+}
+
+/// `SendDirectMessage`: one connected client gets the message at QoS 1, whatever it subscribes
+/// to. Waiting for its PUBACK (`confirmation=true`) is not supported.
+fn send_direct(
+    broker: &Broker,
+    client: &str,
+    q: &[(String, String)],
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Value, ApiError> {
+    let topic = param(q, "topic").ok_or_else(|| invalid("topic is required."))?;
+    if topic.is_empty() || topic.starts_with('$') || topic.contains(['+', '#', '\0']) {
+        return Err(invalid("topic must be a topic name without wildcards."));
+    }
+    if bool_param(q, "confirmation")? {
+        return Err(invalid(
+            "confirmation=true (waiting for the client's PUBACK) is not supported.",
+        ));
+    }
+    fits(broker, topic.len() + body.len())?;
+    let message = message(topic, QoS::AtLeastOnce, false, q, headers, body)?;
+    if !broker.deliver_direct(client, message, QoS::AtLeastOnce) {
+        return Err(not_found(format!(
+            "Client {} is not connected.",
+            clip(client)
+        )));
+    }
+    Ok(json!({"message": "The message was handed to the client's connection."}))
 }
 
 fn get_retained(broker: &Broker, topic: &str) -> Result<Value, ApiError> {

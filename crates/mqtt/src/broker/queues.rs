@@ -36,6 +36,22 @@ impl Broker {
         qos: QoS,
         receipt: QueueReceipt,
     ) -> bool {
+        self.deliver_to(client, message, qos, Some(receipt))
+    }
+
+    /// Sends a message to one connected client whatever it subscribes to (`iot-data`
+    /// SendDirectMessage); false when the client is not connected.
+    pub fn deliver_direct(&self, client: &str, message: Message, qos: QoS) -> bool {
+        self.deliver_to(client, message, qos, None)
+    }
+
+    fn deliver_to(
+        &self,
+        client: &str,
+        message: Message,
+        qos: QoS,
+        receipt: Option<QueueReceipt>,
+    ) -> bool {
         let Some(cell) = self.session_of(client) else {
             return false;
         };
@@ -45,11 +61,12 @@ impl Broker {
             if s.ended || s.connection.is_none() {
                 return false;
             }
-            let filter = format!("{}{}", crate::QUEUE_PREFIX, receipt.queue);
-            let ids = s
-                .subscriptions
-                .get(filter.as_str())
-                .and_then(|sub| sub.id)
+            let ids = receipt
+                .as_ref()
+                .and_then(|r| {
+                    let filter = format!("{}{}", crate::QUEUE_PREFIX, r.queue);
+                    s.subscriptions.get(filter.as_str()).and_then(|sub| sub.id)
+                })
                 .into_iter()
                 .collect();
             let d = Delivery {
@@ -58,7 +75,7 @@ impl Broker {
                 qos,
                 retain: false,
                 subscription_ids: ids,
-                queue: Some(Arc::new(receipt)),
+                queue: receipt.map(Arc::new),
             };
             self.offer(&mut s, d, &mut wakes);
         }
