@@ -5,7 +5,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,28 +13,13 @@ use std::time::Duration;
 use outpost_codec::{QoS, ReasonCode, Version};
 use support::http::{events_json, receive_all, sqs_json};
 use support::raw::{Got, Raw};
-use support::{eventually, Outpost};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn python() -> Option<PathBuf> {
-    let p = root().join(".venv/bin/python");
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("OUTPOST_REQUIRE_INTEROP").is_none(),
-        ".venv missing: run ./scripts/test.sh"
-    );
-    eprintln!("SKIPPED: no .venv (./scripts/test.sh creates it)");
-    None
-}
+use support::{eventually, python, root, Outpost};
 
 /// Runs one pytest file of tests/interop against a fresh broker.
 fn pytest(file: &str) {
-    let Some(python) = python() else { return };
+    let Some(python) = python(".venv") else {
+        return;
+    };
     let broker = Outpost::start();
     let out = Command::new(python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"])
@@ -348,7 +332,7 @@ fn kill_9_between_queue_puback_and_consumer_loses_nothing() {
 /// mosquitto_pub publishes telemetry; only the hot reading reaches the queue.
 #[test]
 fn readme_example_with_the_aws_cli_and_mosquitto_pub() {
-    let Some(_) = python() else { return };
+    let Some(_) = python(".venv") else { return };
     let broker = Outpost::start();
     let aws = |args: &[&str]| -> String {
         let out = Command::new(root().join(".venv/bin/aws"))

@@ -7,35 +7,19 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::http::{form_post, http, receive_all, sqs_json};
-use support::{eventually, Outpost};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn python() -> Option<PathBuf> {
-    let p = root().join(".venv/bin/python");
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("OUTPOST_REQUIRE_INTEROP").is_none(),
-        ".venv missing: run ./scripts/test.sh"
-    );
-    eprintln!("SKIPPED: no .venv (./scripts/test.sh creates it)");
-    None
-}
+use support::{eventually, python, root, Outpost};
 
 #[test]
 fn boto3_sns_suite() {
-    let Some(python) = python() else { return };
+    let Some(python) = python(".venv") else {
+        return;
+    };
     let broker = Outpost::start();
     let out = Command::new(python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"])
@@ -53,7 +37,7 @@ fn boto3_sns_suite() {
 
 #[test]
 fn aws_cli_sns_smoke() {
-    let Some(_) = python() else { return };
+    let Some(_) = python(".venv") else { return };
     let broker = Outpost::start();
     let aws = |args: &[&str]| -> String {
         let out = Command::new(root().join(".venv/bin/aws"))

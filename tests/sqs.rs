@@ -3,28 +3,9 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::Outpost;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A Python of one of the test venvs that scripts/test.sh creates.
-fn python(venv: &str) -> Option<PathBuf> {
-    let p = root().join(venv).join("bin/python");
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("OUTPOST_REQUIRE_INTEROP").is_none(),
-        "{venv} missing: run ./scripts/test.sh"
-    );
-    eprintln!("SKIPPED: no {venv} (./scripts/test.sh creates it)");
-    None
-}
+use support::{python, root, Outpost};
 
 fn pytest(venv: &str) {
     let Some(python) = python(venv) else { return };

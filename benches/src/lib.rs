@@ -95,3 +95,64 @@ pub mod load {
         phase
     }
 }
+
+/// AWS JSON-protocol calls the HTTP load tools share.
+pub mod aws {
+    use std::time::Duration;
+
+    use serde_json::{json, Value};
+
+    /// One AWS JSON call: `service` is the target prefix (`AmazonSQS`, `AWSEvents`).
+    pub async fn call(
+        http: &reqwest::Client,
+        url: &str,
+        service: &str,
+        op: &str,
+        body: &Value,
+    ) -> Result<Value, String> {
+        let resp = http
+            .post(url)
+            .header("X-Amz-Target", format!("{service}.{op}"))
+            .header("Content-Type", "application/x-amz-json-1.0")
+            .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{op}: {status} {text}"));
+        }
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    }
+
+    /// Messages a queue holds (visible + in flight + delayed), once the count settles.
+    pub async fn depth(http: &reqwest::Client, url: &str, qurl: &str) -> u64 {
+        let mut last = u64::MAX;
+        loop {
+            let attrs = call(
+                http,
+                url,
+                "AmazonSQS",
+                "GetQueueAttributes",
+                &json!({"QueueUrl": qurl, "AttributeNames": ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]}),
+            )
+            .await
+            .expect("GetQueueAttributes");
+            let n: u64 = [
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ]
+            .iter()
+            .filter_map(|k| attrs["Attributes"][*k].as_str()?.parse::<u64>().ok())
+            .sum();
+            if n == last {
+                return n;
+            }
+            last = n;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}

@@ -9,6 +9,26 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The repository root.
+pub fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A Python of one of the test venvs that scripts/test.sh creates (`.venv`, `.venv-sqs-query`);
+/// `None` (the interop test skips) only when `OUTPOST_REQUIRE_INTEROP` is unset.
+pub fn python(venv: &str) -> Option<std::path::PathBuf> {
+    let p = root().join(venv).join("bin/python");
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("OUTPOST_REQUIRE_INTEROP").is_none(),
+        "{venv} missing: run ./scripts/test.sh"
+    );
+    eprintln!("SKIPPED: no {venv} (./scripts/test.sh creates it)");
+    None
+}
+
 /// A running broker on free ports with its own data folder; killed when dropped.
 pub struct Outpost {
     child: Child,

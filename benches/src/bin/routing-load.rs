@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use outpost_benches::aws::{call, depth};
 use outpost_benches::load::{run_phase, Phase};
 use outpost_codec::{split_frame, Connect, Packet, Publish, QoS, Version};
 use serde_json::{json, Value};
@@ -59,30 +60,6 @@ fn options() -> Options {
     o
 }
 
-/// One AWS JSON call (`service` is the target prefix: `AmazonSQS` or `AWSEvents`).
-async fn call(
-    http: &reqwest::Client,
-    url: &str,
-    service: &str,
-    op: &str,
-    body: &Value,
-) -> Result<Value, String> {
-    let resp = http
-        .post(url)
-        .header("X-Amz-Target", format!("{service}.{op}"))
-        .header("Content-Type", "application/x-amz-json-1.0")
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let text = resp.text().await.map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        return Err(format!("{op}: {status} {text}"));
-    }
-    serde_json::from_str(&text).map_err(|e| e.to_string())
-}
-
 async fn queue(http: &reqwest::Client, url: &str, name: &str) -> String {
     call(
         http,
@@ -96,34 +73,6 @@ async fn queue(http: &reqwest::Client, url: &str, name: &str) -> String {
         .as_str()
         .expect("QueueUrl")
         .to_string()
-}
-
-/// Messages a queue holds, once the count settles.
-async fn depth(http: &reqwest::Client, url: &str, qurl: &str) -> u64 {
-    let mut last = u64::MAX;
-    loop {
-        let attrs = call(
-            http,
-            url,
-            "AmazonSQS",
-            "GetQueueAttributes",
-            &json!({"QueueUrl": qurl, "AttributeNames": ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]}),
-        )
-        .await
-        .expect("GetQueueAttributes");
-        let n: u64 = [
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-        ]
-        .iter()
-        .filter_map(|k| attrs["Attributes"][*k].as_str()?.parse::<u64>().ok())
-        .sum();
-        if n == last {
-            return n;
-        }
-        last = n;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 /// An MQTT 3.1.1 connection publishing at QoS 1, one message in flight.

@@ -14,8 +14,7 @@
 //!
 //! usage: sns-load [--clients N] [--seconds S] [--body BYTES] [--json FILE] NAME=URL...
 
-use std::time::Duration;
-
+use outpost_benches::aws::depth;
 use outpost_benches::load::{run_phase, Phase};
 use serde_json::{json, Value};
 
@@ -95,21 +94,7 @@ async fn sns(http: &reqwest::Client, url: &str, params: &[(&str, &str)]) -> Resu
 
 /// One SQS AWS JSON 1.0 call.
 async fn sqs(http: &reqwest::Client, url: &str, op: &str, body: &Value) -> Result<Value, String> {
-    let resp = http
-        .post(url)
-        .header("X-Amz-Target", format!("AmazonSQS.{op}"))
-        .header("Content-Type", "application/x-amz-json-1.0")
-        .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0")
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let text = resp.text().await.map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        return Err(format!("{op}: {status} {text}"));
-    }
-    serde_json::from_str(&text).map_err(|e| e.to_string())
+    outpost_benches::aws::call(http, url, "AmazonSQS", op, body).await
 }
 
 /// A fresh queue: its URL and ARN.
@@ -131,34 +116,6 @@ async fn queue(http: &reqwest::Client, url: &str, name: &str) -> (String, String
         .expect("QueueArn")
         .to_string();
     (qurl, arn)
-}
-
-/// Messages a queue holds (visible + in flight + delayed), once the count settles.
-async fn depth(http: &reqwest::Client, url: &str, qurl: &str) -> u64 {
-    let mut last = u64::MAX;
-    loop {
-        let attrs = sqs(
-            http,
-            url,
-            "GetQueueAttributes",
-            &json!({"QueueUrl": qurl, "AttributeNames": ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]}),
-        )
-        .await
-        .expect("GetQueueAttributes");
-        let n: u64 = [
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ]
-        .iter()
-        .filter_map(|k| attrs["Attributes"][*k].as_str()?.parse::<u64>().ok())
-        .sum();
-        if n == last {
-            return n;
-        }
-        last = n;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 struct Outcome {
