@@ -1,0 +1,61 @@
+//! Who is asking. Every door (MQTT CONNECT, a client certificate, a SigV4-signed HTTP request)
+//! ends in one [`Identity`], so one ACL speaks about users, devices and access keys alike.
+
+use std::sync::Arc;
+
+/// How an identity proved itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// Nothing: the anonymous identity.
+    None,
+    /// A username and password from the password file.
+    Password,
+    /// A client certificate verified by a TLS listener (its CN or a SAN).
+    Certificate,
+    /// An AWS Signature Version 4 with a configured access key.
+    AccessKey,
+}
+
+/// An authenticated (or anonymous) caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The name ACL rules use (the username, the certificate's name, or the access key's
+    /// identity). Empty for anonymous.
+    pub name: Arc<str>,
+    /// How it was proven.
+    pub proof: Proof,
+    /// The AWS account the identity belongs to (resource policies such as a queue's
+    /// `AddPermission` grants name accounts).
+    pub account: Arc<str>,
+}
+
+impl Identity {
+    /// The anonymous caller of `account`.
+    pub fn anonymous(account: &str) -> Identity {
+        Identity {
+            name: "".into(),
+            proof: Proof::None,
+            account: account.into(),
+        }
+    }
+
+    /// True for the anonymous caller.
+    pub fn is_anonymous(&self) -> bool {
+        self.proof == Proof::None
+    }
+
+    /// The username for `%u` substitution (none for anonymous).
+    pub fn username(&self) -> Option<&str> {
+        (!self.is_anonymous()).then_some(&*self.name)
+    }
+
+    /// The principal ARN resource policies see: `arn:aws:iam::<account>:user/<name>`, or
+    /// `*` for anonymous.
+    pub fn principal_arn(&self) -> String {
+        if self.is_anonymous() {
+            "*".into()
+        } else {
+            format!("arn:aws:iam::{}:user/{}", self.account, self.name)
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! Outpost's security: who a caller is, and what it may do.
+//!
+//! One [`Security`] serves every door. MQTT clients prove themselves with a username and password
+//! (the password file, argon2id) or a client certificate; HTTP callers with an AWS Signature
+//! Version 4 made with a configured access key. Both end in an [`Identity`], and one ACL file
+//! (with the resource policies queues carry) decides what each identity may do. The files are
+//! read at start and again on SIGHUP ([`Security::reload`]); a reload that fails keeps the rules
+//! in force and says why, so a typo never opens or closes the broker by accident.
+
+pub mod acl;
+mod identity;
+pub mod keys;
+pub mod passwords;
+pub mod policy;
+pub mod sigv4;
+pub mod throttle;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+pub use acl::{Acl, Effect, Request};
+pub use identity::{Identity, Proof};
+pub use keys::{AccessKey, AccessKeys};
+pub use passwords::PasswordFile;
+pub use sigv4::{SigError, SignedRequest};
+pub use throttle::{PerAddress, Rate, TokenBucket};
+
+/// Why the security files cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// A file could not be read (or written).
+    #[error("cannot read {path}: {message}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// A file's content is not valid.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong, and where.
+        message: String,
+    },
+}
+
+/// Where the security files are, and the settings around them.
+#[derive(Debug, Clone, Default)]
+pub struct SecurityConfig {
+    /// The password file (`outpost passwd`); none: no password logins.
+    pub password_file: Option<PathBuf>,
+    /// The ACL file; none: every identity may do everything.
+    pub acl_file: Option<PathBuf>,
+    /// The access keys file; none: HTTP signatures are not verified.
+    pub access_keys_file: Option<PathBuf>,
+    /// Whether callers without credentials are let in. `None`: only when no authentication is
+    /// configured (and then the broker listens on loopback only).
+    pub allow_anonymous: Option<bool>,
+    /// The broker's account (identities without an account of their own).
+    pub account: String,
+    /// Failed logins allowed per address: a burst, then this rate.
+    pub login_failures: Rate,
+}
+
+/// What the files say now.
+#[derive(Debug, Default)]
+struct Policy {
+    passwords: Option<PasswordFile>,
+    acl: Option<Acl>,
+    keys: Option<AccessKeys>,
+}
+
+/// Counters of the security decisions (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct SecurityStats {
+    /// MQTT logins refused for bad credentials.
+    pub mqtt_auth_failures: AtomicU64,
+    /// MQTT logins refused because anonymous access is off.
+    pub mqtt_anonymous_refused: AtomicU64,
+    /// HTTP requests refused for their signature (missing, unknown key, mismatch, expired).
+    pub http_auth_failures: AtomicU64,
+    /// Logins and signed requests refused because their address failed too often.
+    pub throttled_logins: AtomicU64,
+    /// MQTT publishes, subscriptions and deliveries the ACL denied.
+    pub mqtt_denied: AtomicU64,
+    /// HTTP calls the ACL (or a resource policy) denied.
+    pub http_denied: AtomicU64,
+    /// Reloads that succeeded / failed.
+    pub reloads: AtomicU64,
+    /// Reloads refused for an invalid file.
+    pub reload_failures: AtomicU64,
+}
+
+/// Why an MQTT login is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginError {
+    /// Wrong username or password (CONNACK 0x86 / 0x04).
+    BadCredentials,
+    /// No credentials and anonymous access is off (CONNACK 0x87 / 0x05).
+    NotAuthorized,
+    /// Too many failures from this address lately.
+    Throttled,
+}
+
+/// Why an HTTP request's caller is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpAuthError {
+    /// The signature is missing, unknown, wrong or stale.
+    Signature(SigError),
+    /// Too many failures from this address lately.
+    Throttled,
+}
+
+/// Identities, ACLs and throttles, shared by every listener.
+#[derive(Debug)]
+pub struct Security {
+    config: SecurityConfig,
+    policy: RwLock<Arc<Policy>>,
+    failures: PerAddress,
+    /// Counters.
+    pub stats: SecurityStats,
+}
+
+impl Security {
+    /// Reads the configured files; an unreadable or invalid file is an error naming it.
+    pub fn open(config: SecurityConfig) -> Result<Arc<Security>, AuthError> {
+        let policy = load(&config)?;
+        Ok(Arc::new(Security {
+            failures: PerAddress::new(config.login_failures),
+            config,
+            policy: RwLock::new(Arc::new(policy)),
+            stats: SecurityStats::default(),
+        }))
+    }
+
+    /// Everything allowed, nothing checked (tests and embedded uses).
+    pub fn open_to_all(account: &str) -> Arc<Security> {
+        Arc::new(Security {
+            failures: PerAddress::new(Rate::UNLIMITED),
+            config: SecurityConfig {
+                allow_anonymous: Some(true),
+                account: account.into(),
+                ..SecurityConfig::default()
+            },
+            policy: RwLock::new(Arc::new(Policy::default())),
+            stats: SecurityStats::default(),
+        })
+    }
+
+    /// Reads the files again (SIGHUP). On error the rules in force stay.
+    pub fn reload(&self) -> Result<(), AuthError> {
+        match load(&self.config) {
+            Ok(p) => {
+                *self.policy.write() = Arc::new(p);
+                self.stats.reloads.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.reload_failures.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    fn now(&self) -> Arc<Policy> {
+        self.policy.read().clone()
+    }
+
+    /// True when a password file or access keys are configured.
+    pub fn has_credentials(&self) -> bool {
+        let p = self.now();
+        p.passwords.is_some() || p.keys.is_some()
+    }
+
+    /// True when an ACL file is in force.
+    pub fn has_acl(&self) -> bool {
+        self.now().acl.is_some()
+    }
+
+    /// Whether a caller without credentials is let in.
+    pub fn anonymous_allowed(&self) -> bool {
+        self.config
+            .allow_anonymous
+            .unwrap_or_else(|| !self.has_credentials())
+    }
+
+    /// The broker's account.
+    pub fn account(&self) -> &str {
+        &self.config.account
+    }
+
+    /// Decides an MQTT CONNECT: a verified client certificate name wins; otherwise the username
+    /// and password are checked against the password file. Password checks run on a blocking
+    /// thread (argon2id takes tens of milliseconds by design).
+    pub async fn login_mqtt(
+        &self,
+        peer: IpAddr,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+        certificate: Option<&str>,
+    ) -> Result<Identity, LoginError> {
+        if let Some(name) = certificate {
+            return Ok(Identity {
+                name: name.into(),
+                proof: Proof::Certificate,
+                account: self.config.account.as_str().into(),
+            });
+        }
+        let policy = self.now();
+        match (&policy.passwords, username) {
+            (Some(_), Some(user)) => {
+                if !self.failures.has_token(peer) {
+                    self.stats.throttled_logins.fetch_add(1, Ordering::Relaxed);
+                    return Err(LoginError::Throttled);
+                }
+                let (user, password) = (user.to_string(), password.unwrap_or_default().to_vec());
+                let p = policy.clone();
+                let ok = tokio::task::spawn_blocking(move || {
+                    p.passwords
+                        .as_ref()
+                        .is_some_and(|f| f.verify(&user, &password))
+                })
+                .await
+                .unwrap_or(false);
+                if ok {
+                    Ok(Identity {
+                        name: username.unwrap_or_default().into(),
+                        proof: Proof::Password,
+                        account: self.config.account.as_str().into(),
+                    })
+                } else {
+                    self.stats.mqtt_auth_failures.fetch_add(1, Ordering::Relaxed);
+                    self.failures.take(peer);
+                    Err(LoginError::BadCredentials)
+                }
+            }
+            _ if self.anonymous_allowed() => Ok(Identity::anonymous(&self.config.account)),
+            (Some(_), None) | (None, _) => {
+                self.stats
+                    .mqtt_anonymous_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                self.failures.take(peer);
+                Err(LoginError::NotAuthorized)
+            }
+        }
+    }
+
+    /// Decides who signed an HTTP request. With access keys configured the signature is
+    /// verified (an unsigned request is anonymous if anonymous access is on); without them every
+    /// caller is anonymous and signatures are not checked (any key pair works, as with the
+    /// emulators the SDKs are often pointed at).
+    pub fn authenticate_http(
+        &self,
+        peer: IpAddr,
+        req: &SignedRequest<'_>,
+    ) -> Result<Identity, HttpAuthError> {
+        let policy = self.now();
+        let Some(keys) = &policy.keys else {
+            return Ok(Identity::anonymous(&self.config.account));
+        };
+        if !self.failures.has_token(peer) {
+            self.stats.throttled_logins.fetch_add(1, Ordering::Relaxed);
+            return Err(HttpAuthError::Throttled);
+        }
+        let verdict = sigv4::verify(req, keys, std::time::SystemTime::now());
+        match verdict {
+            Ok(Some(id)) => match keys.get(&id) {
+                Some(k) => Ok(Identity {
+                    name: k.identity.as_str().into(),
+                    proof: Proof::AccessKey,
+                    account: k
+                        .account
+                        .as_deref()
+                        .unwrap_or(&self.config.account)
+                        .into(),
+                }),
+                None => Err(HttpAuthError::Signature(SigError::UnknownKey)),
+            },
+            Ok(None) if self.anonymous_allowed() => Ok(Identity::anonymous(&self.config.account)),
+            Ok(None) => {
+                self.http_failure(peer);
+                Err(HttpAuthError::Signature(SigError::Missing))
+            }
+            Err(e) => {
+                self.http_failure(peer);
+                Err(HttpAuthError::Signature(e))
+            }
+        }
+    }
+
+    fn http_failure(&self, peer: IpAddr) {
+        self.stats.http_auth_failures.fetch_add(1, Ordering::Relaxed);
+        self.failures.take(peer);
+    }
+
+    /// Whether `who` may do an MQTT action (`mqtt:publish`, `mqtt:subscribe`, `mqtt:receive`)
+    /// on a topic or filter. Without an ACL file everything is allowed.
+    pub fn mqtt_allows(&self, who: &Identity, client_id: &str, action: &str, topic: &str) -> bool {
+        let policy = self.now();
+        let Some(acl) = &policy.acl else {
+            return true;
+        };
+        let ok = acl.decide(
+            who,
+            &Request {
+                action,
+                resource: topic,
+                client_id,
+            },
+        ) == Some(Effect::Allow);
+        if !ok {
+            self.stats.mqtt_denied.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// True when MQTT checks can be skipped entirely (no ACL file).
+    pub fn mqtt_open(&self) -> bool {
+        self.now().acl.is_none()
+    }
+
+    /// Whether `who` may do an HTTP action (`sqs:SendMessage`, …) on `resource` (an ARN),
+    /// considering the resource's own policy document if it has one: a deny in either refuses,
+    /// an allow in either grants, silence refuses. Without an ACL file everything is allowed.
+    pub fn http_allows(
+        &self,
+        who: &Identity,
+        action: &str,
+        resource: &str,
+        resource_policy: Option<&str>,
+    ) -> bool {
+        let policy = self.now();
+        let Some(acl) = &policy.acl else {
+            return true;
+        };
+        let from_acl = acl.decide(
+            who,
+            &Request {
+                action,
+                resource,
+                client_id: "",
+            },
+        );
+        let from_resource =
+            resource_policy.and_then(|doc| crate::policy::decide(doc, who, action, resource));
+        let ok = match (from_acl, from_resource) {
+            (Some(Effect::Deny), _) | (_, Some(Effect::Deny)) => false,
+            (Some(Effect::Allow), _) | (_, Some(Effect::Allow)) => true,
+            _ => false,
+        };
+        if !ok {
+            self.stats.http_denied.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+}
+
+fn load(config: &SecurityConfig) -> Result<Policy, AuthError> {
+    Ok(Policy {
+        passwords: config
+            .password_file
+            .as_deref()
+            .map(PasswordFile::load)
+            .transpose()?,
+        acl: config.acl_file.as_deref().map(Acl::load).transpose()?,
+        keys: config
+            .access_keys_file
+            .as_deref()
+            .map(AccessKeys::load)
+            .transpose()?,
+    })
+}
