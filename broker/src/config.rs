@@ -26,6 +26,44 @@ pub struct Config {
     pub store: StoreSection,
     /// SNS-style topics.
     pub topics: TopicsSection,
+    /// Authentication and authorization.
+    pub auth: AuthSection,
+}
+
+/// Authentication and authorization: the files are read at start and again on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// Let callers without credentials in on every configured address. When false (the default)
+    /// and no credentials are configured, anonymous callers are still served but every listener
+    /// binds to loopback only (mosquitto 2's local-only mode); once a password file or access
+    /// keys are configured, every caller must authenticate.
+    pub allow_anonymous: bool,
+    /// MQTT users: `username:argon2id-hash` lines, managed by `outpost passwd`. Empty: none.
+    pub password_file: String,
+    /// HTTP access key pairs (SigV4, verified) and the identity of each. Empty: none, and
+    /// signatures are not checked.
+    pub access_keys_file: String,
+    /// Allow and deny rules (see docs/security.md). Empty: every identity may do everything.
+    pub acl_file: String,
+    /// Failed logins (MQTT and HTTP) one address may make in a burst…
+    pub login_failure_burst: u32,
+    /// …and how many more per minute after it; past that its logins are refused
+    /// (MQTT 5 CONNACK 0x9F, HTTP ThrottlingException) until its bucket refills.
+    pub login_failures_per_minute: u32,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            allow_anonymous: false,
+            password_file: String::new(),
+            access_keys_file: String::new(),
+            acl_file: String::new(),
+            login_failure_burst: 10,
+            login_failures_per_minute: 6,
+        }
+    }
 }
 
 /// SNS-style topics.
@@ -153,6 +191,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             store: StoreSection::default(),
             topics: TopicsSection::default(),
+            auth: AuthSection::default(),
         }
     }
 }
@@ -235,6 +274,16 @@ pub enum ConfigError {
         /// The parser's message (line, column, key).
         message: String,
     },
+    /// An environment variable's value does not fit its key.
+    #[error("invalid {var} (setting {key}): {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// The key it sets.
+        key: String,
+        /// Why.
+        message: String,
+    },
     /// A setting has a value that does not make sense.
     #[error("invalid setting {key}: {message}")]
     Invalid {
@@ -246,16 +295,37 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads a TOML file over the defaults.
-    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+    /// Defaults, then the TOML file (if any), then every `OUTPOST_<SECTION>_<KEY>` variable in
+    /// `env` that names a key (`OUTPOST_MQTT_MAX_INFLIGHT` for `mqtt.max_inflight`,
+    /// `OUTPOST_DATA_DIR` for `data_dir`). A variable whose value does not fit its key's type is
+    /// an error naming both.
+    pub fn load(path: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let (mut table, source) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: p.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+                (table, p.to_path_buf())
+            }
+            None => (toml::Table::new(), PathBuf::from("the environment")),
+        };
+        let defaults =
+            toml::Table::try_from(Config::default()).map_err(|e| ConfigError::Parse {
+                path: PathBuf::from("the defaults"),
+                message: e.to_string(),
+            })?;
+        apply_env(&mut table, &defaults, "OUTPOST", "", env)?;
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: source,
+                message: e.to_string(),
+            })
     }
 
     /// The store configuration this asks for.
@@ -324,6 +394,63 @@ impl Config {
     }
 }
 
+/// Sets every key of `defaults` (recursively) that has an environment variable in `env`.
+fn apply_env(
+    target: &mut toml::Table,
+    defaults: &toml::Table,
+    prefix: &str,
+    path: &str,
+    env: &[(String, String)],
+) -> Result<(), ConfigError> {
+    for (key, default) in defaults {
+        let name = format!("{prefix}_{}", key.to_ascii_uppercase());
+        let dotted = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        if let toml::Value::Table(sub) = default {
+            let entry = target
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = entry {
+                apply_env(t, sub, &name, &dotted, env)?;
+            }
+            continue;
+        }
+        let Some((_, raw)) = env.iter().find(|(k, _)| *k == name) else {
+            continue;
+        };
+        let invalid = |expected: &str| ConfigError::Env {
+            var: name.clone(),
+            key: dotted.clone(),
+            message: format!("{raw:?} is not {expected}"),
+        };
+        let value = match default {
+            toml::Value::String(_) => toml::Value::String(raw.clone()),
+            toml::Value::Integer(_) => {
+                toml::Value::Integer(raw.trim().parse().map_err(|_| invalid("an integer"))?)
+            }
+            toml::Value::Float(_) => {
+                toml::Value::Float(raw.trim().parse().map_err(|_| invalid("a number"))?)
+            }
+            toml::Value::Boolean(_) => match raw.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => toml::Value::Boolean(true),
+                "false" | "0" | "no" | "off" => toml::Value::Boolean(false),
+                _ => return Err(invalid("true or false")),
+            },
+            toml::Value::Array(_) => {
+                let t: toml::Table = toml::from_str(&format!("v = {raw}"))
+                    .map_err(|_| invalid("a TOML array such as [\"a\", \"b\"]"))?;
+                t.get("v").cloned().ok_or_else(|| invalid("an array"))?
+            }
+            _ => continue,
+        };
+        target.insert(key.clone(), value);
+    }
+    Ok(())
+}
+
 fn parse_sync(s: &str) -> Result<outpost_store::SyncPolicy, ConfigError> {
     use outpost_store::SyncPolicy;
     let invalid = || ConfigError::Invalid {
@@ -359,6 +486,56 @@ mod tests {
         assert_eq!(c.mqtt.max_packet_size, 16 * 1024 * 1024);
         assert_eq!(c.websocket.path, "/mqtt");
         assert_eq!(c.http.listen.port(), 9324);
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn every_key_has_an_environment_variable() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("OUTPOST_MQTT_MAX_INFLIGHT", "32"),
+                ("OUTPOST_AUTH_ALLOW_ANONYMOUS", "true"),
+                ("OUTPOST_HTTP_REGION", "eu-west-1"),
+                ("OUTPOST_DATA_DIR", "/tmp/x"),
+                ("OUTPOST_MQTT_V311_SESSION_EXPIRY", "60"),
+                ("OUTPOST_UNRELATED", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.mqtt.max_inflight, 32);
+        assert!(c.auth.allow_anonymous);
+        assert_eq!(c.http.region, "eu-west-1");
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.mqtt.v311_session_expiry, Some(60));
+        let e = Config::load(None, &env(&[("OUTPOST_MQTT_MAX_INFLIGHT", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("OUTPOST_MQTT_MAX_INFLIGHT") && e.contains("mqtt.max_inflight"),
+            "{e}"
+        );
+        let e = Config::load(None, &env(&[("OUTPOST_MQTT_MAX_INFLIGHT", "70000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_inflight"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("outpost-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[mqtt]\nmax_inflight = 10\nmax_subscriptions = 7\n").unwrap();
+        let c = Config::load(Some(&file), &env(&[("OUTPOST_MQTT_MAX_INFLIGHT", "20")])).unwrap();
+        assert_eq!((c.mqtt.max_inflight, c.mqtt.max_subscriptions), (20, 7));
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

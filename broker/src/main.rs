@@ -5,6 +5,7 @@
 //! SIGINT/SIGTERM.
 
 mod config;
+mod passwd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,15 +48,26 @@ struct Cli {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Manage the password file of MQTT users (argon2id hashes).
+    Passwd {
+        #[command(subcommand)]
+        action: passwd::Passwd,
+    },
 }
 
 impl Cli {
     /// Defaults, then the file, then environment and flags (clap already gave flags precedence).
     fn config(&self) -> Result<Config, config::ConfigError> {
-        let mut c = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("OUTPOST_"))
+            .collect();
+        let mut c = Config::load(self.config.as_deref(), &env)?;
         if let Some(v) = &self.data_dir {
             c.data_dir = v.clone();
         }
@@ -88,7 +100,10 @@ fn main() -> ExitCode {
     // Test builds only: failure points named in `FAILPOINTS` (see the store's `failpoints`).
     #[cfg(feature = "failpoints")]
     let _faults = fail::FailScenario::setup();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::Passwd { action }) = cli.command.take() {
+        return passwd::run(action);
+    }
     let config = match cli.config() {
         Ok(c) => c,
         Err(e) => {
@@ -127,6 +142,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let security = match open_security(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("outpost: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let store = match outpost_store::Store::open(&config.data_dir, store_config) {
         Ok(s) => s,
         Err(e) => {
@@ -147,7 +169,36 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config, store))
+    runtime.block_on(serve(config, store, security))
+}
+
+/// The security files named in the configuration, read and checked.
+fn open_security(config: &Config) -> Result<std::sync::Arc<outpost_auth::Security>, String> {
+    let path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+    let a = &config.auth;
+    outpost_auth::Security::open(outpost_auth::SecurityConfig {
+        password_file: path(&a.password_file),
+        acl_file: path(&a.acl_file),
+        access_keys_file: path(&a.access_keys_file),
+        allow_anonymous: a.allow_anonymous.then_some(true),
+        account: config.http.account.clone(),
+        login_failures: outpost_auth::Rate {
+            per_second: f64::from(a.login_failures_per_minute.max(1)) / 60.0,
+            burst: f64::from(a.login_failure_burst.max(1)),
+        },
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// With no way for callers to authenticate and anonymous access not asked for, the broker is
+/// reachable from this machine only (mosquitto 2's local-only mode): every listen address
+/// becomes the loopback address of its family.
+fn local_only(addr: SocketAddr) -> SocketAddr {
+    let ip: std::net::IpAddr = match addr {
+        SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    SocketAddr::new(ip, addr.port())
 }
 
 /// Room kept in the descriptor budget for the store's segments and metadata, logs and the like.
@@ -181,8 +232,26 @@ fn connection_caps(config: &Config) -> (usize, usize) {
     (m, h)
 }
 
-async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
+async fn serve(
+    mut config: Config,
+    store: outpost_store::Store,
+    security: std::sync::Arc<outpost_auth::Security>,
+) -> ExitCode {
     use std::sync::Arc;
+
+    if !config.auth.allow_anonymous && !security.has_credentials() {
+        let addrs = [
+            &mut config.mqtt.listen,
+            &mut config.websocket.listen,
+            &mut config.http.listen,
+        ];
+        if addrs.iter().any(|a| !a.ip().is_loopback()) {
+            for a in addrs {
+                *a = local_only(*a);
+            }
+            tracing::warn!("no authentication configured: listening on loopback only; set auth.allow_anonymous = true, or configure auth.password_file / auth.access_keys_file, to serve the configured addresses");
+        }
+    }
 
     let (mqtt_cap, http_cap) = connection_caps(&config);
     let mqtt_gate = outpost_net::Gate::new(
@@ -250,6 +319,7 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
         max_packet_size: config.mqtt.max_packet_size,
         connect_timeout: std::time::Duration::from_secs(config.mqtt.connect_timeout),
         max_keep_alive: config.mqtt.max_keep_alive,
+        security: security.clone(),
     });
     let mut accepting = Vec::new();
     accepting.push(tokio::spawn(outpost_listeners::run_tcp(
@@ -407,6 +477,7 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
                 topics: topics.clone(),
                 events: events.clone(),
                 mqtt: broker.clone(),
+                security: security.clone(),
             },
             store.clone(),
             http_addr,
@@ -438,6 +509,7 @@ async fn serve(config: Config, store: outpost_store::Store) -> ExitCode {
     );
     tracing::info!(%mqtt_addr, %ws_addr, %http_addr, "listeners started");
 
+    tokio::spawn(reload_on_hangup(security.clone()));
     shutdown_signal().await;
     tracing::info!("shutting down");
     // One signal reaches everything: no new connections; MQTT connections write what they have
@@ -535,6 +607,29 @@ fn gate_metrics(gate: &outpost_net::Gate) -> String {
         gate.open(),
         gate.refused()
     )
+}
+
+/// SIGHUP reads the password, access key and ACL files again; connections stay open and the new
+/// rules apply to their next packet. An invalid file keeps the rules in force.
+async fn reload_on_hangup(security: std::sync::Arc<outpost_auth::Security>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; the security files will not be reloaded");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match security.reload() {
+                Ok(()) => tracing::info!("SIGHUP: security files reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: reload refused; the previous rules stay in force")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(security);
 }
 
 async fn shutdown_signal() {

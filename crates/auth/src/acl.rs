@@ -126,7 +126,11 @@ impl Acl {
             if !r.actions.iter().any(|a| glob(a, req.action, true)) {
                 continue;
             }
-            if !r.resources.iter().any(|pattern| resource_matches(pattern, who, req)) {
+            if !r
+                .resources
+                .iter()
+                .any(|pattern| resource_matches(pattern, who, req))
+            {
                 continue;
             }
             match r.effect {
@@ -328,8 +332,16 @@ mod tests {
         assert!(glob("sqs:*", "sqs:SendMessage", true));
         assert!(glob("SQS:sendmessage", "sqs:SendMessage", true));
         assert!(!glob("sqs:Send*", "sns:SendMessage", true));
-        assert!(glob("arn:aws:sqs:*:*:orders-?", "arn:aws:sqs:us-east-1:000000000000:orders-1", false));
-        assert!(!glob("arn:aws:sqs:*:*:orders-?", "arn:aws:sqs:us-east-1:000000000000:orders-12", false));
+        assert!(glob(
+            "arn:aws:sqs:*:*:orders-?",
+            "arn:aws:sqs:us-east-1:000000000000:orders-1",
+            false
+        ));
+        assert!(!glob(
+            "arn:aws:sqs:*:*:orders-?",
+            "arn:aws:sqs:us-east-1:000000000000:orders-12",
+            false
+        ));
         assert!(glob("*", "", false));
         assert!(glob(&"*a".repeat(20), &"a".repeat(40), false));
     }
@@ -354,21 +366,53 @@ resources = ["#"]
         .unwrap();
         let alice = user("alice");
         let anon = Identity::anonymous("000000000000");
-        assert_eq!(acl.decide(&alice, &mqtt("mqtt:publish", "devices/d1/t", "d1")), Some(Effect::Allow));
-        assert_eq!(acl.decide(&alice, &mqtt("mqtt:publish", "devices/d2/t", "d1")), None);
-        assert_eq!(acl.decide(&alice, &mqtt("mqtt:publish", "users/alice/x", "d1")), Some(Effect::Allow));
-        assert_eq!(acl.decide(&anon, &mqtt("mqtt:publish", "users//x", "d1")), None);
-        assert_eq!(acl.decide(&user("mallory"), &mqtt("mqtt:publish", "devices/m/t", "m")), Some(Effect::Deny));
+        assert_eq!(
+            acl.decide(&alice, &mqtt("mqtt:publish", "devices/d1/t", "d1")),
+            Some(Effect::Allow)
+        );
+        assert_eq!(
+            acl.decide(&alice, &mqtt("mqtt:publish", "devices/d2/t", "d1")),
+            None
+        );
+        assert_eq!(
+            acl.decide(&alice, &mqtt("mqtt:publish", "users/alice/x", "d1")),
+            Some(Effect::Allow)
+        );
+        assert_eq!(
+            acl.decide(&anon, &mqtt("mqtt:publish", "users//x", "d1")),
+            None
+        );
+        assert_eq!(
+            acl.decide(&user("mallory"), &mqtt("mqtt:publish", "devices/m/t", "m")),
+            Some(Effect::Deny)
+        );
         // A client id with wildcards does not widen a %c rule.
-        assert_eq!(acl.decide(&alice, &mqtt("mqtt:subscribe", "devices/#", "#")), None);
-        assert_eq!(acl.decide(&alice, &mqtt("mqtt:subscribe", "devices/d1/#", "d1")), Some(Effect::Allow));
-        assert_eq!(acl.decide(&alice, &mqtt("mqtt:receive", "devices/d1/x", "d1")), None);
+        assert_eq!(
+            acl.decide(&alice, &mqtt("mqtt:subscribe", "devices/#", "#")),
+            None
+        );
+        assert_eq!(
+            acl.decide(&alice, &mqtt("mqtt:subscribe", "devices/d1/#", "d1")),
+            Some(Effect::Allow)
+        );
+        assert_eq!(
+            acl.decide(&alice, &mqtt("mqtt:receive", "devices/d1/x", "d1")),
+            None
+        );
     }
 
     #[test]
     fn bad_files_are_refused() {
-        assert!(Acl::parse("[[rules]]\neffect = \"maybe\"\nidentities=[\"*\"]\nactions=[\"*\"]\n").is_err());
-        assert!(Acl::parse("[[rules]]\neffect = \"allow\"\nidentities=[]\nactions=[\"*\"]\n").is_err());
-        assert!(Acl::parse("[[rules]]\neffect = \"allow\"\nidentities=[\"*\"]\nactions=[\"publish\"]\n").is_err());
+        assert!(
+            Acl::parse("[[rules]]\neffect = \"maybe\"\nidentities=[\"*\"]\nactions=[\"*\"]\n")
+                .is_err()
+        );
+        assert!(
+            Acl::parse("[[rules]]\neffect = \"allow\"\nidentities=[]\nactions=[\"*\"]\n").is_err()
+        );
+        assert!(Acl::parse(
+            "[[rules]]\neffect = \"allow\"\nidentities=[\"*\"]\nactions=[\"publish\"]\n"
+        )
+        .is_err());
     }
 }

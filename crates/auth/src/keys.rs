@@ -133,6 +133,9 @@ mod tests {
         let key = k.get("AKIDOPS000000001").unwrap();
         assert_eq!(key.identity, "ops");
         assert!(!format!("{key:?}").contains("wJalr"));
-        assert!(AccessKeys::parse("[[keys]]\naccess_key_id = \"s-1\"\nsecret_access_key = \"x\"\nidentity = \"a\"\n").is_err());
+        assert!(AccessKeys::parse(
+            "[[keys]]\naccess_key_id = \"s-1\"\nsecret_access_key = \"x\"\nidentity = \"a\"\n"
+        )
+        .is_err());
     }
 }

@@ -235,7 +235,9 @@ impl Security {
                         account: self.config.account.as_str().into(),
                     })
                 } else {
-                    self.stats.mqtt_auth_failures.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .mqtt_auth_failures
+                        .fetch_add(1, Ordering::Relaxed);
                     self.failures.take(peer);
                     Err(LoginError::BadCredentials)
                 }
@@ -274,11 +276,7 @@ impl Security {
                 Some(k) => Ok(Identity {
                     name: k.identity.as_str().into(),
                     proof: Proof::AccessKey,
-                    account: k
-                        .account
-                        .as_deref()
-                        .unwrap_or(&self.config.account)
-                        .into(),
+                    account: k.account.as_deref().unwrap_or(&self.config.account).into(),
                 }),
                 None => Err(HttpAuthError::Signature(SigError::UnknownKey)),
             },
@@ -295,7 +293,9 @@ impl Security {
     }
 
     fn http_failure(&self, peer: IpAddr) {
-        self.stats.http_auth_failures.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .http_auth_failures
+            .fetch_add(1, Ordering::Relaxed);
         self.failures.take(peer);
     }
 

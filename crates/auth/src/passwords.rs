@@ -19,7 +19,10 @@ pub struct PasswordFile {
 
 /// A username that fits the file: not empty, no `:` (the separator), no control characters.
 pub fn valid_username(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 256 && !name.contains(':') && !name.chars().any(char::is_control)
+    !name.is_empty()
+        && name.len() <= 256
+        && !name.contains(':')
+        && !name.chars().any(char::is_control)
 }
 
 impl PasswordFile {
@@ -50,7 +53,10 @@ impl PasswordFile {
                 return Err(format!("line {}: invalid username", n + 1));
             }
             if PasswordHash::new(hash).is_err() {
-                return Err(format!("line {}: the hash of {user} is not a PHC string", n + 1));
+                return Err(format!(
+                    "line {}: the hash of {user} is not a PHC string",
+                    n + 1
+                ));
             }
             users.insert(user.to_string(), hash.to_string());
         }
@@ -95,7 +101,9 @@ impl PasswordFile {
     /// Adds or replaces a user with a fresh salt.
     pub fn set(&mut self, user: &str, password: &str) -> Result<(), String> {
         if !valid_username(user) {
-            return Err("usernames are 1 to 256 characters, without ':' or control characters".into());
+            return Err(
+                "usernames are 1 to 256 characters, without ':' or control characters".into(),
+            );
         }
         self.users.insert(user.to_string(), hash(password)?);
         Ok(())

@@ -93,10 +93,27 @@ mod tests {
             "Principal":{"AWS":["arn:aws:iam::111122223333:root"]},
             "Action":["SQS:SendMessage"],"Resource":"arn:aws:sqs:us-east-1:000000000000:q"}]}"#;
         let q = "arn:aws:sqs:us-east-1:000000000000:q";
-        assert_eq!(decide(doc, &someone("111122223333"), "sqs:SendMessage", q), Some(Effect::Allow));
-        assert_eq!(decide(doc, &someone("111122223333"), "sqs:DeleteQueue", q), None);
-        assert_eq!(decide(doc, &someone("444455556666"), "sqs:SendMessage", q), None);
-        assert_eq!(decide(doc, &Identity::anonymous("000000000000"), "sqs:SendMessage", q), None);
+        assert_eq!(
+            decide(doc, &someone("111122223333"), "sqs:SendMessage", q),
+            Some(Effect::Allow)
+        );
+        assert_eq!(
+            decide(doc, &someone("111122223333"), "sqs:DeleteQueue", q),
+            None
+        );
+        assert_eq!(
+            decide(doc, &someone("444455556666"), "sqs:SendMessage", q),
+            None
+        );
+        assert_eq!(
+            decide(
+                doc,
+                &Identity::anonymous("000000000000"),
+                "sqs:SendMessage",
+                q
+            ),
+            None
+        );
     }
 
     #[test]
@@ -104,8 +121,14 @@ mod tests {
         let doc = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"sqs:*","Resource":"*"},
             {"Effect":"Deny","Principal":"*","Action":"sqs:DeleteQueue","Resource":"*","Condition":{"x":{}}}]}"#;
         let who = someone("111122223333");
-        assert_eq!(decide(doc, &who, "sqs:SendMessage", "arn:q"), Some(Effect::Allow));
-        assert_eq!(decide(doc, &who, "sqs:DeleteQueue", "arn:q"), Some(Effect::Deny));
+        assert_eq!(
+            decide(doc, &who, "sqs:SendMessage", "arn:q"),
+            Some(Effect::Allow)
+        );
+        assert_eq!(
+            decide(doc, &who, "sqs:DeleteQueue", "arn:q"),
+            Some(Effect::Deny)
+        );
         assert_eq!(decide("not json", &who, "sqs:SendMessage", "arn:q"), None);
     }
 }

@@ -106,16 +106,15 @@ pub fn verify(
         return Ok(None);
     };
     let key = keys.get(&c.access_key_id).ok_or(SigError::UnknownKey)?;
-    let time = parse_amz_date(&c.amz_date)
-        .ok_or_else(|| SigError::Incomplete("X-Amz-Date is not in ISO 8601 basic format.".into()))?;
+    let time = parse_amz_date(&c.amz_date).ok_or_else(|| {
+        SigError::Incomplete("X-Amz-Date is not in ISO 8601 basic format.".into())
+    })?;
     if !c.amz_date.starts_with(&c.date) {
         return Err(SigError::Mismatch);
     }
     match c.expires {
         None => {
-            let skew = now
-                .duration_since(time)
-                .unwrap_or_else(|e| e.duration());
+            let skew = now.duration_since(time).unwrap_or_else(|e| e.duration());
             if skew > MAX_SKEW {
                 return Err(SigError::Expired(format!(
                     "Signature expired: {} is now earlier than {} or later than {} (15 minutes either way).",
@@ -260,7 +259,12 @@ fn without_presign_params(path_and_query: &str) -> String {
 
 /// `AKID/20150830/us-east-1/service/aws4_request`.
 fn parse_credential(s: &str) -> Result<(String, String, String, String), SigError> {
-    let bad = || SigError::Incomplete(format!("Credential should be scoped to a valid region, service and date: {}", s.chars().take(200).collect::<String>()));
+    let bad = || {
+        SigError::Incomplete(format!(
+            "Credential should be scoped to a valid region, service and date: {}",
+            s.chars().take(200).collect::<String>()
+        ))
+    };
     let mut parts = s.split('/');
     let (Some(id), Some(date), Some(region), Some(service), Some("aws4_request"), None) = (
         parts.next(),
@@ -373,7 +377,13 @@ pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
     };
     let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+    if !(1970..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+        || hh > 23
+        || mm > 59
+        || ss > 60
+    {
         return None;
     }
     let days = days_from_civil(y as i64, m as i64, d as i64);
@@ -383,7 +393,10 @@ pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
 
 /// A time as `20150830T123600Z`.
 pub fn format_amz_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
     format!(
@@ -431,7 +444,10 @@ mod tests {
     #[test]
     fn dates_round_trip() {
         let t = parse_amz_date("20150830T123600Z").unwrap();
-        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 1_440_938_160);
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            1_440_938_160
+        );
         assert_eq!(format_amz_date(t), "20150830T123600Z");
         assert!(parse_amz_date("2015-08-30T12:36:00Z").is_none());
         assert!(parse_amz_date("20151330T123600Z").is_none());
@@ -477,7 +493,10 @@ mod tests {
         assert_eq!(verify(&other_body, &keys(), now), Err(SigError::Mismatch));
         // Twenty minutes later the same request is stale.
         let later = now + Duration::from_secs(20 * 60);
-        assert!(matches!(verify(&get, &keys(), later), Err(SigError::Expired(_))));
+        assert!(matches!(
+            verify(&get, &keys(), later),
+            Err(SigError::Expired(_))
+        ));
         // Unknown key.
         let unknown = SignedRequest {
             headers: &[
@@ -500,7 +519,14 @@ mod tests {
     fn presigned_requests() {
         let now = parse_amz_date("20150830T123600Z").unwrap();
         let identity: aws_smithy_runtime_api::client::identity::Identity =
-            aws_credential_types::Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None, None, "t").into();
+            aws_credential_types::Credentials::new(
+                "AKIDEXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                None,
+                None,
+                "t",
+            )
+            .into();
         let mut settings = SigningSettings::default();
         settings.signature_location = SignatureLocation::QueryParams;
         settings.expires_in = Some(Duration::from_secs(300));
@@ -523,7 +549,9 @@ mod tests {
         let (instructions, _) = sign(req, &params).unwrap().into_parts();
         let mut query = String::from("/?Action=ListQueues");
         for (k, v) in instructions.params() {
-            let v: String = percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).collect();
+            let v: String =
+                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                    .collect();
             query.push_str(&format!("&{k}={v}"));
         }
         let presigned = SignedRequest {
@@ -532,7 +560,10 @@ mod tests {
             headers: &[("Host", "localhost:9324")],
             body: b"",
         };
-        assert_eq!(verify(&presigned, &keys(), now + Duration::from_secs(60)), Ok(Some("AKIDEXAMPLE".into())));
+        assert_eq!(
+            verify(&presigned, &keys(), now + Duration::from_secs(60)),
+            Ok(Some("AKIDEXAMPLE".into()))
+        );
         assert!(matches!(
             verify(&presigned, &keys(), now + Duration::from_secs(301)),
             Err(SigError::Expired(_))

@@ -3,6 +3,7 @@
 //! Thin by design: it translates wire formats and calls the engines; every rule lives in
 //! `outpost-queues` and `outpost-topics`. One port serves everything, as one gateway box should.
 
+mod access;
 pub mod events;
 pub mod iotdata;
 mod metrics;
@@ -75,6 +76,8 @@ pub struct HttpState {
     pub limits: HttpLimits,
     /// Permits to read and parse a request body (`limits.max_parsing` of them).
     pub parsing: Arc<Semaphore>,
+    /// Who may call what.
+    pub security: Arc<outpost_auth::Security>,
 }
 
 /// The engines the HTTP port serves.
@@ -87,6 +90,8 @@ pub struct Engines {
     pub events: Arc<Events>,
     /// The MQTT engine (`iot-data`).
     pub mqtt: Arc<outpost_mqtt::Broker>,
+    /// Identities and rules.
+    pub security: Arc<outpost_auth::Security>,
 }
 
 impl HttpState {
@@ -103,6 +108,7 @@ impl HttpState {
             topics,
             events,
             mqtt,
+            security,
         } = engines;
         HttpState {
             queues,
@@ -114,6 +120,7 @@ impl HttpState {
             extra_metrics,
             limits,
             parsing: Arc::new(Semaphore::new(limits.max_parsing.max(1))),
+            security,
         }
     }
 }
@@ -126,6 +133,7 @@ async fn health() -> impl IntoResponse {
 /// the SNS signing certificate.
 async fn api(
     State(state): State<HttpState>,
+    peer: Option<axum::Extension<access::PeerAddr>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -137,7 +145,8 @@ async fn api(
         }
     }
     let host = state.local_addr.to_string();
-    sqs::handle(&state, &host, method, uri, headers, body).await
+    let peer = peer.map(|axum::Extension(p)| p);
+    sqs::handle(&state, &host, peer, method, uri, headers, body).await
 }
 
 /// The router: `/health`, `/metrics`, and the SQS and SNS APIs on every other path.
@@ -159,9 +168,16 @@ pub async fn serve(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let header_timeout = state.limits.header_timeout;
-    let service = TowerToHyperService::new(router(state));
+    let router = router(state);
     accept_loop(listener, gate, move |stream, peer| {
-        let service = service.clone();
+        // Each request carries the address it came from (throttles, logs).
+        use tower::ServiceExt as _;
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(access::PeerAddr(peer));
+                req
+            },
+        ));
         let mut shutdown = shutdown.clone();
         async move {
             let conn = hyper::server::conn::http1::Builder::new()

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use outpost_auth::{Identity, LoginError, Security};
 use outpost_codec::{
     decode, split_frame, Ack, ConnAck, ConnAckProperties, DecodeError, Decoded,
     Disconnect as DisconnectPacket, List, Packet, Publish, PublishBytes, QoS, ReasonCode, SubAck,
@@ -28,6 +29,8 @@ pub struct ListenerConfig {
     /// or for none, is told this one (CONNACK Server Keep Alive); an MQTT 3.1.1 client, which
     /// cannot be told, is refused (identifier rejected), as mosquitto's `max_keepalive` does.
     pub max_keep_alive: u16,
+    /// Who may connect, and what each may publish, subscribe to and receive.
+    pub security: Arc<Security>,
 }
 
 impl Default for ListenerConfig {
@@ -36,6 +39,26 @@ impl Default for ListenerConfig {
             max_packet_size: 16 * 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
             max_keep_alive: u16::MAX,
+            security: Security::open_to_all("000000000000"),
+        }
+    }
+}
+
+/// Who is on the other end of a connection, before CONNECT says more.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The address it connects from.
+    pub addr: SocketAddr,
+    /// The name in its client certificate, when a TLS listener verified one.
+    pub certificate: Option<Arc<str>>,
+}
+
+impl Peer {
+    /// A peer without a certificate.
+    pub fn plain(addr: SocketAddr) -> Peer {
+        Peer {
+            addr,
+            certificate: None,
         }
     }
 }
@@ -78,6 +101,11 @@ struct Conn<W> {
     held_by: Vec<std::sync::Arc<str>>,
     parked: std::collections::VecDeque<bytes::Bytes>,
     parked_bytes: usize,
+    /// Who the client proved to be, and the rules that apply to it.
+    identity: Identity,
+    security: Arc<Security>,
+    /// ACL refusals so far (the first is logged, the rest counted).
+    denials: u64,
 }
 
 /// Bytes of a held-back client's packets kept before its socket is no longer read.
@@ -206,6 +234,21 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
         }
     }
 
+    /// Asks the ACL; the first refusal of a connection is logged, every one is counted.
+    fn may(&mut self, h: &ConnectionHandle, action: &str, topic: &str) -> bool {
+        if self
+            .security
+            .mqtt_allows(&self.identity, &h.client_id, action, topic)
+        {
+            return true;
+        }
+        self.denials += 1;
+        if self.denials == 1 {
+            tracing::info!(peer = %self.peer, client = &*h.client_id, user = &*self.identity.name, action, topic = %topic.chars().take(128).collect::<String>(), "denied by the ACL (further denials on this connection are counted, not logged)");
+        }
+        false
+    }
+
     fn disconnect(&mut self, code: ReasonCode) {
         if self.version == Version::V5 {
             self.push(&Packet::Disconnect(DisconnectPacket::new(code)));
@@ -220,6 +263,7 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
         sends: Vec<Outgoing<Delivery>>,
     ) {
         let now = Instant::now();
+        let checked = !self.security.mqtt_open();
         for s in sends {
             match s {
                 Outgoing::PubRel { pkid } => self.push(&Packet::PubRel(Ack::new(pkid))),
@@ -228,6 +272,13 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                     dup,
                     message: d,
                 } => {
+                    if checked && !self.may(h, "mqtt:receive", &d.message.topic) {
+                        // Not this client's to read: as if delivered (mosquitto's `read` ACL).
+                        if pkid != 0 {
+                            broker.discard(h, pkid);
+                        }
+                        continue;
+                    }
                     let users = d.message.user_properties();
                     let mut properties =
                         d.message
@@ -311,16 +362,18 @@ fn release_if_empty(buf: &mut BytesMut) {
 }
 
 /// Serves one connection until it ends.
-pub async fn serve<S>(stream: S, peer: SocketAddr, broker: Arc<Broker>, config: Arc<ListenerConfig>)
+pub async fn serve<S>(stream: S, peer: Peer, broker: Arc<Broker>, config: Arc<ListenerConfig>)
 where
     S: AsyncRead + AsyncWrite + Unpin + std::marker::Send,
 {
+    let certificate = peer.certificate;
+    let peer = peer.addr;
     let (mut rd, wr) = tokio::io::split(stream);
     let mut buf = BytesMut::new();
     let max = config.max_packet_size;
 
     let Some((mut conn, h, keep_alive)) =
-        handshake(&mut rd, &mut buf, wr, peer, &broker, &config).await
+        handshake(&mut rd, &mut buf, wr, (peer, certificate), &broker, &config).await
     else {
         return;
     };
@@ -364,7 +417,7 @@ async fn handshake<R, W>(
     rd: &mut R,
     buf: &mut BytesMut,
     wr: W,
-    peer: SocketAddr,
+    (peer, certificate): (SocketAddr, Option<Arc<str>>),
     broker: &Arc<Broker>,
     config: &ListenerConfig,
 ) -> Option<(Conn<W>, ConnectionHandle, u16)>
@@ -402,6 +455,9 @@ where
         held_by: Vec::new(),
         parked: std::collections::VecDeque::new(),
         parked_bytes: 0,
+        identity: Identity::anonymous(config.security.account()),
+        security: config.security.clone(),
+        denials: 0,
     };
     let connect = match decode(&first, Version::V5, max) {
         Ok(Decoded::Packet(Packet::Connect(c), _)) => c,
@@ -446,6 +502,44 @@ where
         keep_alive = max_keep_alive;
         server_keep_alive = Some(max_keep_alive);
     }
+    if connect.properties.authentication_method.is_some() {
+        // Enhanced authentication (§4.12) is not offered.
+        tracing::info!(%peer, client = connect.client_id, "CONNECT with an authentication method; refused (not supported)");
+        conn.push(&Packet::ConnAck(ConnAck {
+            code: ReasonCode::BadAuthenticationMethod,
+            ..ConnAck::default()
+        }));
+        let _ = conn.flush().await;
+        return None;
+    }
+    let login = config
+        .security
+        .login_mqtt(
+            peer.ip(),
+            connect.username,
+            connect.password,
+            certificate.as_deref(),
+        )
+        .await;
+    conn.identity = match login {
+        Ok(identity) => identity,
+        Err(e) => {
+            let code = match (e, connect.protocol) {
+                (LoginError::BadCredentials, _) => ReasonCode::BadUserNameOrPassword,
+                (LoginError::NotAuthorized, _) => ReasonCode::NotAuthorized,
+                (LoginError::Throttled, Version::V5) => ReasonCode::ConnectionRateExceeded,
+                (LoginError::Throttled, Version::V311) => ReasonCode::ServerUnavailable,
+            };
+            // The username is logged, never the password.
+            tracing::warn!(%peer, client = connect.client_id, user = connect.username.unwrap_or(""), ?code, "login refused");
+            conn.push(&Packet::ConnAck(ConnAck {
+                code,
+                ..ConnAck::default()
+            }));
+            let _ = conn.flush().await;
+            return None;
+        }
+    };
     let accepted = match broker.connect(&connect).await {
         Ok(a) => a,
         Err(code) => {
@@ -673,7 +767,53 @@ fn handle<W: AsyncWrite + Unpin>(
                 return Some(End::Close(Disconnect::Abrupt, None));
             }
             let payload = PublishBytes::from_publish(frame, &p).payload;
-            match broker.publish(h, &p, payload, &mut conn.wakes) {
+            let checked = !conn.security.mqtt_open();
+            let denied_topic = std::cell::RefCell::new(None);
+            let may_publish = |topic: &str| {
+                let ok = !checked
+                    || conn.security.mqtt_allows(
+                        &conn.identity,
+                        &h.client_id,
+                        "mqtt:publish",
+                        topic,
+                    );
+                if !ok {
+                    *denied_topic.borrow_mut() = Some(topic.chars().take(128).collect::<String>());
+                }
+                ok
+            };
+            let published = broker.publish(h, &p, payload, &mut conn.wakes, &may_publish);
+            if let Some(topic) = denied_topic.into_inner() {
+                conn.denials += 1;
+                if conn.denials == 1 {
+                    tracing::info!(peer = %conn.peer, client = &*h.client_id, user = &*conn.identity.name, %topic, "PUBLISH denied by the ACL (further denials on this connection are counted, not logged)");
+                }
+            }
+            match published {
+                Ok((Published::Denied, _)) => {
+                    // MQTT 5 hears "not authorized"; MQTT 3.1.1 gets its acknowledgement and the
+                    // message goes nowhere (mosquitto's behavior).
+                    let code = match h.version {
+                        Version::V5 => ReasonCode::NotAuthorized,
+                        Version::V311 => ReasonCode::Success,
+                    };
+                    let ack = Ack {
+                        pkid: p.pkid,
+                        code,
+                        ..Ack::default()
+                    };
+                    match p.qos {
+                        QoS::AtMostOnce => {}
+                        QoS::AtLeastOnce => conn.ack(
+                            Durable::default(),
+                            Reply::Packet(Box::new(Packet::PubAck(ack))),
+                        ),
+                        QoS::ExactlyOnce => conn.ack(
+                            Durable::default(),
+                            Reply::Packet(Box::new(Packet::PubRec(ack))),
+                        ),
+                    }
+                }
                 Ok((Published::Refused(code), _)) => {
                     // MQTT 5 QoS 1/2: the refusal travels in the acknowledgement; otherwise the
                     // only way to say no is to close the connection.
@@ -755,8 +895,41 @@ fn handle<W: AsyncWrite + Unpin>(
             }));
         }
         Packet::Subscribe(s) => {
-            // SUBACK once a persistent session's subscriptions are stored.
-            let (codes, durable) = broker.subscribe(h, &s);
+            // Filters the ACL refuses get 0x87 (MQTT 5) or 0x80 (3.1.1) in their place; the
+            // others are subscribed as asked.
+            let mut allowed = Vec::new();
+            let mut denied = Vec::new();
+            let checked = !conn.security.mqtt_open();
+            for (i, f) in s.filters.iter().enumerate() {
+                if checked && !conn.may(h, "mqtt:subscribe", f.filter) {
+                    denied.push(i);
+                } else {
+                    allowed.push(f);
+                }
+            }
+            let (codes, durable) = if denied.is_empty() {
+                broker.subscribe(h, &s)
+            } else {
+                let (mut granted, durable) = if allowed.is_empty() {
+                    (Vec::new(), Durable::default())
+                } else {
+                    broker.subscribe(
+                        h,
+                        &outpost_codec::Subscribe {
+                            filters: List::new(&allowed),
+                            ..s
+                        },
+                    )
+                };
+                let refusal = match h.version {
+                    Version::V5 => ReasonCode::NotAuthorized,
+                    Version::V311 => ReasonCode::UnspecifiedError,
+                };
+                for i in denied {
+                    granted.insert(i, refusal);
+                }
+                (granted, durable)
+            };
             conn.ack(
                 durable,
                 Reply::SubAck {

@@ -5,6 +5,6 @@ mod connection;
 mod tcp;
 mod websocket;
 
-pub use connection::{serve, ListenerConfig};
+pub use connection::{serve, ListenerConfig, Peer};
 pub use tcp::run_tcp;
 pub use websocket::run_websocket;

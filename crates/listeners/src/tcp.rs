@@ -7,7 +7,7 @@ use outpost_mqtt::Broker;
 use outpost_net::{accept_loop, Gate};
 use tokio::net::TcpListener;
 
-use crate::{serve, ListenerConfig};
+use crate::{serve, ListenerConfig, Peer};
 
 /// Accepts connections forever; each connection runs on its own task.
 pub async fn run_tcp(
@@ -18,7 +18,7 @@ pub async fn run_tcp(
 ) {
     accept_loop(listener, gate, move |stream, peer| {
         let (broker, config) = (broker.clone(), config.clone());
-        async move { serve(stream, peer, broker, config).await }
+        async move { serve(stream, Peer::plain(peer), broker, config).await }
     })
     .await;
 }

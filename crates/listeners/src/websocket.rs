@@ -138,7 +138,7 @@ async fn serve_websocket(
         let _ = ws_tx.close().await;
     };
     let close_timeout = config.connect_timeout;
-    let mqtt = serve(mqtt_side, peer, broker, config);
+    let mqtt = serve(mqtt_side, crate::Peer::plain(peer), broker, config);
     // When the MQTT side is done and the close frame sent, the peer has a short while to answer
     // it; then the TCP connection is dropped whatever the peer does.
     let inbound = tokio::spawn(inbound);

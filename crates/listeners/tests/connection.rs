@@ -30,7 +30,7 @@ impl Client {
         let (client, server) = tokio::io::duplex(64 * 1024);
         tokio::spawn(serve(
             server,
-            peer(),
+            outpost_listeners::Peer::plain(peer()),
             broker.clone(),
             Arc::new(ListenerConfig::default()),
         ));

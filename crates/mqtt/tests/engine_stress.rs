@@ -66,6 +66,7 @@ fn publish(b: &Broker, h: &ConnectionHandle, topic: &str, pkid: u16, payload: &[
         &p,
         Bytes::copy_from_slice(payload),
         &mut outpost_mqtt::Wakes::new(),
+        &|_| true,
     );
 }
 

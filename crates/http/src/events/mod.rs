@@ -51,7 +51,13 @@ fn error(e: &EventsError, op: &str, rid: &str) -> Response {
 }
 
 /// Serves one EventBridge request whose body was read.
-pub async fn handle(state: &crate::HttpState, op: &str, body: Bytes, rid: &str) -> Response {
+pub async fn handle(
+    state: &crate::HttpState,
+    identity: &outpost_auth::Identity,
+    op: &str,
+    body: Bytes,
+    rid: &str,
+) -> Response {
     let op: String = op.chars().take(64).collect();
     let params: Value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Default::default())
@@ -68,6 +74,14 @@ pub async fn handle(state: &crate::HttpState, op: &str, body: Bytes, rid: &str) 
             }
         }
     };
+    if state.security.has_acl() {
+        let action = format!("events:{op}");
+        for resource in crate::access::events_resources(state, &op, &params) {
+            if let Err(r) = crate::access::authorize(state, identity, &action, &resource, None) {
+                return crate::access::respond(crate::access::Api::Events, &r, rid);
+            }
+        }
+    }
     match ops::call(&state.events, &op, &params).await {
         Some(Ok(v)) => json_response(StatusCode::OK, v.to_string(), rid),
         Some(Err(e)) => error(&e, &op, rid),

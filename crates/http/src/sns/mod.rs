@@ -9,7 +9,7 @@
 
 mod client;
 mod ops;
-mod xml;
+pub(crate) mod xml;
 
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -112,6 +112,7 @@ fn error(e: &TopicError, op: &str, rid: &str) -> Response {
 /// Serves one SNS request whose body was read.
 pub async fn handle(
     state: &crate::HttpState,
+    identity: &outpost_auth::Identity,
     method: &Method,
     uri: &Uri,
     body: Bytes,
@@ -136,6 +137,20 @@ pub async fn handle(
             return error(&TopicError::invalid(e), &action, rid);
         }
     };
+    if state.security.has_acl() {
+        let resource = crate::access::sns_resource(state, &action, &params);
+        let policy = state
+            .topics
+            .topic_attributes(&resource)
+            .ok()
+            .and_then(|mut a| a.remove("Policy"));
+        let name = format!("sns:{}", action.chars().take(64).collect::<String>());
+        if let Err(r) =
+            crate::access::authorize(state, identity, &name, &resource, policy.as_deref())
+        {
+            return crate::access::respond(crate::access::Api::Sns, &r, rid);
+        }
+    }
     match ops::call(&state.topics, &action, &params).await {
         Some(Ok(result)) => xml_response(StatusCode::OK, xml::render(&action, &result, rid), rid),
         Some(Err(e)) => error(&e, &action, rid),

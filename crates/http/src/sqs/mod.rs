@@ -226,6 +226,7 @@ fn parse(
 pub async fn handle(
     state: &crate::HttpState,
     fallback_host: &str,
+    peer: Option<crate::access::PeerAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -283,17 +284,31 @@ pub async fn handle(
             )
         }
     };
-    if crate::iotdata::is_iot_data(&uri, &headers) {
-        drop(permit);
-        return crate::iotdata::handle(&state.mqtt, &method, &uri, &headers, body, &rid).await;
-    }
-    if let Some(op) = crate::events::operation(&headers) {
-        drop(permit);
-        return crate::events::handle(state, op, body, &rid).await;
-    }
-    if crate::sns::is_sns(&method, &uri, &headers, &body) {
-        drop(permit);
-        return crate::sns::handle(state, &method, &uri, body, &rid).await;
+    use crate::access::{self, Api};
+    let api = access::api_of(&method, &uri, &headers, &body);
+    let identity = match access::authenticate(state, peer, &method, &uri, &headers, &body) {
+        Ok(i) => i,
+        Err(r) => return access::respond(api, &r, &rid),
+    };
+    match api {
+        Api::IotData => {
+            drop(permit);
+            let (action, resource) = access::iot_access(state, &method, &uri);
+            if let Err(r) = access::authorize(state, &identity, &action, &resource, None) {
+                return access::respond(api, &r, &rid);
+            }
+            return crate::iotdata::handle(&state.mqtt, &method, &uri, &headers, body, &rid).await;
+        }
+        Api::Events => {
+            drop(permit);
+            let op = crate::events::operation(&headers).unwrap_or_default();
+            return crate::events::handle(state, &identity, op, body, &rid).await;
+        }
+        Api::Sns => {
+            drop(permit);
+            return crate::sns::handle(state, &identity, &method, &uri, body, &rid).await;
+        }
+        Api::SqsJson | Api::SqsQuery => {}
     }
     let parsed = parse(&method, &uri, &headers, &body);
     drop(body);
@@ -302,6 +317,21 @@ pub async fn handle(
         Ok(x) => x,
         Err((p, e)) => return protocol_error(p, e, &rid),
     };
+    if state.security.has_acl() {
+        let resource = access::sqs_resource(state, &op, &params);
+        // The queue's own policy (AddPermission) is asked beside the ACL.
+        let policy = resource.rsplit(':').next().and_then(|name| {
+            state
+                .queues
+                .get_attributes(name, &["Policy".to_string()])
+                .ok()
+                .and_then(|mut a| a.remove("Policy"))
+        });
+        let action = format!("sqs:{}", op.chars().take(64).collect::<String>());
+        if let Err(r) = access::authorize(state, &identity, &action, &resource, policy.as_deref()) {
+            return access::respond(api, &r, &rid);
+        }
+    }
     let ctx = ops::Ctx {
         queues: state.queues.clone(),
         base_url: base_url(&headers, fallback_host),

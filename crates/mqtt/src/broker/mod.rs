@@ -215,6 +215,10 @@ pub enum Published {
     /// Refused (nothing routed) with this reason code: in the PUBACK/PUBREC of an MQTT 5 QoS 1/2
     /// message, otherwise as the reason to disconnect with.
     Refused(ReasonCode),
+    /// The ACL does not let this client publish to the topic: MQTT 5 QoS 1/2 is told (0x87),
+    /// otherwise the message is acknowledged and dropped, as mosquitto does (an MQTT 3.1.1
+    /// client has no way to hear "not authorized" short of losing its connection).
+    Denied,
 }
 
 /// How a connection ended.

@@ -5,12 +5,15 @@ use super::*;
 impl Broker {
     /// Handles an incoming PUBLISH; an error is the reason code to disconnect with. Subscribers
     /// that got the message are added to `wakes`: wake them once the batch read is handled.
+    /// `may_publish` is asked about the topic once a topic alias is resolved (the ACL); a topic
+    /// it refuses is [`Published::Denied`], nothing routed.
     pub fn publish(
         &self,
         h: &ConnectionHandle,
         p: &Publish<'_>,
         payload: Bytes,
         wakes: &mut Wakes,
+        may_publish: &dyn Fn(&str) -> bool,
     ) -> Result<(Published, Durable), ReasonCode> {
         let mut session = h.session.state.lock();
         if !session.owned_by(h.conn_id) {
@@ -30,6 +33,13 @@ impl Broker {
         if p.qos == QoS::AtLeastOnce {
             // Acknowledged once routed (held in memory).
             session.inbox.acked_qos1(p.pkid);
+        }
+        if !may_publish(&topic) {
+            if p.qos == QoS::ExactlyOnce {
+                // Nothing awaits PUBREL: the exchange ends with the acknowledgement.
+                session.inbox.pubrel(p.pkid);
+            }
+            return Ok((Published::Denied, Durable::default()));
         }
         if topic.starts_with(crate::QUEUE_PREFIX) {
             drop(session);
