@@ -471,6 +471,7 @@ async fn serve(
     {
         let broker = broker.clone();
         let gates = [mqtt_gate.clone(), http_gate.clone()];
+        let security = security.clone();
         let state = outpost_http::HttpState::new(
             outpost_http::Engines {
                 queues: queues.clone(),
@@ -486,6 +487,7 @@ async fn serve(
                 for gate in &gates {
                     text.push_str(&gate_metrics(gate));
                 }
+                text.push_str(&security_metrics(&security));
                 text
             })),
             outpost_http::HttpLimits {
@@ -596,6 +598,65 @@ impl outpost_mqtt::PublishTap for RulesTap {
             user_properties: &p.user_properties,
         })
     }
+}
+
+/// The security counters in the Prometheus text format.
+fn security_metrics(security: &outpost_auth::Security) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &security.stats;
+    let mut out = String::new();
+    for (name, help, value) in [
+        (
+            "outpost_auth_failures_total{protocol=\"mqtt\"}",
+            "",
+            s.mqtt_auth_failures.load(Relaxed),
+        ),
+        (
+            "outpost_auth_failures_total{protocol=\"http\"}",
+            "",
+            s.http_auth_failures.load(Relaxed),
+        ),
+        (
+            "outpost_auth_anonymous_refused_total",
+            "MQTT connections refused for lack of credentials",
+            s.mqtt_anonymous_refused.load(Relaxed),
+        ),
+        (
+            "outpost_auth_throttled_total",
+            "Logins and signed requests refused: too many failures from the address",
+            s.throttled_logins.load(Relaxed),
+        ),
+        (
+            "outpost_acl_denied_total{protocol=\"mqtt\"}",
+            "",
+            s.mqtt_denied.load(Relaxed),
+        ),
+        (
+            "outpost_acl_denied_total{protocol=\"http\"}",
+            "",
+            s.http_denied.load(Relaxed),
+        ),
+        (
+            "outpost_auth_reloads_total{result=\"ok\"}",
+            "",
+            s.reloads.load(Relaxed),
+        ),
+        (
+            "outpost_auth_reloads_total{result=\"refused\"}",
+            "",
+            s.reload_failures.load(Relaxed),
+        ),
+    ] {
+        let family = name.split('{').next().unwrap_or(name);
+        if !out.contains(&format!("# TYPE {family} ")) {
+            if !help.is_empty() {
+                out.push_str(&format!("# HELP {family} {help}\n"));
+            }
+            out.push_str(&format!("# TYPE {family} counter\n"));
+        }
+        out.push_str(&format!("{name} {value}\n"));
+    }
+    out
 }
 
 /// A gate's figures in the Prometheus text format.

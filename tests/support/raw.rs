@@ -71,6 +71,27 @@ impl Raw {
         raw
     }
 
+    /// CONNECT with a username and password (clean start).
+    pub fn login(
+        addr: SocketAddr,
+        version: Version,
+        client: &str,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+    ) -> Raw {
+        let mut raw = Self::open(addr, version);
+        raw.send(&Packet::Connect(outpost_codec::Connect {
+            protocol: version,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: client,
+            username,
+            password,
+            ..outpost_codec::Connect::default()
+        }));
+        raw
+    }
+
     pub fn open(addr: SocketAddr, version: Version) -> Raw {
         let s = TcpStream::connect(addr).expect("tcp connect");
         s.set_nodelay(true).unwrap();

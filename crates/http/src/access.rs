@@ -159,7 +159,13 @@ pub(crate) fn respond(api: Api, r: &Refusal, rid: &str) -> Response {
     let mut resp = match api {
         Api::SqsQuery | Api::Sns => {
             let body = if api == Api::Sns {
-                crate::sns::xml::render_error(r.query_code, &r.message, true, rid)
+                // SNS names a denial `AuthorizationError`.
+                let code = match r.query_code {
+                    "AccessDenied" => "AuthorizationError",
+                    "RequestThrottled" => "Throttled",
+                    c => c,
+                };
+                crate::sns::xml::render_error(code, &r.message, true, rid)
             } else {
                 crate::sqs::query::render_error(r.query_code, &r.message, true, rid)
             };
