@@ -201,6 +201,17 @@ fn local_only(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, addr.port())
 }
 
+/// Binds a listener; `None` (after saying why) when the address cannot be had.
+async fn bind(addr: SocketAddr, what: &str) -> Option<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            eprintln!("outpost: cannot listen for {what} on {addr}: {e}");
+            None
+        }
+    }
+}
+
 /// Room kept in the descriptor budget for the store's segments and metadata, logs and the like.
 const RESERVED_DESCRIPTORS: usize = 256;
 
@@ -239,7 +250,8 @@ async fn serve(
 ) -> ExitCode {
     use std::sync::Arc;
 
-    if !config.auth.allow_anonymous && !security.has_credentials() {
+    let local_only_mode = !config.auth.allow_anonymous && !security.has_credentials();
+    if local_only_mode {
         let addrs = [
             &mut config.mqtt.listen,
             &mut config.websocket.listen,
@@ -350,9 +362,96 @@ async fn serve(
             mqtt_gate.clone(),
             config.websocket.path.clone(),
             broker.clone(),
-            listener_config,
+            listener_config.clone(),
+            None,
         )));
     }
+    // TLS listeners. One that requires client certificates authenticates every caller itself,
+    // so it keeps its configured address even in local-only mode.
+    let (tls_mqtt, tls_ws, tls_https) = match config.tls.listeners() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("outpost: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut tls_in_force: Vec<Arc<outpost_net::Tls>> = Vec::new();
+    let mut open_tls = |l: config::TlsListener,
+                        what: &str|
+     -> Result<(Arc<outpost_net::Tls>, SocketAddr), String> {
+        let tls = outpost_net::Tls::load(l.files.clone()).map_err(|e| e.to_string())?;
+        tls_in_force.push(tls.clone());
+        let authenticated = l.files.client_certs == outpost_net::ClientCerts::Required;
+        let addr = if local_only_mode && !authenticated {
+            local_only(l.listen)
+        } else {
+            l.listen
+        };
+        tracing::debug!(listener = what, %addr, "TLS listener configured");
+        Ok((tls, addr))
+    };
+    let mut tls_addrs = String::new();
+    if let Some(l) = tls_mqtt {
+        let (tls, addr) = match open_tls(l, "mqtts") {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("outpost: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let Some(listener) = bind(addr, "MQTT over TLS").await else {
+            return ExitCode::FAILURE;
+        };
+        tls_addrs.push_str(&format!(" mqtts={}", listener.local_addr().unwrap_or(addr)));
+        accepting.push(tokio::spawn(outpost_listeners::run_tls(
+            listener,
+            mqtt_gate.clone(),
+            tls,
+            broker.clone(),
+            listener_config.clone(),
+        )));
+    }
+    if let Some(l) = tls_ws {
+        let (tls, addr) = match open_tls(l, "wss") {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("outpost: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let Some(listener) = bind(addr, "MQTT over WebSocket over TLS").await else {
+            return ExitCode::FAILURE;
+        };
+        tls_addrs.push_str(&format!(
+            " wss={}{}",
+            listener.local_addr().unwrap_or(addr),
+            config.websocket.path
+        ));
+        accepting.push(tokio::spawn(outpost_listeners::run_websocket(
+            listener,
+            mqtt_gate.clone(),
+            config.websocket.path.clone(),
+            broker.clone(),
+            listener_config.clone(),
+            Some(tls),
+        )));
+    }
+    let https = match tls_https {
+        Some(l) => match open_tls(l, "https") {
+            Ok((tls, addr)) => {
+                let Some(listener) = bind(addr, "HTTPS").await else {
+                    return ExitCode::FAILURE;
+                };
+                tls_addrs.push_str(&format!(" https={}", listener.local_addr().unwrap_or(addr)));
+                Some((listener, tls))
+            }
+            Err(e) => {
+                eprintln!("outpost: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     {
         let broker = broker.clone();
         tokio::spawn(async move {
@@ -496,22 +595,32 @@ async fn serve(
                 max_parsing: config.http.max_concurrent_parsing,
             },
         );
+        if let Some((listener, tls)) = https {
+            accepting.push(tokio::spawn(outpost_http::serve(
+                listener,
+                http_gate.clone(),
+                state.clone(),
+                http_shutdown_rx.clone(),
+                Some(tls),
+            )));
+        }
         accepting.push(tokio::spawn(outpost_http::serve(
             http,
             http_gate.clone(),
             state,
             http_shutdown_rx,
+            None,
         )));
     }
     // Tests and scripts read this line to learn the ports (they may ask for port 0).
     println!(
-        "outpost {} listening: mqtt={mqtt_addr} ws={ws_addr} http={http_addr} data={}",
+        "outpost {} listening: mqtt={mqtt_addr} ws={ws_addr} http={http_addr}{tls_addrs} data={}",
         env!("CARGO_PKG_VERSION"),
         config.data_dir.display()
     );
     tracing::info!(%mqtt_addr, %ws_addr, %http_addr, "listeners started");
 
-    tokio::spawn(reload_on_hangup(security.clone()));
+    tokio::spawn(reload_on_hangup(security.clone(), tls_in_force));
     shutdown_signal().await;
     tracing::info!("shutting down");
     // One signal reaches everything: no new connections; MQTT connections write what they have
@@ -670,9 +779,13 @@ fn gate_metrics(gate: &outpost_net::Gate) -> String {
     )
 }
 
-/// SIGHUP reads the password, access key and ACL files again; connections stay open and the new
-/// rules apply to their next packet. An invalid file keeps the rules in force.
-async fn reload_on_hangup(security: std::sync::Arc<outpost_auth::Security>) {
+/// SIGHUP reads the password, access key and ACL files and the TLS certificates again;
+/// connections stay open and the new rules apply to their next packet (new certificates to new
+/// handshakes). An invalid file keeps what is in force.
+async fn reload_on_hangup(
+    security: std::sync::Arc<outpost_auth::Security>,
+    tls: Vec<std::sync::Arc<outpost_net::Tls>>,
+) {
     #[cfg(unix)]
     {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -687,10 +800,18 @@ async fn reload_on_hangup(security: std::sync::Arc<outpost_auth::Security>) {
                     tracing::error!(error = %e, "SIGHUP: reload refused; the previous rules stay in force")
                 }
             }
+            for t in &tls {
+                match t.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: TLS reload refused; the certificate in force stays")
+                    }
+                }
+            }
         }
     }
     #[cfg(not(unix))]
-    drop(security);
+    drop((security, tls));
 }
 
 async fn shutdown_signal() {

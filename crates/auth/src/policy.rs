@@ -36,12 +36,9 @@ pub fn decide(document: &str, who: &Identity, action: &str, resource: &str) -> O
             && principal_matches(s.get("Principal"), who)
             && strings(s.get("Action")).any(|a| glob(a, action, true))
             && strings(s.get("Resource")).any(|r| glob(r, resource, false));
+        let names_action = strings(s.get("Action")).any(|a| glob(a, action, true));
         match (effect, applies, uncheckable) {
-            (Effect::Deny, _, true) => {
-                if strings(s.get("Action")).any(|a| glob(a, action, true)) {
-                    return Some(Effect::Deny);
-                }
-            }
+            (Effect::Deny, _, true) if names_action => return Some(Effect::Deny),
             (Effect::Deny, true, _) => return Some(Effect::Deny),
             (Effect::Allow, true, _) => verdict = Some(Effect::Allow),
             _ => {}

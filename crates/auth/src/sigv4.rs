@@ -171,7 +171,7 @@ fn compute(
         .iter()
         .filter(|(name, _)| {
             let name = name.to_ascii_lowercase();
-            c.signed_headers.iter().any(|s| *s == name) && !added_by_signer.contains(&name.as_str())
+            c.signed_headers.contains(&name) && !added_by_signer.contains(&name.as_str())
         })
         .copied()
         .collect();

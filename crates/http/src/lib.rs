@@ -159,13 +159,15 @@ pub fn router(state: HttpState) -> Router {
 }
 
 /// Serves HTTP on `listener` until the future is dropped: each connection admitted through `gate`,
-/// with the header, idle and body timeouts of `state.limits`. When `shutdown` turns true, every
+/// with the header, idle and body timeouts of `state.limits`; with `tls`, HTTPS (the TLS
+/// handshake must finish within the header timeout). When `shutdown` turns true, every
 /// connection finishes the request it is serving and closes (drop this future to stop accepting).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gate: Gate,
     state: HttpState,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    tls: Option<Arc<outpost_net::Tls>>,
 ) {
     let header_timeout = state.limits.header_timeout;
     let router = router(state);
@@ -178,25 +180,51 @@ pub async fn serve(
                 req
             },
         ));
-        let mut shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
+        let tls = tls.clone();
         async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                // Also bounds how long a keep-alive connection may sit idle between requests.
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = async { drop(shutdown.wait_for(|down| *down).await) } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "HTTP connection ended");
+            match tls {
+                None => serve_connection(stream, peer, service, header_timeout, shutdown).await,
+                Some(tls) => match tls.accept(stream, header_timeout).await {
+                    Ok((stream, _)) => {
+                        serve_connection(stream, peer, service, header_timeout, shutdown).await
+                    }
+                    Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                },
             }
         }
     })
     .await;
+}
+
+async fn serve_connection<S, Svc>(
+    stream: S,
+    peer: SocketAddr,
+    service: Svc,
+    header_timeout: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    Svc: hyper::service::Service<axum::http::Request<hyper::body::Incoming>, Response = Response>
+        + Send
+        + 'static,
+    Svc::Future: Send + 'static,
+    Svc::Error: std::error::Error + Send + Sync + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        // Also bounds how long a keep-alive connection may sit idle between requests.
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = async { drop(shutdown.wait_for(|down| *down).await) } => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended");
+    }
 }

@@ -6,5 +6,5 @@ mod tcp;
 mod websocket;
 
 pub use connection::{serve, ListenerConfig, Peer};
-pub use tcp::run_tcp;
+pub use tcp::{run_tcp, run_tls};
 pub use websocket::run_websocket;

@@ -1,5 +1,5 @@
-//! MQTT over plain TCP: accept connections (within the listener's caps) and serve each on its own
-//! task.
+//! MQTT over TCP, plain or TLS: accept connections (within the listener's caps) and serve each on
+//! its own task.
 
 use std::sync::Arc;
 
@@ -19,6 +19,30 @@ pub async fn run_tcp(
     accept_loop(listener, gate, move |stream, peer| {
         let (broker, config) = (broker.clone(), config.clone());
         async move { serve(stream, Peer::plain(peer), broker, config).await }
+    })
+    .await;
+}
+
+/// MQTT over TLS (8883): each connection completes its TLS handshake (within the connect
+/// timeout), then is served like plain TCP; a verified client certificate's name comes along as
+/// the peer's identity.
+pub async fn run_tls(
+    listener: TcpListener,
+    gate: Gate,
+    tls: Arc<outpost_net::Tls>,
+    broker: Arc<Broker>,
+    config: Arc<ListenerConfig>,
+) {
+    accept_loop(listener, gate, move |stream, addr| {
+        let (broker, config, tls) = (broker.clone(), config.clone(), tls.clone());
+        async move {
+            match tls.accept(stream, config.connect_timeout).await {
+                Ok((stream, certificate)) => {
+                    serve(stream, Peer { addr, certificate }, broker, config).await
+                }
+                Err(e) => tracing::info!(peer = %addr, error = %e, "TLS handshake failed"),
+            }
+        }
     })
     .await;
 }

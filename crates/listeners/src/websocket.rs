@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use outpost_mqtt::Broker;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::Message;
@@ -16,31 +17,52 @@ use tokio_tungstenite::tungstenite::Message;
 use outpost_net::{accept_loop, Gate};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::{serve, ListenerConfig};
+use crate::{serve, ListenerConfig, Peer};
 
-/// Accepts WebSocket connections on `path` forever (within the listener's caps).
+/// Accepts WebSocket connections on `path` forever (within the listener's caps); with `tls`,
+/// each connection first completes a TLS handshake (WebSocket over TLS, `wss://`).
 pub async fn run_websocket(
     listener: TcpListener,
     gate: Gate,
     path: String,
     broker: Arc<Broker>,
     config: Arc<ListenerConfig>,
+    tls: Option<Arc<outpost_net::Tls>>,
 ) {
     let path: Arc<str> = path.into();
     accept_loop(listener, gate, move |stream, peer| {
-        let (broker, config, path) = (broker.clone(), config.clone(), path.clone());
-        async move { serve_websocket(stream, peer, &path, broker, config).await }
+        let (broker, config, path, tls) =
+            (broker.clone(), config.clone(), path.clone(), tls.clone());
+        async move {
+            match tls {
+                None => serve_websocket(stream, Peer::plain(peer), &path, broker, config).await,
+                Some(tls) => match tls.accept(stream, config.connect_timeout).await {
+                    Ok((stream, certificate)) => {
+                        let peer = Peer {
+                            addr: peer,
+                            certificate,
+                        };
+                        serve_websocket(stream, peer, &path, broker, config).await
+                    }
+                    Err(e) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
+                },
+            }
+        }
     })
     .await;
 }
 
-async fn serve_websocket(
-    stream: TcpStream,
-    peer: SocketAddr,
+async fn serve_websocket<S>(
+    stream: S,
+    peer: Peer,
     path: &str,
     broker: Arc<Broker>,
     config: Arc<ListenerConfig>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let certificate = peer.certificate;
+    let peer: SocketAddr = peer.addr;
     // The error type is tungstenite's callback signature; its size is not ours to choose.
     #[allow(clippy::result_large_err)]
     let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
@@ -138,7 +160,15 @@ async fn serve_websocket(
         let _ = ws_tx.close().await;
     };
     let close_timeout = config.connect_timeout;
-    let mqtt = serve(mqtt_side, crate::Peer::plain(peer), broker, config);
+    let mqtt = serve(
+        mqtt_side,
+        Peer {
+            addr: peer,
+            certificate,
+        },
+        broker,
+        config,
+    );
     // When the MQTT side is done and the close frame sent, the peer has a short while to answer
     // it; then the TCP connection is dropped whatever the peer does.
     let inbound = tokio::spawn(inbound);
