@@ -283,6 +283,21 @@ pub struct MqttConfig {
     /// Longest keep-alive in seconds a client may ask for; 65535 allows any. MQTT 5 clients that ask
     /// for more (or none) get this one in CONNACK; MQTT 3.1.1 clients are refused.
     pub max_keep_alive: u16,
+    /// PUBLISH packets per second one client may send (0: no limit); past it (and its burst)
+    /// MQTT 5 QoS 1/2 get 0x97, others are disconnected (MQTT 5: 0x96).
+    pub max_messages_per_second: u32,
+    /// Messages a client may send at once above its rate (0: one second's worth).
+    pub message_burst: u32,
+    /// Payload bytes per second one client may send (0: no limit).
+    pub max_bytes_per_second: u64,
+    /// Bytes a client may send at once above its rate (0: one second's worth).
+    pub bytes_burst: u64,
+    /// PUBLISH packets per second, all clients together (0: no limit).
+    pub max_total_messages_per_second: u32,
+    /// New connections per second, all addresses together (0: no limit); past it CONNACK 0x9F.
+    pub max_connections_per_second: u32,
+    /// New connections per second from one address (0: no limit).
+    pub max_connections_per_second_per_address: u32,
 }
 
 /// MQTT over WebSocket.
@@ -318,6 +333,21 @@ pub struct HttpConfig {
     pub body_timeout: u64,
     /// Requests whose bodies are read and parsed at the same time; more wait their turn.
     pub max_concurrent_parsing: usize,
+    /// Largest request body in bytes (413 past it).
+    pub max_body_bytes: usize,
+    /// Requests per second from one address (0: no limit); past it (and its burst) the API's
+    /// throttling error (SQS `RequestThrottled`, SNS `Throttled`, `ThrottlingException`).
+    pub max_requests_per_second_per_address: u32,
+    /// Requests per second, all callers together (0: no limit).
+    pub max_requests_per_second: u32,
+    /// Requests a caller may make at once above its rate (0: one second's worth).
+    pub request_burst: u32,
+    /// `ReceiveMessage` calls (long polls) running at once; more are refused as throttled.
+    pub max_long_polls: usize,
+    /// Most queues.
+    pub max_queues: usize,
+    /// Most SNS topics.
+    pub max_topics: usize,
 }
 
 /// The message store.
@@ -367,6 +397,13 @@ impl Default for MqttConfig {
             flow_control_queue: 1_000,
             stall_timeout: 30,
             max_keep_alive: 65_535,
+            max_messages_per_second: 0,
+            message_burst: 0,
+            max_bytes_per_second: 0,
+            bytes_burst: 0,
+            max_total_messages_per_second: 0,
+            max_connections_per_second: 0,
+            max_connections_per_second_per_address: 0,
         }
     }
 }
@@ -392,6 +429,13 @@ impl Default for HttpConfig {
             header_timeout: 10,
             body_timeout: 30,
             max_concurrent_parsing: 64,
+            max_body_bytes: 4 * 1024 * 1024,
+            max_requests_per_second_per_address: 0,
+            max_requests_per_second: 0,
+            request_burst: 0,
+            max_long_polls: 4_096,
+            max_queues: 100_000,
+            max_topics: 100_000,
         }
     }
 }
@@ -496,7 +540,7 @@ impl Config {
 
     /// Checks the limits that have no sensible zero.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, u64); 10] = [
+        let positive: [(&'static str, u64); 14] = [
             (
                 "mqtt.flow_control_queue",
                 self.mqtt.flow_control_queue as u64,
@@ -513,6 +557,10 @@ impl Config {
                 "http.max_concurrent_parsing",
                 self.http.max_concurrent_parsing as u64,
             ),
+            ("http.max_long_polls", self.http.max_long_polls as u64),
+            ("http.max_body_bytes", self.http.max_body_bytes as u64),
+            ("http.max_queues", self.http.max_queues as u64),
+            ("http.max_topics", self.http.max_topics as u64),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -600,6 +648,18 @@ fn apply_env(
         target.insert(key.clone(), value);
     }
     Ok(())
+}
+
+/// A rate of `per_second` with `burst` (0: one second's worth); unlimited when `per_second` is 0.
+pub fn rate(per_second: u64, burst: u64) -> outpost_net::Rate {
+    if per_second == 0 {
+        return outpost_net::Rate::UNLIMITED;
+    }
+    let burst = if burst == 0 { per_second } else { burst };
+    outpost_net::Rate {
+        per_second: per_second as f64,
+        burst: burst as f64,
+    }
 }
 
 fn parse_sync(s: &str) -> Result<outpost_store::SyncPolicy, ConfigError> {

@@ -281,6 +281,29 @@ async fn serve(
         },
     );
 
+    let m = &config.mqtt;
+    let mqtt_rates = Arc::new(outpost_listeners::MqttRates::new(
+        config::rate(
+            u64::from(m.max_messages_per_second),
+            u64::from(m.message_burst),
+        ),
+        config::rate(m.max_bytes_per_second, m.bytes_burst),
+        config::rate(u64::from(m.max_total_messages_per_second), 0),
+        config::rate(u64::from(m.max_connections_per_second), 0),
+        config::rate(u64::from(m.max_connections_per_second_per_address), 0),
+    ));
+    let h = &config.http;
+    let http_rates = Arc::new(outpost_http::throttle::HttpRates::new(
+        config::rate(
+            u64::from(h.max_requests_per_second_per_address),
+            u64::from(h.request_burst),
+        ),
+        config::rate(
+            u64::from(h.max_requests_per_second),
+            u64::from(h.request_burst),
+        ),
+        h.max_long_polls,
+    ));
     let stats = store.stats();
     tracing::info!(
         data_dir = %config.data_dir.display(),
@@ -332,6 +355,7 @@ async fn serve(
         connect_timeout: std::time::Duration::from_secs(config.mqtt.connect_timeout),
         max_keep_alive: config.mqtt.max_keep_alive,
         security: security.clone(),
+        rates: mqtt_rates.clone(),
     });
     let mut accepting = Vec::new();
     accepting.push(tokio::spawn(outpost_listeners::run_tcp(
@@ -487,6 +511,7 @@ async fn serve(
         outpost_queues::QueuesConfig {
             region: config.http.region.clone(),
             account: config.http.account.clone(),
+            max_queues: config.http.max_queues,
             ..outpost_queues::QueuesConfig::default()
         },
     ) {
@@ -526,6 +551,7 @@ async fn serve(
             public_url,
             signing_dir: config.data_dir.join("sns-signing"),
             signing_key_bits: config.topics.signing_key_bits,
+            max_topics: config.http.max_topics,
         };
         // Creating the signing key (first start only) takes a moment of CPU.
         match tokio::task::spawn_blocking(move || {
@@ -571,6 +597,7 @@ async fn serve(
         let broker = broker.clone();
         let gates = [mqtt_gate.clone(), http_gate.clone()];
         let security = security.clone();
+        let (mqtt_rates, http_rates_m) = (mqtt_rates.clone(), http_rates.clone());
         let state = outpost_http::HttpState::new(
             outpost_http::Engines {
                 queues: queues.clone(),
@@ -578,6 +605,7 @@ async fn serve(
                 events: events.clone(),
                 mqtt: broker.clone(),
                 security: security.clone(),
+                rates: http_rates.clone(),
             },
             store.clone(),
             http_addr,
@@ -587,12 +615,14 @@ async fn serve(
                     text.push_str(&gate_metrics(gate));
                 }
                 text.push_str(&security_metrics(&security));
+                text.push_str(&throttle_metrics(&mqtt_rates, &http_rates_m));
                 text
             })),
             outpost_http::HttpLimits {
                 header_timeout: std::time::Duration::from_secs(config.http.header_timeout),
                 body_timeout: std::time::Duration::from_secs(config.http.body_timeout),
                 max_parsing: config.http.max_concurrent_parsing,
+                max_body: config.http.max_body_bytes,
             },
         );
         if let Some((listener, tls)) = https {
@@ -707,6 +737,34 @@ impl outpost_mqtt::PublishTap for RulesTap {
             user_properties: &p.user_properties,
         })
     }
+}
+
+/// Refusals by the rate limits, by reason, in the Prometheus text format.
+fn throttle_metrics(
+    mqtt: &outpost_listeners::MqttRates,
+    http: &outpost_http::throttle::HttpRates,
+) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let r = &mqtt.refused;
+    let mut out = String::from(
+        "# HELP outpost_throttled_total Requests refused by a rate or concurrency limit, by reason\n# TYPE outpost_throttled_total counter\n",
+    );
+    for (reason, value) in [
+        ("mqtt_message_rate", r.message_rate.load(Relaxed)),
+        ("mqtt_byte_rate", r.byte_rate.load(Relaxed)),
+        (
+            "mqtt_total_message_rate",
+            r.total_message_rate.load(Relaxed),
+        ),
+        ("mqtt_connection_rate", r.connection_rate.load(Relaxed)),
+        ("http_request_rate", http.refused_rate.load(Relaxed)),
+        ("http_long_polls", http.refused_long_polls.load(Relaxed)),
+    ] {
+        out.push_str(&format!(
+            "outpost_throttled_total{{reason=\"{reason}\"}} {value}\n"
+        ));
+    }
+    out
 }
 
 /// The security counters in the Prometheus text format.

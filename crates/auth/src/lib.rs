@@ -13,7 +13,6 @@ pub mod keys;
 pub mod passwords;
 pub mod policy;
 pub mod sigv4;
-pub mod throttle;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -25,9 +24,9 @@ use parking_lot::RwLock;
 pub use acl::{Acl, Effect, Request};
 pub use identity::{Identity, Proof};
 pub use keys::{AccessKey, AccessKeys};
+pub use outpost_net::{PerAddress, Rate};
 pub use passwords::PasswordFile;
 pub use sigv4::{SigError, SignedRequest};
-pub use throttle::{PerAddress, Rate, TokenBucket};
 
 /// Why the security files cannot be used.
 #[derive(Debug, Clone, thiserror::Error)]

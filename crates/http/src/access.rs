@@ -156,6 +156,13 @@ pub(crate) fn authorize(
 /// The refusal in the protocol's error shape.
 pub(crate) fn respond(api: Api, r: &Refusal, rid: &str) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
+    let throttled = r.query_code == "RequestThrottled";
+    // SNS and the IoT data plane answer throttling with 429, the others with 400.
+    let status = if throttled && matches!(api, Api::Sns | Api::IotData) {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        status
+    };
     let mut resp = match api {
         Api::SqsQuery | Api::Sns => {
             let body = if api == Api::Sns {
@@ -175,8 +182,14 @@ pub(crate) fn respond(api: Api, r: &Refusal, rid: &str) -> Response {
             resp
         }
         Api::SqsJson => {
+            // SQS's JSON protocol has its own throttling shape.
+            let json_code = if throttled {
+                "RequestThrottled"
+            } else {
+                r.json_code
+            };
             let body = serde_json::json!({
-                "__type": format!("com.amazonaws.sqs#{}", r.json_code),
+                "__type": format!("com.amazonaws.sqs#{json_code}"),
                 "message": r.message,
             });
             let mut resp = (status, body.to_string()).into_response();

@@ -9,6 +9,7 @@ pub mod iotdata;
 mod metrics;
 pub mod sns;
 pub mod sqs;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct HttpLimits {
     /// Requests whose bodies are read and parsed at once; more wait their turn (each may hold up
     /// to a few times its body size while it is parsed).
     pub max_parsing: usize,
+    /// Largest request body (413 past it).
+    pub max_body: usize,
 }
 
 impl Default for HttpLimits {
@@ -51,6 +54,7 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_parsing: 64,
+            max_body: sqs::MAX_BODY,
         }
     }
 }
@@ -78,6 +82,8 @@ pub struct HttpState {
     pub parsing: Arc<Semaphore>,
     /// Who may call what.
     pub security: Arc<outpost_auth::Security>,
+    /// Request rates and concurrent long polls.
+    pub rates: Arc<throttle::HttpRates>,
 }
 
 /// The engines the HTTP port serves.
@@ -92,6 +98,8 @@ pub struct Engines {
     pub mqtt: Arc<outpost_mqtt::Broker>,
     /// Identities and rules.
     pub security: Arc<outpost_auth::Security>,
+    /// Request rates and concurrent long polls.
+    pub rates: Arc<throttle::HttpRates>,
 }
 
 impl HttpState {
@@ -109,6 +117,7 @@ impl HttpState {
             events,
             mqtt,
             security,
+            rates,
         } = engines;
         HttpState {
             queues,
@@ -121,6 +130,7 @@ impl HttpState {
             limits,
             parsing: Arc::new(Semaphore::new(limits.max_parsing.max(1))),
             security,
+            rates,
         }
     }
 }

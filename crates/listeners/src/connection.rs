@@ -31,6 +31,8 @@ pub struct ListenerConfig {
     pub max_keep_alive: u16,
     /// Who may connect, and what each may publish, subscribe to and receive.
     pub security: Arc<Security>,
+    /// Message, byte and connection rates.
+    pub rates: Arc<crate::MqttRates>,
 }
 
 impl Default for ListenerConfig {
@@ -40,6 +42,7 @@ impl Default for ListenerConfig {
             connect_timeout: Duration::from_secs(10),
             max_keep_alive: u16::MAX,
             security: Security::open_to_all("000000000000"),
+            rates: Arc::new(crate::MqttRates::default()),
         }
     }
 }
@@ -106,6 +109,9 @@ struct Conn<W> {
     security: Arc<Security>,
     /// ACL refusals so far (the first is logged, the rest counted).
     denials: u64,
+    /// The rate limits, and this client's buckets.
+    rates: Arc<crate::MqttRates>,
+    client_rates: crate::ClientRates,
 }
 
 /// Bytes of a held-back client's packets kept before its socket is no longer read.
@@ -458,6 +464,8 @@ where
         identity: Identity::anonymous(config.security.account()),
         security: config.security.clone(),
         denials: 0,
+        rates: config.rates.clone(),
+        client_rates: config.rates.client(),
     };
     let connect = match decode(&first, Version::V5, max) {
         Ok(Decoded::Packet(Packet::Connect(c), _)) => c,
@@ -507,6 +515,21 @@ where
         tracing::info!(%peer, client = connect.client_id, "CONNECT with an authentication method; refused (not supported)");
         conn.push(&Packet::ConnAck(ConnAck {
             code: ReasonCode::BadAuthenticationMethod,
+            ..ConnAck::default()
+        }));
+        let _ = conn.flush().await;
+        return None;
+    }
+    if !config.rates.admit_connection(peer.ip()) {
+        config
+            .rates
+            .refused(crate::rates::Limit::ConnectionRate, connect.client_id);
+        let code = match connect.protocol {
+            Version::V5 => ReasonCode::ConnectionRateExceeded,
+            Version::V311 => ReasonCode::ServerUnavailable,
+        };
+        conn.push(&Packet::ConnAck(ConnAck {
+            code,
             ..ConnAck::default()
         }));
         let _ = conn.flush().await;
@@ -767,6 +790,29 @@ fn handle<W: AsyncWrite + Unpin>(
                 return Some(End::Close(Disconnect::Abrupt, None));
             }
             let payload = PublishBytes::from_publish(frame, &p).payload;
+            if let Err(limit) = conn.rates.charge(&mut conn.client_rates, payload.len()) {
+                conn.rates.refused(limit, &h.client_id);
+                let ack = Ack {
+                    pkid: p.pkid,
+                    code: ReasonCode::QuotaExceeded,
+                    ..Ack::default()
+                };
+                match (p.qos, h.version) {
+                    (QoS::AtLeastOnce, Version::V5) => conn.ack(
+                        Durable::default(),
+                        Reply::Packet(Box::new(Packet::PubAck(ack))),
+                    ),
+                    (QoS::ExactlyOnce, Version::V5) => conn.ack(
+                        Durable::default(),
+                        Reply::Packet(Box::new(Packet::PubRec(ack))),
+                    ),
+                    _ => {
+                        conn.disconnect(ReasonCode::MessageRateTooHigh);
+                        return Some(End::Close(Disconnect::Abrupt, None));
+                    }
+                }
+                return None;
+            }
             let checked = !conn.security.mqtt_open();
             let denied_topic = std::cell::RefCell::new(None);
             let may_publish = |topic: &str| {

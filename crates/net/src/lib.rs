@@ -6,12 +6,15 @@
 //! elsewhere (a SendMessage that cannot open a segment). So every listener accepts through a
 //! [`Gate`]: a global cap and a per-address cap, each connection holding a [`Permit`] until it
 //! closes. Refused connections are closed at once and counted; the log says so once per second,
-//! not once per connection. TLS ([`Tls`]) is the same for every listener too.
+//! not once per connection. TLS ([`Tls`]) and rate limits ([`TokenBucket`], [`PerAddress`]) are the
+//! same for every listener too.
 
 mod gate;
 mod limits;
+mod throttle;
 pub mod tls;
 
 pub use gate::{accept_loop, Gate, GateLimits, Permit};
 pub use limits::{is_descriptor_exhaustion, raise_descriptor_limit};
+pub use throttle::{PerAddress, Rate, Shared, TokenBucket};
 pub use tls::{ClientCerts, IdentityFrom, Tls, TlsError, TlsFiles};

@@ -19,7 +19,8 @@ use serde_json::Value;
 
 pub use ops::queue_name;
 
-/// Largest request body: a batch of ten messages at the 1 MiB limit, base64 and framing included.
+/// Largest request body by default: a batch of ten messages at the 1 MiB limit, base64 and
+/// framing included.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -254,7 +255,7 @@ pub async fn handle(
     };
     let read = tokio::time::timeout(
         state.limits.body_timeout,
-        axum::body::to_bytes(body, MAX_BODY),
+        axum::body::to_bytes(body, state.limits.max_body),
     )
     .await;
     let body = match read {
@@ -278,7 +279,7 @@ pub async fn handle(
                     status: 413,
                     json_type: "RequestEntityTooLarge",
                     query_code: "RequestEntityTooLarge",
-                    message: format!("Request body larger than {MAX_BODY} bytes."),
+                    message: format!("Request body larger than {} bytes.", state.limits.max_body),
                 },
                 &rid,
             )
@@ -286,6 +287,10 @@ pub async fn handle(
     };
     use crate::access::{self, Api};
     let api = access::api_of(&method, &uri, &headers, &body);
+    let ip = peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.0.ip());
+    if !state.rates.admit(ip) {
+        return access::respond(api, &access::Refusal::throttled(), &rid);
+    }
     let identity = match access::authenticate(state, peer, &method, &uri, &headers, &body) {
         Ok(i) => i,
         Err(r) => return access::respond(api, &r, &rid),
@@ -332,6 +337,21 @@ pub async fn handle(
             return access::respond(api, &r, &rid);
         }
     }
+    // Every ReceiveMessage holds a slot while it runs (a long poll for up to 20 s).
+    let _slot = if op == "ReceiveMessage" {
+        match state.rates.long_poll(ip) {
+            Some(slot) => Some(slot),
+            None => {
+                let r = access::Refusal {
+                    message: "Too many ReceiveMessage calls are waiting; retry later.".into(),
+                    ..access::Refusal::throttled()
+                };
+                return access::respond(api, &r, &rid);
+            }
+        }
+    } else {
+        None
+    };
     let ctx = ops::Ctx {
         queues: state.queues.clone(),
         base_url: base_url(&headers, fallback_host),

@@ -121,6 +121,12 @@ impl Queues {
                 "Too many tags: a queue can have at most 50.".into(),
             ));
         }
+        if self.queues.read().len() >= self.config.max_queues {
+            return Err(QueueError::OverLimit(format!(
+                "Too many queues (at most {}).",
+                self.config.max_queues
+            )));
+        }
         let id = self.next_queue_id().await?;
         let now_s = now_ms() / 1000;
         let def = QueueDef {

@@ -54,6 +54,8 @@ pub struct QueuesConfig {
     pub account: String,
     /// Most messages in flight per queue (SQS: 120,000).
     pub max_inflight: u64,
+    /// Most queues (dead-letter queues included); CreateQueue past it is `OverLimit`.
+    pub max_queues: usize,
 }
 
 impl Default for QueuesConfig {
@@ -62,6 +64,7 @@ impl Default for QueuesConfig {
             region: "us-east-1".into(),
             account: "000000000000".into(),
             max_inflight: 120_000,
+            max_queues: 100_000,
         }
     }
 }

@@ -111,6 +111,12 @@ impl Topics {
             }
             return Ok(existing.arn.clone());
         }
+        if self.topics.read().len() >= self.config.max_topics {
+            return Err(TopicError::TopicLimitExceeded(format!(
+                "Too many topics (at most {}).",
+                self.config.max_topics
+            )));
+        }
         let mut attributes = attributes;
         attributes.remove("FifoTopic");
         let def = TopicDef {

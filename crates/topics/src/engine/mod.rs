@@ -57,6 +57,8 @@ pub struct TopicsConfig {
     pub signing_dir: PathBuf,
     /// RSA key size, bits, used when the key is created.
     pub signing_key_bits: usize,
+    /// Most topics; CreateTopic past it is `TopicLimitExceeded`.
+    pub max_topics: usize,
 }
 
 /// All topics and subscriptions.

@@ -103,6 +103,33 @@ impl TokenBucket {
     }
 }
 
+/// A bucket shared by many callers (a global rate); `None` inside when unlimited, so an
+/// unconfigured limit costs no lock.
+#[derive(Debug, Clone, Default)]
+pub struct Shared(Option<std::sync::Arc<Mutex<TokenBucket>>>);
+
+impl Shared {
+    /// A shared bucket of `rate` (unlimited: no bucket at all).
+    pub fn new(rate: Rate) -> Shared {
+        if rate.is_unlimited() {
+            Shared(None)
+        } else {
+            Shared(Some(std::sync::Arc::new(Mutex::new(TokenBucket::new(
+                rate,
+                Instant::now(),
+            )))))
+        }
+    }
+
+    /// Takes `n` tokens; false when there are not that many.
+    pub fn take(&self, n: f64) -> bool {
+        match &self.0 {
+            None => true,
+            Some(b) => b.lock().take(n, Instant::now()),
+        }
+    }
+}
+
 /// Most addresses tracked at once; past it, full buckets are forgotten first (an address that
 /// is not failing needs no memory), then the map is cleared (a flood of addresses cannot grow it).
 const MAX_ADDRESSES: usize = 65_536;

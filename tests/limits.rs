@@ -1,0 +1,350 @@
+//! Every rate and count limit exceeded on the real binary, each with its protocol's answer: MQTT
+//! message, byte and connection rates (0x97, 0x96, 0x9F and their 3.1.1 forms), HTTP request
+//! rates and concurrent long polls (each API's throttling error), queue and topic counts; 2,000
+//! sockets that never send CONNECT; and a flooding client beside a well-behaved one.
+
+mod support;
+
+use std::io::Write as _;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use outpost_codec::{QoS, ReasonCode, Version};
+use support::http::{form_post, http, sqs_json};
+use support::raw::{closed_within, Got, Raw};
+use support::{eventually, Outpost};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn start(toml: &str) -> Outpost {
+    Outpost::start_with(tempfile::tempdir().unwrap(), toml, None)
+}
+
+fn connected(addr: std::net::SocketAddr, version: Version, client: &str) -> Raw {
+    let mut raw = Raw::connect(addr, version, client, true);
+    assert_eq!(raw.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    raw
+}
+
+fn metric(broker: &Outpost, line_start: &str) -> u64 {
+    let (_, text) = http(
+        &broker.http,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn mqtt_message_and_byte_rates_answer_0x97_or_disconnect() {
+    // One message per 100 s after a burst of five: the sixth is over, whatever the timing.
+    let broker = start(
+        "[mqtt]\nmax_messages_per_second = 1\nmessage_burst = 5\n[auth]\nallow_anonymous = true\n",
+    );
+    let mut c = connected(broker.mqtt, Version::V5, "rate-5");
+    for pkid in 1..=8u16 {
+        c.publish("t/rate", b"x", QoS::AtLeastOnce, pkid, false);
+    }
+    let mut codes = Vec::new();
+    while codes.len() < 8 {
+        match c.recv(WAIT) {
+            Some(Got::PubAck(_, code)) => codes.push(code),
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    let refused = codes
+        .iter()
+        .filter(|c| **c == ReasonCode::QuotaExceeded)
+        .count();
+    assert!(
+        codes[..5].iter().all(|c| *c != ReasonCode::QuotaExceeded),
+        "{codes:?}"
+    );
+    assert!(refused >= 2, "over the rate: PUBACK 0x97 ({codes:?})");
+    // QoS 0 over the rate cannot be told in an acknowledgement: DISCONNECT 0x96.
+    let mut q0 = connected(broker.mqtt, Version::V5, "rate-q0");
+    for _ in 0..8 {
+        q0.publish("t/rate", b"x", QoS::AtMostOnce, 0, false);
+    }
+    assert_eq!(
+        q0.recv(WAIT),
+        Some(Got::Disconnect(ReasonCode::MessageRateTooHigh))
+    );
+    // MQTT 3.1.1 has no way to say it: the connection closes.
+    let mut old = connected(broker.mqtt, Version::V311, "rate-311");
+    for pkid in 1..=8u16 {
+        old.publish("t/rate", b"x", QoS::AtLeastOnce, pkid, false);
+    }
+    assert!(old.closed_within(WAIT));
+    assert!(
+        metric(
+            &broker,
+            "outpost_throttled_total{reason=\"mqtt_message_rate\"}"
+        ) >= 4
+    );
+
+    // Bytes: a 10 KiB burst, then 1 KiB/s.
+    let broker = start(
+        "[mqtt]\nmax_bytes_per_second = 1024\nbytes_burst = 10240\n[auth]\nallow_anonymous = true\n",
+    );
+    let mut c = connected(broker.mqtt, Version::V5, "bytes");
+    let payload = vec![b'x'; 4096];
+    for pkid in 1..=5u16 {
+        c.publish("t/bytes", &payload, QoS::AtLeastOnce, pkid, false);
+    }
+    let mut codes = Vec::new();
+    while codes.len() < 5 {
+        if let Some(Got::PubAck(_, code)) = c.recv(WAIT) {
+            codes.push(code);
+        } else {
+            panic!("expected PUBACK");
+        }
+    }
+    assert!(
+        codes[..3].iter().all(|c| *c != ReasonCode::QuotaExceeded),
+        "{codes:?}"
+    );
+    assert_eq!(codes[4], ReasonCode::QuotaExceeded, "{codes:?}");
+}
+
+#[test]
+fn connection_rates_answer_0x9f() {
+    let broker = start(
+        "[mqtt]\nmax_connections_per_second_per_address = 1\n[auth]\nallow_anonymous = true\n",
+    );
+    // The burst is one connection; the next ones within the second are over.
+    let _first = connected(broker.mqtt, Version::V5, "c1");
+    let mut refused = (0, 0);
+    for i in 0..3 {
+        let mut c = Raw::connect(broker.mqtt, Version::V5, &format!("v5-{i}"), true);
+        if c.recv(WAIT) == Some(Got::ConnAck(ReasonCode::ConnectionRateExceeded)) {
+            refused.0 += 1;
+        }
+        let mut c = Raw::connect(broker.mqtt, Version::V311, &format!("v3-{i}"), true);
+        if c.recv(WAIT) == Some(Got::ConnAck(ReasonCode::ServerUnavailable)) {
+            refused.1 += 1;
+        }
+    }
+    assert!(refused.0 >= 2 && refused.1 >= 2, "{refused:?}");
+    // A second later there is room again.
+    eventually("a connection admitted again", WAIT, || {
+        let mut c = Raw::connect(broker.mqtt, Version::V5, "later", true);
+        c.recv(WAIT) == Some(Got::ConnAck(ReasonCode::Success))
+    });
+}
+
+#[test]
+fn http_rates_long_polls_and_counts_answer_in_each_api_s_shape() {
+    let broker = start(
+        "[http]\nmax_requests_per_second_per_address = 1\nrequest_burst = 3\nmax_queues = 2\nmax_topics = 1\n",
+    );
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        answers.push(sqs_json(&broker.http, "ListQueues", "{}"));
+    }
+    let throttled: Vec<&(u16, String)> = answers.iter().filter(|(s, _)| *s == 400).collect();
+    assert!(throttled.len() >= 2, "{answers:?}");
+    assert!(
+        throttled[0].1.contains("RequestThrottled"),
+        "{}",
+        throttled[0].1
+    );
+    let (status, body) = form_post(&broker.http, "Action=ListTopics");
+    assert_eq!(status, 429, "SNS throttles with 429: {body}");
+    assert!(body.contains("<Code>Throttled</Code>"), "{body}");
+    assert!(
+        metric(
+            &broker,
+            "outpost_throttled_total{reason=\"http_request_rate\"}"
+        ) >= 3
+    );
+
+    // Counts (a broker without request rates).
+    let broker = start("[http]\nmax_queues = 2\nmax_topics = 1\nmax_long_polls = 1\n");
+    for n in ["q1", "q2"] {
+        let (s, b) = sqs_json(
+            &broker.http,
+            "CreateQueue",
+            &format!("{{\"QueueName\":\"{n}\"}}"),
+        );
+        assert_eq!(s, 200, "{b}");
+    }
+    let (s, b) = sqs_json(&broker.http, "CreateQueue", "{\"QueueName\":\"q3\"}");
+    assert_eq!(s, 403, "{b}");
+    assert!(b.contains("OverLimit"), "{b}");
+    // Creating an existing queue again is not a new queue.
+    assert_eq!(
+        sqs_json(&broker.http, "CreateQueue", "{\"QueueName\":\"q1\"}").0,
+        200
+    );
+    assert_eq!(form_post(&broker.http, "Action=CreateTopic&Name=t1").0, 200);
+    let (s, b) = form_post(&broker.http, "Action=CreateTopic&Name=t2");
+    assert_eq!(s, 403, "{b}");
+    assert!(b.contains("TopicLimitExceeded"), "{b}");
+
+    // One long poll at a time: a second ReceiveMessage while the first waits is throttled.
+    let base = broker.http.clone();
+    let url = format!("{}/000000000000/q1", broker.http);
+    let poll = std::thread::spawn({
+        let url = url.clone();
+        move || {
+            sqs_json(
+                &base,
+                "ReceiveMessage",
+                &format!("{{\"QueueUrl\":\"{url}\",\"WaitTimeSeconds\":3}}"),
+            )
+        }
+    });
+    let started = Instant::now();
+    let mut saw = None;
+    while started.elapsed() < Duration::from_secs(3) {
+        let r = sqs_json(
+            &broker.http,
+            "ReceiveMessage",
+            &format!("{{\"QueueUrl\":\"{url}\"}}"),
+        );
+        if r.0 == 400 {
+            saw = Some(r);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, b) = saw.expect("a concurrent ReceiveMessage was throttled");
+    assert!(b.contains("RequestThrottled"), "{b}");
+    assert_eq!(poll.join().unwrap().0, 200);
+}
+
+#[test]
+fn sockets_that_never_send_connect_are_closed_and_memory_returns() {
+    let _ = rlimit::increase_nofile_limit(16_384);
+    let broker = start("[mqtt]\nconnect_timeout = 2\n");
+    // Idle figure: after a first round of connections has warmed the allocator up.
+    let warm: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(broker.mqtt).unwrap())
+        .collect();
+    eventually(
+        "the warm-up sockets closed",
+        Duration::from_secs(20),
+        || metric(&broker, "outpost_mqtt_connections_open") == 0,
+    );
+    drop(warm);
+    let idle = broker.rss_kib();
+    let held: Vec<TcpStream> = (0..2_000)
+        .map(|_| TcpStream::connect(broker.mqtt).unwrap())
+        .collect();
+    eventually("2,000 sockets admitted", Duration::from_secs(20), || {
+        metric(&broker, "outpost_mqtt_connections_open") >= 1_900
+            || metric(&broker, "outpost_mqtt_connections_open") == 0
+    });
+    let peak = broker.rss_kib();
+    eventually(
+        "every silent socket closed by the broker",
+        Duration::from_secs(30),
+        || metric(&broker, "outpost_mqtt_connections_open") == 0,
+    );
+    let mut held = held;
+    let mut closed = 0;
+    for s in held.iter_mut().take(50) {
+        if closed_within(s, Duration::from_secs(5)) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 50, "the broker closed the sockets (sample of 50)");
+    drop(held);
+    let after = broker.rss_kib();
+    println!("RSS idle {idle} KiB, with 2,000 silent sockets {peak} KiB, after {after} KiB");
+    assert!(
+        after <= idle + idle / 10 + 2_048,
+        "memory did not return to its idle figure: idle {idle} KiB, after {after} KiB"
+    );
+    // And the broker serves.
+    connected(broker.mqtt, Version::V5, "after-flood");
+}
+
+/// QoS 1 round trips of a well-behaved client: publish, wait for PUBACK; the 99th percentile.
+fn p99_round_trip(c: &mut Raw, n: usize) -> Duration {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let pkid = (i % 60_000) as u16 + 1;
+        let t = Instant::now();
+        c.publish("calm/t", b"reading", QoS::AtLeastOnce, pkid, false);
+        loop {
+            match c.recv(WAIT) {
+                Some(Got::PubAck(p, _)) if p == pkid => break,
+                Some(_) => {}
+                None => panic!("no PUBACK"),
+            }
+        }
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    samples[n * 99 / 100]
+}
+
+#[test]
+fn a_flooding_client_does_not_slow_a_well_behaved_one() {
+    // The flooder is held to its rate; the calm client is far below it.
+    let broker = start(
+        "[mqtt]\nmax_messages_per_second = 2000\n[auth]\nallow_anonymous = true\n[store]\nsync = \"never\"\n",
+    );
+    let mut calm = connected(broker.mqtt, Version::V5, "calm");
+    p99_round_trip(&mut calm, 200);
+    let unloaded = p99_round_trip(&mut calm, 2_000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = std::thread::spawn({
+        let (stop, addr) = (stop.clone(), broker.mqtt);
+        move || {
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut f = Raw::connect(addr, Version::V5, "flood", true);
+                let _ = f.recv(WAIT);
+                let mut pkid = 0u16;
+                // QoS 1 as fast as the socket takes it, never reading the answers.
+                let mut batch = Vec::new();
+                for _ in 0..64 {
+                    pkid = pkid % 60_000 + 1;
+                    let mut out = bytes::BytesMut::new();
+                    outpost_codec::Packet::Publish(outpost_codec::Publish {
+                        qos: QoS::AtLeastOnce,
+                        pkid,
+                        ..outpost_codec::Publish::new("flood/t", &[0u8; 256])
+                    })
+                    .encode_to(Version::V5, &mut out)
+                    .unwrap();
+                    batch.extend_from_slice(&out);
+                }
+                while !stop.load(Ordering::Relaxed) {
+                    if f.s.write_all(&batch).is_err() {
+                        break;
+                    }
+                    sent += 64;
+                }
+            }
+            sent
+        }
+    });
+    // Let the flood reach full speed.
+    std::thread::sleep(Duration::from_millis(500));
+    let loaded = p99_round_trip(&mut calm, 2_000);
+    stop.store(true, Ordering::Relaxed);
+    let sent = flooder.join().unwrap();
+    println!(
+        "calm client p99: unloaded {unloaded:?}, beside a flood of {sent} messages {loaded:?}"
+    );
+    assert!(
+        metric(
+            &broker,
+            "outpost_throttled_total{reason=\"mqtt_message_rate\"}"
+        ) > 0,
+        "the flooder was throttled"
+    );
+    assert!(
+        loaded <= unloaded * 2,
+        "p99 {loaded:?} beside the flood, {unloaded:?} without"
+    );
+}
