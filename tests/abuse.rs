@@ -481,7 +481,7 @@ fn connection_caps_refuse_the_excess_and_serve_the_rest() {
         b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(status, 200);
-    assert!(metrics.contains("outpost_mqtt_connections_refused_total"));
+    assert!(metrics.contains("outpost_connections_refused_total{listener=\"mqtt\"}"));
     assert_serves(&mut broker);
 }
 
@@ -604,8 +604,9 @@ fn refused_messages_are_counted_not_logged_one_by_one() {
             &broker.http,
             b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         );
-        m.lines()
-            .any(|l| l.starts_with("outpost_mqtt_messages_refused_total") && !l.ends_with(" 0"))
+        m.lines().any(|l| {
+            l.starts_with("outpost_mqtt_refused_total{reason=\"queue_full\"}") && !l.ends_with(" 0")
+        })
     });
     // ... and logged once per second or so, not per message (2,190 refusals).
     eventually("a summary line", wait, || {

@@ -115,9 +115,9 @@ fn nothing_acknowledged_is_lost_when_the_disk_fills() {
         b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("outpost_mqtt_persist_failures_total ") && !l.ends_with(" 0")),
+        metrics.lines().any(|l| l
+            .starts_with("outpost_mqtt_refused_total{reason=\"persist_failure\"} ")
+            && !l.ends_with(" 0")),
         "{metrics}"
     );
     assert!(broker.is_running());

@@ -230,7 +230,7 @@ fn sockets_that_never_send_connect_are_closed_and_memory_returns() {
     eventually(
         "the warm-up sockets closed",
         Duration::from_secs(20),
-        || metric(&broker, "outpost_mqtt_connections_open") == 0,
+        || metric(&broker, "outpost_connections_open{listener=\"mqtt\"}") == 0,
     );
     drop(warm);
     let idle = broker.rss_kib();
@@ -238,14 +238,14 @@ fn sockets_that_never_send_connect_are_closed_and_memory_returns() {
         .map(|_| TcpStream::connect(broker.mqtt).unwrap())
         .collect();
     eventually("2,000 sockets admitted", Duration::from_secs(20), || {
-        metric(&broker, "outpost_mqtt_connections_open") >= 1_900
-            || metric(&broker, "outpost_mqtt_connections_open") == 0
+        metric(&broker, "outpost_connections_open{listener=\"mqtt\"}") >= 1_900
+            || metric(&broker, "outpost_connections_open{listener=\"mqtt\"}") == 0
     });
     let peak = broker.rss_kib();
     eventually(
         "every silent socket closed by the broker",
         Duration::from_secs(30),
-        || metric(&broker, "outpost_mqtt_connections_open") == 0,
+        || metric(&broker, "outpost_connections_open{listener=\"mqtt\"}") == 0,
     );
     let mut held = held;
     let mut closed = 0;

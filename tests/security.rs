@@ -357,7 +357,9 @@ fn failed_logins_are_throttled_per_address() {
         b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert!(
-        metrics.1.contains("outpost_auth_throttled_total 2"),
+        metrics
+            .1
+            .contains("outpost_throttled_total{reason=\"login_failures\"} 2"),
         "{}",
         metrics.1
     );

@@ -16,6 +16,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Log filter (`tracing` syntax, e.g. `info` or `outpost=debug,info`).
     pub log: String,
+    /// Log lines as `text` (human-readable) or `json` (one JSON object per line, for log
+    /// collectors).
+    pub log_format: String,
     /// MQTT over TCP.
     pub mqtt: MqttConfig,
     /// MQTT over WebSocket.
@@ -365,6 +368,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./outpost-data"),
             log: "info".into(),
+            log_format: "text".into(),
             mqtt: MqttConfig::default(),
             websocket: WebSocketConfig::default(),
             http: HttpConfig::default(),
@@ -577,6 +581,12 @@ impl Config {
             });
         }
         self.tls.listeners()?;
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid {
+                key: "log_format",
+                message: format!("{:?}: expected text or json", self.log_format),
+            });
+        }
         let url = &self.topics.public_url;
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ConfigError::Invalid {

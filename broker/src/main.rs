@@ -5,6 +5,7 @@
 //! SIGINT/SIGTERM.
 
 mod config;
+mod metrics;
 mod passwd;
 
 use std::net::SocketAddr;
@@ -45,6 +46,27 @@ struct Cli {
     /// Store sync policy: always, never or interval:<ms>.
     #[arg(long, env = "OUTPOST_STORE_SYNC")]
     store_sync: Option<String>,
+    /// Log format: text or json.
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Serve callers without credentials on the configured addresses (not only on loopback).
+    #[arg(long)]
+    allow_anonymous: bool,
+    /// MQTT password file (`outpost passwd`).
+    #[arg(long)]
+    password_file: Option<String>,
+    /// HTTP access keys file (SigV4).
+    #[arg(long)]
+    access_keys_file: Option<String>,
+    /// ACL file.
+    #[arg(long)]
+    acl_file: Option<String>,
+    /// TLS certificate chain (PEM); with --tls-key, turns the TLS listeners on.
+    #[arg(long)]
+    tls_cert: Option<String>,
+    /// TLS private key (PEM).
+    #[arg(long)]
+    tls_key: Option<String>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -92,6 +114,23 @@ impl Cli {
         if let Some(v) = &self.store_sync {
             c.store.sync = v.clone();
         }
+        if let Some(v) = &self.log_format {
+            c.log_format = v.clone();
+        }
+        if self.allow_anonymous {
+            c.auth.allow_anonymous = true;
+        }
+        for (flag, key) in [
+            (&self.password_file, &mut c.auth.password_file),
+            (&self.access_keys_file, &mut c.auth.access_keys_file),
+            (&self.acl_file, &mut c.auth.acl_file),
+            (&self.tls_cert, &mut c.tls.cert_file),
+            (&self.tls_key, &mut c.tls.key_file),
+        ] {
+            if let Some(v) = flag {
+                *key = v.clone();
+            }
+        }
         Ok(c)
     }
 }
@@ -126,10 +165,17 @@ fn main() -> ExitCode {
     };
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer())
-        .with(filter)
-        .init();
+    if config.log_format == "json" {
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().json())
+            .with(filter)
+            .init();
+    } else {
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer())
+            .with(filter)
+            .init();
+    }
 
     if let Err(e) = config.validate() {
         eprintln!("outpost: {e}");
@@ -593,11 +639,21 @@ async fn serve(
     broker.set_tap(Arc::new(RulesTap(events.clone())));
     broker.set_queue_door(outpost_routing::MqttQueues::new(queues.clone(), &broker));
     let (http_shutdown, http_shutdown_rx) = tokio::sync::watch::channel(false);
+    // Ready once every listener is bound (just below) and until shutdown begins.
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
-        let broker = broker.clone();
-        let gates = [mqtt_gate.clone(), http_gate.clone()];
-        let security = security.clone();
-        let (mqtt_rates, http_rates_m) = (mqtt_rates.clone(), http_rates.clone());
+        let registry = Arc::new(metrics::registry(metrics::Sources {
+            mqtt: broker.clone(),
+            queues: queues.clone(),
+            topics: topics.clone(),
+            events: events.clone(),
+            store: store.clone(),
+            gates: vec![mqtt_gate.clone(), http_gate.clone()],
+            security: security.clone(),
+            mqtt_rates: mqtt_rates.clone(),
+            http_rates: http_rates.clone(),
+        }));
+        let is_ready = ready.clone();
         let state = outpost_http::HttpState::new(
             outpost_http::Engines {
                 queues: queues.clone(),
@@ -607,17 +663,11 @@ async fn serve(
                 security: security.clone(),
                 rates: http_rates.clone(),
             },
-            store.clone(),
             http_addr,
-            Some(std::sync::Arc::new(move || {
-                let mut text = broker.metrics_text();
-                for gate in &gates {
-                    text.push_str(&gate_metrics(gate));
-                }
-                text.push_str(&security_metrics(&security));
-                text.push_str(&throttle_metrics(&mqtt_rates, &http_rates_m));
-                text
-            })),
+            (
+                Arc::new(move || metrics::render(&registry)),
+                Arc::new(move || is_ready.load(std::sync::atomic::Ordering::Relaxed)),
+            ),
             outpost_http::HttpLimits {
                 header_timeout: std::time::Duration::from_secs(config.http.header_timeout),
                 body_timeout: std::time::Duration::from_secs(config.http.body_timeout),
@@ -650,9 +700,11 @@ async fn serve(
     );
     tracing::info!(%mqtt_addr, %ws_addr, %http_addr, "listeners started");
 
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tokio::spawn(reload_on_hangup(security.clone(), tls_in_force));
     shutdown_signal().await;
     tracing::info!("shutting down");
+    ready.store(false, std::sync::atomic::Ordering::Relaxed);
     // One signal reaches everything: no new connections; MQTT connections write what they have
     // and close (MQTT 5: DISCONNECT 0x8B); long polls answer now; HTTP requests in flight finish.
     for task in &accepting {
@@ -737,104 +789,6 @@ impl outpost_mqtt::PublishTap for RulesTap {
             user_properties: &p.user_properties,
         })
     }
-}
-
-/// Refusals by the rate limits, by reason, in the Prometheus text format.
-fn throttle_metrics(
-    mqtt: &outpost_listeners::MqttRates,
-    http: &outpost_http::throttle::HttpRates,
-) -> String {
-    use std::sync::atomic::Ordering::Relaxed;
-    let r = &mqtt.refused;
-    let mut out = String::from(
-        "# HELP outpost_throttled_total Requests refused by a rate or concurrency limit, by reason\n# TYPE outpost_throttled_total counter\n",
-    );
-    for (reason, value) in [
-        ("mqtt_message_rate", r.message_rate.load(Relaxed)),
-        ("mqtt_byte_rate", r.byte_rate.load(Relaxed)),
-        (
-            "mqtt_total_message_rate",
-            r.total_message_rate.load(Relaxed),
-        ),
-        ("mqtt_connection_rate", r.connection_rate.load(Relaxed)),
-        ("http_request_rate", http.refused_rate.load(Relaxed)),
-        ("http_long_polls", http.refused_long_polls.load(Relaxed)),
-    ] {
-        out.push_str(&format!(
-            "outpost_throttled_total{{reason=\"{reason}\"}} {value}\n"
-        ));
-    }
-    out
-}
-
-/// The security counters in the Prometheus text format.
-fn security_metrics(security: &outpost_auth::Security) -> String {
-    use std::sync::atomic::Ordering::Relaxed;
-    let s = &security.stats;
-    let mut out = String::new();
-    for (name, help, value) in [
-        (
-            "outpost_auth_failures_total{protocol=\"mqtt\"}",
-            "",
-            s.mqtt_auth_failures.load(Relaxed),
-        ),
-        (
-            "outpost_auth_failures_total{protocol=\"http\"}",
-            "",
-            s.http_auth_failures.load(Relaxed),
-        ),
-        (
-            "outpost_auth_anonymous_refused_total",
-            "MQTT connections refused for lack of credentials",
-            s.mqtt_anonymous_refused.load(Relaxed),
-        ),
-        (
-            "outpost_auth_throttled_total",
-            "Logins and signed requests refused: too many failures from the address",
-            s.throttled_logins.load(Relaxed),
-        ),
-        (
-            "outpost_acl_denied_total{protocol=\"mqtt\"}",
-            "",
-            s.mqtt_denied.load(Relaxed),
-        ),
-        (
-            "outpost_acl_denied_total{protocol=\"http\"}",
-            "",
-            s.http_denied.load(Relaxed),
-        ),
-        (
-            "outpost_auth_reloads_total{result=\"ok\"}",
-            "",
-            s.reloads.load(Relaxed),
-        ),
-        (
-            "outpost_auth_reloads_total{result=\"refused\"}",
-            "",
-            s.reload_failures.load(Relaxed),
-        ),
-    ] {
-        let family = name.split('{').next().unwrap_or(name);
-        if !out.contains(&format!("# TYPE {family} ")) {
-            if !help.is_empty() {
-                out.push_str(&format!("# HELP {family} {help}\n"));
-            }
-            out.push_str(&format!("# TYPE {family} counter\n"));
-        }
-        out.push_str(&format!("{name} {value}\n"));
-    }
-    out
-}
-
-/// A gate's figures in the Prometheus text format.
-fn gate_metrics(gate: &outpost_net::Gate) -> String {
-    let name = gate.name();
-    format!(
-        "# TYPE outpost_{name}_connections_open gauge\noutpost_{name}_connections_open {}\n\
-         # TYPE outpost_{name}_connections_refused_total counter\noutpost_{name}_connections_refused_total {}\n",
-        gate.open(),
-        gate.refused()
-    )
 }
 
 /// SIGHUP reads the password, access key and ACL files and the TLS certificates again;

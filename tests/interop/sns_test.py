@@ -673,8 +673,12 @@ def test_throttle_policy_spaces_deliveries(sns):
 
 def test_metrics_count_topics():
     text = urllib.request.urlopen(ENDPOINT + "/metrics", timeout=10).read().decode()
-    published = [l for l in text.splitlines() if l.startswith("outpost_topic_published_total ")]
+    assert "# TYPE outpost_topic_published counter" in text
+    published = [l for l in text.splitlines()
+                 if l.startswith('outpost_messages_received_total{protocol="sns"}')]
     assert published and int(published[0].split()[1]) > 0
+    per_topic = [l for l in text.splitlines() if l.startswith("outpost_topic_published_total{topic=")]
+    assert any(int(l.split()[1]) > 0 for l in per_topic)
 
 
 def test_sqs_client_still_works_beside_sns(sqs):

@@ -1,4 +1,5 @@
-//! Outpost's HTTP port: the SQS, SNS and EventBridge APIs, `/health` and `/metrics`.
+//! Outpost's HTTP port: the SQS, SNS, EventBridge and IoT data APIs, `/health`, `/ready` and
+//! `/metrics`.
 //!
 //! Thin by design: it translates wire formats and calls the engines; every rule lives in
 //! `outpost-queues` and `outpost-topics`. One port serves everything, as one gateway box should.
@@ -6,7 +7,6 @@
 mod access;
 pub mod events;
 pub mod iotdata;
-mod metrics;
 pub mod sns;
 pub mod sqs;
 pub mod throttle;
@@ -26,12 +26,14 @@ use hyper_util::service::TowerToHyperService;
 use outpost_net::{accept_loop, Gate};
 use outpost_queues::Queues;
 use outpost_routing::Events;
-use outpost_store::Store;
 use outpost_topics::Topics;
 use tokio::sync::Semaphore;
 
-/// Extra Prometheus text appended to `/metrics` (e.g. the MQTT engine's figures).
-pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+/// The text of `/metrics` (OpenMetrics), made by the binary's collector at each scrape.
+pub type MetricsText = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Whether the broker is ready to serve (`/ready`): the store is open and every listener bound.
+pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// Time and concurrency limits of the HTTP port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,12 +72,12 @@ pub struct HttpState {
     pub events: Arc<Events>,
     /// The MQTT engine, for the `iot-data` API (HTTP publish, retained messages, connections).
     pub mqtt: Arc<outpost_mqtt::Broker>,
-    /// The store, for its figures.
-    pub store: Store,
     /// The listen address, for queue URLs when a request has no `Host`.
     pub local_addr: SocketAddr,
-    /// More metrics from the rest of the broker.
-    pub extra_metrics: Option<ExtraMetrics>,
+    /// The `/metrics` text.
+    pub metrics: MetricsText,
+    /// The `/ready` answer.
+    pub ready: Readiness,
     /// Time and concurrency limits.
     pub limits: HttpLimits,
     /// Permits to read and parse a request body (`limits.max_parsing` of them).
@@ -106,9 +108,8 @@ impl HttpState {
     /// The shared state of the HTTP handlers.
     pub fn new(
         engines: Engines,
-        store: Store,
         local_addr: SocketAddr,
-        extra_metrics: Option<ExtraMetrics>,
+        (metrics, ready): (MetricsText, Readiness),
         limits: HttpLimits,
     ) -> HttpState {
         let Engines {
@@ -124,9 +125,9 @@ impl HttpState {
             topics,
             events,
             mqtt,
-            store,
             local_addr,
-            extra_metrics,
+            metrics,
+            ready,
             limits,
             parsing: Arc::new(Semaphore::new(limits.max_parsing.max(1))),
             security,
@@ -135,8 +136,38 @@ impl HttpState {
     }
 }
 
+/// Alive: the process answers.
 async fn health() -> impl IntoResponse {
     ([("content-type", "application/json")], r#"{"status":"ok"}"#)
+}
+
+/// Ready: the store is open and every listener bound (503 until then, and while shutting down).
+async fn ready(State(state): State<HttpState>) -> Response {
+    if (state.ready)() {
+        (
+            [("content-type", "application/json")],
+            r#"{"status":"ready"}"#,
+        )
+            .into_response()
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [("content-type", "application/json")],
+            r#"{"status":"not ready"}"#,
+        )
+            .into_response()
+    }
+}
+
+/// Every figure of the broker, in the OpenMetrics text format.
+async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        (state.metrics)(),
+    )
 }
 
 /// The SQS and SNS APIs (which one is decided once the request is read, see `sns::is_sns`), and
@@ -163,7 +194,8 @@ async fn api(
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/health", get(health))
-        .route("/metrics", get(metrics::metrics))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .fallback(api)
         .with_state(state)
 }

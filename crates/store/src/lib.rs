@@ -17,6 +17,7 @@
 mod config;
 mod error;
 mod index;
+pub mod latency;
 mod meta;
 mod reclaim;
 mod record;

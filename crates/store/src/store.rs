@@ -36,7 +36,7 @@ pub struct Record {
 }
 
 /// Counters for `/metrics` and `$SYS`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoreStats {
     /// Segment files on disk.
     pub segments: usize,
@@ -56,6 +56,10 @@ pub struct StoreStats {
     pub deleted_segments: u64,
     /// What recovery found at open.
     pub recovery: RecoveryReport,
+    /// Appends, from request to durable answer.
+    pub append_latency: crate::latency::LatencySnapshot,
+    /// `fdatasync` calls.
+    pub sync_latency: crate::latency::LatencySnapshot,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +68,8 @@ pub(crate) struct Counters {
     pub syncs: AtomicU64,
     pub compactions: AtomicU64,
     pub deleted_segments: AtomicU64,
+    pub append_latency: crate::latency::Latency,
+    pub sync_latency: crate::latency::Latency,
 }
 
 /// State shared by the API, the writer and the reclaimer.
@@ -323,6 +329,7 @@ impl Store {
             stream: stream.0,
             payloads,
             reply,
+            queued: std::time::Instant::now(),
         })?;
         Ok(rx)
     }
@@ -494,6 +501,8 @@ impl Store {
             compactions: shared.stats.compactions.load(Ordering::Relaxed),
             deleted_segments: shared.stats.deleted_segments.load(Ordering::Relaxed),
             recovery: shared.recovery.clone(),
+            append_latency: shared.stats.append_latency.snapshot(),
+            sync_latency: shared.stats.sync_latency.snapshot(),
         }
     }
 

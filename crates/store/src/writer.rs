@@ -35,6 +35,8 @@ pub(crate) enum Request {
         stream: u64,
         payloads: Vec<Payload>,
         reply: oneshot::Sender<Result<Vec<RecordId>>>,
+        /// When the request was made (for the append latency histogram).
+        queued: Instant,
     },
     Kill {
         ids: Vec<RecordId>,
@@ -80,7 +82,11 @@ enum Update {
 }
 
 enum Reply {
-    Append(oneshot::Sender<Result<Vec<RecordId>>>, Vec<RecordId>),
+    Append(
+        oneshot::Sender<Result<Vec<RecordId>>>,
+        Vec<RecordId>,
+        Option<Instant>,
+    ),
     Kill(oneshot::Sender<Result<usize>>, usize),
     Unit(oneshot::Sender<Result<()>>),
 }
@@ -89,7 +95,7 @@ impl Reply {
     fn send_ok(self) {
         // A caller that stopped waiting is not an error.
         match self {
-            Reply::Append(tx, ids) => drop(tx.send(Ok(ids))),
+            Reply::Append(tx, ids, _) => drop(tx.send(Ok(ids))),
             Reply::Kill(tx, n) => drop(tx.send(Ok(n))),
             Reply::Unit(tx) => drop(tx.send(Ok(()))),
         }
@@ -110,7 +116,7 @@ impl Reply {
             },
         };
         match self {
-            Reply::Append(tx, _) => drop(tx.send(Err(e))),
+            Reply::Append(tx, _, _) => drop(tx.send(Err(e))),
             Reply::Kill(tx, _) => drop(tx.send(Err(e))),
             Reply::Unit(tx) => drop(tx.send(Err(e))),
         }
@@ -255,7 +261,9 @@ impl Writer {
         if let Some(msg) = &self.poisoned {
             let e = StoreError::Poisoned(msg.clone());
             match req {
-                Request::Append { reply, .. } => Reply::Append(reply, Vec::new()).send_err(&e),
+                Request::Append { reply, .. } => {
+                    Reply::Append(reply, Vec::new(), None).send_err(&e)
+                }
                 Request::Kill { reply, .. } => Reply::Kill(reply, 0).send_err(&e),
                 Request::Relocate { reply, .. } | Request::Sync { reply } => {
                     Reply::Unit(reply).send_err(&e)
@@ -268,6 +276,7 @@ impl Writer {
                 stream,
                 payloads,
                 reply,
+                queued,
             } => {
                 let now = now_ms();
                 let mark = (
@@ -305,7 +314,7 @@ impl Writer {
                                 self.updates.truncate(mark.2);
                                 self.batch_bytes = mark.3;
                             }
-                            Reply::Append(reply, Vec::new()).send_err(&e);
+                            Reply::Append(reply, Vec::new(), None).send_err(&e);
                             return 0;
                         }
                     }
@@ -314,7 +323,7 @@ impl Writer {
                     .stats
                     .appended_records
                     .fetch_add(ids.len() as u64, Ordering::Relaxed);
-                self.replies.push(Reply::Append(reply, ids));
+                self.replies.push(Reply::Append(reply, ids, Some(queued)));
                 added
             }
             Request::Kill { ids, reply } => {
@@ -665,7 +674,9 @@ impl Writer {
             Ok(()) => {
                 self.dirty = false;
                 self.last_sync = Instant::now();
-                self.last_sync_took = started.elapsed().min(Duration::from_millis(5));
+                let took = started.elapsed();
+                self.shared.stats.sync_latency.record(took);
+                self.last_sync_took = took.min(Duration::from_millis(5));
                 self.shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
@@ -741,7 +752,14 @@ impl Writer {
     }
 
     fn answer(&mut self) {
+        let now = Instant::now();
         for r in self.replies.drain(..) {
+            if let Reply::Append(_, _, Some(queued)) = &r {
+                self.shared
+                    .stats
+                    .append_latency
+                    .record(now.saturating_duration_since(*queued));
+            }
             r.send_ok();
         }
     }

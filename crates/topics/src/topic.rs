@@ -52,6 +52,10 @@ pub struct Topic {
     pub(crate) subscriptions: RwLock<Vec<Arc<Subscription>>>,
     /// Subscriptions deleted since start (`SubscriptionsDeleted`).
     pub(crate) deleted_subscriptions: AtomicU64,
+    /// Messages published to it since start.
+    pub published: AtomicU64,
+    /// Copies delivered to its subscriptions since start.
+    pub delivered: AtomicU64,
     /// FIFO topics publish one at a time, so copies reach every queue in publish order.
     pub(crate) publish_order: tokio::sync::Mutex<()>,
     pub(crate) dedup: Mutex<HashMap<String, Dedup>>,
@@ -197,6 +201,8 @@ impl Topic {
             delivery: RwLock::new(delivery),
             subscriptions: RwLock::new(Vec::new()),
             deleted_subscriptions: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
             publish_order: tokio::sync::Mutex::new(()),
             dedup: Mutex::new(HashMap::new()),
             next_sequence: AtomicU64::new(first_sequence),

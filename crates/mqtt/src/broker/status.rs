@@ -139,67 +139,19 @@ impl Broker {
         }
     }
 
-    /// The figures in the Prometheus text format.
-    pub fn metrics_text(&self) -> String {
-        let s = self.status();
+    /// What the engine refused or dropped since start, by reason (for `/metrics`).
+    pub fn refusals(&self) -> [(&'static str, u64); 8] {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut out = String::new();
-        for (name, kind, v) in [
-            ("outpost_mqtt_clients_connected", "gauge", s.connected),
-            ("outpost_mqtt_sessions", "gauge", s.sessions),
-            ("outpost_mqtt_retained_messages", "gauge", s.retained),
-            ("outpost_mqtt_subscriptions", "gauge", s.subscriptions),
-            (
-                "outpost_mqtt_messages_received_total",
-                "counter",
-                s.messages_in,
-            ),
-            (
-                "outpost_mqtt_messages_sent_total",
-                "counter",
-                s.messages_out,
-            ),
-            ("outpost_mqtt_messages_dropped_total", "counter", s.dropped),
-            (
-                "outpost_mqtt_messages_refused_total",
-                "counter",
-                load(&self.stats.refused_overflow),
-            ),
-            (
-                "outpost_mqtt_subscriptions_refused_total",
-                "counter",
-                load(&self.stats.refused_subscriptions),
-            ),
-            (
-                "outpost_mqtt_retained_refused_total",
-                "counter",
-                load(&self.stats.refused_retained),
-            ),
-            (
-                "outpost_mqtt_topics_refused_total",
-                "counter",
-                load(&self.stats.refused_deep_topics),
-            ),
-            (
-                "outpost_mqtt_sessions_refused_total",
-                "counter",
-                load(&self.stats.refused_sessions),
-            ),
-            (
-                "outpost_mqtt_persist_failures_total",
-                "counter",
-                load(&self.stats.persist_failures),
-            ),
-            (
-                "outpost_mqtt_stalled_subscribers_total",
-                "counter",
-                load(&self.stats.stalled),
-            ),
-            ("outpost_mqtt_bytes_received_total", "counter", s.bytes_in),
-        ] {
-            out.push_str(&format!("# TYPE {name} {kind}\n{name} {v}\n"));
-        }
-        out
+        [
+            ("queue_full", load(&self.stats.refused_overflow)),
+            ("subscription", load(&self.stats.refused_subscriptions)),
+            ("retained_quota", load(&self.stats.refused_retained)),
+            ("topic_depth", load(&self.stats.refused_deep_topics)),
+            ("session_quota", load(&self.stats.refused_sessions)),
+            ("persist_failure", load(&self.stats.persist_failures)),
+            ("stalled_subscriber", load(&self.stats.stalled)),
+            ("dropped", load(&self.stats.dropped)),
+        ]
     }
 
     /// Publishes the `$SYS/broker/...` status topics (retained, like mosquitto), so monitoring tools

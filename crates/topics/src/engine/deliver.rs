@@ -195,6 +195,10 @@ impl Topics {
             let why = match outcome {
                 Outcome::Delivered => {
                     self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    let name = sub.topic_arn.rsplit(':').next().unwrap_or("");
+                    if let Some(t) = self.topics.read().get(name) {
+                        t.delivered.fetch_add(1, Ordering::Relaxed);
+                    }
                     return;
                 }
                 Outcome::Refused(why) => why,
@@ -491,6 +495,21 @@ impl Topics {
                 }
             }
         });
+    }
+
+    /// Per topic: (name, messages published, copies delivered) since start.
+    pub fn topic_stats(&self) -> Vec<(String, u64, u64)> {
+        self.topics
+            .read()
+            .values()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    t.published.load(Ordering::Relaxed),
+                    t.delivered.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
     }
 
     /// Delivery figures.

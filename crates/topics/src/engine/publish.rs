@@ -444,7 +444,10 @@ impl Topics {
                 Ok(per_copy) => {
                     for (copy, r) in copies.into_iter().zip(per_copy) {
                         match r {
-                            Ok(_) => self.stats.delivered.fetch_add(1, Ordering::Relaxed),
+                            Ok(_) => {
+                                topic.delivered.fetch_add(1, Ordering::Relaxed);
+                                self.stats.delivered.fetch_add(1, Ordering::Relaxed)
+                            }
                             Err(QueueError::Internal(e)) => {
                                 tracing::error!(queue, error = %e, "a queue copy of a published message failed");
                                 broken.insert(copy.2);
@@ -487,6 +490,7 @@ impl Topics {
                 failures.push((id.clone(), TopicError::Internal("the store failed".into())));
             } else {
                 self.published.fetch_add(1, Ordering::Relaxed);
+                topic.published.fetch_add(1, Ordering::Relaxed);
                 results.push((
                     *at,
                     PublishResult {

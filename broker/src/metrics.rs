@@ -1,0 +1,503 @@
+//! `/metrics`: every engine's figures read at scrape time and written by `prometheus-client`
+//! (OpenMetrics text, HELP and TYPE for every family). The engines keep plain atomics and
+//! snapshots, knowing nothing of Prometheus; this collector, part of the wiring, is the one
+//! place that names the series, so `deploy/grafana-dashboard.json` and the README can rely on
+//! them.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+/// Everything `/metrics` reads.
+pub struct Sources {
+    pub mqtt: Arc<outpost_mqtt::Broker>,
+    pub queues: Arc<outpost_queues::Queues>,
+    pub topics: Arc<outpost_topics::Topics>,
+    pub events: Arc<outpost_routing::Events>,
+    pub store: outpost_store::Store,
+    pub gates: Vec<outpost_net::Gate>,
+    pub security: Arc<outpost_auth::Security>,
+    pub mqtt_rates: Arc<outpost_listeners::MqttRates>,
+    pub http_rates: Arc<outpost_http::throttle::HttpRates>,
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sources")
+    }
+}
+
+/// One family of plain values: `(labels, value)` each.
+fn family<
+    V: prometheus_client::encoding::EncodeGaugeValue + prometheus_client::encoding::EncodeCounterValue,
+>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    rows: &[(&[(&str, &str)], V)],
+) -> Result<(), std::fmt::Error> {
+    let mut m = e.encode_descriptor(name, help, None, kind)?;
+    for (labels, v) in rows {
+        let mut s = m.encode_family(labels)?;
+        match kind {
+            MetricType::Counter => s.encode_counter::<NoLabelSet, V, u64>(v, None)?,
+            _ => s.encode_gauge(v)?,
+        }
+    }
+    Ok(())
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), std::fmt::Error> {
+    family(e, name, help, MetricType::Gauge, &[(&[], v)])
+}
+
+fn counter(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: u64,
+) -> Result<(), std::fmt::Error> {
+    family(e, name, help, MetricType::Counter, &[(&[], v)])
+}
+
+fn histogram(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    h: &outpost_store::latency::LatencySnapshot,
+) -> Result<(), std::fmt::Error> {
+    // The snapshot is cumulative; the encoder wants each bucket's own count, +Inf last.
+    let mut buckets = Vec::with_capacity(h.buckets.len() + 1);
+    let mut below = 0;
+    for (bound, cumulative) in &h.buckets {
+        buckets.push((*bound, cumulative - below));
+        below = *cumulative;
+    }
+    buckets.push((f64::INFINITY, h.count.saturating_sub(below)));
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    m.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &buckets, None)
+}
+
+impl Collector for Sources {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.encode_mqtt(&mut e)?;
+        self.encode_queues(&mut e)?;
+        self.encode_topics(&mut e)?;
+        self.encode_routing(&mut e)?;
+        self.encode_store(&mut e)?;
+        self.encode_security(&mut e)?;
+        Ok(())
+    }
+}
+
+impl Sources {
+    fn encode_mqtt(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.mqtt.status();
+        gauge(
+            e,
+            "outpost_mqtt_clients_connected",
+            "MQTT clients connected now",
+            s.connected,
+        )?;
+        gauge(
+            e,
+            "outpost_mqtt_sessions",
+            "MQTT sessions, connected or kept for later",
+            s.sessions,
+        )?;
+        gauge(
+            e,
+            "outpost_mqtt_subscriptions",
+            "MQTT subscriptions",
+            s.subscriptions,
+        )?;
+        gauge(
+            e,
+            "outpost_mqtt_retained_messages",
+            "Retained MQTT messages",
+            s.retained,
+        )?;
+        let (sent, received, deleted) = self.queues.totals();
+        let t = self.topics.delivery_stats();
+        let r = self.events.stats();
+        family(
+            e,
+            "outpost_messages_received",
+            "Messages taken in, by protocol (MQTT PUBLISH, SQS SendMessage, SNS Publish, EventBridge PutEvents entries)",
+            MetricType::Counter,
+            &[
+                (&[("protocol", "mqtt")], s.messages_in),
+                (&[("protocol", "sqs")], sent),
+                (&[("protocol", "sns")], t.published),
+                (&[("protocol", "events")], r.events.load(Relaxed)),
+            ],
+        )?;
+        family(
+            e,
+            "outpost_messages_sent",
+            "Messages handed out, by protocol (MQTT deliveries, SQS receives, SNS copies delivered, rule targets delivered)",
+            MetricType::Counter,
+            &[
+                (&[("protocol", "mqtt")], s.messages_out),
+                (&[("protocol", "sqs")], received),
+                (&[("protocol", "sns")], t.delivered),
+                (&[("protocol", "events")], r.delivered.load(Relaxed)),
+            ],
+        )?;
+        counter(
+            e,
+            "outpost_queue_messages_deleted",
+            "SQS messages deleted by consumers",
+            deleted,
+        )?;
+        family(
+            e,
+            "outpost_bytes_received",
+            "Payload bytes taken in, by protocol",
+            MetricType::Counter,
+            &[(&[("protocol", "mqtt")], s.bytes_in)],
+        )?;
+        let refusals = self.mqtt.refusals();
+        let rows: Vec<([(&str, &str); 1], u64)> = refusals
+            .iter()
+            .map(|(r, v)| ([("reason", *r)], *v))
+            .collect();
+        let rows: Vec<(&[(&str, &str)], u64)> = rows.iter().map(|(l, v)| (&l[..], *v)).collect();
+        family(
+            e,
+            "outpost_mqtt_refused",
+            "MQTT messages, subscriptions and sessions refused or dropped by the engine's limits, by reason",
+            MetricType::Counter,
+            &rows,
+        )?;
+        let open: Vec<([(&str, &str); 1], u64)> = self
+            .gates
+            .iter()
+            .map(|g| ([("listener", g.name())], g.open() as u64))
+            .collect();
+        let rows: Vec<(&[(&str, &str)], u64)> = open.iter().map(|(l, v)| (&l[..], *v)).collect();
+        family(
+            e,
+            "outpost_connections_open",
+            "Open connections, by listener (mqtt counts TCP, TLS and WebSocket)",
+            MetricType::Gauge,
+            &rows,
+        )?;
+        let refused: Vec<([(&str, &str); 1], u64)> = self
+            .gates
+            .iter()
+            .map(|g| ([("listener", g.name())], g.refused()))
+            .collect();
+        let rows: Vec<(&[(&str, &str)], u64)> = refused.iter().map(|(l, v)| (&l[..], *v)).collect();
+        family(
+            e,
+            "outpost_connections_refused",
+            "Connections closed at once by a connection cap, by listener",
+            MetricType::Counter,
+            &rows,
+        )
+    }
+
+    fn encode_queues(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.queues.stats();
+        let dead_letter: Vec<bool> = stats
+            .iter()
+            .map(|q| {
+                self.queues
+                    .dead_letter_sources(&q.name)
+                    .is_ok_and(|s| !s.is_empty())
+            })
+            .collect();
+        let mut m = e.encode_descriptor(
+            "outpost_queue_messages",
+            "Messages in a queue, by state (visible, inflight, delayed); dead_letter=\"true\" marks a dead-letter queue",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (q, dlq) in stats.iter().zip(&dead_letter) {
+            let dlq = if *dlq { "true" } else { "false" };
+            for (state, v) in [
+                ("visible", q.visible),
+                ("inflight", q.inflight),
+                ("delayed", q.delayed),
+            ] {
+                let labels = [
+                    ("queue", q.name.as_str()),
+                    ("state", state),
+                    ("dead_letter", dlq),
+                ];
+                m.encode_family(&labels)?.encode_gauge(&v)?;
+            }
+        }
+        let mut m = e.encode_descriptor(
+            "outpost_queue_oldest_message_age_seconds",
+            "Age of the oldest message in a queue",
+            None,
+            MetricType::Gauge,
+        )?;
+        for q in &stats {
+            m.encode_family(&[("queue", q.name.as_str())])?
+                .encode_gauge(&q.oldest_age_seconds)?;
+        }
+        gauge(e, "outpost_queues", "Queues", stats.len() as u64)
+    }
+
+    fn encode_topics(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (topics, subscriptions) = self.topics.counts();
+        gauge(e, "outpost_topics", "SNS topics", topics as u64)?;
+        gauge(
+            e,
+            "outpost_topic_subscriptions",
+            "SNS subscriptions",
+            subscriptions as u64,
+        )?;
+        let per = self.topics.topic_stats();
+        let mut m = e.encode_descriptor(
+            "outpost_topic_published",
+            "Messages published to a topic",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, published, _) in &per {
+            m.encode_family(&[("topic", name.as_str())])?
+                .encode_counter::<NoLabelSet, u64, u64>(published, None)?;
+        }
+        let mut m = e.encode_descriptor(
+            "outpost_topic_delivered",
+            "Copies of a topic's messages delivered to its subscriptions",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, _, delivered) in &per {
+            m.encode_family(&[("topic", name.as_str())])?
+                .encode_counter::<NoLabelSet, u64, u64>(delivered, None)?;
+        }
+        let t = self.topics.delivery_stats();
+        counter(
+            e,
+            "outpost_topic_delivery_retries",
+            "SNS delivery attempts retried",
+            t.retried,
+        )?;
+        counter(
+            e,
+            "outpost_topic_delivery_failures",
+            "SNS deliveries failed for good",
+            t.failed,
+        )?;
+        counter(
+            e,
+            "outpost_topic_dead_lettered",
+            "SNS deliveries sent to a dead-letter queue",
+            t.dead_lettered,
+        )?;
+        gauge(
+            e,
+            "outpost_topic_deliveries_pending",
+            "HTTP/S and MQTT SNS deliveries pending",
+            t.pending,
+        )
+    }
+
+    fn encode_routing(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let r = self.events.stats();
+        let (buses, rules) = self.events.counts();
+        gauge(e, "outpost_routing_buses", "Event buses", buses as u64)?;
+        gauge(e, "outpost_routing_rules", "Event rules", rules as u64)?;
+        counter(
+            e,
+            "outpost_routing_events",
+            "Events offered to the rules (PutEvents entries and MQTT publishes)",
+            r.events.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "outpost_routing_matches",
+            "Rule matches",
+            r.matched.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "outpost_routing_delivered",
+            "Rule target deliveries made",
+            r.delivered.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "outpost_routing_retries",
+            "Rule target deliveries retried",
+            r.retried.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "outpost_routing_failures",
+            "Rule target deliveries failed for good",
+            r.failed.load(Relaxed),
+        )?;
+        counter(
+            e,
+            "outpost_routing_dead_lettered",
+            "Rule target deliveries sent to a dead-letter queue",
+            r.dead_lettered.load(Relaxed),
+        )?;
+        gauge(
+            e,
+            "outpost_routing_deliveries_pending",
+            "Rule target deliveries pending",
+            r.pending.load(Relaxed),
+        )
+    }
+
+    fn encode_store(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.store.stats();
+        gauge(
+            e,
+            "outpost_store_segments",
+            "Segment files",
+            s.segments as u64,
+        )?;
+        gauge(
+            e,
+            "outpost_store_disk_bytes",
+            "Bytes in segment files on disk",
+            s.disk_bytes,
+        )?;
+        gauge(
+            e,
+            "outpost_store_live_bytes",
+            "Bytes of live records",
+            s.live_bytes,
+        )?;
+        gauge(
+            e,
+            "outpost_store_live_records",
+            "Live records",
+            s.live_records,
+        )?;
+        counter(
+            e,
+            "outpost_store_appended_records",
+            "Records appended",
+            s.appended_records,
+        )?;
+        counter(e, "outpost_store_syncs", "fdatasync calls", s.syncs)?;
+        counter(
+            e,
+            "outpost_store_compactions",
+            "Segments compacted",
+            s.compactions,
+        )?;
+        histogram(
+            e,
+            "outpost_store_append_seconds",
+            "Store appends, from request to durable answer",
+            &s.append_latency,
+        )?;
+        histogram(
+            e,
+            "outpost_store_fsync_seconds",
+            "fdatasync duration",
+            &s.sync_latency,
+        )
+    }
+
+    fn encode_security(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.security.stats;
+        family(
+            e,
+            "outpost_auth_failures",
+            "Logins and signed requests refused for their credentials, by protocol",
+            MetricType::Counter,
+            &[
+                (
+                    &[("protocol", "mqtt"), ("reason", "bad_credentials")],
+                    s.mqtt_auth_failures.load(Relaxed),
+                ),
+                (
+                    &[("protocol", "mqtt"), ("reason", "anonymous")],
+                    s.mqtt_anonymous_refused.load(Relaxed),
+                ),
+                (
+                    &[("protocol", "http"), ("reason", "signature")],
+                    s.http_auth_failures.load(Relaxed),
+                ),
+            ],
+        )?;
+        family(
+            e,
+            "outpost_acl_denied",
+            "Actions the ACL (or a resource policy) denied, by protocol",
+            MetricType::Counter,
+            &[
+                (&[("protocol", "mqtt")], s.mqtt_denied.load(Relaxed)),
+                (&[("protocol", "http")], s.http_denied.load(Relaxed)),
+            ],
+        )?;
+        family(
+            e,
+            "outpost_auth_reloads",
+            "SIGHUP reloads of the security files, by result",
+            MetricType::Counter,
+            &[
+                (&[("result", "ok")], s.reloads.load(Relaxed)),
+                (&[("result", "refused")], s.reload_failures.load(Relaxed)),
+            ],
+        )?;
+        let m = &self.mqtt_rates.refused;
+        let h = &self.http_rates;
+        family(
+            e,
+            "outpost_throttled",
+            "Requests refused by a rate or concurrency limit, by reason",
+            MetricType::Counter,
+            &[
+                (
+                    &[("reason", "login_failures")],
+                    s.throttled_logins.load(Relaxed),
+                ),
+                (
+                    &[("reason", "mqtt_message_rate")],
+                    m.message_rate.load(Relaxed),
+                ),
+                (&[("reason", "mqtt_byte_rate")], m.byte_rate.load(Relaxed)),
+                (
+                    &[("reason", "mqtt_total_message_rate")],
+                    m.total_message_rate.load(Relaxed),
+                ),
+                (
+                    &[("reason", "mqtt_connection_rate")],
+                    m.connection_rate.load(Relaxed),
+                ),
+                (
+                    &[("reason", "http_request_rate")],
+                    h.refused_rate.load(Relaxed),
+                ),
+                (
+                    &[("reason", "http_long_polls")],
+                    h.refused_long_polls.load(Relaxed),
+                ),
+            ],
+        )
+    }
+}
+
+/// A registry holding the collector, and its text.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, registry) {
+        tracing::error!(error = %e, "cannot encode the metrics");
+    }
+    out
+}
+
+/// The registry of `sources`.
+pub fn registry(sources: Sources) -> Registry {
+    let mut r = Registry::default();
+    r.register_collector(Box::new(sources));
+    r
+}
