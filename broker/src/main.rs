@@ -76,6 +76,12 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Exit 0 when an `http://host:port/path` answers 200 within 3 s (container health checks,
+    /// e.g. `outpost probe http://127.0.0.1:9324/ready`).
+    Probe {
+        /// The URL (plain HTTP).
+        url: String,
+    },
     /// Manage the password file of MQTT users (argon2id hashes).
     Passwd {
         #[command(subcommand)]
@@ -140,8 +146,10 @@ fn main() -> ExitCode {
     #[cfg(feature = "failpoints")]
     let _faults = fail::FailScenario::setup();
     let mut cli = Cli::parse();
-    if let Some(Command::Passwd { action }) = cli.command.take() {
-        return passwd::run(action);
+    match cli.command.take() {
+        Some(Command::Passwd { action }) => return passwd::run(action),
+        Some(Command::Probe { url }) => return probe(&url),
+        None => {}
     }
     let config = match cli.config() {
         Ok(c) => c,
@@ -216,6 +224,44 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(serve(config, store, security))
+}
+
+/// `outpost probe URL`: one plain HTTP GET, 200 or not (no HTTP client in a slim image).
+fn probe(url: &str) -> ExitCode {
+    use std::io::{Read as _, Write as _};
+    let Some(rest) = url.strip_prefix("http://") else {
+        eprintln!("outpost probe: only http:// URLs");
+        return ExitCode::from(2);
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let timeout = std::time::Duration::from_secs(3);
+    let answer = (|| -> std::io::Result<String> {
+        use std::net::ToSocketAddrs as _;
+        let addr = host
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+        let mut head = [0u8; 64];
+        let n = s.read(&mut head)?;
+        Ok(String::from_utf8_lossy(&head[..n]).into_owned())
+    })();
+    match answer {
+        Ok(a) if a.starts_with("HTTP/1.1 200") || a.starts_with("HTTP/1.0 200") => {
+            ExitCode::SUCCESS
+        }
+        Ok(a) => {
+            eprintln!("outpost probe: {}", a.lines().next().unwrap_or(""));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("outpost probe: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The security files named in the configuration, read and checked.
