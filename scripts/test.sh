@@ -4,13 +4,13 @@
 # builds, a bounded fuzz run of the MQTT decoder and a smoke run of every benchmark.
 #
 # Knobs (environment):
-#   OUTPOST_FUZZ_SECONDS   how long the decoder fuzzer runs (default 60; the tree and query-parser
-#                          fuzzers run half as long each; 0 skips them all)
+#   OUTPOST_FUZZ_SECONDS   how long the decoder fuzzer runs (default 40; the tree, query-parser
+#                          and HTTP request fuzzers run half as long each; 0 skips them all)
 #   OUTPOST_SKIP_INSTALL=1 do not install packages (for machines that already have them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-FUZZ_SECONDS=${OUTPOST_FUZZ_SECONDS:-60}
+FUZZ_SECONDS=${OUTPOST_FUZZ_SECONDS:-40}
 step() { printf '\n==> %s\n' "$*"; }
 
 as_root() {
@@ -102,6 +102,8 @@ if [ "$FUZZ_SECONDS" != 0 ]; then
     fuzz_run crates/mqtt trees "$((FUZZ_SECONDS / 2))"
     step "fuzzing the query-protocol parser for $((FUZZ_SECONDS / 2))s"
     fuzz_run crates/http query "$((FUZZ_SECONDS / 2))"
+    step "fuzzing whole HTTP requests (SigV4, query, JSON, REST) for $((FUZZ_SECONDS / 2))s"
+    fuzz_run crates/http request "$((FUZZ_SECONDS / 2))" fuzz/seeds/request
   fi
 fi
 

@@ -574,10 +574,10 @@ impl Config {
                 });
             }
         }
-        if !(1024..=8192).contains(&self.topics.signing_key_bits) {
+        if !(2048..=8192).contains(&self.topics.signing_key_bits) {
             return Err(ConfigError::Invalid {
                 key: "topics.signing_key_bits",
-                message: "must be between 1024 and 8192".into(),
+                message: "must be between 2048 and 8192 (ring refuses smaller RSA keys)".into(),
             });
         }
         self.tls.listeners()?;
