@@ -463,6 +463,103 @@ fn mosquitto_clients_log_in_with_the_password_file() {
     );
 }
 
+/// mosquitto_sub and mosquitto_pub against the ACL, for a user and for anonymous clients.
+#[test]
+fn mosquitto_clients_subscribe_and_publish_as_the_acl_says() {
+    let s = secured("allow_anonymous = true\n");
+    let port = s.broker.port();
+    let run = |args: &[&str]| {
+        Command::new(args[0])
+            .args(["-h", "127.0.0.1", "-p", &port, "-V", "mqttv5"])
+            .args(&args[1..])
+            .output()
+    };
+    // A retained message alice may publish, then read back.
+    let Ok(o) = run(&[
+        "mosquitto_pub",
+        "-u",
+        "alice",
+        "-P",
+        "alice-secret",
+        "-i",
+        "alice-r",
+        "-q",
+        "1",
+        "-r",
+        "-t",
+        "users/alice/state",
+        "-m",
+        "on",
+    ]) else {
+        assert!(
+            std::env::var_os("OUTPOST_REQUIRE_INTEROP").is_none(),
+            "mosquitto_pub missing"
+        );
+        eprintln!("SKIPPED: no mosquitto clients");
+        return;
+    };
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&[
+        "mosquitto_sub",
+        "-u",
+        "alice",
+        "-P",
+        "alice-secret",
+        "-t",
+        "users/alice/#",
+        "-C",
+        "1",
+        "-W",
+        "5",
+    ])
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "on");
+    // Another user's tree: the subscription is denied.
+    let o = run(&[
+        "mosquitto_sub",
+        "-u",
+        "bob",
+        "-P",
+        "bob-secret",
+        "-t",
+        "users/alice/#",
+        "-C",
+        "1",
+        "-W",
+        "3",
+    ])
+    .unwrap();
+    // mosquitto_sub reports it and stops (with status 0).
+    assert!(o.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("All subscription requests were denied"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Anonymous: may read public/#, may not publish anywhere.
+    let o = run(&["mosquitto_pub", "-q", "1", "-t", "public/news", "-m", "x"]).unwrap();
+    let said = String::from_utf8_lossy(&o.stderr).to_lowercase();
+    assert!(said.contains("not authorized"), "{said}");
+    let o = run(&[
+        "mosquitto_pub",
+        "-u",
+        "ops",
+        "-P",
+        "ops-mqtt-secret",
+        "-q",
+        "1",
+        "-r",
+        "-t",
+        "public/news",
+        "-m",
+        "hello",
+    ])
+    .unwrap();
+    assert!(o.status.success());
+    let o = run(&["mosquitto_sub", "-t", "public/#", "-C", "1", "-W", "5"]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "hello");
+}
+
 #[test]
 fn boto3_paho_security_suite() {
     let Some(python) = python(".venv") else {

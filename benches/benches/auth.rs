@@ -1,0 +1,121 @@
+//! What security costs per request, measured in the same run as its reference point:
+//! verifying a SigV4 signature (outpost-auth) against signing the same request (aws-sigv4, what
+//! every SDK call costs its client), an ACL decision with 100 rules against no ACL, and one
+//! argon2id password check (paid once per MQTT login).
+
+use std::time::{Duration, SystemTime};
+
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use outpost_auth::{AccessKeys, Acl, Identity, PasswordFile, Proof, Request, SignedRequest};
+
+const BODY: &[u8] = br#"{"QueueUrl":"http://localhost:9324/000000000000/orders","MessageBody":"{\"order\":42,\"items\":[1,2,3]}"}"#;
+
+fn signed_headers(now: SystemTime) -> Vec<(String, String)> {
+    let identity: aws_smithy_runtime_api::client::identity::Identity =
+        aws_credential_types::Credentials::new(
+            "AKIDBENCH0000001",
+            "bench-secret-0123456789",
+            None,
+            None,
+            "bench",
+        )
+        .into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("sqs")
+        .time(now)
+        .settings(SigningSettings::default())
+        .build()
+        .expect("params")
+        .into();
+    let headers = [
+        ("host", "localhost:9324"),
+        ("content-type", "application/x-amz-json-1.0"),
+        ("x-amz-target", "AmazonSQS.SendMessage"),
+    ];
+    let req = SignableRequest::new("POST", "/", headers.into_iter(), SignableBody::Bytes(BODY))
+        .expect("signable");
+    let (instructions, _) = sign(req, &params).expect("signed").into_parts();
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (k, v) in instructions.headers() {
+        out.push((k.to_string(), v.to_string()));
+    }
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let now = SystemTime::now();
+    let keys = AccessKeys::parse(
+        "[[keys]]\naccess_key_id = \"AKIDBENCH0000001\"\nsecret_access_key = \"bench-secret-0123456789\"\nidentity = \"bench\"\n",
+    )
+    .expect("keys");
+    let headers = signed_headers(now);
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let req = SignedRequest {
+        method: "POST",
+        path_and_query: "/",
+        headers: &pairs,
+        body: BODY,
+    };
+    assert!(matches!(
+        outpost_auth::sigv4::verify(&req, &keys, now),
+        Ok(Some(_))
+    ));
+
+    let mut g = c.benchmark_group("sigv4_sqs_send_message");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("aws-sigv4-sign (client)", |b| {
+        b.iter(|| signed_headers(now))
+    });
+    g.bench_function("outpost-verify (server)", |b| {
+        b.iter(|| outpost_auth::sigv4::verify(&req, &keys, now))
+    });
+    g.finish();
+
+    let mut rules = String::new();
+    for i in 0..100 {
+        rules.push_str(&format!(
+            "[[rules]]\neffect = \"allow\"\nidentities = [\"user{i}\"]\nactions = [\"mqtt:publish\", \"sqs:SendMessage\"]\nresources = [\"site/{i}/%c/#\", \"arn:aws:sqs:*:*:orders-{i}\"]\n"
+        ));
+    }
+    let acl = Acl::parse(&rules).expect("acl");
+    let who = Identity {
+        name: "user99".into(),
+        proof: Proof::Password,
+        account: "000000000000".into(),
+    };
+    let publish = Request {
+        action: "mqtt:publish",
+        resource: "site/99/dev-7/telemetry",
+        client_id: "dev-7",
+    };
+    assert!(acl.decide(&who, &publish).is_some());
+    let mut g = c.benchmark_group("acl_decision");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("no-acl", |b| {
+        b.iter(|| Acl::default().decide(&who, &publish))
+    });
+    g.bench_function("100-rules", |b| b.iter(|| acl.decide(&who, &publish)));
+    g.finish();
+
+    let mut file = PasswordFile::default();
+    file.set("alice", "alice-secret").expect("hash");
+    let mut g = c.benchmark_group("mqtt_login");
+    g.sample_size(10).measurement_time(Duration::from_secs(3));
+    g.bench_function("argon2id-verify", |b| {
+        b.iter(|| file.verify("alice", b"alice-secret"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
