@@ -112,6 +112,23 @@ fn the_container_file_runs_unprivileged_with_a_volume_and_a_health_check() {
         .status()
         .unwrap();
     assert!(!st.success(), "probe of a 404");
+    // Every HTTP answer carries a request id, the router's own errors included.
+    for request in [
+        &b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"[..],
+        b"GET /?Action=Nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ] {
+        use std::io::{Read as _, Write as _};
+        let mut s =
+            std::net::TcpStream::connect(broker.http.trim_start_matches("http://")).unwrap();
+        s.write_all(request).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(
+            out.to_ascii_lowercase().contains("\r\nx-amzn-requestid: "),
+            "{out}"
+        );
+    }
 }
 
 #[test]

@@ -190,13 +190,27 @@ async fn api(
     sqs::handle(&state, &host, peer, method, uri, headers, body).await
 }
 
-/// The router: `/health`, `/metrics`, and the SQS and SNS APIs on every other path.
+/// Every answer carries a request id (`x-amzn-RequestId`), errors of the router itself (a wrong
+/// method on `/health`, say) included: the id an operator asks a caller for.
+async fn request_id(mut resp: Response) -> Response {
+    if !resp.headers().contains_key("x-amzn-requestid") {
+        let r: [u8; 16] = rand::random();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&outpost_queues::message::format_uuid(&r))
+        {
+            resp.headers_mut().insert("x-amzn-RequestId", v);
+        }
+    }
+    resp
+}
+
+/// The router: `/health`, `/ready`, `/metrics`, and the APIs on every other path.
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback(api)
+        .layer(axum::middleware::map_response(request_id))
         .with_state(state)
 }
 
