@@ -10,6 +10,7 @@ import os
 import queue
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -213,3 +214,21 @@ def test_paho_logins(protocol):
     assert rc.is_failure and "bad user name or password" in str(rc).lower()
     rc = paho_connect(protocol, None, None)
     assert rc.is_failure and "not authori" in str(rc).lower()
+
+
+def test_links_in_sns_messages_work_without_credentials():
+    """An HTTP endpoint confirms by GETting its SubscribeURL, unsigned, as with SNS: the token is
+    the secret. A made-up token is refused by SNS's own rules, not for lack of a signature."""
+    sns = client("sns", OPS)
+    arn = sns.create_topic(Name=name("links"))["TopicArn"]
+    url = (ENDPOINT + "/?Action=ConfirmSubscription&TopicArn=" + urllib.parse.quote(arn, safe="")
+           + "&Token=not-a-real-token")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url, timeout=10)
+    body = e.value.read().decode()
+    assert "MissingAuthenticationToken" not in body
+    assert "<Code>" in body
+    # Any other unsigned call still needs credentials.
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(ENDPOINT + "/?Action=ListTopics", timeout=10)
+    assert e.value.code == 403

@@ -57,6 +57,29 @@ fn scope_service(headers: &HeaderMap, uri: &Uri) -> Option<String> {
 }
 
 /// True when a query-protocol request is for SNS.
+/// An unsigned GET of a `SubscribeURL` or `UnsubscribeURL` from a message: SNS lets these through
+/// without credentials (the token, or the subscription's random id, is the secret), so HTTP
+/// endpoints can confirm and leave even when access keys are required.
+pub fn is_link_from_a_message(method: &Method, uri: &Uri, headers: &HeaderMap) -> bool {
+    if method != Method::GET || headers.contains_key(header::AUTHORIZATION) {
+        return false;
+    }
+    let mut action = None;
+    let mut signed = false;
+    for (k, v) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).take(16) {
+        match &*k {
+            "Action" if action.is_none() => action = Some(v.into_owned()),
+            "X-Amz-Signature" => signed = true,
+            _ => {}
+        }
+    }
+    !signed
+        && matches!(
+            action.as_deref(),
+            Some("ConfirmSubscription" | "Unsubscribe")
+        )
+}
+
 pub fn is_sns(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> bool {
     if headers.contains_key("x-amz-target") {
         return false;
@@ -112,7 +135,7 @@ fn error(e: &TopicError, op: &str, rid: &str) -> Response {
 /// Serves one SNS request whose body was read.
 pub async fn handle(
     state: &crate::HttpState,
-    identity: &outpost_auth::Identity,
+    identity: Option<&outpost_auth::Identity>,
     method: &Method,
     uri: &Uri,
     body: Bytes,
@@ -137,7 +160,7 @@ pub async fn handle(
             return error(&TopicError::invalid(e), &action, rid);
         }
     };
-    if state.security.has_acl() {
+    if let (true, Some(identity)) = (state.security.has_acl(), identity) {
         let resource = crate::access::sns_resource(state, &action, &params);
         let policy = state
             .topics

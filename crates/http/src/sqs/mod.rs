@@ -291,15 +291,21 @@ pub async fn handle(
     if !state.rates.admit(ip) {
         return access::respond(api, &access::Refusal::throttled(), &rid);
     }
-    let identity = match access::authenticate(state, peer, &method, &uri, &headers, &body) {
-        Ok(i) => i,
-        Err(r) => return access::respond(api, &r, &rid),
+    let link = api == Api::Sns && crate::sns::is_link_from_a_message(&method, &uri, &headers);
+    let identity = if link {
+        None
+    } else {
+        match access::authenticate(state, peer, &method, &uri, &headers, &body) {
+            Ok(i) => Some(i),
+            Err(r) => return access::respond(api, &r, &rid),
+        }
     };
     match api {
         Api::IotData => {
             drop(permit);
             let (action, resource) = access::iot_access(state, &method, &uri);
-            if let Err(r) = access::authorize(state, &identity, &action, &resource, None) {
+            let who = identity.unwrap_or_else(|| outpost_auth::Identity::anonymous(""));
+            if let Err(r) = access::authorize(state, &who, &action, &resource, None) {
                 return access::respond(api, &r, &rid);
             }
             return crate::iotdata::handle(&state.mqtt, &method, &uri, &headers, body, &rid).await;
@@ -307,11 +313,13 @@ pub async fn handle(
         Api::Events => {
             drop(permit);
             let op = crate::events::operation(&headers).unwrap_or_default();
-            return crate::events::handle(state, &identity, op, body, &rid).await;
+            let who = identity.unwrap_or_else(|| outpost_auth::Identity::anonymous(""));
+            return crate::events::handle(state, &who, op, body, &rid).await;
         }
         Api::Sns => {
             drop(permit);
-            return crate::sns::handle(state, &identity, &method, &uri, body, &rid).await;
+            // A link from a message carries its own secret: no identity to check.
+            return crate::sns::handle(state, identity.as_ref(), &method, &uri, body, &rid).await;
         }
         Api::SqsJson | Api::SqsQuery => {}
     }
@@ -333,7 +341,8 @@ pub async fn handle(
                 .and_then(|mut a| a.remove("Policy"))
         });
         let action = format!("sqs:{}", op.chars().take(64).collect::<String>());
-        if let Err(r) = access::authorize(state, &identity, &action, &resource, policy.as_deref()) {
+        let who = identity.unwrap_or_else(|| outpost_auth::Identity::anonymous(""));
+        if let Err(r) = access::authorize(state, &who, &action, &resource, policy.as_deref()) {
             return access::respond(api, &r, &rid);
         }
     }
