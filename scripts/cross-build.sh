@@ -8,6 +8,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}/cross
 for target in thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-elf; do
   echo "cross: outpost-codec and outpost-client for $target"
   cargo build --quiet --release -Z build-std=core --target "$target" -p outpost-codec -p outpost-client
+  echo "cross: outpost-client with MQTT 5 for $target"
+  cargo build --quiet --release -Z build-std=core --target "$target" -p outpost-client --features mqtt5
 done
 echo "cross: outpost-client with defmt logging for thumbv7em-none-eabihf"
 cargo build --quiet --release -Z build-std=core --target thumbv7em-none-eabihf -p outpost-client --features defmt

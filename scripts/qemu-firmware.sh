@@ -15,6 +15,8 @@ sysroot=$(env -u RUSTC -u LD_LIBRARY_PATH -u RUSTC_BOOTSTRAP rustc --print sysro
 export CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER=$sysroot/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld
 export CARGO_TARGET_DIR=$root/target/cross
 (cd firmware-client/examples/qemu-mps2 && cargo build --quiet --release -Z build-std=core)
+(cd firmware-client/size-probe && cargo build --quiet --release -Z build-std=core --features mqtt5 --bin outpost)
+cp "$root/target/cross/thumbv7em-none-eabihf/release/outpost" "$root/target/cross/thumbv7em-none-eabihf/release/outpost-mqtt5"
 (cd firmware-client/size-probe && cargo build --quiet --release -Z build-std=core)
 elf=$root/target/cross/thumbv7em-none-eabihf/release/outpost-client-qemu-mps2
 unset RUSTC LD_LIBRARY_PATH RUSTC_BOOTSTRAP CARGO_TARGET_DIR
@@ -61,4 +63,7 @@ probes=$root/target/cross/thumbv7em-none-eabihf/release
 echo "minimal firmware, same transport and features (QoS 1 publish + subscribe), flash bytes:"
 python3 scripts/elf-size.py "$probes/outpost" "$probes/minimq" "$probes/rust_mqtt" | awk '
   NR==1 {base=$2} {printf "  %-10s %6d  (outpost-client / %s = %.2f)\n", $1, $2, $1, base/$2}'
+python3 scripts/elf-size.py "$probes/outpost-mqtt5" | while read -r _ flash _; do
+  echo "  the same outpost-client firmware with the mqtt5 feature: $flash bytes"
+done
 

@@ -66,8 +66,9 @@ step "tests (workspace, all features)"
 export OUTPOST_REQUIRE_INTEROP=1
 cargo test --workspace --all-features
 
-step "codec tests without optional features (pure no_std API)"
-cargo test -p outpost-codec --no-default-features
+step "codec tests without optional features (pure no_std API), with and without MQTT 5"
+cargo test -p outpost-codec --no-default-features --features v5
+cargo test -p outpost-codec --no-default-features --lib
 
 step "no_std cross builds"
 scripts/cross-build.sh

@@ -119,7 +119,7 @@ macro_rules! client_impl {
 
             /// Decodes and handles one packet from the receive buffer.
             fn step(&mut self, on_event: &mut impl FnMut(Event<'_>)) -> Result<Step, Error<T::Error>> {
-                let version = self.session.config().version;
+                let version = self.session.version();
                 let now = (self.clock)();
                 let result = match decode_from_server(&self.rx[..self.rx_len], version, self.rx.len()) {
                     Err(e) => Err(Error::Protocol(e)),
@@ -294,7 +294,7 @@ macro_rules! client_impl {
             pub $($async)? fn disconnect(&mut self) -> Option<T> {
                 if self.is_connected() {
                     let d = outpost_codec::Disconnect::default();
-                    if let Ok(n) = d.encode(self.session.config().version, self.tx) {
+                    if let Ok(n) = d.encode(self.session.version(), self.tx) {
                         let _ = self.write(n) $($await)*;
                     }
                 }

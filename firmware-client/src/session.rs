@@ -92,6 +92,17 @@ impl<'b, const N: usize> Session<'b, N> {
         }
     }
 
+    /// The protocol version in use: MQTT 3.1.1 unless the `mqtt5` feature is on (without it the
+    /// codec links no MQTT 5 code, so asking for MQTT 5 falls back to 3.1.1).
+    #[inline(always)]
+    pub fn version(&self) -> Version {
+        if cfg!(feature = "mqtt5") {
+            self.config.version
+        } else {
+            Version::V311
+        }
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config<'b> {
         &self.config
@@ -135,7 +146,7 @@ impl<'b, const N: usize> Session<'b, N> {
     /// Encodes CONNECT.
     pub fn encode_connect(&self, tx: &mut [u8]) -> Result<usize, Error<()>> {
         let c = &self.config;
-        let v5 = c.version == Version::V5;
+        let v5 = self.version().is_v5();
         let will = c.will.map(|w| Will {
             topic: w.topic,
             payload: w.payload,
@@ -154,7 +165,7 @@ impl<'b, const N: usize> Session<'b, N> {
             ConnectProperties::default()
         };
         Ok(Connect {
-            protocol: c.version,
+            protocol: self.version(),
             clean_start: c.clean_session,
             keep_alive: c.keep_alive,
             properties,
@@ -211,7 +222,7 @@ impl<'b, const N: usize> Session<'b, N> {
             properties: Default::default(),
             payload,
         };
-        let version = self.config.version;
+        let version = self.version();
         let len = p.encoded_len(version)?;
         let mut result = Ok(0);
         let stored = self
@@ -244,7 +255,7 @@ impl<'b, const N: usize> Session<'b, N> {
     ) -> Result<usize, Error<()>> {
         let mut p = Publish::new(topic, payload);
         p.retain = retain;
-        Ok(p.encode(self.config.version, tx)?)
+        Ok(p.encode(self.version(), tx)?)
     }
 
     /// Encodes SUBSCRIBE; returns (packet id, length).
@@ -259,7 +270,7 @@ impl<'b, const N: usize> Session<'b, N> {
             properties: Default::default(),
             filters: List::new(filters),
         }
-        .encode(self.config.version, tx)?;
+        .encode(self.version(), tx)?;
         Ok((pkid, n))
     }
 
@@ -275,7 +286,7 @@ impl<'b, const N: usize> Session<'b, N> {
             properties: Default::default(),
             filters: List::new(filters),
         }
-        .encode(self.config.version, tx)?;
+        .encode(self.version(), tx)?;
         Ok((pkid, n))
     }
 
@@ -297,7 +308,7 @@ impl<'b, const N: usize> Session<'b, N> {
     /// A PUBREL to resend after a reconnect, encoded into `tx`.
     pub fn next_pubrel(&mut self, tx: &mut [u8]) -> Option<usize> {
         let pkid = self.pending_rel.pop()?;
-        ack(PacketType::PubRel, pkid, self.config.version, tx).ok()
+        ack(PacketType::PubRel, pkid, self.version(), tx).ok()
     }
 
     /// PINGREQ into `tx` if nothing was sent for a keep-alive period.
@@ -330,7 +341,7 @@ impl<'b, const N: usize> Session<'b, N> {
         tx: &mut [u8],
         on_event: &mut impl FnMut(Event<'_>),
     ) -> Result<usize, Error<()>> {
-        let version = self.config.version;
+        let version = self.version();
         match packet {
             Packet::Publish(p) => {
                 let msg = Message {

@@ -12,6 +12,23 @@ pub enum Version {
 }
 
 impl Version {
+    /// True for MQTT 5. Always false without the `v5` feature: every MQTT 5 branch of the codec
+    /// asks this, so firmware built for 3.1.1 alone links none of them.
+    #[inline(always)]
+    pub const fn is_v5(self) -> bool {
+        cfg!(feature = "v5") && matches!(self, Version::V5)
+    }
+
+    /// The version as the codec treats it: MQTT 3.1.1 for everything without the `v5` feature.
+    #[inline(always)]
+    pub const fn effective(self) -> Version {
+        if self.is_v5() {
+            Version::V5
+        } else {
+            Version::V311
+        }
+    }
+
     /// The protocol level byte of CONNECT.
     pub const fn level(self) -> u8 {
         match self {

@@ -35,7 +35,7 @@ impl<'a> Ack<'a> {
     ) -> Result<Self, DecodeError> {
         let pkid = packet_id(&mut r)?;
         let mut ack = Ack::new(pkid);
-        if version == Version::V5 && !r.is_empty() {
+        if version.is_v5() && !r.is_empty() {
             ack.code = code_set(rel).decode(r.u8()?)?;
             if !r.is_empty() {
                 ack.properties = AckProperties::read(&mut r)?;

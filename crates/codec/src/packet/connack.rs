@@ -25,7 +25,7 @@ impl<'a> ConnAck<'a> {
             return Err(DecodeError::InvalidConnAckFlags(flags));
         }
         let b = r.u8()?;
-        let (code, properties) = match version {
+        let (code, properties) = match version.effective() {
             Version::V311 => (
                 connack_from_v311(b).ok_or(DecodeError::InvalidReasonCode(b))?,
                 ConnAckProperties::default(),
@@ -49,7 +49,7 @@ impl<'a> ConnAck<'a> {
     }
 
     fn code_byte(&self, version: Version) -> Result<u8, EncodeError> {
-        let ok = match version {
+        let ok = match version.effective() {
             Version::V311 => connack_v311_code(self.code),
             Version::V5 => CodeSet::ConnAck
                 .contains(self.code)
@@ -62,7 +62,7 @@ impl<'a> ConnAck<'a> {
 impl Body for ConnAck<'_> {
     fn body_len(&self, version: Version) -> Result<usize, EncodeError> {
         self.code_byte(version)?;
-        Ok(match version {
+        Ok(match version.effective() {
             Version::V311 => 2,
             Version::V5 => {
                 let p = self.properties.len()?;
@@ -74,7 +74,7 @@ impl Body for ConnAck<'_> {
     fn write_body<S: Sink>(&self, version: Version, s: &mut S) {
         s.put_u8(u8::from(self.session_present));
         s.put_u8(self.code_byte(version).unwrap_or(0x80));
-        if version == Version::V5 {
+        if version.is_v5() {
             self.properties.write(self.properties.len().unwrap_or(0), s);
         }
     }

@@ -141,7 +141,7 @@ impl<'a> Connect<'a> {
 
 impl Body for Connect<'_> {
     fn body_len(&self, _: Version) -> Result<usize, EncodeError> {
-        let v5 = self.protocol == Version::V5;
+        let v5 = self.protocol.is_v5();
         if !v5 && self.password.is_some() && self.username.is_none() {
             return Err(EncodeError::InvalidValue);
         }
@@ -173,7 +173,7 @@ impl Body for Connect<'_> {
     }
 
     fn write_body<S: Sink>(&self, _: Version, s: &mut S) {
-        let v5 = self.protocol == Version::V5;
+        let v5 = self.protocol.is_v5();
         s.put_field(PROTOCOL_NAME);
         s.put_u8(self.protocol.level());
         s.put_u8(self.flags());

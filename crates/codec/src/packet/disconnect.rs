@@ -26,7 +26,7 @@ impl<'a> Disconnect<'a> {
 
     pub(crate) fn decode(mut r: Reader<'a>, version: Version) -> Result<Self, DecodeError> {
         let mut d = Disconnect::default();
-        if version == Version::V5 {
+        if version.is_v5() {
             if !r.is_empty() {
                 d.code = CodeSet::Disconnect.decode(r.u8()?)?;
             }

@@ -103,7 +103,7 @@ impl<'a> Packet<'a> {
         version: Version,
     ) -> Result<Packet<'a>, DecodeError> {
         let r = Reader::new(body);
-        let v5 = version == Version::V5;
+        let v5 = version.is_v5();
         Ok(match header.packet_type {
             PacketType::Connect => Packet::Connect(Connect::decode(r)?),
             PacketType::ConnAck => Packet::ConnAck(ConnAck::decode(r, version)?),
@@ -153,7 +153,7 @@ impl<'a> Packet<'a> {
                 expect_end(&r)?;
                 Packet::PingResp
             }
-            PacketType::Disconnect if version == Version::V5 => {
+            PacketType::Disconnect if version.is_v5() => {
                 Packet::Disconnect(Disconnect::decode(r, version)?)
             }
             other => return Err(DecodeError::InvalidPacketType(other as u8)),

@@ -48,12 +48,12 @@ impl<'a> Publish<'a> {
         } else {
             packet_id(&mut r)?
         };
-        let properties = match version {
+        let properties = match version.effective() {
             Version::V5 => PublishProperties::read(&mut r)?,
             Version::V311 => PublishProperties::default(),
         };
         // Wildcards were refused while reading; an empty topic needs a topic alias (MQTT 5).
-        if topic.is_empty() && !(version == Version::V5 && properties.topic_alias.is_some()) {
+        if topic.is_empty() && !(version.is_v5() && properties.topic_alias.is_some()) {
             return Err(DecodeError::InvalidTopicName);
         }
         Ok(Publish {
@@ -79,9 +79,7 @@ impl<'a> Publish<'a> {
         // Topic syntax is not re-checked here: the broker forwards topics the decoder validated, to
         // many subscribers, and scanning each copy again would cost on the hottest path. Callers with
         // topics from elsewhere check them with `topic::is_valid_topic_name`. Only the O(1) rule stays.
-        if self.topic.is_empty()
-            && !(version == Version::V5 && self.properties.topic_alias.is_some())
-        {
+        if self.topic.is_empty() && !(version.is_v5() && self.properties.topic_alias.is_some()) {
             return Err(EncodeError::InvalidTopicName);
         }
         let mut variable = field_len(self.topic.as_bytes())?;
@@ -92,7 +90,7 @@ impl<'a> Publish<'a> {
             variable += 2;
         }
         let mut props = 0;
-        if version == Version::V5 {
+        if version.is_v5() {
             props = self.properties.len()?;
             variable += varint_len(props as u32) + props;
         }
@@ -114,7 +112,7 @@ impl<'a> Publish<'a> {
         if self.qos != QoS::AtMostOnce {
             s.put_u16(self.pkid);
         }
-        if version == Version::V5 {
+        if version.is_v5() {
             self.properties.write(layout.props, s);
         }
     }
@@ -196,7 +194,7 @@ impl Body for Publish<'_> {
             if self.qos != QoS::AtMostOnce {
                 s.put_u16(self.pkid);
             }
-            if version == Version::V5 {
+            if version.is_v5() {
                 self.properties.write(layout.props, s);
             }
             s.put_slice(self.payload);

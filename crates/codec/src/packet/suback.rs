@@ -20,13 +20,13 @@ pub struct SubAck<'a> {
 impl<'a> SubAck<'a> {
     pub(crate) fn decode(mut r: Reader<'a>, version: Version) -> Result<Self, DecodeError> {
         let pkid = packet_id(&mut r)?;
-        let properties = match version {
+        let properties = match version.effective() {
             Version::V5 => AckProperties::read(&mut r)?,
             Version::V311 => AckProperties::default(),
         };
         let codes = r.rest();
         for &b in codes {
-            match version {
+            match version.effective() {
                 Version::V5 => {
                     CodeSet::SubAck.decode(b)?;
                 }
@@ -52,7 +52,7 @@ impl Body for SubAck<'_> {
         }
         let mut n = 2;
         for c in self.codes.iter() {
-            let ok = match version {
+            let ok = match version.effective() {
                 Version::V311 => suback_v311_allowed(c),
                 Version::V5 => CodeSet::SubAck.contains(c),
             };
@@ -61,7 +61,7 @@ impl Body for SubAck<'_> {
             }
             n += 1;
         }
-        if version == Version::V5 {
+        if version.is_v5() {
             let p = self.properties.len()?;
             n += varint_len(p as u32) + p;
         }
@@ -70,7 +70,7 @@ impl Body for SubAck<'_> {
 
     fn write_body<S: Sink>(&self, version: Version, s: &mut S) {
         s.put_u16(self.pkid);
-        if version == Version::V5 {
+        if version.is_v5() {
             self.properties.write(self.properties.len().unwrap_or(0), s);
         }
         for c in self.codes.iter() {

@@ -43,7 +43,7 @@ impl SubscribeOptions {
     }
 
     fn parse(b: u8, version: Version) -> Result<Self, DecodeError> {
-        let reserved = match version {
+        let reserved = match version.effective() {
             Version::V311 => 0b1111_1100,
             Version::V5 => 0b1100_0000,
         };
@@ -66,7 +66,7 @@ impl SubscribeOptions {
     }
 
     fn to_byte(self, version: Version) -> u8 {
-        match version {
+        match version.effective() {
             Version::V311 => self.qos as u8,
             Version::V5 => {
                 self.qos as u8
@@ -122,7 +122,7 @@ pub struct Subscribe<'a> {
 impl<'a> Subscribe<'a> {
     pub(crate) fn decode(mut r: Reader<'a>, version: Version) -> Result<Self, DecodeError> {
         let pkid = packet_id(&mut r)?;
-        let properties = match version {
+        let properties = match version.effective() {
             Version::V5 => SubscribeProperties::read(&mut r)?,
             Version::V311 => SubscribeProperties::default(),
         };
@@ -154,7 +154,7 @@ impl Body for Subscribe<'_> {
             return Err(EncodeError::ZeroPacketId);
         }
         let mut n = 2;
-        if version == Version::V5 {
+        if version.is_v5() {
             let p = self.properties.len()?;
             n += varint_len(p as u32) + p;
         }
@@ -171,7 +171,7 @@ impl Body for Subscribe<'_> {
 
     fn write_body<S: Sink>(&self, version: Version, s: &mut S) {
         s.put_u16(self.pkid);
-        if version == Version::V5 {
+        if version.is_v5() {
             self.properties.write(self.properties.len().unwrap_or(0), s);
         }
         for f in self.filters.iter() {

@@ -24,7 +24,7 @@ impl<'a> UnsubAck<'a> {
             pkid,
             ..UnsubAck::default()
         };
-        if version == Version::V5 {
+        if version.is_v5() {
             ack.properties = AckProperties::read(&mut r)?;
             let codes = r.rest();
             for &b in codes {
@@ -59,7 +59,7 @@ impl Body for UnsubAck<'_> {
 
     fn write_body<S: Sink>(&self, version: Version, s: &mut S) {
         s.put_u16(self.pkid);
-        if version == Version::V5 {
+        if version.is_v5() {
             self.properties.write(self.properties.len().unwrap_or(0), s);
             for c in self.codes.iter() {
                 s.put_u8(c as u8);

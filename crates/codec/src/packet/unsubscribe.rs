@@ -19,7 +19,7 @@ pub struct Unsubscribe<'a> {
 impl<'a> Unsubscribe<'a> {
     pub(crate) fn decode(mut r: Reader<'a>, version: Version) -> Result<Self, DecodeError> {
         let pkid = packet_id(&mut r)?;
-        let properties = match version {
+        let properties = match version.effective() {
             Version::V5 => UnsubscribeProperties::read(&mut r)?,
             Version::V311 => UnsubscribeProperties::default(),
         };
@@ -45,7 +45,7 @@ impl Body for Unsubscribe<'_> {
             return Err(EncodeError::ZeroPacketId);
         }
         let mut n = 2;
-        if version == Version::V5 {
+        if version.is_v5() {
             let p = self.properties.len()?;
             n += varint_len(p as u32) + p;
         }
@@ -62,7 +62,7 @@ impl Body for Unsubscribe<'_> {
 
     fn write_body<S: Sink>(&self, version: Version, s: &mut S) {
         s.put_u16(self.pkid);
-        if version == Version::V5 {
+        if version.is_v5() {
             self.properties.write(self.properties.len().unwrap_or(0), s);
         }
         for f in self.filters.iter() {
