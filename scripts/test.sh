@@ -70,6 +70,10 @@ step "codec tests without optional features (pure no_std API), with and without 
 cargo test -p outpost-codec --no-default-features --features v5
 cargo test -p outpost-codec --no-default-features --lib
 
+step "outpost-client and its codec: docs without warnings, publishable (cargo package)"
+RUSTDOCFLAGS="-D warnings" cargo doc --quiet -p outpost-client -p outpost-codec --no-deps --features outpost-client/mqtt5
+cargo package --quiet -p outpost-codec -p outpost-client --allow-dirty
+
 step "no_std cross builds"
 scripts/cross-build.sh
 

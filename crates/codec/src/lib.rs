@@ -16,7 +16,7 @@
 //! - Framing is incremental: [`decode`] on a partial buffer answers how many more bytes it needs, and
 //!   rejects oversized packets from the fixed header alone, before their body is buffered.
 //! - Encoding writes into a caller's `&mut [u8]` and, with the `bytes` feature, into any
-//!   `bytes::BufMut`. The `bytes` feature also gives the broker [`PublishBytes`], an owned PUBLISH whose
+//!   `bytes::BufMut`. The `bytes` feature also gives the broker `PublishBytes`, an owned PUBLISH whose
 //!   topic and payload are reference-counted slices of the received frame (no copy).
 #![no_std]
 #![deny(missing_docs)]
