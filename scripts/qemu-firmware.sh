@@ -19,6 +19,7 @@ export CARGO_TARGET_DIR=$root/target/cross
 cp "$root/target/cross/thumbv7em-none-eabihf/release/outpost" "$root/target/cross/thumbv7em-none-eabihf/release/outpost-mqtt5"
 (cd firmware-client/size-probe && cargo build --quiet --release -Z build-std=core)
 elf=$root/target/cross/thumbv7em-none-eabihf/release/outpost-client-qemu-mps2
+restart_elf=$root/target/cross/thumbv7em-none-eabihf/release/restart
 unset RUSTC LD_LIBRARY_PATH RUSTC_BOOTSTRAP CARGO_TARGET_DIR
 cargo build --quiet -p outpost
 
@@ -41,7 +42,12 @@ mosquitto_sub -p "$port" -t devices/qemu-1/telemetry -q 1 -C 3 -W 60 > "$work/te
 tel=$!
 mosquitto_sub -p "$port" -t devices/qemu-1/ack -q 1 -C 1 -W 60 > "$work/ack" &
 ack=$!
-sleep 0.3  # both subscriptions registered before the device starts (a missed one fails below)
+# Both subscriptions registered before the device starts.
+http=$(sed -n 's/.* http=\([^ ]*\).*/\1/p' "$work/outpost.out")
+for _ in $(seq 200); do
+  python3 -c "import urllib.request,sys; t=urllib.request.urlopen('http://$http/metrics').read().decode(); sys.exit(0 if 'outpost_mqtt_subscriptions 2' in t else 1)" && break
+  sleep 0.05
+done
 timeout 90 qemu-system-arm -machine mps2-an386 -nographic -monitor none \
   -semihosting-config enable=on,target=native \
   -serial "tcp:127.0.0.1:$relay_port" -kernel "$elf" > "$work/qemu.out" 2>&1 &
@@ -56,6 +62,71 @@ cat "$work/qemu.out" | grep -v "Timer with period zero" || true
 [ "$(cat "$work/ack")" = "reboot-at=02:00" ] || { echo "wrong acknowledgement: $(cat "$work/ack")"; exit 1; }
 [ "$(wc -l < "$work/telemetry")" -eq 3 ] || { echo "expected 3 telemetry messages"; exit 1; }
 echo "qemu firmware: PASS (3 telemetry messages, command acknowledged)"
+# Broker restart: the restart firmware publishes a numbered QoS 1 stream (persistent session) while
+# the broker is killed with kill -9 and started again on the same port and data folder; a
+# persistent mosquitto_sub session collects the stream. Every number must arrive, in order
+# (duplicates only as QoS 1 allows).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rport=$(free_port)
+rdata=$work/restart-data
+start_broker() {
+  : > "$work/restart.out"
+  target/debug/outpost --data-dir "$rdata" --mqtt-listen "127.0.0.1:$rport" --ws-listen 127.0.0.1:0 \
+    --http-listen 127.0.0.1:0 --log warn > "$work/restart.out" &
+  rbroker=$!
+  for _ in $(seq 200); do grep -q listening "$work/restart.out" && break; sleep 0.05; done
+  grep -q listening "$work/restart.out" || { echo "the broker did not start"; exit 1; }
+  rhttp=$(sed -n 's/.* http=\([^ ]*\).*/\1/p' "$work/restart.out")
+}
+start_broker
+mosquitto_sub -p "$rport" -i qemu-watcher -c -q 1 -t devices/qemu-2/seq > "$work/seq" 2> "$work/seq.err" &
+watcher=$!
+# The watcher's subscription is in place before the device starts.
+for _ in $(seq 200); do
+  target/debug/outpost probe "http://$rhttp/ready" && \
+    python3 -c "import urllib.request,sys; t=urllib.request.urlopen('http://$rhttp/metrics').read().decode(); sys.exit(0 if 'outpost_mqtt_subscriptions 1' in t else 1)" && break
+  sleep 0.05
+done
+relay2_port=$(free_port)
+python3 scripts/uart-relay.py "$relay2_port" "127.0.0.1:$rport" --reconnect > "$work/relay2.out" &
+for _ in $(seq 100); do grep -q listening "$work/relay2.out" 2>/dev/null && break; sleep 0.05; done
+timeout 180 qemu-system-arm -machine mps2-an386 -nographic -monitor none \
+  -semihosting-config enable=on,target=native \
+  -serial "tcp:127.0.0.1:$relay2_port" -kernel "$restart_elf" > "$work/qemu2.out" 2>&1 &
+qemu2=$!
+# Kill the broker once a quarter of the stream has arrived.
+for _ in $(seq 600); do [ "$(wc -l < "$work/seq")" -ge 100 ] && break; sleep 0.05; done
+[ "$(wc -l < "$work/seq")" -ge 100 ] || { echo "the stream did not start"; cat "$work/qemu2.out"; exit 1; }
+kill -9 "$rbroker"
+wait "$rbroker" 2>/dev/null || true
+echo "broker killed (kill -9) after $(wc -l < "$work/seq") numbers arrived; restarting it"
+start_broker
+status=0
+wait $qemu2 || status=$?
+grep -v "Timer with period zero" "$work/qemu2.out" || true
+[ "$status" -eq 0 ] || { echo "restart firmware exited with $status"; exit 1; }
+# Every number at the watcher, in order of first arrival.
+python3 - "$work/seq" <<'PY' || { kill $watcher 2>/dev/null; exit 1; }
+import sys, time
+path, want = sys.argv[1], 400
+deadline = time.time() + 30
+while True:
+    got = [int(l) for l in open(path).read().split()]
+    if set(range(1, want + 1)) <= set(got) or time.time() > deadline:
+        break
+    time.sleep(0.1)
+missing = sorted(set(range(1, want + 1)) - set(got))
+firsts, seen = [], set()
+for n in got:
+    if n not in seen:
+        seen.add(n)
+        firsts.append(n)
+print(f"broker restart: {len(got)} deliveries, {len(seen)} distinct, {len(got) - len(seen)} duplicates, missing {missing[:10]}")
+assert not missing, "acknowledged numbers lost"
+assert firsts == sorted(firsts), "out of order"
+print("broker restart: PASS (every number, in order)")
+PY
+kill $watcher 2>/dev/null || true
 python3 scripts/elf-size.py "$elf" | while read -r _ flash ram; do
   echo "example firmware (thumbv7em-none-eabihf, opt-level z, LTO): flash (.text+.rodata) $flash bytes, static RAM $ram bytes"
 done
