@@ -13,11 +13,13 @@ root=$PWD
 eval "$(scripts/embedded-toolchain.sh env)"
 sysroot=$(env -u RUSTC -u LD_LIBRARY_PATH -u RUSTC_BOOTSTRAP rustc --print sysroot)
 export CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER=$sysroot/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld
+export CARGO_TARGET_THUMBV6M_NONE_EABI_LINKER=$CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER
 export CARGO_TARGET_DIR=$root/target/cross
 (cd firmware-client/examples/qemu-mps2 && cargo build --quiet --release -Z build-std=core)
 (cd firmware-client/size-probe && cargo build --quiet --release -Z build-std=core --features mqtt5 --bin outpost)
 cp "$root/target/cross/thumbv7em-none-eabihf/release/outpost" "$root/target/cross/thumbv7em-none-eabihf/release/outpost-mqtt5"
 (cd firmware-client/size-probe && cargo build --quiet --release -Z build-std=core)
+(cd firmware-client/size-probe && cargo build --quiet --release -Z build-std=core --target thumbv6m-none-eabi)
 elf=$root/target/cross/thumbv7em-none-eabihf/release/outpost-client-qemu-mps2
 restart_elf=$root/target/cross/thumbv7em-none-eabihf/release/restart
 unset RUSTC LD_LIBRARY_PATH RUSTC_BOOTSTRAP CARGO_TARGET_DIR
@@ -137,4 +139,8 @@ python3 scripts/elf-size.py "$probes/outpost" "$probes/minimq" "$probes/rust_mqt
 python3 scripts/elf-size.py "$probes/outpost-mqtt5" | while read -r _ flash _; do
   echo "  the same outpost-client firmware with the mqtt5 feature: $flash bytes"
 done
+v6m=$root/target/cross/thumbv6m-none-eabi/release
+echo "the same minimal firmware for thumbv6m-none-eabi (Cortex-M0+), flash bytes:"
+python3 scripts/elf-size.py "$v6m/outpost" "$v6m/minimq" "$v6m/rust_mqtt" | awk '
+  NR==1 {base=$2} {printf "  %-10s %6d  (outpost-client / %s = %.2f)\n", $1, $2, $1, base/$2}'
 

@@ -36,6 +36,12 @@ fn main() -> ! {
         },
         now_ms,
     );
+    // RAM: the three buffers above and the client itself, nothing else (no statics, no heap).
+    hprintln!(
+        "RAM: buffers {} bytes, client {} bytes",
+        512 + 256 + 512,
+        core::mem::size_of::<Client<'_, Uart, fn() -> u64, 4>>()
+    );
     if client.connect(Uart::init()).is_err() {
         fail("connect");
     }
