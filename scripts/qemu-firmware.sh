@@ -14,14 +14,17 @@ eval "$(scripts/embedded-toolchain.sh env)"
 sysroot=$(env -u RUSTC -u LD_LIBRARY_PATH -u RUSTC_BOOTSTRAP rustc --print sysroot)
 export CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER=$sysroot/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld
 export CARGO_TARGET_THUMBV6M_NONE_EABI_LINKER=$CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER
+export CARGO_TARGET_RISCV32IMC_UNKNOWN_NONE_ELF_LINKER=$CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER
 export CARGO_TARGET_DIR=$root/target/cross
 (cd firmware-client/examples/qemu-mps2 && cargo build --quiet --release -Z build-std=core)
+(cd firmware-client/examples/qemu-riscv && cargo build --quiet --release -Z build-std=core)
 (cd firmware-client/size-probe && cargo build --quiet --release -Z build-std=core --features mqtt5 --bin outpost)
 cp "$root/target/cross/thumbv7em-none-eabihf/release/outpost" "$root/target/cross/thumbv7em-none-eabihf/release/outpost-mqtt5"
 (cd firmware-client/size-probe && cargo build --quiet --release -Z build-std=core)
 (cd firmware-client/size-probe && cargo build --quiet --release -Z build-std=core --target thumbv6m-none-eabi)
 elf=$root/target/cross/thumbv7em-none-eabihf/release/outpost-client-qemu-mps2
 restart_elf=$root/target/cross/thumbv7em-none-eabihf/release/restart
+riscv_elf=$root/target/cross/riscv32imc-unknown-none-elf/release/outpost-client-qemu-riscv
 unset RUSTC LD_LIBRARY_PATH RUSTC_BOOTSTRAP CARGO_TARGET_DIR
 cargo build --quiet -p outpost
 
@@ -64,13 +67,11 @@ cat "$work/qemu.out" | grep -v "Timer with period zero" || true
 [ "$(cat "$work/ack")" = "reboot-at=02:00" ] || { echo "wrong acknowledgement: $(cat "$work/ack")"; exit 1; }
 [ "$(wc -l < "$work/telemetry")" -eq 3 ] || { echo "expected 3 telemetry messages"; exit 1; }
 echo "qemu firmware: PASS (3 telemetry messages, command acknowledged)"
-# Broker restart: the restart firmware publishes a numbered QoS 1 stream (persistent session) while
-# the broker is killed with kill -9 and started again on the same port and data folder; a
-# persistent mosquitto_sub session collects the stream. Every number must arrive, in order
-# (duplicates only as QoS 1 allows).
+# Broker restart, on both architectures: the restart firmware (firmware-client/examples/common/
+# stream.rs) publishes a numbered QoS 1 stream (persistent session) while the broker is killed with
+# kill -9 and started again on the same port and data folder; a persistent mosquitto_sub session
+# collects the stream. Every number must arrive, in order (duplicates only as QoS 1 allows).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-rport=$(free_port)
-rdata=$work/restart-data
 start_broker() {
   : > "$work/restart.out"
   target/debug/outpost --data-dir "$rdata" --mqtt-listen "127.0.0.1:$rport" --ws-listen 127.0.0.1:0 \
@@ -80,37 +81,41 @@ start_broker() {
   grep -q listening "$work/restart.out" || { echo "the broker did not start"; exit 1; }
   rhttp=$(sed -n 's/.* http=\([^ ]*\).*/\1/p' "$work/restart.out")
 }
-start_broker
-mosquitto_sub -p "$rport" -i qemu-watcher -c -q 1 -t devices/qemu-2/seq > "$work/seq" 2> "$work/seq.err" &
-watcher=$!
-# The watcher's subscription is in place before the device starts.
-for _ in $(seq 200); do
-  target/debug/outpost probe "http://$rhttp/ready" && \
+# restart_run LABEL QEMU-ARGS...: the QEMU command's serial line goes to the relay.
+restart_run() {
+  local label=$1
+  shift
+  rport=$(free_port)
+  rdata=$work/restart-data-$label
+  start_broker
+  mosquitto_sub -p "$rport" -i "watcher-$label" -c -q 1 -t devices/qemu-2/seq > "$work/seq" 2> "$work/seq.err" &
+  watcher=$!
+  # The watcher's subscription is in place before the device starts.
+  for _ in $(seq 200); do
     python3 -c "import urllib.request,sys; t=urllib.request.urlopen('http://$rhttp/metrics').read().decode(); sys.exit(0 if 'outpost_mqtt_subscriptions 1' in t else 1)" && break
-  sleep 0.05
-done
-relay2_port=$(free_port)
-python3 scripts/uart-relay.py "$relay2_port" "127.0.0.1:$rport" --reconnect > "$work/relay2.out" &
-for _ in $(seq 100); do grep -q listening "$work/relay2.out" 2>/dev/null && break; sleep 0.05; done
-timeout 180 qemu-system-arm -machine mps2-an386 -nographic -monitor none \
-  -semihosting-config enable=on,target=native \
-  -serial "tcp:127.0.0.1:$relay2_port" -kernel "$restart_elf" > "$work/qemu2.out" 2>&1 &
-qemu2=$!
-# Kill the broker once a quarter of the stream has arrived.
-for _ in $(seq 600); do [ "$(wc -l < "$work/seq")" -ge 100 ] && break; sleep 0.05; done
-[ "$(wc -l < "$work/seq")" -ge 100 ] || { echo "the stream did not start"; cat "$work/qemu2.out"; exit 1; }
-kill -9 "$rbroker"
-wait "$rbroker" 2>/dev/null || true
-echo "broker killed (kill -9) after $(wc -l < "$work/seq") numbers arrived; restarting it"
-start_broker
-status=0
-wait $qemu2 || status=$?
-grep -v "Timer with period zero" "$work/qemu2.out" || true
-[ "$status" -eq 0 ] || { echo "restart firmware exited with $status"; exit 1; }
-# Every number at the watcher, in order of first arrival.
-python3 - "$work/seq" <<'PY' || { kill $watcher 2>/dev/null; exit 1; }
+    sleep 0.05
+  done
+  relay2_port=$(free_port)
+  : > "$work/relay2.out"
+  python3 scripts/uart-relay.py "$relay2_port" "127.0.0.1:$rport" --reconnect > "$work/relay2.out" &
+  for _ in $(seq 100); do grep -q listening "$work/relay2.out" 2>/dev/null && break; sleep 0.05; done
+  timeout 180 "$@" -serial "tcp:127.0.0.1:$relay2_port" > "$work/qemu2.out" 2>&1 &
+  qemu2=$!
+  # Kill the broker once a quarter of the stream has arrived.
+  for _ in $(seq 600); do [ "$(wc -l < "$work/seq")" -ge 100 ] && break; sleep 0.05; done
+  [ "$(wc -l < "$work/seq")" -ge 100 ] || { echo "$label: the stream did not start"; cat "$work/qemu2.out"; exit 1; }
+  kill -9 "$rbroker"
+  wait "$rbroker" 2>/dev/null || true
+  echo "$label: broker killed (kill -9) after $(wc -l < "$work/seq") numbers arrived; restarting it"
+  start_broker
+  status=0
+  wait $qemu2 || status=$?
+  grep -v "Timer with period zero" "$work/qemu2.out" || true
+  [ "$status" -eq 0 ] || { echo "$label: restart firmware exited with $status"; exit 1; }
+  # Every number at the watcher, in order of first arrival.
+  python3 - "$work/seq" "$label" <<'PY' || { kill $watcher 2>/dev/null; exit 1; }
 import sys, time
-path, want = sys.argv[1], 400
+path, label, want = sys.argv[1], sys.argv[2], 400
 deadline = time.time() + 30
 while True:
     got = [int(l) for l in open(path).read().split()]
@@ -123,12 +128,18 @@ for n in got:
     if n not in seen:
         seen.add(n)
         firsts.append(n)
-print(f"broker restart: {len(got)} deliveries, {len(seen)} distinct, {len(got) - len(seen)} duplicates, missing {missing[:10]}")
+print(f"{label}: {len(got)} deliveries, {len(seen)} distinct, {len(got) - len(seen)} duplicates, missing {missing[:10]}")
 assert not missing, "acknowledged numbers lost"
 assert firsts == sorted(firsts), "out of order"
-print("broker restart: PASS (every number, in order)")
+print(f"{label} broker restart: PASS (every number, in order)")
 PY
-kill $watcher 2>/dev/null || true
+  kill $watcher $rbroker 2>/dev/null || true
+  wait $watcher $rbroker 2>/dev/null || true
+}
+restart_run cortex-m4 qemu-system-arm -machine mps2-an386 -nographic -monitor none \
+  -semihosting-config enable=on,target=native -kernel "$restart_elf"
+restart_run riscv32 qemu-system-riscv32 -machine virt -bios none -nographic -monitor none \
+  -kernel "$riscv_elf"
 python3 scripts/elf-size.py "$elf" | while read -r _ flash ram; do
   echo "example firmware (thumbv7em-none-eabihf, opt-level z, LTO): flash (.text+.rodata) $flash bytes, static RAM $ram bytes"
 done
@@ -139,6 +150,9 @@ python3 scripts/elf-size.py "$probes/outpost" "$probes/minimq" "$probes/rust_mqt
 python3 scripts/elf-size.py "$probes/outpost-mqtt5" | while read -r _ flash _; do
   echo "  the same outpost-client firmware with the mqtt5 feature: $flash bytes"
 done
+python3 scripts/elf-size.py "$restart_elf" "$riscv_elf" | awk '
+  NR==1 {printf "broker-restart firmware, same logic on both boards, flash bytes: thumbv7em %d", $2}
+  NR==2 {printf ", riscv32imc %d\n", $2}'
 v6m=$root/target/cross/thumbv6m-none-eabi/release
 echo "the same minimal firmware for thumbv6m-none-eabi (Cortex-M0+), flash bytes:"
 python3 scripts/elf-size.py "$v6m/outpost" "$v6m/minimq" "$v6m/rust_mqtt" | awk '

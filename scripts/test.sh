@@ -22,6 +22,7 @@ install_packages() {
   command -v mosquitto >/dev/null || missing+=(mosquitto)
   command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
   command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
+  command -v qemu-system-riscv32 >/dev/null || missing+=(qemu-system-misc)
   command -v node >/dev/null || missing+=(nodejs npm)
   if [ ${#missing[@]} -gt 0 ]; then
     step "installing Debian packages: ${missing[*]}"
@@ -77,7 +78,7 @@ cargo package --quiet -p outpost-codec -p outpost-client --allow-dirty
 step "no_std cross builds"
 scripts/cross-build.sh
 
-step "firmware on an emulated Cortex-M4 (QEMU mps2-an386) against the broker"
+step "firmware on emulated Cortex-M4 (QEMU mps2-an386) and RISC-V (QEMU virt) boards against the broker, through a broker kill -9"
 scripts/qemu-firmware.sh
 
 # One bounded fuzz run: crate folder, target, seconds, extra corpus folders.
