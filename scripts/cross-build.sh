@@ -13,3 +13,7 @@ for target in thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-e
 done
 echo "cross: outpost-client with defmt logging for thumbv7em-none-eabihf"
 cargo build --quiet --release -Z build-std=core --target thumbv7em-none-eabihf -p outpost-client --features defmt
+echo "cross: the embassy-net example (async client over embassy-net TCP, NUCLEO-F767ZI) for thumbv7em-none-eabihf"
+linker=$(env -u RUSTC -u LD_LIBRARY_PATH -u RUSTC_BOOTSTRAP rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld
+(cd firmware-client/examples/embassy-net && \
+  CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER=$linker cargo build --quiet --release -Z build-std=core)

@@ -72,7 +72,8 @@ macro_rules! client_impl {
             }
 
             fn fail(&mut self, e: Error<T::Error>) -> Error<T::Error> {
-                self.transport = None;
+                // The transport stays: `disconnect` hands it back, so a socket that borrows its
+                // buffers (embassy-net's `TcpSocket`) can be closed and connected again.
                 self.session.link_down();
                 #[cfg(feature = "defmt")]
                 defmt::warn!("mqtt link down");
@@ -290,7 +291,9 @@ macro_rules! client_impl {
                 self.poll(&mut on_event) $($await)*
             }
 
-            /// Sends DISCONNECT (the broker discards the will) and hands the transport back.
+            /// Sends DISCONNECT if connected (the broker discards the will) and hands the transport
+            /// back — also after the link failed, so the same socket can be reconnected and passed
+            /// to [`Client::connect`] again.
             pub $($async)? fn disconnect(&mut self) -> Option<T> {
                 if self.is_connected() {
                     let d = outpost_codec::Disconnect::default();
