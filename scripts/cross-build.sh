@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/embedded-toolchain.sh env)"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}/cross
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}/cross
 for target in thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-elf; do
   echo "cross: outpost-codec and outpost-client for $target"
   cargo build --quiet --release -Z build-std=core --target "$target" -p outpost-codec -p outpost-client
