@@ -9,8 +9,8 @@
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use outpost_client::blocking::Client;
-use outpost_client_qemu_mps2::{fail, now_ms, start_clock, Uart};
 use outpost_client::{Buffers, Config, Event, QoS, SubscribeFilter};
+use outpost_client_qemu_mps2::{fail, now_ms, start_clock, Uart};
 use panic_semihosting as _;
 
 const TELEMETRY: &str = "devices/qemu-1/telemetry";
