@@ -21,18 +21,14 @@ fn pytest(file: &str) {
         return;
     };
     let broker = Outpost::start();
-    let out = Command::new(python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"])
-        .arg(root().join("tests/interop").join(file))
-        .env("OUTPOST_HTTP_ENDPOINT", &broker.http)
-        .env("OUTPOST_MQTT_PORT", broker.port())
-        .output()
-        .expect("pytest runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{file} failed");
-    assert!(stdout.contains(" passed"), "pytest ran no tests");
+    support::pytest(
+        &python,
+        file,
+        &[
+            ("OUTPOST_HTTP_ENDPOINT", broker.http.clone()),
+            ("OUTPOST_MQTT_PORT", broker.port()),
+        ],
+    );
 }
 
 #[test]

@@ -10,23 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outpost_codec::{QoS, ReasonCode, Version};
-use support::http::http;
 use support::raw::{Got, Raw};
-use support::Outpost;
+use support::{metric, Outpost};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn metric(broker: &Outpost, line_start: &str) -> u64 {
-    let (_, text) = http(
-        &broker.http,
-        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 /// QoS 1 round trips of a well-behaved client: publish, wait for PUBACK; the 99th percentile.
 fn p99_round_trip(c: &mut Raw, n: usize) -> Duration {

@@ -10,9 +10,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use outpost_codec::{Ack, ConnectProperties, Packet, QoS, ReasonCode, Version};
-use support::http::http;
 use support::raw::{assert_none_lost, drain_numbers, persistent, Got, Raw};
-use support::Outpost;
+use support::{metric, Outpost};
 
 /// Publishes `count` numbered QoS 1 messages with up to `window` unacknowledged; returns the
 /// numbers acknowledged with Success.
@@ -41,17 +40,6 @@ fn flood(addr: SocketAddr, id: &str, topic: &str, count: u32, window: u32) -> BT
         }
     }
     acked
-}
-
-fn metric(broker: &Outpost, name: &str) -> u64 {
-    let (_, text) = http(
-        &broker.http,
-        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

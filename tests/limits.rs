@@ -10,9 +10,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use outpost_codec::{QoS, ReasonCode, Version};
-use support::http::{form_post, http, sqs_json};
+use support::http::{form_post, sqs_json};
 use support::raw::{closed_within, Got, Raw};
-use support::{eventually, Outpost};
+use support::{eventually, metric, Outpost};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -24,18 +24,6 @@ fn connected(addr: std::net::SocketAddr, version: Version, client: &str) -> Raw 
     let mut raw = Raw::connect(addr, version, client, true);
     assert_eq!(raw.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
     raw
-}
-
-fn metric(broker: &Outpost, line_start: &str) -> u64 {
-    let (_, text) = http(
-        &broker.http,
-        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use outpost_codec::{QoS, ReasonCode, Version};
 use support::raw::{Got, Raw};
-use support::{eventually, python, root, Outpost};
+use support::{eventually, python, Outpost};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -567,18 +567,14 @@ fn boto3_paho_security_suite() {
     };
     // Many refusals from one address in a row, on purpose: not throttled here.
     let s = secured("login_failure_burst = 10000\n");
-    let out = Command::new(python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"])
-        .arg(root().join("tests/interop/security_test.py"))
-        .env("OUTPOST_HTTP_ENDPOINT", &s.broker.http)
-        .env("OUTPOST_MQTT_PORT", s.broker.port())
-        .output()
-        .expect("pytest runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "security_test.py failed");
-    assert!(stdout.contains(" passed"), "pytest ran no tests");
+    support::pytest(
+        &python,
+        "security_test.py",
+        &[
+            ("OUTPOST_HTTP_ENDPOINT", s.broker.http.clone()),
+            ("OUTPOST_MQTT_PORT", s.broker.port()),
+        ],
+    );
     let log = s.log_text();
     for secret in SECRETS {
         assert!(!log.contains(secret), "{secret} in the log");

@@ -10,17 +10,11 @@ use support::{python, root, Outpost};
 fn pytest(venv: &str) {
     let Some(python) = python(venv) else { return };
     let broker = Outpost::start();
-    let out = Command::new(python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"])
-        .arg(root().join("tests/interop/sqs_test.py"))
-        .env("OUTPOST_SQS_ENDPOINT", &broker.http)
-        .output()
-        .expect("pytest runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "boto3 suite failed ({venv})");
-    assert!(stdout.contains(" passed"), "pytest ran no tests");
+    support::pytest(
+        &python,
+        "sqs_test.py",
+        &[("OUTPOST_SQS_ENDPOINT", broker.http.clone())],
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
-use support::{python, root, Outpost};
+use support::{python, Outpost};
 
 struct Ca {
     cert: rcgen::Certificate,
@@ -283,19 +283,15 @@ fn websocket_tls_https_versions_and_reload_with_python_clients() {
         return;
     };
     let f = fixture();
-    let out = Command::new(python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"])
-        .arg(root().join("tests/interop/tls_test.py"))
-        .env("OUTPOST_TLS_DIR", f.dir.path())
-        .env("OUTPOST_MQTTS", &f.mqtts)
-        .env("OUTPOST_WSS", &f.wss)
-        .env("OUTPOST_HTTPS", &f.https)
-        .env("OUTPOST_PID", f.broker.pid().to_string())
-        .output()
-        .expect("pytest runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "tls_test.py failed");
-    assert!(stdout.contains(" passed"), "pytest ran no tests");
+    support::pytest(
+        &python,
+        "tls_test.py",
+        &[
+            ("OUTPOST_TLS_DIR", f.dir.path().display().to_string()),
+            ("OUTPOST_MQTTS", f.mqtts.clone()),
+            ("OUTPOST_WSS", f.wss.clone()),
+            ("OUTPOST_HTTPS", f.https.clone()),
+            ("OUTPOST_PID", f.broker.pid().to_string()),
+        ],
+    );
 }

@@ -29,6 +29,36 @@ pub fn python(venv: &str) -> Option<std::path::PathBuf> {
     None
 }
 
+/// Runs one pytest file of tests/interop with `python` and the environment `vars`; the test fails
+/// when the suite fails or runs nothing.
+pub fn pytest(python: &std::path::Path, file: &str, vars: &[(&str, String)]) {
+    let out = Command::new(python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"])
+        .arg(root().join("tests/interop").join(file))
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("pytest runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{file} failed");
+    assert!(stdout.contains(" passed"), "pytest ran no tests");
+}
+
+/// The value of the first `/metrics` sample whose line starts with `line_start` (a name with its
+/// labels), 0 when absent.
+pub fn metric(broker: &Outpost, line_start: &str) -> u64 {
+    let (_, text) = http::http(
+        &broker.http,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// A running broker on free ports with its own data folder; killed when dropped.
 pub struct Outpost {
     child: Child,

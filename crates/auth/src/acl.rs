@@ -83,14 +83,7 @@ pub struct Request<'a> {
 impl Acl {
     /// Reads an ACL file.
     pub fn load(path: &Path) -> Result<Acl, AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|e| AuthError::Read {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Acl::parse(&text).map_err(|message| AuthError::Invalid {
-            path: path.display().to_string(),
-            message,
-        })
+        crate::load_file(path, Acl::parse)
     }
 
     /// Parses an ACL file's text.
@@ -191,31 +184,10 @@ fn substitute(pattern: &str, client_id: &str, username: &str) -> String {
     pattern.replace("%c", client_id).replace("%u", username)
 }
 
-/// MQTT topic matching of a topic name against a filter (§4.7), with the rule that wildcards at
-/// the first level do not match `$` topics.
+/// MQTT topic matching of a topic name against a filter (§4.7, wildcards at the first level do
+/// not match `$` topics): the codec's, as the broker's router uses it.
 pub fn topic_matches(filter: &str, topic: &str) -> bool {
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    let mut first = true;
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), Some(level)) => return !(first && level.starts_with('$')),
-            (Some("#"), None) => return true,
-            (Some("+"), Some(level)) => {
-                if first && level.starts_with('$') {
-                    return false;
-                }
-            }
-            (Some(a), Some(b)) => {
-                if a != b {
-                    return false;
-                }
-            }
-            (None, None) => return true,
-            _ => return false,
-        }
-        first = false;
-    }
+    outpost_codec::topic::matches(filter, topic)
 }
 
 /// True when every topic `requested` can match is matched by `granted` (both filters).

@@ -60,14 +60,7 @@ pub struct AccessKeys {
 impl AccessKeys {
     /// Reads a keys file.
     pub fn load(path: &Path) -> Result<AccessKeys, AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|e| AuthError::Read {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        AccessKeys::parse(&text).map_err(|message| AuthError::Invalid {
-            path: path.display().to_string(),
-            message,
-        })
+        crate::load_file(path, AccessKeys::parse)
     }
 
     /// Parses a keys file's text.

@@ -360,6 +360,21 @@ impl Security {
     }
 }
 
+/// Reads a file and parses its text; errors name the file.
+fn load_file<T>(
+    path: &std::path::Path,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, AuthError> {
+    let text = std::fs::read_to_string(path).map_err(|e| AuthError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    parse(&text).map_err(|message| AuthError::Invalid {
+        path: path.display().to_string(),
+        message,
+    })
+}
+
 fn load(config: &SecurityConfig) -> Result<Policy, AuthError> {
     Ok(Policy {
         passwords: config

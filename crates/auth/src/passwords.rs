@@ -28,14 +28,7 @@ pub fn valid_username(name: &str) -> bool {
 impl PasswordFile {
     /// Reads a file; a missing file is an error (a configured file must exist).
     pub fn load(path: &Path) -> Result<PasswordFile, AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|e| AuthError::Read {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        PasswordFile::parse(&text).map_err(|message| AuthError::Invalid {
-            path: path.display().to_string(),
-            message,
-        })
+        crate::load_file(path, PasswordFile::parse)
     }
 
     /// Parses the file's text; the error names the line.
