@@ -240,6 +240,22 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
         }
     }
 
+    /// Acknowledges a PUBLISH that was not routed (refused, denied) with `code`: PUBACK for QoS 1,
+    /// PUBREC for QoS 2 (which ends the exchange when `code` is a failure), nothing for QoS 0.
+    fn acknowledge(&mut self, p: &Publish<'_>, code: ReasonCode) {
+        let ack = Ack {
+            pkid: p.pkid,
+            code,
+            ..Ack::default()
+        };
+        let packet = match p.qos {
+            QoS::AtMostOnce => return,
+            QoS::AtLeastOnce => Packet::PubAck(ack),
+            QoS::ExactlyOnce => Packet::PubRec(ack),
+        };
+        self.ack(Durable::default(), Reply::Packet(Box::new(packet)));
+    }
+
     /// Asks the ACL; the first refusal of a connection is logged, every one is counted.
     fn may(&mut self, h: &ConnectionHandle, action: &str, topic: &str) -> bool {
         if self
@@ -792,26 +808,12 @@ fn handle<W: AsyncWrite + Unpin>(
             let payload = PublishBytes::from_publish(frame, &p).payload;
             if let Err(limit) = conn.rates.charge(&mut conn.client_rates, payload.len()) {
                 conn.rates.refused(limit, &h.client_id);
-                let ack = Ack {
-                    pkid: p.pkid,
-                    code: ReasonCode::QuotaExceeded,
-                    ..Ack::default()
-                };
-                match (p.qos, h.version) {
-                    (QoS::AtLeastOnce, Version::V5) => conn.ack(
-                        Durable::default(),
-                        Reply::Packet(Box::new(Packet::PubAck(ack))),
-                    ),
-                    (QoS::ExactlyOnce, Version::V5) => conn.ack(
-                        Durable::default(),
-                        Reply::Packet(Box::new(Packet::PubRec(ack))),
-                    ),
-                    _ => {
-                        conn.disconnect(ReasonCode::MessageRateTooHigh);
-                        return Some(End::Close(Disconnect::Abrupt, None));
-                    }
+                if h.version == Version::V5 && p.qos != QoS::AtMostOnce {
+                    conn.acknowledge(&p, ReasonCode::QuotaExceeded);
+                    return None;
                 }
-                return None;
+                conn.disconnect(ReasonCode::MessageRateTooHigh);
+                return Some(End::Close(Disconnect::Abrupt, None));
             }
             let checked = !conn.security.mqtt_open();
             let denied_topic = std::cell::RefCell::new(None);
@@ -843,44 +845,16 @@ fn handle<W: AsyncWrite + Unpin>(
                         Version::V5 => ReasonCode::NotAuthorized,
                         Version::V311 => ReasonCode::Success,
                     };
-                    let ack = Ack {
-                        pkid: p.pkid,
-                        code,
-                        ..Ack::default()
-                    };
-                    match p.qos {
-                        QoS::AtMostOnce => {}
-                        QoS::AtLeastOnce => conn.ack(
-                            Durable::default(),
-                            Reply::Packet(Box::new(Packet::PubAck(ack))),
-                        ),
-                        QoS::ExactlyOnce => conn.ack(
-                            Durable::default(),
-                            Reply::Packet(Box::new(Packet::PubRec(ack))),
-                        ),
-                    }
+                    conn.acknowledge(&p, code);
                 }
                 Ok((Published::Refused(code), _)) => {
                     // MQTT 5 QoS 1/2: the refusal travels in the acknowledgement; otherwise the
                     // only way to say no is to close the connection.
-                    let ack = Ack {
-                        pkid: p.pkid,
-                        code,
-                        ..Ack::default()
-                    };
-                    match (p.qos, h.version) {
-                        (QoS::AtLeastOnce, Version::V5) => conn.ack(
-                            Durable::default(),
-                            Reply::Packet(Box::new(Packet::PubAck(ack))),
-                        ),
-                        (QoS::ExactlyOnce, Version::V5) => conn.ack(
-                            Durable::default(),
-                            Reply::Packet(Box::new(Packet::PubRec(ack))),
-                        ),
-                        _ => {
-                            conn.disconnect(code);
-                            return Some(End::Close(Disconnect::Abrupt, None));
-                        }
+                    if h.version == Version::V5 && p.qos != QoS::AtMostOnce {
+                        conn.acknowledge(&p, code);
+                    } else {
+                        conn.disconnect(code);
+                        return Some(End::Close(Disconnect::Abrupt, None));
                     }
                 }
                 Ok((outcome, mut durable)) => {
