@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = --smoke ]; then
-  cargo build --quiet -p outpost -p outpost-benches --bin outpost --bin sns-load
+  # The same build as scripts/qemu-firmware.sh's (all features: failpoints compiled in, never armed).
+  cargo build --quiet --all-features -p outpost -p outpost-benches --bin outpost --bin sns-load
   bin=target/debug seconds=1 peer=0
 else
   seconds=${1:-5} bin=target/release peer=1

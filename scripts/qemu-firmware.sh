@@ -26,7 +26,8 @@ elf=$root/target/cross/thumbv7em-none-eabihf/release/outpost-client-qemu-mps2
 restart_elf=$root/target/cross/thumbv7em-none-eabihf/release/restart
 riscv_elf=$root/target/cross/riscv32imc-unknown-none-elf/release/outpost-client-qemu-riscv
 unset RUSTC LD_LIBRARY_PATH RUSTC_BOOTSTRAP CARGO_TARGET_DIR
-cargo build --quiet -p outpost
+# The same build as the benchmark smoke runs' (all features: failpoints compiled in, never armed).
+cargo build --quiet --all-features -p outpost -p outpost-benches --bin outpost
 
 work=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
