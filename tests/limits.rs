@@ -7,7 +7,7 @@
 mod support;
 
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use outpost_codec::{QoS, ReasonCode, Version};
 use support::http::{form_post, sqs_json};
@@ -173,36 +173,40 @@ fn http_rates_long_polls_and_counts_answer_in_each_api_s_shape() {
     assert_eq!(s, 403, "{b}");
     assert!(b.contains("TopicLimitExceeded"), "{b}");
 
-    // One long poll at a time: a second ReceiveMessage while the first waits is throttled.
-    let base = broker.http.clone();
+    // Rules per bus.
+    let broker_rules = start("[http]\nmax_rules_per_bus = 1\n");
+    let rule = |name: &str| {
+        support::http::events_json(
+            &broker_rules.http,
+            "PutRule",
+            &format!("{{\"Name\":\"{name}\",\"EventPattern\":\"{{\\\"source\\\":[\\\"a\\\"]}}\"}}"),
+        )
+    };
+    assert_eq!(rule("r1").0, 200);
+    let (s, b) = rule("r2");
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("LimitExceededException"), "{b}");
+
+    // One long poll at a time: of two ReceiveMessage calls that wait 3 s each, started together,
+    // one waits and answers 200, the other is refused at once as throttled.
     let url = format!("{}/000000000000/q1", broker.http);
-    let poll = std::thread::spawn({
-        let url = url.clone();
-        move || {
-            sqs_json(
-                &base,
-                "ReceiveMessage",
-                &format!("{{\"QueueUrl\":\"{url}\",\"WaitTimeSeconds\":3}}"),
-            )
-        }
-    });
-    let started = Instant::now();
-    let mut saw = None;
-    while started.elapsed() < Duration::from_secs(3) {
-        let r = sqs_json(
-            &broker.http,
-            "ReceiveMessage",
-            &format!("{{\"QueueUrl\":\"{url}\"}}"),
-        );
-        if r.0 == 400 {
-            saw = Some(r);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let (_, b) = saw.expect("a concurrent ReceiveMessage was throttled");
-    assert!(b.contains("RequestThrottled"), "{b}");
-    assert_eq!(poll.join().unwrap().0, 200);
+    let polls: Vec<_> = (0..2)
+        .map(|_| {
+            let (base, url) = (broker.http.clone(), url.clone());
+            std::thread::spawn(move || {
+                sqs_json(
+                    &base,
+                    "ReceiveMessage",
+                    &format!("{{\"QueueUrl\":\"{url}\",\"WaitTimeSeconds\":3}}"),
+                )
+            })
+        })
+        .collect();
+    let mut answers: Vec<(u16, String)> = polls.into_iter().map(|t| t.join().unwrap()).collect();
+    answers.sort();
+    assert_eq!(answers[0].0, 200, "{answers:?}");
+    assert_eq!(answers[1].0, 400, "{answers:?}");
+    assert!(answers[1].1.contains("RequestThrottled"), "{answers:?}");
 }
 
 #[test]

@@ -351,6 +351,8 @@ pub struct HttpConfig {
     pub max_queues: usize,
     /// Most SNS topics.
     pub max_topics: usize,
+    /// Most EventBridge rules on one bus.
+    pub max_rules_per_bus: usize,
 }
 
 /// The message store.
@@ -440,6 +442,7 @@ impl Default for HttpConfig {
             max_long_polls: 4_096,
             max_queues: 100_000,
             max_topics: 100_000,
+            max_rules_per_bus: 10_000,
         }
     }
 }
@@ -544,7 +547,7 @@ impl Config {
 
     /// Checks the limits that have no sensible zero.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, u64); 14] = [
+        let positive: [(&'static str, u64); 15] = [
             (
                 "mqtt.flow_control_queue",
                 self.mqtt.flow_control_queue as u64,
@@ -565,6 +568,7 @@ impl Config {
             ("http.max_body_bytes", self.http.max_body_bytes as u64),
             ("http.max_queues", self.http.max_queues as u64),
             ("http.max_topics", self.http.max_topics as u64),
+            ("http.max_rules_per_bus", self.http.max_rules_per_bus as u64),
         ];
         for (key, value) in positive {
             if value == 0 {

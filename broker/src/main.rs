@@ -673,6 +673,7 @@ async fn serve(
         outpost_routing::EventsConfig {
             region: config.http.region.clone(),
             account: config.http.account.clone(),
+            max_rules_per_bus: config.http.max_rules_per_bus,
         },
     ) {
         Ok(e) => e,

@@ -70,6 +70,7 @@ fn world() -> &'static World {
                 outpost_routing::EventsConfig {
                     region: "us-east-1".into(),
                     account: "000000000000".into(),
+                    max_rules_per_bus: 100,
                 },
             )
             .expect("events");

@@ -10,7 +10,6 @@ use crate::target::{Target, MAX_TARGETS};
 /// Buses per broker (EventBridge: 100 per account and region).
 const MAX_BUSES: usize = 100;
 /// Rules per bus (EventBridge: 300 by default, raisable; Outpost indexes them, so it allows more).
-const MAX_RULES_PER_BUS: usize = 10_000;
 /// Tags per resource.
 const MAX_TAGS: usize = 50;
 
@@ -223,7 +222,7 @@ impl Events {
         let bus_name = bus.def.read().name.clone();
         let _defs = self.defs.lock().await;
         let old = bus.rules.read().get(name).cloned();
-        if old.is_none() && bus.rules.read().len() >= MAX_RULES_PER_BUS {
+        if old.is_none() && bus.rules.read().len() >= self.config.max_rules_per_bus {
             return Err(EventsError::LimitExceeded(
                 "The requested resource exceeds the maximum number allowed.".into(),
             ));

@@ -42,6 +42,8 @@ pub struct EventsConfig {
     pub region: String,
     /// Account id in ARNs and events.
     pub account: String,
+    /// Most rules on one bus; PutRule past it is `LimitExceededException`.
+    pub max_rules_per_bus: usize,
 }
 
 /// A bus as stored.
