@@ -23,6 +23,8 @@ install_packages() {
   command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
   command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
   command -v qemu-system-riscv32 >/dev/null || missing+=(qemu-system-misc)
+  # `systemd-analyze verify` checks deploy/outpost.service (tests/deploy.rs).
+  command -v systemd-analyze >/dev/null || missing+=(systemd)
   command -v node >/dev/null || missing+=(nodejs npm)
   if [ ${#missing[@]} -gt 0 ]; then
     step "installing Debian packages: ${missing[*]}"

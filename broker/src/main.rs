@@ -431,15 +431,8 @@ async fn serve(
             return ExitCode::FAILURE;
         }
     };
-    let listener = match tokio::net::TcpListener::bind(config.mqtt.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "outpost: cannot listen for MQTT on {}: {e}",
-                config.mqtt.listen
-            );
-            return ExitCode::FAILURE;
-        }
+    let Some(listener) = bind(config.mqtt.listen, "MQTT").await else {
+        return ExitCode::FAILURE;
     };
     let mqtt_addr = listener.local_addr().unwrap_or(config.mqtt.listen);
     let listener_config = Arc::new(outpost_listeners::ListenerConfig {
@@ -458,15 +451,8 @@ async fn serve(
     )));
     let mut ws_addr = String::from("off");
     if config.websocket.enabled {
-        let ws = match tokio::net::TcpListener::bind(config.websocket.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!(
-                    "outpost: cannot listen for MQTT over WebSocket on {}: {e}",
-                    config.websocket.listen
-                );
-                return ExitCode::FAILURE;
-            }
+        let Some(ws) = bind(config.websocket.listen, "MQTT over WebSocket").await else {
+            return ExitCode::FAILURE;
         };
         ws_addr = format!(
             "{}{}",
@@ -614,15 +600,8 @@ async fn serve(
         }
     };
     tokio::spawn(queues.clone().run_maintenance());
-    let http = match tokio::net::TcpListener::bind(config.http.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "outpost: cannot listen for HTTP on {}: {e}",
-                config.http.listen
-            );
-            return ExitCode::FAILURE;
-        }
+    let Some(http) = bind(config.http.listen, "HTTP").await else {
+        return ExitCode::FAILURE;
     };
     let http_addr = http.local_addr().unwrap_or(config.http.listen);
     let public_url = if config.topics.public_url.is_empty() {

@@ -52,6 +52,20 @@ fn family<
     Ok(())
 }
 
+/// A family with one label: `(label value, value)` each.
+fn by_label<'a>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    label: &str,
+    rows: impl Iterator<Item = (&'a str, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let labelled: Vec<([(&str, &str); 1], u64)> = rows.map(|(l, v)| ([(label, l)], v)).collect();
+    let rows: Vec<(&[(&str, &str)], u64)> = labelled.iter().map(|(l, v)| (&l[..], *v)).collect();
+    family(e, name, help, kind, &rows)
+}
+
 fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), std::fmt::Error> {
     family(e, name, help, MetricType::Gauge, &[(&[], v)])
 }
@@ -162,44 +176,29 @@ impl Sources {
             MetricType::Counter,
             &[(&[("protocol", "mqtt")], s.bytes_in)],
         )?;
-        let refusals = self.mqtt.refusals();
-        let rows: Vec<([(&str, &str); 1], u64)> = refusals
-            .iter()
-            .map(|(r, v)| ([("reason", *r)], *v))
-            .collect();
-        let rows: Vec<(&[(&str, &str)], u64)> = rows.iter().map(|(l, v)| (&l[..], *v)).collect();
-        family(
+        by_label(
             e,
             "outpost_mqtt_refused",
             "MQTT messages, subscriptions and sessions refused or dropped by the engine's limits, by reason",
             MetricType::Counter,
-            &rows,
+            "reason",
+            self.mqtt.refusals().iter().copied(),
         )?;
-        let open: Vec<([(&str, &str); 1], u64)> = self
-            .gates
-            .iter()
-            .map(|g| ([("listener", g.name())], g.open() as u64))
-            .collect();
-        let rows: Vec<(&[(&str, &str)], u64)> = open.iter().map(|(l, v)| (&l[..], *v)).collect();
-        family(
+        by_label(
             e,
             "outpost_connections_open",
             "Open connections, by listener (mqtt counts TCP, TLS and WebSocket)",
             MetricType::Gauge,
-            &rows,
+            "listener",
+            self.gates.iter().map(|g| (g.name(), g.open() as u64)),
         )?;
-        let refused: Vec<([(&str, &str); 1], u64)> = self
-            .gates
-            .iter()
-            .map(|g| ([("listener", g.name())], g.refused()))
-            .collect();
-        let rows: Vec<(&[(&str, &str)], u64)> = refused.iter().map(|(l, v)| (&l[..], *v)).collect();
-        family(
+        by_label(
             e,
             "outpost_connections_refused",
             "Connections closed at once by a connection cap, by listener",
             MetricType::Counter,
-            &rows,
+            "listener",
+            self.gates.iter().map(|g| (g.name(), g.refused())),
         )
     }
 

@@ -101,7 +101,7 @@ pub(crate) fn api_of(method: &Method, uri: &Uri, headers: &HeaderMap, body: &byt
 /// The caller of a request: verified against the access keys when they are configured.
 pub(crate) fn authenticate(
     state: &crate::HttpState,
-    peer: Option<PeerAddr>,
+    ip: std::net::IpAddr,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -118,7 +118,6 @@ pub(crate) fn authenticate(
         headers: &pairs,
         body,
     };
-    let ip = peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.0.ip());
     state
         .security
         .authenticate_http(ip, &req)

@@ -75,22 +75,14 @@ impl TokenBucket {
         }
     }
 
-    /// Takes `n` tokens even into debt (a message already read is charged); the caller then
-    /// waits [`TokenBucket::debt_delay`] before reading more.
+    /// Takes `n` tokens even into debt (a message already read is charged in full); the bucket
+    /// then has no token until the debt is refilled.
     pub fn charge(&mut self, n: f64, now: Instant) {
         if self.rate.is_unlimited() {
             return;
         }
         self.refill(now);
         self.tokens -= n;
-    }
-
-    /// How long until the bucket is out of debt (zero when it holds tokens).
-    pub fn debt_delay(&self) -> std::time::Duration {
-        if self.tokens >= 0.0 || self.rate.is_unlimited() {
-            return std::time::Duration::ZERO;
-        }
-        std::time::Duration::from_secs_f64(-self.tokens / self.rate.per_second)
     }
 
     /// True when a token is available now (nothing taken).
@@ -207,7 +199,9 @@ mod tests {
         assert!(b.take(1.0, t0 + Duration::from_millis(100)));
         assert!(!b.take(1.0, t0 + Duration::from_millis(100)));
         b.charge(10.0, t0 + Duration::from_millis(100));
-        assert_eq!(b.debt_delay(), Duration::from_secs(1));
+        // Ten tokens of debt at ten a second: none for a second.
+        assert!(!b.has_token(t0 + Duration::from_millis(1_050)));
+        assert!(b.has_token(t0 + Duration::from_millis(1_300)));
     }
 
     #[test]

@@ -56,7 +56,6 @@ fn scope_service(headers: &HeaderMap, uri: &Uri) -> Option<String> {
     credential.split('/').nth(3).map(str::to_string)
 }
 
-/// True when a query-protocol request is for SNS.
 /// An unsigned GET of a `SubscribeURL` or `UnsubscribeURL` from a message: SNS lets these through
 /// without credentials (the token, or the subscription's random id, is the secret), so HTTP
 /// endpoints can confirm and leave even when access keys are required.
@@ -80,6 +79,7 @@ pub fn is_link_from_a_message(method: &Method, uri: &Uri, headers: &HeaderMap) -
         )
 }
 
+/// True when a query-protocol request is for SNS.
 pub fn is_sns(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> bool {
     if headers.contains_key("x-amz-target") {
         return false;
@@ -135,6 +135,7 @@ fn error(e: &TopicError, op: &str, rid: &str) -> Response {
 /// Serves one SNS request whose body was read.
 pub async fn handle(
     state: &crate::HttpState,
+    // `None`: a link from a message (its token is the secret), not checked against the ACL.
     identity: Option<&outpost_auth::Identity>,
     method: &Method,
     uri: &Uri,

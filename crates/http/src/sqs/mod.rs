@@ -291,12 +291,14 @@ pub async fn handle(
     if !state.rates.admit(ip) {
         return access::respond(api, &access::Refusal::throttled(), &rid);
     }
+    // A SubscribeURL/UnsubscribeURL from a message carries its own secret: not authenticated,
+    // not checked against the ACL.
     let link = api == Api::Sns && crate::sns::is_link_from_a_message(&method, &uri, &headers);
     let identity = if link {
-        None
+        outpost_auth::Identity::anonymous(state.security.account())
     } else {
-        match access::authenticate(state, peer, &method, &uri, &headers, &body) {
-            Ok(i) => Some(i),
+        match access::authenticate(state, ip, &method, &uri, &headers, &body) {
+            Ok(i) => i,
             Err(r) => return access::respond(api, &r, &rid),
         }
     };
@@ -304,8 +306,7 @@ pub async fn handle(
         Api::IotData => {
             drop(permit);
             let (action, resource) = access::iot_access(state, &method, &uri);
-            let who = identity.unwrap_or_else(|| outpost_auth::Identity::anonymous(""));
-            if let Err(r) = access::authorize(state, &who, &action, &resource, None) {
+            if let Err(r) = access::authorize(state, &identity, &action, &resource, None) {
                 return access::respond(api, &r, &rid);
             }
             return crate::iotdata::handle(&state.mqtt, &method, &uri, &headers, body, &rid).await;
@@ -313,13 +314,12 @@ pub async fn handle(
         Api::Events => {
             drop(permit);
             let op = crate::events::operation(&headers).unwrap_or_default();
-            let who = identity.unwrap_or_else(|| outpost_auth::Identity::anonymous(""));
-            return crate::events::handle(state, &who, op, body, &rid).await;
+            return crate::events::handle(state, &identity, op, body, &rid).await;
         }
         Api::Sns => {
             drop(permit);
-            // A link from a message carries its own secret: no identity to check.
-            return crate::sns::handle(state, identity.as_ref(), &method, &uri, body, &rid).await;
+            let checked = (!link).then_some(&identity);
+            return crate::sns::handle(state, checked, &method, &uri, body, &rid).await;
         }
         Api::SqsJson | Api::SqsQuery => {}
     }
@@ -341,8 +341,7 @@ pub async fn handle(
                 .and_then(|mut a| a.remove("Policy"))
         });
         let action = format!("sqs:{}", op.chars().take(64).collect::<String>());
-        let who = identity.unwrap_or_else(|| outpost_auth::Identity::anonymous(""));
-        if let Err(r) = access::authorize(state, &who, &action, &resource, policy.as_deref()) {
+        if let Err(r) = access::authorize(state, &identity, &action, &resource, policy.as_deref()) {
             return access::respond(api, &r, &rid);
         }
     }

@@ -103,14 +103,6 @@ pub fn start_clock() {
     cp.SYST.enable_interrupt();
 }
 
-/// Waits `ms` milliseconds.
-pub fn sleep_ms(ms: u64) {
-    let until = now_ms() + ms;
-    while now_ms() < until {
-        cortex_m::asm::nop();
-    }
-}
-
 /// Reports a failure and ends the emulation with a failing status.
 pub fn fail(what: &str) -> ! {
     hprintln!("FAIL: {}", what);
