@@ -36,7 +36,7 @@ install_packages() {
   # signatures), in venvs of the
   # project's own: .venv with current releases, .venv-sqs-query with a boto3 that still speaks
   # SQS's query protocol.
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import paho.mqtt, boto3, pytest, cryptography' 2>/dev/null \
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import paho.mqtt, boto3, pytest, cryptography, moto.server' 2>/dev/null \
       || [ ! -x .venv/bin/aws ]; then
     step "creating .venv with the Python test clients"
     python3 -m venv .venv

@@ -33,6 +33,8 @@ pub struct Config {
     pub auth: AuthSection,
     /// TLS listeners.
     pub tls: TlsSection,
+    /// Bridges to upstream brokers and SQS/SNS (`[[bridges]]`, any number).
+    pub bridges: Vec<outpost_bridge::BridgeConfig>,
 }
 
 /// TLS listeners: MQTT over TLS, WebSocket over TLS and HTTPS, each beside its plain twin. They
@@ -378,6 +380,7 @@ impl Default for Config {
             topics: TopicsSection::default(),
             auth: AuthSection::default(),
             tls: TlsSection::default(),
+            bridges: Vec::new(),
         }
     }
 }

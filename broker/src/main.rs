@@ -416,6 +416,7 @@ async fn serve(
             max_persistent_sessions: config.mqtt.max_persistent_sessions,
             flow_control_queue: config.mqtt.flow_control_queue,
             stall_timeout: std::time::Duration::from_secs(config.mqtt.stall_timeout),
+            node_id: node_id(&store),
             outbox: outpost_mqtt::OutboxLimits {
                 max_queued: config.mqtt.max_queued_messages,
                 max_queued_bytes: config.mqtt.max_queued_bytes,
@@ -564,26 +565,6 @@ async fn serve(
             }
         });
     }
-    if config.mqtt.sys_interval > 0 {
-        let (broker, store) = (broker.clone(), store.clone());
-        let started = std::time::Instant::now();
-        let period = std::time::Duration::from_secs(config.mqtt.sys_interval);
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(period);
-            loop {
-                every.tick().await;
-                let s = store.stats();
-                broker.publish_sys(
-                    started.elapsed(),
-                    &[
-                        ("store/bytes", s.disk_bytes.to_string()),
-                        ("store/live records", s.live_records.to_string()),
-                        ("store/segments", s.segments.to_string()),
-                    ],
-                );
-            }
-        });
-    }
     let queues = match outpost_queues::Queues::open(
         store.clone(),
         outpost_queues::QueuesConfig {
@@ -662,7 +643,45 @@ async fn serve(
         }
     };
     events.attach(Some(Arc::new(MqttDoor(broker.clone()))));
-    broker.set_tap(Arc::new(RulesTap(events.clone())));
+    let (bridges_stop, bridges_stop_rx) = tokio::sync::watch::channel(false);
+    let bridges = match outpost_bridge::Bridges::start(
+        &config.bridges,
+        &broker.config().node_id,
+        broker.clone(),
+        store.clone(),
+        queues.clone(),
+        bridges_stop_rx,
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("outpost: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    broker.set_tap(Arc::new(outpost_mqtt::TapChain(vec![
+        Arc::new(RulesTap(events.clone())),
+        bridges.clone(),
+    ])));
+    if config.mqtt.sys_interval > 0 {
+        let (broker, store, bridges) = (broker.clone(), store.clone(), bridges.clone());
+        let started = std::time::Instant::now();
+        let period = std::time::Duration::from_secs(config.mqtt.sys_interval);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(period);
+            loop {
+                every.tick().await;
+                let s = store.stats();
+                let bridge_values = bridges.sys_values();
+                let mut extra = vec![
+                    ("store/bytes", s.disk_bytes.to_string()),
+                    ("store/live records", s.live_records.to_string()),
+                    ("store/segments", s.segments.to_string()),
+                ];
+                extra.extend(bridge_values.iter().map(|(k, v)| (k.as_str(), v.clone())));
+                broker.publish_sys(started.elapsed(), &extra);
+            }
+        });
+    }
     broker.set_queue_door(outpost_routing::MqttQueues::new(queues.clone(), &broker));
     let (http_shutdown, http_shutdown_rx) = tokio::sync::watch::channel(false);
     // Ready once every listener is bound (just below) and until shutdown begins.
@@ -678,6 +697,7 @@ async fn serve(
             security: security.clone(),
             mqtt_rates: mqtt_rates.clone(),
             http_rates: http_rates.clone(),
+            bridges: bridges.clone(),
         }));
         let is_ready = ready.clone();
         let state = outpost_http::HttpState::new(
@@ -737,6 +757,7 @@ async fn serve(
         task.abort();
     }
     queues.shut_down();
+    let _ = bridges_stop.send(true);
     broker.shut_down();
     let _ = http_shutdown.send(true);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -794,6 +815,26 @@ impl outpost_topics::MqttPublisher for MqttDoor {
         let (_, durable) = self.0.publish_internal(message);
         Box::pin(async move { durable.wait().await.map_err(|e| e.to_string()) })
     }
+}
+
+/// This broker's name in bridges' hop markers: made once, kept in the store, so it survives
+/// restarts and differs between gateways.
+fn node_id(store: &outpost_store::Store) -> String {
+    const TABLE: &str = "bridge";
+    if let Ok(Some(v)) = store.meta().get(TABLE, b"node") {
+        if let Ok(s) = String::from_utf8(v) {
+            return s;
+        }
+    }
+    let id = format!("{:016x}", rand::random::<u64>());
+    if let Err(e) = store.meta().apply(&[outpost_store::MetaOp::Put {
+        table: TABLE,
+        key: b"node",
+        value: id.as_bytes(),
+    }]) {
+        tracing::warn!(error = %e, "the node id could not be stored; bridges use a new one after a restart");
+    }
+    id
 }
 
 /// Offers every client PUBLISH to the event rules (MQTT publishes are events, ADR 0011).

@@ -23,11 +23,90 @@ pub struct Sources {
     pub security: Arc<outpost_auth::Security>,
     pub mqtt_rates: Arc<outpost_listeners::MqttRates>,
     pub http_rates: Arc<outpost_http::throttle::HttpRates>,
+    pub bridges: Arc<outpost_bridge::Bridges>,
 }
 
 impl std::fmt::Debug for Sources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Sources")
+    }
+}
+
+impl Sources {
+    /// Per bridge: link state, backlog, and what was forwarded, brought in, retried and dropped.
+    fn encode_bridges(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let all = self.bridges.snapshots();
+        if all.is_empty() {
+            return Ok(());
+        }
+        type Field = fn(&outpost_bridge::Snapshot) -> u64;
+        let families: [(&str, &str, MetricType, Field); 9] = [
+            (
+                "outpost_bridge_connected",
+                "1 while the bridge's link to its upstream is up",
+                MetricType::Gauge,
+                |s| u64::from(s.connected),
+            ),
+            (
+                "outpost_bridge_backlog_messages",
+                "Messages waiting for the upstream's acknowledgement",
+                MetricType::Gauge,
+                |s| s.backlog_messages,
+            ),
+            (
+                "outpost_bridge_backlog_bytes",
+                "Bytes of the messages waiting for the upstream",
+                MetricType::Gauge,
+                |s| s.backlog_bytes,
+            ),
+            (
+                "outpost_bridge_oldest_pending_seconds",
+                "Age of the oldest message waiting for the upstream",
+                MetricType::Gauge,
+                |s| s.oldest_age_seconds,
+            ),
+            (
+                "outpost_bridge_forwarded",
+                "Messages the upstream acknowledged",
+                MetricType::Counter,
+                |s| s.forwarded,
+            ),
+            (
+                "outpost_bridge_received",
+                "Messages brought in from the upstream",
+                MetricType::Counter,
+                |s| s.received,
+            ),
+            (
+                "outpost_bridge_retries",
+                "Failed connection or delivery attempts",
+                MetricType::Counter,
+                |s| s.retries,
+            ),
+            (
+                "outpost_bridge_dropped",
+                "Messages dropped by the backlog's bounds or refused by the upstream",
+                MetricType::Counter,
+                |s| s.dropped,
+            ),
+            (
+                "outpost_bridge_connects",
+                "Successful connections to the upstream",
+                MetricType::Counter,
+                |s| s.connects,
+            ),
+        ];
+        for (name, help, kind, field) in families {
+            by_label(
+                e,
+                name,
+                help,
+                kind,
+                "bridge",
+                all.iter().map(|s| (s.name.as_str(), field(s))),
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -105,6 +184,7 @@ impl Collector for Sources {
         self.encode_routing(&mut e)?;
         self.encode_store(&mut e)?;
         self.encode_security(&mut e)?;
+        self.encode_bridges(&mut e)?;
         Ok(())
     }
 }

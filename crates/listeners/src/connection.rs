@@ -10,7 +10,7 @@ use outpost_auth::{Identity, LoginError, Security};
 use outpost_codec::{
     decode, split_frame, Ack, ConnAck, ConnAckProperties, DecodeError, Decoded,
     Disconnect as DisconnectPacket, List, Packet, Publish, PublishBytes, QoS, ReasonCode, SubAck,
-    UnsubAck, Version,
+    UnsubAck, UserProperty, Version,
 };
 use outpost_mqtt::{
     Broker, ConnectionHandle, Delivery, Disconnect, Durable, PersistError, Published,
@@ -598,6 +598,7 @@ where
     };
     let h = accepted.handle.clone();
     let bc = broker.config();
+    let node = [UserProperty::new("outpost-node", &bc.node_id)];
     conn.push(&Packet::ConnAck(ConnAck {
         session_present: accepted.session_present,
         code: ReasonCode::Success,
@@ -611,6 +612,7 @@ where
             subscription_identifiers_available: Some(true),
             shared_subscription_available: Some(true),
             server_keep_alive,
+            user_properties: List::new(if bc.node_id.is_empty() { &[] } else { &node }),
             ..ConnAckProperties::default()
         },
     }));

@@ -82,3 +82,27 @@ impl Slot<dyn PublishTap> {
         true
     }
 }
+
+/// Several taps as one (the event rules and the bridges): each sees every message, and the
+/// PUBACK waits for every one that took it.
+pub struct TapChain(pub Vec<Arc<dyn PublishTap>>);
+
+impl PublishTap for TapChain {
+    fn offer(&self, client_id: &str, message: &Message) -> Option<TapWait> {
+        let mut waits: Vec<TapWait> = self
+            .0
+            .iter()
+            .filter_map(|t| t.offer(client_id, message))
+            .collect();
+        match waits.len() {
+            0 => None,
+            1 => waits.pop(),
+            _ => Some(Box::pin(async move {
+                for w in waits {
+                    w.await?;
+                }
+                Ok(())
+            })),
+        }
+    }
+}

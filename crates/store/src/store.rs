@@ -371,6 +371,21 @@ impl Store {
         out
     }
 
+    /// Starts appending one record now and returns the wait for its durability. The record's
+    /// place in its stream is fixed by this call, not by the first poll of the future, so a
+    /// caller that starts appends in order (one publisher's messages) gets them in that order.
+    pub fn append_now(
+        &self,
+        stream: StreamId,
+        payload: impl Into<Bytes>,
+    ) -> Result<impl std::future::Future<Output = Result<RecordId>> + Send + 'static> {
+        let rx = self.start_append(stream, vec![payload.into()])?;
+        Ok(async move {
+            let ids = rx.await.map_err(|_| StoreError::Closed)??;
+            ids.into_iter().next().ok_or(StoreError::Closed)
+        })
+    }
+
     /// [`Store::append`] for threads without an async runtime.
     pub fn append_blocking(&self, stream: StreamId, payload: impl Into<Bytes>) -> Result<RecordId> {
         let rx = self.start_append(stream, vec![payload.into()])?;

@@ -88,6 +88,10 @@ pub struct BrokerConfig {
     /// A connected subscriber that holds publishers back this long without draining is
     /// disconnected (its persistent session keeps what was queued).
     pub stall_timeout: Duration,
+    /// This broker's node id, told to MQTT 5 clients in the CONNACK user property
+    /// `outpost-node` (empty: not told). A bridge from another Outpost reads it so that it does
+    /// not send back what came from here.
+    pub node_id: String,
 }
 
 impl Default for BrokerConfig {
@@ -107,6 +111,7 @@ impl Default for BrokerConfig {
             max_persistent_sessions: 100_000,
             flow_control_queue: 1_000,
             stall_timeout: Duration::from_secs(30),
+            node_id: String::new(),
         }
     }
 }

@@ -1,0 +1,356 @@
+//! The link to SQS and SNS upstreams: the backlog forwarded in batches of up to 10 per target,
+//! in order, and local queues moved to remote queues (deleted here only after the remote 200).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use outpost_codec::{Decoded, Packet, Version};
+use outpost_queues::message::{decode_attributes, AttributeValue};
+use outpost_queues::{Queues, ReceiveRequest};
+use outpost_store::RecordId;
+use tokio::sync::watch;
+
+use crate::aws::{Aws, Outcome, Outgoing};
+use crate::backlog::{Backlog, Entry, Target};
+use crate::backoff::Backoff;
+use crate::config::{BridgeConfig, QueueRule};
+use crate::status::Status;
+
+/// Entries read from the backlog per round.
+const ROUND: usize = 100;
+/// How long a moved message stays invisible locally while its remote send is under way.
+const MOVE_VISIBILITY: i64 = 60;
+
+/// One AWS bridge.
+pub(crate) struct AwsLink {
+    pub config: BridgeConfig,
+    pub backlog: Arc<Backlog>,
+    pub status: Arc<Status>,
+    aws: Aws,
+}
+
+impl std::fmt::Debug for AwsLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsLink")
+            .field("name", &self.config.name)
+            .finish()
+    }
+}
+
+impl AwsLink {
+    pub fn new(
+        config: BridgeConfig,
+        backlog: Arc<Backlog>,
+        status: Arc<Status>,
+    ) -> Result<AwsLink, String> {
+        let aws = Aws::new(&config)?;
+        Ok(AwsLink {
+            config,
+            backlog,
+            status,
+            aws,
+        })
+    }
+
+    fn endpoint(&self, service: &str, address: &str) -> String {
+        let c = &self.config;
+        let specific = if service == "sqs" {
+            &c.sqs_endpoint
+        } else {
+            &c.sns_endpoint
+        };
+        if !specific.is_empty() {
+            return specific.clone();
+        }
+        if !c.endpoint.is_empty() {
+            return c.endpoint.clone();
+        }
+        // A queue URL names its endpoint; a topic ARN only its region.
+        if service == "sqs" {
+            if let Ok(uri) = address.parse::<http::Uri>() {
+                if let (Some(scheme), Some(auth)) = (uri.scheme_str(), uri.authority()) {
+                    return format!("{scheme}://{auth}/");
+                }
+            }
+        }
+        format!("https://{service}.{}.amazonaws.com/", c.region)
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(
+            Duration::from_millis(self.config.backoff_min_ms),
+            Duration::from_millis(self.config.backoff_max_ms),
+        )
+    }
+
+    /// Forwards the backlog until the broker shuts down.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = self.backoff();
+        let mut cursor = 0u64;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let entries = self.backlog.read(cursor, ROUND);
+            if entries.is_empty() {
+                tokio::select! {
+                    _ = self.backlog.appended.notified() => continue,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => { cursor = 0; continue }
+                    _ = crate::stopped(&mut shutdown) => return,
+                }
+            }
+            match self.forward(&entries).await {
+                Ok(()) => {
+                    backoff.reset();
+                    self.status.set_connected(true);
+                    cursor = entries.last().map_or(cursor, |e| e.id.seq + 1);
+                }
+                Err(e) => {
+                    tracing::warn!(bridge = %self.config.name, error = %e, "bridge upstream call failed; retrying");
+                    self.status.failed(&e);
+                    self.status.set_connected(false);
+                    // Start again at the oldest entry still owed.
+                    cursor = 0;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                        _ = crate::stopped(&mut shutdown) => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends entries in order: consecutive entries to one target share a batch of up to 10.
+    /// Stops at the first batch that cannot be fully delivered (order is kept).
+    async fn forward(&self, entries: &[Entry]) -> Result<(), String> {
+        let mut i = 0;
+        while i < entries.len() {
+            let first = &entries[i];
+            let mut j = i + 1;
+            while j < entries.len()
+                && j - i < 10
+                && entries[j].target == first.target
+                && entries[j].address == first.address
+            {
+                j += 1;
+            }
+            let batch = &entries[i..j];
+            let outgoing: Vec<Outgoing> = batch.iter().map(outgoing).collect();
+            let outcomes = match first.target {
+                Target::Sqs => {
+                    let endpoint = self.endpoint("sqs", &first.address);
+                    self.aws
+                        .send_batch(&endpoint, &first.address, &outgoing)
+                        .await?
+                }
+                Target::Sns => {
+                    let endpoint = self.endpoint("sns", &first.address);
+                    self.aws
+                        .publish_batch(&endpoint, &first.address, &outgoing)
+                        .await?
+                }
+                Target::Mqtt => {
+                    vec![Outcome::Refused("an MQTT entry in an AWS bridge".into()); batch.len()]
+                }
+            };
+            let mut done: Vec<RecordId> = Vec::new();
+            let mut retry = None;
+            for (entry, outcome) in batch.iter().zip(outcomes) {
+                match outcome {
+                    Outcome::Done => {
+                        done.push(entry.id);
+                        Status::add(&self.status.forwarded, 1);
+                    }
+                    Outcome::Refused(why) => {
+                        tracing::warn!(bridge = %self.config.name, target = %entry.address, reason = %why, "the upstream refused a forwarded message; dropped");
+                        Status::add(&self.status.dropped, 1);
+                        done.push(entry.id);
+                    }
+                    Outcome::Retry(why) => retry = Some(why),
+                }
+            }
+            self.backlog.done(&done);
+            if let Some(why) = retry {
+                return Err(why);
+            }
+            i = j;
+        }
+        Ok(())
+    }
+
+    /// Moves one local queue to its remote queue until the broker shuts down.
+    pub async fn move_queue(
+        self: Arc<Self>,
+        queues: Arc<Queues>,
+        rule: QueueRule,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut backoff = self.backoff();
+        let endpoint = self.endpoint("sqs", &rule.remote);
+        loop {
+            let received = tokio::select! {
+                r = queues.receive(&rule.local, ReceiveRequest {
+                    max_messages: Some(10),
+                    visibility_timeout: Some(MOVE_VISIBILITY),
+                    wait_seconds: Some(5),
+                    attempt_id: None,
+                }) => r,
+                _ = crate::stopped(&mut shutdown) => return,
+            };
+            let result = match received {
+                Err(e) => Err(format!("local queue {}: {e}", rule.local)),
+                Ok(batch) if batch.is_empty() => continue,
+                Ok(batch) => {
+                    let outgoing: Vec<Outgoing> =
+                        batch.iter().map(|m| queue_message(&m.message)).collect();
+                    match self
+                        .aws
+                        .send_batch(&endpoint, &rule.remote, &outgoing)
+                        .await
+                    {
+                        Err(e) => Err(e),
+                        Ok(outcomes) => {
+                            let mut delete = Vec::new();
+                            let mut retry = None;
+                            for (m, o) in batch.iter().zip(outcomes) {
+                                match o {
+                                    Outcome::Done => {
+                                        Status::add(&self.status.forwarded, 1);
+                                        delete.push(m.receipt.clone());
+                                    }
+                                    // A refused message stays in the local queue: its redrive
+                                    // policy (dead-letter queue) decides its fate.
+                                    Outcome::Refused(why) | Outcome::Retry(why) => {
+                                        retry = Some(why)
+                                    }
+                                }
+                            }
+                            if let Err(e) = queues.delete_batch(&rule.local, &delete).await {
+                                tracing::warn!(bridge = %self.config.name, queue = %rule.local, error = %e, "moved messages could not be deleted locally; they will be sent again");
+                            }
+                            retry.map_or(Ok(()), Err)
+                        }
+                    }
+                }
+            };
+            match result {
+                Ok(()) => {
+                    backoff.reset();
+                    self.status.set_connected(true);
+                }
+                Err(e) => {
+                    tracing::warn!(bridge = %self.config.name, queue = %rule.local, error = %e, "moving a queue upstream failed; retrying");
+                    self.status.failed(&e);
+                    self.status.set_connected(false);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                        _ = crate::stopped(&mut shutdown) => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A local queue message as a remote one: body, attributes, FIFO group and deduplication id.
+fn queue_message(m: &outpost_queues::message::StoredMessage) -> Outgoing {
+    let attributes = decode_attributes(&m.attributes)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, a)| match a.value {
+            AttributeValue::String(s) => (name, a.data_type, s, false),
+            AttributeValue::Binary(b) => (
+                name,
+                a.data_type,
+                base64::engine::general_purpose::STANDARD.encode(&b),
+                true,
+            ),
+        })
+        .collect();
+    Outgoing {
+        body: String::from_utf8_lossy(&m.body).into_owned(),
+        attributes,
+        group_id: m.group.clone(),
+        dedup_id: m.dedup.clone(),
+    }
+}
+
+/// Characters SQS accepts in a message body.
+fn sqs_text(s: &str) -> bool {
+    s.chars().all(|c| {
+        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+    })
+}
+
+fn attribute_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && !name.starts_with("AWS.")
+        && !name.starts_with("Amazon.")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// An MQTT message as an SQS/SNS message: the payload as the body (base64 when it is not text
+/// SQS accepts, flagged by `outpost-encoding`), the topic as `mqtt-topic`, the content type and
+/// user properties as String attributes — at most 10, SQS's limit.
+fn outgoing(e: &Entry) -> Outgoing {
+    let Ok(Decoded::Packet(Packet::Publish(p), _)) =
+        outpost_codec::decode(&e.publish, Version::V5, usize::MAX)
+    else {
+        return Outgoing {
+            body: String::new(),
+            attributes: Vec::new(),
+            group_id: None,
+            dedup_id: None,
+        };
+    };
+    let mut attributes: Vec<(String, String, String, bool)> = Vec::new();
+    let text = std::str::from_utf8(p.payload)
+        .ok()
+        .filter(|s| !s.is_empty() && sqs_text(s));
+    let body = match text {
+        Some(s) => s.to_string(),
+        None => {
+            attributes.push((
+                "outpost-encoding".into(),
+                "String".into(),
+                "base64".into(),
+                false,
+            ));
+            base64::engine::general_purpose::STANDARD.encode(p.payload)
+        }
+    };
+    attributes.push(("mqtt-topic".into(), "String".into(), p.topic.into(), false));
+    if let Some(ct) = p.properties.content_type.filter(|s| !s.is_empty()) {
+        attributes.push(("content-type".into(), "String".into(), ct.into(), false));
+    }
+    let mut seen: HashMap<String, ()> = attributes.iter().map(|a| (a.0.clone(), ())).collect();
+    for u in p.properties.user_properties.iter() {
+        if attributes.len() >= 10 {
+            break;
+        }
+        if u.name == crate::HOP
+            || !attribute_name(u.name)
+            || u.value.is_empty()
+            || !sqs_text(u.value)
+        {
+            continue;
+        }
+        if seen.insert(u.name.to_string(), ()).is_none() {
+            attributes.push((u.name.into(), "String".into(), u.value.into(), false));
+        }
+    }
+    Outgoing {
+        body,
+        attributes,
+        group_id: None,
+        dedup_id: None,
+    }
+}

@@ -1,0 +1,264 @@
+//! The backlog: what a bridge still owes its upstream, as one stream of the store.
+//!
+//! A message a rule forwards is appended here before the publisher's PUBACK (the store's fsync
+//! policy decides when that is), read back in append order by the forwarder, and marked dead
+//! only once the upstream acknowledged it. After a restart or `kill -9` the stream's live
+//! records are exactly what is still owed, so forwarding resumes where it stopped (a message
+//! the upstream acknowledged just before the crash may be sent again: at-least-once, as QoS 1
+//! allows).
+//!
+//! The backlog is bounded by bytes and by age. Past a bound the oldest messages are dropped
+//! (a gateway cut off for days keeps the newest readings, which are the ones worth having),
+//! counted in the bridge's `dropped` metric and logged once per pass.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use outpost_store::{Record, RecordId, Store, StoreError, StreamId};
+use tokio::sync::Notify;
+
+use crate::status::Status;
+
+/// Where an entry goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Upstream MQTT broker; the entry's PUBLISH carries the remote topic.
+    Mqtt,
+    /// A remote SQS queue (the entry's `address` is its URL).
+    Sqs,
+    /// A remote SNS topic (the entry's `address` is its ARN).
+    Sns,
+}
+
+const VERSION: u8 = 1;
+
+/// One message owed to the upstream, decoded from its record.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub id: RecordId,
+    pub target: Target,
+    /// Queue URL or topic ARN (empty for MQTT).
+    pub address: String,
+    /// The message as an MQTT 5 PUBLISH (topic, QoS, flags, properties, payload).
+    pub publish: Bytes,
+}
+
+/// Encodes an entry's record.
+pub(crate) fn encode(target: Target, address: &str, publish: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(6 + address.len() + publish.len());
+    out.put_u8(VERSION);
+    out.put_u8(match target {
+        Target::Mqtt => 0,
+        Target::Sqs => 1,
+        Target::Sns => 2,
+    });
+    out.put_u32(u32::try_from(address.len()).unwrap_or(u32::MAX));
+    out.put_slice(address.as_bytes());
+    out.put_slice(publish);
+    out.freeze()
+}
+
+fn decode(r: Record) -> Option<Entry> {
+    let b = &r.payload;
+    if *b.first()? != VERSION {
+        return None;
+    }
+    let target = match *b.get(1)? {
+        0 => Target::Mqtt,
+        1 => Target::Sqs,
+        2 => Target::Sns,
+        _ => return None,
+    };
+    let len = u32::from_be_bytes(b.get(2..6)?.try_into().ok()?) as usize;
+    let address = std::str::from_utf8(b.get(6..6 + len)?).ok()?.to_string();
+    Some(Entry {
+        id: r.id,
+        target,
+        address,
+        publish: r.payload.slice(6 + len..),
+    })
+}
+
+/// One bridge's stream.
+pub(crate) struct Backlog {
+    store: Store,
+    stream: StreamId,
+    /// Woken after each append, so an idle forwarder sends at once.
+    pub appended: Notify,
+    max_bytes: u64,
+    max_age: Option<Duration>,
+    status: Arc<Status>,
+}
+
+impl std::fmt::Debug for Backlog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backlog")
+            .field("stream", &self.stream)
+            .finish()
+    }
+}
+
+impl Backlog {
+    /// The stream of bridge `name`, created at first use.
+    pub fn open(
+        store: Store,
+        name: &str,
+        max_bytes: u64,
+        max_age: Option<Duration>,
+        status: Arc<Status>,
+    ) -> Result<Backlog, StoreError> {
+        let stream = store.stream(&format!("bridge/{name}"))?;
+        Ok(Backlog {
+            store,
+            stream,
+            appended: Notify::new(),
+            max_bytes,
+            max_age,
+            status,
+        })
+    }
+
+    /// Appends an entry now (its place in the order is fixed by this call) and returns the
+    /// wait for its durability.
+    pub fn append(
+        self: &Arc<Self>,
+        record: Bytes,
+    ) -> Result<impl std::future::Future<Output = Result<(), String>> + Send + 'static, StoreError>
+    {
+        let wait = self.store.append_now(self.stream, record)?;
+        let me = self.clone();
+        Ok(async move {
+            let r = wait.await.map(|_| ()).map_err(|e| e.to_string());
+            me.appended.notify_one();
+            r
+        })
+    }
+
+    /// Up to `limit` entries from sequence number `from` on, oldest first. Records that do not
+    /// decode (written by a newer version) are dropped with a log line rather than blocking the
+    /// stream forever.
+    pub fn read(&self, from: u64, limit: usize) -> Vec<Entry> {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for r in self.store.scan(self.stream, from, limit) {
+            let id = r.id;
+            match decode(r) {
+                Some(e) => out.push(e),
+                None => bad.push(id),
+            }
+        }
+        if !bad.is_empty() {
+            tracing::warn!(
+                count = bad.len(),
+                "bridge backlog records that cannot be read were dropped"
+            );
+            Status::add(&self.status.dropped, bad.len() as u64);
+            self.store.mark_dead_later(&bad);
+        }
+        out
+    }
+
+    /// Forgets entries the upstream acknowledged. The tombstone is not waited for: losing it in
+    /// a crash only sends those messages again (QoS 1 allows a duplicate).
+    pub fn done(&self, ids: &[RecordId]) {
+        self.store.mark_dead_later(ids);
+    }
+
+    /// Messages and bytes waiting.
+    pub fn size(&self) -> (u64, u64) {
+        self.store.stream_size(self.stream)
+    }
+
+    /// Age of the oldest waiting message.
+    pub fn oldest_age(&self) -> Duration {
+        let now = outpost_queues::now_ms();
+        self.store
+            .scan(self.stream, 0, 1)
+            .first()
+            .map_or(Duration::ZERO, |r| {
+                Duration::from_millis(now.saturating_sub(r.timestamp))
+            })
+    }
+
+    /// Drops the oldest entries past the bounds; returns how many were dropped.
+    pub async fn enforce_bounds(&self) -> u64 {
+        let mut dropped = 0u64;
+        let now = outpost_queues::now_ms();
+        loop {
+            let (_, bytes) = self.size();
+            let batch = self.store.scan(self.stream, 0, 256);
+            let mut over = bytes.saturating_sub(self.max_bytes);
+            let mut ids = Vec::new();
+            for r in &batch {
+                let too_old = self
+                    .max_age
+                    .is_some_and(|age| now.saturating_sub(r.timestamp) > age.as_millis() as u64);
+                if over == 0 && !too_old {
+                    break;
+                }
+                over = over.saturating_sub(r.payload.len() as u64);
+                ids.push(r.id);
+            }
+            if ids.is_empty() {
+                break;
+            }
+            dropped += ids.len() as u64;
+            if let Err(e) = self.store.mark_dead(&ids).await {
+                tracing::warn!(error = %e, "bridge backlog: dropping old messages failed");
+                break;
+            }
+        }
+        if dropped > 0 {
+            Status::add(&self.status.dropped, dropped);
+        }
+        dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip() {
+        let rec = encode(Target::Sqs, "http://q", b"publish-bytes");
+        let e = decode(Record {
+            id: RecordId {
+                stream: StreamId(1),
+                seq: 7,
+            },
+            timestamp: 5,
+            payload: rec,
+        })
+        .expect("decodes");
+        assert_eq!(e.target, Target::Sqs);
+        assert_eq!(e.address, "http://q");
+        assert_eq!(&e.publish[..], b"publish-bytes");
+    }
+
+    #[tokio::test]
+    async fn the_oldest_are_dropped_past_the_byte_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), outpost_store::StoreConfig::default()).expect("store");
+        let status = Arc::new(Status::default());
+        let backlog =
+            Arc::new(Backlog::open(store, "b", 10 * 110, None, status.clone()).expect("backlog"));
+        for i in 0..20u8 {
+            backlog
+                .append(encode(Target::Mqtt, "", &[i; 100]))
+                .expect("append")
+                .await
+                .expect("durable");
+        }
+        let dropped = backlog.enforce_bounds().await;
+        assert!(dropped >= 10, "dropped {dropped}");
+        let (n, bytes) = backlog.size();
+        assert!(bytes <= 10 * 110, "{bytes} bytes left");
+        assert_eq!(n + dropped, 20);
+        // The newest survive.
+        let left = backlog.read(0, 100);
+        assert_eq!(left.last().map(|e| e.publish[0]), Some(19));
+        assert_eq!(Status::load(&status.dropped), dropped);
+    }
+}

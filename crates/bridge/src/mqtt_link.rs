@@ -1,0 +1,563 @@
+//! The link to an upstream MQTT broker: one connection that forwards the backlog (QoS 1 with an
+//! in-flight window) and brings in what the `in` rules subscribe to.
+//!
+//! The client is written on our codec rather than taken from a client crate (ADR 0014): store-
+//! and-forward needs to own the mapping from packet identifier to backlog record and to decide
+//! what is resent after a reconnect, and client crates keep their own in-memory queue and
+//! replay it on their own terms, which would hold a second copy of the backlog that dies with
+//! the process.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf as _, Bytes, BytesMut};
+use outpost_codec::{
+    Ack, ConnAck, Connect, ConnectProperties, Decoded, Disconnect, List, Packet, Publish, QoS,
+    ReasonCode, Subscribe, SubscribeFilter, SubscribeOptions, UserProperty, Version,
+};
+use outpost_mqtt::{Broker, Message};
+use outpost_store::RecordId;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::{mpsc, watch};
+
+use crate::backlog::{Backlog, Entry};
+use crate::backoff::Backoff;
+use crate::config::{map_topic, BridgeConfig};
+use crate::status::Status;
+use crate::{tls, HOP};
+
+/// How long connecting (TCP, TLS and CONNACK) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest packet accepted from the upstream.
+const MAX_INBOUND_PACKET: usize = 1 << 20;
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One MQTT bridge.
+pub(crate) struct MqttLink {
+    pub config: BridgeConfig,
+    pub backlog: Arc<Backlog>,
+    pub status: Arc<Status>,
+    pub broker: Arc<Broker>,
+    pub node: Arc<str>,
+    version: Version,
+    tls: Option<tls::Client>,
+    host: String,
+}
+
+impl std::fmt::Debug for MqttLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttLink")
+            .field("name", &self.config.name)
+            .finish()
+    }
+}
+
+/// Why a connection ended.
+type LinkError = String;
+
+impl MqttLink {
+    pub fn new(
+        config: BridgeConfig,
+        backlog: Arc<Backlog>,
+        status: Arc<Status>,
+        broker: Arc<Broker>,
+        node: Arc<str>,
+    ) -> Result<MqttLink, String> {
+        let version = match config.version.as_str() {
+            "3.1.1" | "4" => Version::V311,
+            _ => Version::V5,
+        };
+        let host = config
+            .address
+            .rsplit_once(':')
+            .map_or(config.address.as_str(), |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let tls = match &config.tls {
+            Some(t) => Some(tls::client(t, &host)?),
+            None => None,
+        };
+        Ok(MqttLink {
+            config,
+            backlog,
+            status,
+            broker,
+            node,
+            version,
+            tls,
+            host,
+        })
+    }
+
+    /// Connects, forwards and reconnects until the broker shuts down.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new(
+            Duration::from_millis(self.config.backoff_min_ms),
+            Duration::from_millis(self.config.backoff_max_ms),
+        );
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let started = Instant::now();
+            let result = self.session(&mut shutdown).await;
+            self.status.set_connected(false);
+            match result {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(bridge = %self.config.name, host = %self.host, error = %e, "bridge link down; reconnecting");
+                    self.status.failed(&e);
+                }
+            }
+            // A link that stayed up a while starts over with short delays.
+            if started.elapsed() > Duration::from_secs(30) {
+                backoff.reset();
+            }
+            let delay = backoff.next_delay();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = crate::stopped(&mut shutdown) => return,
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Box<dyn Io>, LinkError> {
+        let tcp = tokio::net::TcpStream::connect(&self.config.address)
+            .await
+            .map_err(|e| format!("connect {}: {e}", self.config.address))?;
+        let _ = tcp.set_nodelay(true);
+        Ok(match &self.tls {
+            None => Box::new(tcp),
+            Some(t) => Box::new(
+                t.connector
+                    .connect(t.server_name.clone(), tcp)
+                    .await
+                    .map_err(|e| format!("TLS with {}: {e}", self.host))?,
+            ),
+        })
+    }
+
+    /// One connection, from CONNECT to its end. `Ok` only when the broker shuts down.
+    async fn session(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), LinkError> {
+        let c = &self.config;
+        let (mut io, session_present, limits) =
+            tokio::time::timeout(CONNECT_TIMEOUT, self.handshake())
+                .await
+                .map_err(|_| format!("no CONNACK within {CONNECT_TIMEOUT:?}"))??;
+        tracing::info!(bridge = %c.name, host = %self.host, session_present, window = limits.window, "bridge connected");
+        self.status.set_connected(true);
+
+        let mut out = BytesMut::with_capacity(64 * 1024);
+        let mut input = BytesMut::with_capacity(64 * 1024);
+        let mut pkids = PacketIds::default();
+        // Sent and not yet acknowledged: packet id → record.
+        let mut inflight: HashMap<u16, RecordId> = HashMap::new();
+        let mut cursor = 0u64;
+        // Inbound QoS 2 messages published locally, waiting for PUBREL.
+        let mut released: HashSet<u16> = HashSet::new();
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<(u16, bool)>();
+
+        if !c.inbound.is_empty() {
+            let filters: Vec<SubscribeFilter<'_>> = c
+                .inbound
+                .iter()
+                .map(|r| SubscribeFilter {
+                    filter: &r.filter,
+                    options: SubscribeOptions {
+                        qos: QoS::from_u8(r.qos).unwrap_or(QoS::AtLeastOnce),
+                        // The upstream does not send our own forwards back (loop prevention).
+                        no_local: true,
+                        retain_as_published: true,
+                        ..SubscribeOptions::default()
+                    },
+                })
+                .collect();
+            let sub = Packet::Subscribe(Subscribe {
+                pkid: pkids.next(&inflight),
+                properties: Default::default(),
+                filters: List::new(&filters),
+            });
+            sub.encode_to(self.version, &mut out)
+                .map_err(|e| format!("SUBSCRIBE: {e}"))?;
+        }
+        let _ = session_present;
+
+        let keep_alive = Duration::from_secs(u64::from(limits.keep_alive.max(1)));
+        let mut last_sent = Instant::now();
+        let mut ping_sent: Option<Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(500).min(keep_alive));
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            // Fill the window from the backlog.
+            if inflight.len() < limits.window {
+                let room = limits.window - inflight.len();
+                for entry in self.backlog.read(cursor, room) {
+                    cursor = entry.id.seq + 1;
+                    match self.encode_forward(&entry, &limits, &mut pkids, &inflight, &mut out) {
+                        Forward::Sent(Some(pkid)) => {
+                            inflight.insert(pkid, entry.id);
+                        }
+                        Forward::Sent(None) => {
+                            // QoS 0: done once written.
+                            self.backlog.done(&[entry.id]);
+                            Status::add(&self.status.forwarded, 1);
+                        }
+                        Forward::Skipped => self.backlog.done(&[entry.id]),
+                        Forward::Dropped(why) => {
+                            tracing::warn!(bridge = %c.name, seq = entry.id.seq, reason = %why, "bridge message dropped");
+                            self.backlog.done(&[entry.id]);
+                            Status::add(&self.status.dropped, 1);
+                        }
+                    }
+                }
+            }
+            if !out.is_empty() {
+                io.write_all(&out)
+                    .await
+                    .map_err(|e| format!("write: {e}"))?;
+                out.clear();
+                last_sent = Instant::now();
+            }
+            tokio::select! {
+                n = io.read(&mut buf) => {
+                    let n = n.map_err(|e| format!("read: {e}"))?;
+                    if n == 0 {
+                        return Err("the upstream closed the connection".into());
+                    }
+                    input.extend_from_slice(&buf[..n]);
+                    ping_sent = None;
+                    let mut acked = Vec::new();
+                    self.on_input(&mut input, &mut inflight, &mut released, &ack_tx, &mut acked, &mut out)?;
+                    if !acked.is_empty() {
+                        Status::add(&self.status.forwarded, acked.len() as u64);
+                        self.backlog.done(&acked);
+                    }
+                }
+                _ = self.backlog.appended.notified(), if inflight.len() < limits.window => {}
+                Some((pkid, qos2)) = ack_rx.recv() => {
+                    let ack = Ack::new(pkid);
+                    let p = if qos2 { Packet::PubRec(ack) } else { Packet::PubAck(ack) };
+                    p.encode_to(self.version, &mut out).map_err(|e| format!("ack: {e}"))?;
+                }
+                _ = tick.tick() => {
+                    if let Some(at) = ping_sent {
+                        if at.elapsed() > keep_alive {
+                            return Err("the upstream did not answer PINGREQ".into());
+                        }
+                    } else if last_sent.elapsed() >= keep_alive / 2 {
+                        Packet::PingReq.encode_to(self.version, &mut out).map_err(|e| format!("ping: {e}"))?;
+                        ping_sent = Some(Instant::now());
+                    }
+                }
+                _ = crate::stopped(shutdown) => {
+                    let mut bye = BytesMut::new();
+                    let _ = Packet::Disconnect(Disconnect::new(ReasonCode::Success)).encode_to(self.version, &mut bye);
+                    let _ = tokio::time::timeout(Duration::from_secs(1), io.write_all(&bye)).await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// CONNECT and CONNACK.
+    async fn handshake(&self) -> Result<(Box<dyn Io>, bool, Limits), LinkError> {
+        let c = &self.config;
+        let mut io = self.connect().await?;
+        let client_id = c.client_id();
+        let connect = Packet::Connect(Connect {
+            protocol: self.version,
+            clean_start: c.clean_start,
+            keep_alive: c.keep_alive,
+            properties: ConnectProperties {
+                session_expiry_interval: (!c.clean_start).then_some(c.session_expiry),
+                receive_maximum: Some(1024),
+                maximum_packet_size: Some(MAX_INBOUND_PACKET as u32),
+                ..Default::default()
+            },
+            client_id: &client_id,
+            will: None,
+            username: (!c.username.is_empty()).then_some(c.username.as_str()),
+            password: (!c.password.is_empty()).then_some(c.password.as_bytes()),
+        });
+        let mut out = BytesMut::new();
+        connect
+            .encode_to(self.version, &mut out)
+            .map_err(|e| format!("CONNECT: {e}"))?;
+        io.write_all(&out)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut input = BytesMut::with_capacity(1024);
+        loop {
+            if io
+                .read_buf(&mut input)
+                .await
+                .map_err(|e| format!("read: {e}"))?
+                == 0
+            {
+                return Err("the upstream closed the connection before CONNACK".into());
+            }
+            match outpost_codec::decode_from_server(&input, self.version, MAX_INBOUND_PACKET) {
+                Ok(Decoded::Incomplete { .. }) => continue,
+                Ok(Decoded::Packet(Packet::ConnAck(ack), _)) => {
+                    let limits = self.limits(&ack)?;
+                    return Ok((io, ack.session_present, limits));
+                }
+                Ok(Decoded::Packet(other, _)) => {
+                    return Err(format!(
+                        "the upstream sent {:?} instead of CONNACK",
+                        other.packet_type()
+                    ))
+                }
+                Err(e) => return Err(format!("malformed CONNACK: {e}")),
+            }
+        }
+    }
+
+    fn limits(&self, ack: &ConnAck<'_>) -> Result<Limits, LinkError> {
+        if ack.code.is_error() {
+            let why = ack.properties.reason_string.unwrap_or("");
+            return Err(format!(
+                "the upstream refused the connection: {:?} {why}",
+                ack.code
+            ));
+        }
+        let p = &ack.properties;
+        let window = usize::from(self.config.window.max(1))
+            .min(usize::from(p.receive_maximum.unwrap_or(u16::MAX)));
+        Ok(Limits {
+            window,
+            max_qos: p.maximum_qos.unwrap_or(QoS::ExactlyOnce),
+            max_packet: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+            retain: p.retain_available.unwrap_or(true),
+            keep_alive: p.server_keep_alive.unwrap_or(self.config.keep_alive),
+            upstream_node: p
+                .user_properties
+                .iter()
+                .find(|u| u.name == "outpost-node")
+                .map(|u| u.value.to_string()),
+        })
+    }
+
+    /// Encodes one backlog entry as the PUBLISH the upstream gets.
+    fn encode_forward(
+        &self,
+        entry: &Entry,
+        limits: &Limits,
+        pkids: &mut PacketIds,
+        inflight: &HashMap<u16, RecordId>,
+        out: &mut BytesMut,
+    ) -> Forward {
+        let Ok(Decoded::Packet(Packet::Publish(p), _)) =
+            outpost_codec::decode(&entry.publish, Version::V5, usize::MAX)
+        else {
+            return Forward::Dropped("unreadable backlog record");
+        };
+        if let Some(up) = &limits.upstream_node {
+            if p.properties
+                .user_properties
+                .iter()
+                .any(|u| u.name == HOP && u.value == up)
+            {
+                return Forward::Skipped;
+            }
+        }
+        let qos = p.qos.min(limits.max_qos).min(QoS::AtLeastOnce);
+        let pkid = (qos != QoS::AtMostOnce).then(|| pkids.next(inflight));
+        // The hop marker: an Outpost that gets this message back does not forward it again.
+        let mut users: Vec<UserProperty<'_>> = p.properties.user_properties.iter().collect();
+        users.push(UserProperty::new(HOP, &self.node));
+        let mut properties = p.properties;
+        properties.user_properties = List::new(&users);
+        let publish = Packet::Publish(Publish {
+            dup: false,
+            qos,
+            retain: p.retain && limits.retain,
+            topic: p.topic,
+            pkid: pkid.unwrap_or(0),
+            properties,
+            payload: p.payload,
+        });
+        match publish.encoded_len(self.version) {
+            Ok(n) if n > limits.max_packet => {
+                return Forward::Dropped("larger than the upstream's maximum packet size")
+            }
+            Ok(_) => {}
+            Err(_) => return Forward::Dropped("cannot be encoded"),
+        }
+        match publish.encode_to(self.version, out) {
+            Ok(_) => Forward::Sent(pkid),
+            Err(_) => Forward::Dropped("cannot be encoded"),
+        }
+    }
+
+    /// Handles every complete packet in `input`.
+    fn on_input(
+        &self,
+        input: &mut BytesMut,
+        inflight: &mut HashMap<u16, RecordId>,
+        released: &mut HashSet<u16>,
+        ack_tx: &mpsc::UnboundedSender<(u16, bool)>,
+        acked: &mut Vec<RecordId>,
+        out: &mut BytesMut,
+    ) -> Result<(), LinkError> {
+        loop {
+            let used = match outpost_codec::decode_from_server(
+                input,
+                self.version,
+                MAX_INBOUND_PACKET,
+            ) {
+                Ok(Decoded::Incomplete { .. }) => return Ok(()),
+                Err(e) => return Err(format!("malformed packet from the upstream: {e}")),
+                Ok(Decoded::Packet(packet, used)) => {
+                    match packet {
+                        Packet::PubAck(ack) => {
+                            if let Some(id) = inflight.remove(&ack.pkid) {
+                                if ack.code.is_error() {
+                                    // The upstream will not take it (not authorized, quota...):
+                                    // sending it again would fail the same way.
+                                    tracing::warn!(bridge = %self.config.name, code = ?ack.code, "the upstream refused a forwarded message; dropped");
+                                    self.status.failed(format!("PUBACK {:?}", ack.code));
+                                    Status::add(&self.status.dropped, 1);
+                                    self.backlog.done(&[id]);
+                                } else {
+                                    acked.push(id);
+                                }
+                            }
+                        }
+                        Packet::Publish(p) => self.inbound(&p, released, ack_tx, out)?,
+                        Packet::PubRel(rel) => {
+                            released.remove(&rel.pkid);
+                            Packet::PubComp(Ack::new(rel.pkid))
+                                .encode_to(self.version, out)
+                                .map_err(|e| format!("PUBCOMP: {e}"))?;
+                        }
+                        Packet::SubAck(s) => {
+                            for (rule, code) in self.config.inbound.iter().zip(s.codes.iter()) {
+                                if code.is_error() {
+                                    tracing::warn!(bridge = %self.config.name, filter = %rule.filter, ?code, "the upstream refused an in-rule subscription");
+                                    self.status
+                                        .failed(format!("SUBACK {:?} for {}", code, rule.filter));
+                                }
+                            }
+                        }
+                        Packet::Disconnect(d) => {
+                            return Err(format!("the upstream disconnected: {:?}", d.code))
+                        }
+                        // PINGRESP, PUBREC/PUBCOMP (never asked for), UNSUBACK: nothing to do.
+                        _ => {}
+                    }
+                    used
+                }
+            };
+            input.advance(used);
+        }
+    }
+
+    /// A message from the upstream: published locally, acknowledged once durable here.
+    fn inbound(
+        &self,
+        p: &Publish<'_>,
+        released: &mut HashSet<u16>,
+        ack_tx: &mpsc::UnboundedSender<(u16, bool)>,
+        out: &mut BytesMut,
+    ) -> Result<(), LinkError> {
+        let qos2 = p.qos == QoS::ExactlyOnce;
+        if qos2 && released.contains(&p.pkid) {
+            // A resend of a message already published here: acknowledge, do not publish twice.
+            return Packet::PubRec(Ack::new(p.pkid))
+                .encode_to(self.version, out)
+                .map(|_| ())
+                .map_err(|e| format!("PUBREC: {e}"));
+        }
+        let echo = p
+            .properties
+            .user_properties
+            .iter()
+            .any(|u| u.name == HOP && u.value == &*self.node);
+        let rule = self
+            .config
+            .inbound
+            .iter()
+            .find(|r| outpost_codec::topic::matches(&r.filter, p.topic));
+        let local = rule.map(|r| map_topic(&r.topic, &r.strip_prefix, p.topic, ""));
+        let valid = local
+            .as_deref()
+            .is_some_and(outpost_codec::topic::is_valid_topic_name);
+        let wait = if echo || !valid {
+            if !echo {
+                tracing::debug!(bridge = %self.config.name, topic = p.topic, "an inbound message matches no in rule; ignored");
+            }
+            None
+        } else {
+            let topic = local.unwrap_or_default();
+            let message = Message::from_publish(&topic, p, Bytes::copy_from_slice(p.payload));
+            Status::add(&self.status.received, 1);
+            // Published as the broker's own message: no publish tap sees it, so no bridge
+            // forwards it back out.
+            let (_, durable) = self.broker.publish_internal(message);
+            Some(durable)
+        };
+        if p.qos == QoS::AtMostOnce {
+            return Ok(());
+        }
+        if qos2 {
+            released.insert(p.pkid);
+        }
+        let pkid = p.pkid;
+        let tx = ack_tx.clone();
+        match wait {
+            None => {
+                let _ = tx.send((pkid, qos2));
+            }
+            Some(durable) => {
+                tokio::spawn(async move {
+                    // Not acknowledged when it could not be stored: the upstream sends it again.
+                    if durable.wait().await.is_ok() {
+                        let _ = tx.send((pkid, qos2));
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the upstream's CONNACK allows.
+#[derive(Debug, Clone)]
+struct Limits {
+    window: usize,
+    max_qos: QoS,
+    max_packet: usize,
+    retain: bool,
+    keep_alive: u16,
+    /// The upstream's node id when it is an Outpost: what passed through it is not sent back.
+    upstream_node: Option<String>,
+}
+
+enum Forward {
+    /// Came from the upstream (through another bridge): sending it back would loop.
+    Skipped,
+    /// Written; with the packet id to wait for (QoS 1).
+    Sent(Option<u16>),
+    /// Cannot ever be sent.
+    Dropped(&'static str),
+}
+
+/// Packet identifiers for PUBLISH and SUBSCRIBE, skipping those in flight.
+#[derive(Debug, Default)]
+struct PacketIds(u16);
+
+impl PacketIds {
+    fn next(&mut self, inflight: &HashMap<u16, RecordId>) -> u16 {
+        loop {
+            self.0 = self.0.wrapping_add(1);
+            if self.0 != 0 && !inflight.contains_key(&self.0) {
+                return self.0;
+            }
+        }
+    }
+}
