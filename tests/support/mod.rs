@@ -77,7 +77,15 @@ impl Outpost {
 
     /// Starts on an existing data folder (for restart tests).
     pub fn start_in(data: tempfile::TempDir) -> Outpost {
-        Self::launch(data, None, None, &[])
+        Self::launch(data, None, None, &[], "127.0.0.1:0")
+    }
+
+    /// [`Outpost::start_with`] with MQTT on a chosen address (for brokers that must know each
+    /// other's address before both run).
+    pub fn start_with_mqtt(data: tempfile::TempDir, toml: &str, mqtt_listen: &str) -> Outpost {
+        let config = data.path().with_extension("toml");
+        std::fs::write(&config, toml).expect("config written");
+        Self::launch(data, Some(config), None, &[], mqtt_listen)
     }
 
     /// Starts with a configuration file holding `toml` (the listen addresses and data folder still
@@ -99,7 +107,7 @@ impl Outpost {
     ) -> Outpost {
         let config = data.path().with_extension("toml");
         std::fs::write(&config, toml).expect("config written");
-        Self::launch(data, Some(config), log, vars)
+        Self::launch(data, Some(config), log, vars, "127.0.0.1:0")
     }
 
     fn launch(
@@ -107,12 +115,13 @@ impl Outpost {
         config: Option<std::path::PathBuf>,
         log: Option<&std::path::Path>,
         vars: &[(&str, &str)],
+        mqtt_listen: &str,
     ) -> Outpost {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_outpost"));
         cmd.envs(vars.iter().copied());
         cmd.args([
             "--mqtt-listen",
-            "127.0.0.1:0",
+            mqtt_listen,
             "--ws-listen",
             "127.0.0.1:0",
             "--http-listen",

@@ -1,0 +1,962 @@
+//! Bridges against real upstreams on loopback: mosquitto (plain and with client certificates),
+//! a second Outpost, moto (SQS), and an Outpost that checks SigV4 signatures.
+//!
+//! The store-and-forward tests count every message the upstream delivers: none acknowledged
+//! locally may be missing, and per topic the first arrivals must be in publish order.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use outpost_codec::{Packet, QoS, ReasonCode, Version};
+use support::http::sqs_json;
+use support::raw::{offline_subscriber, persistent, Got, Raw};
+use support::{eventually, metric, Outpost};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_listening(port: u16, what: &str) {
+    eventually(what, Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+/// A mosquitto upstream with persistence in its own folder, stopped and started at will.
+struct Mosquitto {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Configured (not started): a plain listener on a free port, sessions and queued messages
+    /// kept across restarts and unbounded (the sink may be offline for all 10,000), plus `extra`.
+    fn new(extra: &str) -> Mosquitto {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let conf = format!(
+            "user root\nper_listener_settings false\nallow_anonymous true\npersistence true\n\
+             persistence_location {}/\nmax_queued_messages 0\nlog_dest stderr\n\
+             listener {port} 127.0.0.1\n{extra}\n",
+            dir.path().display()
+        );
+        std::fs::write(dir.path().join("mosquitto.conf"), conf).expect("conf written");
+        Mosquitto {
+            child: None,
+            port,
+            dir,
+        }
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("mosquitto.log"))
+            .expect("log");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mosquitto runs (scripts/test.sh installs it)");
+        self.child = Some(child);
+        wait_listening(self.port, "mosquitto to listen");
+    }
+
+    /// SIGTERM: mosquitto saves its sessions and queued messages, then exits.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An MQTT bridge named `up` to `port` forwarding `sensors/#` to `gw1/{topic}`.
+fn forwarding(port: u16, window: u16, extra: &str) -> String {
+    format!(
+        "[[bridges]]\nname = \"up\"\naddress = \"127.0.0.1:{port}\"\nbackoff_min_ms = 100\n\
+         backoff_max_ms = 1000\nwindow = {window}\n{extra}\n\
+         [[bridges.out]]\nfilter = \"sensors/#\"\ntopic = \"gw1/{{topic}}\"\nqos = 1\n"
+    )
+}
+
+/// Publishes `count` numbered QoS 1 messages (to `sensors/a` and `sensors/b` in turn) with 100
+/// in flight; returns the numbers acknowledged with Success.
+fn publish_numbers(addr: SocketAddr, count: u32) -> BTreeSet<u32> {
+    let mut c = Raw::connect(addr, Version::V5, "gw-device", true);
+    assert_eq!(c.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    let mut acked = BTreeSet::new();
+    let (mut next, mut outstanding) = (0u32, 0u32);
+    while acked.len() < count as usize {
+        while next < count && outstanding < 100 {
+            let topic = if next % 2 == 0 {
+                "sensors/a"
+            } else {
+                "sensors/b"
+            };
+            c.publish_number(topic, next, 16);
+            next += 1;
+            outstanding += 1;
+        }
+        match c.recv(WAIT) {
+            Some(Got::PubAck(pkid, code)) => {
+                assert_eq!(code, ReasonCode::Success, "message {} refused", pkid - 1);
+                acked.insert(u32::from(pkid) - 1);
+                outstanding -= 1;
+            }
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    acked
+}
+
+/// Every message a persistent upstream session `client` gets, in arrival order, as (topic,
+/// number), until `done` says so or nothing came for 15 s; `each` runs after every message.
+fn drain_in_order(
+    addr: SocketAddr,
+    client: &str,
+    mut done: impl FnMut(&[(String, u32)]) -> bool,
+    mut each: impl FnMut(&[(String, u32)]),
+) -> Vec<(String, u32)> {
+    let mut s = Raw::connect_with(addr, Version::V5, client, false, persistent(), 60);
+    assert_eq!(s.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    let mut got = Vec::new();
+    while !done(&got) {
+        let Some(Got::Publish {
+            topic,
+            pkid,
+            payload,
+        }) = s.recv(Duration::from_secs(15))
+        else {
+            break;
+        };
+        got.push((topic, u32::from_be_bytes(payload[..4].try_into().unwrap())));
+        s.send(&Packet::PubAck(outpost_codec::Ack::new(pkid)));
+        each(&got);
+    }
+    got
+}
+
+fn distinct(got: &[(String, u32)]) -> BTreeSet<u32> {
+    got.iter().map(|(_, n)| *n).collect()
+}
+
+/// Nothing acknowledged missing; per topic, first arrivals in publish order; returns the
+/// number of duplicates (QoS 1 allows some after a crash).
+fn check_delivery(acked: &BTreeSet<u32>, got: &[(String, u32)]) -> usize {
+    let seen = distinct(got);
+    let lost: Vec<&u32> = acked.difference(&seen).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged and never forwarded, first {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    let mut last: HashMap<&str, u32> = HashMap::new();
+    let mut first = BTreeSet::new();
+    for (topic, n) in got {
+        assert_eq!(
+            topic,
+            if n % 2 == 0 {
+                "gw1/sensors/a"
+            } else {
+                "gw1/sensors/b"
+            },
+            "message {n} on the wrong remote topic"
+        );
+        if first.insert(*n) {
+            if let Some(prev) = last.insert(topic, *n) {
+                assert!(prev < *n, "{topic}: {n} arrived after {prev}");
+            }
+        }
+    }
+    got.len() - seen.len()
+}
+
+fn backlog(broker: &Outpost, bridge: &str) -> u64 {
+    metric(
+        broker,
+        &format!("outpost_bridge_backlog_messages{{bridge=\"{bridge}\"}}"),
+    )
+}
+
+fn connected(broker: &Outpost, bridge: &str) -> u64 {
+    metric(
+        broker,
+        &format!("outpost_bridge_connected{{bridge=\"{bridge}\"}}"),
+    )
+}
+
+/// 10,000 QoS 1 messages published while the upstream is down all arrive once it returns, in
+/// order per topic, and the backlog shows in the metrics meanwhile.
+#[test]
+fn ten_thousand_messages_wait_for_the_upstream() {
+    let mut up = Mosquitto::new("");
+    up.start();
+    offline_subscriber(up.addr(), "sink", "gw1/#");
+    up.stop();
+
+    let local = Outpost::start_with(
+        tempfile::tempdir().expect("temp dir"),
+        &forwarding(up.port, 64, ""),
+        None,
+    );
+    let acked = publish_numbers(local.mqtt, 10_000);
+    assert_eq!(
+        backlog(&local, "up"),
+        10_000,
+        "every message waits in the backlog"
+    );
+    assert_eq!(connected(&local, "up"), 0);
+
+    up.start();
+    let got = drain_in_order(up.addr(), "sink", |g| distinct(g).len() >= 10_000, |_| {});
+    let duplicates = check_delivery(&acked, &got);
+    println!("10,000 forwarded after the upstream returned, {duplicates} duplicates");
+    eventually("the backlog to empty", WAIT, || backlog(&local, "up") == 0);
+    assert_eq!(connected(&local, "up"), 1);
+    assert!(
+        metric(&local, "outpost_bridge_forwarded_total{bridge=\"up\"}") >= 10_000,
+        "forwarded counted"
+    );
+}
+
+/// `kill -9` of the local broker while it forwards: after the restart it resumes with what the
+/// upstream had not acknowledged, and nothing acknowledged locally is lost.
+#[test]
+fn kill_9_while_forwarding_loses_nothing() {
+    let mut up = Mosquitto::new("");
+    up.start();
+    offline_subscriber(up.addr(), "sink", "gw1/#");
+    up.stop();
+
+    // A small window keeps the forwarding slow enough to be cut in the middle.
+    let toml = forwarding(up.port, 4, "");
+    let mut local = Some(Outpost::start_with(
+        tempfile::tempdir().expect("temp dir"),
+        &toml,
+        None,
+    ));
+    let acked = publish_numbers(local.as_ref().expect("running").mqtt, 10_000);
+
+    up.start();
+    let mut killed_at = None;
+    let got = drain_in_order(
+        up.addr(),
+        "sink",
+        |g| distinct(g).len() >= 10_000,
+        |g| {
+            if killed_at.is_none() && g.len() >= 2_000 {
+                let data = local.take().expect("running").kill();
+                killed_at = Some(g.len());
+                local = Some(Outpost::start_with(data, &toml, None));
+            }
+        },
+    );
+    let killed_at = killed_at.expect("the broker was killed while forwarding");
+    let duplicates = check_delivery(&acked, &got);
+    println!("killed after {killed_at} forwarded; 10,000 arrived, {duplicates} duplicates");
+    let local = local.expect("running");
+    eventually("the backlog to empty", WAIT, || backlog(&local, "up") == 0);
+}
+
+/// Past `max_backlog_bytes` the oldest messages are dropped, counted and logged.
+#[test]
+fn the_backlog_is_bounded_by_bytes() {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("outpost.log");
+    let local = Outpost::start_with(
+        tempfile::tempdir().expect("temp dir"),
+        &forwarding(port, 64, "max_backlog_bytes = 20000"),
+        Some(&log),
+    );
+    publish_numbers(local.mqtt, 1_000);
+    eventually("the oldest to be dropped", WAIT, || {
+        metric(&local, "outpost_bridge_dropped_total{bridge=\"up\"}") > 0
+    });
+    eventually("the backlog to be within its bound", WAIT, || {
+        metric(&local, "outpost_bridge_backlog_bytes{bridge=\"up\"}") <= 20_000
+    });
+    let dropped = metric(&local, "outpost_bridge_dropped_total{bridge=\"up\"}");
+    assert_eq!(
+        backlog(&local, "up") + dropped,
+        1_000,
+        "kept + dropped = sent"
+    );
+    eventually("a log line about the drop", WAIT, || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("oldest messages were dropped"))
+    });
+}
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+fn ca() -> Ca {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose};
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name
+        .push(DnType::CommonName, "bridge test CA");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = p.self_signed(&key).unwrap();
+    Ca { cert, key }
+}
+
+/// A leaf signed by `ca`, written as `<name>.pem` and `<name>.key`.
+fn leaf(ca: &Ca, dir: &Path, name: &str, server: bool) -> (PathBuf, PathBuf) {
+    use rcgen::{CertificateParams, DnType, SanType};
+    let sans = if server {
+        vec!["localhost".to_string()]
+    } else {
+        Vec::new()
+    };
+    let mut p = CertificateParams::new(sans).unwrap();
+    p.distinguished_name.push(DnType::CommonName, name);
+    if server {
+        p.subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    }
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let (c, k) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+/// Mutual TLS, as AWS IoT Core requires it: mosquitto demands a client certificate; the bridge
+/// with one forwards, the bridge without one stays down and says so.
+#[test]
+fn tls_with_a_client_certificate() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let authority = ca();
+    let ca_file = certs.path().join("ca.pem");
+    std::fs::write(&ca_file, authority.cert.pem()).unwrap();
+    let (server_cert, server_key) = leaf(&authority, certs.path(), "server", true);
+    let (client_cert, client_key) = leaf(&authority, certs.path(), "gw1", false);
+    let tls_port = free_port();
+    let mut up = Mosquitto::new(&format!(
+        "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+        ca_file.display(),
+        server_cert.display(),
+        server_key.display()
+    ));
+    up.start();
+    wait_listening(tls_port, "mosquitto's TLS listener");
+    let mut sink = Raw::connect(up.addr(), Version::V5, "tls-sink", true);
+    assert_eq!(sink.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    sink.subscribe(1, &["gw1/#"], QoS::AtLeastOnce);
+    assert!(matches!(sink.recv(WAIT), Some(Got::SubAck(_))));
+
+    let tls = |name: &str, with_cert: bool| {
+        let cert = if with_cert {
+            format!(
+                "cert_file = {:?}\nkey_file = {:?}\n",
+                client_cert.display().to_string(),
+                client_key.display().to_string()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "[[bridges]]\nname = \"{name}\"\naddress = \"127.0.0.1:{tls_port}\"\nbackoff_min_ms = 100\n\
+             backoff_max_ms = 500\n[bridges.tls]\nca_file = {:?}\nserver_name = \"localhost\"\n{cert}\
+             [[bridges.out]]\nfilter = \"sensors/#\"\ntopic = \"gw1/{name}/{{topic}}\"\n",
+            ca_file.display().to_string()
+        )
+    };
+    let local = Outpost::start_with(
+        tempfile::tempdir().expect("temp dir"),
+        &format!("{}\n{}", tls("secure", true), tls("nocert", false)),
+        None,
+    );
+    eventually("the bridge with a certificate to connect", WAIT, || {
+        connected(&local, "secure") == 1
+    });
+    let mut device = Raw::connect(local.mqtt, Version::V5, "dev", true);
+    assert_eq!(device.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    device.publish("sensors/t", b"21.5", QoS::AtLeastOnce, 1, false);
+    assert_eq!(device.recv(WAIT), Some(Got::PubAck(1, ReasonCode::Success)));
+    match sink.recv(WAIT) {
+        Some(Got::Publish { topic, payload, .. }) => {
+            assert_eq!(topic, "gw1/secure/sensors/t");
+            assert_eq!(payload, b"21.5");
+        }
+        other => panic!("expected the forwarded message, got {other:?}"),
+    }
+    eventually("the bridge without a certificate to retry", WAIT, || {
+        metric(&local, "outpost_bridge_retries_total{bridge=\"nocert\"}") >= 2
+    });
+    assert_eq!(connected(&local, "nocert"), 0);
+    assert_eq!(backlog(&local, "nocert"), 1, "its message waits");
+}
+
+/// A device client of the local broker (rumqttc): what it receives.
+fn device(broker: &Outpost, id: &str, filter: &str) -> std::sync::mpsc::Receiver<rumqttc::Publish> {
+    use rumqttc::{Client, Event, MqttOptions, Packet};
+    let mut opts = MqttOptions::new(id, "127.0.0.1", broker.mqtt.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut connection) = Client::new(opts, 64);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (subscribed_tx, subscribed) = std::sync::mpsc::channel();
+    client
+        .subscribe(filter, rumqttc::QoS::AtLeastOnce)
+        .expect("subscribe queued");
+    std::thread::spawn(move || {
+        let _client = client;
+        for event in connection.iter() {
+            match event {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send(p).is_err() {
+                        break;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = subscribed_tx.send(());
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    subscribed
+        .recv_timeout(WAIT)
+        .expect("the device subscribed");
+    rx
+}
+
+/// Payloads received until `last` arrives.
+fn until_rumqttc(rx: &std::sync::mpsc::Receiver<rumqttc::Publish>, last: &[u8]) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + WAIT;
+    let mut got = Vec::new();
+    loop {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .expect("the fence message arrives");
+        let p = rx.recv_timeout(left).expect("a message");
+        got.push(p.payload.to_vec());
+        if p.payload == last {
+            return got;
+        }
+    }
+}
+
+/// Payloads a raw client receives until `last` arrives.
+fn until_raw(c: &mut Raw, last: &[u8]) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    loop {
+        match c.recv(WAIT) {
+            Some(Got::Publish { payload, pkid, .. }) => {
+                if pkid != 0 {
+                    c.send(&Packet::PubAck(outpost_codec::Ack::new(pkid)));
+                }
+                let end = payload == last;
+                got.push(payload);
+                if end {
+                    return got;
+                }
+            }
+            Some(_) => {}
+            None => panic!("{:?} never arrived", String::from_utf8_lossy(last)),
+        }
+    }
+}
+
+/// Payloads a raw client receives until every one of `fences` arrived.
+fn until_all(c: &mut Raw, fences: &[&[u8]]) -> Vec<Vec<u8>> {
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    while !fences
+        .iter()
+        .all(|f| got.iter().any(|g| g.as_slice() == *f))
+    {
+        match c.recv(WAIT) {
+            Some(Got::Publish { payload, pkid, .. }) => {
+                if pkid != 0 {
+                    c.send(&Packet::PubAck(outpost_codec::Ack::new(pkid)));
+                }
+                got.push(payload);
+            }
+            Some(_) => {}
+            None => panic!("the fences never all arrived; got {got:?}"),
+        }
+    }
+    got
+}
+
+fn count(got: &[Vec<u8>], payload: &[u8]) -> usize {
+    got.iter().filter(|p| p.as_slice() == payload).count()
+}
+
+/// A command published upstream reaches a rumqttc device subscribed locally, and a rule that
+/// forwards and brings in the same topics does not loop: each message arrives once on each side.
+#[test]
+fn inbound_commands_and_a_two_way_rule_without_loops() {
+    let mut up = Mosquitto::new("");
+    up.start();
+    let toml = format!(
+        "[[bridges]]\nname = \"up\"\naddress = \"127.0.0.1:{}\"\nclean_start = true\n\
+         [[bridges.out]]\nfilter = \"sync/#\"\n\
+         [[bridges.in]]\nfilter = \"sync/#\"\nqos = 1\n\
+         [[bridges.in]]\nfilter = \"cmd/gw1/#\"\ntopic = \"cmd/{{topic}}\"\nstrip_prefix = \"cmd/gw1/\"\nqos = 1\n",
+        up.port
+    );
+    let local = Outpost::start_with(tempfile::tempdir().expect("temp dir"), &toml, None);
+    eventually("the bridge to connect", WAIT, || {
+        connected(&local, "up") == 1
+    });
+    let commands = device(&local, "device-cmd", "cmd/#");
+    let synced = device(&local, "device-sync", "sync/#");
+    let mut cloud = Raw::connect(up.addr(), Version::V5, "cloud", true);
+    assert_eq!(cloud.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    cloud.subscribe(1, &["sync/#"], QoS::AtLeastOnce);
+    assert!(matches!(cloud.recv(WAIT), Some(Got::SubAck(_))));
+    // The bridge's subscriptions are in place once a message gets through.
+    let mut commander = Raw::connect(up.addr(), Version::V5, "commander", true);
+    assert_eq!(
+        commander.recv(WAIT),
+        Some(Got::ConnAck(ReasonCode::Success))
+    );
+    commander.publish("cmd/gw1/reboot", b"now", QoS::AtLeastOnce, 1, false);
+    let p = commands
+        .recv_timeout(WAIT)
+        .expect("the command reaches the device");
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        ("cmd/reboot", &b"now"[..])
+    );
+
+    // From the cloud: once on the device, once in the cloud (not sent back up).
+    commander.publish("sync/down", b"from-cloud", QoS::AtLeastOnce, 2, false);
+    // From a local device: once in the cloud, once locally (not brought back in).
+    let mut gateway = Raw::connect(local.mqtt, Version::V5, "gw-app", true);
+    assert_eq!(gateway.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    gateway.publish("sync/up", b"from-gateway", QoS::AtLeastOnce, 1, false);
+    // Fences: a second round through the same links, after anything an echo would have sent.
+    commander.publish("sync/fence", b"fence-cloud", QoS::AtLeastOnce, 3, false);
+    let device_got = until_rumqttc(&synced, b"fence-cloud");
+    gateway.publish("sync/fence", b"fence-gateway", QoS::AtLeastOnce, 2, false);
+    let cloud_got = until_raw(&mut cloud, b"fence-gateway");
+    let device_got = [device_got, until_rumqttc(&synced, b"fence-gateway")].concat();
+    for (side, got) in [("device", &device_got), ("cloud", &cloud_got)] {
+        assert_eq!(count(got, b"from-cloud"), 1, "{side}: {got:?}");
+        assert_eq!(count(got, b"from-gateway"), 1, "{side}: {got:?}");
+    }
+    assert_eq!(
+        metric(&local, "outpost_bridge_received_total{bridge=\"up\"}"),
+        3,
+        "the command, from-cloud and fence-cloud came in; nothing of ours came back"
+    );
+}
+
+/// Two Outposts bridged to each other on the same topics: each message reaches the other side
+/// once and never comes back (hop marker and the upstream's node id).
+#[test]
+fn two_outposts_bridged_both_ways_do_not_loop() {
+    let (port_a, port_b) = (free_port(), free_port());
+    let bridge = |to: u16| {
+        format!(
+            "[[bridges]]\nname = \"peer\"\naddress = \"127.0.0.1:{to}\"\nbackoff_min_ms = 100\n\
+             backoff_max_ms = 500\n[[bridges.out]]\nfilter = \"chat/#\"\n"
+        )
+    };
+    let a = Outpost::start_with_mqtt(
+        tempfile::tempdir().expect("temp dir"),
+        &bridge(port_b),
+        &format!("127.0.0.1:{port_a}"),
+    );
+    let b = Outpost::start_with_mqtt(
+        tempfile::tempdir().expect("temp dir"),
+        &bridge(port_a),
+        &format!("127.0.0.1:{port_b}"),
+    );
+    eventually("both bridges to connect", WAIT, || {
+        connected(&a, "peer") == 1 && connected(&b, "peer") == 1
+    });
+    let listen = |broker: &Outpost, id: &str| {
+        let mut c = Raw::connect(broker.mqtt, Version::V5, id, true);
+        assert_eq!(c.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+        c.subscribe(1, &["chat/#"], QoS::AtLeastOnce);
+        assert!(matches!(c.recv(WAIT), Some(Got::SubAck(_))));
+        c
+    };
+    let (mut on_a, mut on_b) = (listen(&a, "listener-a"), listen(&b, "listener-b"));
+    let mut pub_a = Raw::connect(a.mqtt, Version::V5, "pub-a", true);
+    assert_eq!(pub_a.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    let mut pub_b = Raw::connect(b.mqtt, Version::V5, "pub-b", true);
+    assert_eq!(pub_b.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+
+    pub_a.publish("chat/x", b"hello-from-a", QoS::AtLeastOnce, 1, false);
+    pub_b.publish("chat/y", b"hello-from-b", QoS::AtLeastOnce, 1, false);
+    // Fences: a message from each side after the first ones, through the same ordered links;
+    // a second round catches an echo of the first messages, which would travel one link more.
+    pub_a.publish("chat/fence", b"fence-a", QoS::AtLeastOnce, 2, false);
+    pub_b.publish("chat/fence", b"fence-b", QoS::AtLeastOnce, 2, false);
+    let mut got_a = until_all(&mut on_a, &[b"fence-a", b"fence-b"]);
+    let mut got_b = until_all(&mut on_b, &[b"fence-a", b"fence-b"]);
+    pub_a.publish("chat/fence", b"fence-a2", QoS::AtLeastOnce, 3, false);
+    pub_b.publish("chat/fence", b"fence-b2", QoS::AtLeastOnce, 3, false);
+    got_a.extend(until_all(&mut on_a, &[b"fence-a2", b"fence-b2"]));
+    got_b.extend(until_all(&mut on_b, &[b"fence-a2", b"fence-b2"]));
+    for (side, got) in [("a", &got_a), ("b", &got_b)] {
+        assert_eq!(count(got, b"hello-from-a"), 1, "{side}: {got:?}");
+        assert_eq!(count(got, b"hello-from-b"), 1, "{side}: {got:?}");
+    }
+}
+
+/// A moto server (SQS) on a free port.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start(python: &Path, port: u16) -> Moto {
+        let child = Command::new(python)
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto runs");
+        wait_listening(port, "moto to listen");
+        MOTO.with(|m| m.borrow_mut().push(format!("http://127.0.0.1:{port}")));
+        Moto { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
+}
+
+/// An SQS call to moto, which picks the service from the credential scope of the
+/// `Authorization` header (it does not check the signature); to Outpost it is anonymous.
+fn sqs(base: &str, op: &str, body: &str) -> (u16, String) {
+    if !MOTO.with(|m| m.borrow().contains(&base.to_string())) {
+        return sqs_json(base, op, body);
+    }
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: AmazonSQS.{op}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=00\r\n\
+         Content-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    support::http::http(base, req.as_bytes())
+}
+
+thread_local! {
+    /// Base URLs of the moto servers of this test thread.
+    static MOTO: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An SNS (query protocol) call to moto.
+fn sns(base: &str, form: &str) -> String {
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/sns/aws4_request, SignedHeaders=host, Signature=00\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    let (code, body) = support::http::http(base, req.as_bytes());
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+fn create_queue(base: &str, name: &str) -> String {
+    let (code, body) = sqs(
+        base,
+        "CreateQueue",
+        &format!("{{\"QueueName\":\"{name}\"}}"),
+    );
+    assert_eq!(code, 200, "{body}");
+    json(&body)["QueueUrl"]
+        .as_str()
+        .expect("a queue URL")
+        .to_string()
+}
+
+/// Receives up to 10 messages with their attributes, deleting them.
+fn receive(base: &str, url: &str) -> Vec<serde_json::Value> {
+    let (code, body) = sqs(
+        base,
+        "ReceiveMessage",
+        &format!(
+            "{{\"QueueUrl\":\"{url}\",\"MaxNumberOfMessages\":10,\"WaitTimeSeconds\":1,\
+             \"MessageAttributeNames\":[\"All\"]}}"
+        ),
+    );
+    assert_eq!(code, 200, "{body}");
+    let messages = json(&body)["Messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for m in &messages {
+        let handle = m["ReceiptHandle"].as_str().unwrap_or("");
+        sqs(
+            base,
+            "DeleteMessage",
+            &format!("{{\"QueueUrl\":\"{url}\",\"ReceiptHandle\":\"{handle}\"}}"),
+        );
+    }
+    messages
+}
+
+/// Everything in a remote queue, until `n` messages came or 20 s passed.
+fn receive_n(base: &str, url: &str, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut all = Vec::new();
+    while all.len() < n && Instant::now() < deadline {
+        all.extend(receive(base, url));
+    }
+    all
+}
+
+/// moto as the SQS upstream: a local queue moves there with its attributes, MQTT messages are
+/// forwarded as SQS messages, and while moto is down the backlog grows, shows in the metrics and
+/// drains once it is back.
+#[test]
+fn sqs_upstream_on_moto() {
+    let Some(python) = support::python(".venv") else {
+        return;
+    };
+    let port = free_port();
+    let moto = Moto::start(&python, port);
+    let remote = create_queue(&moto.url(), "remote");
+    // An SNS topic upstream, fanned out to a queue there (raw delivery: the body is the message).
+    let fanout = create_queue(&moto.url(), "fanout");
+    let created = sns(
+        &moto.url(),
+        "Action=CreateTopic&Version=2010-03-31&Name=events",
+    );
+    let topic_arn = created
+        .split("<TopicArn>")
+        .nth(1)
+        .and_then(|r| r.split("</TopicArn>").next())
+        .expect("a topic ARN")
+        .to_string();
+    sns(
+        &moto.url(),
+        &format!(
+            "Action=Subscribe&Version=2010-03-31&TopicArn={topic_arn}&Protocol=sqs&\
+             Endpoint=arn:aws:sqs:us-east-1:123456789012:fanout&Attributes.entry.1.key=RawMessageDelivery&\
+             Attributes.entry.1.value=true"
+        ),
+    );
+    let toml = format!(
+        "[[bridges]]\nname = \"aws\"\nkind = \"aws\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
+         access_key_id = \"AKIDTEST\"\nsecret_access_key = \"test-secret\"\nbackoff_min_ms = 100\n\
+         backoff_max_ms = 500\n[[bridges.queues]]\nlocal = \"outbox\"\nremote = \"{remote}\"\n\
+         [[bridges.out]]\nfilter = \"alerts/#\"\nsqs = \"{remote}\"\n\
+         [[bridges.out]]\nfilter = \"events/#\"\nsns = \"{topic_arn}\"\n",
+        moto.url()
+    );
+    let local = Outpost::start_with(tempfile::tempdir().expect("temp dir"), &toml, None);
+    let outbox = create_queue(&local.http, "outbox");
+    let (code, body) = sqs_json(
+        &local.http,
+        "SendMessage",
+        &format!(
+            "{{\"QueueUrl\":\"{outbox}\",\"MessageBody\":\"order 17\",\"MessageAttributes\":{{\
+             \"kind\":{{\"DataType\":\"String\",\"StringValue\":\"order\"}},\
+             \"amount\":{{\"DataType\":\"Number\",\"StringValue\":\"42.5\"}},\
+             \"blob\":{{\"DataType\":\"Binary\",\"BinaryValue\":\"AAEC/w==\"}}}}}}"
+        ),
+    );
+    assert_eq!(code, 200, "{body}");
+    let moved = receive_n(&moto.url(), &remote, 1);
+    assert_eq!(moved.len(), 1, "the queued message moved upstream");
+    let m = &moved[0];
+    assert_eq!(m["Body"], "order 17");
+    let attrs = &m["MessageAttributes"];
+    assert_eq!(attrs["kind"]["StringValue"], "order");
+    assert_eq!(attrs["amount"]["DataType"], "Number");
+    assert_eq!(attrs["amount"]["StringValue"], "42.5");
+    assert_eq!(attrs["blob"]["BinaryValue"], "AAEC/w==");
+    eventually("the local copy to be deleted", WAIT, || {
+        let (_, body) = sqs_json(
+            &local.http,
+            "GetQueueAttributes",
+            &format!("{{\"QueueUrl\":\"{outbox}\",\"AttributeNames\":[\"All\"]}}"),
+        );
+        let a = &json(&body)["Attributes"];
+        a["ApproximateNumberOfMessages"] == "0" && a["ApproximateNumberOfMessagesNotVisible"] == "0"
+    });
+
+    // MQTT → SQS: the payload is the body, the topic an attribute.
+    let mut device = Raw::connect(local.mqtt, Version::V5, "alarm", true);
+    assert_eq!(device.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    device.publish(
+        "alerts/fire",
+        b"smoke in hall 2",
+        QoS::AtLeastOnce,
+        1,
+        false,
+    );
+    assert_eq!(device.recv(WAIT), Some(Got::PubAck(1, ReasonCode::Success)));
+    let alert = receive_n(&moto.url(), &remote, 1);
+    assert_eq!(alert.len(), 1);
+    assert_eq!(alert[0]["Body"], "smoke in hall 2");
+    assert_eq!(
+        alert[0]["MessageAttributes"]["mqtt-topic"]["StringValue"],
+        "alerts/fire"
+    );
+
+    // MQTT → SNS → the topic's subscribers upstream.
+    device.publish("events/door", b"open", QoS::AtLeastOnce, 60_000, false);
+    assert_eq!(
+        device.recv(WAIT),
+        Some(Got::PubAck(60_000, ReasonCode::Success))
+    );
+    let published = receive_n(&moto.url(), &fanout, 1);
+    assert_eq!(
+        published.len(),
+        1,
+        "the SNS publish reached the topic's queue"
+    );
+    assert_eq!(published[0]["Body"], "open");
+
+    // moto down: the backlog grows and shows; back up: it drains.
+    drop(moto);
+    for i in 0..50u16 {
+        device.publish(
+            "alerts/t",
+            format!("alert {i}").as_bytes(),
+            QoS::AtLeastOnce,
+            i + 2,
+            false,
+        );
+        assert_eq!(
+            device.recv(WAIT),
+            Some(Got::PubAck(i + 2, ReasonCode::Success))
+        );
+    }
+    eventually("the backlog to show 50", WAIT, || {
+        backlog(&local, "aws") == 50
+    });
+    eventually("the failures to show", WAIT, || {
+        metric(&local, "outpost_bridge_retries_total{bridge=\"aws\"}") >= 1
+            && connected(&local, "aws") == 0
+    });
+    let moto = Moto::start(&python, port);
+    assert_eq!(create_queue(&moto.url(), "remote"), remote);
+    let drained = receive_n(&moto.url(), &remote, 50);
+    let bodies: BTreeSet<String> = drained
+        .iter()
+        .filter_map(|m| m["Body"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(bodies.len(), 50, "all 50 arrived after moto returned");
+    eventually("the backlog to empty", WAIT, || backlog(&local, "aws") == 0);
+}
+
+/// Signatures are real: an Outpost that checks SigV4 takes the bridge with the right secret and
+/// refuses the one with a wrong secret, whose message waits.
+#[test]
+fn sqs_upstream_checks_signatures() {
+    let keys = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        keys.path().join("keys.toml"),
+        "[[keys]]\naccess_key_id = \"AKIDBRIDGE000001\"\nsecret_access_key = \"right-secret-0123456\"\nidentity = \"bridge\"\n",
+    )
+    .unwrap();
+    let upstream = Outpost::start_with(
+        tempfile::tempdir().expect("temp dir"),
+        &format!(
+            "[auth]\nallow_anonymous = true\naccess_keys_file = {:?}\n",
+            keys.path().join("keys.toml").display().to_string()
+        ),
+        None,
+    );
+    let inbox = create_queue(&upstream.http, "inbox");
+    let aws = |name: &str, secret: &str, filter: &str| {
+        format!(
+            "[[bridges]]\nname = \"{name}\"\nkind = \"aws\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
+             access_key_id = \"AKIDBRIDGE000001\"\nsecret_access_key = \"{secret}\"\nbackoff_min_ms = 100\n\
+             backoff_max_ms = 500\n[[bridges.out]]\nfilter = \"{filter}\"\nsqs = \"{inbox}\"\n",
+            upstream.http
+        )
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("outpost.log");
+    let local = Outpost::start_with(
+        tempfile::tempdir().expect("temp dir"),
+        &format!(
+            "{}\n{}",
+            aws("right", "right-secret-0123456", "right/#"),
+            aws("wrong", "wrong-secret-0123456", "wrong/#")
+        ),
+        Some(&log),
+    );
+    let mut device = Raw::connect(local.mqtt, Version::V5, "d", true);
+    assert_eq!(device.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    device.publish("wrong/1", b"signed wrongly", QoS::AtLeastOnce, 1, false);
+    device.publish("right/1", b"signed rightly", QoS::AtLeastOnce, 2, false);
+    let got = receive_n(&upstream.http, &inbox, 1);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["Body"], "signed rightly");
+    eventually("the wrong signature to be refused, twice", WAIT, || {
+        metric(&local, "outpost_bridge_retries_total{bridge=\"wrong\"}") >= 2
+    });
+    assert_eq!(backlog(&local, "wrong"), 1, "the refused message waits");
+    assert!(
+        receive(&upstream.http, &inbox).is_empty(),
+        "nothing signed wrongly got in"
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("signature we calculated does not match"),
+        "the log says why: {text}"
+    );
+    assert!(!text.contains("wrong-secret"), "no secret in the log");
+}
