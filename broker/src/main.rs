@@ -444,11 +444,18 @@ async fn serve(
         rates: mqtt_rates.clone(),
     });
     let mut accepting = Vec::new();
-    accepting.push(tokio::spawn(outpost_listeners::run_tcp(
-        listener,
-        mqtt_gate.clone(),
-        broker.clone(),
-        listener_config.clone(),
+    // MQTT connections are accepted only once the routing layer (event rules, bridges, the
+    // `$queue/` door) is wired below: a client that connects at the first instant must not
+    // publish past it. Until then connections wait in the kernel's accept queue.
+    let (wired, wired_rx) = tokio::sync::watch::channel(false);
+    accepting.push(tokio::spawn(once_wired(
+        wired_rx.clone(),
+        outpost_listeners::run_tcp(
+            listener,
+            mqtt_gate.clone(),
+            broker.clone(),
+            listener_config.clone(),
+        ),
     )));
     let mut ws_addr = String::from("off");
     if config.websocket.enabled {
@@ -460,13 +467,16 @@ async fn serve(
             ws.local_addr().unwrap_or(config.websocket.listen),
             config.websocket.path
         );
-        accepting.push(tokio::spawn(outpost_listeners::run_websocket(
-            ws,
-            mqtt_gate.clone(),
-            config.websocket.path.clone(),
-            broker.clone(),
-            listener_config.clone(),
-            None,
+        accepting.push(tokio::spawn(once_wired(
+            wired_rx.clone(),
+            outpost_listeners::run_websocket(
+                ws,
+                mqtt_gate.clone(),
+                config.websocket.path.clone(),
+                broker.clone(),
+                listener_config.clone(),
+                None,
+            ),
         )));
     }
     // TLS listeners. One that requires client certificates authenticates every caller itself,
@@ -506,12 +516,15 @@ async fn serve(
             return ExitCode::FAILURE;
         };
         tls_addrs.push_str(&format!(" mqtts={}", listener.local_addr().unwrap_or(addr)));
-        accepting.push(tokio::spawn(outpost_listeners::run_tls(
-            listener,
-            mqtt_gate.clone(),
-            tls,
-            broker.clone(),
-            listener_config.clone(),
+        accepting.push(tokio::spawn(once_wired(
+            wired_rx.clone(),
+            outpost_listeners::run_tls(
+                listener,
+                mqtt_gate.clone(),
+                tls,
+                broker.clone(),
+                listener_config.clone(),
+            ),
         )));
     }
     if let Some(l) = tls_ws {
@@ -530,13 +543,16 @@ async fn serve(
             listener.local_addr().unwrap_or(addr),
             config.websocket.path
         ));
-        accepting.push(tokio::spawn(outpost_listeners::run_websocket(
-            listener,
-            mqtt_gate.clone(),
-            config.websocket.path.clone(),
-            broker.clone(),
-            listener_config.clone(),
-            Some(tls),
+        accepting.push(tokio::spawn(once_wired(
+            wired_rx.clone(),
+            outpost_listeners::run_websocket(
+                listener,
+                mqtt_gate.clone(),
+                config.websocket.path.clone(),
+                broker.clone(),
+                listener_config.clone(),
+                Some(tls),
+            ),
         )));
     }
     let https = match tls_https {
@@ -683,6 +699,7 @@ async fn serve(
         });
     }
     broker.set_queue_door(outpost_routing::MqttQueues::new(queues.clone(), &broker));
+    let _ = wired.send(true);
     let (http_shutdown, http_shutdown_rx) = tokio::sync::watch::channel(false);
     // Ready once every listener is bound (just below) and until shutdown begins.
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -815,6 +832,15 @@ impl outpost_topics::MqttPublisher for MqttDoor {
         let (_, durable) = self.0.publish_internal(message);
         Box::pin(async move { durable.wait().await.map_err(|e| e.to_string()) })
     }
+}
+
+/// Runs `listener` once `wired` turns true.
+async fn once_wired(
+    mut wired: tokio::sync::watch::Receiver<bool>,
+    listener: impl std::future::Future<Output = ()>,
+) {
+    let _ = wired.wait_for(|w| *w).await;
+    listener.await;
 }
 
 /// This broker's name in bridges' hop markers: made once, kept in the store, so it survives
