@@ -799,7 +799,8 @@ fn sqs_upstream_on_moto() {
          access_key_id = \"AKIDTEST\"\nsecret_access_key = \"test-secret\"\nbackoff_min_ms = 100\n\
          backoff_max_ms = 500\n[[bridges.queues]]\nlocal = \"outbox\"\nremote = \"{remote}\"\n\
          [[bridges.out]]\nfilter = \"alerts/#\"\nsqs = \"{remote}\"\n\
-         [[bridges.out]]\nfilter = \"events/#\"\nsns = \"{topic_arn}\"\n",
+         [[bridges.out]]\nfilter = \"events/#\"\nsns = \"{topic_arn}\"\n\
+         [[bridges.topics]]\nlocal = \"news\"\nsqs = \"{remote}\"\n",
         moto.url()
     );
     let local = Outpost::start_with(tempfile::tempdir().expect("temp dir"), &toml, None);
@@ -866,6 +867,26 @@ fn sqs_upstream_on_moto() {
         "the SNS publish reached the topic's queue"
     );
     assert_eq!(published[0]["Body"], "open");
+
+    // A local SNS topic → the remote queue, message attributes kept.
+    let (code, body) = support::http::form_post(
+        &local.http,
+        "Action=Publish&TopicArn=arn:aws:sns:us-east-1:000000000000:news&Message=extra+edition&\
+         MessageAttributes.entry.1.Name=section&MessageAttributes.entry.1.Value.DataType=String&\
+         MessageAttributes.entry.1.Value.StringValue=sports",
+    );
+    assert_eq!(code, 200, "{body}");
+    let news = receive_n(&moto.url(), &remote, 1);
+    assert_eq!(
+        news.len(),
+        1,
+        "the local topic's message reached the remote queue"
+    );
+    assert_eq!(news[0]["Body"], "extra edition");
+    assert_eq!(
+        news[0]["MessageAttributes"]["section"]["StringValue"],
+        "sports"
+    );
 
     // moto down: the backlog grows and shows; back up: it drains.
     drop(moto);

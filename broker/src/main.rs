@@ -666,6 +666,7 @@ async fn serve(
         broker.clone(),
         store.clone(),
         queues.clone(),
+        topics.clone(),
         bridges_stop_rx,
     ) {
         Ok(b) => b,

@@ -1,7 +1,7 @@
 //! The link to SQS and SNS upstreams: the backlog forwarded in batches of up to 10 per target,
 //! in order, and local queues moved to remote queues (deleted here only after the remote 200).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,12 +10,13 @@ use outpost_codec::{Decoded, Packet, Version};
 use outpost_queues::message::{decode_attributes, AttributeValue};
 use outpost_queues::{Queues, ReceiveRequest};
 use outpost_store::RecordId;
+use outpost_topics::Topics;
 use tokio::sync::watch;
 
 use crate::aws::{Aws, Outcome, Outgoing};
 use crate::backlog::{Backlog, Entry, Target};
 use crate::backoff::Backoff;
-use crate::config::{BridgeConfig, QueueRule};
+use crate::config::{BridgeConfig, QueueRule, TopicRule};
 use crate::status::Status;
 
 /// Entries read from the backlog per round.
@@ -185,10 +186,88 @@ impl AwsLink {
         self: Arc<Self>,
         queues: Arc<Queues>,
         rule: QueueRule,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        self.move_messages(queues, rule.local, Remote::Sqs(rule.remote), shutdown)
+            .await
+    }
+
+    /// Forwards a local SNS topic: subscribes the bridge's own queue to it (raw delivery) and
+    /// moves that queue to the remote queue or topic.
+    pub async fn forward_topic(
+        self: Arc<Self>,
+        queues: Arc<Queues>,
+        topics: Arc<Topics>,
+        rule: TopicRule,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let queue = format!("bridge-{}-{}", self.config.name, rule.local);
+        let queue = queue.chars().take(80).collect::<String>();
+        if let Err(e) = self
+            .subscribe_queue(&queues, &topics, &rule.local, &queue)
+            .await
+        {
+            tracing::error!(bridge = %self.config.name, topic = %rule.local, error = %e, "a topic rule could not be set up; it forwards nothing");
+            self.status.failed(&e);
+            return;
+        }
+        let remote = if rule.sqs.is_empty() {
+            Remote::Sns(rule.sns)
+        } else {
+            Remote::Sqs(rule.sqs)
+        };
+        self.move_messages(queues, queue, remote, shutdown).await
+    }
+
+    async fn subscribe_queue(
+        &self,
+        queues: &Queues,
+        topics: &Arc<Topics>,
+        topic: &str,
+        queue: &str,
+    ) -> Result<(), String> {
+        let arn = topics.topic_arn(topic);
+        if topics.topic_by_arn(&arn).is_err() {
+            topics
+                .create_topic(topic, BTreeMap::new(), BTreeMap::new())
+                .await
+                .map_err(|e| format!("creating topic {topic}: {e}"))?;
+        }
+        if queues.queue(queue).is_err() {
+            queues
+                .create_queue(queue, &BTreeMap::new(), &BTreeMap::new())
+                .await
+                .map_err(|e| format!("creating queue {queue}: {e}"))?;
+        }
+        let already = topics
+            .list_subscriptions_by_topic(&arn, None)
+            .map(|(subs, _)| subs.iter().any(|s| s.endpoint == queues.arn(queue)))
+            .unwrap_or(false);
+        if !already {
+            let raw = BTreeMap::from([("RawMessageDelivery".to_string(), "true".to_string())]);
+            topics
+                .subscribe(&arn, "sqs", Some(&queues.arn(queue)), raw, true)
+                .await
+                .map_err(|e| format!("subscribing queue {queue} to {topic}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Moves a local queue's messages to `remote` until the broker shuts down.
+    async fn move_messages(
+        self: Arc<Self>,
+        queues: Arc<Queues>,
+        local: String,
+        remote: Remote,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut backoff = self.backoff();
-        let endpoint = self.endpoint("sqs", &rule.remote);
+        let rule = QueueRule {
+            local,
+            remote: match &remote {
+                Remote::Sqs(u) | Remote::Sns(u) => u.clone(),
+            },
+        };
         loop {
             let received = tokio::select! {
                 r = queues.receive(&rule.local, ReceiveRequest {
@@ -205,11 +284,17 @@ impl AwsLink {
                 Ok(batch) => {
                     let outgoing: Vec<Outgoing> =
                         batch.iter().map(|m| queue_message(&m.message)).collect();
-                    match self
-                        .aws
-                        .send_batch(&endpoint, &rule.remote, &outgoing)
-                        .await
-                    {
+                    let sent = match &remote {
+                        Remote::Sqs(url) => {
+                            let endpoint = self.endpoint("sqs", url);
+                            self.aws.send_batch(&endpoint, url, &outgoing).await
+                        }
+                        Remote::Sns(arn) => {
+                            let endpoint = self.endpoint("sns", arn);
+                            self.aws.publish_batch(&endpoint, arn, &outgoing).await
+                        }
+                    };
+                    match sent {
                         Err(e) => Err(e),
                         Ok(outcomes) => {
                             let mut delete = Vec::new();
@@ -252,6 +337,12 @@ impl AwsLink {
             }
         }
     }
+}
+
+/// Where a moved message goes.
+enum Remote {
+    Sqs(String),
+    Sns(String),
 }
 
 /// A local queue message as a remote one: body, attributes, FIFO group and deduplication id.

@@ -42,6 +42,8 @@ pub struct BridgeConfig {
     pub inbound: Vec<InRule>,
     /// AWS: local queues moved to remote queues.
     pub queues: Vec<QueueRule>,
+    /// AWS: local SNS topics forwarded to a remote queue or topic.
+    pub topics: Vec<TopicRule>,
     /// AWS: the region requests are signed for.
     pub region: String,
     /// AWS: one endpoint for both services (moto, a second Outpost, LocalStack). Empty: AWS's
@@ -87,6 +89,7 @@ impl Default for BridgeConfig {
             out: Vec::new(),
             inbound: Vec::new(),
             queues: Vec::new(),
+            topics: Vec::new(),
             region: "us-east-1".into(),
             endpoint: String::new(),
             sqs_endpoint: String::new(),
@@ -163,6 +166,20 @@ pub struct QueueRule {
     pub remote: String,
 }
 
+/// A local SNS topic whose messages go to a remote queue or topic. The bridge subscribes a queue
+/// of its own (`bridge-<name>-<topic>`, raw delivery, so message attributes travel as queue
+/// message attributes) to the topic and moves that queue: the queue is the backlog.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicRule {
+    /// The local topic's name (created if it does not exist).
+    pub local: String,
+    /// The remote queue URL.
+    pub sqs: String,
+    /// The remote topic ARN.
+    pub sns: String,
+}
+
 /// A configuration mistake, found at start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bridge {bridge:?}: {reason}")]
@@ -232,8 +249,8 @@ impl BridgeConfig {
                         return fail(format!("in rule {:?}: invalid filter or QoS", rule.filter));
                     }
                 }
-                if !self.queues.is_empty() {
-                    return fail("queue rules belong to an `aws` bridge".into());
+                if !self.queues.is_empty() || !self.topics.is_empty() {
+                    return fail("queue and topic rules belong to an `aws` bridge".into());
                 }
             }
             "aws" => {
@@ -251,6 +268,19 @@ impl BridgeConfig {
                 for q in &self.queues {
                     if q.local.is_empty() || q.remote.is_empty() {
                         return fail("a queue rule needs `local` and `remote`".into());
+                    }
+                }
+                for t in &self.topics {
+                    let name_ok = !t.local.is_empty()
+                        && t.local.len() <= 40
+                        && t.local
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                    if !name_ok || t.sqs.is_empty() == t.sns.is_empty() {
+                        return fail(format!(
+                            "topic rule {:?} needs a standard topic name of at most 40 characters and exactly one of `sqs` or `sns`",
+                            t.local
+                        ));
                     }
                 }
             }

@@ -38,7 +38,9 @@ use tokio::sync::watch;
 
 use crate::backlog::{Backlog, Target};
 use crate::config::map_topic;
-pub use crate::config::{BridgeConfig, BridgeTls, ConfigError, InRule, OutRule, QueueRule};
+pub use crate::config::{
+    BridgeConfig, BridgeTls, ConfigError, InRule, OutRule, QueueRule, TopicRule,
+};
 pub use crate::status::Snapshot;
 use crate::status::Status;
 
@@ -91,6 +93,7 @@ impl Bridges {
         broker: Arc<Broker>,
         store: Store,
         queues: Arc<Queues>,
+        topics: Arc<outpost_topics::Topics>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Bridges>, BridgeError> {
         let node: Arc<str> = node.into();
@@ -130,6 +133,14 @@ impl Bridges {
                     for rule in &c.queues {
                         tokio::spawn(link.clone().move_queue(
                             queues.clone(),
+                            rule.clone(),
+                            shutdown.clone(),
+                        ));
+                    }
+                    for rule in &c.topics {
+                        tokio::spawn(link.clone().forward_topic(
+                            queues.clone(),
+                            topics.clone(),
                             rule.clone(),
                             shutdown.clone(),
                         ));
@@ -187,9 +198,14 @@ impl Bridges {
                 let (mut messages, bytes) = o.backlog.size();
                 let mut oldest = o.backlog.oldest_age().as_secs();
                 // A moved queue's backlog is the queue itself.
-                if !o.config.queues.is_empty() {
+                if !o.config.queues.is_empty() || !o.config.topics.is_empty() {
                     for q in self.queues.stats() {
-                        if o.config.queues.iter().any(|r| r.local == q.name) {
+                        let topic_queue = |t: &TopicRule| {
+                            q.name == format!("bridge-{}-{}", o.config.name, t.local)
+                        };
+                        if o.config.queues.iter().any(|r| r.local == q.name)
+                            || o.config.topics.iter().any(topic_queue)
+                        {
                             messages += q.visible + q.inflight + q.delayed;
                             oldest = oldest.max(q.oldest_age_seconds);
                         }

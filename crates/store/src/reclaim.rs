@@ -103,7 +103,14 @@ fn enforce_retention(shared: &Shared, tx: &Sender<Request>) {
         }
         // Dropped through tombstones like any delete, so a restart cannot bring them back.
         let (reply, rx) = oneshot::channel();
-        if tx.send(Request::Kill { ids: doomed, reply }).is_err() {
+        if tx
+            .send(Request::Kill {
+                ids: doomed,
+                reply,
+                lazy: false,
+            })
+            .is_err()
+        {
             return;
         }
         if let Ok(Err(e)) = rx.blocking_recv() {

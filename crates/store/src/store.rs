@@ -403,25 +403,26 @@ impl Store {
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
-    fn start_kill(&self, ids: &[RecordId]) -> Result<oneshot::Receiver<Result<usize>>> {
+    fn start_kill(&self, ids: &[RecordId], lazy: bool) -> Result<oneshot::Receiver<Result<usize>>> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Kill {
             ids: ids.to_vec(),
             reply,
+            lazy,
         })?;
         Ok(rx)
     }
 
     /// Marks records dead (durably: a tombstone is appended). Returns how many were live.
     pub async fn mark_dead(&self, ids: &[RecordId]) -> Result<usize> {
-        self.start_kill(ids)?
+        self.start_kill(ids, false)?
             .await
             .map_err(|_| StoreError::Closed)?
     }
 
     /// [`Store::mark_dead`] for threads without an async runtime.
     pub fn mark_dead_blocking(&self, ids: &[RecordId]) -> Result<usize> {
-        self.start_kill(ids)?
+        self.start_kill(ids, false)?
             .blocking_recv()
             .map_err(|_| StoreError::Closed)?
     }
@@ -432,7 +433,7 @@ impl Store {
     pub fn mark_dead_later(&self, ids: &[RecordId]) {
         if !ids.is_empty() {
             // The reply is dropped unread; the writer ignores a closed reply channel.
-            let _ = self.start_kill(ids);
+            let _ = self.start_kill(ids, true);
         }
     }
 

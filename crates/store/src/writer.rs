@@ -41,6 +41,9 @@ pub(crate) enum Request {
     Kill {
         ids: Vec<RecordId>,
         reply: oneshot::Sender<Result<usize>>,
+        /// Nobody waits for durability (`mark_dead_later`): a batch of only such kills is
+        /// written without its own `fdatasync`; the next batch that needs one covers it.
+        lazy: bool,
     },
     /// Copy a segment's live records to the head so the segment can be deleted.
     Relocate {
@@ -137,6 +140,8 @@ pub(crate) struct Writer {
     roll_error: Option<(String, bool)>,
     /// A `Sync` request is waiting in this batch.
     force_sync: bool,
+    /// Some request of the batch being built waits for durability.
+    durable_wanted: bool,
     /// Requests in the previous batch: how many callers are likely to be active.
     expected: usize,
     /// How long the last `fdatasync` took.
@@ -185,6 +190,7 @@ impl Writer {
             poisoned: None,
             roll_error: None,
             force_sync: false,
+            durable_wanted: false,
             expected: 1,
             last_sync_took: Duration::ZERO,
             outs: Vec::new(),
@@ -235,6 +241,7 @@ impl Writer {
         let started = Instant::now();
         let mut budget = self.shared.config.max_batch_bytes;
         let mut count = 1;
+        self.durable_wanted = false;
         budget = budget.saturating_sub(self.handle(first));
         let window = match self.shared.config.sync {
             SyncPolicy::Always => self.last_sync_took / 2,
@@ -270,6 +277,9 @@ impl Writer {
                 }
             }
             return 0;
+        }
+        if !matches!(req, Request::Kill { lazy: true, .. }) {
+            self.durable_wanted = true;
         }
         match req {
             Request::Append {
@@ -326,7 +336,7 @@ impl Writer {
                 self.replies.push(Reply::Append(reply, ids, Some(queued)));
                 added
             }
-            Request::Kill { ids, reply } => {
+            Request::Kill { ids, reply, .. } => {
                 let now = now_ms();
                 let mut live = 0;
                 let mut seen = std::collections::HashSet::new();
@@ -571,7 +581,9 @@ impl Writer {
 
     fn write_out(&mut self, sealing: bool) {
         if self.outs.is_empty() && !sealing && !self.force_sync {
-            self.sync_if_due(false);
+            if self.durable_wanted {
+                self.sync_if_due(false);
+            }
             self.answer();
             return;
         }
@@ -581,7 +593,9 @@ impl Writer {
             if sealing || force {
                 self.sync_now()
             } else {
-                self.sync_if_due(false);
+                if self.durable_wanted {
+                    self.sync_if_due(false);
+                }
                 match &self.poisoned {
                     Some(m) => Err(StoreError::Poisoned(m.clone())),
                     None => Ok(()),
