@@ -141,14 +141,4 @@ $table
 <!-- bridge:end -->
 MD
 )
-python3 - "$section" <<'PY'
-import re, sys
-path = "benches/README.md"
-text = open(path).read()
-new = sys.argv[1]
-if "<!-- bridge:begin" in text:
-    text = re.sub(r"<!-- bridge:begin.*?<!-- bridge:end -->", lambda _: new, text, flags=re.S)
-else:
-    text += "\n## Bridges: store-and-forward against mosquitto's bridge\n\n" + new + "\n"
-open(path, "w").write(text)
-PY
+python3 benches/readme_section.py bridge "## Bridges: store-and-forward against mosquitto's bridge" "$section"

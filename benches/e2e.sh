@@ -27,15 +27,5 @@ $sqs
 <!-- e2e:end -->
 MD
 )
-python3 - "$section" <<'PY'
-import re, sys
-path = "benches/README.md"
-text = open(path).read()
-new = sys.argv[1]
-if "<!-- e2e:begin" in text:
-    text = re.sub(r"<!-- e2e:begin.*?<!-- e2e:end -->", lambda _: new, text, flags=re.S)
-else:
-    text += "\n## End to end: brokers and queues against their peers\n\n" + new + "\n"
-open(path, "w").write(text)
-PY
+python3 benches/readme_section.py e2e "## End to end: brokers and queues against their peers" "$section"
 echo "benches/README.md updated"

@@ -120,5 +120,6 @@ cargo test -p outpost-benches --benches
 benches/sqs-load.sh --smoke
 benches/sns-load.sh --smoke
 benches/routing-load.sh --smoke
+benches/bridge-load.sh --smoke
 
 step "all tests passed"

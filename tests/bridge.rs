@@ -530,23 +530,55 @@ fn inbound_commands_and_a_two_way_rule_without_loops() {
     let mut up = Mosquitto::new("");
     up.start();
     let toml = format!(
-        "[[bridges]]\nname = \"up\"\naddress = \"127.0.0.1:{}\"\nclean_start = true\n\
+        "[mqtt]\nsys_interval = 1\n[[bridges]]\nname = \"up\"\naddress = \"127.0.0.1:{}\"\nclean_start = true\n\
          [[bridges.out]]\nfilter = \"sync/#\"\n\
          [[bridges.in]]\nfilter = \"sync/#\"\nqos = 1\n\
          [[bridges.in]]\nfilter = \"cmd/gw1/#\"\ntopic = \"cmd/{{topic}}\"\nstrip_prefix = \"cmd/gw1/\"\nqos = 1\n",
         up.port
     );
     let local = Outpost::start_with(tempfile::tempdir().expect("temp dir"), &toml, None);
+    // Connected means subscribed upstream too: from now on a command gets through.
     eventually("the bridge to connect", WAIT, || {
         connected(&local, "up") == 1
     });
+    // The bridge's state in $SYS, as mosquitto publishes its own.
+    let mut sys = Raw::connect(local.mqtt, Version::V5, "sys-watcher", true);
+    assert_eq!(sys.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    sys.subscribe(1, &["$SYS/broker/bridge/up/#"], QoS::AtMostOnce);
+    let mut sys_values: HashMap<String, String> = HashMap::new();
+    let deadline = Instant::now() + WAIT;
+    let wanted = [
+        "connected",
+        "backlog/messages",
+        "backlog/bytes",
+        "last error",
+        "messages/forwarded per second",
+    ];
+    // Retained values from before the connection come first; the next round says connected.
+    while sys_values
+        .get("$SYS/broker/bridge/up/connected")
+        .map(String::as_str)
+        != Some("1")
+        || !wanted
+            .iter()
+            .all(|k| sys_values.contains_key(&format!("$SYS/broker/bridge/up/{k}")))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no $SYS state of the bridge: {sys_values:?}"
+        );
+        if let Some(Got::Publish { topic, payload, .. }) = sys.recv(WAIT) {
+            sys_values.insert(topic, String::from_utf8_lossy(&payload).to_string());
+        }
+    }
+    assert_eq!(sys_values["$SYS/broker/bridge/up/connected"], "1");
+    assert_eq!(sys_values["$SYS/broker/bridge/up/last error"], "none");
     let commands = device(&local, "device-cmd", "cmd/#");
     let synced = device(&local, "device-sync", "sync/#");
     let mut cloud = Raw::connect(up.addr(), Version::V5, "cloud", true);
     assert_eq!(cloud.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
     cloud.subscribe(1, &["sync/#"], QoS::AtLeastOnce);
     assert!(matches!(cloud.recv(WAIT), Some(Got::SubAck(_))));
-    // The bridge's subscriptions are in place once a message gets through.
     let mut commander = Raw::connect(up.addr(), Version::V5, "commander", true);
     assert_eq!(
         commander.recv(WAIT),

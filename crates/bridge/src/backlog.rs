@@ -45,8 +45,16 @@ pub(crate) struct Entry {
 }
 
 /// Encodes an entry's record.
+#[cfg(test)]
 pub(crate) fn encode(target: Target, address: &str, publish: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(6 + address.len() + publish.len());
+    put_header(&mut out, target, address);
+    out.put_slice(publish);
+    out.freeze()
+}
+
+/// Writes an entry's header; its PUBLISH follows.
+pub(crate) fn put_header(out: &mut BytesMut, target: Target, address: &str) {
     out.put_u8(VERSION);
     out.put_u8(match target {
         Target::Mqtt => 0,
@@ -55,8 +63,6 @@ pub(crate) fn encode(target: Target, address: &str, publish: &[u8]) -> Bytes {
     });
     out.put_u32(u32::try_from(address.len()).unwrap_or(u32::MAX));
     out.put_slice(address.as_bytes());
-    out.put_slice(publish);
-    out.freeze()
 }
 
 fn decode(r: Record) -> Option<Entry> {

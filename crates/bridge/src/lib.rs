@@ -306,8 +306,9 @@ async fn keep_bounds(name: String, backlog: Arc<Backlog>, mut shutdown: watch::R
     }
 }
 
-/// The stored form of a forwarded message: an MQTT 5 PUBLISH (topic, QoS, properties, payload).
-fn publish_bytes(m: &Message, topic: &str, qos: QoS) -> Option<Bytes> {
+/// The backlog record of a forwarded message: the entry header, then the message as an MQTT 5
+/// PUBLISH (topic, QoS, properties, payload), encoded in place.
+fn record(target: Target, address: &str, m: &Message, topic: &str, qos: QoS) -> Option<Bytes> {
     let users: Vec<UserProperty<'_>> = m.user_properties();
     let properties = m.publish_properties(Instant::now(), &[], &users);
     let p = Packet::Publish(Publish {
@@ -320,7 +321,8 @@ fn publish_bytes(m: &Message, topic: &str, qos: QoS) -> Option<Bytes> {
         properties,
         payload: &m.payload,
     });
-    let mut out = BytesMut::new();
+    let mut out = BytesMut::with_capacity(64 + address.len() + topic.len() + m.payload.len());
+    backlog::put_header(&mut out, target, address);
     p.encode_to(Version::V5, &mut out).ok()?;
     Some(out.freeze())
 }
@@ -369,10 +371,10 @@ impl PublishTap for Bridges {
                     tracing::warn!(bridge = %o.config.name, topic = %topic, "an out rule made an invalid remote topic; not forwarded");
                     continue;
                 }
-                let Some(publish) = publish_bytes(message, &topic, qos) else {
+                let Some(record) = record(target, address, message, &topic, qos) else {
                     continue;
                 };
-                match o.backlog.append(backlog::encode(target, address, &publish)) {
+                match o.backlog.append(record) {
                     Ok(wait) => waits.push(Box::pin(wait)),
                     Err(e) => {
                         let e = e.to_string();
@@ -381,15 +383,6 @@ impl PublishTap for Bridges {
                 }
             }
         }
-        match waits.len() {
-            0 => None,
-            1 => waits.pop(),
-            _ => Some(Box::pin(async move {
-                for w in waits {
-                    w.await?;
-                }
-                Ok(())
-            })),
-        }
+        outpost_mqtt::all_of(waits)
     }
 }

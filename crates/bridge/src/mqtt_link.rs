@@ -104,7 +104,9 @@ impl MqttLink {
                 return;
             }
             let started = Instant::now();
-            let result = self.session(&mut shutdown).await;
+            let mut acked = Acked::default();
+            let result = self.session(&mut shutdown, &mut acked).await;
+            acked.flush(&self.backlog);
             self.status.set_connected(false);
             match result {
                 Ok(()) => return,
@@ -142,14 +144,21 @@ impl MqttLink {
     }
 
     /// One connection, from CONNECT to its end. `Ok` only when the broker shuts down.
-    async fn session(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), LinkError> {
+    async fn session(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+        done: &mut Acked,
+    ) -> Result<(), LinkError> {
         let c = &self.config;
         let (mut io, session_present, limits) =
             tokio::time::timeout(CONNECT_TIMEOUT, self.handshake())
                 .await
                 .map_err(|_| format!("no CONNACK within {CONNECT_TIMEOUT:?}"))??;
         tracing::info!(bridge = %c.name, host = %self.host, session_present, window = limits.window, "bridge connected");
-        self.status.set_connected(true);
+        // With in rules the link counts as up once the upstream answered the SUBSCRIBE.
+        if c.inbound.is_empty() {
+            self.status.set_connected(true);
+        }
 
         let mut out = BytesMut::with_capacity(64 * 1024);
         let mut input = BytesMut::with_capacity(64 * 1024);
@@ -189,7 +198,7 @@ impl MqttLink {
         let keep_alive = Duration::from_secs(u64::from(limits.keep_alive.max(1)));
         let mut last_sent = Instant::now();
         let mut ping_sent: Option<Instant> = None;
-        let mut tick = tokio::time::interval(Duration::from_millis(500).min(keep_alive));
+        let mut tick = tokio::time::interval(Acked::EVERY.min(keep_alive));
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             // Fill the window from the backlog.
@@ -234,7 +243,7 @@ impl MqttLink {
                     self.on_input(&mut input, &mut inflight, &mut released, &ack_tx, &mut acked, &mut out)?;
                     if !acked.is_empty() {
                         Status::add(&self.status.forwarded, acked.len() as u64);
-                        self.backlog.done(&acked);
+                        done.add(&self.backlog, acked);
                     }
                 }
                 _ = self.backlog.appended.notified(), if inflight.len() < limits.window => {}
@@ -244,6 +253,7 @@ impl MqttLink {
                     p.encode_to(self.version, &mut out).map_err(|e| format!("ack: {e}"))?;
                 }
                 _ = tick.tick() => {
+                    done.flush(&self.backlog);
                     if let Some(at) = ping_sent {
                         if at.elapsed() > keep_alive {
                             return Err("the upstream did not answer PINGREQ".into());
@@ -436,6 +446,7 @@ impl MqttLink {
                                 .map_err(|e| format!("PUBCOMP: {e}"))?;
                         }
                         Packet::SubAck(s) => {
+                            self.status.set_connected(true);
                             for (rule, code) in self.config.inbound.iter().zip(s.codes.iter()) {
                                 if code.is_error() {
                                     tracing::warn!(bridge = %self.config.name, filter = %rule.filter, ?code, "the upstream refused an in-rule subscription");
@@ -523,6 +534,42 @@ impl MqttLink {
             }
         }
         Ok(())
+    }
+}
+
+/// Records the upstream acknowledged, marked dead in batches: one tombstone write per batch
+/// instead of one per PUBACK packet (the store writer's work, not the link's, limited the
+/// forwarding rate). Until a batch is written a crash only sends its messages again.
+#[derive(Debug, Default)]
+struct Acked {
+    ids: Vec<RecordId>,
+    since: Option<Instant>,
+}
+
+impl Acked {
+    /// Most records held back.
+    const BATCH: usize = 512;
+    /// Longest a record is held back.
+    const EVERY: Duration = Duration::from_millis(100);
+
+    fn add(&mut self, backlog: &Backlog, ids: Vec<RecordId>) {
+        if self.ids.is_empty() {
+            self.ids = ids;
+            self.since = Some(Instant::now());
+        } else {
+            self.ids.extend(ids);
+        }
+        if self.ids.len() >= Self::BATCH || self.since.is_some_and(|t| t.elapsed() >= Self::EVERY) {
+            self.flush(backlog);
+        }
+    }
+
+    fn flush(&mut self, backlog: &Backlog) {
+        if !self.ids.is_empty() {
+            backlog.done(&self.ids);
+            self.ids.clear();
+        }
+        self.since = None;
     }
 }
 

@@ -30,5 +30,5 @@ pub use queue_door::{queue_name, QueueDoor, QueueReceipt, QUEUE_PREFIX};
 pub use retained::RetainedTree;
 pub use router::{retained_matching, Retained, Router, Subscribed, Subscription, Target};
 pub use subscriptions::SubscriptionTree;
-pub use tap::{PublishTap, TapChain, TapWait};
+pub use tap::{all_of, PublishTap, TapChain, TapWait};
 pub use wakes::Wakes;

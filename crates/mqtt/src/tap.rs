@@ -89,20 +89,25 @@ pub struct TapChain(pub Vec<Arc<dyn PublishTap>>);
 
 impl PublishTap for TapChain {
     fn offer(&self, client_id: &str, message: &Message) -> Option<TapWait> {
-        let mut waits: Vec<TapWait> = self
-            .0
-            .iter()
-            .filter_map(|t| t.offer(client_id, message))
-            .collect();
-        match waits.len() {
-            0 => None,
-            1 => waits.pop(),
-            _ => Some(Box::pin(async move {
-                for w in waits {
-                    w.await?;
-                }
-                Ok(())
-            })),
-        }
+        all_of(
+            self.0
+                .iter()
+                .filter_map(|t| t.offer(client_id, message))
+                .collect(),
+        )
+    }
+}
+
+/// One wait for several: `None` for none, the first error of any.
+pub fn all_of(mut waits: Vec<TapWait>) -> Option<TapWait> {
+    match waits.len() {
+        0 => None,
+        1 => waits.pop(),
+        _ => Some(Box::pin(async move {
+            for w in waits {
+                w.await?;
+            }
+            Ok(())
+        })),
     }
 }
