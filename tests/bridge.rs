@@ -385,9 +385,11 @@ fn tls_with_a_client_certificate() {
     assert!(matches!(sink.recv(WAIT), Some(Got::SubAck(_))));
 
     let tls = |name: &str, with_cert: bool| {
+        // The one with a certificate speaks MQTT 3.1.1 and brings commands in, as a gateway
+        // of AWS IoT Core would.
         let cert = if with_cert {
             format!(
-                "cert_file = {:?}\nkey_file = {:?}\n",
+                "cert_file = {:?}\nkey_file = {:?}\n[[bridges.in]]\nfilter = \"cmd/gw1/#\"\nqos = 1\n",
                 client_cert.display().to_string(),
                 client_key.display().to_string()
             )
@@ -396,8 +398,9 @@ fn tls_with_a_client_certificate() {
         };
         format!(
             "[[bridges]]\nname = \"{name}\"\naddress = \"127.0.0.1:{tls_port}\"\nbackoff_min_ms = 100\n\
-             backoff_max_ms = 500\n[bridges.tls]\nca_file = {:?}\nserver_name = \"localhost\"\n{cert}\
+             backoff_max_ms = 500\nversion = \"{}\"\n[bridges.tls]\nca_file = {:?}\nserver_name = \"localhost\"\n{cert}\
              [[bridges.out]]\nfilter = \"sensors/#\"\ntopic = \"gw1/{name}/{{topic}}\"\n",
+            if with_cert { "3.1.1" } else { "5" },
             ca_file.display().to_string()
         )
     };
@@ -411,6 +414,19 @@ fn tls_with_a_client_certificate() {
     });
     let mut device = Raw::connect(local.mqtt, Version::V5, "dev", true);
     assert_eq!(device.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    device.subscribe(1, &["cmd/#"], QoS::AtLeastOnce);
+    assert!(matches!(device.recv(WAIT), Some(Got::SubAck(_))));
+    sink.publish("cmd/gw1/blink", b"3", QoS::AtLeastOnce, 7, false);
+    assert_eq!(sink.recv(WAIT), Some(Got::PubAck(7, ReasonCode::Success)));
+    match device.recv(WAIT) {
+        Some(Got::Publish { topic, payload, .. }) => {
+            assert_eq!(
+                (topic.as_str(), payload.as_slice()),
+                ("cmd/gw1/blink", &b"3"[..])
+            );
+        }
+        other => panic!("expected the command, got {other:?}"),
+    }
     device.publish("sensors/t", b"21.5", QoS::AtLeastOnce, 1, false);
     assert_eq!(device.recv(WAIT), Some(Got::PubAck(1, ReasonCode::Success)));
     match sink.recv(WAIT) {
@@ -1012,4 +1028,46 @@ fn sqs_upstream_checks_signatures() {
         "the log says why: {text}"
     );
     assert!(!text.contains("wrong-secret"), "no secret in the log");
+}
+
+/// A message whose MQTT 5 expiry passes while it waits for the upstream is not forwarded; one
+/// still alive goes with what is left of its lifetime.
+#[test]
+fn expired_messages_are_not_forwarded() {
+    let mut up = Mosquitto::new("");
+    up.start();
+    offline_subscriber(up.addr(), "sink", "gw1/#");
+    up.stop();
+    let local = Outpost::start_with(
+        tempfile::tempdir().expect("temp dir"),
+        &forwarding(up.port, 64, ""),
+        None,
+    );
+    let mut device = Raw::connect(local.mqtt, Version::V5, "d", true);
+    assert_eq!(device.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    let publish = |device: &mut Raw, payload: &[u8], expiry: u32, pkid: u16| {
+        device.send(&Packet::Publish(outpost_codec::Publish {
+            qos: QoS::AtLeastOnce,
+            pkid,
+            properties: outpost_codec::PublishProperties {
+                message_expiry_interval: Some(expiry),
+                ..Default::default()
+            },
+            ..outpost_codec::Publish::new("sensors/a", payload)
+        }));
+        assert_eq!(
+            device.recv(WAIT),
+            Some(Got::PubAck(pkid, ReasonCode::Success))
+        );
+    };
+    publish(&mut device, &[0, 0, 0, 1], 1, 1);
+    publish(&mut device, &[0, 0, 0, 2], 3600, 2);
+    // Past the first message's lifetime (its age is counted in whole seconds).
+    std::thread::sleep(Duration::from_millis(2_100));
+    up.start();
+    let got = drain_in_order(up.addr(), "sink", |g| !g.is_empty(), |_| {});
+    assert_eq!(got, vec![("gw1/sensors/a".to_string(), 2)]);
+    eventually("the expired message counted as dropped", WAIT, || {
+        metric(&local, "outpost_bridge_dropped_total{bridge=\"up\"}") == 1
+    });
 }

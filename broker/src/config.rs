@@ -604,9 +604,21 @@ impl Config {
         Ok(())
     }
 
-    /// The effective configuration as TOML (for `--print-config`).
+    /// The effective configuration as TOML (for `--print-config`), bridge secrets hidden.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_default()
+        let mut shown = self.clone();
+        for b in &mut shown.bridges {
+            for secret in [
+                &mut b.password,
+                &mut b.secret_access_key,
+                &mut b.session_token,
+            ] {
+                if !secret.is_empty() {
+                    *secret = "(hidden)".into();
+                }
+            }
+        }
+        toml::to_string(&shown).unwrap_or_default()
     }
 }
 
@@ -702,6 +714,26 @@ fn parse_sync(s: &str) -> Result<outpost_store::SyncPolicy, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bridges_are_read_and_their_secrets_not_printed() {
+        let c: Config = toml::from_str(
+            "[[bridges]]\nname = \"cloud\"\naddress = \"h:8883\"\npassword = \"p4ss\"\n\
+             [[bridges.out]]\nfilter = \"a/#\"\n\
+             [[bridges]]\nname = \"aws\"\nkind = \"aws\"\nsecret_access_key = \"s3cret\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.bridges.len(), 2);
+        assert_eq!(c.bridges[0].out[0].filter, "a/#");
+        assert_eq!(c.bridges[0].keep_alive, 30, "defaults fill the rest");
+        let printed = c.to_toml();
+        assert!(
+            !printed.contains("p4ss") && !printed.contains("s3cret"),
+            "{printed}"
+        );
+        assert!(printed.contains("(hidden)"));
+        assert!(toml::from_str::<Config>("[[bridges]]\nname = \"x\"\nbogus = 1\n").is_err());
+    }
 
     #[test]
     fn file_overrides_defaults_and_keeps_the_rest() {

@@ -33,10 +33,17 @@ pub(crate) enum Target {
 
 const VERSION: u8 = 1;
 
+/// Entry flag: the message has an expiry interval (the link must count its time in the backlog).
+pub(crate) const EXPIRES: u8 = 1;
+
 /// One message owed to the upstream, decoded from its record.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub id: RecordId,
+    /// Milliseconds since the epoch when it was appended.
+    pub timestamp: u64,
+    /// [`EXPIRES`].
+    pub flags: u8,
     pub target: Target,
     /// Queue URL or topic ARN (empty for MQTT).
     pub address: String,
@@ -47,20 +54,21 @@ pub(crate) struct Entry {
 /// Encodes an entry's record.
 #[cfg(test)]
 pub(crate) fn encode(target: Target, address: &str, publish: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(6 + address.len() + publish.len());
-    put_header(&mut out, target, address);
+    let mut out = BytesMut::with_capacity(7 + address.len() + publish.len());
+    put_header(&mut out, target, 0, address);
     out.put_slice(publish);
     out.freeze()
 }
 
 /// Writes an entry's header; its PUBLISH follows.
-pub(crate) fn put_header(out: &mut BytesMut, target: Target, address: &str) {
+pub(crate) fn put_header(out: &mut BytesMut, target: Target, flags: u8, address: &str) {
     out.put_u8(VERSION);
     out.put_u8(match target {
         Target::Mqtt => 0,
         Target::Sqs => 1,
         Target::Sns => 2,
     });
+    out.put_u8(flags);
     out.put_u32(u32::try_from(address.len()).unwrap_or(u32::MAX));
     out.put_slice(address.as_bytes());
 }
@@ -76,13 +84,16 @@ fn decode(r: Record) -> Option<Entry> {
         2 => Target::Sns,
         _ => return None,
     };
-    let len = u32::from_be_bytes(b.get(2..6)?.try_into().ok()?) as usize;
-    let address = std::str::from_utf8(b.get(6..6 + len)?).ok()?.to_string();
+    let flags = *b.get(2)?;
+    let len = u32::from_be_bytes(b.get(3..7)?.try_into().ok()?) as usize;
+    let address = std::str::from_utf8(b.get(7..7 + len)?).ok()?.to_string();
     Some(Entry {
         id: r.id,
+        timestamp: r.timestamp,
+        flags,
         target,
         address,
-        publish: r.payload.slice(6 + len..),
+        publish: r.payload.slice(7 + len..),
     })
 }
 

@@ -308,8 +308,19 @@ async fn keep_bounds(name: String, backlog: Arc<Backlog>, mut shutdown: watch::R
 
 /// The backlog record of a forwarded message: the entry header, then the message as an MQTT 5
 /// PUBLISH (topic, QoS, properties, payload), encoded in place.
-fn record(target: Target, address: &str, m: &Message, topic: &str, qos: QoS) -> Option<Bytes> {
-    let users: Vec<UserProperty<'_>> = m.user_properties();
+fn record(
+    target: Target,
+    address: &str,
+    m: &Message,
+    topic: &str,
+    qos: QoS,
+    node: &str,
+) -> Option<Bytes> {
+    let mut users: Vec<UserProperty<'_>> = m.user_properties();
+    if target == Target::Mqtt {
+        // The hop marker: an Outpost that gets this message back does not forward it again.
+        users.push(UserProperty::new(HOP, node));
+    }
     let properties = m.publish_properties(Instant::now(), &[], &users);
     let p = Packet::Publish(Publish {
         dup: false,
@@ -322,7 +333,12 @@ fn record(target: Target, address: &str, m: &Message, topic: &str, qos: QoS) -> 
         payload: &m.payload,
     });
     let mut out = BytesMut::with_capacity(64 + address.len() + topic.len() + m.payload.len());
-    backlog::put_header(&mut out, target, address);
+    let flags = if m.properties.message_expiry_interval.is_some() {
+        backlog::EXPIRES
+    } else {
+        0
+    };
+    backlog::put_header(&mut out, target, flags, address);
     p.encode_to(Version::V5, &mut out).ok()?;
     Some(out.freeze())
 }
@@ -371,7 +387,7 @@ impl PublishTap for Bridges {
                     tracing::warn!(bridge = %o.config.name, topic = %topic, "an out rule made an invalid remote topic; not forwarded");
                     continue;
                 }
-                let Some(record) = record(target, address, message, &topic, qos) else {
+                let Some(record) = record(target, address, message, &topic, qos, &self.node) else {
                     continue;
                 };
                 match o.backlog.append(record) {
