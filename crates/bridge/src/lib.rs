@@ -158,7 +158,17 @@ impl Bridges {
                         )
                         .map_err(config_error)?,
                     );
-                    tokio::spawn(link.run(shutdown.clone()));
+                    // The link runs on a thread of its own: a flood of local publishers keeps
+                    // the broker's workers busy, and must not starve the uplink that drains it.
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| config_error(format!("a thread for the link: {e}")))?;
+                    let stop = shutdown.clone();
+                    std::thread::Builder::new()
+                        .name(format!("bridge-{}", c.name))
+                        .spawn(move || runtime.block_on(link.run(stop)))
+                        .map_err(|e| config_error(format!("a thread for the link: {e}")))?;
                 }
             }
             tokio::spawn(keep_bounds(
