@@ -100,6 +100,16 @@ impl Drop for Mosquitto {
     }
 }
 
+/// A stopped mosquitto that keeps the persistent session `sink` (subscribed to `gw1/#`): what is
+/// forwarded once it runs again waits there for the sink.
+fn stopped_upstream_with_sink() -> Mosquitto {
+    let mut up = Mosquitto::new("");
+    up.start();
+    offline_subscriber(up.addr(), "sink", "gw1/#");
+    up.stop();
+    up
+}
+
 /// An MQTT bridge named `up` to `port` forwarding `sensors/#` to `gw1/{topic}`.
 fn forwarding(port: u16, window: u16, extra: &str) -> String {
     format!(
@@ -220,10 +230,7 @@ fn connected(broker: &Outpost, bridge: &str) -> u64 {
 /// order per topic, and the backlog shows in the metrics meanwhile.
 #[test]
 fn ten_thousand_messages_wait_for_the_upstream() {
-    let mut up = Mosquitto::new("");
-    up.start();
-    offline_subscriber(up.addr(), "sink", "gw1/#");
-    up.stop();
+    let mut up = stopped_upstream_with_sink();
 
     let local = Outpost::start_with(
         tempfile::tempdir().expect("temp dir"),
@@ -254,10 +261,7 @@ fn ten_thousand_messages_wait_for_the_upstream() {
 /// upstream had not acknowledged, and nothing acknowledged locally is lost.
 #[test]
 fn kill_9_while_forwarding_loses_nothing() {
-    let mut up = Mosquitto::new("");
-    up.start();
-    offline_subscriber(up.addr(), "sink", "gw1/#");
-    up.stop();
+    let mut up = stopped_upstream_with_sink();
 
     // A small window keeps the forwarding slow enough to be cut in the middle.
     let toml = forwarding(up.port, 4, "");
@@ -1034,10 +1038,7 @@ fn sqs_upstream_checks_signatures() {
 /// still alive goes with what is left of its lifetime.
 #[test]
 fn expired_messages_are_not_forwarded() {
-    let mut up = Mosquitto::new("");
-    up.start();
-    offline_subscriber(up.addr(), "sink", "gw1/#");
-    up.stop();
+    let mut up = stopped_upstream_with_sink();
     let local = Outpost::start_with(
         tempfile::tempdir().expect("temp dir"),
         &forwarding(up.port, 64, ""),
