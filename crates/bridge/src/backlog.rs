@@ -220,14 +220,13 @@ impl Backlog {
             if ids.is_empty() {
                 break;
             }
-            dropped += ids.len() as u64;
             if let Err(e) = self.store.mark_dead(&ids).await {
                 tracing::warn!(error = %e, "bridge backlog: dropping old messages failed");
                 break;
             }
-        }
-        if dropped > 0 {
-            Status::add(&self.status.dropped, dropped);
+            // Counted as they go, so the backlog and the drop counter always add up.
+            dropped += ids.len() as u64;
+            Status::add(&self.status.dropped, ids.len() as u64);
         }
         dropped
     }
