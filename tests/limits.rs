@@ -209,48 +209,52 @@ fn http_rates_long_polls_and_counts_answer_in_each_api_s_shape() {
     assert!(answers[1].1.contains("RequestThrottled"), "{answers:?}");
 }
 
+/// Silent sockets are closed after the CONNECT timeout, and what they held is reused: a second
+/// flood of 2,000 does not grow the broker's memory past the first. (Whether freed memory goes back
+/// to the operating system is the allocator's choice — glibc keeps it in its arenas — so the test
+/// checks for growth, which a per-connection leak would show, not for a return to the idle figure.)
 #[test]
-fn sockets_that_never_send_connect_are_closed_and_memory_returns() {
+fn sockets_that_never_send_connect_are_closed_and_memory_is_reused() {
     let _ = rlimit::increase_nofile_limit(16_384);
     let broker = start("[mqtt]\nconnect_timeout = 2\n");
-    // Idle figure: after a first round of connections has warmed the allocator up.
-    let warm: Vec<TcpStream> = (0..200)
-        .map(|_| TcpStream::connect(broker.mqtt).unwrap())
-        .collect();
-    eventually(
-        "the warm-up sockets closed",
-        Duration::from_secs(20),
-        || metric(&broker, "outpost_connections_open{listener=\"mqtt\"}") == 0,
-    );
-    drop(warm);
-    let idle = broker.rss_kib();
-    let held: Vec<TcpStream> = (0..2_000)
-        .map(|_| TcpStream::connect(broker.mqtt).unwrap())
-        .collect();
-    eventually("2,000 sockets admitted", Duration::from_secs(20), || {
-        metric(&broker, "outpost_connections_open{listener=\"mqtt\"}") >= 1_900
-            || metric(&broker, "outpost_connections_open{listener=\"mqtt\"}") == 0
-    });
-    let peak = broker.rss_kib();
-    eventually(
-        "every silent socket closed by the broker",
-        Duration::from_secs(30),
-        || metric(&broker, "outpost_connections_open{listener=\"mqtt\"}") == 0,
-    );
-    let mut held = held;
-    let mut closed = 0;
-    for s in held.iter_mut().take(50) {
-        if closed_within(s, Duration::from_secs(5)) {
-            closed += 1;
+    let open = || metric(&broker, "outpost_connections_open{listener=\"mqtt\"}");
+    // One flood: 2,000 silent sockets, all closed by the broker.
+    let flood = || {
+        let mut held: Vec<TcpStream> = (0..2_000)
+            .map(|_| TcpStream::connect(broker.mqtt).unwrap())
+            .collect();
+        eventually("2,000 sockets admitted", Duration::from_secs(20), || {
+            open() >= 1_900 || open() == 0
+        });
+        let peak = broker.rss_kib();
+        eventually(
+            "every silent socket closed by the broker",
+            Duration::from_secs(30),
+            || open() == 0,
+        );
+        let mut closed = 0;
+        for s in held.iter_mut().take(50) {
+            if closed_within(s, Duration::from_secs(5)) {
+                closed += 1;
+            }
         }
-    }
-    assert_eq!(closed, 50, "the broker closed the sockets (sample of 50)");
-    drop(held);
-    let after = broker.rss_kib();
-    println!("RSS idle {idle} KiB, with 2,000 silent sockets {peak} KiB, after {after} KiB");
+        assert_eq!(closed, 50, "the broker closed the sockets (sample of 50)");
+        drop(held);
+        (peak, broker.rss_kib())
+    };
+    let idle = broker.rss_kib();
+    let (peak1, after1) = flood();
+    let (peak2, after2) = flood();
+    let (peak3, after3) = flood();
+    println!(
+        "RSS idle {idle} KiB; floods of 2,000 silent sockets: peak {peak1}/{peak2}/{peak3} KiB, \
+         after {after1}/{after2}/{after3} KiB"
+    );
+    // The first two floods warm the allocator's arenas up; the third must fit in what they left.
+    let warm = after1.max(after2);
     assert!(
-        after <= idle + idle / 10 + 2_048,
-        "memory did not return to its idle figure: idle {idle} KiB, after {after} KiB"
+        after3 <= warm + warm / 10 + 2_048,
+        "memory grows with each flood: after the first two {warm} KiB, after the third {after3} KiB"
     );
     // And the broker serves.
     connected(broker.mqtt, Version::V5, "after-flood");
