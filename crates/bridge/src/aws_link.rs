@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use outpost_codec::{Decoded, Packet, Version};
-use outpost_queues::message::{decode_attributes, AttributeValue};
+use outpost_queues::message::{
+    decode_attributes, valid_attribute_name, validate_text, AttributeValue,
+};
 use outpost_queues::{Queues, ReceiveRequest};
 use outpost_store::RecordId;
 use outpost_topics::Topics;
@@ -201,8 +203,7 @@ impl AwsLink {
         rule: TopicRule,
         shutdown: watch::Receiver<bool>,
     ) {
-        let queue = format!("bridge-{}-{}", self.config.name, rule.local);
-        let queue = queue.chars().take(80).collect::<String>();
+        let queue = rule.queue(&self.config.name);
         if let Err(e) = self
             .subscribe_queue(&queues, &topics, &rule.local, &queue)
             .await
@@ -239,14 +240,23 @@ impl AwsLink {
                 .await
                 .map_err(|e| format!("creating queue {queue}: {e}"))?;
         }
-        let already = topics
-            .list_subscriptions_by_topic(&arn, None)
-            .map(|(subs, _)| subs.iter().any(|s| s.endpoint == queues.arn(queue)))
-            .unwrap_or(false);
+        let endpoint = queues.arn(queue);
+        let mut already = false;
+        let mut token: Option<String> = None;
+        loop {
+            let (subs, next) = topics
+                .list_subscriptions_by_topic(&arn, token.as_deref())
+                .map_err(|e| format!("listing subscriptions of {topic}: {e}"))?;
+            already |= subs.iter().any(|s| s.endpoint == endpoint);
+            match next {
+                Some(t) if !already => token = Some(t),
+                _ => break,
+            }
+        }
         if !already {
             let raw = BTreeMap::from([("RawMessageDelivery".to_string(), "true".to_string())]);
             topics
-                .subscribe(&arn, "sqs", Some(&queues.arn(queue)), raw, true)
+                .subscribe(&arn, "sqs", Some(&endpoint), raw, true)
                 .await
                 .map_err(|e| format!("subscribing queue {queue} to {topic}: {e}"))?;
         }
@@ -368,26 +378,6 @@ fn queue_message(m: &outpost_queues::message::StoredMessage) -> Outgoing {
     }
 }
 
-/// Characters SQS accepts in a message body.
-fn sqs_text(s: &str) -> bool {
-    s.chars().all(|c| {
-        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
-    })
-}
-
-fn attribute_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 256
-        && !name.starts_with('.')
-        && !name.ends_with('.')
-        && !name.contains("..")
-        && !name.starts_with("AWS.")
-        && !name.starts_with("Amazon.")
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
 /// An MQTT message as an SQS/SNS message: the payload as the body (base64 when it is not text
 /// SQS accepts, flagged by `outpost-encoding`), the topic as `mqtt-topic`, the content type and
 /// user properties as String attributes — at most 10, SQS's limit.
@@ -405,7 +395,7 @@ fn outgoing(e: &Entry) -> Outgoing {
     let mut attributes: Vec<(String, String, String, bool)> = Vec::new();
     let text = std::str::from_utf8(p.payload)
         .ok()
-        .filter(|s| !s.is_empty() && sqs_text(s));
+        .filter(|s| !s.is_empty() && validate_text(s).is_ok());
     let body = match text {
         Some(s) => s.to_string(),
         None => {
@@ -428,9 +418,9 @@ fn outgoing(e: &Entry) -> Outgoing {
             break;
         }
         if u.name == crate::HOP
-            || !attribute_name(u.name)
+            || !valid_attribute_name(u.name, false)
             || u.value.is_empty()
-            || !sqs_text(u.value)
+            || validate_text(u.value).is_err()
         {
             continue;
         }

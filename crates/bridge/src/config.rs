@@ -180,6 +180,16 @@ pub struct TopicRule {
     pub sns: String,
 }
 
+impl TopicRule {
+    /// The bridge's own queue for this rule (within SQS's 80 characters).
+    pub fn queue(&self, bridge: &str) -> String {
+        format!("bridge-{bridge}-{}", self.local)
+            .chars()
+            .take(80)
+            .collect()
+    }
+}
+
 /// A configuration mistake, found at start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bridge {bridge:?}: {reason}")]

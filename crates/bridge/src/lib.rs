@@ -192,14 +192,19 @@ impl Bridges {
         }))
     }
 
-    /// True without any bridge.
-    pub fn is_empty(&self) -> bool {
-        self.outlets.is_empty()
-    }
-
     /// Every bridge's state now.
     pub fn snapshots(&self) -> Vec<Snapshot> {
         let rates = self.rates();
+        // Only bridges that move queues need the queues' figures; read them once for all.
+        let moving = self
+            .outlets
+            .iter()
+            .any(|o| !o.config.queues.is_empty() || !o.config.topics.is_empty());
+        let queue_stats = if moving {
+            self.queues.stats()
+        } else {
+            Vec::new()
+        };
         self.outlets
             .iter()
             .zip(rates)
@@ -208,17 +213,15 @@ impl Bridges {
                 let (mut messages, bytes) = o.backlog.size();
                 let mut oldest = o.backlog.oldest_age().as_secs();
                 // A moved queue's backlog is the queue itself.
-                if !o.config.queues.is_empty() || !o.config.topics.is_empty() {
-                    for q in self.queues.stats() {
-                        let topic_queue = |t: &TopicRule| {
-                            q.name == format!("bridge-{}-{}", o.config.name, t.local)
-                        };
-                        if o.config.queues.iter().any(|r| r.local == q.name)
-                            || o.config.topics.iter().any(topic_queue)
-                        {
-                            messages += q.visible + q.inflight + q.delayed;
-                            oldest = oldest.max(q.oldest_age_seconds);
-                        }
+                for q in &queue_stats {
+                    let moved = o.config.queues.iter().any(|r| r.local == q.name)
+                        || o.config
+                            .topics
+                            .iter()
+                            .any(|t| t.queue(&o.config.name) == q.name);
+                    if moved {
+                        messages += q.visible + q.inflight + q.delayed;
+                        oldest = oldest.max(q.oldest_age_seconds);
                     }
                 }
                 Snapshot {

@@ -193,7 +193,6 @@ impl MqttLink {
             sub.encode_to(self.version, &mut out)
                 .map_err(|e| format!("SUBSCRIBE: {e}"))?;
         }
-        let _ = session_present;
 
         let keep_alive = Duration::from_secs(u64::from(limits.keep_alive.max(1)));
         let mut last_sent = Instant::now();
@@ -201,9 +200,8 @@ impl MqttLink {
         let mut tick = tokio::time::interval(Acked::EVERY.min(keep_alive));
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            // Fill the window from the backlog.
-            // Refilled in groups (a quarter of the window, at most 8) rather than one message per
-            // acknowledgement: fewer, larger writes.
+            // The window is refilled from the backlog in groups (a quarter of the window, at
+            // most 8) rather than one message per acknowledgement: fewer, larger writes.
             let group = (limits.window / 4).clamp(1, 8);
             if limits.window - inflight.len() >= group || inflight.is_empty() {
                 let room = limits.window - inflight.len();

@@ -43,6 +43,21 @@ pub struct MessageAttribute {
 /// Message attributes by name (sorted, as the digest needs).
 pub type Attributes = BTreeMap<String, MessageAttribute>;
 
+/// SQS's rule for a message attribute name: 1–256 of letters, digits, `_`, `-` and `.`, no
+/// leading, trailing or doubled `.`, and (except for `system` attributes) no `AWS.`/`Amazon.`
+/// prefix.
+pub fn valid_attribute_name(name: &str, system: bool) -> bool {
+    !(name.is_empty()
+        || name.len() > 256
+        || name.starts_with('.')
+        || name.ends_with('.')
+        || name.contains("..")
+        || (!system && (name.starts_with("AWS.") || name.starts_with("Amazon.")))
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+}
+
 /// Checks attribute names, types and values the way SQS does.
 pub fn validate_attributes(attrs: &Attributes, system: bool) -> Result<()> {
     if attrs.len() > 10 {
@@ -52,16 +67,7 @@ pub fn validate_attributes(attrs: &Attributes, system: bool) -> Result<()> {
         ));
     }
     for (name, attr) in attrs {
-        let bad_name = name.is_empty()
-            || name.len() > 256
-            || name.starts_with('.')
-            || name.ends_with('.')
-            || name.contains("..")
-            || (!system && (name.starts_with("AWS.") || name.starts_with("Amazon.")))
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if bad_name {
+        if !valid_attribute_name(name, system) {
             return Err(QueueError::InvalidParameterValue(format!(
                 "Message attribute name '{name}' is invalid."
             )));
