@@ -150,7 +150,7 @@ impl MqttLink {
         done: &mut Acked,
     ) -> Result<(), LinkError> {
         let c = &self.config;
-        let (mut io, session_present, limits) =
+        let (mut io, session_present, limits, mut input) =
             tokio::time::timeout(CONNECT_TIMEOUT, self.handshake())
                 .await
                 .map_err(|_| format!("no CONNACK within {CONNECT_TIMEOUT:?}"))??;
@@ -161,7 +161,6 @@ impl MqttLink {
         }
 
         let mut out = BytesMut::with_capacity(64 * 1024);
-        let mut input = BytesMut::with_capacity(64 * 1024);
         let mut pkids = PacketIds::default();
         // Sent and not yet acknowledged: packet id → record.
         let mut inflight: HashMap<u16, RecordId> = HashMap::new();
@@ -194,6 +193,18 @@ impl MqttLink {
                 .map_err(|e| format!("SUBSCRIBE: {e}"))?;
         }
 
+        if !input.is_empty() {
+            // Messages the upstream sent right behind its CONNACK.
+            let mut acked = Vec::new();
+            self.on_input(
+                &mut input,
+                &mut inflight,
+                &mut released,
+                &ack_tx,
+                &mut acked,
+                &mut out,
+            )?;
+        }
         let keep_alive = Duration::from_secs(u64::from(limits.keep_alive.max(1)));
         let mut last_sent = Instant::now();
         let mut ping_sent: Option<Instant> = None;
@@ -275,7 +286,9 @@ impl MqttLink {
     }
 
     /// CONNECT and CONNACK.
-    async fn handshake(&self) -> Result<(Box<dyn Io>, bool, Limits), LinkError> {
+    /// Also returns what arrived after the CONNACK: a resumed upstream session may send its
+    /// queued messages in the same read.
+    async fn handshake(&self) -> Result<(Box<dyn Io>, bool, Limits, BytesMut), LinkError> {
         let c = &self.config;
         let mut io = self.connect().await?;
         let client_id = c.client_id();
@@ -313,9 +326,11 @@ impl MqttLink {
             }
             match outpost_codec::decode_from_server(&input, self.version, MAX_INBOUND_PACKET) {
                 Ok(Decoded::Incomplete { .. }) => continue,
-                Ok(Decoded::Packet(Packet::ConnAck(ack), _)) => {
+                Ok(Decoded::Packet(Packet::ConnAck(ack), used)) => {
                     let limits = self.limits(&ack)?;
-                    return Ok((io, ack.session_present, limits));
+                    let session_present = ack.session_present;
+                    input.advance(used);
+                    return Ok((io, session_present, limits, input));
                 }
                 Ok(Decoded::Packet(other, _)) => {
                     return Err(format!(
