@@ -287,7 +287,18 @@ fn qos1_stream_survives_a_broker_kill_and_restart() {
         m.into_iter()
             .map(|(_, p, _)| String::from_utf8_lossy(&p).into_owned()),
     );
-    // kill -9 while messages are in flight; the publisher keeps publishing into its offline buffer.
+    // The next ten go into the offline buffer: wait until it has room for them (its window of
+    // 16 may still be full of messages the broker acknowledged and the client has not read yet).
+    eventually(
+        "room for 10 in the publisher's buffer",
+        Duration::from_secs(10),
+        || {
+            let _ = publisher.poll(|_| {});
+            publisher.pending() <= N - 10
+        },
+    );
+    // kill -9, with messages maybe still in flight; the publisher keeps publishing into its
+    // offline buffer.
     let data = broker.kill();
     for i in 20..30 {
         let _ = publisher.poll(|_| {});
