@@ -274,6 +274,7 @@ fn open_security(config: &Config) -> Result<std::sync::Arc<outpost_auth::Securit
         access_keys_file: path(&a.access_keys_file),
         allow_anonymous: a.allow_anonymous.then_some(true),
         account: config.http.account.clone(),
+        region: config.http.region.clone(),
         login_failures: outpost_auth::Rate {
             per_second: f64::from(a.login_failures_per_minute.max(1)) / 60.0,
             burst: f64::from(a.login_failure_burst.max(1)),
@@ -638,6 +639,9 @@ async fn serve(
             }
         }
     };
+    // Messages that cross doors are checked as their principals (ADR 0015).
+    broker.set_authorizer(security.clone());
+    topics.set_authorizer(security.clone());
     topics.attach(
         Some(Arc::new(outpost_http::sns::HttpClient::new())),
         Some(Arc::new(MqttDoor(broker.clone()))),
@@ -658,6 +662,7 @@ async fn serve(
             return ExitCode::FAILURE;
         }
     };
+    events.set_authorizer(security.clone());
     events.attach(Some(Arc::new(MqttDoor(broker.clone()))));
     let (bridges_stop, bridges_stop_rx) = tokio::sync::watch::channel(false);
     let bridges = match outpost_bridge::Bridges::start(
@@ -817,7 +822,7 @@ impl outpost_topics::MqttPublisher for MqttDoor {
     fn publish(
         &self,
         m: outpost_topics::MqttMessage,
-    ) -> outpost_topics::BoxFuture<'_, Result<(), String>> {
+    ) -> outpost_topics::BoxFuture<'_, Result<(), outpost_topics::MqttRefusal>> {
         let message = outpost_mqtt::Message {
             topic: m.topic.as_str().into(),
             payload: m.payload,
@@ -830,8 +835,24 @@ impl outpost_topics::MqttPublisher for MqttDoor {
             },
             received: None,
         };
-        let (_, durable) = self.0.publish_internal(message);
-        Box::pin(async move { durable.wait().await.map_err(|e| e.to_string()) })
+        // Checked as its owner where it enters the engine (ADR 0015); not offered to the rules,
+        // or a rule could feed itself.
+        let durable = match self.0.publish_as(&m.who, message, false) {
+            Ok((_, durable)) => durable,
+            Err(code) => {
+                let why = format!(
+                    "MQTT publish to {} refused: {code:?}",
+                    m.topic.chars().take(128).collect::<String>()
+                );
+                return Box::pin(async move { Err(outpost_topics::MqttRefusal::Refused(why)) });
+            }
+        };
+        Box::pin(async move {
+            durable
+                .wait()
+                .await
+                .map_err(|e| outpost_topics::MqttRefusal::Failed(e.to_string()))
+        })
     }
 }
 

@@ -8,7 +8,7 @@
 //! in force and says why, so a typo never opens or closes the broker by accident.
 
 pub mod acl;
-mod identity;
+
 pub mod keys;
 pub mod passwords;
 pub mod policy;
@@ -22,8 +22,8 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 pub use acl::{Acl, Effect, Request};
-pub use identity::{Identity, Proof};
 pub use keys::{AccessKey, AccessKeys};
+pub use outpost_access::{Identity, Proof};
 pub use outpost_net::{PerAddress, Rate};
 pub use passwords::PasswordFile;
 pub use sigv4::{SigError, SignedRequest};
@@ -63,6 +63,8 @@ pub struct SecurityConfig {
     pub allow_anonymous: Option<bool>,
     /// The broker's account (identities without an account of their own).
     pub account: String,
+    /// The broker's region (the ARNs of IoT topics: `arn:aws:iot:<region>:…`).
+    pub region: String,
     /// Failed logins allowed per address: a burst, then this rate.
     pub login_failures: Rate,
 }
@@ -357,6 +359,101 @@ impl Security {
             self.stats.http_denied.fetch_add(1, Ordering::Relaxed);
         }
         ok
+    }
+}
+
+impl Security {
+    /// See [`outpost_access::Authorizer::topic`].
+    pub fn topic_allows(
+        &self,
+        who: &Identity,
+        verb: outpost_access::TopicVerb,
+        topic: &str,
+    ) -> bool {
+        use outpost_access::TopicVerb;
+        let policy = self.now();
+        let Some(acl) = &policy.acl else {
+            return true;
+        };
+        let arn = |kind: &str| {
+            format!(
+                "arn:aws:iot:{}:{}:{kind}/{topic}",
+                self.config.region, who.account
+            )
+        };
+        let ask = |action: &str, resource: &str| {
+            acl.decide(
+                who,
+                &Request {
+                    action,
+                    resource,
+                    client_id: "",
+                },
+            )
+        };
+        let (grants, denies): (Vec<_>, Vec<_>) = match verb {
+            TopicVerb::Publish => (
+                vec![
+                    ask("mqtt:publish", topic),
+                    ask("iot:Publish", &arn("topic")),
+                ],
+                vec![],
+            ),
+            TopicVerb::Read => (
+                vec![
+                    ask("mqtt:receive", topic),
+                    ask("iot:Receive", &arn("topic")),
+                ],
+                vec![
+                    ask("mqtt:subscribe", topic),
+                    ask("iot:Subscribe", &arn("topicfilter")),
+                ],
+            ),
+        };
+        let ok = !grants
+            .iter()
+            .chain(&denies)
+            .any(|d| *d == Some(Effect::Deny))
+            && grants.iter().any(|d| *d == Some(Effect::Allow));
+        if !ok {
+            self.stats.mqtt_denied.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// True when an ACL rule explicitly denies `who` the MQTT action on `topic` (what no wider
+    /// allow overrides: see [`outpost_access::may_read`]).
+    pub fn mqtt_denies(&self, who: &Identity, client_id: &str, action: &str, topic: &str) -> bool {
+        let policy = self.now();
+        let Some(acl) = &policy.acl else {
+            return false;
+        };
+        acl.decide(
+            who,
+            &Request {
+                action,
+                resource: topic,
+                client_id,
+            },
+        ) == Some(Effect::Deny)
+    }
+}
+
+/// The engines ask the ACL through this (they do not depend on how it is made).
+/// The operator (what the configuration file sets up) is allowed everything; everyone else is
+/// asked about.
+impl outpost_access::Authorizer for Security {
+    fn mqtt(&self, who: &Identity, client_id: &str, action: &str, topic: &str) -> bool {
+        who.proof == Proof::Operator || self.mqtt_allows(who, client_id, action, topic)
+    }
+    fn mqtt_denied(&self, who: &Identity, client_id: &str, action: &str, topic: &str) -> bool {
+        who.proof != Proof::Operator && self.mqtt_denies(who, client_id, action, topic)
+    }
+    fn http(&self, who: &Identity, action: &str, resource: &str, policy: Option<&str>) -> bool {
+        who.proof == Proof::Operator || self.http_allows(who, action, resource, policy)
+    }
+    fn topic(&self, who: &Identity, verb: outpost_access::TopicVerb, topic: &str) -> bool {
+        who.proof == Proof::Operator || self.topic_allows(who, verb, topic)
     }
 }
 

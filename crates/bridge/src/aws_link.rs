@@ -254,9 +254,10 @@ impl AwsLink {
             }
         }
         if !already {
+            let principal = self.config.principal();
             let raw = BTreeMap::from([("RawMessageDelivery".to_string(), "true".to_string())]);
             topics
-                .subscribe(&arn, "sqs", Some(&endpoint), raw, true)
+                .subscribe(&arn, "sqs", Some(&endpoint), raw, true, &principal)
                 .await
                 .map_err(|e| format!("subscribing queue {queue} to {topic}: {e}"))?;
         }

@@ -69,6 +69,25 @@ pub struct BridgeConfig {
     pub backoff_min_ms: u64,
     /// Longest reconnect delay, in milliseconds.
     pub backoff_max_ms: u64,
+    /// The local identity the bridge acts as (ACL rules name it): what `in` rules bring in is
+    /// published as it, the SNS topics it forwards are subscribed as it. Empty: the broker's
+    /// own operator, allowed everything (ADR 0015).
+    pub identity: String,
+}
+
+impl BridgeConfig {
+    /// The principal the bridge acts as here.
+    pub fn principal(&self) -> outpost_access::Identity {
+        if self.identity.is_empty() {
+            outpost_access::Identity::operator()
+        } else {
+            outpost_access::Identity {
+                name: self.identity.as_str().into(),
+                proof: outpost_access::Proof::Configured,
+                account: "".into(),
+            }
+        }
+    }
 }
 
 impl Default for BridgeConfig {
@@ -102,6 +121,7 @@ impl Default for BridgeConfig {
             max_backlog_age: 7 * 24 * 3600,
             backoff_min_ms: 500,
             backoff_max_ms: 60_000,
+            identity: String::new(),
         }
     }
 }

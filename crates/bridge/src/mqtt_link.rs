@@ -576,10 +576,18 @@ impl MqttLink {
             let topic = local.unwrap_or_default();
             let message = Message::from_publish(&topic, p, Bytes::copy_from_slice(p.payload));
             Status::add(&self.status.received, 1);
-            // Published as the broker's own message: no publish tap sees it, so no bridge
-            // forwards it back out.
-            let (_, durable) = self.broker.publish_internal(message);
-            Some(durable)
+            // Published as the bridge's identity, checked where it enters (ADR 0015); no publish
+            // tap sees it, so no bridge forwards it back out.
+            match self
+                .broker
+                .publish_as(&self.config.principal(), message, false)
+            {
+                Ok((_, durable)) => Some(durable),
+                Err(code) => {
+                    tracing::info!(bridge = %self.config.name, topic = %topic.chars().take(128).collect::<String>(), ?code, "an inbound message was refused here; acknowledged upstream and dropped");
+                    None
+                }
+            }
         };
         if p.qos == QoS::AtMostOnce {
             return Ok(());

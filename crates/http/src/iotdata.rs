@@ -153,13 +153,14 @@ fn qos_number(q: QoS) -> u8 {
 /// Serves one request whose body was read.
 pub async fn handle(
     broker: &Arc<Broker>,
+    who: &outpost_auth::Identity,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: Bytes,
     rid: &str,
 ) -> Response {
-    let result = route(broker, method, uri, headers, body).await;
+    let result = route(broker, who, method, uri, headers, body).await;
     match result {
         Ok(v) => json_response(v, rid),
         Err(e) => error_response(e, rid),
@@ -168,12 +169,20 @@ pub async fn handle(
 
 async fn route(
     broker: &Arc<Broker>,
+    who: &outpost_auth::Identity,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Value, ApiError> {
     let path = uri.path();
+    // SigV4 signs the normalized path; acting on another spelling of it (`/topics/x/../a%2Fb`,
+    // `/topics//a%2Fb`) would act on what was not signed. Such paths are refused.
+    if !normalized(path) {
+        return Err(invalid(
+            "The request path must not contain empty, '.' or '..' segments.",
+        ));
+    }
     let q = query(uri);
     let wrong_method = || ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
@@ -184,7 +193,7 @@ async fn route(
         if method != Method::POST {
             return Err(wrong_method());
         }
-        return publish(broker, decode(topic)?, &q, headers, body).await;
+        return publish(broker, who, decode(topic)?, &q, headers, body).await;
     }
     if path == "/retainedMessage" {
         if method != Method::GET {
@@ -363,8 +372,16 @@ fn message(
     })
 }
 
+/// True when no segment of the raw path is empty, `.` or `..` (the path SigV4 verified is the
+/// path acted on).
+pub(crate) fn normalized(path: &str) -> bool {
+    path.strip_prefix('/')
+        .is_some_and(|rest| rest.split('/').all(|seg| !matches!(seg, "" | "." | "..")))
+}
+
 async fn publish(
     broker: &Arc<Broker>,
+    who: &outpost_auth::Identity,
     topic: String,
     q: &[(String, String)],
     headers: &HeaderMap,
@@ -378,7 +395,7 @@ async fn publish(
     let retain = bool_param(q, "retain")?;
     fits(broker, topic.len() + body.len())?;
     let message = message(topic.as_str(), qos, retain, q, headers, body)?;
-    let (_, durable) = match broker.publish_from_outside(message) {
+    let (_, durable) = match broker.publish_from_outside(who, message) {
         Ok(x) => x,
         Err(ReasonCode::QuotaExceeded) => {
             return Err(ApiError {
@@ -386,6 +403,16 @@ async fn publish(
                 kind: "ThrottlingException",
                 message: "The retained message quota is exhausted.".into(),
             })
+        }
+        Err(ReasonCode::NotAuthorized) => {
+            return Err(ApiError {
+                status: StatusCode::FORBIDDEN,
+                kind: "ForbiddenException",
+                message: format!("Not authorized to publish to {}.", clip(&topic)),
+            })
+        }
+        Err(ReasonCode::PacketTooLarge) => {
+            return Err(invalid("A property is longer than MQTT's 65,535 bytes."))
         }
         Err(_) => {
             return Err(invalid(format!(

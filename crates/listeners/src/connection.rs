@@ -271,6 +271,19 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
         false
     }
 
+    /// Whether the client may read a message on `topic`: `mqtt:receive`, and no deny of
+    /// `mqtt:subscribe` on it whatever wider filter brought it (ADR 0015).
+    fn may_read(&mut self, h: &ConnectionHandle, topic: &str) -> bool {
+        if self
+            .security
+            .mqtt_denies(&self.identity, &h.client_id, "mqtt:subscribe", topic)
+        {
+            self.denials += 1;
+            return false;
+        }
+        self.may(h, "mqtt:receive", topic)
+    }
+
     fn disconnect(&mut self, code: ReasonCode) {
         if self.version == Version::V5 {
             self.push(&Packet::Disconnect(DisconnectPacket::new(code)));
@@ -294,7 +307,7 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                     dup,
                     message: d,
                 } => {
-                    if checked && !self.may(h, "mqtt:receive", &d.message.topic) {
+                    if checked && !self.may_read(h, &d.message.topic) {
                         // Not this client's to read: as if delivered (mosquitto's `read` ACL).
                         if pkid != 0 {
                             broker.discard(h, pkid);
@@ -579,7 +592,28 @@ where
             return None;
         }
     };
-    let accepted = match broker.connect(&connect).await {
+    // A will publishes as this client: checked now as its PUBLISH would be (and again when it
+    // is sent). `$SYS` and the other `$` topics but `$queue/` are the broker's own.
+    if let Some(w) = &connect.will {
+        let reserved = w.topic.starts_with('$') && !w.topic.starts_with("$queue/");
+        let denied = !config.security.mqtt_open()
+            && !config.security.mqtt_allows(
+                &conn.identity,
+                connect.client_id,
+                "mqtt:publish",
+                w.topic,
+            );
+        if reserved || denied {
+            tracing::info!(%peer, client = connect.client_id, user = &*conn.identity.name, topic = %w.topic.chars().take(128).collect::<String>(), "connection refused: the will's topic may not be published");
+            conn.push(&Packet::ConnAck(ConnAck {
+                code: ReasonCode::NotAuthorized,
+                ..ConnAck::default()
+            }));
+            let _ = conn.flush().await;
+            return None;
+        }
+    }
+    let accepted = match broker.connect_as(&connect, conn.identity.clone()).await {
         Ok(a) => a,
         Err(code) => {
             tracing::info!(%peer, client = connect.client_id, ?code, "connection refused");

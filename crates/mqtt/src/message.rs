@@ -24,6 +24,27 @@ pub struct MessageProperties {
     pub user_properties: Vec<(String, String)>,
 }
 
+impl MessageProperties {
+    /// True when MQTT can carry every property: strings and binary data are at most 65,535
+    /// bytes each (§1.5.4, §1.5.6). A message from another door (an SNS attribute, an HTTP
+    /// header) is checked with this where it enters, so no session is ever handed a message it
+    /// cannot encode.
+    pub fn fit_mqtt(&self) -> bool {
+        const MAX: usize = 65_535;
+        let short = |s: &Option<String>| s.as_ref().is_none_or(|s| s.len() <= MAX);
+        short(&self.content_type)
+            && short(&self.response_topic)
+            && self
+                .correlation_data
+                .as_ref()
+                .is_none_or(|c| c.len() <= MAX)
+            && self
+                .user_properties
+                .iter()
+                .all(|(k, v)| k.len() <= MAX && v.len() <= MAX)
+    }
+}
+
 /// An application message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {

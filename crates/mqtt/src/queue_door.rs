@@ -34,10 +34,24 @@ pub trait QueueDoor: Send + Sync {
     /// A client published `message` to `$queue/<queue>`: send it. `Err` refuses the PUBLISH with
     /// that reason code (e.g. Topic Name invalid for an unknown queue); `Ok` is a wait the PUBACK
     /// includes.
-    fn send(&self, client_id: &str, queue: &str, message: &Message) -> Result<TapWait, ReasonCode>;
+    /// The door checks `sqs:SendMessage` on the queue as `who` (ADR 0015).
+    fn send(
+        &self,
+        client_id: &str,
+        who: &outpost_access::Identity,
+        queue: &str,
+        message: &Message,
+    ) -> Result<TapWait, ReasonCode>;
     /// `client` subscribed to `$queue/<queue>`: start consuming it for the client (once; a
     /// repeated SUBSCRIBE keeps the running consumer). `Err` refuses the subscription.
-    fn subscribe(&self, client: Arc<str>, queue: &str) -> Result<(), ReasonCode>;
+    /// The door checks `sqs:ReceiveMessage` on the queue as `who` (`None`: a subscription
+    /// restored from the store, checked when it was made; its deliveries are still checked).
+    fn subscribe(
+        &self,
+        client: Arc<str>,
+        who: Option<&outpost_access::Identity>,
+        queue: &str,
+    ) -> Result<(), ReasonCode>;
     /// The subscriber acknowledged the delivery: delete the message.
     fn acked(&self, receipt: &QueueReceipt);
     /// The delivery will not reach the subscriber: release the message at once.

@@ -29,6 +29,9 @@ pub enum EventsError {
     /// The resource is in use (e.g. a rule with targets).
     #[error("{0}")]
     InvalidState(String),
+    /// The caller may not make a target write where it points (ADR 0015).
+    #[error("{0}")]
+    AccessDenied(String),
     /// The store failed; detail for the log only.
     #[error("An internal error occurred.")]
     Internal(String),
@@ -45,6 +48,7 @@ impl EventsError {
             EventsError::LimitExceeded(_) => "LimitExceededException",
             EventsError::IllegalStatus(_) => "IllegalStatusException",
             EventsError::InvalidState(_) => "InvalidStateException",
+            EventsError::AccessDenied(_) => "AccessDeniedException",
             EventsError::Internal(_) => "InternalException",
         }
     }
@@ -53,6 +57,7 @@ impl EventsError {
     pub fn status(&self) -> u16 {
         match self {
             EventsError::Internal(_) => 500,
+            EventsError::AccessDenied(_) => 403,
             _ => 400,
         }
     }

@@ -126,6 +126,8 @@ mod tests {
                     role_arn: None,
                     tags: Default::default(),
                     targets: vec![],
+                    owner: None,
+                    target_owners: Default::default(),
                 },
                 format!("arn:{name}"),
                 "r",

@@ -62,6 +62,21 @@ impl MqttQueues {
         })
     }
 
+    /// Whether `who` may do an SQS action on `queue`, the queue's own policy asked beside the ACL.
+    fn may(&self, who: &outpost_access::Identity, action: &str, queue: &str) -> bool {
+        let Some(broker) = self.broker.upgrade() else {
+            return false;
+        };
+        let policy = self
+            .queues
+            .get_attributes(queue, &["Policy".to_string()])
+            .ok()
+            .and_then(|mut a| a.remove("Policy"));
+        broker
+            .authorizer()
+            .http(who, action, &self.queues.arn(queue), policy.as_deref())
+    }
+
     /// The send a PUBLISH to `$queue/<queue>` makes.
     fn request(&self, queue: &str, message: &Message) -> Result<SendRequest, ReasonCode> {
         let body = std::str::from_utf8(&message.payload)
@@ -228,9 +243,25 @@ impl MqttQueues {
 }
 
 impl QueueDoor for MqttQueues {
-    fn send(&self, _client: &str, queue: &str, message: &Message) -> Result<TapWait, ReasonCode> {
+    fn send(
+        &self,
+        client: &str,
+        who: &outpost_access::Identity,
+        queue: &str,
+        message: &Message,
+    ) -> Result<TapWait, ReasonCode> {
         if self.queues.queue(queue).is_err() {
             return Err(ReasonCode::TopicNameInvalid);
+        }
+        // A `$queue/` publish is a SendMessage, checked as one (ADR 0015).
+        if !self.may(who, "sqs:SendMessage", queue) {
+            tracing::info!(
+                client,
+                user = &*who.name,
+                queue,
+                "PUBLISH to a queue denied: sqs:SendMessage"
+            );
+            return Err(ReasonCode::NotAuthorized);
         }
         let req = self.request(queue, message)?;
         let (queues, queue) = (self.queues.clone(), queue.to_string());
@@ -243,9 +274,25 @@ impl QueueDoor for MqttQueues {
         }))
     }
 
-    fn subscribe(&self, client: Arc<str>, queue: &str) -> Result<(), ReasonCode> {
+    fn subscribe(
+        &self,
+        client: Arc<str>,
+        who: Option<&outpost_access::Identity>,
+        queue: &str,
+    ) -> Result<(), ReasonCode> {
         if self.queues.queue(queue).is_err() {
             return Err(ReasonCode::TopicFilterInvalid);
+        }
+        if let Some(who) = who {
+            if !self.may(who, "sqs:ReceiveMessage", queue) {
+                tracing::info!(
+                    client = &*client,
+                    user = &*who.name,
+                    queue,
+                    "SUBSCRIBE to a queue denied: sqs:ReceiveMessage"
+                );
+                return Err(ReasonCode::NotAuthorized);
+            }
         }
         let key = (client.clone(), queue.to_string());
         if let Some(this) = self.me.upgrade() {

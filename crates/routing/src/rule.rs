@@ -24,6 +24,39 @@ pub struct RuleDef {
     /// Targets in AWS's JSON shape, in the order they were put.
     #[serde(default)]
     pub targets: Vec<Value>,
+    /// Who last put the rule ([`outpost_access::Identity::encode`]): the rule reads MQTT events
+    /// as this principal (ADR 0015). `None` for rules stored before owners were kept: they act
+    /// as the anonymous caller.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Who put each target, by target id: the target writes as this principal.
+    #[serde(default)]
+    pub target_owners: BTreeMap<String, String>,
+}
+
+impl RuleDef {
+    /// The principal the rule reads as.
+    pub fn owner(&self, account: &str) -> outpost_access::Identity {
+        principal(self.owner.as_deref(), account)
+    }
+
+    /// The principal target `id` writes as.
+    pub fn target_owner(&self, id: &str, account: &str) -> outpost_access::Identity {
+        principal(
+            self.target_owners
+                .get(id)
+                .map(String::as_str)
+                .or(self.owner.as_deref()),
+            account,
+        )
+    }
+}
+
+/// A stored principal, or the account's anonymous caller.
+pub(crate) fn principal(encoded: Option<&str>, account: &str) -> outpost_access::Identity {
+    encoded
+        .and_then(outpost_access::Identity::decode)
+        .unwrap_or_else(|| outpost_access::Identity::anonymous(account))
 }
 
 /// A live rule: its definition, parsed pattern and targets.

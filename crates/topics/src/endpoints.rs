@@ -39,10 +39,32 @@ pub struct MqttMessage {
     pub content_type: Option<&'static str>,
     /// MQTT 5 user properties (raw delivery carries the message attributes here).
     pub user_properties: Vec<(String, String)>,
+    /// Who publishes it: the subscription's or the rule target's owner (ADR 0015). The MQTT
+    /// engine checks the topic and the properties, and that this principal may publish there.
+    pub who: outpost_access::Identity,
+}
+
+/// Why a publish into the MQTT engine did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MqttRefusal {
+    /// Refused for good (the principal may not publish there, the topic or a property cannot
+    /// be carried): not retried.
+    Refused(String),
+    /// Failed this time (the store): retried.
+    Failed(String),
+}
+
+impl std::fmt::Display for MqttRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MqttRefusal::Refused(why) | MqttRefusal::Failed(why) => f.write_str(why),
+        }
+    }
 }
 
 /// Publishes into this broker's MQTT engine with QoS 1.
 pub trait MqttPublisher: Send + Sync {
-    /// Publishes; resolves once every persistent session that gets it holds it durably.
-    fn publish(&self, message: MqttMessage) -> BoxFuture<'_, Result<(), String>>;
+    /// Publishes as `message.who`; resolves once every persistent session that gets it holds
+    /// it durably.
+    fn publish(&self, message: MqttMessage) -> BoxFuture<'_, Result<(), MqttRefusal>>;
 }

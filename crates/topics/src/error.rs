@@ -43,6 +43,10 @@ pub enum TopicError {
     /// `BatchRequestTooLong` (400).
     #[error("The length of all the messages put together is more than the limit.")]
     BatchRequestTooLong,
+    /// `AuthorizationError` (403): the caller may not make a subscription write where it
+    /// points (ADR 0015).
+    #[error("{0}")]
+    AuthorizationError(String),
     /// `InternalError` (500); the detail is logged, never returned.
     #[error("Internal error")]
     Internal(String),
@@ -83,6 +87,7 @@ impl TopicError {
             TopicError::BatchEntryIdsNotDistinct => "BatchEntryIdsNotDistinct",
             TopicError::InvalidBatchEntryId => "InvalidBatchEntryId",
             TopicError::BatchRequestTooLong => "BatchRequestTooLong",
+            TopicError::AuthorizationError(_) => "AuthorizationError",
             TopicError::Internal(_) => "InternalError",
         }
     }
@@ -93,7 +98,8 @@ impl TopicError {
             TopicError::NotFound(_) | TopicError::ResourceNotFound(_) => 404,
             TopicError::FilterPolicyLimitExceeded(_)
             | TopicError::SubscriptionLimitExceeded(_)
-            | TopicError::TopicLimitExceeded(_) => 403,
+            | TopicError::TopicLimitExceeded(_)
+            | TopicError::AuthorizationError(_) => 403,
             TopicError::Internal(_) => 500,
             _ => 400,
         }

@@ -17,7 +17,7 @@ mod subscription;
 mod topic;
 
 pub use delivery_policy::{Backoff, DeliveryPolicy, RetryPolicy, TopicDeliveryPolicy};
-pub use endpoints::{BoxFuture, HttpRequest, HttpSender, MqttMessage, MqttPublisher};
+pub use endpoints::{BoxFuture, HttpRequest, HttpSender, MqttMessage, MqttPublisher, MqttRefusal};
 pub use engine::{
     now_ms, BatchFailure, DeliveryStats, PublishEntry, PublishRequest, PublishResult,
     SubscriptionSummary, TopicSummary, Topics, TopicsConfig,

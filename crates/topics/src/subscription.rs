@@ -84,6 +84,11 @@ pub struct SubscriptionDef {
     pub token: Option<String>,
     /// Creation time, ms since the epoch.
     pub created_ms: u64,
+    /// Who subscribed ([`outpost_access::Identity::encode`]): deliveries write as this
+    /// principal (ADR 0015). `None` for subscriptions stored before owners were kept: they act
+    /// as the anonymous caller.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// A live subscription.

@@ -82,7 +82,7 @@ pub async fn handle(
             }
         }
     }
-    match ops::call(&state.events, &op, &params).await {
+    match ops::call(&state.events, identity, &op, &params).await {
         Some(Ok(v)) => json_response(StatusCode::OK, v.to_string(), rid),
         Some(Err(e)) => error(&e, &op, rid),
         None => {

@@ -180,7 +180,13 @@ async fn put_events(events: &Arc<Events>, p: &Value) -> Result<Value> {
 }
 
 /// Runs one operation; `None` when EventBridge has no such operation here.
-pub async fn call(events: &Arc<Events>, op: &str, p: &Value) -> Option<Result<Value>> {
+/// `who` is the caller: the rules and targets it puts act as it (ADR 0015).
+pub async fn call(
+    events: &Arc<Events>,
+    who: &outpost_auth::Identity,
+    op: &str,
+    p: &Value,
+) -> Option<Result<Value>> {
     Some(match op {
         "PutEvents" => put_events(events, p).await,
         "CreateEventBus" => create_event_bus(events, p).await,
@@ -192,13 +198,13 @@ pub async fn call(events: &Arc<Events>, op: &str, p: &Value) -> Option<Result<Va
         "DescribeEventBus" => opt_str(p, "Name", "name")
             .and_then(|name| events.describe_event_bus(name))
             .map(|b| bus_json(&b)),
-        "PutRule" => put_rule(events, p).await,
+        "PutRule" => put_rule(events, who, p).await,
         "DescribeRule" => describe_rule(events, p),
         "ListRules" => list_rules(events, p),
         "DeleteRule" => delete_rule(events, p).await,
         "EnableRule" => set_state(events, p, true).await,
         "DisableRule" => set_state(events, p, false).await,
-        "PutTargets" => put_targets(events, p).await,
+        "PutTargets" => put_targets(events, who, p).await,
         "RemoveTargets" => remove_targets(events, p).await,
         "ListTargetsByRule" => list_targets(events, p),
         "ListRuleNamesByTarget" => list_rule_names(events, p),
@@ -260,7 +266,7 @@ fn list_event_buses(events: &Events, p: &Value) -> Result<Value> {
     Ok(with_token(json!({"EventBuses": list}), next))
 }
 
-async fn put_rule(events: &Events, p: &Value) -> Result<Value> {
+async fn put_rule(events: &Events, who: &outpost_auth::Identity, p: &Value) -> Result<Value> {
     let arn = events
         .put_rule(
             req_str(p, "Name", "name")?,
@@ -271,6 +277,7 @@ async fn put_rule(events: &Events, p: &Value) -> Result<Value> {
             opt_str(p, "Description", "description")?.map(str::to_string),
             opt_str(p, "RoleArn", "roleArn")?.map(str::to_string),
             tags(p)?,
+            who,
         )
         .await?;
     Ok(json!({"RuleArn": arn}))
@@ -318,7 +325,7 @@ async fn set_state(events: &Events, p: &Value, enabled: bool) -> Result<Value> {
     Ok(json!({}))
 }
 
-async fn put_targets(events: &Events, p: &Value) -> Result<Value> {
+async fn put_targets(events: &Events, who: &outpost_auth::Identity, p: &Value) -> Result<Value> {
     let rule = req_str(p, "Rule", "rule")?;
     let bus = opt_str(p, "EventBusName", "eventBusName")?;
     let targets = match p.get("Targets") {
@@ -326,7 +333,7 @@ async fn put_targets(events: &Events, p: &Value) -> Result<Value> {
         Some(Value::Array(t)) => t.clone(),
         Some(_) => return Err(wrong_type("targets")),
     };
-    events.put_targets(rule, bus, targets).await?;
+    events.put_targets(rule, bus, targets, who).await?;
     Ok(json!({"FailedEntryCount": 0, "FailedEntries": []}))
 }
 

@@ -175,7 +175,10 @@ pub async fn handle(
             return crate::access::respond(crate::access::Api::Sns, &r, rid);
         }
     }
-    match ops::call(&state.topics, &action, &params).await {
+    // A link from a message acts as nobody in particular: it only confirms or unsubscribes.
+    let anonymous = outpost_auth::Identity::anonymous(state.security.account());
+    let who = identity.unwrap_or(&anonymous);
+    match ops::call(&state.topics, who, &action, &params).await {
         Some(Ok(result)) => xml_response(StatusCode::OK, xml::render(&action, &result, rid), rid),
         Some(Err(e)) => error(&e, &action, rid),
         None => {

@@ -151,7 +151,13 @@ fn attributes(map: BTreeMap<String, String>) -> Value {
 }
 
 /// Runs operation `op`. Unknown operations are `None`.
-pub async fn call(topics: &Arc<Topics>, op: &str, p: &Value) -> Option<Result<Value>> {
+/// `who` is the caller: what it creates (a subscription) acts as it (ADR 0015).
+pub async fn call(
+    topics: &Arc<Topics>,
+    who: &outpost_auth::Identity,
+    op: &str,
+    p: &Value,
+) -> Option<Result<Value>> {
     Some(match op {
         "CreateTopic" => create_topic(topics, p).await,
         "DeleteTopic" => async {
@@ -188,7 +194,7 @@ pub async fn call(topics: &Arc<Topics>, op: &str, p: &Value) -> Option<Result<Va
             let endpoint = string(p, "Endpoint")?;
             let return_arn = string(p, "ReturnSubscriptionArn")?.is_some_and(|v| v == "true");
             let sub = topics
-                .subscribe(&arn, &protocol, endpoint.as_deref(), string_map(p, "Attributes")?, return_arn)
+                .subscribe(&arn, &protocol, endpoint.as_deref(), string_map(p, "Attributes")?, return_arn, who)
                 .await?;
             Ok(json!({ "SubscriptionArn": sub }))
         }

@@ -309,7 +309,16 @@ pub async fn handle(
             if let Err(r) = access::authorize(state, &identity, &action, &resource, None) {
                 return access::respond(api, &r, &rid);
             }
-            return crate::iotdata::handle(&state.mqtt, &method, &uri, &headers, body, &rid).await;
+            return crate::iotdata::handle(
+                &state.mqtt,
+                &identity,
+                &method,
+                &uri,
+                &headers,
+                body,
+                &rid,
+            )
+            .await;
         }
         Api::Events => {
             drop(permit);

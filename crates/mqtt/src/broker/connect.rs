@@ -27,6 +27,17 @@ impl Broker {
     /// session's stream is created here, on a blocking thread (it is a metadata commit), before
     /// the engine's lock is taken.
     pub async fn connect(&self, c: &Connect<'_>) -> Result<Accepted, ReasonCode> {
+        self.connect_as(c, outpost_access::Identity::anonymous(""))
+            .await
+    }
+
+    /// Handles CONNECT of a client that logged in as `identity` (what it publishes, its will
+    /// included, acts as it).
+    pub async fn connect_as(
+        &self,
+        c: &Connect<'_>,
+        identity: outpost_access::Identity,
+    ) -> Result<Accepted, ReasonCode> {
         let (client_id, assigned) = self.client_id(c)?;
         let expiry = session_expiry(c, &self.config);
         let mut fresh = None;
@@ -52,7 +63,7 @@ impl Broker {
                 }
             }
         }
-        let result = self.connect_with(c, client_id, assigned, expiry, fresh.clone());
+        let result = self.connect_with(c, identity, client_id, assigned, expiry, fresh.clone());
         if let (Err(_), Some((stream, name)), Some(p)) = (&result, fresh, &self.persist) {
             p.send(Job::DropStream { stream, name });
         }
@@ -62,6 +73,7 @@ impl Broker {
     pub(super) fn connect_with(
         &self,
         c: &Connect<'_>,
+        identity: outpost_access::Identity,
         client_id: Arc<str>,
         assigned: bool,
         expiry: u32,
@@ -100,6 +112,7 @@ impl Broker {
                 received: Some(Instant::now()),
             },
             delay: w.properties.will_delay_interval.unwrap_or(0),
+            identity: identity.clone(),
         });
 
         let mut due_now = Vec::new();
@@ -141,7 +154,7 @@ impl Broker {
                     conn.kick.notify_one();
                     if let Some(w) = o.will.take() {
                         if c.clean_start || w.delay == 0 {
-                            due_now.push(w.message);
+                            due_now.push(w);
                         }
                     }
                 }
@@ -213,8 +226,8 @@ impl Broker {
             p.send(Job::DropStream { stream, name });
         }
         let mut durable = Durable::default();
-        for m in due_now {
-            self.route(&client_id, m, &mut durable, &mut Wakes::new());
+        for w in due_now {
+            self.send_will(&client_id, *w, &mut durable);
         }
         Ok(Accepted {
             handle: ConnectionHandle {
@@ -225,6 +238,7 @@ impl Broker {
                 stalled,
                 admin,
                 version: c.protocol,
+                identity,
                 session: cell,
             },
             session_present,
@@ -258,13 +272,12 @@ impl Broker {
         if let (Some(w), true) = (will, how != Disconnect::Normal) {
             let delay = w.delay.min(expiry);
             if delay == 0 {
-                let mut durable = Durable::default();
-                self.route(&h.client_id, w.message, &mut durable, &mut Wakes::new());
+                self.send_will(&h.client_id, *w, &mut Durable::default());
             } else {
                 self.wills.lock().push((
                     Instant::now() + Duration::from_secs(u64::from(delay)),
                     h.client_id.clone(),
-                    w.message,
+                    w,
                 ));
             }
         }
@@ -274,6 +287,49 @@ impl Broker {
                 Arc::ptr_eq(cell, &h.session) && s.connection.is_none()
             });
         }
+    }
+
+    /// Publishes a will as the client that set it, checked now as a PUBLISH of that client
+    /// would be (the ACL may have changed since CONNECT): the topic is not the broker's own
+    /// (`$SYS`), the identity may still publish there, a retained will fits the retained quota,
+    /// and a will to `$queue/<name>` is a SendMessage the queue door checks. A refused will is
+    /// counted and logged, never routed.
+    pub(super) fn send_will(&self, client: &Arc<str>, w: Will, durable: &mut Durable) {
+        let topic = w.message.topic.clone();
+        let refuse = |why: &str| {
+            self.stats.refused_wills.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(client = &**client, user = &*w.identity.name, topic = %topic.chars().take(128).collect::<String>(), why, "will not published");
+        };
+        let queue = topic.starts_with(crate::QUEUE_PREFIX);
+        if topic.starts_with('$') && !queue {
+            return refuse("the topic is the broker's own");
+        }
+        if !self
+            .gate
+            .get()
+            .mqtt(&w.identity, client, "mqtt:publish", &topic)
+        {
+            return refuse("denied by the ACL");
+        }
+        if queue {
+            let sent = match (self.queue_door.get(), crate::queue_name(&topic)) {
+                (Some(door), Some(name)) => door.send(client, &w.identity, name, &w.message),
+                _ => Err(ReasonCode::TopicNameInvalid),
+            };
+            match sent {
+                Ok(wait) => crate::tap::join(durable, wait),
+                Err(_) => refuse("the queue refused it"),
+            }
+            return;
+        }
+        if w.message.retain
+            && !w.message.payload.is_empty()
+            && !self.retained_fits(&self.retained.lock(), &topic, retained_size(&w.message))
+        {
+            self.stats.refused_retained.fetch_add(1, Ordering::Relaxed);
+            return refuse("over the retained quota");
+        }
+        self.route(client, w.message, durable, &mut Wakes::new());
     }
 
     /// Ends the session of `client` if `still` holds for it (checked under the locks, so a

@@ -162,6 +162,8 @@ pub struct ConnectionHandle {
     pub admin: Arc<AtomicBool>,
     /// Protocol version.
     pub version: Version,
+    /// Who the client logged in as: what it publishes (its will too) acts as this identity.
+    pub identity: outpost_access::Identity,
     /// The session this connection serves (locked directly: no map lookup per packet).
     pub(crate) session: Arc<SessionCell>,
 }
@@ -241,6 +243,8 @@ pub enum Disconnect {
 struct Will {
     message: Message,
     delay: u32,
+    /// Who set it: the will is published as this identity, checked again when it is sent.
+    identity: outpost_access::Identity,
 }
 
 #[derive(Debug)]
@@ -319,6 +323,9 @@ pub struct BrokerStats {
     pub persist_failures: AtomicU64,
     /// Subscribers disconnected for holding their publishers back past the stall timeout.
     pub stalled: AtomicU64,
+    /// Wills not published: their client may no longer publish there, the topic is the
+    /// broker's own, or a retained will did not fit the retained quota.
+    pub refused_wills: AtomicU64,
 }
 
 /// Every session by client identifier. The map is locked only to find, add or remove one.
@@ -380,8 +387,8 @@ pub struct Broker {
     sessions: RwLock<Sessions>,
     index: RwLock<Router>,
     retained: Mutex<RetainedIndex>,
-    /// Wills waiting for their delay: (due, client, message).
-    wills: Mutex<Vec<(Instant, Arc<str>, Message)>>,
+    /// Wills waiting for their delay: (due, client, will).
+    wills: Mutex<Vec<(Instant, Arc<str>, Box<Will>)>>,
     /// A few clients named in the next "refused" log line (see [`Broker::tick`]).
     refused_clients: Mutex<Vec<Arc<str>>>,
     next_conn: AtomicU64,
@@ -397,6 +404,9 @@ pub struct Broker {
     tap: crate::tap::Slot<dyn crate::PublishTap>,
     /// Queues over MQTT (`$queue/`).
     queue_door: crate::tap::Slot<dyn crate::QueueDoor>,
+    /// Who may do what: asked about wills when they are sent, and by the doors that publish
+    /// into the engine as somebody (ADR 0015).
+    gate: outpost_access::Gate,
 }
 
 fn session_expiry(c: &Connect<'_>, config: &BrokerConfig) -> u32 {
@@ -457,6 +467,17 @@ impl Broker {
     }
 
     /// Installs the publish tap (the routing layer); false when one is installed already.
+    /// Installs the authorizer the engine asks about messages that act as somebody (wills, the
+    /// other doors' publishes); false when one is installed already. Until then all is allowed.
+    pub fn set_authorizer(&self, authorizer: Arc<dyn outpost_access::Authorizer>) -> bool {
+        self.gate.set(authorizer)
+    }
+
+    /// The authorizer in force (the queue door asks it about `$queue/` sends).
+    pub fn authorizer(&self) -> &dyn outpost_access::Authorizer {
+        self.gate.get()
+    }
+
     pub fn set_tap(&self, tap: Arc<dyn crate::PublishTap>) -> bool {
         self.tap.set(tap)
     }
@@ -483,7 +504,7 @@ impl Broker {
             })
             .collect();
         for (client, queue) in restored {
-            if let Err(code) = door.subscribe(client.clone(), &queue) {
+            if let Err(code) = door.subscribe(client.clone(), None, &queue) {
                 tracing::warn!(client = &*client, queue = %queue, ?code, "a restored $queue subscription has no queue; it receives nothing");
             }
         }

@@ -34,7 +34,8 @@ impl Broker {
             // Acknowledged once routed (held in memory).
             session.inbox.acked_qos1(p.pkid);
         }
-        if !may_publish(&topic) {
+        // `$SYS/…` is written by the broker alone.
+        if topic.starts_with("$SYS/") || *topic == *"$SYS" || !may_publish(&topic) {
             if p.qos == QoS::ExactlyOnce {
                 // Nothing awaits PUBREL: the exchange ends with the acknowledgement.
                 session.inbox.pubrel(p.pkid);
@@ -84,7 +85,7 @@ impl Broker {
     ) -> (Published, Durable) {
         let message = Message::from_publish(topic, p, payload);
         let sent = match (self.queue_door.get(), crate::queue_name(topic)) {
-            (Some(door), Some(name)) => door.send(&h.client_id, name, &message),
+            (Some(door), Some(name)) => door.send(&h.client_id, &h.identity, name, &message),
             _ => Err(ReasonCode::TopicNameInvalid),
         };
         match sent {
@@ -118,17 +119,48 @@ impl Broker {
     }
 
     /// Publishes a message that came in by another door (HTTP publish), checked as a client's
-    /// would be: a valid topic name within the level limit, not a `$` topic, within the retained
-    /// quota. It is offered to the publish tap (the rules) and routed; the error is the reason
-    /// code an MQTT client would have got.
-    pub fn publish_from_outside(&self, message: Message) -> Result<(usize, Durable), ReasonCode> {
+    /// would be; see [`Broker::publish_as`]. Offered to the publish tap (the rules).
+    pub fn publish_from_outside(
+        &self,
+        who: &outpost_access::Identity,
+        message: Message,
+    ) -> Result<(usize, Durable), ReasonCode> {
+        self.publish_as(who, message, true)
+    }
+
+    /// Publishes a message that acts as `who` from another door: an HTTP publish, an SNS `mqtt`
+    /// delivery, a rule's MQTT target, a bridge's in-rule (ADR 0015). Checked where it enters,
+    /// as a client's PUBLISH would be: a topic name MQTT can carry, not the broker's own (`$`),
+    /// within the level limit; properties MQTT can encode; `mqtt:publish` allowed for `who`;
+    /// within the retained quota. The error is the reason code an MQTT client would have got.
+    /// `tap`: offered to the publish tap (the rules); deliveries of the routing layer are not,
+    /// or a rule could feed itself.
+    pub fn publish_as(
+        &self,
+        who: &outpost_access::Identity,
+        message: Message,
+        tap: bool,
+    ) -> Result<(usize, Durable), ReasonCode> {
         let topic = &*message.topic;
-        if topic.is_empty()
-            || topic.starts_with('$')
-            || topic.contains(['+', '#', '\0'])
-            || too_deep(topic, self.config.max_topic_levels)
-        {
+        // `$SYS` and the other `$` topics are the broker's own (`$queue/` is a SendMessage).
+        if outpost_access::check_topic(topic).is_err() {
             return Err(ReasonCode::TopicNameInvalid);
+        }
+        if too_deep(topic, self.config.max_topic_levels) {
+            self.stats
+                .refused_deep_topics
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(ReasonCode::TopicNameInvalid);
+        }
+        if !message.properties.fit_mqtt() {
+            return Err(ReasonCode::PacketTooLarge);
+        }
+        if !self
+            .gate
+            .get()
+            .topic(who, outpost_access::TopicVerb::Publish, topic)
+        {
+            return Err(ReasonCode::NotAuthorized);
         }
         if message.retain
             && !message.payload.is_empty()
@@ -146,7 +178,7 @@ impl Broker {
             .bytes_in
             .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
         let mut durable = Durable::default();
-        let tapped = self.tap.offer(Self::BROKER, &message, &mut durable);
+        let tapped = tap && self.tap.offer(Self::BROKER, &message, &mut durable);
         let n = self.route(Self::BROKER, message, &mut durable, &mut Wakes::new());
         Ok((n + usize::from(tapped), durable))
     }
@@ -370,7 +402,9 @@ impl Broker {
             if f.filter.starts_with(crate::QUEUE_PREFIX) {
                 // A queue consumer: at most QoS 1 (a PUBACK deletes the message).
                 let started = match (self.queue_door.get(), crate::queue_name(f.filter)) {
-                    (Some(door), Some(name)) => door.subscribe(h.client_id.clone(), name),
+                    (Some(door), Some(name)) => {
+                        door.subscribe(h.client_id.clone(), Some(&h.identity), name)
+                    }
                     _ => Err(ReasonCode::TopicFilterInvalid),
                 };
                 if let Err(code) = started {

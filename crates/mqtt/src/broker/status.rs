@@ -15,8 +15,8 @@ impl Broker {
             due
         };
         let mut durable = Durable::default();
-        for (_, client, message) in due {
-            self.route(&client, message, &mut durable, &mut Wakes::new());
+        for (_, client, will) in due {
+            self.send_will(&client, *will, &mut durable);
         }
         let expired_at = |s: &Session| {
             s.connection.is_none()
@@ -35,20 +35,16 @@ impl Broker {
             .collect();
         for client in expired {
             // A will still waiting goes out when its session ends (§3.1.3.2.2).
-            let pending: Vec<Message> = {
-                let mut out = Vec::new();
-                self.wills.lock().retain(|(_, c, m)| {
-                    if *c == client {
-                        out.push(m.clone());
-                        false
-                    } else {
-                        true
-                    }
-                });
-                out
+            let pending: Vec<Box<Will>> = {
+                let mut wills = self.wills.lock();
+                let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut *wills)
+                    .into_iter()
+                    .partition(|(_, c, _)| *c == client);
+                *wills = others;
+                mine.into_iter().map(|(_, _, w)| w).collect()
             };
-            for m in pending {
-                self.route(&client, m, &mut durable, &mut Wakes::new());
+            for w in pending {
+                self.send_will(&client, *w, &mut durable);
             }
             // Unless its client came back meanwhile.
             self.end_session_if(&client, |s, _| expired_at(s));

@@ -188,6 +188,7 @@ impl Events {
         description: Option<String>,
         role_arn: Option<String>,
         tags: BTreeMap<String, String>,
+        owner: &outpost_access::Identity,
     ) -> Result<String> {
         if !valid_rule_name(name) {
             return Err(EventsError::validation(format!(
@@ -241,6 +242,10 @@ impl Events {
             targets: old
                 .as_ref()
                 .map_or_else(Vec::new, |o| o.def.targets.clone()),
+            owner: Some(owner.encode()),
+            target_owners: old
+                .as_ref()
+                .map_or_else(BTreeMap::new, |o| o.def.target_owners.clone()),
         };
         self.replace_rule(&bus, def).await
     }
@@ -328,6 +333,7 @@ impl Events {
         rule: &str,
         bus: Option<&str>,
         targets: Vec<Value>,
+        owner: &outpost_access::Identity,
     ) -> Result<()> {
         if targets.is_empty() || targets.len() > 10 {
             return Err(EventsError::validation(
@@ -338,9 +344,20 @@ impl Events {
             .iter()
             .map(|t| Target::parse(t, &self.config.region, &self.config.account))
             .collect::<Result<Vec<_>>>()?;
+        // A target writes as the one who put it: it must be allowed to write there now (and is
+        // asked again for every event it delivers).
+        for t in &parsed {
+            if let Err(why) = self.may_write(owner, &t.destination, t.dead_letter_queue.as_deref())
+            {
+                return Err(EventsError::AccessDenied(why));
+            }
+        }
         let _defs = self.defs.lock().await;
         let (bus, rule) = self.rule(rule, bus)?;
         let mut def = rule.def.clone();
+        for t in &parsed {
+            def.target_owners.insert(t.id.clone(), owner.encode());
+        }
         for (t, raw) in parsed.iter().zip(targets) {
             match def
                 .targets
@@ -379,6 +396,7 @@ impl Events {
                 .and_then(Value::as_str)
                 .is_some_and(|id| ids.iter().any(|x| x == id))
         });
+        def.target_owners.retain(|id, _| !ids.contains(id));
         self.replace_rule(&bus, def).await.map(|_| ())
     }
 

@@ -35,6 +35,8 @@ pub(super) enum To {
     Mqtt(String),
     /// The target can't take this event (e.g. an MQTT topic template naming a missing field).
     Unresolvable(String),
+    /// The target's owner may not write there (any more): never attempted.
+    Denied(String),
 }
 
 /// One copy owed to one target.
@@ -50,6 +52,10 @@ pub(super) struct Delivery {
     pub max_attempts: u32,
     pub max_age_secs: u64,
     pub attempts: u32,
+    /// Who the copy is written as (the target's owner, encoded); `None` in records written
+    /// before owners were kept.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,9 +87,33 @@ impl Events {
             },
             Destination::Topic(arn) => To::Topic(arn.clone()),
             Destination::Mqtt(template) => match fill_topic(template, &event.json) {
-                Ok(topic) if !topic.is_empty() && !topic.contains(['+', '#']) => To::Mqtt(topic),
-                Ok(topic) => To::Unresolvable(format!("{topic:?} is not a valid MQTT topic name")),
+                // `$SYS` and other `$` topics are the broker's own, whatever an event says.
+                Ok(topic) if outpost_access::check_topic(&topic).is_ok() => To::Mqtt(topic),
+                Ok(topic) => To::Unresolvable(format!(
+                    "{:?} is not a topic name a rule may publish to",
+                    topic.chars().take(128).collect::<String>()
+                )),
                 Err(e) => To::Unresolvable(e),
+            },
+        };
+        // Written as the target's owner, asked now (a revoked right stops the copies).
+        let owner = rule.def.target_owner(&target.id, &self.config.account);
+        let to = match &to {
+            To::Mqtt(topic) => {
+                let dest = Destination::Mqtt(topic.clone());
+                match self.may_write(&owner, &dest, target.dead_letter_queue.as_deref()) {
+                    Ok(()) => to,
+                    Err(why) => To::Denied(why),
+                }
+            }
+            To::Unresolvable(_) => to,
+            _ => match self.may_write(
+                &owner,
+                &target.destination,
+                target.dead_letter_queue.as_deref(),
+            ) {
+                Ok(()) => to,
+                Err(why) => To::Denied(why),
             },
         };
         Delivery {
@@ -97,6 +127,7 @@ impl Events {
             max_attempts: target.max_attempts,
             max_age_secs: target.max_age_secs,
             attempts: 0,
+            owner: Some(owner.encode()),
         }
     }
 
@@ -147,11 +178,18 @@ impl Events {
                     payload: Bytes::from(d.body.clone()),
                     content_type: Some("application/json"),
                     user_properties: Vec::new(),
+                    who: crate::rule::principal(d.owner.as_deref(), &self.config.account),
                 })
                 .await
-                .map_err(|e| ("InternalFailure".to_string(), e))
+                .map_err(|e| match e {
+                    outpost_topics::MqttRefusal::Refused(why) => ("AccessDenied".to_string(), why),
+                    outpost_topics::MqttRefusal::Failed(why) => {
+                        ("InternalFailure".to_string(), why)
+                    }
+                })
             }
             To::Unresolvable(why) => Err(("InvalidTopicName".into(), why.clone())),
+            To::Denied(why) => Err(("AccessDenied".into(), why.clone())),
         }
     }
 
@@ -185,7 +223,8 @@ impl Events {
                 }
                 Err(failure) => {
                     d.attempts = 1;
-                    let permanent = matches!(d.to, To::Unresolvable(_));
+                    let permanent = matches!(d.to, To::Unresolvable(_) | To::Denied(_))
+                        || failure.0 == "AccessDenied";
                     if permanent || d.max_attempts == 0 || Self::expired(&d) {
                         self.give_up(&d, failure).await;
                     } else {

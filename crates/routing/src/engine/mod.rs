@@ -118,10 +118,25 @@ pub struct Events {
     defs: tokio::sync::Mutex<()>,
     pending: StreamId,
     mqtt: RwLock<Option<Arc<dyn MqttPublisher>>>,
+    /// Who may do what: rules read MQTT events and targets write as their owners (ADR 0015).
+    gate: outpost_access::Gate,
     recovered: parking_lot::Mutex<Vec<Record>>,
     stats: RoutingStats,
     archives: RwLock<BTreeMap<String, Arc<archive::Archive>>>,
     replays: RwLock<BTreeMap<String, Arc<replay::Replay>>>,
+}
+
+/// AWS's words for a refusal.
+fn denied(who: &outpost_access::Identity, action: &str, resource: &str) -> String {
+    let principal = if who.is_anonymous() {
+        "anonymous".to_string()
+    } else {
+        who.principal_arn()
+    };
+    format!(
+        "User: {principal} is not authorized to perform: {action} on resource: {}",
+        resource.chars().take(256).collect::<String>()
+    )
 }
 
 impl std::fmt::Debug for Events {
@@ -166,6 +181,7 @@ impl Events {
             defs: tokio::sync::Mutex::new(()),
             pending,
             mqtt: RwLock::new(None),
+            gate: outpost_access::Gate::default(),
             recovered: parking_lot::Mutex::new(Vec::new()),
             stats: RoutingStats::default(),
             archives: RwLock::new(BTreeMap::new()),
@@ -239,6 +255,73 @@ impl Events {
         *self.mqtt.write() = mqtt;
         let recovered = std::mem::take(&mut *self.recovered.lock());
         self.resume(recovered);
+    }
+
+    /// Installs the authorizer rules and targets are checked with; false when one is installed
+    /// already. Until then all is allowed.
+    pub fn set_authorizer(&self, authorizer: Arc<dyn outpost_access::Authorizer>) -> bool {
+        self.gate.set(authorizer)
+    }
+
+    /// Whether `who` may write where a target points: `sqs:SendMessage` on a queue (and on its
+    /// dead-letter queue), `sns:Publish` on a topic (their own policies asked too), publishing
+    /// to an MQTT topic (a template is checked per event, when it has a topic). The error says
+    /// what is refused.
+    pub(crate) fn may_write(
+        &self,
+        who: &outpost_access::Identity,
+        to: &crate::target::Destination,
+        dead_letter_queue: Option<&str>,
+    ) -> std::result::Result<(), String> {
+        use crate::target::Destination;
+        let gate = self.gate.get();
+        let queue = |name: &str| -> std::result::Result<(), String> {
+            let policy = self
+                .queues
+                .get_attributes(name, &["Policy".to_string()])
+                .ok()
+                .and_then(|mut a| a.remove("Policy"));
+            let arn = self.queues.arn(name);
+            if gate.http(who, "sqs:SendMessage", &arn, policy.as_deref()) {
+                Ok(())
+            } else {
+                Err(denied(who, "sqs:SendMessage", &arn))
+            }
+        };
+        match to {
+            Destination::Queue { name, .. } => queue(name)?,
+            Destination::Topic(arn) => {
+                let policy = self
+                    .topics
+                    .topic_attributes(arn)
+                    .ok()
+                    .and_then(|mut a| a.remove("Policy"));
+                if !gate.http(who, "sns:Publish", arn, policy.as_deref()) {
+                    return Err(denied(who, "sns:Publish", arn));
+                }
+            }
+            Destination::Mqtt(template) if !template.contains("${") => {
+                if outpost_access::check_topic(template).is_err()
+                    || !gate.topic(who, outpost_access::TopicVerb::Publish, template)
+                {
+                    return Err(denied(who, "iot:Publish", template));
+                }
+            }
+            Destination::Mqtt(_) => {}
+        }
+        if let Some(dlq) = dead_letter_queue {
+            queue(dlq)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the rule's owner may read an MQTT event on `topic`.
+    pub(crate) fn may_read(&self, rule: &Rule, topic: &str) -> bool {
+        self.gate.get().topic(
+            &rule.def.owner(&self.config.account),
+            outpost_access::TopicVerb::Read,
+            topic,
+        )
     }
 
     /// The configuration.

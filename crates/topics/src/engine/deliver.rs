@@ -313,10 +313,12 @@ impl Topics {
                     payload: Bytes::from(body),
                     content_type: (!raw).then_some("application/json"),
                     user_properties,
+                    who: self.owner(sub),
                 };
                 match mqtt.publish(message).await {
                     Ok(()) => Outcome::Delivered,
-                    Err(e) => Outcome::Retry(e),
+                    Err(crate::endpoints::MqttRefusal::Refused(e)) => Outcome::Refused(e),
+                    Err(crate::endpoints::MqttRefusal::Failed(e)) => Outcome::Retry(e),
                 }
             }
             // Queue copies are made while publishing, never here.

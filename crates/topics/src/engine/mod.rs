@@ -74,6 +74,8 @@ pub struct Topics {
     pending: StreamId,
     http: RwLock<Option<Arc<dyn HttpSender>>>,
     mqtt: RwLock<Option<Arc<dyn MqttPublisher>>>,
+    /// Who may do what: subscriptions write as their owners (ADR 0015).
+    gate: outpost_access::Gate,
     /// Pending records found at start, resumed by [`Topics::attach`].
     recovered: parking_lot::Mutex<Vec<deliver::Recovered>>,
     stats: deliver::Counters,
@@ -105,6 +107,7 @@ impl Topics {
             pending,
             http: RwLock::new(None),
             mqtt: RwLock::new(None),
+            gate: outpost_access::Gate::default(),
             recovered: parking_lot::Mutex::new(Vec::new()),
             stats: deliver::Counters::default(),
             published: AtomicU64::new(0),
@@ -135,6 +138,65 @@ impl Topics {
         }
         self.recover_pending();
         Ok(())
+    }
+
+    /// Installs the authorizer subscriptions are checked with; false when one is installed
+    /// already. Until then all is allowed.
+    pub fn set_authorizer(&self, authorizer: Arc<dyn outpost_access::Authorizer>) -> bool {
+        self.gate.set(authorizer)
+    }
+
+    /// The principal a subscription delivers as.
+    pub(crate) fn owner(&self, sub: &Subscription) -> outpost_access::Identity {
+        sub.def
+            .lock()
+            .owner
+            .as_deref()
+            .and_then(outpost_access::Identity::decode)
+            .unwrap_or_else(|| outpost_access::Identity::anonymous(&self.config.account))
+    }
+
+    /// Whether `who` may write where a subscription points: `sqs:SendMessage` on its queue (the
+    /// queue's policy asked too), publishing to its MQTT topic; HTTP/S endpoints are outside the
+    /// broker (their addresses are checked by the HTTP client). The error says what is refused.
+    pub(crate) fn may_deliver(
+        &self,
+        who: &outpost_access::Identity,
+        protocol: crate::subscription::Protocol,
+        endpoint: &str,
+    ) -> std::result::Result<(), String> {
+        use crate::subscription::Protocol;
+        let gate = self.gate.get();
+        let (action, resource, ok) = match protocol {
+            Protocol::Sqs => {
+                let name = self.queues.name_from_arn(endpoint).unwrap_or_default();
+                let policy = self
+                    .queues
+                    .get_attributes(&name, &["Policy".to_string()])
+                    .ok()
+                    .and_then(|mut a| a.remove("Policy"));
+                let ok = gate.http(who, "sqs:SendMessage", endpoint, policy.as_deref());
+                ("sqs:SendMessage", endpoint, ok)
+            }
+            Protocol::Mqtt => (
+                "iot:Publish",
+                endpoint,
+                gate.topic(who, outpost_access::TopicVerb::Publish, endpoint),
+            ),
+            Protocol::Http | Protocol::Https => return Ok(()),
+        };
+        if ok {
+            return Ok(());
+        }
+        let principal = if who.is_anonymous() {
+            "anonymous".to_string()
+        } else {
+            who.principal_arn()
+        };
+        Err(format!(
+            "User: {principal} is not authorized to perform: {action} on resource: {}",
+            resource.chars().take(256).collect::<String>()
+        ))
     }
 
     /// Plugs in the HTTP client and the MQTT engine, and resumes the deliveries a crash left

@@ -415,6 +415,12 @@ impl Topics {
                 let Some(queue) = self.queues.name_from_arn(&s.endpoint) else {
                     continue;
                 };
+                // Written as the subscription's owner, asked now (ADR 0015).
+                if let Err(why) = self.may_deliver(&self.owner(&s), s.protocol, &s.endpoint) {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(subscription = %s.arn, error = %why, "copy to a queue not written: denied");
+                    continue;
+                }
                 let signature = signatures.get(&i).map_or("", String::as_str);
                 let copy = self.queue_copy(n, &s, signature);
                 sends.entry(queue).or_default().push((copy, s, i));

@@ -102,11 +102,16 @@ impl Topics {
         endpoint: Option<&str>,
         attributes: BTreeMap<String, String>,
         return_arn: bool,
+        owner: &outpost_access::Identity,
     ) -> Result<String> {
         let topic = self.topic_by_arn(topic_arn)?;
         let protocol = Protocol::parse(protocol)?;
         let endpoint = endpoint.ok_or_else(|| TopicError::invalid("Endpoint"))?;
         self.check_endpoint(&topic, protocol, endpoint)?;
+        // A subscription writes as the one who made it: it must be allowed to write there now
+        // (and is asked again for every message it delivers).
+        self.may_deliver(owner, protocol, endpoint)
+            .map_err(TopicError::AuthorizationError)?;
         for (k, v) in &attributes {
             validate_attribute(protocol, k, v, &attributes)?;
         }
@@ -152,6 +157,7 @@ impl Topics {
             confirmed,
             token,
             created_ms: now_ms(),
+            owner: Some(owner.encode()),
         };
         self.put_meta(SUBSCRIPTIONS_TABLE, &def.arn, &def).await?;
         let sub = Arc::new(self.live_subscription(&topic, def));

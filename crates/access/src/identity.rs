@@ -14,6 +14,11 @@ pub enum Proof {
     Certificate,
     /// An AWS Signature Version 4 with a configured access key.
     AccessKey,
+    /// Named in the broker's own configuration (a bridge's `identity`).
+    Configured,
+    /// The broker's operator: what the configuration file itself sets up (a bridge without an
+    /// identity of its own). Allowed everything, as the one who writes the ACL is.
+    Operator,
 }
 
 /// An authenticated (or anonymous) caller.
@@ -39,6 +44,15 @@ impl Identity {
         }
     }
 
+    /// The broker's operator (see [`Proof::Operator`]).
+    pub fn operator() -> Identity {
+        Identity {
+            name: "outpost".into(),
+            proof: Proof::Operator,
+            account: "".into(),
+        }
+    }
+
     /// True for the anonymous caller.
     pub fn is_anonymous(&self) -> bool {
         self.proof == Proof::None
@@ -57,5 +71,42 @@ impl Identity {
         } else {
             format!("arn:aws:iam::{}:user/{}", self.account, self.name)
         }
+    }
+}
+
+impl Identity {
+    /// A short text that names this identity, kept with what it created (a subscription, a
+    /// rule target) so it can be asked about again later: `<proof>:<account>:<name>`.
+    pub fn encode(&self) -> String {
+        let proof = match self.proof {
+            Proof::None => "none",
+            Proof::Password => "password",
+            Proof::Certificate => "certificate",
+            Proof::AccessKey => "key",
+            Proof::Configured => "configured",
+            Proof::Operator => "operator",
+        };
+        format!("{proof}:{}:{}", self.account, self.name)
+    }
+
+    /// The identity [`Identity::encode`] wrote; `None` for anything else.
+    pub fn decode(text: &str) -> Option<Identity> {
+        let mut parts = text.splitn(3, ':');
+        let proof = match parts.next()? {
+            "none" => Proof::None,
+            "password" => Proof::Password,
+            "certificate" => Proof::Certificate,
+            "key" => Proof::AccessKey,
+            "configured" => Proof::Configured,
+            "operator" => Proof::Operator,
+            _ => return None,
+        };
+        let account = parts.next()?;
+        let name = parts.next()?;
+        Some(Identity {
+            name: name.into(),
+            proof,
+            account: account.into(),
+        })
     }
 }
