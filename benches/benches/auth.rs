@@ -67,7 +67,7 @@ fn bench(c: &mut Criterion) {
         body: BODY,
     };
     assert!(matches!(
-        outpost_auth::sigv4::verify(&req, &keys, now),
+        outpost_auth::sigv4::verify(&req, &keys, now, None),
         Ok(Some(_))
     ));
 
@@ -77,7 +77,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| signed_headers(now))
     });
     g.bench_function("outpost-verify (server)", |b| {
-        b.iter(|| outpost_auth::sigv4::verify(&req, &keys, now))
+        b.iter(|| outpost_auth::sigv4::verify(&req, &keys, now, None))
     });
     g.finish();
 

@@ -258,10 +258,13 @@ impl Security {
     /// verified (an unsigned request is anonymous if anonymous access is on); without them every
     /// caller is anonymous and signatures are not checked (any key pair works, as with the
     /// emulators the SDKs are often pointed at).
+    /// `service`: the signing name of the API the request is for (`sqs`, `sns`, `events`,
+    /// `iotdata`): a signature scoped to another service or region is refused.
     pub fn authenticate_http(
         &self,
         peer: IpAddr,
         req: &SignedRequest<'_>,
+        service: &str,
     ) -> Result<Identity, HttpAuthError> {
         let policy = self.now();
         let Some(keys) = &policy.keys else {
@@ -271,7 +274,11 @@ impl Security {
             self.stats.throttled_logins.fetch_add(1, Ordering::Relaxed);
             return Err(HttpAuthError::Throttled);
         }
-        let verdict = sigv4::verify(req, keys, std::time::SystemTime::now());
+        let scope = (!self.config.region.is_empty()).then_some(sigv4::Scope {
+            region: &self.config.region,
+            service,
+        });
+        let verdict = sigv4::verify(req, keys, std::time::SystemTime::now(), scope);
         match verdict {
             Ok(Some(id)) => match keys.get(&id) {
                 Some(k) => Ok(Identity {

@@ -51,6 +51,10 @@ pub enum SigError {
     /// Too far from the server's clock, or a presigned request past its expiry.
     #[error("{0}")]
     Expired(String),
+    /// The credential scope names another region or service than the one asked (AWS answers
+    /// `SignatureDoesNotMatch` with what it expected).
+    #[error("{0}")]
+    Scope(String),
 }
 
 impl SigError {
@@ -60,7 +64,7 @@ impl SigError {
             SigError::Missing => "MissingAuthenticationToken",
             SigError::Incomplete(_) => "IncompleteSignature",
             SigError::UnknownKey => "InvalidClientTokenId",
-            SigError::Mismatch => "SignatureDoesNotMatch",
+            SigError::Mismatch | SigError::Scope(_) => "SignatureDoesNotMatch",
             SigError::Expired(_) => "RequestExpired",
         }
     }
@@ -95,16 +99,63 @@ pub fn claimed_key(req: &SignedRequest<'_>) -> Option<String> {
     claim(req).ok().flatten().map(|c| c.access_key_id)
 }
 
+/// The region and service a signature must be scoped to (`sqs`, `sns`, `events`, `iotdata`).
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// The broker's region.
+    pub region: &'a str,
+    /// The signing name of the API the request is for.
+    pub service: &'a str,
+}
+
 /// Verifies the request's signature; the verified access key id on success. `Ok(None)` for a
-/// request that carries no signature at all.
+/// request that carries no signature at all. `scope`: the region and service the credential
+/// must name (`None`: any).
 pub fn verify(
     req: &SignedRequest<'_>,
     keys: &AccessKeys,
     now: SystemTime,
+    scope: Option<Scope<'_>>,
 ) -> Result<Option<String>, SigError> {
     let Some(c) = claim(req)? else {
         return Ok(None);
     };
+    // What the signer needs to exist is checked before it runs (a signed-header set without
+    // `host` made it panic): `host` is signed and present, and a header signature signs its
+    // date.
+    if !c.signed_headers.iter().any(|h| h == "host") || header(req, "host").is_none() {
+        return Err(SigError::Incomplete(
+            "'Host' must be a 'SignedHeader' in the AWS Authorization.".into(),
+        ));
+    }
+    if c.expires.is_none() && !c.signed_headers.iter().any(|h| h == "x-amz-date" || h == "date")
+    {
+        return Err(SigError::Incomplete(
+            "'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.".into(),
+        ));
+    }
+    if c.signed_headers
+        .iter()
+        .any(|h| h.is_empty() || header(req, h).is_none())
+    {
+        return Err(SigError::Incomplete(
+            "Every SignedHeader must be present in the request.".into(),
+        ));
+    }
+    if let Some(scope) = scope {
+        if c.region != scope.region {
+            return Err(SigError::Scope(format!(
+                "Credential should be scoped to a valid region, not '{}'.",
+                c.region.chars().take(64).collect::<String>()
+            )));
+        }
+        if c.service != scope.service {
+            return Err(SigError::Scope(format!(
+                "Credential should be scoped to correct service: '{}'.",
+                scope.service
+            )));
+        }
+    }
     let key = keys.get(&c.access_key_id).ok_or(SigError::UnknownKey)?;
     let time = parse_amz_date(&c.amz_date).ok_or_else(|| {
         SigError::Incomplete("X-Amz-Date is not in ISO 8601 basic format.".into())
@@ -136,7 +187,12 @@ pub fn verify(
         }
     }
 
-    let computed = compute(req, &c, &key.secret_access_key, time)?;
+    // A panic in the signer is a refusal, never a dead connection task (or, with
+    // `panic = "abort"`, a dead broker: the checks above keep the known case out of it).
+    let computed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        compute(req, &c, &key.secret_access_key, time)
+    }))
+    .map_err(|_| SigError::Incomplete("The signature cannot be verified.".into()))??;
     use subtle::ConstantTimeEq as _;
     if computed.as_bytes().ct_eq(c.signature.as_bytes()).into() {
         Ok(Some(c.access_key_id))
@@ -453,6 +509,60 @@ mod tests {
         assert!(parse_amz_date("20151330T123600Z").is_none());
     }
 
+    /// A signed-header set without `host` (or a header signature without its date, or naming
+    /// a header the request lacks) is refused before the signer runs: it once panicked there.
+    #[test]
+    fn signed_headers_are_checked_before_signing() {
+        let now = parse_amz_date("20150830T123600Z").unwrap();
+        let auth = |signed: &str| {
+            format!("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders={signed}, Signature=00")
+        };
+        for signed in ["x-amz-date", "host", "host;x-amz-date;x-missing", ";host;x-amz-date"] {
+            let a = auth(signed);
+            let req = SignedRequest {
+                method: "GET",
+                path_and_query: "/",
+                headers: &[
+                    ("Host", "example.amazonaws.com"),
+                    ("X-Amz-Date", "20150830T123600Z"),
+                    ("Authorization", &a),
+                ],
+                body: b"",
+            };
+            assert!(
+                matches!(verify(&req, &keys(), now, None), Err(SigError::Incomplete(_))),
+                "{signed}"
+            );
+        }
+    }
+
+    /// A credential scoped to another region or service than the one asked is refused, as AWS
+    /// refuses it, even with the right secret.
+    #[test]
+    fn scope_names_this_region_and_service() {
+        let now = parse_amz_date("20150830T123600Z").unwrap();
+        let get = SignedRequest {
+            method: "GET",
+            path_and_query: "/",
+            headers: &[
+                ("Host", "example.amazonaws.com"),
+                ("X-Amz-Date", "20150830T123600Z"),
+                ("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
+            ],
+            body: b"",
+        };
+        let scope = |region, service| Some(Scope { region, service });
+        assert_eq!(
+            verify(&get, &keys(), now, scope("us-east-1", "service")),
+            Ok(Some("AKIDEXAMPLE".into()))
+        );
+        for (region, service) in [("eu-west-1", "service"), ("us-east-1", "sqs")] {
+            let got = verify(&get, &keys(), now, scope(region, service));
+            assert!(matches!(got, Err(SigError::Scope(_))), "{region} {service}: {got:?}");
+            assert_eq!(got.unwrap_err().code(), "SignatureDoesNotMatch");
+        }
+    }
+
     /// AWS's SigV4 test suite, `get-vanilla` and `post-x-www-form-urlencoded`: the published
     /// requests verify with the published secret, and a changed byte does not.
     #[test]
@@ -468,12 +578,12 @@ mod tests {
             ],
             body: b"",
         };
-        assert_eq!(verify(&get, &keys(), now), Ok(Some("AKIDEXAMPLE".into())));
+        assert_eq!(verify(&get, &keys(), now, None), Ok(Some("AKIDEXAMPLE".into())));
         let tampered = SignedRequest {
             path_and_query: "/?a=b",
             ..get
         };
-        assert_eq!(verify(&tampered, &keys(), now), Err(SigError::Mismatch));
+        assert_eq!(verify(&tampered, &keys(), now, None), Err(SigError::Mismatch));
         let post = SignedRequest {
             method: "POST",
             path_and_query: "/",
@@ -485,16 +595,16 @@ mod tests {
             ],
             body: b"Param1=value1",
         };
-        assert_eq!(verify(&post, &keys(), now), Ok(Some("AKIDEXAMPLE".into())));
+        assert_eq!(verify(&post, &keys(), now, None), Ok(Some("AKIDEXAMPLE".into())));
         let other_body = SignedRequest {
             body: b"Param1=value2",
             ..post
         };
-        assert_eq!(verify(&other_body, &keys(), now), Err(SigError::Mismatch));
+        assert_eq!(verify(&other_body, &keys(), now, None), Err(SigError::Mismatch));
         // Twenty minutes later the same request is stale.
         let later = now + Duration::from_secs(20 * 60);
         assert!(matches!(
-            verify(&get, &keys(), later),
+            verify(&get, &keys(), later, None),
             Err(SigError::Expired(_))
         ));
         // Unknown key.
@@ -506,12 +616,12 @@ mod tests {
             ],
             ..get
         };
-        assert_eq!(verify(&unknown, &keys(), now), Err(SigError::UnknownKey));
+        assert_eq!(verify(&unknown, &keys(), now, None), Err(SigError::UnknownKey));
         let unsigned = SignedRequest {
             headers: &[("Host", "example.amazonaws.com")],
             ..get
         };
-        assert_eq!(verify(&unsigned, &keys(), now), Ok(None));
+        assert_eq!(verify(&unsigned, &keys(), now, None), Ok(None));
     }
 
     /// A presigned GET made by the signer itself verifies, expires, and fails when altered.
@@ -561,11 +671,11 @@ mod tests {
             body: b"",
         };
         assert_eq!(
-            verify(&presigned, &keys(), now + Duration::from_secs(60)),
+            verify(&presigned, &keys(), now + Duration::from_secs(60), None),
             Ok(Some("AKIDEXAMPLE".into()))
         );
         assert!(matches!(
-            verify(&presigned, &keys(), now + Duration::from_secs(301)),
+            verify(&presigned, &keys(), now + Duration::from_secs(301), None),
             Err(SigError::Expired(_))
         ));
         let altered = query.replace("ListQueues", "DeleteQueue");
@@ -573,6 +683,6 @@ mod tests {
             path_and_query: &altered,
             ..presigned
         };
-        assert_eq!(verify(&altered, &keys(), now), Err(SigError::Mismatch));
+        assert_eq!(verify(&altered, &keys(), now, None), Err(SigError::Mismatch));
     }
 }

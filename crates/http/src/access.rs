@@ -29,6 +29,19 @@ pub(crate) enum Api {
     IotData,
 }
 
+impl Api {
+    /// The service name a signature for this API is scoped to (botocore's `signingName`, else
+    /// its `endpointPrefix`).
+    pub(crate) fn signing_name(self) -> &'static str {
+        match self {
+            Api::SqsJson | Api::SqsQuery => "sqs",
+            Api::Sns => "sns",
+            Api::Events => "events",
+            Api::IotData => "iotdata",
+        }
+    }
+}
+
 /// A refusal before the operation runs, with its code in each protocol family.
 #[derive(Debug, Clone)]
 pub(crate) struct Refusal {
@@ -46,7 +59,9 @@ impl Refusal {
             SigError::Missing => "MissingAuthenticationTokenException",
             SigError::Incomplete(_) => "IncompleteSignatureException",
             SigError::UnknownKey => "UnrecognizedClientException",
-            SigError::Mismatch | SigError::Expired(_) => "InvalidSignatureException",
+            SigError::Mismatch | SigError::Expired(_) | SigError::Scope(_) => {
+                "InvalidSignatureException"
+            }
         };
         Refusal {
             status: e.status(),
@@ -101,6 +116,7 @@ pub(crate) fn api_of(method: &Method, uri: &Uri, headers: &HeaderMap, body: &byt
 /// The caller of a request: verified against the access keys when they are configured.
 pub(crate) fn authenticate(
     state: &crate::HttpState,
+    api: Api,
     ip: std::net::IpAddr,
     method: &Method,
     uri: &Uri,
@@ -120,7 +136,7 @@ pub(crate) fn authenticate(
     };
     state
         .security
-        .authenticate_http(ip, &req)
+        .authenticate_http(ip, &req, api.signing_name())
         .map_err(|e| match e {
             HttpAuthError::Signature(e) => {
                 // The access key id is public; the signature and secret never reach the log.
@@ -261,81 +277,157 @@ pub(crate) fn sqs_resource(state: &crate::HttpState, op: &str, p: &Value) -> Str
     }
 }
 
-/// The topic an SNS request names, as an ARN (a subscription's topic for subscription calls).
-pub(crate) fn sns_resource(state: &crate::HttpState, action: &str, p: &Value) -> String {
+/// What an SQS request must be allowed: the operation on its queue, and for
+/// `StartMessageMoveTask` reading and deleting in the source (a dead-letter queue) and sending
+/// to the destination, or to every queue the messages go back to when none is named.
+pub(crate) fn sqs_checks(state: &crate::HttpState, op: &str, p: &Value) -> Vec<(String, String)> {
+    let action = |a: &str| format!("sqs:{}", a.chars().take(64).collect::<String>());
     let s = |k: &str| p.get(k).and_then(Value::as_str);
-    if action == "CreateTopic" {
-        if let Some(name) = s("Name") {
-            return state.topics.topic_arn(name);
+    match op {
+        "StartMessageMoveTask" => {
+            let Some(source) = s("SourceArn") else {
+                return vec![(action(op), format!("{}*", arn_prefix(state, "sqs")))];
+            };
+            let mut checks = vec![
+                (action(op), source.to_string()),
+                (action("ReceiveMessage"), source.to_string()),
+                (action("DeleteMessage"), source.to_string()),
+            ];
+            match s("DestinationArn") {
+                Some(dest) => checks.push((action("SendMessage"), dest.to_string())),
+                None => {
+                    let name = state.queues.name_from_arn(source).unwrap_or_default();
+                    for queue in state.queues.dead_letter_sources(&name).unwrap_or_default() {
+                        checks.push((action("SendMessage"), state.queues.arn(&queue)));
+                    }
+                }
+            }
+            checks
         }
+        "ListMessageMoveTasks" => vec![(
+            action(op),
+            s("SourceArn").map_or_else(|| format!("{}*", arn_prefix(state, "sqs")), str::to_string),
+        )],
+        _ => vec![(action(op), sqs_resource(state, op, p))],
     }
-    if let Some(arn) = s("TopicArn").or(s("ResourceArn")) {
-        return arn.to_string();
-    }
-    if let Some(sub) = s("SubscriptionArn") {
-        // `<topic arn>:<subscription id>`.
-        if let Some((topic, _)) = sub.rsplit_once(':') {
-            return topic.to_string();
-        }
-    }
-    format!("{}*", arn_prefix(state, "sns"))
 }
 
-/// The EventBridge resources a request touches: the rule (for rule and target calls), the
-/// event buses an event is put on, else the bus or the account.
+/// The topic an SNS request acts on, as an ARN, read from the parameter the action itself uses
+/// (AWS's model): a parameter the action ignores never changes what is checked (ADR 0015).
+/// Subscription calls act on the subscription's topic; account-wide calls on `arn:…:*`.
+pub(crate) fn sns_resource(state: &crate::HttpState, action: &str, p: &Value) -> String {
+    let s = |k: &str| p.get(k).and_then(Value::as_str);
+    let account_wide = || format!("{}*", arn_prefix(state, "sns"));
+    let of_subscription = |sub: Option<&str>| {
+        // `<topic arn>:<subscription id>`.
+        sub.and_then(|sub| sub.rsplit_once(':'))
+            .map_or_else(account_wide, |(topic, _)| topic.to_string())
+    };
+    let named = |v: Option<&str>| v.map_or_else(account_wide, str::to_string);
+    match action {
+        "CreateTopic" => s("Name").map_or_else(account_wide, |n| state.topics.topic_arn(n)),
+        "Unsubscribe" | "GetSubscriptionAttributes" | "SetSubscriptionAttributes" => {
+            of_subscription(s("SubscriptionArn"))
+        }
+        // Publish takes one of the two (both is refused by the operation).
+        "Publish" => match (s("TopicArn"), s("TargetArn")) {
+            (Some(t), None) | (None, Some(t)) => t.to_string(),
+            _ => account_wide(),
+        },
+        "DeleteTopic" | "GetTopicAttributes" | "SetTopicAttributes" | "Subscribe"
+        | "ConfirmSubscription" | "ListSubscriptionsByTopic" | "PublishBatch" | "AddPermission"
+        | "RemovePermission" => named(s("TopicArn")),
+        "TagResource" | "UntagResource" | "ListTagsForResource" | "GetDataProtectionPolicy"
+        | "PutDataProtectionPolicy" => named(s("ResourceArn")),
+        _ => account_wide(),
+    }
+}
+
+/// An EventBridge bus given by name or ARN, as this broker's bus ARN (the engine reads an ARN's
+/// bus name the same way, so the check and the action name one bus).
+fn bus_arn(prefix: &str, name_or_arn: Option<&str>) -> String {
+    let b = name_or_arn.unwrap_or("default");
+    let name = match b.strip_prefix("arn:") {
+        Some(_) => b.split_once(":event-bus/").map_or(b, |(_, n)| n),
+        None => b,
+    };
+    format!("{prefix}event-bus/{name}")
+}
+
+/// The EventBridge resources a request acts on, read from the parameters the operation itself
+/// uses (ADR 0015): the rule (`Name` for rule calls, `Rule` for target calls) on its bus, the
+/// buses events are put on, an archive and the bus it records, a replay with its archive and
+/// destination bus; else the bus or the account.
 pub(crate) fn events_resources(state: &crate::HttpState, op: &str, p: &Value) -> Vec<String> {
     let prefix = arn_prefix(state, "events");
     let s = |k: &str| p.get(k).and_then(Value::as_str);
-    let bus_name = |b: Option<&str>| -> String {
-        let b = b.unwrap_or("default");
-        if b.starts_with("arn:") {
-            b.to_string()
+    let bus = |b: Option<&str>| bus_arn(&prefix, b);
+    let rule = |name: Option<&str>| -> Vec<String> {
+        let Some(name) = name else {
+            return vec![format!("{prefix}*")];
+        };
+        let b = bus(s("EventBusName"));
+        let bus_name = b.rsplit_once("event-bus/").map_or("default", |(_, n)| n);
+        vec![if bus_name == "default" {
+            format!("{prefix}rule/{name}")
         } else {
-            format!("{prefix}event-bus/{b}")
-        }
+            format!("{prefix}rule/{bus_name}/{name}")
+        }]
     };
-    if op == "PutEvents" {
-        let mut buses: Vec<String> = p
-            .get("Entries")
-            .and_then(Value::as_array)
-            .map(|entries| {
-                entries
-                    .iter()
-                    .map(|e| bus_name(e.get("EventBusName").and_then(Value::as_str)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        buses.sort();
-        buses.dedup();
-        if buses.is_empty() {
-            buses.push(bus_name(None));
+    match op {
+        "PutEvents" => {
+            let mut buses: Vec<String> = p
+                .get("Entries")
+                .and_then(Value::as_array)
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .map(|e| bus(e.get("EventBusName").and_then(Value::as_str)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            buses.sort();
+            buses.dedup();
+            if buses.is_empty() {
+                buses.push(bus(None));
+            }
+            buses
         }
-        return buses;
-    }
-    let rule = s("Rule").or_else(|| op.contains("Rule").then(|| s("Name")).flatten());
-    if let Some(rule) = rule {
-        let bus = s("EventBusName").unwrap_or("default");
-        return vec![if bus == "default" {
-            format!("{prefix}rule/{rule}")
-        } else {
-            format!("{prefix}rule/{bus}/{rule}")
-        }];
-    }
-    if let Some(name) = s("ArchiveName") {
-        return vec![format!("{prefix}archive/{name}")];
-    }
-    if let Some(name) = s("ReplayName") {
-        return vec![format!("{prefix}replay/{name}")];
-    }
-    if op.contains("EventBus") {
-        if let Some(name) = s("Name") {
-            return vec![bus_name(Some(name))];
+        "PutRule" | "DescribeRule" | "DeleteRule" | "EnableRule" | "DisableRule" => {
+            rule(s("Name"))
         }
+        "PutTargets" | "RemoveTargets" | "ListTargetsByRule" => rule(s("Rule")),
+        "CreateEventBus" | "DeleteEventBus" | "DescribeEventBus" => vec![bus(s("Name"))],
+        "TagResource" | "UntagResource" | "ListTagsForResource" => vec![s("ResourceARN")
+            .map_or_else(|| format!("{prefix}*"), str::to_string)],
+        "CreateArchive" => {
+            let mut r = vec![format!(
+                "{prefix}archive/{}",
+                s("ArchiveName").unwrap_or("")
+            )];
+            r.extend(s("EventSourceArn").map(|b| bus(Some(b))));
+            r
+        }
+        "DescribeArchive" | "UpdateArchive" | "DeleteArchive" => {
+            vec![format!("{prefix}archive/{}", s("ArchiveName").unwrap_or(""))]
+        }
+        "StartReplay" => {
+            let mut r = vec![format!("{prefix}replay/{}", s("ReplayName").unwrap_or(""))];
+            r.extend(s("EventSourceArn").map(str::to_string));
+            r.extend(
+                p.get("Destination")
+                    .and_then(|d| d.get("Arn"))
+                    .and_then(Value::as_str)
+                    .map(|b| bus(Some(b))),
+            );
+            r
+        }
+        "DescribeReplay" | "CancelReplay" => {
+            vec![format!("{prefix}replay/{}", s("ReplayName").unwrap_or(""))]
+        }
+        "ListRules" | "ListRuleNamesByTarget" => vec![bus(s("EventBusName"))],
+        _ => vec![format!("{prefix}*")],
     }
-    if let Some(bus) = s("EventBusName") {
-        return vec![bus_name(Some(bus))];
-    }
-    vec![format!("{prefix}*")]
 }
 
 /// The IoT action and resource of an iot-data request (`iot:Publish` on

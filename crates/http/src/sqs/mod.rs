@@ -297,7 +297,7 @@ pub async fn handle(
     let identity = if link {
         outpost_auth::Identity::anonymous(state.security.account())
     } else {
-        match access::authenticate(state, ip, &method, &uri, &headers, &body) {
+        match access::authenticate(state, api, ip, &method, &uri, &headers, &body) {
             Ok(i) => i,
             Err(r) => return access::respond(api, &r, &rid),
         }
@@ -340,18 +340,21 @@ pub async fn handle(
         Err((p, e)) => return protocol_error(p, e, &rid),
     };
     if state.security.has_acl() {
-        let resource = access::sqs_resource(state, &op, &params);
-        // The queue's own policy (AddPermission) is asked beside the ACL.
-        let policy = resource.rsplit(':').next().and_then(|name| {
-            state
-                .queues
-                .get_attributes(name, &["Policy".to_string()])
-                .ok()
-                .and_then(|mut a| a.remove("Policy"))
-        });
-        let action = format!("sqs:{}", op.chars().take(64).collect::<String>());
-        if let Err(r) = access::authorize(state, &identity, &action, &resource, policy.as_deref()) {
-            return access::respond(api, &r, &rid);
+        // Each (action, queue) the operation acts on, each with the queue's own policy
+        // (AddPermission) asked beside the ACL.
+        for (action, resource) in access::sqs_checks(state, &op, &params) {
+            let policy = resource.rsplit(':').next().and_then(|name| {
+                state
+                    .queues
+                    .get_attributes(name, &["Policy".to_string()])
+                    .ok()
+                    .and_then(|mut a| a.remove("Policy"))
+            });
+            if let Err(r) =
+                access::authorize(state, &identity, &action, &resource, policy.as_deref())
+            {
+                return access::respond(api, &r, &rid);
+            }
         }
     }
     // Every ReceiveMessage holds a slot while it runs (a long poll for up to 20 s).
