@@ -230,6 +230,15 @@ pub struct TopicsSection {
     pub public_url: String,
     /// Size in bits of the RSA key that signs messages, used when the key is first created.
     pub signing_key_bits: usize,
+    /// Networks (CIDR blocks, e.g. `["192.168.10.0/24"]`) HTTP/S subscriptions may deliver to
+    /// although they are not public. By default loopback, private, link-local and the other
+    /// internal addresses are refused (after DNS resolution, on every connection), and the
+    /// broker's own listeners always are.
+    pub allow_endpoint_networks: Vec<String>,
+    /// POSTs per second to one endpoint host (retries included); 0: unpaced.
+    pub endpoint_posts_per_second: u64,
+    /// Burst of those POSTs (0: one second's worth).
+    pub endpoint_posts_burst: u64,
 }
 
 impl Default for TopicsSection {
@@ -237,7 +246,27 @@ impl Default for TopicsSection {
         TopicsSection {
             public_url: String::new(),
             signing_key_bits: 2048,
+            allow_endpoint_networks: Vec::new(),
+            endpoint_posts_per_second: 20,
+            endpoint_posts_burst: 40,
         }
+    }
+}
+
+impl TopicsSection {
+    /// The allowed networks, parsed.
+    pub fn endpoint_networks(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.allow_endpoint_networks
+            .iter()
+            .map(|n| {
+                n.parse::<ipnet::IpNet>()
+                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| ConfigError::Invalid {
+                        key: "topics.allow_endpoint_networks",
+                        message: format!("{n:?} is not a CIDR block such as 192.168.10.0/24"),
+                    })
+            })
+            .collect()
     }
 }
 
@@ -588,6 +617,7 @@ impl Config {
             });
         }
         self.tls.listeners()?;
+        self.topics.endpoint_networks()?;
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid {
                 key: "log_format",

@@ -642,8 +642,22 @@ async fn serve(
     // Messages that cross doors are checked as their principals (ADR 0015).
     broker.set_authorizer(security.clone());
     topics.set_authorizer(security.clone());
+    let egress = outpost_http::sns::egress::EgressPolicy {
+        allow: config.topics.endpoint_networks().unwrap_or_default(),
+        own: vec![
+            http_addr,
+            config.mqtt.listen,
+            config.websocket.listen,
+        ],
+        per_host_per_second: config.topics.endpoint_posts_per_second as f64,
+        per_host_burst: if config.topics.endpoint_posts_burst == 0 {
+            config.topics.endpoint_posts_per_second as f64
+        } else {
+            config.topics.endpoint_posts_burst as f64
+        },
+    };
     topics.attach(
-        Some(Arc::new(outpost_http::sns::HttpClient::new())),
+        Some(Arc::new(outpost_http::sns::HttpClient::new(egress))),
         Some(Arc::new(MqttDoor(broker.clone()))),
     );
     let events = match outpost_routing::Events::open(

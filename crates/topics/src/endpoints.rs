@@ -24,6 +24,11 @@ pub struct HttpRequest {
 
 /// Sends POSTs to HTTP/S endpoints.
 pub trait HttpSender: Send + Sync {
+    /// Whether the endpoint may be POSTed to at all (checked at Subscribe: an address the
+    /// broker refuses to reach is refused there with a clear error). Every POST is checked again.
+    fn check_endpoint(&self, _url: &str) -> Result<(), String> {
+        Ok(())
+    }
     /// POSTs `request`; the HTTP status, or why there was none (connection refused, timeout).
     fn post(&self, request: HttpRequest) -> BoxFuture<'_, Result<u16, String>>;
 }

@@ -2,6 +2,7 @@
 //! endpoint, HTTPS with rustls and the Mozilla root certificates (`webpki-roots`, so delivery
 //! does not depend on the gateway's CA bundle).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,12 +11,19 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use outpost_topics::{BoxFuture, HttpRequest, HttpSender};
 
-type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+use super::egress::{EgressPolicy, GuardedResolver, HostPace};
 
-/// POSTs notifications to HTTP/S endpoints.
+type Connector = hyper_rustls::HttpsConnector<
+    hyper_util::client::legacy::connect::HttpConnector<GuardedResolver>,
+>;
+
+/// POSTs notifications to HTTP/S endpoints, only where the egress policy admits (see
+/// `egress`), paced per host.
 #[derive(Clone)]
 pub struct HttpClient {
     client: Client<Connector, Full<Bytes>>,
+    policy: Arc<EgressPolicy>,
+    pace: Arc<HostPace>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -24,16 +32,13 @@ impl std::fmt::Debug for HttpClient {
     }
 }
 
-impl Default for HttpClient {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl HttpClient {
-    /// A client with its own connection pool.
-    pub fn new() -> HttpClient {
-        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    /// A client with its own connection pool that POSTs where `policy` admits.
+    pub fn new(policy: EgressPolicy) -> HttpClient {
+        let policy = Arc::new(policy);
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(
+            GuardedResolver(policy.clone()),
+        );
         http.enforce_http(false);
         http.set_connect_timeout(Some(Duration::from_secs(5)));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -45,13 +50,36 @@ impl HttpClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(32)
             .build(connector);
-        HttpClient { client }
+        HttpClient {
+            client,
+            policy,
+            pace: Arc::new(HostPace::default()),
+        }
     }
 }
 
 impl HttpSender for HttpClient {
+    fn check_endpoint(&self, url: &str) -> Result<(), String> {
+        self.policy.check_url(url)
+    }
+
     fn post(&self, request: HttpRequest) -> BoxFuture<'_, Result<u16, String>> {
         Box::pin(async move {
+            self.policy.check_url(&request.url)?;
+            let host = request
+                .url
+                .parse::<hyper::Uri>()
+                .ok()
+                .and_then(|u| u.host().map(str::to_string))
+                .unwrap_or_default();
+            let wait = self.pace.wait(
+                &host,
+                self.policy.per_host_per_second,
+                self.policy.per_host_burst,
+            );
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
             let mut builder = hyper::Request::post(&request.url);
             for (k, v) in &request.headers {
                 builder = builder.header(*k, v);

@@ -8,6 +8,7 @@
 //! they name a `TopicArn`.
 
 mod client;
+pub mod egress;
 mod ops;
 pub(crate) mod xml;
 

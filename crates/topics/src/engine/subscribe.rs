@@ -76,6 +76,9 @@ impl Topics {
                     )
                     .as_str()));
                 }
+                if let Some(http) = self.http.read().clone() {
+                    http.check_endpoint(endpoint).map_err(|why| bad(&why))?;
+                }
             }
             Protocol::Mqtt => {
                 if topic.fifo {
