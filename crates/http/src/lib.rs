@@ -5,6 +5,7 @@
 //! `outpost-queues` and `outpost-topics`. One port serves everything, as one gateway box should.
 
 mod access;
+pub mod body_budget;
 pub mod events;
 pub mod iotdata;
 pub mod sns;
@@ -80,8 +81,10 @@ pub struct HttpState {
     pub ready: Readiness,
     /// Time and concurrency limits.
     pub limits: HttpLimits,
-    /// Permits to read and parse a request body (`limits.max_parsing` of them).
+    /// Permits to parse a request body (`limits.max_parsing` of them), taken once it is read.
     pub parsing: Arc<Semaphore>,
+    /// Bytes of bodies being read: `max_parsing` bodies' worth in all, an eighth per address.
+    pub bodies: Arc<body_budget::BodyBudget>,
     /// Who may call what.
     pub security: Arc<outpost_auth::Security>,
     /// Request rates and concurrent long polls.
@@ -130,6 +133,10 @@ impl HttpState {
             ready,
             limits,
             parsing: Arc::new(Semaphore::new(limits.max_parsing.max(1))),
+            bodies: body_budget::BodyBudget::new(
+                (limits.max_parsing.max(1) * limits.max_body) as u64,
+                ((limits.max_parsing.max(8) / 8) * limits.max_body) as u64,
+            ),
             security,
             rates,
         }

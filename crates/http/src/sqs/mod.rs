@@ -239,16 +239,27 @@ pub async fn handle(
     } else {
         Protocol::Query
     };
-    // Reading and parsing take a permit: a burst of large requests waits instead of holding many
-    // bodies (and their parse trees) in memory at once.
-    let Ok(permit) = state.parsing.clone().acquire_owned().await else {
+    // The body is read first, holding only its bytes' share of the body budget (per address
+    // and in all, taken without waiting); the parsing permit is taken once it is here, so a
+    // slow sender never holds what other callers need (ADR 0015).
+    let ip = peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.0.ip());
+    // A body without a length is chunked (up to the largest body) or absent.
+    let chunked = headers.contains_key(axum::http::header::TRANSFER_ENCODING);
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(if chunked { state.limits.max_body as u64 } else { 0 })
+        .min(state.limits.max_body as u64);
+    let Some(body_bytes) = state.bodies.take(ip, declared) else {
+        tracing::info!(peer = %ip, bytes = declared, "HTTP request refused: too many request bodies in flight from this address or in all");
         return protocol_error(
             protocol_hint,
             ProtocolError {
                 status: 503,
                 json_type: "ServiceUnavailable",
                 query_code: "ServiceUnavailable",
-                message: "The service is shutting down.".into(),
+                message: "Too many request bodies are in flight; retry later.".into(),
             },
             &rid,
         );
@@ -285,9 +296,24 @@ pub async fn handle(
             )
         }
     };
+    // Read: its bytes are now the request's own (a long poll does not hold the budget).
+    drop(body_bytes);
+    // Parsing takes a permit: a burst of large requests waits instead of holding many parse
+    // trees in memory at once.
+    let Ok(permit) = state.parsing.clone().acquire_owned().await else {
+        return protocol_error(
+            protocol_hint,
+            ProtocolError {
+                status: 503,
+                json_type: "ServiceUnavailable",
+                query_code: "ServiceUnavailable",
+                message: "The service is shutting down.".into(),
+            },
+            &rid,
+        );
+    };
     use crate::access::{self, Api};
     let api = access::api_of(&method, &uri, &headers, &body);
-    let ip = peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.0.ip());
     if !state.rates.admit(ip) {
         return access::respond(api, &access::Refusal::throttled(), &rid);
     }
