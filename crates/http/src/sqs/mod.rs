@@ -296,8 +296,6 @@ pub async fn handle(
             )
         }
     };
-    // Read: its bytes are now the request's own (a long poll does not hold the budget).
-    drop(body_bytes);
     // Parsing takes a permit: a burst of large requests waits instead of holding many parse
     // trees in memory at once.
     let Ok(permit) = state.parsing.clone().acquire_owned().await else {
@@ -312,6 +310,8 @@ pub async fn handle(
             &rid,
         );
     };
+    // Read and parsing: the body's bytes go back to the budget (a long poll holds none).
+    drop(body_bytes);
     use crate::access::{self, Api};
     let api = access::api_of(&method, &uri, &headers, &body);
     if !state.rates.admit(ip) {
