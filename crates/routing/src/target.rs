@@ -19,6 +19,13 @@ pub const MAX_TARGETS: usize = 5;
 const MAX_INPUT_PATHS: usize = 100;
 /// `Input` and `InputTemplate` length (EventBridge: 8192).
 const MAX_INPUT: usize = 8192;
+/// Largest input a target sends (an event's limit: 256 KB).
+pub const MAX_RENDERED: usize = 256 * 1024;
+
+fn too_large() -> String {
+    format!("the target's input would be larger than {MAX_RENDERED} bytes")
+}
+
 /// `RetryPolicy` defaults and bounds.
 pub const DEFAULT_RETRY_ATTEMPTS: u32 = 185;
 pub const DEFAULT_EVENT_AGE_SECS: u64 = 86_400;
@@ -171,8 +178,16 @@ impl Target {
     }
 
     /// The text this target sends for `event` matched by `rule_name`/`rule_arn`.
-    pub fn render(&self, event: &Value, rule_name: &str, rule_arn: &str) -> String {
-        match &self.input {
+    /// What the target sends for `event`; an error when it would be larger than an event may
+    /// be (256 KB): a template that repeats a large field is refused there, before anything is
+    /// stored or sent (ADR 0015).
+    pub fn render(
+        &self,
+        event: &Value,
+        rule_name: &str,
+        rule_arn: &str,
+    ) -> std::result::Result<String, String> {
+        let text = match &self.input {
             Input::Event => event.to_string(),
             Input::Constant(c) => c.clone(),
             Input::Path(p) => p.get(event).unwrap_or(&Value::Null).to_string(),
@@ -184,9 +199,13 @@ impl Target {
                         path.get(event).cloned().unwrap_or(Value::Null),
                     );
                 }
-                fill_template(template, &vars, event, rule_name, rule_arn)
+                fill_template(template, &vars, event, rule_name, rule_arn, MAX_RENDERED)?
             }
+        };
+        if text.len() > MAX_RENDERED {
+            return Err(too_large());
         }
+        Ok(text)
     }
 }
 
@@ -303,28 +322,44 @@ fn fill_template(
     event: &Value,
     rule_name: &str,
     rule_arn: &str,
-) -> String {
+    limit: usize,
+) -> std::result::Result<String, String> {
     let mut out = String::with_capacity(template.len() + 64);
     let mut in_string = false;
     let mut escaped = false;
     let mut rest = template;
+    // Each placeholder's text is made once, however often the template repeats it.
+    let mut texts: std::collections::HashMap<(&str, bool), String> = Default::default();
     while let Some(c) = rest.chars().next() {
         if c == '<' {
             if let Some(end) = rest.find('>') {
                 let name = &rest[1..end];
-                if let Some(v) = lookup(name, vars, event, rule_name, rule_arn) {
-                    match (&v, in_string) {
-                        (Value::String(s), true) => {
-                            let quoted = Value::String(s.clone()).to_string();
-                            out.push_str(&quoted[1..quoted.len() - 1]);
+                let text = match texts.get(&(name, in_string)) {
+                    Some(t) => Some(t.as_str()),
+                    None => match lookup(name, vars, event, rule_name, rule_arn) {
+                        Some(v) => {
+                            let t = match (&v, in_string) {
+                                (Value::String(s), true) => {
+                                    let quoted = Value::String(s.clone()).to_string();
+                                    quoted[1..quoted.len() - 1].to_string()
+                                }
+                                (Value::Null, true) => String::new(),
+                                (other, true) => {
+                                    let quoted = Value::String(other.to_string()).to_string();
+                                    quoted[1..quoted.len() - 1].to_string()
+                                }
+                                (other, false) => other.to_string(),
+                            };
+                            Some(texts.entry((name, in_string)).or_insert(t).as_str())
                         }
-                        (Value::Null, true) => {}
-                        (other, true) => {
-                            let quoted = Value::String(other.to_string()).to_string();
-                            out.push_str(&quoted[1..quoted.len() - 1]);
-                        }
-                        (other, false) => out.push_str(&other.to_string()),
+                        None => None,
+                    },
+                };
+                if let Some(text) = text {
+                    if out.len() + text.len() > limit {
+                        return Err(too_large());
                     }
+                    out.push_str(text);
                     rest = &rest[end + 1..];
                     escaped = false;
                     continue;
@@ -341,7 +376,7 @@ fn fill_template(
         out.push(c);
         rest = &rest[c.len_utf8()..];
     }
-    out
+    Ok(out)
 }
 
 fn lookup(
@@ -425,7 +460,7 @@ mod tests {
     #[test]
     fn inputs() {
         let event = json!({"id": "e1", "source": "s", "time": "2020-01-01T00:00:00Z", "detail": {"instance": "i-1", "state": "running", "n": 3}});
-        let render = |t: Value| target(t).unwrap().render(&event, "r", "arn:r");
+        let render = |t: Value| target(t).unwrap().render(&event, "r", "arn:r").unwrap();
         assert_eq!(
             render(json!({"Id": "a", "Arn": "mqtt:a"})),
             event.to_string()
@@ -457,5 +492,23 @@ mod tests {
         assert_eq!(out["e"]["id"], "e1");
         let bad = json!({"Id": "a", "Arn": "mqtt:a", "InputTransformer": {"InputPathsMap": {"aws.x": "$"}, "InputTemplate": "x"}});
         assert!(target(bad).is_err());
+    }
+
+    /// A template that repeats a large field cannot multiply an event past 256 KB: the copy is
+    /// refused (and its work stops there), a small one still renders.
+    #[test]
+    fn transformed_inputs_are_bounded() {
+        let t = |template: String| {
+            target(json!({"Id": "q", "Arn": "arn:aws:sqs:us-east-1:000000000000:alerts",
+                "InputTransformer": {"InputPathsMap": {"e": "$.detail"}, "InputTemplate": template}}))
+            .unwrap()
+        };
+        let event = json!({"detail": {"blob": "x".repeat(4000)}});
+        let big = t("<e>".repeat(2730));
+        let started = std::time::Instant::now();
+        assert!(big.render(&event, "r", "arn:r").is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let small = t("[<e>,<e>]".into());
+        assert!(small.render(&event, "r", "arn:r").unwrap().len() > 8000);
     }
 }

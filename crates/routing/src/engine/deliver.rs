@@ -75,7 +75,11 @@ fn backoff(attempts: u32) -> Duration {
 
 impl Events {
     fn delivery(&self, event: &Event, rule: &Rule, target: &Target) -> Delivery {
-        let body = target.render(&event.json, &rule.def.name, &rule.arn);
+        // An input over an event's size is never stored nor sent (nor dead-lettered in full).
+        let (body, too_large) = match target.render(&event.json, &rule.def.name, &rule.arn) {
+            Ok(body) => (body, None),
+            Err(why) => (String::new(), Some(why)),
+        };
         let to = match &target.destination {
             Destination::Queue { name, group_id } => To::Queue {
                 name: name.clone(),
@@ -95,6 +99,10 @@ impl Events {
                 )),
                 Err(e) => To::Unresolvable(e),
             },
+        };
+        let to = match too_large {
+            Some(why) => To::Unresolvable(why),
+            None => to,
         };
         // Written as the target's owner, asked now (a revoked right stops the copies).
         let owner = rule.def.target_owner(&target.id, &self.config.account);
