@@ -644,11 +644,7 @@ async fn serve(
     topics.set_authorizer(security.clone());
     let egress = outpost_http::sns::egress::EgressPolicy {
         allow: config.topics.endpoint_networks().unwrap_or_default(),
-        own: vec![
-            http_addr,
-            config.mqtt.listen,
-            config.websocket.listen,
-        ],
+        own: vec![http_addr, config.mqtt.listen, config.websocket.listen],
         per_host_per_second: config.topics.endpoint_posts_per_second as f64,
         per_host_burst: if config.topics.endpoint_posts_burst == 0 {
             config.topics.endpoint_posts_per_second as f64

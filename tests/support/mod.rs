@@ -120,7 +120,10 @@ impl Outpost {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_outpost"));
         // The tests' HTTP receivers listen on loopback, which SNS refuses by default (ADR
         // 0015); a test of that refusal sets this variable itself.
-        cmd.env("OUTPOST_TOPICS_ALLOW_ENDPOINT_NETWORKS", "[\"127.0.0.0/8\"]");
+        cmd.env(
+            "OUTPOST_TOPICS_ALLOW_ENDPOINT_NETWORKS",
+            "[\"127.0.0.0/8\"]",
+        );
         cmd.envs(vars.iter().copied());
         cmd.args([
             "--mqtt-listen",

@@ -128,7 +128,11 @@ pub fn verify(
             "'Host' must be a 'SignedHeader' in the AWS Authorization.".into(),
         ));
     }
-    if c.expires.is_none() && !c.signed_headers.iter().any(|h| h == "x-amz-date" || h == "date")
+    if c.expires.is_none()
+        && !c
+            .signed_headers
+            .iter()
+            .any(|h| h == "x-amz-date" || h == "date")
     {
         return Err(SigError::Incomplete(
             "'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.".into(),
@@ -517,7 +521,12 @@ mod tests {
         let auth = |signed: &str| {
             format!("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders={signed}, Signature=00")
         };
-        for signed in ["x-amz-date", "host", "host;x-amz-date;x-missing", ";host;x-amz-date"] {
+        for signed in [
+            "x-amz-date",
+            "host",
+            "host;x-amz-date;x-missing",
+            ";host;x-amz-date",
+        ] {
             let a = auth(signed);
             let req = SignedRequest {
                 method: "GET",
@@ -530,7 +539,10 @@ mod tests {
                 body: b"",
             };
             assert!(
-                matches!(verify(&req, &keys(), now, None), Err(SigError::Incomplete(_))),
+                matches!(
+                    verify(&req, &keys(), now, None),
+                    Err(SigError::Incomplete(_))
+                ),
                 "{signed}"
             );
         }
@@ -558,7 +570,10 @@ mod tests {
         );
         for (region, service) in [("eu-west-1", "service"), ("us-east-1", "sqs")] {
             let got = verify(&get, &keys(), now, scope(region, service));
-            assert!(matches!(got, Err(SigError::Scope(_))), "{region} {service}: {got:?}");
+            assert!(
+                matches!(got, Err(SigError::Scope(_))),
+                "{region} {service}: {got:?}"
+            );
             assert_eq!(got.unwrap_err().code(), "SignatureDoesNotMatch");
         }
     }
@@ -578,12 +593,18 @@ mod tests {
             ],
             body: b"",
         };
-        assert_eq!(verify(&get, &keys(), now, None), Ok(Some("AKIDEXAMPLE".into())));
+        assert_eq!(
+            verify(&get, &keys(), now, None),
+            Ok(Some("AKIDEXAMPLE".into()))
+        );
         let tampered = SignedRequest {
             path_and_query: "/?a=b",
             ..get
         };
-        assert_eq!(verify(&tampered, &keys(), now, None), Err(SigError::Mismatch));
+        assert_eq!(
+            verify(&tampered, &keys(), now, None),
+            Err(SigError::Mismatch)
+        );
         let post = SignedRequest {
             method: "POST",
             path_and_query: "/",
@@ -595,12 +616,18 @@ mod tests {
             ],
             body: b"Param1=value1",
         };
-        assert_eq!(verify(&post, &keys(), now, None), Ok(Some("AKIDEXAMPLE".into())));
+        assert_eq!(
+            verify(&post, &keys(), now, None),
+            Ok(Some("AKIDEXAMPLE".into()))
+        );
         let other_body = SignedRequest {
             body: b"Param1=value2",
             ..post
         };
-        assert_eq!(verify(&other_body, &keys(), now, None), Err(SigError::Mismatch));
+        assert_eq!(
+            verify(&other_body, &keys(), now, None),
+            Err(SigError::Mismatch)
+        );
         // Twenty minutes later the same request is stale.
         let later = now + Duration::from_secs(20 * 60);
         assert!(matches!(
@@ -616,7 +643,10 @@ mod tests {
             ],
             ..get
         };
-        assert_eq!(verify(&unknown, &keys(), now, None), Err(SigError::UnknownKey));
+        assert_eq!(
+            verify(&unknown, &keys(), now, None),
+            Err(SigError::UnknownKey)
+        );
         let unsigned = SignedRequest {
             headers: &[("Host", "example.amazonaws.com")],
             ..get
@@ -683,6 +713,9 @@ mod tests {
             path_and_query: &altered,
             ..presigned
         };
-        assert_eq!(verify(&altered, &keys(), now, None), Err(SigError::Mismatch));
+        assert_eq!(
+            verify(&altered, &keys(), now, None),
+            Err(SigError::Mismatch)
+        );
     }
 }

@@ -334,10 +334,19 @@ pub(crate) fn sns_resource(state: &crate::HttpState, action: &str, p: &Value) ->
             (Some(t), None) | (None, Some(t)) => t.to_string(),
             _ => account_wide(),
         },
-        "DeleteTopic" | "GetTopicAttributes" | "SetTopicAttributes" | "Subscribe"
-        | "ConfirmSubscription" | "ListSubscriptionsByTopic" | "PublishBatch" | "AddPermission"
+        "DeleteTopic"
+        | "GetTopicAttributes"
+        | "SetTopicAttributes"
+        | "Subscribe"
+        | "ConfirmSubscription"
+        | "ListSubscriptionsByTopic"
+        | "PublishBatch"
+        | "AddPermission"
         | "RemovePermission" => named(s("TopicArn")),
-        "TagResource" | "UntagResource" | "ListTagsForResource" | "GetDataProtectionPolicy"
+        "TagResource"
+        | "UntagResource"
+        | "ListTagsForResource"
+        | "GetDataProtectionPolicy"
         | "PutDataProtectionPolicy" => named(s("ResourceArn")),
         _ => account_wide(),
     }
@@ -393,13 +402,12 @@ pub(crate) fn events_resources(state: &crate::HttpState, op: &str, p: &Value) ->
             }
             buses
         }
-        "PutRule" | "DescribeRule" | "DeleteRule" | "EnableRule" | "DisableRule" => {
-            rule(s("Name"))
-        }
+        "PutRule" | "DescribeRule" | "DeleteRule" | "EnableRule" | "DisableRule" => rule(s("Name")),
         "PutTargets" | "RemoveTargets" | "ListTargetsByRule" => rule(s("Rule")),
         "CreateEventBus" | "DeleteEventBus" | "DescribeEventBus" => vec![bus(s("Name"))],
-        "TagResource" | "UntagResource" | "ListTagsForResource" => vec![s("ResourceARN")
-            .map_or_else(|| format!("{prefix}*"), str::to_string)],
+        "TagResource" | "UntagResource" | "ListTagsForResource" => {
+            vec![s("ResourceARN").map_or_else(|| format!("{prefix}*"), str::to_string)]
+        }
         "CreateArchive" => {
             let mut r = vec![format!(
                 "{prefix}archive/{}",
@@ -409,7 +417,10 @@ pub(crate) fn events_resources(state: &crate::HttpState, op: &str, p: &Value) ->
             r
         }
         "DescribeArchive" | "UpdateArchive" | "DeleteArchive" => {
-            vec![format!("{prefix}archive/{}", s("ArchiveName").unwrap_or(""))]
+            vec![format!(
+                "{prefix}archive/{}",
+                s("ArchiveName").unwrap_or("")
+            )]
         }
         "StartReplay" => {
             let mut r = vec![format!("{prefix}replay/{}", s("ReplayName").unwrap_or(""))];

@@ -343,9 +343,16 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                         payload: &d.message.payload,
                     };
                     let packet = Packet::Publish(publish);
+                    // A message MQTT cannot carry (a property over 65,535 bytes that slipped
+                    // past the door it came in by) is dropped like an oversized one: one
+                    // message never blocks the session behind it.
                     let too_big = match (self.client_max, packet.encoded_len(self.version)) {
                         (Some(max), Ok(len)) => len > max as usize,
-                        _ => false,
+                        (_, Err(e)) => {
+                            tracing::warn!(peer = %self.peer, client = &*h.client_id, error = %e, "a message cannot be encoded for this client; discarded");
+                            true
+                        }
+                        (None, Ok(_)) => false,
                     };
                     if too_big {
                         if new_alias {

@@ -234,7 +234,10 @@ mod tests {
         assert!(wildcard_match("sensors/*/telemetry", "sensors/7/telemetry"));
         assert!(wildcard_match("*", "anything"));
         assert!(wildcard_match("a*", "a"));
-        assert!(!wildcard_match("ab*ba", "aba"), "first and last runs must not overlap");
+        assert!(
+            !wildcard_match("ab*ba", "aba"),
+            "first and last runs must not overlap"
+        );
         assert!(wildcard_match("*ab*ab*", "xabyab"));
         assert!(!wildcard_match("*ab*ab*", "xaby"));
         assert!(wildcard_match("é*ü", "éxyzü"));

@@ -207,9 +207,8 @@ impl tower_service::Service<Name> for GuardedResolver {
     fn call(&mut self, name: Name) -> Self::Future {
         let policy = self.0.clone();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
             let admitted: Vec<SocketAddr> = found
                 .iter()
                 .copied()
@@ -326,7 +325,10 @@ mod tests {
     #[test]
     fn an_allow_list_admits_a_network_but_never_the_broker() {
         let p = EgressPolicy {
-            allow: vec!["127.0.0.0/8".parse().unwrap(), "10.1.0.0/16".parse().unwrap()],
+            allow: vec![
+                "127.0.0.0/8".parse().unwrap(),
+                "10.1.0.0/16".parse().unwrap(),
+            ],
             ..policy()
         };
         assert_eq!(p.check_url("http://127.0.0.1:8080/hook"), Ok(()));
@@ -354,7 +356,10 @@ mod tests {
         let pace = HostPace::default();
         let waits: Vec<Duration> = (0..6).map(|_| pace.wait("Host", 10.0, 3.0)).collect();
         assert!(waits[..3].iter().all(|w| w.is_zero()), "{waits:?}");
-        assert!(waits[3] > Duration::ZERO && waits[5] > waits[4], "{waits:?}");
+        assert!(
+            waits[3] > Duration::ZERO && waits[5] > waits[4],
+            "{waits:?}"
+        );
         assert!(pace.wait("other", 10.0, 3.0).is_zero());
         assert!(pace.wait("x", 0.0, 0.0).is_zero());
     }

@@ -249,7 +249,11 @@ pub async fn handle(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(if chunked { state.limits.max_body as u64 } else { 0 })
+        .unwrap_or(if chunked {
+            state.limits.max_body as u64
+        } else {
+            0
+        })
         .min(state.limits.max_body as u64);
     let Some(body_bytes) = state.bodies.take(ip, declared) else {
         tracing::info!(peer = %ip, bytes = declared, "HTTP request refused: too many request bodies in flight from this address or in all");

@@ -198,6 +198,8 @@ impl Broker {
                 admin: admin.clone(),
             });
             cell.connected.store(true, Ordering::Relaxed);
+            // A backlog's stall budget is not renewed by reconnecting (`held_for`,
+            // `stall_spent` stay); the clock runs only while connected.
             session.over_since = None;
             // The resend below is what the connection sends first; anything queued after it
             // wakes the connection anew.
@@ -258,7 +260,10 @@ impl Broker {
             h.session.connected.store(false, Ordering::Relaxed);
             s.disconnected_at = Some(Instant::now());
             // Publishers held back by this subscriber go on: an offline session holds no one.
-            s.over_since = None;
+            // The time it held them counts against its next connection's stall budget.
+            if let Some(since) = s.over_since.take() {
+                s.held_for += since.elapsed();
+            }
             s.drained.notify_waiters();
             if let Some(e) = session_expiry {
                 s.expiry = e;

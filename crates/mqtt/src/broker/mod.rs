@@ -271,6 +271,13 @@ struct Session {
     stream: Option<(StreamId, Arc<str>)>,
     /// Flow control: since when the queue has been over the limit (publishers wait while set).
     over_since: Option<Instant>,
+    /// The backlog over the limit already held publishers for the whole stall timeout: until it
+    /// drains below half, it holds no one again, whatever the subscriber does in between
+    /// (reconnecting resets nothing: ADR 0015).
+    stall_spent: bool,
+    /// How long the backlog held publishers on earlier connections (counted until it drains
+    /// below half): a subscriber that reconnects before the stall timeout does not start over.
+    held_for: Duration,
     /// Notified when the queue drains below half the limit, or the session stops holding
     /// publishers back (disconnected, stalled, ended).
     drained: Arc<Notify>,
@@ -526,6 +533,8 @@ impl Broker {
             will: None,
             stream,
             over_since: None,
+            stall_spent: false,
+            held_for: Duration::ZERO,
             drained: Arc::new(Notify::new()),
             woken: false,
             ended: false,

@@ -35,8 +35,11 @@ impl Broker {
             }
             out.push(send);
         }
-        if s.over_since.is_some() && s.outbox.queued() < self.config.flow_control_queue / 2 {
+        let held = s.over_since.is_some() || s.stall_spent || !s.held_for.is_zero();
+        if held && s.outbox.queued() < self.config.flow_control_queue / 2 {
             s.over_since = None;
+            s.stall_spent = false;
+            s.held_for = Duration::ZERO;
             s.drained.notify_waiters();
         }
         out
@@ -61,16 +64,17 @@ impl Broker {
                 clients.pop();
                 continue;
             };
-            if conn.stalled.load(Ordering::Relaxed) || s.outbox.queued() < half {
+            if conn.stalled.load(Ordering::Relaxed) || s.stall_spent || s.outbox.queued() < half {
                 clients.pop();
                 continue;
             }
             let stalled = conn.stalled.clone();
             let kick = conn.kick.clone();
             let since = *s.over_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= self.config.stall_timeout {
+            if s.held_for + since.elapsed() >= self.config.stall_timeout {
                 // It has not drained for the whole stall timeout: it is the one to go.
                 self.stats.stalled.fetch_add(1, Ordering::Relaxed);
+                s.stall_spent = true;
                 stalled.store(true, Ordering::Relaxed);
                 kick.notify_one();
                 s.drained.notify_waiters();
