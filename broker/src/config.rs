@@ -384,6 +384,8 @@ pub struct HttpConfig {
     pub max_topics: usize,
     /// Most EventBridge rules on one bus.
     pub max_rules_per_bus: usize,
+    /// Most EventBridge archives on one bus (each stores its own copy of every event it keeps).
+    pub max_archives_per_bus: usize,
 }
 
 /// The message store.
@@ -475,6 +477,7 @@ impl Default for HttpConfig {
             max_queues: 100_000,
             max_topics: 100_000,
             max_rules_per_bus: 10_000,
+            max_archives_per_bus: 10,
         }
     }
 }
@@ -579,7 +582,7 @@ impl Config {
 
     /// Checks the limits that have no sensible zero.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, u64); 15] = [
+        let positive: [(&'static str, u64); 16] = [
             (
                 "mqtt.flow_control_queue",
                 self.mqtt.flow_control_queue as u64,
@@ -601,6 +604,10 @@ impl Config {
             ("http.max_queues", self.http.max_queues as u64),
             ("http.max_topics", self.http.max_topics as u64),
             ("http.max_rules_per_bus", self.http.max_rules_per_bus as u64),
+            (
+                "http.max_archives_per_bus",
+                self.http.max_archives_per_bus as u64,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {

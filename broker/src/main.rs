@@ -664,6 +664,7 @@ async fn serve(
             region: config.http.region.clone(),
             account: config.http.account.clone(),
             max_rules_per_bus: config.http.max_rules_per_bus,
+            max_archives_per_bus: config.http.max_archives_per_bus,
         },
     ) {
         Ok(e) => e,

@@ -71,6 +71,7 @@ fn world() -> &'static World {
                     region: "us-east-1".into(),
                     account: "000000000000".into(),
                     max_rules_per_bus: 100,
+                    max_archives_per_bus: 10,
                 },
             )
             .expect("events");

@@ -196,7 +196,14 @@ impl Events {
                 "Archive {name} already exists."
             )));
         }
-        if self.archives.read().len() >= MAX_ARCHIVES {
+        let on_bus = self
+            .archives
+            .read()
+            .values()
+            .filter(|a| a.def.bus == bus_name)
+            .count();
+        if self.archives.read().len() >= MAX_ARCHIVES || on_bus >= self.config.max_archives_per_bus
+        {
             return Err(EventsError::LimitExceeded(
                 "The requested resource exceeds the maximum number allowed.".into(),
             ));

@@ -44,6 +44,9 @@ pub struct EventsConfig {
     pub account: String,
     /// Most rules on one bus; PutRule past it is `LimitExceededException`.
     pub max_rules_per_bus: usize,
+    /// Most archives on one bus (each keeps a copy of the bus's events); CreateArchive past it
+    /// is `LimitExceededException`.
+    pub max_archives_per_bus: usize,
 }
 
 /// A bus as stored.
