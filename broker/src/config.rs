@@ -239,6 +239,12 @@ pub struct TopicsSection {
     pub endpoint_posts_per_second: u64,
     /// Burst of those POSTs (0: one second's worth).
     pub endpoint_posts_burst: u64,
+    /// Most HTTP/S and MQTT deliveries one subscription may owe at once (waiting for an answer
+    /// or a retry); past it a message goes to the subscription's dead-letter queue, or is
+    /// dropped and counted.
+    pub max_pending_deliveries: usize,
+    /// Most bytes of messages one subscription may owe at once.
+    pub max_pending_bytes: u64,
 }
 
 impl Default for TopicsSection {
@@ -249,6 +255,8 @@ impl Default for TopicsSection {
             allow_endpoint_networks: Vec::new(),
             endpoint_posts_per_second: 20,
             endpoint_posts_burst: 40,
+            max_pending_deliveries: 1000,
+            max_pending_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -582,7 +590,7 @@ impl Config {
 
     /// Checks the limits that have no sensible zero.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, u64); 16] = [
+        let positive: [(&'static str, u64); 18] = [
             (
                 "mqtt.flow_control_queue",
                 self.mqtt.flow_control_queue as u64,
@@ -604,6 +612,11 @@ impl Config {
             ("http.max_queues", self.http.max_queues as u64),
             ("http.max_topics", self.http.max_topics as u64),
             ("http.max_rules_per_bus", self.http.max_rules_per_bus as u64),
+            (
+                "topics.max_pending_deliveries",
+                self.topics.max_pending_deliveries as u64,
+            ),
+            ("topics.max_pending_bytes", self.topics.max_pending_bytes),
             (
                 "http.max_archives_per_bus",
                 self.http.max_archives_per_bus as u64,

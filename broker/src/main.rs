@@ -621,6 +621,8 @@ async fn serve(
             signing_dir: config.data_dir.join("sns-signing"),
             signing_key_bits: config.topics.signing_key_bits,
             max_topics: config.http.max_topics,
+            max_pending_deliveries: config.topics.max_pending_deliveries,
+            max_pending_bytes: config.topics.max_pending_bytes,
         };
         // Creating the signing key (first start only) takes a moment of CPU.
         match tokio::task::spawn_blocking(move || {

@@ -110,6 +110,10 @@ pub struct Subscription {
     /// The earliest time the next attempt may start (`maxReceivesPerSecond`).
     pub(crate) next_slot: Mutex<Instant>,
     pub(crate) deleted: AtomicBool,
+    /// Deliveries owed to this endpoint now, and their bytes: bounded, so an endpoint that
+    /// accepts and never answers cannot pile up memory and disk (ADR 0015).
+    pub(crate) backlog: std::sync::atomic::AtomicUsize,
+    pub(crate) backlog_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// Deliveries in flight to one HTTP endpoint at a time.
@@ -230,6 +234,8 @@ impl Subscription {
             inflight: Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT_PER_ENDPOINT)),
             next_slot: Mutex::new(Instant::now()),
             deleted: AtomicBool::new(false),
+            backlog: Default::default(),
+            backlog_bytes: Default::default(),
         }
     }
 

@@ -60,6 +60,8 @@ fn world() -> &'static World {
                     signing_dir: dir.path().join("signing"),
                     signing_key_bits: 2048,
                     max_topics: 1000,
+                    max_pending_deliveries: 1000,
+                    max_pending_bytes: 16 << 20,
                 },
             )
             .expect("topics");

@@ -146,12 +146,17 @@ impl Topics {
         pending: Arc<Pending>,
         subs: Vec<Arc<Subscription>>,
     ) {
+        let size = pending.notification.message.len() as u64;
         for sub in subs {
             self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            sub.backlog.fetch_add(1, Ordering::Relaxed);
+            sub.backlog_bytes.fetch_add(size, Ordering::Relaxed);
             let (engine, pending) = (self.clone(), pending.clone());
             tokio::spawn(async move {
                 engine.deliver(&pending, &sub).await;
                 engine.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                sub.backlog.fetch_sub(1, Ordering::Relaxed);
+                sub.backlog_bytes.fetch_sub(size, Ordering::Relaxed);
                 if pending.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                     if let Err(e) = engine.store.mark_dead(&[pending.record]).await {
                         tracing::warn!(error = %e, "a finished pending delivery record stays until restart");
@@ -159,6 +164,25 @@ impl Topics {
                 }
             });
         }
+    }
+
+    /// True when the subscription can owe one more delivery of `size` bytes.
+    pub(super) fn has_room(&self, sub: &Subscription, size: u64) -> bool {
+        sub.backlog.load(Ordering::Relaxed) < self.config.max_pending_deliveries
+            && sub.backlog_bytes.load(Ordering::Relaxed) + size <= self.config.max_pending_bytes
+    }
+
+    /// A message the subscription has no room for: to its dead-letter queue (SNS's redrive),
+    /// else dropped, counted and logged.
+    pub(super) async fn overflow(&self, sub: &Subscription, n: &Notification) {
+        tracing::warn!(subscription = %sub.arn, message = %n.id, "the subscription owes too many deliveries; this one goes to its dead-letter queue or is dropped");
+        let body = self.payload(n, sub).await;
+        let attributes = if sub.raw() {
+            super::publish::queue_attributes(&n.attributes)
+        } else {
+            Default::default()
+        };
+        self.dead_letter(sub, n, body, attributes).await;
     }
 
     /// Waits for the subscription's next slot under `maxReceivesPerSecond`.

@@ -59,6 +59,12 @@ pub struct TopicsConfig {
     pub signing_key_bits: usize,
     /// Most topics; CreateTopic past it is `TopicLimitExceeded`.
     pub max_topics: usize,
+    /// Most HTTP/S and MQTT deliveries one subscription may owe at once; past it (or past
+    /// `max_pending_bytes`) a message goes to the subscription's dead-letter queue, or is
+    /// dropped and counted.
+    pub max_pending_deliveries: usize,
+    /// Most bytes of messages one subscription may owe at once.
+    pub max_pending_bytes: u64,
 }
 
 /// All topics and subscriptions.

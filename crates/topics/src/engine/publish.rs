@@ -378,6 +378,7 @@ impl Topics {
         // Which subscriptions each message goes to.
         let mut to_queues: Vec<Vec<Arc<Subscription>>> = Vec::with_capacity(notes.len());
         let mut pending: Vec<(usize, Vec<Arc<Subscription>>)> = Vec::new();
+        let mut overflowed: Vec<(usize, Arc<Subscription>)> = Vec::new();
         for (i, (_, _, n)) in notes.iter().enumerate() {
             let attrs = outpost_patterns::attributes_to_json(
                 n.attributes
@@ -391,6 +392,11 @@ impl Topics {
                 .cloned()
                 .partition(|s| s.protocol == Protocol::Sqs);
             to_queues.push(queues);
+            // An endpoint that owes too much gets no more (ADR 0015).
+            let size = n.message.len() as u64;
+            let (others, full): (Vec<_>, Vec<_>) =
+                others.into_iter().partition(|s| self.has_room(s, size));
+            overflowed.extend(full.into_iter().map(|s| (i, s)));
             if !others.is_empty() {
                 pending.push((i, others));
             }
@@ -505,6 +511,11 @@ impl Topics {
                         sequence_number: n.sequence.clone(),
                     },
                 ));
+            }
+        }
+        for (i, sub) in overflowed {
+            if !broken.contains(&i) {
+                self.overflow(&sub, &notes[i].2).await;
             }
         }
         let mut notes: Vec<Option<Notification>> =
