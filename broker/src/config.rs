@@ -245,6 +245,8 @@ pub struct TopicsSection {
     pub max_pending_deliveries: usize,
     /// Most bytes of messages one subscription may owe at once.
     pub max_pending_bytes: u64,
+    /// Most bytes of filter policies one principal's subscriptions hold in all.
+    pub max_filter_policy_bytes_per_principal: usize,
 }
 
 impl Default for TopicsSection {
@@ -257,6 +259,7 @@ impl Default for TopicsSection {
             endpoint_posts_burst: 40,
             max_pending_deliveries: 1000,
             max_pending_bytes: 16 * 1024 * 1024,
+            max_filter_policy_bytes_per_principal: 16 * 1024 * 1024,
         }
     }
 }
@@ -590,7 +593,7 @@ impl Config {
 
     /// Checks the limits that have no sensible zero.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, u64); 18] = [
+        let positive: [(&'static str, u64); 19] = [
             (
                 "mqtt.flow_control_queue",
                 self.mqtt.flow_control_queue as u64,
@@ -617,6 +620,10 @@ impl Config {
                 self.topics.max_pending_deliveries as u64,
             ),
             ("topics.max_pending_bytes", self.topics.max_pending_bytes),
+            (
+                "topics.max_filter_policy_bytes_per_principal",
+                self.topics.max_filter_policy_bytes_per_principal as u64,
+            ),
             (
                 "http.max_archives_per_bus",
                 self.http.max_archives_per_bus as u64,

@@ -623,6 +623,9 @@ async fn serve(
             max_topics: config.http.max_topics,
             max_pending_deliveries: config.topics.max_pending_deliveries,
             max_pending_bytes: config.topics.max_pending_bytes,
+            max_filter_policy_bytes_per_principal: config
+                .topics
+                .max_filter_policy_bytes_per_principal,
         };
         // Creating the signing key (first start only) takes a moment of CPU.
         match tokio::task::spawn_blocking(move || {

@@ -62,6 +62,7 @@ fn world() -> &'static World {
                     max_topics: 1000,
                     max_pending_deliveries: 1000,
                     max_pending_bytes: 16 << 20,
+                    max_filter_policy_bytes_per_principal: 1 << 20,
                 },
             )
             .expect("topics");

@@ -65,6 +65,9 @@ pub struct TopicsConfig {
     pub max_pending_deliveries: usize,
     /// Most bytes of messages one subscription may owe at once.
     pub max_pending_bytes: u64,
+    /// Most bytes of filter policies one principal's subscriptions may hold in all; past it
+    /// Subscribe and SetSubscriptionAttributes are `FilterPolicyLimitExceeded`.
+    pub max_filter_policy_bytes_per_principal: usize,
 }
 
 /// All topics and subscriptions.

@@ -37,6 +37,37 @@ fn valid_mqtt_topic(t: &str) -> bool {
 }
 
 impl Topics {
+    /// Bytes of filter policies `owner`'s subscriptions hold (but `except`'s).
+    fn filter_bytes_of(&self, owner: Option<&str>, except: &str) -> usize {
+        self.subscriptions
+            .read()
+            .values()
+            .filter(|s| s.arn != except)
+            .map(|s| {
+                let d = s.def.lock();
+                if d.owner.as_deref() == owner {
+                    d.attributes.get("FilterPolicy").map_or(0, String::len)
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+
+    /// Refuses a filter policy of `len` bytes past the principal's budget (ADR 0015).
+    fn check_filter_budget(&self, owner: Option<&str>, except: &str, len: usize) -> Result<()> {
+        if len > 0
+            && self.filter_bytes_of(owner, except) + len
+                > self.config.max_filter_policy_bytes_per_principal
+        {
+            return Err(TopicError::FilterPolicyLimitExceeded(format!(
+                "Filter policy limit exceeded: this principal's subscriptions may hold {} bytes of filter policies",
+                self.config.max_filter_policy_bytes_per_principal
+            )));
+        }
+        Ok(())
+    }
+
     fn check_endpoint(&self, topic: &Topic, protocol: Protocol, endpoint: &str) -> Result<()> {
         let bad = |why: &str| TopicError::invalid(format!("Endpoint Reason: {why}"));
         match protocol {
@@ -119,6 +150,12 @@ impl Topics {
             validate_attribute(protocol, k, v, &attributes)?;
         }
         let _defs = self.defs.lock().await;
+        let owner_text = owner.encode();
+        self.check_filter_budget(
+            Some(&owner_text),
+            "",
+            attributes.get("FilterPolicy").map_or(0, String::len),
+        )?;
         let existing = topic
             .subscriptions
             .read()
@@ -313,6 +350,9 @@ impl Topics {
         let _defs = self.defs.lock().await;
         let mut def = sub.def.lock().clone();
         validate_attribute(sub.protocol, name, value, &def.attributes)?;
+        if name == "FilterPolicy" {
+            self.check_filter_budget(def.owner.as_deref(), arn, value.len())?;
+        }
         if value.is_empty() && name != "RawMessageDelivery" {
             def.attributes.remove(name);
         } else {
