@@ -136,7 +136,7 @@ impl Broker {
     }
 
     /// What the engine refused or dropped since start, by reason (for `/metrics`).
-    pub fn refusals(&self) -> [(&'static str, u64); 8] {
+    pub fn refusals(&self) -> [(&'static str, u64); 9] {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("queue_full", load(&self.stats.refused_overflow)),
@@ -147,6 +147,7 @@ impl Broker {
             ("persist_failure", load(&self.stats.persist_failures)),
             ("stalled_subscriber", load(&self.stats.stalled)),
             ("dropped", load(&self.stats.dropped)),
+            ("will", load(&self.stats.refused_wills)),
         ]
     }
 
