@@ -385,7 +385,7 @@ impl Security {
         let arn = |kind: &str| {
             format!(
                 "arn:aws:iot:{}:{}:{kind}/{topic}",
-                self.config.region, who.account
+                self.config.region, self.config.account
             )
         };
         let ask = |action: &str, resource: &str| {
