@@ -439,6 +439,40 @@ def test_a_rule_reads_only_the_topics_its_creator_may_read():
     assert types == ["open/news"], types
 
 
+def test_nobody_can_put_an_event_that_claims_to_be_an_mqtt_publish():
+    url, qarn = new_queue(OWNER)
+    events = client("events", OWNER)
+    rule = name("forge")
+    events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["outpost.mqtt"],
+                                                        "detail-type": ["forged/x"]}))
+    events.put_targets(Rule=rule, Targets=[{"Id": "q", "Arn": qarn}])
+    r = client("events", INTRUDER).put_events(Entries=[
+        {"Source": "outpost.mqtt", "DetailType": "forged/x", "Detail": "{}"}])
+    assert r["FailedEntryCount"] == 1
+    assert r["Entries"][0]["ErrorCode"] == "NotAuthorizedForSourceException"
+    assert depth(url) == 0
+
+
+def test_a_direct_message_is_a_publish_of_its_caller():
+    w = Watcher(["#"], user="owner")
+    client_id = w.c._client_id.decode()
+    iot = client("iot-data", INTRUDER)
+    with pytest.raises(ClientError) as e:
+        iot.send_direct_message(clientId=client_id, topic="secret/direct", payload=b"x")
+    assert code(e) == "ForbiddenException"
+    import base64
+    with pytest.raises(ClientError) as e:
+        client("iot-data", OWNER).send_direct_message(
+            clientId=client_id, topic="open/direct", payload=b"x",
+            correlationData=base64.b64encode(b"c" * 70_000).decode())
+    assert code(e) == "InvalidRequestException"
+    client("iot-data", OWNER).send_direct_message(clientId=client_id, topic="open/direct",
+                                                  payload=b"fine")
+    topic, payload, _ = w.next()
+    w.close()
+    assert (topic, payload) == ("open/direct", b"fine")
+
+
 # --- 6: a deny of subscribe means what its author meant -----------------------------------
 
 @pytest.mark.parametrize("wide", ["#", "+/#", "$share/g/#"])

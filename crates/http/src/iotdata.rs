@@ -212,7 +212,7 @@ async fn route(
         if method != Method::POST {
             return Err(wrong_method());
         }
-        return send_direct(broker, &client_id(client)?, &q, headers, body);
+        return send_direct(broker, who, &client_id(client)?, &q, headers, body);
     }
     if let Some(client) = rest.strip_suffix("/subscriptions") {
         if method != Method::GET {
@@ -438,6 +438,7 @@ async fn publish(
 /// to. Waiting for its PUBACK (`confirmation=true`) is not supported.
 fn send_direct(
     broker: &Broker,
+    who: &outpost_auth::Identity,
     client: &str,
     q: &[(String, String)],
     headers: &HeaderMap,
@@ -454,6 +455,20 @@ fn send_direct(
     }
     fits(broker, topic.len() + body.len())?;
     let message = message(topic, QoS::AtLeastOnce, false, q, headers, body)?;
+    // It enters a session as the caller's publish would (ADR 0015).
+    if !message.properties.fit_mqtt() {
+        return Err(invalid("A property is longer than MQTT's 65,535 bytes."));
+    }
+    if !broker
+        .authorizer()
+        .topic(who, outpost_access::TopicVerb::Publish, topic)
+    {
+        return Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            kind: "ForbiddenException",
+            message: format!("Not authorized to publish to {}.", clip(topic)),
+        });
+    }
     if !broker.deliver_direct(client, message, QoS::AtLeastOnce) {
         return Err(not_found(format!(
             "Client {} is not connected.",

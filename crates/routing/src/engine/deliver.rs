@@ -216,7 +216,22 @@ impl Events {
             self.stats
                 .matched
                 .fetch_add(rules.len() as u64, Ordering::Relaxed);
+            // An MQTT event (live, replayed from an archive) reaches only the rules whose owner
+            // may read its topic (ADR 0015).
+            let topic = (event.json.get("source").and_then(serde_json::Value::as_str)
+                == Some(crate::event::MQTT_SOURCE))
+            .then(|| {
+                event
+                    .json
+                    .get("mqtt")
+                    .and_then(|m| m.get("topic"))
+                    .and_then(serde_json::Value::as_str)
+            })
+            .flatten();
             for rule in rules {
+                if topic.is_some_and(|t| !self.may_read(rule, t)) {
+                    continue;
+                }
                 for target in &rule.targets {
                     all.push((i, self.delivery(event, rule, target)));
                 }

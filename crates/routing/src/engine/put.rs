@@ -78,7 +78,9 @@ impl Events {
                 "Parameter Detail is not valid. Reason: Detail is a required argument.",
             )
         })?;
-        if source.starts_with("aws.") {
+        // `aws.` sources are AWS's; `outpost.` ones the broker's own (an `outpost.mqtt` event
+        // says an MQTT client published it, which a PutEvents caller cannot).
+        if source.starts_with("aws.") || source.starts_with("outpost.") {
             return Err(failed(
                 "NotAuthorizedForSourceException",
                 format!("Not authorized for the source {}.", clip(&source)),
