@@ -1,8 +1,8 @@
 //! No door is a way around another (issue 25, ADR 0015), on the real binary with real clients.
 //!
 //! One locked-down broker with users `owner` and `intruder` (password file), access keys for
-//! `owner`, `intruder` and `ops`, and an ACL that denies `intruder` the topics under `secret/`
-//! and the `ops-*` resources. tests/interop/doors_test.py (paho, boto3, botocore's signer, raw
+//! `owner`, `intruder` and `ops`, and an ACL that denies `intruder` the topics under `secret/`,
+//! subscribing under `private/`, and the `ops-*` resources. tests/interop/doors_test.py (paho, boto3, botocore's signer, raw
 //! sockets where a client cannot misbehave) tries every crossing: wills, SNS `mqtt` and `sqs`
 //! subscriptions, rule targets and rules that read MQTT events, wide subscriptions, parameters
 //! the operation ignores, SSRF, slow bodies, amplification by templates, archives and
@@ -43,7 +43,13 @@ resources = ["secret/#", "arn:aws:iot:*:*:topic/secret/*", "arn:aws:iot:*:*:topi
 effect = "deny"
 identities = ["intruder"]
 actions = ["sqs:*", "sns:*", "events:*"]
-resources = ["arn:aws:sqs:*:*:ops-*", "arn:aws:sns:*:*:ops-*", "arn:aws:events:*:*:rule/ops-*", "arn:aws:events:*:*:rule/*/ops-*", "arn:aws:events:*:*:event-bus/ops-*"]
+resources = ["arn:aws:sqs:*:*:ops-*", "arn:aws:sns:*:*:ops-*", "arn:aws:events:*:*:rule/ops-*", "arn:aws:events:*:*:event-bus/ops-*"]
+
+[[rules]]
+effect = "deny"
+identities = ["intruder"]
+actions = ["mqtt:subscribe"]
+resources = ["private/#"]
 "##;
 
 const KEYS: &str = r#"
