@@ -421,7 +421,7 @@ impl Security {
             .iter()
             .chain(&denies)
             .any(|d| *d == Some(Effect::Deny))
-            && grants.iter().any(|d| *d == Some(Effect::Allow));
+            && grants.contains(&Some(Effect::Allow));
         if !ok {
             self.stats.mqtt_denied.fetch_add(1, Ordering::Relaxed);
         }

@@ -239,6 +239,9 @@ pub enum Disconnect {
     Abrupt,
 }
 
+/// A will waiting for its delay: when it is due, whose it is, the will.
+type DelayedWill = (Instant, Arc<str>, Box<Will>);
+
 #[derive(Debug)]
 struct Will {
     message: Message,
@@ -394,8 +397,8 @@ pub struct Broker {
     sessions: RwLock<Sessions>,
     index: RwLock<Router>,
     retained: Mutex<RetainedIndex>,
-    /// Wills waiting for their delay: (due, client, will).
-    wills: Mutex<Vec<(Instant, Arc<str>, Box<Will>)>>,
+    /// Wills waiting for their delay.
+    wills: Mutex<Vec<DelayedWill>>,
     /// A few clients named in the next "refused" log line (see [`Broker::tick`]).
     refused_clients: Mutex<Vec<Arc<str>>>,
     next_conn: AtomicU64,
