@@ -388,6 +388,48 @@ def test_sns_queue_subscriptions_write_as_their_creator(ops_world):
     assert depth(ops_world["queue"]) == 0
 
 
+def test_dead_letter_queues_are_written_as_their_creator(ops_world):
+    """A redrive policy (a queue's, a subscription's) writes into its dead-letter queue: only
+    where its creator may send."""
+    policy = json.dumps({"deadLetterTargetArn": ops_world["queue_arn"], "maxReceiveCount": 1})
+    with pytest.raises(ClientError) as e:
+        client("sqs", INTRUDER).create_queue(QueueName=name("q"), Attributes={"RedrivePolicy": policy})
+    assert code(e) in ("AccessDenied", "AccessDeniedException")
+    url, _ = new_queue(INTRUDER)
+    with pytest.raises(ClientError) as e:
+        client("sqs", INTRUDER).set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": policy})
+    assert code(e) in ("AccessDenied", "AccessDeniedException")
+    sns = client("sns", INTRUDER)
+    topic = sns.create_topic(Name=name("intr-t"))["TopicArn"]
+    _, mine = new_queue(INTRUDER)
+    arn = sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=mine,
+                        ReturnSubscriptionArn=True)["SubscriptionArn"]
+    with pytest.raises(ClientError) as e:
+        sns.set_subscription_attributes(SubscriptionArn=arn, AttributeName="RedrivePolicy",
+                                        AttributeValue=json.dumps({"deadLetterTargetArn": ops_world["queue_arn"]}))
+    assert code(e) == "AuthorizationError"
+
+
+def test_a_client_cannot_publish_to_sys():
+    """`$SYS/...` is written by the broker alone: an MQTT 5 client hears 0x87."""
+    p = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name("pub"), protocol=mqtt.MQTTv5)
+    p.username_pw_set("owner", USERS["owner"])
+    acked = queue.Queue()
+    p.on_publish = lambda c, u, mid, rc, props: acked.put(rc)
+    connected = queue.Queue()
+    p.on_connect = lambda c, u, f, rc, props: connected.put(rc)
+    p.connect("127.0.0.1", MQTT_PORT)
+    p.loop_start()
+    assert connected.get(timeout=10) == 0
+    p.publish("$SYS/broker/fake", b"x", qos=1, retain=True)
+    rc = acked.get(timeout=10)
+    p.loop_stop()
+    p.disconnect()
+    assert rc.value == 0x87, rc
+    with pytest.raises(ClientError):
+        client("iot-data", OWNER).get_retained_message(topic="$SYS/broker/fake")
+
+
 def test_rule_targets_write_as_their_creator(ops_world):
     events = client("events", INTRUDER)
     rule = name("intr-r")

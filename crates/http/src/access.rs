@@ -308,6 +308,25 @@ pub(crate) fn sqs_checks(state: &crate::HttpState, op: &str, p: &Value) -> Vec<(
             action(op),
             s("SourceArn").map_or_else(|| format!("{}*", arn_prefix(state, "sqs")), str::to_string),
         )],
+        "CreateQueue" | "SetQueueAttributes" => {
+            let mut checks = vec![(action(op), sqs_resource(state, op, p))];
+            // A redrive policy makes the queue write into its dead-letter queue: the caller
+            // must be allowed to send there (ADR 0015).
+            let dlq = p
+                .get("Attributes")
+                .and_then(|a| a.get("RedrivePolicy"))
+                .and_then(Value::as_str)
+                .and_then(|r| serde_json::from_str::<Value>(r).ok())
+                .and_then(|r| {
+                    r.get("deadLetterTargetArn")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
+            if let Some(dlq) = dlq {
+                checks.push((action("SendMessage"), dlq));
+            }
+            checks
+        }
         _ => vec![(action(op), sqs_resource(state, op, p))],
     }
 }

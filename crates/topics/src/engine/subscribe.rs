@@ -68,6 +68,14 @@ impl Topics {
         Ok(())
     }
 
+    /// A dead-letter queue is written as the subscription's owner: it must be allowed to send
+    /// there (ADR 0015).
+    fn may_dead_letter(&self, owner: &outpost_access::Identity, policy: &str) -> Result<()> {
+        let arn = crate::subscription::dead_letter_arn(policy)?;
+        self.may_deliver(owner, Protocol::Sqs, &arn)
+            .map_err(TopicError::AuthorizationError)
+    }
+
     fn check_endpoint(&self, topic: &Topic, protocol: Protocol, endpoint: &str) -> Result<()> {
         let bad = |why: &str| TopicError::invalid(format!("Endpoint Reason: {why}"));
         match protocol {
@@ -146,6 +154,9 @@ impl Topics {
         // (and is asked again for every message it delivers).
         self.may_deliver(owner, protocol, endpoint)
             .map_err(TopicError::AuthorizationError)?;
+        if let Some(policy) = attributes.get("RedrivePolicy") {
+            self.may_dead_letter(owner, policy)?;
+        }
         for (k, v) in &attributes {
             validate_attribute(protocol, k, v, &attributes)?;
         }
@@ -352,6 +363,9 @@ impl Topics {
         validate_attribute(sub.protocol, name, value, &def.attributes)?;
         if name == "FilterPolicy" {
             self.check_filter_budget(def.owner.as_deref(), arn, value.len())?;
+        }
+        if name == "RedrivePolicy" && !value.is_empty() {
+            self.may_dead_letter(&self.owner(&sub), value)?;
         }
         if value.is_empty() && name != "RawMessageDelivery" {
             def.attributes.remove(name);
