@@ -255,18 +255,21 @@ pub async fn handle(
             0
         })
         .min(state.limits.max_body as u64);
-    let Some(body_bytes) = state.bodies.take(ip, declared) else {
-        tracing::info!(peer = %ip, bytes = declared, "HTTP request refused: too many request bodies in flight from this address or in all");
-        return protocol_error(
+    let unavailable = |message: &str| {
+        protocol_error(
             protocol_hint,
             ProtocolError {
                 status: 503,
                 json_type: "ServiceUnavailable",
                 query_code: "ServiceUnavailable",
-                message: "Too many request bodies are in flight; retry later.".into(),
+                message: message.into(),
             },
             &rid,
-        );
+        )
+    };
+    let Some(body_bytes) = state.bodies.take(ip, declared) else {
+        tracing::info!(peer = %ip, bytes = declared, "HTTP request refused: too many request bodies in flight from this address or in all");
+        return unavailable("Too many request bodies are in flight; retry later.");
     };
     let read = tokio::time::timeout(
         state.limits.body_timeout,
@@ -303,16 +306,7 @@ pub async fn handle(
     // Parsing takes a permit: a burst of large requests waits instead of holding many parse
     // trees in memory at once.
     let Ok(permit) = state.parsing.clone().acquire_owned().await else {
-        return protocol_error(
-            protocol_hint,
-            ProtocolError {
-                status: 503,
-                json_type: "ServiceUnavailable",
-                query_code: "ServiceUnavailable",
-                message: "The service is shutting down.".into(),
-            },
-            &rid,
-        );
+        return unavailable("The service is shutting down.");
     };
     // Read and parsing: the body's bytes go back to the budget (a long poll holds none).
     drop(body_bytes);

@@ -176,6 +176,12 @@ impl Topics {
     /// else dropped, counted and logged.
     pub(super) async fn overflow(&self, sub: &Subscription, n: &Notification) {
         tracing::warn!(subscription = %sub.arn, message = %n.id, "the subscription owes too many deliveries; this one goes to its dead-letter queue or is dropped");
+        self.redrive(sub, n).await;
+    }
+
+    /// What the subscription would have received goes to its dead-letter queue (its raw
+    /// message with the attributes, or the envelope), if it has one.
+    async fn redrive(&self, sub: &Subscription, n: &Notification) {
         let body = self.payload(n, sub).await;
         let attributes = if sub.raw() {
             super::publish::queue_attributes(&n.attributes)
@@ -242,13 +248,7 @@ impl Topics {
                 }
             };
             tracing::warn!(subscription = %sub.arn, message = %n.id, error = %why, "delivery failed for good");
-            let body = self.payload(n, sub).await;
-            let attributes = if sub.raw() {
-                super::publish::queue_attributes(&n.attributes)
-            } else {
-                Default::default()
-            };
-            self.dead_letter(sub, n, body, attributes).await;
+            self.redrive(sub, n).await;
             return;
         }
     }
