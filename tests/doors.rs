@@ -105,7 +105,7 @@ fn every_crossing_between_doors_is_checked() {
     );
     let lan = Outpost::start_with_env(
         tempfile::tempdir().expect("temp dir"),
-        "[auth]\nallow_anonymous = true\n[topics]\nmax_pending_deliveries = 20\nendpoint_posts_per_second = 10\nendpoint_posts_burst = 10\n",
+        "[auth]\nallow_anonymous = true\n[topics]\nmax_pending_deliveries = 20\nmax_pending_deliveries_per_host = 30\nendpoint_posts_per_second = 10\nendpoint_posts_burst = 10\n",
         None,
         &[],
     );

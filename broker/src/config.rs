@@ -245,6 +245,11 @@ pub struct TopicsSection {
     pub max_pending_deliveries: usize,
     /// Most bytes of messages one subscription may owe at once.
     pub max_pending_bytes: u64,
+    /// Most HTTP/S deliveries owed to one endpoint host at once, across every subscription
+    /// that points there.
+    pub max_pending_deliveries_per_host: usize,
+    /// Most bytes of messages owed to one endpoint host at once.
+    pub max_pending_bytes_per_host: u64,
     /// Most bytes of filter policies one principal's subscriptions hold in all.
     pub max_filter_policy_bytes_per_principal: usize,
 }
@@ -259,6 +264,8 @@ impl Default for TopicsSection {
             endpoint_posts_burst: 40,
             max_pending_deliveries: 1000,
             max_pending_bytes: 16 * 1024 * 1024,
+            max_pending_deliveries_per_host: 10_000,
+            max_pending_bytes_per_host: 128 * 1024 * 1024,
             max_filter_policy_bytes_per_principal: 16 * 1024 * 1024,
         }
     }
@@ -593,7 +600,7 @@ impl Config {
 
     /// Checks the limits that have no sensible zero.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, u64); 19] = [
+        let positive: [(&'static str, u64); 21] = [
             (
                 "mqtt.flow_control_queue",
                 self.mqtt.flow_control_queue as u64,
@@ -620,6 +627,14 @@ impl Config {
                 self.topics.max_pending_deliveries as u64,
             ),
             ("topics.max_pending_bytes", self.topics.max_pending_bytes),
+            (
+                "topics.max_pending_deliveries_per_host",
+                self.topics.max_pending_deliveries_per_host as u64,
+            ),
+            (
+                "topics.max_pending_bytes_per_host",
+                self.topics.max_pending_bytes_per_host,
+            ),
             (
                 "topics.max_filter_policy_bytes_per_principal",
                 self.topics.max_filter_policy_bytes_per_principal as u64,

@@ -623,6 +623,8 @@ async fn serve(
             max_topics: config.http.max_topics,
             max_pending_deliveries: config.topics.max_pending_deliveries,
             max_pending_bytes: config.topics.max_pending_bytes,
+            max_pending_deliveries_per_host: config.topics.max_pending_deliveries_per_host,
+            max_pending_bytes_per_host: config.topics.max_pending_bytes_per_host,
             max_filter_policy_bytes_per_principal: config
                 .topics
                 .max_filter_policy_bytes_per_principal,

@@ -63,6 +63,8 @@ fn world() -> &'static World {
                     max_pending_deliveries: 1000,
                     max_pending_bytes: 16 << 20,
                     max_filter_policy_bytes_per_principal: 1 << 20,
+                    max_pending_deliveries_per_host: 1000,
+                    max_pending_bytes_per_host: 16 << 20,
                 },
             )
             .expect("topics");

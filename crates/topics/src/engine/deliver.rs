@@ -92,6 +92,17 @@ pub(super) struct Recovered {
     subscriptions: Vec<String>,
 }
 
+/// The host an HTTP/S subscription delivers to (lower case); `None` for other protocols.
+fn endpoint_host(sub: &Subscription) -> Option<String> {
+    if !sub.protocol.is_http() {
+        return None;
+    }
+    let rest = sub.endpoint.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    Some(host.to_ascii_lowercase())
+}
+
 enum Outcome {
     Delivered,
     /// Worth retrying (5xx, 429, no answer).
@@ -151,12 +162,14 @@ impl Topics {
             self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
             sub.backlog.fetch_add(1, Ordering::Relaxed);
             sub.backlog_bytes.fetch_add(size, Ordering::Relaxed);
+            self.host_backlog(&sub, 1, size as i64);
             let (engine, pending) = (self.clone(), pending.clone());
             tokio::spawn(async move {
                 engine.deliver(&pending, &sub).await;
                 engine.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
                 sub.backlog.fetch_sub(1, Ordering::Relaxed);
                 sub.backlog_bytes.fetch_sub(size, Ordering::Relaxed);
+                engine.host_backlog(&sub, -1, -(size as i64));
                 if pending.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                     if let Err(e) = engine.store.mark_dead(&[pending.record]).await {
                         tracing::warn!(error = %e, "a finished pending delivery record stays until restart");
@@ -166,10 +179,54 @@ impl Topics {
         }
     }
 
-    /// True when the subscription can owe one more delivery of `size` bytes.
-    pub(super) fn has_room(&self, sub: &Subscription, size: u64) -> bool {
-        sub.backlog.load(Ordering::Relaxed) < self.config.max_pending_deliveries
-            && sub.backlog_bytes.load(Ordering::Relaxed) + size <= self.config.max_pending_bytes
+    /// True when the subscription (and its endpoint host) can owe one more delivery of `size`
+    /// bytes; `taken` holds what earlier messages of the same publish took but have not yet
+    /// started (by subscription ARN and by host), and this one is added to it.
+    pub(super) fn has_room(
+        &self,
+        sub: &Subscription,
+        size: u64,
+        taken: &mut HashMap<String, (usize, u64)>,
+    ) -> bool {
+        let host = endpoint_host(sub);
+        let (sub_n, sub_b) = taken.get(&sub.arn).copied().unwrap_or((0, 0));
+        let (host_n, host_b) = host
+            .as_ref()
+            .and_then(|h| taken.get(h).copied())
+            .unwrap_or((0, 0));
+        let host_room = host.as_ref().is_none_or(|host| {
+            let (count, bytes) = self.hosts.lock().get(host).copied().unwrap_or((0, 0));
+            count + host_n < self.config.max_pending_deliveries_per_host
+                && bytes + host_b + size <= self.config.max_pending_bytes_per_host
+        });
+        let room = host_room
+            && sub.backlog.load(Ordering::Relaxed) + sub_n < self.config.max_pending_deliveries
+            && sub.backlog_bytes.load(Ordering::Relaxed) + sub_b + size
+                <= self.config.max_pending_bytes;
+        if room {
+            let e = taken.entry(sub.arn.clone()).or_insert((0, 0));
+            *e = (e.0 + 1, e.1 + size);
+            if let Some(h) = host {
+                let e = taken.entry(h).or_insert((0, 0));
+                *e = (e.0 + 1, e.1 + size);
+            }
+        }
+        room
+    }
+
+    /// Counts deliveries owed to the subscription's endpoint host (HTTP/S), across every
+    /// subscription that points there.
+    fn host_backlog(&self, sub: &Subscription, count: i64, bytes: i64) {
+        let Some(host) = endpoint_host(sub) else {
+            return;
+        };
+        let mut hosts = self.hosts.lock();
+        let entry = hosts.entry(host.clone()).or_insert((0, 0));
+        entry.0 = (entry.0 as i64 + count).max(0) as usize;
+        entry.1 = (entry.1 as i64 + bytes).max(0) as u64;
+        if entry.0 == 0 {
+            hosts.remove(&host);
+        }
     }
 
     /// A message the subscription has no room for: to its dead-letter queue (SNS's redrive),

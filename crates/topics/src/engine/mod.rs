@@ -65,6 +65,10 @@ pub struct TopicsConfig {
     pub max_pending_deliveries: usize,
     /// Most bytes of messages one subscription may owe at once.
     pub max_pending_bytes: u64,
+    /// Most HTTP/S deliveries owed to one endpoint host at once, across its subscriptions.
+    pub max_pending_deliveries_per_host: usize,
+    /// Most bytes of messages owed to one endpoint host at once.
+    pub max_pending_bytes_per_host: u64,
     /// Most bytes of filter policies one principal's subscriptions may hold in all; past it
     /// Subscribe and SetSubscriptionAttributes are `FilterPolicyLimitExceeded`.
     pub max_filter_policy_bytes_per_principal: usize,
@@ -85,6 +89,8 @@ pub struct Topics {
     mqtt: RwLock<Option<Arc<dyn MqttPublisher>>>,
     /// Who may do what: subscriptions write as their owners (ADR 0015).
     gate: outpost_access::Gate,
+    /// Deliveries (and bytes) owed to each HTTP/S endpoint host now.
+    hosts: parking_lot::Mutex<HashMap<String, (usize, u64)>>,
     /// Pending records found at start, resumed by [`Topics::attach`].
     recovered: parking_lot::Mutex<Vec<deliver::Recovered>>,
     stats: deliver::Counters,
@@ -117,6 +123,7 @@ impl Topics {
             http: RwLock::new(None),
             mqtt: RwLock::new(None),
             gate: outpost_access::Gate::default(),
+            hosts: Default::default(),
             recovered: parking_lot::Mutex::new(Vec::new()),
             stats: deliver::Counters::default(),
             published: AtomicU64::new(0),

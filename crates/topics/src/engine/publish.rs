@@ -379,6 +379,7 @@ impl Topics {
         let mut to_queues: Vec<Vec<Arc<Subscription>>> = Vec::with_capacity(notes.len());
         let mut pending: Vec<(usize, Vec<Arc<Subscription>>)> = Vec::new();
         let mut overflowed: Vec<(usize, Arc<Subscription>)> = Vec::new();
+        let mut taken = HashMap::new();
         for (i, (_, _, n)) in notes.iter().enumerate() {
             let attrs = outpost_patterns::attributes_to_json(
                 n.attributes
@@ -394,8 +395,9 @@ impl Topics {
             to_queues.push(queues);
             // An endpoint that owes too much gets no more (ADR 0015).
             let size = n.message.len() as u64;
-            let (others, full): (Vec<_>, Vec<_>) =
-                others.into_iter().partition(|s| self.has_room(s, size));
+            let (others, full): (Vec<_>, Vec<_>) = others
+                .into_iter()
+                .partition(|s| self.has_room(s, size, &mut taken));
             overflowed.extend(full.into_iter().map(|s| (i, s)));
             if !others.is_empty() {
                 pending.push((i, others));
