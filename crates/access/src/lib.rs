@@ -34,6 +34,11 @@ pub trait Authorizer: Send + Sync + std::fmt::Debug {
     /// (reading: `mqtt:receive` or `iot:Receive`), and no rule denies either (reading: nor
     /// `mqtt:subscribe` / `iot:Subscribe` on it).
     fn topic(&self, who: &Identity, verb: TopicVerb, topic: &str) -> bool;
+    /// True when everything is allowed (no ACL in force): callers skip the lookups a check
+    /// would need (a queue's policy, say).
+    fn is_open(&self) -> bool {
+        false
+    }
 }
 
 /// What a principal of another door does with an MQTT topic.
@@ -60,6 +65,9 @@ impl Authorizer for Open {
         true
     }
     fn topic(&self, _: &Identity, _: TopicVerb, _: &str) -> bool {
+        true
+    }
+    fn is_open(&self) -> bool {
         true
     }
 }

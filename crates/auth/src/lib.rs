@@ -462,6 +462,9 @@ impl outpost_access::Authorizer for Security {
     fn topic(&self, who: &Identity, verb: outpost_access::TopicVerb, topic: &str) -> bool {
         who.proof == Proof::Operator || self.topic_allows(who, verb, topic)
     }
+    fn is_open(&self) -> bool {
+        !self.has_acl()
+    }
 }
 
 /// Reads a file and parses its text; errors name the file.

@@ -67,6 +67,9 @@ impl MqttQueues {
         let Some(broker) = self.broker.upgrade() else {
             return false;
         };
+        if broker.authorizer().is_open() {
+            return true;
+        }
         let policy = self
             .queues
             .get_attributes(queue, &["Policy".to_string()])

@@ -278,6 +278,17 @@ impl Events {
     ) -> std::result::Result<(), String> {
         use crate::target::Destination;
         let gate = self.gate.get();
+        if gate.is_open() {
+            return match to {
+                // `$SYS` and the like stay the broker's own, ACL or not.
+                Destination::Mqtt(t)
+                    if !t.contains("${") && outpost_access::check_topic(t).is_err() =>
+                {
+                    Err(denied(who, "iot:Publish", t))
+                }
+                _ => Ok(()),
+            };
+        }
         let queue = |name: &str| -> std::result::Result<(), String> {
             let policy = self
                 .queues

@@ -183,6 +183,9 @@ impl Topics {
     ) -> std::result::Result<(), String> {
         use crate::subscription::Protocol;
         let gate = self.gate.get();
+        if gate.is_open() {
+            return Ok(());
+        }
         let (action, resource, ok) = match protocol {
             Protocol::Sqs => {
                 let name = self.queues.name_from_arn(endpoint).unwrap_or_default();
