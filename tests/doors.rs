@@ -155,9 +155,9 @@ fn a_subscriber_that_never_reads_cannot_hold_publishers_by_reconnecting() {
     let mut publisher = Raw::connect(broker.mqtt, Version::V5, "pub", true);
     connected(&mut publisher);
     // Publish 400 QoS 1 messages; the subscriber reconnects (without reading) every 1.5 s,
-    // just inside the stall timeout. Time spent waiting for PUBACKs is measured.
+    // just inside the stall timeout. The time the publisher is held is measured.
     let started = Instant::now();
-    let mut waited = Duration::ZERO;
+    let mut held = Duration::ZERO;
     let mut last_reconnect = Instant::now();
     for n in 1..=400u16 {
         let at = Instant::now();
@@ -169,12 +169,17 @@ fn a_subscriber_that_never_reads_cannot_hold_publishers_by_reconnecting() {
                 None => panic!("no PUBACK for {n} within 20 s"),
             }
         }
-        waited += at.elapsed();
+        // A PUBACK held back by the subscriber (not one that waited for the disk) takes
+        // hundreds of milliseconds at least.
+        let took = at.elapsed();
+        if took > Duration::from_millis(300) {
+            held += took;
+        }
         // Without the bound each reconnection renewed the budget (a stall timeout per cycle);
-        // with it the publisher waits at most one stall timeout, plus scheduling slack.
+        // with it the publisher is held at most one stall timeout, plus scheduling slack.
         assert!(
-            waited < stall + Duration::from_secs(2),
-            "the publisher waited {waited:?} of {:?} for PUBACKs (message {n})",
+            held < stall + Duration::from_secs(1),
+            "the publisher was held {held:?} of {:?} (message {n})",
             started.elapsed()
         );
         if last_reconnect.elapsed() > Duration::from_millis(1500) {

@@ -791,6 +791,40 @@ def test_archives_per_bus_are_bounded():
     assert code(e) == "LimitExceededException"
 
 
+def test_an_event_kept_by_many_archives_is_stored_once():
+    """Ten archives on one bus keep a 200 kB event with one copy of its text and ten small
+    references; a replay from the last archive left still puts the whole event through."""
+    events = client("events", OWNER)
+    bus = name("bus")
+    bus_arn = events.create_event_bus(Name=bus)["EventBusArn"]
+    archives = [name("a") for _ in range(10)]
+    for a in archives:
+        events.create_archive(ArchiveName=a, EventSourceArn=bus_arn)
+    detail = json.dumps({"blob": "x" * 200_000})
+    for _ in range(3):
+        r = events.put_events(Entries=[{"Source": "big", "DetailType": "d", "Detail": detail,
+                                        "EventBusName": bus}])
+        assert r["FailedEntryCount"] == 0
+    sizes = [events.describe_archive(ArchiveName=a) for a in archives]
+    assert all(d["EventCount"] == 3 for d in sizes), sizes
+    # A reference is 25 bytes; three inline copies would be 600 kB per archive.
+    assert all(d["SizeBytes"] < 1_000 for d in sizes), [d["SizeBytes"] for d in sizes]
+    for a in archives[:-1]:
+        events.delete_archive(ArchiveName=a)
+    url, qarn = new_queue(OWNER)
+    rule = name("replayed")
+    events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps({"source": ["big"]}))
+    events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "q", "Arn": qarn}])
+    now = time.time()
+    events.start_replay(ReplayName=name("r"),
+                        EventSourceArn=f"arn:aws:events:{REGION}:{ACCOUNT}:archive/{archives[-1]}",
+                        EventStartTime=now - 600, EventEndTime=now,
+                        Destination={"Arn": bus_arn})
+    wait_for("the replayed events", lambda: depth(url) == 3, timeout=20)
+    body = client("sqs", OWNER).receive_message(QueueUrl=url)["Messages"][0]["Body"]
+    assert json.loads(body)["detail"]["blob"] == "x" * 200_000
+
+
 # --- 14: wildcards in linear time ----------------------------------------------------------
 
 def test_a_costly_wildcard_does_not_stall_publishers():

@@ -3,6 +3,12 @@
 //! counts them (`EventCount`, `SizeBytes`) and drops them by age (`RetentionDays`). An event is
 //! archived before its put is answered, together with its deliveries; replayed events (they
 //! carry `replay-name`) are not archived again.
+//!
+//! An event that several archives keep is stored once (ADR 0015): its text goes to the bus's
+//! body stream, and each archive's stream holds a 25-byte reference to it (time, a marker byte,
+//! the body's record id). The body stream keeps records as long as the longest-lived archive of
+//! the bus; deleting an archive drops the bodies no other archive refers to. An event one archive
+//! keeps is written inline, as before, so the common case costs one write.
 
 use std::time::Duration;
 
@@ -15,7 +21,7 @@ use crate::event::Event;
 use crate::json_path::clip;
 use crate::rule::parse_pattern;
 use outpost_patterns::Pattern;
-use outpost_store::Retention;
+use outpost_store::{RecordId, Retention};
 
 pub(super) const ARCHIVES_TABLE: &str = "events_archives";
 /// Archives per broker (EventBridge: 10,000 per account, but each is a stream here).
@@ -84,7 +90,73 @@ pub(super) fn decode_archived(payload: &[u8]) -> Option<(u64, Value)> {
     Some((time, json))
 }
 
+/// Marks a reference record (an event's JSON never starts with a NUL byte).
+const REFERENCE: u8 = 0;
+
+/// A reference to a body stored once for several archives.
+fn encode_reference(time_ms: u64, body: RecordId) -> Bytes {
+    let mut out = Vec::with_capacity(25);
+    out.extend_from_slice(&time_ms.to_be_bytes());
+    out.push(REFERENCE);
+    out.extend_from_slice(&body.stream.0.to_be_bytes());
+    out.extend_from_slice(&body.seq.to_be_bytes());
+    Bytes::from(out)
+}
+
+/// The body a reference record points to; `None` for an inline record.
+fn reference_of(payload: &[u8]) -> Option<RecordId> {
+    if payload.len() != 25 || payload[8] != REFERENCE {
+        return None;
+    }
+    let stream = u64::from_be_bytes(payload[9..17].try_into().ok()?);
+    let seq = u64::from_be_bytes(payload[17..25].try_into().ok()?);
+    Some(RecordId {
+        stream: StreamId(stream),
+        seq,
+    })
+}
+
+fn body_stream_name(bus: &str) -> String {
+    format!("events.archive-bodies.{bus}")
+}
+
 impl Events {
+    /// (event time in ms, the event) of an archive record, inline or by reference.
+    pub(super) fn read_archived(&self, payload: &[u8]) -> Option<(u64, Value)> {
+        match reference_of(payload) {
+            None => decode_archived(payload),
+            Some(body) => decode_archived(&self.store.read(body)?.payload),
+        }
+    }
+
+    /// The bus's body stream, kept as long as its longest-lived archive keeps events (or
+    /// removed with the bus's last archive).
+    fn refresh_bodies(&self, bus: &str) -> Result<()> {
+        let days: Vec<u32> = self
+            .archives
+            .read()
+            .values()
+            .filter(|a| a.def.bus == bus)
+            .map(|a| a.def.retention_days)
+            .collect();
+        if days.is_empty() {
+            self.store.remove_stream(&body_stream_name(bus))?;
+            return Ok(());
+        }
+        let stream = self.store.stream(&body_stream_name(bus))?;
+        let max_age = (!days.contains(&0)).then(|| {
+            Duration::from_secs(u64::from(days.iter().copied().max().unwrap_or(0)) * 86_400)
+        });
+        self.store.set_retention(
+            stream,
+            Retention {
+                max_age,
+                max_bytes: None,
+            },
+        )?;
+        Ok(())
+    }
+
     fn archive_arn(&self, name: &str) -> String {
         format!(
             "arn:aws:events:{}:{}:archive/{name}",
@@ -222,6 +294,7 @@ impl Events {
         self.archives
             .write()
             .insert(name.to_string(), Arc::new(archive));
+        self.refresh_bodies(&def.bus)?;
         Ok((arn, def.created_ms))
     }
 
@@ -279,6 +352,7 @@ impl Events {
         self.archives
             .write()
             .insert(name.to_string(), Arc::new(archive));
+        self.refresh_bodies(&def.bus)?;
         Ok((arn, def.created_ms))
     }
 
@@ -289,15 +363,49 @@ impl Events {
         self.apply_meta(vec![(ARCHIVES_TABLE, name.as_bytes().to_vec(), None)])
             .await?;
         self.archives.write().remove(name);
-        let ids: Vec<_> = self
-            .store
-            .scan(archive.stream, 0, usize::MAX)
-            .into_iter()
-            .map(|r| r.id)
+        let records = self.store.scan(archive.stream, 0, usize::MAX);
+        // Bodies this archive referred to that no other archive of the bus does.
+        let mut bodies: std::collections::BTreeSet<RecordId> = records
+            .iter()
+            .filter_map(|r| reference_of(&r.payload))
             .collect();
+        if !bodies.is_empty() {
+            let others: Vec<Arc<Archive>> = self
+                .archives
+                .read()
+                .values()
+                .filter(|a| a.def.bus == archive.def.bus)
+                .cloned()
+                .collect();
+            for other in others {
+                for r in self.store.scan(other.stream, 0, usize::MAX) {
+                    if let Some(b) = reference_of(&r.payload) {
+                        bodies.remove(&b);
+                    }
+                }
+            }
+        }
+        let last_of_bus = !self
+            .archives
+            .read()
+            .values()
+            .any(|a| a.def.bus == archive.def.bus);
+        if last_of_bus {
+            // Every body goes with the bus's last archive, referred to or not.
+            if let Ok(stream) = self.store.stream(&body_stream_name(&archive.def.bus)) {
+                bodies.extend(
+                    self.store
+                        .scan(stream, 0, usize::MAX)
+                        .into_iter()
+                        .map(|r| r.id),
+                );
+            }
+        }
+        let ids: Vec<_> = records.into_iter().map(|r| r.id).chain(bodies).collect();
         if !ids.is_empty() {
             self.store.mark_dead(&ids).await?;
         }
+        self.refresh_bodies(&archive.def.bus)?;
         self.store.remove_stream(&stream_name(name))?;
         Ok(())
     }
@@ -308,25 +416,69 @@ impl Events {
     }
 
     /// Archives the events their archives want; false for an event whose archive copy could
-    /// not be stored.
+    /// not be stored. An event several archives want is stored once, in the bus's body stream,
+    /// and referred to from each (first the bodies, then every archive's records in event order).
     pub(super) async fn archive(&self, events: &[&Event]) -> Vec<bool> {
         let archives: Vec<Arc<Archive>> = self.archives.read().values().cloned().collect();
         let mut ok = vec![true; events.len()];
         if archives.is_empty() {
             return ok;
         }
+        // Which archives want each event.
+        let wanted: Vec<Vec<usize>> = events
+            .iter()
+            .map(|e| {
+                archives
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| {
+                        e.bus == a.def.bus
+                            && e.json.get("replay-name").is_none()
+                            && a.pattern.as_ref().is_none_or(|p| p.matches(&e.json))
+                    })
+                    .map(|(k, _)| k)
+                    .collect()
+            })
+            .collect();
+        // Bodies of the events more than one archive keeps, one batch per bus.
+        let mut by_bus: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, w) in wanted.iter().enumerate() {
+            if w.len() > 1 {
+                by_bus.entry(events[i].bus.as_str()).or_default().push(i);
+            }
+        }
+        let mut bodies: BTreeMap<usize, RecordId> = BTreeMap::new();
+        for (bus, which) in by_bus {
+            let stored = match self.store.stream(&body_stream_name(bus)) {
+                Ok(stream) => {
+                    let records = which.iter().map(|i| encode_archived(events[*i])).collect();
+                    self.store.append_batch(stream, records).await
+                }
+                Err(e) => Err(e),
+            };
+            match stored {
+                Ok(ids) => bodies.extend(which.into_iter().zip(ids)),
+                Err(e) => {
+                    tracing::error!(error = %e, "archived events could not be stored");
+                    for i in which {
+                        ok[i] = false;
+                    }
+                }
+            }
+        }
         let mut writes = Vec::new();
-        for a in &archives {
+        for (k, a) in archives.iter().enumerate() {
             let mut which = Vec::new();
             let mut records = Vec::new();
             for (i, e) in events.iter().enumerate() {
-                let wanted = e.bus == a.def.bus
-                    && e.json.get("replay-name").is_none()
-                    && a.pattern.as_ref().is_none_or(|p| p.matches(&e.json));
-                if wanted {
-                    which.push(i);
-                    records.push(encode_archived(e));
+                if !wanted[i].contains(&k) || !ok[i] {
+                    continue;
                 }
+                which.push(i);
+                records.push(match bodies.get(&i) {
+                    Some(body) => encode_reference(e.time_ms, *body),
+                    None => encode_archived(e),
+                });
             }
             if !records.is_empty() {
                 writes.push((which, self.store.append_batch(a.stream, records)));

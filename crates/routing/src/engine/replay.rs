@@ -9,7 +9,6 @@ use std::sync::atomic::AtomicBool;
 
 use serde_json::Value;
 
-use super::archive::decode_archived;
 use super::*;
 use crate::event::Event;
 use crate::json_path::clip;
@@ -208,7 +207,7 @@ impl Events {
             from = last.id.seq + 1;
             let mut items = Vec::new();
             for record in &page {
-                let Some((time, mut json)) = decode_archived(&record.payload) else {
+                let Some((time, mut json)) = self.read_archived(&record.payload) else {
                     continue;
                 };
                 if time < start || time >= end {
