@@ -63,6 +63,19 @@ impl Identity {
         (!self.is_anonymous()).then_some(&*self.name)
     }
 
+    /// AWS's words for a refusal of `action` on `resource` to this identity.
+    pub fn denial(&self, action: &str, resource: &str) -> String {
+        let principal = if self.is_anonymous() {
+            "anonymous".to_string()
+        } else {
+            self.principal_arn()
+        };
+        format!(
+            "User: {principal} is not authorized to perform: {action} on resource: {}",
+            resource.chars().take(256).collect::<String>()
+        )
+    }
+
     /// The principal ARN resource policies see: `arn:aws:iam::<account>:user/<name>`, or
     /// `*` for anonymous.
     pub fn principal_arn(&self) -> String {

@@ -101,15 +101,6 @@ impl Gate {
     }
 }
 
-/// True when the identity may read a message on `topic`: `mqtt:receive` is granted and no rule
-/// denies subscribing to it. A deny of `mqtt:subscribe` on `secret/#` means "never see
-/// `secret/…`", whatever wider filter (`#`, `+/#`, `$share/g/#`) was granted: the wider
-/// subscription is kept and the denied topics are withheld at delivery (ADR 0015).
-pub fn may_read(a: &dyn Authorizer, who: &Identity, client_id: &str, topic: &str) -> bool {
-    a.mqtt(who, client_id, "mqtt:receive", topic)
-        && !a.mqtt_denied(who, client_id, "mqtt:subscribe", topic)
-}
-
 /// Why a message cannot enter the MQTT topic space from another door, checked where it enters:
 /// MQTT can carry it, and it is not a topic only the broker writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -429,7 +429,8 @@ impl Security {
     }
 
     /// True when an ACL rule explicitly denies `who` the MQTT action on `topic` (what no wider
-    /// allow overrides: see [`outpost_access::may_read`]).
+    /// allow overrides: a deny of `mqtt:subscribe` on `secret/#` asked about the topic `secret/x`
+    /// withholds it from a wider subscription, ADR 0015).
     pub fn mqtt_denies(&self, who: &Identity, client_id: &str, action: &str, topic: &str) -> bool {
         let policy = self.now();
         let Some(acl) = &policy.acl else {

@@ -81,19 +81,11 @@ impl Refusal {
     }
 
     fn denied(who: &Identity, action: &str, resource: &str) -> Refusal {
-        let principal = if who.is_anonymous() {
-            "anonymous".to_string()
-        } else {
-            who.principal_arn()
-        };
         Refusal {
             status: 403,
             query_code: "AccessDenied",
             json_code: "AccessDeniedException",
-            message: format!(
-                "User: {principal} is not authorized to perform: {action} on resource: {}",
-                resource.chars().take(256).collect::<String>()
-            ),
+            message: who.denial(action, resource),
         }
     }
 }

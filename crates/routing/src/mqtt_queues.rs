@@ -70,11 +70,7 @@ impl MqttQueues {
         if broker.authorizer().is_open() {
             return true;
         }
-        let policy = self
-            .queues
-            .get_attributes(queue, &["Policy".to_string()])
-            .ok()
-            .and_then(|mut a| a.remove("Policy"));
+        let policy = self.queues.policy(queue);
         broker
             .authorizer()
             .http(who, action, &self.queues.arn(queue), policy.as_deref())

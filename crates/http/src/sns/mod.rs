@@ -164,11 +164,7 @@ pub async fn handle(
     };
     if let (true, Some(identity)) = (state.security.has_acl(), identity) {
         let resource = crate::access::sns_resource(state, &action, &params);
-        let policy = state
-            .topics
-            .topic_attributes(&resource)
-            .ok()
-            .and_then(|mut a| a.remove("Policy"));
+        let policy = state.topics.topic_policy(&resource);
         let name = format!("sns:{}", action.chars().take(64).collect::<String>());
         if let Err(r) =
             crate::access::authorize(state, identity, &name, &resource, policy.as_deref())

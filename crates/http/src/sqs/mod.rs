@@ -367,13 +367,10 @@ pub async fn handle(
         // Each (action, queue) the operation acts on, each with the queue's own policy
         // (AddPermission) asked beside the ACL.
         for (action, resource) in access::sqs_checks(state, &op, &params) {
-            let policy = resource.rsplit(':').next().and_then(|name| {
-                state
-                    .queues
-                    .get_attributes(name, &["Policy".to_string()])
-                    .ok()
-                    .and_then(|mut a| a.remove("Policy"))
-            });
+            let policy = resource
+                .rsplit(':')
+                .next()
+                .and_then(|name| state.queues.policy(name));
             if let Err(r) =
                 access::authorize(state, &identity, &action, &resource, policy.as_deref())
             {

@@ -263,6 +263,14 @@ impl Queues {
         Ok((names, token))
     }
 
+    /// The queue's own access policy (what `AddPermission` writes), asked beside the ACL;
+    /// `None` for a queue without one or no such queue.
+    pub fn policy(&self, name: &str) -> Option<String> {
+        self.get_attributes(name, &["Policy".to_string()])
+            .ok()
+            .and_then(|mut a| a.remove("Policy"))
+    }
+
     /// `GetQueueAttributes`: the named attributes (`All` for every one).
     pub fn get_attributes(&self, name: &str, names: &[String]) -> Result<BTreeMap<String, String>> {
         let queue = self.queue(name)?;

@@ -208,6 +208,13 @@ impl Topics {
         .to_string()
     }
 
+    /// The topic's own access policy, asked beside the ACL; `None` without one or no such topic.
+    pub fn topic_policy(&self, arn: &str) -> Option<String> {
+        self.topic_attributes(arn)
+            .ok()
+            .and_then(|mut a| a.remove("Policy"))
+    }
+
     /// `GetTopicAttributes`: the stored attributes and the computed ones.
     pub fn topic_attributes(&self, arn: &str) -> Result<BTreeMap<String, String>> {
         let topic = self.topic_by_arn(arn)?;
