@@ -133,10 +133,8 @@ impl Events {
     /// removed with the bus's last archive).
     fn refresh_bodies(&self, bus: &str) -> Result<()> {
         let days: Vec<u32> = self
-            .archives
-            .read()
-            .values()
-            .filter(|a| a.def.bus == bus)
+            .archives_of(bus)
+            .iter()
             .map(|a| a.def.retention_days)
             .collect();
         if days.is_empty() {
@@ -268,12 +266,7 @@ impl Events {
                 "Archive {name} already exists."
             )));
         }
-        let on_bus = self
-            .archives
-            .read()
-            .values()
-            .filter(|a| a.def.bus == bus_name)
-            .count();
+        let on_bus = self.archives_of(bus_name).len();
         if self.archives.read().len() >= MAX_ARCHIVES || on_bus >= self.config.max_archives_per_bus
         {
             return Err(EventsError::LimitExceeded(
@@ -369,15 +362,9 @@ impl Events {
             .iter()
             .filter_map(|r| reference_of(&r.payload))
             .collect();
+        let others = self.archives_of(&archive.def.bus);
         if !bodies.is_empty() {
-            let others: Vec<Arc<Archive>> = self
-                .archives
-                .read()
-                .values()
-                .filter(|a| a.def.bus == archive.def.bus)
-                .cloned()
-                .collect();
-            for other in others {
+            for other in &others {
                 for r in self.store.scan(other.stream, 0, usize::MAX) {
                     if let Some(b) = reference_of(&r.payload) {
                         bodies.remove(&b);
@@ -385,12 +372,7 @@ impl Events {
                 }
             }
         }
-        let last_of_bus = !self
-            .archives
-            .read()
-            .values()
-            .any(|a| a.def.bus == archive.def.bus);
-        if last_of_bus {
+        if others.is_empty() {
             // Every body goes with the bus's last archive, referred to or not.
             if let Ok(stream) = self.store.stream(&body_stream_name(&archive.def.bus)) {
                 bodies.extend(
@@ -408,6 +390,16 @@ impl Events {
         self.refresh_bodies(&archive.def.bus)?;
         self.store.remove_stream(&stream_name(name))?;
         Ok(())
+    }
+
+    /// The archives of `bus`.
+    fn archives_of(&self, bus: &str) -> Vec<Arc<Archive>> {
+        self.archives
+            .read()
+            .values()
+            .filter(|a| a.def.bus == bus)
+            .cloned()
+            .collect()
     }
 
     /// True when some archive may take events of `bus` (cheap: read before building events).

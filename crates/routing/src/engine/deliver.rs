@@ -106,23 +106,20 @@ impl Events {
         };
         // Written as the target's owner, asked now (a revoked right stops the copies).
         let owner = rule.def.target_owner(&target.id, &self.config.account);
-        let to = match &to {
+        // A template is asked about the topic this event made of it.
+        let resolved;
+        let dest = match &to {
+            To::Unresolvable(_) => None,
             To::Mqtt(topic) => {
-                let dest = Destination::Mqtt(topic.clone());
-                match self.may_write(&owner, &dest, target.dead_letter_queue.as_deref()) {
-                    Ok(()) => to,
-                    Err(why) => To::Denied(why),
-                }
+                resolved = Destination::Mqtt(topic.clone());
+                Some(&resolved)
             }
-            To::Unresolvable(_) => to,
-            _ => match self.may_write(
-                &owner,
-                &target.destination,
-                target.dead_letter_queue.as_deref(),
-            ) {
-                Ok(()) => to,
-                Err(why) => To::Denied(why),
-            },
+            _ => Some(&target.destination),
+        };
+        let dlq = target.dead_letter_queue.as_deref();
+        let to = match dest.map(|d| self.may_write(&owner, d, dlq)) {
+            Some(Err(why)) => To::Denied(why),
+            _ => to,
         };
         Delivery {
             event_id: event.id.clone(),
@@ -216,22 +213,7 @@ impl Events {
             self.stats
                 .matched
                 .fetch_add(rules.len() as u64, Ordering::Relaxed);
-            // An MQTT event (live, replayed from an archive) reaches only the rules whose owner
-            // may read its topic (ADR 0015).
-            let topic = (event.json.get("source").and_then(serde_json::Value::as_str)
-                == Some(crate::event::MQTT_SOURCE))
-            .then(|| {
-                event
-                    .json
-                    .get("mqtt")
-                    .and_then(|m| m.get("topic"))
-                    .and_then(serde_json::Value::as_str)
-            })
-            .flatten();
             for rule in rules {
-                if topic.is_some_and(|t| !self.may_read(rule, t)) {
-                    continue;
-                }
                 for target in &rule.targets {
                     all.push((i, self.delivery(event, rule, target)));
                 }

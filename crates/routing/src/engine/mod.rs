@@ -129,19 +129,6 @@ pub struct Events {
     replays: RwLock<BTreeMap<String, Arc<replay::Replay>>>,
 }
 
-/// AWS's words for a refusal.
-fn denied(who: &outpost_access::Identity, action: &str, resource: &str) -> String {
-    let principal = if who.is_anonymous() {
-        "anonymous".to_string()
-    } else {
-        who.principal_arn()
-    };
-    format!(
-        "User: {principal} is not authorized to perform: {action} on resource: {}",
-        resource.chars().take(256).collect::<String>()
-    )
-}
-
 impl std::fmt::Debug for Events {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Events")
@@ -284,41 +271,33 @@ impl Events {
                 Destination::Mqtt(t)
                     if !t.contains("${") && outpost_access::check_topic(t).is_err() =>
                 {
-                    Err(denied(who, "iot:Publish", t))
+                    Err(who.denial("iot:Publish", t))
                 }
                 _ => Ok(()),
             };
         }
         let queue = |name: &str| -> std::result::Result<(), String> {
-            let policy = self
-                .queues
-                .get_attributes(name, &["Policy".to_string()])
-                .ok()
-                .and_then(|mut a| a.remove("Policy"));
+            let policy = self.queues.policy(name);
             let arn = self.queues.arn(name);
             if gate.http(who, "sqs:SendMessage", &arn, policy.as_deref()) {
                 Ok(())
             } else {
-                Err(denied(who, "sqs:SendMessage", &arn))
+                Err(who.denial("sqs:SendMessage", &arn))
             }
         };
         match to {
             Destination::Queue { name, .. } => queue(name)?,
             Destination::Topic(arn) => {
-                let policy = self
-                    .topics
-                    .topic_attributes(arn)
-                    .ok()
-                    .and_then(|mut a| a.remove("Policy"));
+                let policy = self.topics.topic_policy(arn);
                 if !gate.http(who, "sns:Publish", arn, policy.as_deref()) {
-                    return Err(denied(who, "sns:Publish", arn));
+                    return Err(who.denial("sns:Publish", arn));
                 }
             }
             Destination::Mqtt(template) if !template.contains("${") => {
                 if outpost_access::check_topic(template).is_err()
                     || !gate.topic(who, outpost_access::TopicVerb::Publish, template)
                 {
-                    return Err(denied(who, "iot:Publish", template));
+                    return Err(who.denial("iot:Publish", template));
                 }
             }
             Destination::Mqtt(_) => {}

@@ -216,11 +216,22 @@ impl Events {
                 if let Value::Object(o) = &mut json {
                     o.insert("replay-name".into(), Value::String(name.clone()));
                 }
+                // A replayed MQTT event reaches only the rules whose owner may read its topic,
+                // as it did live (ADR 0015).
+                let topic = (json.get("source").and_then(Value::as_str)
+                    == Some(crate::event::MQTT_SOURCE))
+                .then(|| {
+                    json.get("mqtt")
+                        .and_then(|m| m.get("topic"))
+                        .and_then(Value::as_str)
+                })
+                .flatten();
                 let rules: Vec<Arc<Rule>> = bus
                     .snapshot()
                     .matching(&json)
                     .into_iter()
                     .filter(|r| filters.is_empty() || filters.contains(&r.arn))
+                    .filter(|r| topic.is_none_or(|t| self.may_read(r, t)))
                     .collect();
                 let event = Event {
                     id: json

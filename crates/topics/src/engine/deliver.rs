@@ -424,7 +424,7 @@ impl Topics {
             tracing::warn!(subscription = %sub.arn, dead_letter_queue = %arn, "undeliverable message dropped: the dead-letter queue is not on this broker");
             return;
         };
-        if let Err(why) = self.may_deliver(&self.owner(sub), Protocol::Sqs, &arn) {
+        if let Err(why) = self.owner_may_deliver(sub, Protocol::Sqs, &arn) {
             tracing::warn!(subscription = %sub.arn, error = %why, "undeliverable message dropped: its owner may not write the dead-letter queue");
             return;
         }

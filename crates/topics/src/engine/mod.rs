@@ -189,11 +189,7 @@ impl Topics {
         let (action, resource, ok) = match protocol {
             Protocol::Sqs => {
                 let name = self.queues.name_from_arn(endpoint).unwrap_or_default();
-                let policy = self
-                    .queues
-                    .get_attributes(&name, &["Policy".to_string()])
-                    .ok()
-                    .and_then(|mut a| a.remove("Policy"));
+                let policy = self.queues.policy(&name);
                 let ok = gate.http(who, "sqs:SendMessage", endpoint, policy.as_deref());
                 ("sqs:SendMessage", endpoint, ok)
             }
@@ -207,15 +203,21 @@ impl Topics {
         if ok {
             return Ok(());
         }
-        let principal = if who.is_anonymous() {
-            "anonymous".to_string()
-        } else {
-            who.principal_arn()
-        };
-        Err(format!(
-            "User: {principal} is not authorized to perform: {action} on resource: {}",
-            resource.chars().take(256).collect::<String>()
-        ))
+        Err(who.denial(action, resource))
+    }
+
+    /// [`Topics::may_deliver`] as the subscription's owner, who is looked up only when an ACL
+    /// is in force (a fan-out asks this per message and subscription).
+    pub(crate) fn owner_may_deliver(
+        &self,
+        sub: &Subscription,
+        protocol: crate::subscription::Protocol,
+        endpoint: &str,
+    ) -> std::result::Result<(), String> {
+        if self.gate.get().is_open() {
+            return Ok(());
+        }
+        self.may_deliver(&self.owner(sub), protocol, endpoint)
     }
 
     /// Plugs in the HTTP client and the MQTT engine, and resumes the deliveries a crash left

@@ -424,7 +424,7 @@ impl Topics {
                     continue;
                 };
                 // Written as the subscription's owner, asked now (ADR 0015).
-                if let Err(why) = self.may_deliver(&self.owner(&s), s.protocol, &s.endpoint) {
+                if let Err(why) = self.owner_may_deliver(&s, s.protocol, &s.endpoint) {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(subscription = %s.arn, error = %why, "copy to a queue not written: denied");
                     continue;
