@@ -599,27 +599,7 @@ where
             return None;
         }
     };
-    // A will publishes as this client: checked now as its PUBLISH would be (and again when it
-    // is sent). `$SYS` and the other `$` topics but `$queue/` are the broker's own.
-    if let Some(w) = &connect.will {
-        let reserved = w.topic.starts_with('$') && !w.topic.starts_with("$queue/");
-        let denied = !config.security.mqtt_open()
-            && !config.security.mqtt_allows(
-                &conn.identity,
-                connect.client_id,
-                "mqtt:publish",
-                w.topic,
-            );
-        if reserved || denied {
-            tracing::info!(%peer, client = connect.client_id, user = &*conn.identity.name, topic = %w.topic.chars().take(128).collect::<String>(), "connection refused: the will's topic may not be published");
-            conn.push(&Packet::ConnAck(ConnAck {
-                code: ReasonCode::NotAuthorized,
-                ..ConnAck::default()
-            }));
-            let _ = conn.flush().await;
-            return None;
-        }
-    }
+    // The engine checks the will as this identity's publish (ADR 0015).
     let accepted = match broker.connect_as(&connect, conn.identity.clone()).await {
         Ok(a) => a,
         Err(code) => {

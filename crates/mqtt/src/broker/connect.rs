@@ -39,6 +39,13 @@ impl Broker {
         identity: outpost_access::Identity,
     ) -> Result<Accepted, ReasonCode> {
         let (client_id, assigned) = self.client_id(c)?;
+        // The will is checked now as this client's PUBLISH would be (and again when it is sent).
+        if let Some(w) = &c.will {
+            if let Some(why) = self.will_refusal(&identity, &client_id, w.topic) {
+                tracing::info!(client = &*client_id, user = &*identity.name, topic = %w.topic.chars().take(128).collect::<String>(), why, "connection refused: its will may not be published");
+                return Err(ReasonCode::NotAuthorized);
+            }
+        }
         let expiry = session_expiry(c, &self.config);
         let mut fresh = None;
         if let (Some(p), true) = (&self.persist, expiry > 0) {
@@ -305,18 +312,10 @@ impl Broker {
             self.stats.refused_wills.fetch_add(1, Ordering::Relaxed);
             tracing::info!(client = &**client, user = &*w.identity.name, topic = %topic.chars().take(128).collect::<String>(), why, "will not published");
         };
-        let queue = topic.starts_with(crate::QUEUE_PREFIX);
-        if topic.starts_with('$') && !queue {
-            return refuse("the topic is the broker's own");
+        if let Some(why) = self.will_refusal(&w.identity, client, &topic) {
+            return refuse(why);
         }
-        if !self
-            .gate
-            .get()
-            .mqtt(&w.identity, client, "mqtt:publish", &topic)
-        {
-            return refuse("denied by the ACL");
-        }
-        if queue {
+        if topic.starts_with(crate::QUEUE_PREFIX) {
             let sent = match (self.queue_door.get(), crate::queue_name(&topic)) {
                 (Some(door), Some(name)) => door.send(client, &w.identity, name, &w.message),
                 _ => Err(ReasonCode::TopicNameInvalid),
@@ -335,6 +334,23 @@ impl Broker {
             return refuse("over the retained quota");
         }
         self.route(client, w.message, durable, &mut Wakes::new());
+    }
+
+    /// Why `who` may not have a will on `topic` now (at CONNECT and when it is sent); `None`
+    /// when it may. `$SYS` and the other `$` topics but `$queue/` are the broker's own.
+    fn will_refusal(
+        &self,
+        who: &outpost_access::Identity,
+        client: &str,
+        topic: &str,
+    ) -> Option<&'static str> {
+        if topic.starts_with('$') && !topic.starts_with(crate::QUEUE_PREFIX) {
+            return Some("the topic is the broker's own");
+        }
+        if !self.gate.get().mqtt(who, client, "mqtt:publish", topic) {
+            return Some("denied by the ACL");
+        }
+        None
     }
 
     /// Ends the session of `client` if `still` holds for it (checked under the locks, so a

@@ -476,7 +476,6 @@ impl Broker {
         self.shutdown.0.subscribe()
     }
 
-    /// Installs the publish tap (the routing layer); false when one is installed already.
     /// Installs the authorizer the engine asks about messages that act as somebody (wills, the
     /// other doors' publishes); false when one is installed already. Until then all is allowed.
     pub fn set_authorizer(&self, authorizer: Arc<dyn outpost_access::Authorizer>) -> bool {
@@ -488,6 +487,7 @@ impl Broker {
         self.gate.get()
     }
 
+    /// Installs the publish tap (the routing layer); false when one is installed already.
     pub fn set_tap(&self, tap: Arc<dyn crate::PublishTap>) -> bool {
         self.tap.set(tap)
     }
