@@ -513,6 +513,21 @@ mod tests {
         assert!(parse_amz_date("20151330T123600Z").is_none());
     }
 
+    /// AWS's SigV4 test suite's `get-vanilla` request, signed with `keys()`'s secret at
+    /// 20150830T123600Z.
+    fn get_vanilla() -> SignedRequest<'static> {
+        SignedRequest {
+        method: "GET",
+        path_and_query: "/",
+        headers: &[
+            ("Host", "example.amazonaws.com"),
+            ("X-Amz-Date", "20150830T123600Z"),
+            ("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
+        ],
+        body: b"",
+    }
+    }
+
     /// A signed-header set without `host` (or a header signature without its date, or naming
     /// a header the request lacks) is refused before the signer runs: it once panicked there.
     #[test]
@@ -553,16 +568,7 @@ mod tests {
     #[test]
     fn scope_names_this_region_and_service() {
         let now = parse_amz_date("20150830T123600Z").unwrap();
-        let get = SignedRequest {
-            method: "GET",
-            path_and_query: "/",
-            headers: &[
-                ("Host", "example.amazonaws.com"),
-                ("X-Amz-Date", "20150830T123600Z"),
-                ("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
-            ],
-            body: b"",
-        };
+        let get = get_vanilla();
         let scope = |region, service| Some(Scope { region, service });
         assert_eq!(
             verify(&get, &keys(), now, scope("us-east-1", "service")),
@@ -583,16 +589,7 @@ mod tests {
     #[test]
     fn aws_test_suite_vectors() {
         let now = parse_amz_date("20150830T123600Z").unwrap();
-        let get = SignedRequest {
-            method: "GET",
-            path_and_query: "/",
-            headers: &[
-                ("Host", "example.amazonaws.com"),
-                ("X-Amz-Date", "20150830T123600Z"),
-                ("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
-            ],
-            body: b"",
-        };
+        let get = get_vanilla();
         assert_eq!(
             verify(&get, &keys(), now, None),
             Ok(Some("AKIDEXAMPLE".into()))

@@ -51,6 +51,15 @@ fn invalid(message: impl Into<String>) -> ApiError {
     }
 }
 
+/// The caller may not publish to `topic` (ADR 0015).
+fn may_not_publish(topic: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::FORBIDDEN,
+        kind: "ForbiddenException",
+        message: format!("Not authorized to publish to {}.", clip(topic)),
+    }
+}
+
 fn not_found(message: impl Into<String>) -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
@@ -404,13 +413,7 @@ async fn publish(
                 message: "The retained message quota is exhausted.".into(),
             })
         }
-        Err(ReasonCode::NotAuthorized) => {
-            return Err(ApiError {
-                status: StatusCode::FORBIDDEN,
-                kind: "ForbiddenException",
-                message: format!("Not authorized to publish to {}.", clip(&topic)),
-            })
-        }
+        Err(ReasonCode::NotAuthorized) => return Err(may_not_publish(&topic)),
         Err(ReasonCode::PacketTooLarge) => {
             return Err(invalid("A property is longer than MQTT's 65,535 bytes."))
         }
@@ -463,11 +466,7 @@ fn send_direct(
         .authorizer()
         .topic(who, outpost_access::TopicVerb::Publish, topic)
     {
-        return Err(ApiError {
-            status: StatusCode::FORBIDDEN,
-            kind: "ForbiddenException",
-            message: format!("Not authorized to publish to {}.", clip(topic)),
-        });
+        return Err(may_not_publish(topic));
     }
     if !broker.deliver_direct(client, message, QoS::AtLeastOnce) {
         return Err(not_found(format!(
