@@ -288,6 +288,17 @@ impl TopicsSection {
     }
 }
 
+/// What a full session queue does to a QoS 1/2 message (see ADR 0008).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueOverflow {
+    /// Refused to its publisher when no matching session took it.
+    #[default]
+    Refuse,
+    /// Acknowledged and dropped for the full session (counted).
+    Drop,
+}
+
 /// MQTT over TCP.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -306,6 +317,10 @@ pub struct MqttConfig {
     pub max_queued_messages: usize,
     /// Bytes one session may hold, queued and in flight together.
     pub max_queued_bytes: usize,
+    /// A QoS 1/2 message a matching session's full queue cannot take: `refuse` (the publisher is
+    /// refused when no session took it: 0x97, or no PUBACK for MQTT 3.1.1) or `drop`
+    /// (mosquitto's behaviour: acknowledged, dropped for that session). Counted per session either way.
+    pub queue_overflow: QueueOverflow,
     /// Subscriptions one session may hold.
     pub max_subscriptions: usize,
     /// Most levels in a topic name or filter (`a/b/c` has three).
@@ -443,6 +458,7 @@ impl Default for MqttConfig {
             v311_session_expiry: Some(7 * 24 * 3600),
             max_queued_messages: 10_000,
             max_queued_bytes: 64 * 1024 * 1024,
+            queue_overflow: QueueOverflow::Refuse,
             max_subscriptions: 10_000,
             max_topic_levels: 128,
             max_inflight: 256,

@@ -418,6 +418,10 @@ async fn serve(
             flow_control_queue: config.mqtt.flow_control_queue,
             stall_timeout: std::time::Duration::from_secs(config.mqtt.stall_timeout),
             node_id: node_id(&store),
+            overflow: match config.mqtt.queue_overflow {
+                config::QueueOverflow::Refuse => outpost_mqtt::OverflowPolicy::Refuse,
+                config::QueueOverflow::Drop => outpost_mqtt::OverflowPolicy::Drop,
+            },
             outbox: outpost_mqtt::OutboxLimits {
                 max_queued: config.mqtt.max_queued_messages,
                 max_queued_bytes: config.mqtt.max_queued_bytes,
@@ -862,7 +866,13 @@ impl outpost_topics::MqttPublisher for MqttDoor {
                     "MQTT publish to {} refused: {code:?}",
                     m.topic.chars().take(128).collect::<String>()
                 );
-                return Box::pin(async move { Err(outpost_topics::MqttRefusal::Refused(why)) });
+                // A full queue (or retained quota) may drain: retried like a failed write.
+                let refusal = if code == outpost_codec::ReasonCode::QuotaExceeded {
+                    outpost_topics::MqttRefusal::Failed(why)
+                } else {
+                    outpost_topics::MqttRefusal::Refused(why)
+                };
+                return Box::pin(async move { Err(refusal) });
             }
         };
         Box::pin(async move {

@@ -264,6 +264,34 @@ impl Sources {
             "reason",
             self.mqtt.refusals().iter().copied(),
         )?;
+        // Per session, so a session's owner sees its own loss (not only the aggregate above);
+        // the sessions with a loss, at most 1,000 (the largest), so the series stay bounded.
+        let losses: Vec<(String, u64)> = self
+            .mqtt
+            .session_losses(1_000)
+            .into_iter()
+            .map(|(c, n)| {
+                let c: String = c
+                    .chars()
+                    .map(|ch| {
+                        if matches!(ch, '"' | '\\' | '\n') {
+                            '_'
+                        } else {
+                            ch
+                        }
+                    })
+                    .collect();
+                (c, n)
+            })
+            .collect();
+        by_label(
+            e,
+            "outpost_mqtt_session_dropped",
+            "QoS 1/2 messages a session's full queue did not take, by client id (sessions with a loss, the largest 1,000)",
+            MetricType::Counter,
+            "client_id",
+            losses.iter().map(|(c, n)| (c.as_str(), *n)),
+        )?;
         by_label(
             e,
             "outpost_connections_open",

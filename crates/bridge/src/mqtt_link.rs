@@ -583,6 +583,13 @@ impl MqttLink {
                 .publish_as(&self.config.principal(), message, false)
             {
                 Ok((_, durable)) => Some(durable),
+                Err(ReasonCode::QuotaExceeded) if p.qos != QoS::AtMostOnce => {
+                    // Every matching session's queue is full (or the retained quota): like a
+                    // failed write, not acknowledged, so the upstream still holds it and sends
+                    // it again on the next connection (ADR 0008).
+                    tracing::info!(bridge = %self.config.name, topic = %topic.chars().take(128).collect::<String>(), "an inbound message was refused here (quota exceeded); not acknowledged upstream");
+                    return Ok(());
+                }
                 Err(code) => {
                     tracing::info!(bridge = %self.config.name, topic = %topic.chars().take(128).collect::<String>(), ?code, "an inbound message was refused here; acknowledged upstream and dropped");
                     None

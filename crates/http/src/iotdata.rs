@@ -410,7 +410,7 @@ async fn publish(
             return Err(ApiError {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 kind: "ThrottlingException",
-                message: "The retained message quota is exhausted.".into(),
+                message: "A quota is exhausted: the retained message quota, or the queue of every session the message matches.".into(),
             })
         }
         Err(ReasonCode::NotAuthorized) => return Err(may_not_publish(&topic)),

@@ -20,7 +20,7 @@ mod wakes;
 
 pub use broker::{
     Accepted, Broker, BrokerConfig, BrokerStats, BrokerStatus, ConnectionHandle, ConnectionInfo,
-    Delivery, Disconnect, Published, RetainedSummary,
+    Delivery, Disconnect, OverflowPolicy, Published, RetainedSummary,
 };
 pub use inbox::{Inbox, Incoming};
 pub use message::{Message, MessageProperties};

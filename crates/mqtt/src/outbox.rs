@@ -7,8 +7,8 @@
 //! - Backpressure policy, so a slow or offline subscriber cannot grow memory without bound: the queue
 //!   holds at most `max_queued` messages and `max_queued_bytes` bytes. When full, a new QoS 0 message is
 //!   dropped; a new QoS 1/2 message first evicts the oldest queued QoS 0 message, and if there is none,
-//!   it is refused ([`Offer::Overflow`]) — the engine then counts the loss, logs it, and for a connected
-//!   client disconnects it (quota exceeded) rather than stalling everyone.
+//!   it is refused ([`Offer::Overflow`]) — the engine then counts the loss for that session and,
+//!   unless another session or a rule took the message, refuses it to its publisher (ADR 0008).
 //! - On reconnect, in-flight messages are sent again: PUBLISH with DUP set if not yet acknowledged,
 //!   PUBREL if PUBREC already came ([`Outbox::resend`]).
 
@@ -180,6 +180,15 @@ impl<M: Outgoing + Clone> Outbox<M> {
     fn push(&mut self, message: M) {
         self.queued_bytes += message.size();
         self.queue.push_back(message);
+    }
+
+    /// Takes back a queued (not yet sent) message that `is` picks, the newest first: a message
+    /// whose store write failed must not keep a place its publisher was told it did not get.
+    pub fn unqueue(&mut self, is: impl Fn(&M) -> bool) -> Option<M> {
+        let pos = self.queue.iter().rposition(is)?;
+        let message = self.queue.remove(pos)?;
+        self.queued_bytes -= message.size();
+        Some(message)
     }
 
     /// The next message that may be sent now, if any: QoS 0 messages always, QoS 1/2 messages while

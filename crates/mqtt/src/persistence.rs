@@ -461,6 +461,8 @@ impl Durable {
 /// One persistent session's reference to a stored message.
 #[derive(Debug, Clone)]
 pub(crate) struct RefSpec {
+    /// The session's client: a failed write takes the delivery back out of its queue.
+    pub client: Arc<str>,
     pub stream: StreamId,
     pub delivery: u64,
     pub qos: QoS,
@@ -814,6 +816,7 @@ async fn store_batch(
         }
     }
     let mut dead = Vec::new();
+    let mut unqueue = Vec::new();
     let mut message_ids = message_ids.map(|ids| ids.into_iter());
     for (job, refs) in batch.into_iter().zip(ref_ids) {
         let Job::Store {
@@ -851,7 +854,14 @@ async fn store_batch(
                 }
             }
         }
+        if answer.is_err() {
+            // The publisher hears the failure: no session keeps a place for the message.
+            unqueue.extend(specs.iter().map(|s| (s.client.clone(), s.delivery)));
+        }
         let _ = done.send(answer);
+    }
+    if !unqueue.is_empty() {
+        broker.unqueue_unstored(&unqueue);
     }
     if !dead.is_empty() {
         // A record of several references can be named more than once.
@@ -1380,6 +1390,7 @@ mod tests {
             (42, "a/b", &b"payload"[..])
         );
         let spec = RefSpec {
+            client: "c".into(),
             stream: StreamId(3),
             delivery: 9,
             qos: QoS::AtLeastOnce,

@@ -92,6 +92,33 @@ pub struct BrokerConfig {
     /// `outpost-node` (empty: not told). A bridge from another Outpost reads it so that it does
     /// not send back what came from here.
     pub node_id: String,
+    /// What a QoS 1/2 message is told when a matching session's queue is full (ADR 0008).
+    pub overflow: OverflowPolicy,
+}
+
+/// What happens to a QoS 1/2 message that a matching session's full queue cannot take. Either
+/// way that session's loss is counted under its client identifier (`$SYS`, `/metrics`, a log
+/// line a second).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OverflowPolicy {
+    /// When no matching session (nor a rule or bridge) took it, the publisher is refused: MQTT 5
+    /// hears Quota exceeded (0x97), MQTT 3.1.1 loses its connection without the acknowledgement,
+    /// other doors get their refusal. A message some session took is acknowledged.
+    #[default]
+    Refuse,
+    /// mosquitto's behaviour: the message is acknowledged and dropped for that session.
+    Drop,
+}
+
+/// What routing did with one message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Routed {
+    /// Matching sessions it was offered to.
+    pub matched: usize,
+    /// Of those, the sessions that queued it.
+    pub took: usize,
+    /// QoS 1/2 deliveries a full queue did not take.
+    pub refused: usize,
 }
 
 impl Default for BrokerConfig {
@@ -112,6 +139,7 @@ impl Default for BrokerConfig {
             flow_control_queue: 1_000,
             stall_timeout: Duration::from_secs(30),
             node_id: String::new(),
+            overflow: OverflowPolicy::Refuse,
         }
     }
 }
@@ -380,10 +408,18 @@ impl Default for Shutdown {
     }
 }
 
+/// QoS 1/2 messages one session's full queue did not take, and how much of that was already
+/// told (log line, `$SYS`).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Loss {
+    pub count: u64,
+    pub logged: u64,
+    pub published: u64,
+}
+
 /// Last counter values logged by [`Broker::tick`].
 #[derive(Debug, Default)]
 struct Logged {
-    overflow: u64,
     subscriptions: u64,
     retained: u64,
     deep: u64,
@@ -401,6 +437,9 @@ pub struct Broker {
     wills: Mutex<Vec<DelayedWill>>,
     /// A few clients named in the next "refused" log line (see [`Broker::tick`]).
     refused_clients: Mutex<Vec<Arc<str>>>,
+    /// Per session (client identifier): QoS 1/2 messages its full queue did not take. An entry
+    /// is removed once its session is gone and `$SYS` was cleared.
+    losses: Mutex<HashMap<Arc<str>, Loss>>,
     next_conn: AtomicU64,
     next_delivery: AtomicU64,
     persist: Option<Persister>,

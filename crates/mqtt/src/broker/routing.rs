@@ -69,8 +69,18 @@ impl Broker {
         let message = Message::from_publish(&topic, p, payload);
         let mut durable = Durable::default();
         let tapped = self.tap.offer(&h.client_id, &message, &mut durable);
+        let routed = self.route(&h.client_id, message, &mut durable, wakes);
+        if self.refuses(routed, tapped) {
+            // No session took it: the publisher hears Quota exceeded (MQTT 3.1.1: the connection
+            // closes without the acknowledgement, as for a failed write).
+            if p.qos == QoS::ExactlyOnce {
+                // Refused in PUBREC: the exchange ends there (§4.3.3).
+                h.session.state.lock().inbox.pubrel(p.pkid);
+            }
+            return Ok((Published::Refused(ReasonCode::QuotaExceeded), durable));
+        }
         // A message a rule took has a receiver: no "No matching subscribers" for it.
-        let n = self.route(&h.client_id, message, &mut durable, wakes) + usize::from(tapped);
+        let n = routed.matched + usize::from(tapped);
         Ok((Published::Routed(n), durable))
     }
 
@@ -179,16 +189,20 @@ impl Broker {
             .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
         let mut durable = Durable::default();
         let tapped = tap && self.tap.offer(Self::BROKER, &message, &mut durable);
-        let n = self.route(Self::BROKER, message, &mut durable, &mut Wakes::new());
-        Ok((n + usize::from(tapped), durable))
+        let qos = message.qos;
+        let routed = self.route(Self::BROKER, message, &mut durable, &mut Wakes::new());
+        if qos != QoS::AtMostOnce && self.refuses(routed, tapped) {
+            return Err(ReasonCode::QuotaExceeded);
+        }
+        Ok((routed.matched + usize::from(tapped), durable))
     }
 
     /// Publishes a message from the broker itself (e.g. `$SYS` topics, deliveries of the routing
     /// layer); not offered to the publish tap.
     pub fn publish_internal(&self, message: Message) -> (usize, Durable) {
         let mut durable = Durable::default();
-        let n = self.route(Self::BROKER, message, &mut durable, &mut Wakes::new());
-        (n, durable)
+        let routed = self.route(Self::BROKER, message, &mut durable, &mut Wakes::new());
+        (routed.matched, durable)
     }
 
     /// The sender name of the broker's own messages (no client has an empty identifier).
@@ -238,14 +252,16 @@ impl Broker {
 
     /// Routes a message to every matching session: the index and the session map are read
     /// together (a consistent view of who subscribes), then let go; each target session is then
-    /// locked in turn to queue its delivery.
+    /// locked in turn to queue its delivery. A session whose queue is full does not take a QoS 1/2
+    /// delivery: nothing of it is queued or stored, the loss is counted for that session, and
+    /// [`Routed::refused`] says so (the publisher is refused when nobody took the message).
     pub(super) fn route(
         &self,
         from: &str,
         message: Message,
         durable: &mut Durable,
         wakes: &mut Wakes,
-    ) -> usize {
+    ) -> Routed {
         if message.retain {
             self.set_retained(from, &message, durable);
         }
@@ -265,7 +281,7 @@ impl Broker {
                 .collect()
         };
         let message = Arc::new(message);
-        let mut delivered = 0;
+        let mut routed = Routed::default();
         // Persistent sessions this message is stored for: one record of the message, a small
         // reference per session (written by the persistence task, encoded there, off any lock).
         let mut refs = Vec::new();
@@ -278,6 +294,7 @@ impl Broker {
             {
                 continue;
             }
+            routed.matched += 1;
             let d = Delivery {
                 id: self.next_delivery.fetch_add(1, Ordering::Relaxed),
                 message: message.clone(),
@@ -286,19 +303,28 @@ impl Broker {
                 subscription_ids: t.subscription_ids,
                 queue: None,
             };
-            if let (Some(_), Some((stream, _)), true) =
-                (&self.persist, &s.stream, t.qos != QoS::AtMostOnce)
-            {
-                refs.push(RefSpec {
+            let spec = match (&self.persist, &s.stream, t.qos != QoS::AtMostOnce) {
+                (Some(_), Some((stream, _)), true) => Some(RefSpec {
+                    client: t.client.clone(),
                     stream: *stream,
                     delivery: d.id,
                     qos: d.qos,
                     retain: d.retain,
                     subscription_ids: d.subscription_ids.clone(),
-                });
-            }
+                }),
+                _ => None,
+            };
             let qos = d.qos;
-            self.offer(&mut s, d, wakes);
+            if !self.offer(&mut s, d, wakes) {
+                if qos != QoS::AtMostOnce {
+                    routed.refused += 1;
+                    drop(s);
+                    self.session_lost(&t.client);
+                }
+                continue;
+            }
+            routed.took += 1;
+            refs.extend(spec);
             if s.connection.is_some() {
                 if s.outbox.queued() >= PRESSURE_QUEUE {
                     durable.set_pressure();
@@ -313,7 +339,6 @@ impl Broker {
                     durable.hold_for(t.client.clone());
                 }
             }
-            delivered += 1;
         }
         if let (Some(p), false) = (&self.persist, refs.is_empty()) {
             let (done, rx) = tokio::sync::oneshot::channel();
@@ -325,31 +350,46 @@ impl Broker {
                 done,
             });
         }
-        delivered
+        routed
     }
 
-    pub(super) fn offer(&self, s: &mut Session, d: Delivery, wakes: &mut Wakes) {
-        match s.outbox.offer(d) {
-            Offer::Queued => {}
+    /// True when a QoS 1/2 message must be refused to its publisher: some matching session could
+    /// not take it, none did, no rule or bridge took it, and the overflow policy refuses.
+    pub(super) fn refuses(&self, routed: Routed, tapped: bool) -> bool {
+        routed.refused > 0
+            && routed.took == 0
+            && !tapped
+            && self.config.overflow == OverflowPolicy::Refuse
+    }
+
+    /// Queues a delivery; false when the session did not take it (its queue is full).
+    pub(super) fn offer(&self, s: &mut Session, d: Delivery, wakes: &mut Wakes) -> bool {
+        let took = match s.outbox.offer(d) {
+            Offer::Queued => true,
             Offer::QueuedEvicting(old) => {
                 self.queue_released(&old);
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                true
             }
             Offer::DroppedQoS0 => {
                 // Only QoS 0 messages are dropped here; they are never stored.
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                false
             }
             Offer::Overflow(d) => {
                 // Counted here, logged once a second by `tick` (never a line per message, never
-                // under a lock).
+                // under a lock). Nothing of it was stored.
                 self.queue_released(&d);
-                self.complete(s, &d);
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 self.stats.refused_overflow.fetch_add(1, Ordering::Relaxed);
+                false
             }
+        };
+        if took {
+            self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+            s.wake(wakes);
         }
-        self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
-        s.wake(wakes);
+        took
     }
 
     /// Handles SUBSCRIBE: one reason code per filter (for SUBACK); retained messages are queued.

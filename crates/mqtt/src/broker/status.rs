@@ -51,6 +51,68 @@ impl Broker {
         }
         let clients = std::mem::take(&mut *self.refused_clients.lock());
         self.log_refusals(&clients);
+        self.log_losses();
+    }
+
+    /// A QoS 1/2 message `client`'s full queue did not take: counted for that session.
+    pub(super) fn session_lost(&self, client: &Arc<str>) {
+        self.losses.lock().entry(client.clone()).or_default().count += 1;
+    }
+
+    /// Takes back deliveries whose store write failed (their publishers were told): a message
+    /// refused for lack of space keeps no place in a queue.
+    pub(crate) fn unqueue_unstored(&self, deliveries: &[(Arc<str>, u64)]) {
+        for (client, id) in deliveries {
+            let Some(cell) = self.sessions.read().map.get(client).cloned() else {
+                continue;
+            };
+            let mut s = cell.state.lock();
+            if let Some(d) = s.outbox.unqueue(|d| d.id == *id) {
+                self.queue_released(&d);
+            }
+        }
+    }
+
+    /// QoS 1/2 messages lost by each session whose queue was full, by client identifier (the
+    /// sessions with a loss; at most `limit`, the largest first).
+    pub fn session_losses(&self, limit: usize) -> Vec<(Arc<str>, u64)> {
+        let mut all: Vec<(Arc<str>, u64)> = self
+            .losses
+            .lock()
+            .iter()
+            .map(|(c, l)| (c.clone(), l.count))
+            .collect();
+        all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(limit);
+        all
+    }
+
+    /// One log line a second naming the sessions that lost messages since the last one (a few
+    /// by name, the rest counted), never a line per message.
+    fn log_losses(&self) {
+        const NAMED: usize = 10;
+        let mut fresh: Vec<(Arc<str>, u64, u64)> = Vec::new();
+        for (client, loss) in self.losses.lock().iter_mut() {
+            if loss.count > loss.logged {
+                fresh.push((client.clone(), loss.count - loss.logged, loss.count));
+                loss.logged = loss.count;
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        fresh.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+        let sessions = fresh.len();
+        let named: Vec<String> = fresh
+            .iter()
+            .take(NAMED)
+            .map(|(c, n, total)| format!("{c}: {n} (total {total})"))
+            .collect();
+        tracing::warn!(
+            sessions,
+            clients = ?named,
+            "QoS 1/2 messages not queued: session queue full (max_queued_messages / max_queued_bytes)"
+        );
     }
 
     /// One log line per kind of refusal that happened since the last call, with the count: a
@@ -64,11 +126,6 @@ impl Broker {
                 *last = now;
             }
         };
-        report(
-            &mut logged.overflow,
-            load(&self.stats.refused_overflow),
-            "QoS 1/2 messages refused: session queues full (slow or offline subscribers)",
-        );
         report(
             &mut logged.subscriptions,
             load(&self.stats.refused_subscriptions),
@@ -95,6 +152,47 @@ impl Broker {
             );
             logged.sessions = sessions;
         }
+    }
+}
+
+impl Broker {
+    /// `$SYS/broker/sessions/<client id>/messages/dropped` for the sessions whose count changed
+    /// since the last publish; an empty value (the retained topic cleared) for a session that is
+    /// gone, whose entry then goes too. `+` and `#`, which a topic name cannot hold, become `_`.
+    fn loss_values(&self) -> Vec<(String, String)> {
+        let gone: Vec<Arc<str>> = {
+            // The map first, the leaf after (the engine's lock order).
+            let sessions = self.sessions.read();
+            let losses = self.losses.lock();
+            losses
+                .keys()
+                .filter(|c| !sessions.map.contains_key(*c))
+                .cloned()
+                .collect()
+        };
+        let topic = |c: &str| {
+            let c: String = c
+                .chars()
+                .map(|ch| if ch == '+' || ch == '#' { '_' } else { ch })
+                .collect();
+            format!("sessions/{c}/messages/dropped")
+        };
+        let mut values = Vec::new();
+        let mut losses = self.losses.lock();
+        for c in gone {
+            if let Some(l) = losses.remove(&c) {
+                if l.published > 0 {
+                    values.push((topic(&c), String::new()));
+                }
+            }
+        }
+        for (c, l) in losses.iter_mut() {
+            if l.count > l.published {
+                l.published = l.count;
+                values.push((topic(c), l.count.to_string()));
+            }
+        }
+        values
     }
 }
 
@@ -168,6 +266,8 @@ impl Broker {
             ("bytes/received", s.bytes_in.to_string()),
         ];
         values.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+        let losses = self.loss_values();
+        values.extend(losses.iter().map(|(k, v)| (k.as_str(), v.clone())));
         for (name, value) in values {
             let topic = format!("$SYS/broker/{name}");
             let _ = self.publish_internal(Message::new(
