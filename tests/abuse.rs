@@ -612,7 +612,7 @@ fn refused_messages_are_counted_not_logged_one_by_one() {
     eventually("a summary line", wait, || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
-            .contains("QoS 1/2 messages refused")
+            .contains("QoS 1/2 messages not queued: session queue full")
     });
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let lines = text.lines().count();
