@@ -235,17 +235,6 @@ fn power_cuts_lose_nothing_acknowledged() {
         next_mqtt = mqtt.join().expect("MQTT publisher");
         next_sqs = sqs.join().expect("SQS sender");
         fs.power_cut();
-                std::fs::read_dir(data.path()).map(|d| d
-                    .filter_map(|e| e.ok())
-                    .map(|e| (e.file_name(), e.metadata().map(|m| m.len()).unwrap_or(0)))
-                    .collect::<Vec<_>>())
-            );
-            eprintln!(
-                "acked: mqtt {} sqs {}",
-                mqtt_acked.lock().unwrap().len(),
-                sqs_acked.lock().unwrap().len()
-            );
-        }
 
         let t = Instant::now();
         broker = Outpost::start_with(data, config, None);
