@@ -26,6 +26,8 @@ install_packages() {
   # `systemd-analyze verify` checks deploy/outpost.service (tests/deploy.rs).
   command -v systemd-analyze >/dev/null || missing+=(systemd)
   command -v node >/dev/null || missing+=(nodejs npm)
+  # fusermount3 mounts the power-cut file system of tests/power_loss.rs.
+  command -v fusermount3 >/dev/null || missing+=(fuse3)
   if [ ${#missing[@]} -gt 0 ]; then
     step "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq

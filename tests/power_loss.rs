@@ -7,7 +7,8 @@
 //! - retained messages (a fresh subscriber gets each acknowledged one);
 //! - subscriptions acknowledged by SUBACK (a later QoS 1 publish to them is not answered "No
 //!   matching subscribers");
-//! - SQS sends (received after restarts; deletes may be lost with the power, which SQS's
+//! - SQS sends, SNS publishes fanned out to a queue, PutEvents to a rule's queue target and MQTT
+//!   `$queue/` publishes (received after restarts; deletes may be lost with the power, which
 //!   at-least-once delivery allows) and queues created;
 //! - the broker starts every time.
 //!
@@ -24,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use outpost_codec::{Packet, QoS, ReasonCode, Version};
-use support::http::sqs_json;
+use support::http::{events_json, form_post, sqs_json};
 use support::raw::{drain_until, offline_subscriber, Got, Raw};
 use support::Outpost;
 
@@ -108,10 +109,48 @@ fn power_cuts_lose_nothing_acknowledged() {
     let mut broker = Outpost::start_with(data, config, None);
     offline_subscriber(broker.mqtt, "keeper", "pc/#");
     let url = |b: &Outpost, q: &str| format!("{}/000000000000/{q}", b.http);
-    ok(sqs_json(
+    for q in ["pc", "pc-sns", "pc-ev", "pc-mq"] {
+        ok(sqs_json(
+            &broker.http,
+            "CreateQueue",
+            &format!(r#"{{"QueueName":"{q}"}}"#),
+        ));
+    }
+    // SNS fan-out into a queue (raw bodies) and an EventBridge rule into a queue (the number).
+    let sns = |base: &str, params: &[(&str, &str)]| {
+        let form: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("Version", "2010-03-31")
+            .extend_pairs(params.iter().copied())
+            .finish();
+        let (code, body) = form_post(base, &form);
+        assert_eq!(code, 200, "{body}");
+    };
+    sns(
         &broker.http,
-        "CreateQueue",
-        r#"{"QueueName":"pc"}"#,
+        &[("Action", "CreateTopic"), ("Name", "pc-topic")],
+    );
+    let topic = "arn:aws:sns:us-east-1:000000000000:pc-topic";
+    sns(
+        &broker.http,
+        &[
+            ("Action", "Subscribe"),
+            ("TopicArn", topic),
+            ("Protocol", "sqs"),
+            ("Endpoint", "arn:aws:sqs:us-east-1:000000000000:pc-sns"),
+            ("Attributes.entry.1.key", "RawMessageDelivery"),
+            ("Attributes.entry.1.value", "true"),
+        ],
+    );
+    ok(events_json(
+        &broker.http,
+        "PutRule",
+        &serde_json::json!({"Name": "pc-rule", "EventPattern": r#"{"source":["pc.app"]}"#})
+            .to_string(),
+    ));
+    ok(events_json(
+        &broker.http,
+        "PutTargets",
+        r#"{"Rule":"pc-rule","Targets":[{"Id":"q","Arn":"arn:aws:sqs:us-east-1:000000000000:pc-ev","InputPath":"$.detail.n"}]}"#,
     ));
 
     let mqtt_acked = Arc::new(Mutex::new(BTreeSet::<u32>::new()));
@@ -148,12 +187,19 @@ fn power_cuts_lose_nothing_acknowledged() {
                         QoS::AtLeastOnce
                     };
                     let pkid = (n % 60_000 + 1) as u16;
-                    let mut payload = n.to_be_bytes().to_vec();
-                    payload.resize(512, b'p');
+                    // Every fifth message is a `$queue/` publish (a SendMessage; text body).
+                    let (topic, payload) = if n % 5 == 4 {
+                        ("$queue/pc-mq", n.to_string().into_bytes())
+                    } else {
+                        let mut payload = n.to_be_bytes().to_vec();
+                        payload.resize(512, b'p');
+                        ("pc/x", payload)
+                    };
+                    let qos = if n % 5 == 4 { QoS::AtLeastOnce } else { qos };
                     if !p.try_send(&Packet::Publish(outpost_codec::Publish {
                         qos,
                         pkid,
-                        ..outpost_codec::Publish::new("pc/x", &payload)
+                        ..outpost_codec::Publish::new(topic, &payload)
                     })) {
                         return n;
                     }
@@ -186,9 +232,35 @@ fn power_cuts_lose_nothing_acknowledged() {
             std::thread::spawn(move || {
                 let mut n = from;
                 while !stop.load(Ordering::Relaxed) {
-                    let body = serde_json::json!({"QueueUrl": queue, "MessageBody": n.to_string()})
-                        .to_string();
-                    let (code, _) = sqs_json(&base, "SendMessage", &body);
+                    // SendMessage, SNS Publish (fan-out to a queue), PutEvents (a rule's queue
+                    // target), in turn; each number goes through one door.
+                    let code = match n % 3 {
+                        0 => {
+                            let body = serde_json::json!({"QueueUrl": queue, "MessageBody": n.to_string()});
+                            sqs_json(&base, "SendMessage", &body.to_string()).0
+                        }
+                        1 => {
+                            let form: String = form_urlencoded::Serializer::new(String::new())
+                                .append_pair("Version", "2010-03-31")
+                                .append_pair("Action", "Publish")
+                                .append_pair("TopicArn", topic)
+                                .append_pair("Message", &n.to_string())
+                                .finish();
+                            form_post(&base, &form).0
+                        }
+                        _ => {
+                            let body = serde_json::json!({"Entries": [{
+                                "Source": "pc.app", "DetailType": "t",
+                                "Detail": format!(r#"{{"n":{n}}}"#),
+                            }]});
+                            let (code, text) = events_json(&base, "PutEvents", &body.to_string());
+                            if text.contains(r#""FailedEntryCount":0"#) {
+                                code
+                            } else {
+                                500
+                            }
+                        }
+                    };
                     if code != 200 {
                         return n + 1;
                     }
@@ -241,10 +313,11 @@ fn power_cuts_lose_nothing_acknowledged() {
         recovery.push(t.elapsed());
 
         // Everything acknowledged is there.
-        let acked = mqtt_acked.lock().unwrap().clone();
-        let fresh = drain_until(broker.mqtt, "keeper", |g| {
-            acked.iter().all(|n| mqtt_got.contains(n) || g.contains(n))
-        });
+        let acked: BTreeSet<u32> = mqtt_acked.lock().unwrap().clone();
+        let got = drain_queue(&broker.http, &url(&broker, "pc-mq"));
+        mqtt_got.extend(got.into_iter().map(|n| n as u32));
+        let missing: BTreeSet<u32> = acked.difference(&mqtt_got).copied().collect();
+        let fresh = drain_until(broker.mqtt, "keeper", |g| missing.is_subset(g));
         mqtt_got.extend(fresh);
         let lost: Vec<&u32> = acked.difference(&mqtt_got).collect();
         assert!(
@@ -253,9 +326,11 @@ fn power_cuts_lose_nothing_acknowledged() {
             lost.len(),
             &lost[..lost.len().min(10)]
         );
-        let got = drain_queue(&broker.http, &url(&broker, "pc"));
-        sqs_deliveries += got.len();
-        sqs_got.extend(got);
+        for q in ["pc", "pc-sns", "pc-ev"] {
+            let got = drain_queue(&broker.http, &url(&broker, q));
+            sqs_deliveries += got.len();
+            sqs_got.extend(got);
+        }
         let acked = sqs_acked.lock().unwrap().clone();
         let lost: Vec<&u64> = acked.difference(&sqs_got).collect();
         assert!(
@@ -301,8 +376,8 @@ fn power_cuts_lose_nothing_acknowledged() {
     let slowest = recovery.iter().max().copied().unwrap_or_default();
     let mean = recovery.iter().sum::<Duration>() / recovery.len().max(1) as u32;
     println!(
-        "{} power cuts in {:.0?}: acknowledged {mqtt_acked} MQTT (QoS 1/2), {sqs_acked} SQS, {} retained, \
-         {} subscriptions, {} queues; lost 0; SQS redeliveries {}; restarts {}; recovery mean {mean:.0?}, \
+        "{} power cuts in {:.0?}: acknowledged {mqtt_acked} MQTT (QoS 1/2, a fifth to $queue/), {sqs_acked} HTTP (SQS, SNS, PutEvents in turn), {} retained, \
+         {} subscriptions, {} queues; lost 0; redeliveries {}; restarts {}; recovery mean {mean:.0?}, \
          slowest {slowest:.0?}; thrown away by the cuts: {} unsynced bytes, {} unsynced names; \
          syncs seen: {} file, {} directory",
         counts.cuts,
