@@ -10,7 +10,13 @@
 //! - SQS sends, SNS publishes fanned out to a queue, PutEvents to a rule's queue target and MQTT
 //!   `$queue/` publishes (received after restarts; deletes may be lost with the power, which
 //!   at-least-once delivery allows) and queues created;
+//! - SNS deliveries to an HTTP endpoint (pending deliveries resume after each restart), MQTT
+//!   `$queue/` consumers, and a bridge to a mosquitto upstream (every acknowledged message on a
+//!   bridged topic reaches the upstream's subscriber);
 //! - the broker starts every time.
+//!
+//! The same loop without the cuts is the `kill -9` chaos loop over every door
+//! (`kill_9_over_every_door`, `OUTPOST_KILL_CYCLES`, 10 by default).
 //!
 //! `OUTPOST_POWER_CUTS` sets the number of cycles (10 by default; `scripts/power-loss.sh` runs
 //! 100). Needs `/dev/fuse` and `fusermount3` (Debian's `fuse3`): fails, never skips, when they
@@ -25,7 +31,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use outpost_codec::{Packet, QoS, ReasonCode, Version};
+use support::endpoint::Endpoint;
 use support::http::{events_json, form_post, sqs_json};
+use support::mosquitto::Mosquitto;
 use support::raw::{drain_until, offline_subscriber, Got, Raw};
 use support::Outpost;
 
@@ -46,7 +54,20 @@ fn drain_queue(base: &str, url: &str) -> Vec<u64> {
             &format!(r#"{{"QueueUrl":"{url}","MaxNumberOfMessages":10,"VisibilityTimeout":60}}"#),
         ));
         let Some(msgs) = v["Messages"].as_array().filter(|m| !m.is_empty()).cloned() else {
-            return got;
+            // Messages in flight when the broker died (received, not yet deleted) come back
+            // after their visibility timeout, as SQS promises: wait for them too.
+            let attrs = ok(sqs_json(
+                base,
+                "GetQueueAttributes",
+                &format!(
+                    r#"{{"QueueUrl":"{url}","AttributeNames":["ApproximateNumberOfMessagesNotVisible"]}}"#
+                ),
+            ));
+            if attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "0" {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
         };
         for m in msgs {
             if let Some(n) = m["Body"].as_str().and_then(|b| b.parse().ok()) {
@@ -100,20 +121,44 @@ fn power_cuts_lose_nothing_acknowledged() {
     let session = fs
         .mount(data.path())
         .expect("mount the power-cut file system (needs fusermount3 from fuse3, and root)");
+    run(cycles, data, Some(&fs));
+    drop(session);
+}
+
+#[test]
+fn kill_9_over_every_door() {
+    let cycles: u32 = std::env::var("OUTPOST_KILL_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    run(cycles, tempfile::tempdir().expect("temp dir"), None);
+}
+
+/// `cycles` rounds of load, `kill -9` and (with `fs`) a power cut, then checks; see the module doc.
+fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
+    let what = if fs.is_some() { "power cut" } else { "kill -9" };
+    // The bridge's upstream, with a persistent subscriber of what is forwarded.
+    let mut upstream = Mosquitto::new("");
+    upstream.start();
+    support::raw::offline_subscriber(upstream.addr(), "sink", "gw/#");
     // Small segments: rollovers, preallocation and directory syncs happen within a short run.
     let config = &format!(
-        "[store]\nsegment_size = 1048576\n{}[mqtt]\nsys_interval = 0\n",
-        std::env::var("OUTPOST_POWER_STORE").unwrap_or_default()
+        "[store]\nsegment_size = 1048576\n{}[mqtt]\nsys_interval = 0\n\
+         [[bridges]]\nname = \"up\"\naddress = \"127.0.0.1:{}\"\nbackoff_min_ms = 50\nbackoff_max_ms = 200\n\
+         [[bridges.out]]\nfilter = \"br/#\"\ntopic = \"gw/{{topic}}\"\nqos = 1\n",
+        std::env::var("OUTPOST_POWER_STORE").unwrap_or_default(),
+        upstream.port
     );
     let started = Instant::now();
     let mut broker = Outpost::start_with(data, config, None);
     offline_subscriber(broker.mqtt, "keeper", "pc/#");
     let url = |b: &Outpost, q: &str| format!("{}/000000000000/{q}", b.http);
+    // A short visibility timeout: what a consumer held when the power went is back soon.
     for q in ["pc", "pc-sns", "pc-ev", "pc-mq"] {
         ok(sqs_json(
             &broker.http,
             "CreateQueue",
-            &format!(r#"{{"QueueName":"{q}"}}"#),
+            &format!(r#"{{"QueueName":"{q}","Attributes":{{"VisibilityTimeout":"1"}}}}"#),
         ));
     }
     // SNS fan-out into a queue (raw bodies) and an EventBridge rule into a queue (the number).
@@ -139,6 +184,18 @@ fn power_cuts_lose_nothing_acknowledged() {
             ("Endpoint", "arn:aws:sqs:us-east-1:000000000000:pc-sns"),
             ("Attributes.entry.1.key", "RawMessageDelivery"),
             ("Attributes.entry.1.value", "true"),
+        ],
+    );
+    // The same topic also delivers to an HTTP endpoint (confirmed by its SubscribeURL).
+    let endpoint = Endpoint::start();
+    endpoint.healthy.store(true, Ordering::Relaxed);
+    sns(
+        &broker.http,
+        &[
+            ("Action", "Subscribe"),
+            ("TopicArn", topic),
+            ("Protocol", "http"),
+            ("Endpoint", &endpoint.url),
         ],
     );
     ok(events_json(
@@ -187,15 +244,18 @@ fn power_cuts_lose_nothing_acknowledged() {
                         QoS::AtLeastOnce
                     };
                     let pkid = (n % 60_000 + 1) as u16;
-                    // Every fifth message is a `$queue/` publish (a SendMessage; text body).
-                    let (topic, payload) = if n % 5 == 4 {
-                        ("$queue/pc-mq", n.to_string().into_bytes())
-                    } else {
-                        let mut payload = n.to_be_bytes().to_vec();
-                        payload.resize(512, b'p');
-                        ("pc/x", payload)
+                    // Every fifth message is a `$queue/` publish (a SendMessage; text body),
+                    // every fifth but one goes over the bridge.
+                    let (topic, payload) = match n % 5 {
+                        4 => ("$queue/pc-mq", n.to_string().into_bytes()),
+                        3 => ("br/x", n.to_be_bytes().to_vec()),
+                        _ => {
+                            let mut payload = n.to_be_bytes().to_vec();
+                            payload.resize(512, b'p');
+                            ("pc/x", payload)
+                        }
                     };
-                    let qos = if n % 5 == 4 { QoS::AtLeastOnce } else { qos };
+                    let qos = if n % 5 >= 3 { QoS::AtLeastOnce } else { qos };
                     if !p.try_send(&Packet::Publish(outpost_codec::Publish {
                         qos,
                         pkid,
@@ -270,6 +330,37 @@ fn power_cuts_lose_nothing_acknowledged() {
                 n
             })
         };
+        // A `$queue/` consumer takes what it can meanwhile (the rest is drained after the restart).
+        let consumer = {
+            let (stop, addr) = (stop.clone(), broker.mqtt);
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut c = Raw::connect(addr, Version::V5, "pc-consumer", true);
+                if c.recv(WAIT) != Some(Got::ConnAck(ReasonCode::Success)) {
+                    return seen;
+                }
+                c.subscribe(1, &["$queue/pc-mq"], QoS::AtLeastOnce);
+                while !stop.load(Ordering::Relaxed) {
+                    match c.recv(Duration::from_millis(200)) {
+                        Some(Got::Publish { pkid, payload, .. }) => {
+                            if let Some(n) = std::str::from_utf8(&payload)
+                                .ok()
+                                .and_then(|t| t.parse::<u32>().ok())
+                            {
+                                seen.push(n);
+                            }
+                            if !c.try_send(&Packet::PubAck(outpost_codec::Ack::new(pkid))) {
+                                return seen;
+                            }
+                        }
+                        Some(_) => {}
+                        None if c.closed_within(Duration::ZERO) => return seen,
+                        None => {}
+                    }
+                }
+                seen
+            })
+        };
         // A subscription, a queue and a retained message, each acknowledged before the cut.
         let probe = format!("probe-{cycle}");
         offline_subscriber(broker.mqtt, &probe, &format!("probe/{cycle}"));
@@ -306,7 +397,10 @@ fn power_cuts_lose_nothing_acknowledged() {
         stop.store(true, Ordering::Relaxed);
         next_mqtt = mqtt.join().expect("MQTT publisher");
         next_sqs = sqs.join().expect("SQS sender");
-        fs.power_cut();
+        mqtt_got.extend(consumer.join().expect("$queue consumer"));
+        if let Some(fs) = fs {
+            fs.power_cut();
+        }
 
         let t = Instant::now();
         broker = Outpost::start_with(data, config, None);
@@ -316,13 +410,21 @@ fn power_cuts_lose_nothing_acknowledged() {
         let acked: BTreeSet<u32> = mqtt_acked.lock().unwrap().clone();
         let got = drain_queue(&broker.http, &url(&broker, "pc-mq"));
         mqtt_got.extend(got.into_iter().map(|n| n as u32));
-        let missing: BTreeSet<u32> = acked.difference(&mqtt_got).copied().collect();
+        // Bridged numbers are counted at the upstream, at the end.
+        let missing: BTreeSet<u32> = acked
+            .difference(&mqtt_got)
+            .copied()
+            .filter(|n| n % 5 != 3)
+            .collect();
         let fresh = drain_until(broker.mqtt, "keeper", |g| missing.is_subset(g));
         mqtt_got.extend(fresh);
-        let lost: Vec<&u32> = acked.difference(&mqtt_got).collect();
+        let lost: Vec<&u32> = acked
+            .difference(&mqtt_got)
+            .filter(|n| *n % 5 != 3)
+            .collect();
         assert!(
             lost.is_empty(),
-            "cut {cycle}: {} acknowledged MQTT messages lost, first {:?}",
+            "{what} {cycle}: {} acknowledged MQTT messages lost, first {:?}",
             lost.len(),
             &lost[..lost.len().min(10)]
         );
@@ -335,14 +437,14 @@ fn power_cuts_lose_nothing_acknowledged() {
         let lost: Vec<&u64> = acked.difference(&sqs_got).collect();
         assert!(
             lost.is_empty(),
-            "cut {cycle}: {} acknowledged SQS messages lost, first {:?}",
+            "{what} {cycle}: {} acknowledged SQS messages lost, first {:?}",
             lost.len(),
             &lost[..lost.len().min(10)]
         );
         let retained = retained_topics(&broker, &retained_acked);
         assert!(
             retained_acked.is_subset(&retained),
-            "cut {cycle}: retained messages lost: {:?}",
+            "{what} {cycle}: retained messages lost: {:?}",
             retained_acked.difference(&retained).collect::<Vec<_>>()
         );
         {
@@ -354,7 +456,7 @@ fn power_cuts_lose_nothing_acknowledged() {
                 assert_eq!(
                     p.recv(WAIT),
                     Some(Got::PubAck(pkid, ReasonCode::Success)),
-                    "cut {cycle}: the subscription of probe-{k} (acknowledged by SUBACK) is gone"
+                    "{what} {cycle}: the subscription of probe-{k} (acknowledged by SUBACK) is gone"
                 );
             }
         }
@@ -366,22 +468,62 @@ fn power_cuts_lose_nothing_acknowledged() {
         for q in &queues_acked {
             assert!(
                 urls.iter().any(|u| u.ends_with(&format!("/{q}"))),
-                "cut {cycle}: queue {q} (created with a 200) is gone: {urls:?}"
+                "{what} {cycle}: queue {q} (created with a 200) is gone: {urls:?}"
             );
         }
     }
-    let counts = fs.counts();
+    // Every acknowledged SNS publish reached the HTTP endpoint; every acknowledged bridged
+    // message reached the upstream's subscriber.
+    let sns_acked: BTreeSet<u32> = sqs_acked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|n| *n % 3 == 1)
+        .map(|n| *n as u32)
+        .collect();
+    support::eventually(
+        "every acknowledged SNS publish at the HTTP endpoint",
+        Duration::from_secs(60),
+        || {
+            let got = endpoint.received.lock().unwrap();
+            sns_acked.iter().all(|n| got.contains_key(n))
+        },
+    );
+    let bridged: BTreeSet<u32> = mqtt_acked
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|n| n % 5 == 3)
+        .collect();
+    let mut at_upstream = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !bridged.is_subset(&at_upstream) && Instant::now() < deadline {
+        at_upstream.extend(drain_until(upstream.addr(), "sink", |g| {
+            bridged.is_subset(&g.union(&at_upstream).copied().collect())
+        }));
+    }
+    let lost: Vec<&u32> = bridged.difference(&at_upstream).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged bridged messages never reached the upstream, first {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    let counts = fs.map(|f| f.counts()).unwrap_or_default();
     let mqtt_acked = mqtt_acked.lock().unwrap().len();
     let sqs_acked = sqs_acked.lock().unwrap().len();
     let slowest = recovery.iter().max().copied().unwrap_or_default();
     let mean = recovery.iter().sum::<Duration>() / recovery.len().max(1) as u32;
     println!(
-        "{} power cuts in {:.0?}: acknowledged {mqtt_acked} MQTT (QoS 1/2, a fifth to $queue/), {sqs_acked} HTTP (SQS, SNS, PutEvents in turn), {} retained, \
+        "{cycles} cycles of {what} in {:.0?}: acknowledged {mqtt_acked} MQTT (QoS 1/2; a fifth to $queue/, a fifth bridged: {} at the upstream), \
+         {sqs_acked} HTTP (SQS, SNS to a queue and an HTTP endpoint, PutEvents in turn; {} at the endpoint), {} retained, \
          {} subscriptions, {} queues; lost 0; redeliveries {}; restarts {}; recovery mean {mean:.0?}, \
          slowest {slowest:.0?}; thrown away by the cuts: {} unsynced bytes, {} unsynced names; \
          syncs seen: {} file, {} directory",
-        counts.cuts,
         started.elapsed(),
+        bridged.len(),
+        sns_acked.len(),
         retained_acked.len(),
         probes_acked.len(),
         queues_acked.len(),
@@ -392,7 +534,5 @@ fn power_cuts_lose_nothing_acknowledged() {
         counts.file_syncs,
         counts.dir_syncs,
     );
-    let data = broker.kill();
-    drop(session);
-    drop(data);
+    drop(broker.kill());
 }

@@ -1,7 +1,9 @@
 //! Starting the real `outpost` binary for a test and talking to it.
 #![allow(dead_code)]
 
+pub mod endpoint;
 pub mod http;
+pub mod mosquitto;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};
