@@ -144,6 +144,7 @@ fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
     // Small segments: rollovers, preallocation and directory syncs happen within a short run.
     let config = &format!(
         "[store]\nsegment_size = 1048576\n{}[mqtt]\nsys_interval = 0\n\
+         [topics]\nendpoint_posts_per_second = 0\n\
          [[bridges]]\nname = \"up\"\naddress = \"127.0.0.1:{}\"\nbackoff_min_ms = 50\nbackoff_max_ms = 200\n\
          [[bridges.out]]\nfilter = \"br/#\"\ntopic = \"gw/{{topic}}\"\nqos = 1\n",
         std::env::var("OUTPOST_POWER_STORE").unwrap_or_default(),
@@ -341,21 +342,20 @@ fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
                 }
                 c.subscribe(1, &["$queue/pc-mq"], QoS::AtLeastOnce);
                 while !stop.load(Ordering::Relaxed) {
-                    match c.recv(Duration::from_millis(200)) {
-                        Some(Got::Publish { pkid, payload, .. }) => {
-                            if let Some(n) = std::str::from_utf8(&payload)
-                                .ok()
-                                .and_then(|t| t.parse::<u32>().ok())
-                            {
-                                seen.push(n);
-                            }
-                            if !c.try_send(&Packet::PubAck(outpost_codec::Ack::new(pkid))) {
-                                return seen;
-                            }
+                    // Anything else, or nothing within the wait (the broker may be gone:
+                    // `stop` follows), is skipped.
+                    if let Some(Got::Publish { pkid, payload, .. }) =
+                        c.recv(Duration::from_millis(200))
+                    {
+                        if let Some(n) = std::str::from_utf8(&payload)
+                            .ok()
+                            .and_then(|t| t.parse::<u32>().ok())
+                        {
+                            seen.push(n);
                         }
-                        Some(_) => {}
-                        None if c.closed_within(Duration::ZERO) => return seen,
-                        None => {}
+                        if !c.try_send(&Packet::PubAck(outpost_codec::Ack::new(pkid))) {
+                            return seen;
+                        }
                     }
                 }
                 seen
@@ -422,6 +422,20 @@ fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
             .difference(&mqtt_got)
             .filter(|n| *n % 5 != 3)
             .collect();
+        if !lost.is_empty() {
+            // Tell a late return (in flight longer than its visibility timeout) from a loss.
+            std::thread::sleep(Duration::from_secs(5));
+            let late = drain_queue(&broker.http, &url(&broker, "pc-mq"));
+            let attrs = sqs_json(
+                &broker.http,
+                "GetQueueAttributes",
+                &format!(
+                    r#"{{"QueueUrl":"{}","AttributeNames":["All"]}}"#,
+                    url(&broker, "pc-mq")
+                ),
+            );
+            eprintln!("after 5 s more, pc-mq gave {late:?}; {attrs:?}");
+        }
         assert!(
             lost.is_empty(),
             "{what} {cycle}: {} acknowledged MQTT messages lost, first {:?}",
@@ -481,13 +495,26 @@ fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
         .filter(|n| *n % 3 == 1)
         .map(|n| *n as u32)
         .collect();
-    support::eventually(
-        "every acknowledged SNS publish at the HTTP endpoint",
-        Duration::from_secs(60),
-        || {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let missing = loop {
+        let missing: Vec<u32> = {
             let got = endpoint.received.lock().unwrap();
-            sns_acked.iter().all(|n| got.contains_key(n))
-        },
+            sns_acked
+                .iter()
+                .filter(|n| !got.contains_key(n))
+                .copied()
+                .collect()
+        };
+        if missing.is_empty() || Instant::now() > deadline {
+            break missing;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged SNS publishes never reached the HTTP endpoint, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
     );
     let bridged: BTreeSet<u32> = mqtt_acked
         .lock()

@@ -30,6 +30,9 @@ use fuser::{
 const TTL: Duration = Duration::ZERO;
 const PAGE: usize = 4096;
 
+/// Byte ranges written since the last sync.
+type Dirty = Vec<(usize, usize)>;
+
 #[derive(Debug, Clone)]
 enum Body {
     File {
@@ -244,7 +247,8 @@ impl State {
         Ok(a)
     }
 
-    fn file(&mut self, ino: u64) -> Result<(&mut Vec<u8>, &mut Vec<(usize, usize)>), Errno> {
+    /// A file's bytes as processes see them, and its unsynced ranges.
+    fn file(&mut self, ino: u64) -> Result<(&mut Vec<u8>, &mut Dirty), Errno> {
         match self.nodes.get_mut(&ino).map(|n| &mut n.body) {
             Some(Body::File { now, dirty, .. }) => Ok((now, dirty)),
             Some(_) => Err(Errno::EISDIR),

@@ -133,6 +133,7 @@ impl<W> Conn<W> {
 enum Reply {
     Packet(Box<Packet<'static>>),
     SubAck { pkid: u16, codes: Vec<ReasonCode> },
+    UnsubAck { pkid: u16, codes: Vec<ReasonCode> },
 }
 
 impl<W: AsyncWrite + Unpin> Conn<W> {
@@ -158,6 +159,11 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                 pkid,
                 codes: List::new(&codes),
                 ..SubAck::default()
+            })),
+            Reply::UnsubAck { pkid, codes } => self.push(&Packet::UnsubAck(UnsubAck {
+                pkid,
+                codes: List::new(&codes),
+                ..UnsubAck::default()
             })),
         }
     }
@@ -237,6 +243,25 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                 self.push_reply(Reply::SubAck { pkid, codes });
                 true
             }
+            Reply::UnsubAck { pkid, codes } => match self.version {
+                // UNSUBACK has no Quota exceeded: Unspecified error for each filter removed.
+                Version::V5 => {
+                    let codes = codes
+                        .into_iter()
+                        .map(|c| {
+                            if c == ReasonCode::Success {
+                                ReasonCode::UnspecifiedError
+                            } else {
+                                c
+                            }
+                        })
+                        .collect();
+                    self.push_reply(Reply::UnsubAck { pkid, codes });
+                    true
+                }
+                // MQTT 3.1.1's UNSUBACK cannot fail: the connection closes without it.
+                Version::V311 => false,
+            },
         }
     }
 
@@ -982,12 +1007,14 @@ fn handle<W: AsyncWrite + Unpin>(
             );
         }
         Packet::Unsubscribe(u) => {
-            let codes = broker.unsubscribe(h, &u);
-            conn.push(&Packet::UnsubAck(UnsubAck {
-                pkid: u.pkid,
-                codes: List::new(&codes),
-                ..UnsubAck::default()
-            }));
+            let (codes, durable) = broker.unsubscribe(h, &u);
+            conn.ack(
+                durable,
+                Reply::UnsubAck {
+                    pkid: u.pkid,
+                    codes,
+                },
+            );
         }
         Packet::PingReq => conn.push(&Packet::PingResp),
         Packet::Disconnect(d) => {

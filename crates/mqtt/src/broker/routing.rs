@@ -512,15 +512,22 @@ impl Broker {
     }
 
     /// Handles UNSUBSCRIBE: one reason code per filter (for the MQTT 5 UNSUBACK). The session's
-    /// stored subscriptions change in one write, whatever the number of filters.
-    pub fn unsubscribe(&self, h: &ConnectionHandle, u: &Unsubscribe<'_>) -> Vec<ReasonCode> {
+    /// stored subscriptions change in one write, whatever the number of filters; the `Durable`
+    /// resolves once it is stored (send UNSUBACK then: a crash must not bring the subscription
+    /// back after the client was told it is gone).
+    pub fn unsubscribe(
+        &self,
+        h: &ConnectionHandle,
+        u: &Unsubscribe<'_>,
+    ) -> (Vec<ReasonCode>, Durable) {
         let mut s = h.session.state.lock();
         if !s.owned_by(h.conn_id) {
-            return u
+            let codes = u
                 .filters
                 .iter()
                 .map(|_| ReasonCode::SessionTakenOver)
                 .collect();
+            return (codes, Durable::default());
         }
         let mut changes = Vec::new();
         let mut index = self.index.write();
@@ -540,7 +547,7 @@ impl Broker {
             })
             .collect();
         drop(index);
-        self.save_session(&h.client_id, &s, Save::Changes(changes));
-        codes
+        let durable = self.save_session(&h.client_id, &s, Save::Changes(changes));
+        (codes, durable)
     }
 }

@@ -101,7 +101,7 @@ impl Broker {
         if fresh.is_empty() {
             return;
         }
-        fresh.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+        fresh.sort_unstable_by_key(|f| std::cmp::Reverse(f.1));
         let sessions = fresh.len();
         let named: Vec<String> = fresh
             .iter()
