@@ -1,7 +1,8 @@
 //! Upgrades keep the data: a data directory written by an earlier build (`tests/fixtures/`, one
 //! archive per on-disk format) is opened by this build, which serves everything in it: a persistent
-//! session's queued messages, a retained message, queue messages (visible and delayed), a topic
-//! and its subscription, a rule with its target, an archive.
+//! session's queued messages and messages in flight, a retained message, queue messages (visible,
+//! delayed, dead-lettered, FIFO), a topic and its subscription, a rule with its target, an archive,
+//! a bridge's backlog.
 //!
 //! A change of an on-disk format adds a fixture of the new format (run the ignored
 //! `write_fixture` test with `OUTPOST_FIXTURE=<name>` on the build that writes it) and keeps
@@ -19,7 +20,11 @@ use support::raw::{drain_numbers, offline_subscriber, Got, Raw};
 use support::{root, Outpost};
 
 const WAIT: Duration = Duration::from_secs(10);
-const CONFIG: &str = "[store]\nsegment_size = 1048576\n";
+/// A bridge to an upstream that is never there (port 9 on loopback): what it forwards stays in
+/// its backlog.
+const CONFIG: &str = "[store]\nsegment_size = 1048576\n\
+    [[bridges]]\nname = \"fx\"\naddress = \"127.0.0.1:9\"\nbackoff_min_ms = 1000\nbackoff_max_ms = 1000\n\
+    [[bridges.out]]\nfilter = \"up/#\"\ntopic = \"gw/{topic}\"\nqos = 1\n";
 
 fn ok(call: (u16, String)) -> serde_json::Value {
     assert_eq!(call.0, 200, "{}", call.1);
@@ -61,6 +66,38 @@ fn write_fixture() {
     }
     p.publish("fx/ret", b"retained", QoS::AtLeastOnce, 9, true);
     assert!(matches!(p.recv(WAIT), Some(Got::PubAck(9, _))));
+    // Two messages in flight to a session that received them and never acknowledged them.
+    offline_subscriber(broker.mqtt, "fx-inflight", "fx/i");
+    for n in 10..12u32 {
+        p.publish_number("fx/i", n, 8);
+        assert!(matches!(
+            p.recv(WAIT),
+            Some(Got::PubAck(_, ReasonCode::Success))
+        ));
+    }
+    {
+        let mut s = Raw::connect_with(
+            broker.mqtt,
+            Version::V5,
+            "fx-inflight",
+            false,
+            support::raw::persistent(),
+            60,
+        );
+        assert_eq!(s.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+        for _ in 0..2 {
+            assert!(s.recv_publish(WAIT).is_some(), "in flight");
+        }
+        // Gone without a PUBACK.
+    }
+    // Two messages in a bridge's backlog (its upstream never answers).
+    for n in 20..22u32 {
+        p.publish_number("up/x", n, 8);
+        assert!(matches!(
+            p.recv(WAIT),
+            Some(Got::PubAck(_, ReasonCode::Success))
+        ));
+    }
     // A queue with a visible and a delayed message.
     ok(sqs_json(&base, "CreateQueue", r#"{"QueueName":"fx-q"}"#));
     let url = format!("{base}/000000000000/fx-q");
@@ -73,6 +110,40 @@ fn write_fixture() {
         &base,
         "SendMessage",
         &format!(r#"{{"QueueUrl":"{url}","MessageBody":"delayed","DelaySeconds":900}}"#),
+    ));
+    // A dead-lettered message (received twice with maxReceiveCount 1) and a FIFO message.
+    ok(sqs_json(&base, "CreateQueue", r#"{"QueueName":"fx-dlq"}"#));
+    ok(sqs_json(
+        &base,
+        "CreateQueue",
+        &serde_json::json!({"QueueName": "fx-src", "Attributes": {"RedrivePolicy":
+            r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:fx-dlq","maxReceiveCount":"1"}"#}})
+        .to_string(),
+    ));
+    let src = format!("{base}/000000000000/fx-src");
+    ok(sqs_json(
+        &base,
+        "SendMessage",
+        &format!(r#"{{"QueueUrl":"{src}","MessageBody":"poison"}}"#),
+    ));
+    for _ in 0..2 {
+        ok(sqs_json(
+            &base,
+            "ReceiveMessage",
+            &format!(r#"{{"QueueUrl":"{src}","VisibilityTimeout":0}}"#),
+        ));
+    }
+    ok(sqs_json(
+        &base,
+        "CreateQueue",
+        r#"{"QueueName":"fx.fifo","Attributes":{"FifoQueue":"true"}}"#,
+    ));
+    ok(sqs_json(
+        &base,
+        "SendMessage",
+        &format!(
+            r#"{{"QueueUrl":"{base}/000000000000/fx.fifo","MessageBody":"first","MessageGroupId":"g","MessageDeduplicationId":"d1"}}"#
+        ),
     ));
     // A topic subscribed by the queue, a rule with a target, an archive.
     sns(&base, &[("Action", "CreateTopic"), ("Name", "fx-topic")]);
@@ -134,6 +205,29 @@ fn check(archive: &Path) {
         got,
         (0..3).collect(),
         "{what}: the session's queued messages"
+    );
+    let resent = drain_numbers(broker.mqtt, "fx-inflight", 2);
+    assert_eq!(resent, (10..12).collect(), "{what}: the in-flight messages");
+    assert_eq!(
+        support::metric(&broker, "outpost_bridge_backlog_messages{bridge=\"fx\"}"),
+        2,
+        "{what}: the bridge's backlog"
+    );
+    let dlq = ok(sqs_json(
+        &base,
+        "ReceiveMessage",
+        &format!(r#"{{"QueueUrl":"{base}/000000000000/fx-dlq"}}"#),
+    ));
+    assert_eq!(dlq["Messages"][0]["Body"], "poison", "{what}: {dlq}");
+    let fifo = ok(sqs_json(
+        &base,
+        "ReceiveMessage",
+        &format!(r#"{{"QueueUrl":"{base}/000000000000/fx.fifo","AttributeNames":["All"]}}"#),
+    ));
+    assert_eq!(fifo["Messages"][0]["Body"], "first", "{what}: {fifo}");
+    assert_eq!(
+        fifo["Messages"][0]["Attributes"]["MessageGroupId"], "g",
+        "{what}: {fifo}"
     );
     let mut r = Raw::connect(broker.mqtt, Version::V5, "fx-reader", true);
     assert_eq!(r.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
