@@ -199,6 +199,21 @@ fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
             ("Endpoint", &endpoint.url),
         ],
     );
+    // Only a confirmed subscription gets messages (as in AWS): wait for the endpoint's
+    // confirmation before any publish counts on it.
+    support::eventually(
+        "the HTTP endpoint's subscription confirmed",
+        Duration::from_secs(20),
+        || {
+            let form: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("Version", "2010-03-31")
+                .append_pair("Action", "ListSubscriptionsByTopic")
+                .append_pair("TopicArn", topic)
+                .finish();
+            let (code, body) = form_post(&broker.http, &form);
+            code == 200 && body.contains(&endpoint.url) && !body.contains("PendingConfirmation")
+        },
+    );
     ok(events_json(
         &broker.http,
         "PutRule",

@@ -52,6 +52,16 @@ impl Broker {
         let clients = std::mem::take(&mut *self.refused_clients.lock());
         self.log_refusals(&clients);
         self.log_losses();
+        self.forget_losses_of_ended_sessions();
+    }
+
+    /// Drops the loss counts of sessions that ended, unless `$SYS` still shows one (the next
+    /// `publish_sys` clears that topic and drops the entry): the map never outgrows the sessions.
+    fn forget_losses_of_ended_sessions(&self) {
+        let sessions = self.sessions.read();
+        self.losses
+            .lock()
+            .retain(|c, l| l.published > 0 || sessions.map.contains_key(c));
     }
 
     /// A QoS 1/2 message `client`'s full queue did not take: counted for that session.
