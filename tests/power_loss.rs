@@ -7,9 +7,10 @@
 //! - retained messages (a fresh subscriber gets each acknowledged one);
 //! - subscriptions acknowledged by SUBACK (a later QoS 1 publish to them is not answered "No
 //!   matching subscribers");
-//! - SQS sends, SNS publishes fanned out to a queue, PutEvents to a rule's queue target and MQTT
-//!   `$queue/` publishes (received after restarts; deletes may be lost with the power, which
-//!   at-least-once delivery allows) and queues created;
+//! - SQS sends (plain, delayed, FIFO in order and deduplicated across the cut, moved to a
+//!   dead-letter queue), SNS publishes fanned out to a queue, PutEvents to a rule's queue target
+//!   and an archive, MQTT `$queue/` publishes (received after restarts; deletes may be lost with
+//!   the power, which at-least-once delivery allows); queues, topics and rules created;
 //! - SNS deliveries to an HTTP endpoint (pending deliveries resume after each restart), MQTT
 //!   `$queue/` consumers, and a bridge to a mosquitto upstream (every acknowledged message on a
 //!   bridged topic reaches the upstream's subscriber);
@@ -55,15 +56,17 @@ fn drain_queue(base: &str, url: &str) -> Vec<u64> {
         ));
         let Some(msgs) = v["Messages"].as_array().filter(|m| !m.is_empty()).cloned() else {
             // Messages in flight when the broker died (received, not yet deleted) come back
-            // after their visibility timeout, as SQS promises: wait for them too.
+            // after their visibility timeout, as SQS promises, and delayed ones after their
+            // delay: wait for them too.
             let attrs = ok(sqs_json(
                 base,
                 "GetQueueAttributes",
-                &format!(
-                    r#"{{"QueueUrl":"{url}","AttributeNames":["ApproximateNumberOfMessagesNotVisible"]}}"#
-                ),
+                &format!(r#"{{"QueueUrl":"{url}","AttributeNames":["All"]}}"#),
             ));
-            if attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "0" {
+            let a = &attrs["Attributes"];
+            if a["ApproximateNumberOfMessagesNotVisible"] == "0"
+                && a["ApproximateNumberOfMessagesDelayed"] == "0"
+            {
                 return got;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -162,6 +165,25 @@ fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
             &format!(r#"{{"QueueName":"{q}","Attributes":{{"VisibilityTimeout":"1"}}}}"#),
         ));
     }
+    // A FIFO queue (order and deduplication), and a queue whose messages move to a
+    // dead-letter queue after one receive.
+    ok(sqs_json(
+        &broker.http,
+        "CreateQueue",
+        r#"{"QueueName":"pc.fifo","Attributes":{"FifoQueue":"true","VisibilityTimeout":"1"}}"#,
+    ));
+    ok(sqs_json(
+        &broker.http,
+        "CreateQueue",
+        r#"{"QueueName":"pc-dlq"}"#,
+    ));
+    ok(sqs_json(
+        &broker.http,
+        "CreateQueue",
+        &serde_json::json!({"QueueName": "pc-src", "Attributes": {"RedrivePolicy":
+            r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:pc-dlq","maxReceiveCount":"1"}"#}})
+        .to_string(),
+    ));
     // SNS fan-out into a queue (raw bodies) and an EventBridge rule into a queue (the number).
     let sns = |base: &str, params: &[(&str, &str)]| {
         let form: String = form_urlencoded::Serializer::new(String::new())
@@ -227,7 +249,17 @@ fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
     ));
 
     let mqtt_acked = Arc::new(Mutex::new(BTreeSet::<u32>::new()));
+    ok(events_json(
+        &broker.http,
+        "CreateArchive",
+        r#"{"ArchiveName":"pc-archive","EventSourceArn":"arn:aws:events:us-east-1:000000000000:event-bus/default"}"#,
+    ));
     let sqs_acked = Arc::new(Mutex::new(BTreeSet::<u64>::new()));
+    let fifo_acked = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let mut fifo_got = BTreeSet::new();
+    let mut moved_acked = Vec::new();
+    let mut moved_got = BTreeSet::new();
+    let mut created_acked: Vec<u32> = Vec::new();
     let mut mqtt_got = BTreeSet::new();
     let mut sqs_got = BTreeSet::new();
     let mut sqs_deliveries = 0usize;
@@ -304,6 +336,8 @@ fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
         let sqs = {
             let (stop, acked, base) = (stop.clone(), sqs_acked.clone(), broker.http.clone());
             let queue = url(&broker, "pc");
+            let fifo = url(&broker, "pc.fifo");
+            let fifo_acked = fifo_acked.clone();
             let from = next_sqs;
             std::thread::spawn(move || {
                 let mut n = from;
@@ -311,8 +345,21 @@ fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
                     // SendMessage, SNS Publish (fan-out to a queue), PutEvents (a rule's queue
                     // target), in turn; each number goes through one door.
                     let code = match n % 3 {
+                        // A FIFO send (one group, the number as deduplication id) every fourth
+                        // time, a delayed send every fourth, else a plain one.
+                        0 if n % 12 == 3 => {
+                            let body = serde_json::json!({"QueueUrl": fifo, "MessageBody": n.to_string(),
+                                "MessageGroupId": "g", "MessageDeduplicationId": n.to_string()});
+                            let code = sqs_json(&base, "SendMessage", &body.to_string()).0;
+                            if code == 200 {
+                                fifo_acked.lock().unwrap().push(n);
+                            }
+                            code
+                        }
                         0 => {
-                            let body = serde_json::json!({"QueueUrl": queue, "MessageBody": n.to_string()});
+                            let delay = if n % 12 == 9 { 1 } else { 0 };
+                            let body = serde_json::json!({"QueueUrl": queue, "MessageBody": n.to_string(),
+                                "DelaySeconds": delay});
                             sqs_json(&base, "SendMessage", &body.to_string()).0
                         }
                         1 => {
@@ -387,6 +434,35 @@ fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
             &format!(r#"{{"QueueName":"{queue}"}}"#),
         ));
         queues_acked.push(queue);
+        // A topic and a rule created, and a message moved to the dead-letter queue (sent, then
+        // received twice: the second receive moves it).
+        sns(
+            &broker.http,
+            &[("Action", "CreateTopic"), ("Name", &format!("pt-{cycle}"))],
+        );
+        ok(events_json(
+            &broker.http,
+            "PutRule",
+            &serde_json::json!({"Name": format!("pr-{cycle}"), "EventPattern": r#"{"source":["none"]}"#})
+                .to_string(),
+        ));
+        created_acked.push(cycle);
+        {
+            let src = url(&broker, "pc-src");
+            ok(sqs_json(
+                &broker.http,
+                "SendMessage",
+                &format!(r#"{{"QueueUrl":"{src}","MessageBody":"{cycle}"}}"#),
+            ));
+            for _ in 0..2 {
+                ok(sqs_json(
+                    &broker.http,
+                    "ReceiveMessage",
+                    &format!(r#"{{"QueueUrl":"{src}","VisibilityTimeout":0}}"#),
+                ));
+            }
+            moved_acked.push(u64::from(cycle));
+        }
         {
             let mut r = Raw::connect(broker.mqtt, Version::V5, "ret-pub", true);
             assert_eq!(r.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
@@ -461,6 +537,98 @@ fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
             let got = drain_queue(&broker.http, &url(&broker, q));
             sqs_deliveries += got.len();
             sqs_got.extend(got);
+        }
+        // FIFO: in order within the drain, and each acknowledged send there once; a send
+        // repeated with a deduplication id from before the cut is not queued again.
+        let fifo_url = url(&broker, "pc.fifo");
+        let drained = drain_queue(&broker.http, &fifo_url);
+        assert!(
+            drained.windows(2).all(|w| w[0] < w[1]),
+            "{what} {cycle}: FIFO order broken: {drained:?}"
+        );
+        fifo_got.extend(drained.iter().copied());
+        sqs_deliveries += drained.len();
+        sqs_got.extend(drained);
+        let last_fifo = fifo_acked.lock().unwrap().last().copied();
+        if let Some(n) = last_fifo {
+            let body = serde_json::json!({"QueueUrl": fifo_url, "MessageBody": n.to_string(),
+                "MessageGroupId": "g", "MessageDeduplicationId": n.to_string()});
+            ok(sqs_json(&broker.http, "SendMessage", &body.to_string()));
+            let again = drain_queue(&broker.http, &fifo_url);
+            assert!(
+                !again.contains(&n),
+                "{what} {cycle}: FIFO deduplication forgot {n} across the restart"
+            );
+        }
+        // Dead-letter moves: each message is in its source or its dead-letter queue.
+        for q in ["pc-src", "pc-dlq"] {
+            moved_got.extend(drain_queue(&broker.http, &url(&broker, q)));
+        }
+        let gone: Vec<&u64> = moved_acked
+            .iter()
+            .filter(|n| !moved_got.contains(n))
+            .collect();
+        assert!(
+            gone.is_empty(),
+            "{what} {cycle}: dead-letter moves lost {gone:?}"
+        );
+        // Archived events: at least every acknowledged PutEvents entry.
+        let events_acked = sqs_acked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|n| *n % 3 == 2)
+            .count();
+        let archive = ok(events_json(
+            &broker.http,
+            "DescribeArchive",
+            r#"{"ArchiveName":"pc-archive"}"#,
+        ));
+        let archived = archive["EventCount"].as_u64().unwrap_or(0) as usize;
+        assert!(
+            archived >= events_acked,
+            "{what} {cycle}: the archive holds {archived} events, {events_acked} were acknowledged"
+        );
+        // Topics and rules created before the cut.
+        let mut topics = String::new();
+        let mut token = String::new();
+        loop {
+            let mut params = vec![("Action", "ListTopics")];
+            if !token.is_empty() {
+                params.push(("NextToken", token.as_str()));
+            }
+            let form: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("Version", "2010-03-31")
+                .extend_pairs(params.iter().copied())
+                .finish();
+            let (code, body) = form_post(&broker.http, &form);
+            assert_eq!(code, 200, "{body}");
+            topics.push_str(&body);
+            token = body
+                .split("<NextToken>")
+                .nth(1)
+                .and_then(|r| r.split("</NextToken>").next())
+                .unwrap_or_default()
+                .to_string();
+            if token.is_empty() {
+                break;
+            }
+        }
+        let rules = ok(events_json(
+            &broker.http,
+            "ListRules",
+            r#"{"NamePrefix":"pr-","Limit":100}"#,
+        ));
+        let rules = rules.to_string();
+        for k in &created_acked {
+            assert!(
+                topics.contains(&format!(":pt-{k}<")),
+                "{what} {cycle}: topic pt-{k} (created with a 200) is gone"
+            );
+            assert!(
+                rules.contains(&format!("\"pr-{k}\"")),
+                "{what} {cycle}: rule pr-{k} (created with a 200) is gone"
+            );
         }
         let acked = sqs_acked.lock().unwrap().clone();
         let lost: Vec<&u64> = acked.difference(&sqs_got).collect();
@@ -559,15 +727,17 @@ fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
     let mean = recovery.iter().sum::<Duration>() / recovery.len().max(1) as u32;
     println!(
         "{cycles} cycles of {what} in {:.0?}: acknowledged {mqtt_acked} MQTT (QoS 1/2; a fifth to $queue/, a fifth bridged: {} at the upstream), \
-         {sqs_acked} HTTP (SQS, SNS to a queue and an HTTP endpoint, PutEvents in turn; {} at the endpoint), {} retained, \
-         {} subscriptions, {} queues; lost 0; redeliveries {}; restarts {}; recovery mean {mean:.0?}, \
+         {sqs_acked} HTTP (SQS, SNS to a queue and an HTTP endpoint, PutEvents in turn; {} at the endpoint, {} FIFO), {} retained, \
+         {} subscriptions, {} dead-letter moves, {} queues, topics and rules each; lost 0; redeliveries {}; restarts {}; recovery mean {mean:.0?}, \
          slowest {slowest:.0?}; thrown away by the cuts: {} unsynced bytes, {} unsynced names; \
          syncs seen: {} file, {} directory",
         started.elapsed(),
         bridged.len(),
         sns_acked.len(),
+        fifo_got.len(),
         retained_acked.len(),
         probes_acked.len(),
+        moved_acked.len(),
         queues_acked.len(),
         sqs_deliveries - sqs_got.len(),
         recovery.len(),
