@@ -317,6 +317,16 @@ def test_test_event_pattern_errors(events):
     assert code(e) == "ValidationException"
 
 
+def test_test_event_pattern_envelope_as_aws_reads_it(events):
+    # AWS evaluates an event without "resources", and a detail-type given as an array.
+    bare = {k: v for k, v in EVENT.items() if k != "resources"}
+    assert events.test_event_pattern(EventPattern=json.dumps({"source": [EVENT["source"]]}),
+                                     Event=json.dumps(bare))["Result"] is True
+    listed = dict(EVENT, **{"detail-type": ["Build State Change"]})
+    pattern = {"detail-type": [{"equals-ignore-case": "build state change"}]}
+    assert events.test_event_pattern(EventPattern=json.dumps(pattern), Event=json.dumps(listed))["Result"] is True
+
+
 # ---------------------------------------------------------------- PutEvents to targets
 
 

@@ -63,9 +63,11 @@ impl Op {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Excluded {
     Values(Vec<Literal>),
-    Prefix(String),
-    Suffix(String),
-    Wildcard(String),
+    /// Any of these prefixes (and the same below): a value that is not a string (a number,
+    /// `null`) has none of them, so it matches, as in AWS.
+    Prefix(Vec<String>),
+    Suffix(Vec<String>),
+    Wildcard(Vec<String>),
     /// Lowercased.
     EqualsIgnoreCase(Vec<String>),
 }
@@ -109,11 +111,17 @@ impl Matcher {
                         Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null
                     ) && !ls.iter().any(|l| l.equals(v))
                 }
-                Excluded::Prefix(p) => as_str(v).is_some_and(|s| !s.starts_with(p.as_str())),
-                Excluded::Suffix(p) => as_str(v).is_some_and(|s| !s.ends_with(p.as_str())),
-                Excluded::Wildcard(w) => as_str(v).is_some_and(|s| !wildcard_match(w, s)),
+                Excluded::Prefix(ps) => {
+                    !as_str(v).is_some_and(|s| ps.iter().any(|p| s.starts_with(p.as_str())))
+                }
+                Excluded::Suffix(ps) => {
+                    !as_str(v).is_some_and(|s| ps.iter().any(|p| s.ends_with(p.as_str())))
+                }
+                Excluded::Wildcard(ws) => {
+                    !as_str(v).is_some_and(|s| ws.iter().any(|w| wildcard_match(w, s)))
+                }
                 Excluded::EqualsIgnoreCase(es) => {
-                    as_str(v).is_some_and(|s| !es.contains(&s.to_lowercase()))
+                    !as_str(v).is_some_and(|s| es.contains(&s.to_lowercase()))
                 }
             },
             Matcher::Numeric(conds) => v

@@ -46,7 +46,27 @@ pub enum IndexKey {
 pub struct Pattern {
     root: Node,
     dialect: Dialect,
+    /// The pattern as alternatives (its `$or` groups multiplied out), each a list of conditions
+    /// on dot-joined paths: what matching walks.
+    branches: Vec<Vec<Cond>>,
 }
+
+/// One condition of a branch: the leaf values at `path` must satisfy one of `matchers`.
+#[derive(Debug, Clone, PartialEq)]
+struct Cond {
+    path: String,
+    matchers: Vec<Matcher>,
+    /// The condition holds through an absence (`exists: false`): checked after the others, once
+    /// they chose their array elements.
+    absence: bool,
+}
+
+/// Most alternatives a pattern's `$or` groups multiply out to; more is "too complex", as AWS
+/// says of such patterns.
+const MAX_BRANCHES: usize = 1_000;
+/// Most steps one match may take choosing array elements (a message with large arrays of
+/// objects against a pattern of many fields): past it the message does not match.
+const MATCH_BUDGET: u32 = 100_000;
 
 impl Pattern {
     /// Parses and validates `json` in `dialect`.
@@ -75,13 +95,20 @@ impl Pattern {
                     "Filter policy can not have more than {SNS_MAX_KEYS} keys"
                 )));
             }
-            if combinations(&root) > SNS_MAX_COMBINATIONS {
+            if combinations(&root, 1) > SNS_MAX_COMBINATIONS {
                 return Err(PatternError::new(format!(
                     "Filter policy is too complex: the combinations of its values exceed {SNS_MAX_COMBINATIONS}"
                 )));
             }
         }
-        Ok(Pattern { root, dialect })
+        let branches = branches(&root, "")
+            .filter(|b| b.len() <= MAX_BRANCHES)
+            .ok_or_else(|| PatternError::new("Event pattern is too complex"))?;
+        Ok(Pattern {
+            root,
+            dialect,
+            branches,
+        })
     }
 
     /// What any matching message's top-level `field` must hold, for indexing many patterns: the
@@ -130,7 +157,23 @@ impl Pattern {
         {
             return false;
         }
-        node_matches(&self.root, object, self.dialect)
+        let message = Some(message).filter(|_| object.is_some());
+        let mut found: std::collections::HashMap<&str, Vec<Found<'_>>> =
+            std::collections::HashMap::new();
+        let mut budget = MATCH_BUDGET;
+        self.branches.iter().any(|branch| {
+            for c in branch {
+                found.entry(c.path.as_str()).or_insert_with(|| {
+                    let mut out = Vec::new();
+                    if let Some(m) = message {
+                        values_at(m, &c.path, &mut Vec::new(), &mut out, 0);
+                    }
+                    out
+                });
+            }
+            let mut chosen = Vec::new();
+            branch_matches(branch, 0, &found, &mut chosen, self.dialect, &mut budget)
+        })
     }
 }
 
@@ -165,6 +208,11 @@ fn parse_node(map: &Map<String, Value>, d: Dialect, depth: usize) -> Result<Node
         let field = match value {
             Value::Array(items) => Field::Leaf(parse_leaf(key, items, d)?),
             Value::Object(m) => {
+                if m.is_empty() {
+                    return Err(PatternError::new(format!(
+                        "Empty objects are not allowed (key {key})"
+                    )));
+                }
                 if d == Dialect::SnsAttributes {
                     return Err(PatternError::new(format!(
                         "Filter policy scope MessageAttributes does not support nested filter policy (key {key})"
@@ -264,8 +312,33 @@ fn parse_matcher(key: &str, item: &Value, d: Dialect) -> Result<Matcher, Pattern
     })
 }
 
-/// A valid wildcard: no two stars in a row (AWS refuses them as needlessly expensive).
+/// Most stars in one wildcard value. AWS refuses patterns whose wildcards could keep too many
+/// match positions alive at once ("Rule is too complex"), e.g. `*:*:*:*:*:event-bus/*`; Outpost
+/// matches any wildcard in linear time, but refuses what AWS refuses so rules move both ways.
+const MAX_WILDCARD_STARS: usize = 4;
+
+/// A valid wildcard: no two stars in a row (AWS refuses them as needlessly expensive), at most
+/// [`MAX_WILDCARD_STARS`] stars.
 fn wildcard(w: &str, key: &str) -> Result<String, PatternError> {
+    let stars = {
+        let mut n = 0;
+        let mut chars = w.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '*' => n += 1,
+                _ => {}
+            }
+        }
+        n
+    };
+    if stars > MAX_WILDCARD_STARS {
+        return Err(PatternError::new(format!(
+            "Rule is too complex - try using fewer wildcard characters or fewer repeating character sequences after a wildcard character (key {key})"
+        )));
+    }
     let mut prev_star = false;
     let mut chars = w.chars();
     while let Some(c) = chars.next() {
@@ -293,35 +366,61 @@ fn parse_anything_but(key: &str, arg: &Value, d: Dialect) -> Result<Excluded, Pa
         _ => None,
     };
     match arg {
-        Value::Array(items) if !items.is_empty() => items
-            .iter()
-            .map(|v| scalar(v).ok_or_else(|| bad("anything-but values must be strings or numbers")))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Excluded::Values),
+        Value::Array(items) if !items.is_empty() => {
+            let values = items
+                .iter()
+                .map(|v| {
+                    scalar(v).ok_or_else(|| bad("anything-but values must be strings or numbers"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            // One type per list, as AWS requires.
+            let strings = values.iter().filter(|l| matches!(l, Literal::Str(_))).count();
+            if strings != 0 && strings != values.len() {
+                return Err(bad(
+                    "Inside anything but list, start|null|boolean is not supported; the values must all be strings or all numbers",
+                ));
+            }
+            Ok(Excluded::Values(values))
+        }
         Value::Object(m) if m.len() == 1 => {
             let (name, v) = m.iter().next().ok_or_else(|| bad("Empty anything-but"))?;
-            let s = || {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| bad(&format!("The value of anything-but {name} must be a string")))
-            };
-            match name.as_str() {
-                "prefix" => Ok(Excluded::Prefix(s()?)),
-                "suffix" => Ok(Excluded::Suffix(s()?)),
-                "wildcard" if d.has_wildcard() => Ok(Excluded::Wildcard(wildcard(&s()?, key)?)),
-                "equals-ignore-case" if d.has_wildcard() => match v {
-                    Value::String(x) => Ok(Excluded::EqualsIgnoreCase(vec![x.to_lowercase()])),
+            // A string, or a non-empty array of strings; never an empty string.
+            let strings = || -> Result<Vec<String>, PatternError> {
+                let list: Vec<String> = match v {
+                    Value::String(x) => vec![x.clone()],
                     Value::Array(xs) if !xs.is_empty() => xs
                         .iter()
                         .map(|x| {
-                            x.as_str().map(str::to_lowercase).ok_or_else(|| {
-                                bad("anything-but equals-ignore-case values must be strings")
+                            x.as_str().map(str::to_string).ok_or_else(|| {
+                                bad(&format!("anything-but {name} values must be strings"))
                             })
                         })
-                        .collect::<Result<Vec<_>, _>>()
-                        .map(Excluded::EqualsIgnoreCase),
-                    _ => Err(bad("anything-but equals-ignore-case takes a string or an array of strings")),
-                },
+                        .collect::<Result<_, _>>()?,
+                    _ => {
+                        return Err(bad(&format!(
+                            "The value of anything-but {name} must be a string or an array of strings"
+                        )))
+                    }
+                };
+                if matches!(name.as_str(), "prefix" | "suffix") && list.iter().any(String::is_empty) {
+                    return Err(bad(&format!(
+                        "Null {name} is not allowed inside anything-but"
+                    )));
+                }
+                Ok(list)
+            };
+            match name.as_str() {
+                "prefix" => Ok(Excluded::Prefix(strings()?)),
+                "suffix" => Ok(Excluded::Suffix(strings()?)),
+                "wildcard" if d.has_wildcard() => Ok(Excluded::Wildcard(
+                    strings()?
+                        .iter()
+                        .map(|w| wildcard(w, key))
+                        .collect::<Result<_, _>>()?,
+                )),
+                "equals-ignore-case" if d.has_wildcard() => Ok(Excluded::EqualsIgnoreCase(
+                    strings()?.iter().map(|x| x.to_lowercase()).collect(),
+                )),
                 other => Err(bad(&format!("Unsupported anything-but match {other}"))),
             }
         }
@@ -396,60 +495,215 @@ fn count_keys(node: &Node) -> usize {
         .sum::<usize>()
 }
 
-/// Combinations of values: the product over keys of their value counts, an `$or` group
-/// contributing the sum of its alternatives'.
-fn combinations(node: &Node) -> usize {
+/// Combinations of values, as SNS counts them: the product over keys of their value counts,
+/// each multiplied by the key's nesting level (1 at the top: AWS's example, 4 values at level 3,
+/// 3 at level 2 and 3 at level 1, makes 12 × 6 × 3 = 216), an `$or` group contributing the sum
+/// of its alternatives' (the policy split into one per alternative, summed).
+fn combinations(node: &Node, level: usize) -> usize {
     let mut total: usize = 1;
     for (_, f) in &node.fields {
         let n = match f {
-            Field::Leaf(ms) => ms.len(),
-            Field::Nested(n) => combinations(n),
+            Field::Leaf(ms) => ms.len().saturating_mul(level),
+            Field::Nested(n) => combinations(n, level + 1),
         };
         total = total.saturating_mul(n);
     }
     for g in &node.ors {
         let sum = g
             .iter()
-            .map(combinations)
+            .map(|alt| combinations(alt, level))
             .fold(0usize, usize::saturating_add);
         total = total.saturating_mul(sum);
     }
     total
 }
 
-/// True when `object` (absent: the field does not exist) satisfies `node`.
-fn node_matches(node: &Node, object: Option<&Map<String, Value>>, d: Dialect) -> bool {
-    node.fields.iter().all(|(key, field)| {
-        let value = object.and_then(|o| o.get(key));
+/// The alternatives of `node` (keys under `prefix`: dot-joined keys of the enclosing pattern
+/// objects, with a trailing dot), each a list of conditions, binding ones first; `None` past
+/// [`MAX_BRANCHES`].
+///
+/// Keys are paths, as AWS's matcher (event-ruler) flattens both sides: a pattern key
+/// `"state.status"` and a nested `{"state": {"status": …}}` name the same field, whichever way
+/// the event spells it.
+fn branches(node: &Node, prefix: &str) -> Option<Vec<Vec<Cond>>> {
+    let mut own = Vec::new();
+    let mut out: Vec<Vec<Cond>> = vec![Vec::new()];
+    for (key, field) in &node.fields {
+        let path = format!("{prefix}{key}");
         match field {
-            Field::Nested(n) => node_matches(n, value.and_then(Value::as_object), d),
-            Field::Leaf(ms) => ms.iter().any(|m| leaf_matches(m, value, d)),
+            Field::Leaf(ms) => own.push(Cond {
+                path,
+                absence: ms.contains(&Matcher::Exists(false)),
+                matchers: ms.clone(),
+            }),
+            Field::Nested(n) => out = product(out, branches(n, &format!("{path}."))?)?,
         }
-    }) && node
-        .ors
-        .iter()
-        .all(|g| g.iter().any(|alt| node_matches(alt, object, d)))
+    }
+    for group in &node.ors {
+        let mut alternatives = Vec::new();
+        for alt in group {
+            alternatives.extend(branches(alt, prefix)?);
+            if alternatives.len() > MAX_BRANCHES {
+                return None;
+            }
+        }
+        out = product(out, alternatives)?;
+    }
+    for b in &mut out {
+        b.extend(own.iter().cloned());
+        b.sort_by_key(|c| c.absence);
+    }
+    Some(out)
 }
 
-fn leaf_matches(m: &Matcher, value: Option<&Value>, d: Dialect) -> bool {
-    if let Matcher::Exists(want) = m {
-        let present = match value {
-            None => false,
-            // SNS: the key must have a non-null, non-empty value.
-            Some(v) if d.is_sns() => {
-                !matches!(v, Value::Null)
-                    && v.as_str().is_none_or(|s| !s.is_empty())
-                    && v.as_array().is_none_or(|a| !a.is_empty())
-            }
-            // EventBridge: `exists` concerns leaves; an object is not one.
-            Some(v) => !v.is_object(),
-        };
-        return present == *want;
+/// Every branch of `a` joined with every branch of `b`.
+fn product(a: Vec<Vec<Cond>>, b: Vec<Vec<Cond>>) -> Option<Vec<Vec<Cond>>> {
+    if a.len().saturating_mul(b.len()) > MAX_BRANCHES {
+        return None;
     }
-    match value {
-        None => false,
-        // An array matches when any element does.
-        Some(Value::Array(items)) => items.iter().any(|v| m.accepts(v)),
-        Some(v) => m.accepts(v),
+    Some(
+        a.iter()
+            .flat_map(|x| {
+                b.iter().map(move |y| {
+                    let mut j = x.clone();
+                    j.extend(y.iter().cloned());
+                    j
+                })
+            })
+            .collect(),
+    )
+}
+
+/// A leaf value of the message, and the array elements on its way: (array, index) pairs, the
+/// array named by its address.
+type Found<'a> = (&'a Value, Vec<(usize, usize)>);
+
+/// Whether `branch[i..]` holds, given the array elements already `chosen` by earlier
+/// conditions. Fields matched inside arrays of objects must come from the same element of each
+/// array they share, as in AWS ("array consistency"): a pattern `{"a": {"x": [1], "y": [2]}}`
+/// does not match `{"a": [{"x": 1, "y": 3}, {"x": 4, "y": 2}]}`.
+fn branch_matches(
+    branch: &[Cond],
+    i: usize,
+    found: &std::collections::HashMap<&str, Vec<Found<'_>>>,
+    chosen: &mut Vec<(usize, usize)>,
+    d: Dialect,
+    budget: &mut u32,
+) -> bool {
+    let Some(c) = branch.get(i) else {
+        return true;
+    };
+    let empty = Vec::new();
+    let values = found.get(c.path.as_str()).unwrap_or(&empty);
+    let fits = |coords: &[(usize, usize)], chosen: &[(usize, usize)]| {
+        coords
+            .iter()
+            .all(|(a, n)| chosen.iter().all(|(b, m)| a != b || n == m))
+    };
+    // The values this condition may use, given the elements chosen so far.
+    let usable: Vec<&Found<'_>> = values
+        .iter()
+        .filter(|(_, coords)| fits(coords, chosen))
+        .collect();
+    let present = if d.is_sns() {
+        // SNS: the key must have a non-null, non-empty value.
+        usable
+            .iter()
+            .any(|(v, _)| !v.is_null() && v.as_str().is_none_or(|s| !s.is_empty()))
+    } else {
+        // EventBridge: a leaf value, `null` included; an empty array or an object is none.
+        !usable.is_empty()
+    };
+    for m in &c.matchers {
+        match m {
+            Matcher::Exists(false) if !present => {
+                if branch_matches(branch, i + 1, found, chosen, d, budget) {
+                    return true;
+                }
+            }
+            Matcher::Exists(false) => {}
+            _ => {
+                for (v, coords) in &usable {
+                    if *budget == 0 {
+                        return false;
+                    }
+                    *budget -= 1;
+                    let ok = match m {
+                        Matcher::Exists(_) => {
+                            !d.is_sns()
+                                || (!v.is_null() && v.as_str().is_none_or(|s| !s.is_empty()))
+                        }
+                        m => m.accepts(v),
+                    };
+                    if !ok {
+                        continue;
+                    }
+                    let before = chosen.len();
+                    chosen.extend(coords.iter().copied());
+                    let rest = branch_matches(branch, i + 1, found, chosen, d, budget);
+                    chosen.truncate(before);
+                    if rest {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Deepest nesting of the message followed when looking a path up (serde_json's own parser
+/// limit is 128; this keeps the walk bounded whatever built the value).
+const MAX_MESSAGE_DEPTH: usize = 128;
+
+/// Collects the leaf values (strings, numbers, booleans, `null`; array elements one by one) at
+/// the dot-joined `path` of `v`, each with the array elements passed on the way. An object key
+/// may itself hold dots: `path` is matched against each key as a whole or as its first segments.
+fn values_at<'a>(
+    v: &'a Value,
+    path: &str,
+    coords: &mut Vec<(usize, usize)>,
+    out: &mut Vec<Found<'a>>,
+    depth: usize,
+) {
+    if depth > MAX_MESSAGE_DEPTH {
+        return;
+    }
+    match v {
+        Value::Array(items) => {
+            let id = items.as_ptr() as usize;
+            for (n, item) in items.iter().enumerate() {
+                coords.push((id, n));
+                values_at(item, path, coords, out, depth + 1);
+                coords.pop();
+            }
+        }
+        Value::Object(map) => {
+            for (k, child) in map {
+                if path == k {
+                    leaves(child, coords, out, depth + 1);
+                } else if let Some(rest) = path
+                    .strip_prefix(k.as_str())
+                    .and_then(|r| r.strip_prefix('.'))
+                {
+                    values_at(child, rest, coords, out, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The leaf values of a field's value: itself, or the elements of an array (nested arrays
+/// flattened); objects are not leaves.
+fn leaves<'a>(v: &'a Value, coords: &[(usize, usize)], out: &mut Vec<Found<'a>>, depth: usize) {
+    match v {
+        Value::Array(items) if depth <= MAX_MESSAGE_DEPTH => {
+            for item in items {
+                leaves(item, coords, out, depth + 1);
+            }
+        }
+        Value::Array(_) | Value::Object(_) => {}
+        _ => out.push((v, coords.to_vec())),
     }
 }

@@ -499,16 +499,23 @@ impl Events {
         let Value::Object(o) = &event else {
             return Err(EventsError::validation("Parameter Event is not valid."));
         };
+        // AWS evaluates an event without `resources`, and a `detail-type` that is not a string
+        // (an array of them, say); the other envelope fields must be strings.
         for field in ["id", "account", "source", "time", "region", "detail-type"] {
-            if !o.get(field).is_some_and(Value::is_string) {
+            let ok = match o.get(field) {
+                Some(v) if field == "detail-type" => !v.is_null(),
+                Some(v) => v.is_string(),
+                None => false,
+            };
+            if !ok {
                 return Err(EventsError::validation(format!(
                     "Parameter Event is not valid. Reason: Provided Event is missing required field {field}"
                 )));
             }
         }
-        if !o.get("resources").is_some_and(Value::is_array) {
+        if o.get("resources").is_some_and(|r| !r.is_array()) {
             return Err(EventsError::validation(
-                "Parameter Event is not valid. Reason: Provided Event is missing required field resources",
+                "Parameter Event is not valid. Reason: resources must be an array",
             ));
         }
         Ok(pattern.matches(&event))
