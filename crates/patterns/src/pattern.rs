@@ -158,21 +158,10 @@ impl Pattern {
             return false;
         }
         let message = Some(message).filter(|_| object.is_some());
-        let mut found: std::collections::HashMap<&str, Vec<Found<'_>>> =
-            std::collections::HashMap::new();
         let mut budget = MATCH_BUDGET;
         self.branches.iter().any(|branch| {
-            for c in branch {
-                found.entry(c.path.as_str()).or_insert_with(|| {
-                    let mut out = Vec::new();
-                    if let Some(m) = message {
-                        values_at(m, &c.path, &mut Vec::new(), &mut out, 0);
-                    }
-                    out
-                });
-            }
             let mut chosen = Vec::new();
-            branch_matches(branch, 0, &found, &mut chosen, self.dialect, &mut budget)
+            branch_matches(branch, 0, message, &mut chosen, self.dialect, &mut budget)
         })
     }
 }
@@ -585,7 +574,7 @@ type Found<'a> = (&'a Value, Vec<(usize, usize)>);
 fn branch_matches(
     branch: &[Cond],
     i: usize,
-    found: &std::collections::HashMap<&str, Vec<Found<'_>>>,
+    message: Option<&Value>,
     chosen: &mut Vec<(usize, usize)>,
     d: Dialect,
     budget: &mut u32,
@@ -593,18 +582,20 @@ fn branch_matches(
     let Some(c) = branch.get(i) else {
         return true;
     };
-    let empty = Vec::new();
-    let values = found.get(c.path.as_str()).unwrap_or(&empty);
-    let fits = |coords: &[(usize, usize)], chosen: &[(usize, usize)]| {
-        coords
-            .iter()
-            .all(|(a, n)| chosen.iter().all(|(b, m)| a != b || n == m))
-    };
-    // The values this condition may use, given the elements chosen so far.
-    let usable: Vec<&Found<'_>> = values
-        .iter()
-        .filter(|(_, coords)| fits(coords, chosen))
-        .collect();
+    let mut values: Vec<Found<'_>> = Vec::new();
+    if let Some(m) = message {
+        values_at(m, &c.path, &mut Vec::new(), &mut values, 0);
+    }
+    // The values this condition may use, given the array elements chosen so far (none chosen,
+    // the common case of a message without arrays of objects: all of them).
+    if !chosen.is_empty() {
+        values.retain(|(_, coords)| {
+            coords
+                .iter()
+                .all(|(a, n)| chosen.iter().all(|(b, m)| a != b || n == m))
+        });
+    }
+    let usable = &values;
     let present = if d.is_sns() {
         // SNS: the key must have a non-null, non-empty value.
         usable
@@ -617,13 +608,13 @@ fn branch_matches(
     for m in &c.matchers {
         match m {
             Matcher::Exists(false) if !present => {
-                if branch_matches(branch, i + 1, found, chosen, d, budget) {
+                if branch_matches(branch, i + 1, message, chosen, d, budget) {
                     return true;
                 }
             }
             Matcher::Exists(false) => {}
             _ => {
-                for (v, coords) in &usable {
+                for (v, coords) in usable {
                     if *budget == 0 {
                         return false;
                     }
@@ -640,7 +631,7 @@ fn branch_matches(
                     }
                     let before = chosen.len();
                     chosen.extend(coords.iter().copied());
-                    let rest = branch_matches(branch, i + 1, found, chosen, d, budget);
+                    let rest = branch_matches(branch, i + 1, message, chosen, d, budget);
                     chosen.truncate(before);
                     if rest {
                         return true;
@@ -679,14 +670,14 @@ fn values_at<'a>(
             }
         }
         Value::Object(map) => {
-            for (k, child) in map {
-                if path == k {
-                    leaves(child, coords, out, depth + 1);
-                } else if let Some(rest) = path
-                    .strip_prefix(k.as_str())
-                    .and_then(|r| r.strip_prefix('.'))
-                {
-                    values_at(child, rest, coords, out, depth + 1);
+            // The whole path as one key, then each split at a dot: `a.b.c` is looked up as
+            // "a.b.c", then "a" + "b.c", then "a.b" + "c" (a lookup per dot, not a scan of keys).
+            if let Some(child) = map.get(path) {
+                leaves(child, coords, out, depth + 1);
+            }
+            for (at, _) in path.match_indices('.') {
+                if let Some(child) = map.get(&path[..at]) {
+                    values_at(child, &path[at + 1..], coords, out, depth + 1);
                 }
             }
         }
