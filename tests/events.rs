@@ -382,3 +382,103 @@ fn readme_example_with_the_aws_cli_and_mosquitto_pub() {
     assert_eq!(event["detail-type"], "sensors/a/telemetry");
     assert!(aws(&["events", "list-rules"]).contains("\"hot\""));
 }
+
+/// `kill -9` while a replay runs: after the restart the replay resumes from its saved position
+/// and completes (it no longer ends FAILED), and every archived event reached the rule's queue
+/// again (at least once).
+#[test]
+fn a_replay_interrupted_by_kill_9_resumes() {
+    let broker = Outpost::start();
+    let base = broker.http.clone();
+    ok(sqs_json(
+        &base,
+        "CreateQueue",
+        r#"{"QueueName":"replay-q"}"#,
+    ));
+    let rule =
+        serde_json::json!({"Name": "replayed", "EventPattern": r#"{"source":["replay.app"]}"#})
+            .to_string();
+    ok(events_json(&base, "PutRule", &rule));
+    ok(events_json(
+        &base,
+        "PutTargets",
+        r#"{"Rule":"replayed","Targets":[{"Id":"q","Arn":"arn:aws:sqs:us-east-1:000000000000:replay-q","InputPath":"$.detail.n"}]}"#,
+    ));
+    ok(events_json(
+        &base,
+        "CreateArchive",
+        r#"{"ArchiveName":"replay-archive","EventSourceArn":"arn:aws:events:us-east-1:000000000000:event-bus/default"}"#,
+    ));
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64()
+    };
+    let start = now() - 60.0;
+    let total = 3_000u64;
+    for batch in 0..total / 10 {
+        let entries: Vec<serde_json::Value> = (0..10)
+            .map(|i| {
+                serde_json::json!({"Source": "replay.app", "DetailType": "t",
+                    "Detail": format!(r#"{{"n":{}}}"#, batch * 10 + i)})
+            })
+            .collect();
+        let put = ok(events_json(
+            &base,
+            "PutEvents",
+            &serde_json::json!({ "Entries": entries }).to_string(),
+        ));
+        assert!(put.contains(r#""FailedEntryCount":0"#), "{put}");
+    }
+    let end = now() + 1.0;
+    let replay = serde_json::json!({
+        "ReplayName": "interrupted",
+        "EventSourceArn": "arn:aws:events:us-east-1:000000000000:archive/replay-archive",
+        "EventStartTime": start, "EventEndTime": end,
+        "Destination": {"Arn": "arn:aws:events:us-east-1:000000000000:event-bus/default"},
+    })
+    .to_string();
+    ok(events_json(&base, "StartReplay", &replay));
+    let data = broker.kill();
+
+    let broker = Outpost::start_in(data);
+    let state = || {
+        let (_, text) = events_json(
+            &broker.http,
+            "DescribeReplay",
+            r#"{"ReplayName":"interrupted"}"#,
+        );
+        serde_json::from_str::<serde_json::Value>(&text).expect("JSON")["State"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    eventually(
+        "the replay to finish after the restart",
+        Duration::from_secs(60),
+        || matches!(state().as_str(), "COMPLETED" | "FAILED"),
+    );
+    assert_eq!(
+        state(),
+        "COMPLETED",
+        "an interrupted replay resumes and completes"
+    );
+    // Live deliveries plus the replay's: every number at least twice.
+    let bodies = receive_all(&broker.http, "replay-q");
+    let mut counts: BTreeMap<u64, u32> = BTreeMap::new();
+    for b in &bodies {
+        if let Ok(n) = b.trim().parse::<u64>() {
+            *counts.entry(n).or_insert(0) += 1;
+        }
+    }
+    let short: Vec<u64> = (0..total)
+        .filter(|n| counts.get(n).copied().unwrap_or(0) < 2)
+        .collect();
+    assert!(
+        short.is_empty(),
+        "{} events not delivered both live and by the replay, first {:?}",
+        short.len(),
+        &short[..short.len().min(10)]
+    );
+}

@@ -245,6 +245,7 @@ impl Events {
         *self.mqtt.write() = mqtt;
         let recovered = std::mem::take(&mut *self.recovered.lock());
         self.resume(recovered);
+        self.resume_replays();
     }
 
     /// Installs the authorizer rules and targets are checked with; false when one is installed

@@ -2,8 +2,10 @@
 //! archive's bus again (all of them, or the rules the destination names), each carrying
 //! `replay-name`. One task per replay reads the archive in order; its state (STARTING, RUNNING,
 //! CANCELLING, then COMPLETED, CANCELLED or FAILED) and progress (`EventLastReplayedTime`) are kept
-//! in the metadata store. A replay that was running when the broker stopped is reported FAILED
-//! after the restart (resuming it would deliver its first events twice).
+//! in the metadata store, with the archive position after the last page whose deliveries are
+//! durable. A replay that was running when the broker stopped resumes from there after the
+//! restart (at most one page of 100 events is delivered again: at least once, as EventBridge
+//! delivers); one that was being cancelled ends CANCELLED.
 
 use std::sync::atomic::AtomicBool;
 
@@ -33,6 +35,9 @@ pub struct ReplaySummary {
     pub replay_start_ms: u64,
     pub replay_end_ms: Option<u64>,
     pub last_replayed_ms: Option<u64>,
+    /// The archive position to go on from (after the last page whose deliveries are durable).
+    #[serde(default)]
+    pub resume_from: u64,
 }
 
 /// A live replay.
@@ -61,16 +66,16 @@ impl Events {
         .await
     }
 
-    /// Replays found at start: one that was running is over.
+    /// Replays found at start; one that was running is resumed by [`Events::resume_replays`],
+    /// one that was being cancelled is over.
     pub(super) fn recover_replays(&self) -> Result<()> {
         for (_, value) in self.store.meta().scan(REPLAYS_TABLE, b"")? {
             let Ok(mut s) = serde_json::from_slice::<ReplaySummary>(&value) else {
                 tracing::error!("a stored replay is unreadable; skipped");
                 continue;
             };
-            if matches!(s.state.as_str(), "STARTING" | "RUNNING" | "CANCELLING") {
-                s.state = "FAILED".into();
-                s.state_reason = Some("The broker restarted during the replay.".into());
+            if s.state == "CANCELLING" {
+                s.state = "CANCELLED".into();
                 s.replay_end_ms = Some(now_ms());
             }
             self.replays.write().insert(
@@ -82,6 +87,46 @@ impl Events {
             );
         }
         Ok(())
+    }
+
+    /// Restarts the replays a stop interrupted, from their saved positions. One whose archive or
+    /// bus is gone meanwhile ends FAILED.
+    pub(super) fn resume_replays(self: &Arc<Self>) {
+        let interrupted: Vec<Arc<Replay>> = self
+            .replays
+            .read()
+            .values()
+            .filter(|r| matches!(r.summary.lock().state.as_str(), "STARTING" | "RUNNING"))
+            .cloned()
+            .collect();
+        for replay in interrupted {
+            let source = replay.summary.lock().source_arn.clone();
+            let prefix = format!(
+                "arn:aws:events:{}:{}:archive/",
+                self.config.region, self.config.account
+            );
+            let found = source
+                .strip_prefix(&prefix)
+                .and_then(|name| self.archive_named(name).ok())
+                .and_then(|a| Some((a.stream, self.bus(Some(&a.def.bus)).ok()?)));
+            let this = self.clone();
+            match found {
+                Some((stream, bus)) => {
+                    tracing::info!(replay = %replay.summary.lock().name, "resuming a replay the stop interrupted");
+                    tokio::spawn(async move { this.run_replay(replay, stream, bus).await });
+                }
+                None => {
+                    tokio::spawn(async move {
+                        this.set_replay_state(
+                            &replay,
+                            "FAILED",
+                            Some("The archive or its event bus is gone.".into()),
+                        )
+                        .await;
+                    });
+                }
+            }
+        }
     }
 
     /// `StartReplay`: the replay's ARN, state and start time.
@@ -161,6 +206,7 @@ impl Events {
             replay_start_ms: now_ms(),
             replay_end_ms: None,
             last_replayed_ms: None,
+            resume_from: 0,
         };
         self.save_replay(&summary).await?;
         let replay = Arc::new(Replay {
@@ -192,11 +238,16 @@ impl Events {
 
     async fn run_replay(self: Arc<Self>, replay: Arc<Replay>, stream: StreamId, bus: Arc<Bus>) {
         self.set_replay_state(&replay, "RUNNING", None).await;
-        let (name, start, end, filters) = {
+        let (name, start, end, filters, mut from) = {
             let s = replay.summary.lock();
-            (s.name.clone(), s.start_ms, s.end_ms, s.filter_arns.clone())
+            (
+                s.name.clone(),
+                s.start_ms,
+                s.end_ms,
+                s.filter_arns.clone(),
+                s.resume_from,
+            )
         };
-        let mut from = 0;
         loop {
             if replay.cancel.load(Ordering::Relaxed) {
                 self.set_replay_state(&replay, "CANCELLED", None).await;
@@ -256,9 +307,17 @@ impl Events {
                 .await;
                 return;
             }
-            if let Some(t) = latest {
+            // The page's deliveries are durable: a restart goes on after it.
+            let saved = {
                 let mut s = replay.summary.lock();
-                s.last_replayed_ms = Some(s.last_replayed_ms.map_or(t, |l| l.max(t)));
+                if let Some(t) = latest {
+                    s.last_replayed_ms = Some(s.last_replayed_ms.map_or(t, |l| l.max(t)));
+                }
+                s.resume_from = from;
+                s.clone()
+            };
+            if let Err(e) = self.save_replay(&saved).await {
+                tracing::warn!(replay = %saved.name, error = %e, "replay progress could not be saved");
             }
         }
         let state = {
