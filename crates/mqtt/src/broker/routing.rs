@@ -189,9 +189,8 @@ impl Broker {
             .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
         let mut durable = Durable::default();
         let tapped = tap && self.tap.offer(Self::BROKER, &message, &mut durable);
-        let qos = message.qos;
         let routed = self.route(Self::BROKER, message, &mut durable, &mut Wakes::new());
-        if qos != QoS::AtMostOnce && self.refuses(routed, tapped) {
+        if self.refuses(routed, tapped) {
             return Err(ReasonCode::QuotaExceeded);
         }
         Ok((routed.matched + usize::from(tapped), durable))
@@ -354,7 +353,8 @@ impl Broker {
     }
 
     /// True when a QoS 1/2 message must be refused to its publisher: some matching session could
-    /// not take it, none did, no rule or bridge took it, and the overflow policy refuses.
+    /// not take it, none did, no rule or bridge took it, and the overflow policy refuses. (Only
+    /// QoS 1/2 deliveries are ever refused, so a QoS 0 message never is.)
     pub(super) fn refuses(&self, routed: Routed, tapped: bool) -> bool {
         routed.refused > 0
             && routed.took == 0
