@@ -8,11 +8,11 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use outpost_codec::{Packet, QoS, ReasonCode, Version};
 use support::raw::{assert_none_lost, drain_until, offline_subscriber, Got, Raw};
+use support::tmpfs::Tmpfs;
 use support::{eventually, metric, Outpost};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -222,30 +222,14 @@ fn an_http_publish_into_a_full_session_is_refused() {
     assert!(body.contains("queue of every session"), "{body}");
 }
 
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// The compounding case: on a full disk, messages the store refused used to keep their places
 /// in the session's queue, so later ones overflowed it and were acknowledged with success and
 /// dropped. Now a refused message keeps no place, and every acknowledged one survives kill -9.
 #[test]
 fn refused_writes_keep_no_place_in_a_queue() {
     let data = tempfile::tempdir().unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
-        .arg(data.path())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        mounted,
-        "this test needs to mount a tmpfs (root, as in CI and ./scripts/test.sh)"
-    );
-    let _unmount = Mount(data.path().to_path_buf());
+    let disk = Tmpfs::mount(data.path(), "6m")
+        .expect("this test needs to mount a tmpfs (root, as in CI and ./scripts/test.sh)");
     let config = "[store]\nsegment_size = 1048576\n[mqtt]\nmax_queued_messages = 300\n";
     let broker = Outpost::start_with(data, config, None);
     offline_subscriber(broker.mqtt, "keeper", "fill");
@@ -260,12 +244,7 @@ fn refused_writes_keep_no_place_in_a_queue() {
     );
     assert!(acked.len() > 20, "only {} fitted", acked.len());
     let data = broker.kill();
-    let grown = Command::new("mount")
-        .args(["-o", "remount,size=64m"])
-        .arg(data.path())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(grown, "the tmpfs can grow again");
+    assert!(disk.grow("64m"), "the tmpfs can grow again");
     let broker = Outpost::start_with(data, config, None);
     let got = drain_until(broker.mqtt, "keeper", |g| g.len() >= acked.len());
     assert_none_lost(&acked, &got);

@@ -10,8 +10,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use outpost_codec::{Packet, QoS, ReasonCode, Version};
@@ -19,34 +17,18 @@ use support::http::{http, sqs_json};
 use support::raw::{
     assert_none_lost, drain_numbers, drain_until, offline_subscriber, persistent, Got, Raw,
 };
+use support::tmpfs::Tmpfs;
 use support::Outpost;
-
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-fn mount(dir: &Path, options: &str) -> bool {
-    Command::new("mount")
-        .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-        .arg(dir)
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 #[test]
 fn nothing_acknowledged_is_lost_when_the_disk_fills() {
     let data = tempfile::tempdir().unwrap();
-    if !mount(data.path(), "size=6m") {
+    let Some(disk) = Tmpfs::mount(data.path(), "6m") else {
         eprintln!(
             "SKIPPED: could not mount a small tmpfs; the full-disk test needs mount privileges"
         );
         return;
-    }
-    let _unmount = Mount(data.path().to_path_buf());
+    };
     let wait = Duration::from_secs(10);
     let config = "[store]\nsegment_size = 1048576\n";
     let mut broker = Outpost::start_with(data, config, None);
@@ -124,12 +106,7 @@ fn nothing_acknowledged_is_lost_when_the_disk_fills() {
 
     // kill -9, room again, restart: every acknowledged message is delivered.
     let data = broker.kill();
-    let grown = Command::new("mount")
-        .args(["-o", "remount,size=64m"])
-        .arg(data.path())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(grown, "the tmpfs can grow again");
+    assert!(disk.grow("64m"), "the tmpfs can grow again");
     let broker = Outpost::start_with(data, config, None);
     let got = drain_numbers(broker.mqtt, "keeper", acked.len());
     assert_none_lost(&acked, &got);

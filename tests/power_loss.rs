@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use outpost_codec::{Packet, QoS, ReasonCode, Version};
 use support::endpoint::Endpoint;
-use support::http::{events_json, form_post, sqs_json};
+use support::http::{events_json, sns_query, sqs_json};
 use support::mosquitto::Mosquitto;
 use support::raw::{drain_until, offline_subscriber, Got, Raw};
 use support::Outpost;
@@ -186,11 +186,7 @@ fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
     ));
     // SNS fan-out into a queue (raw bodies) and an EventBridge rule into a queue (the number).
     let sns = |base: &str, params: &[(&str, &str)]| {
-        let form: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair("Version", "2010-03-31")
-            .extend_pairs(params.iter().copied())
-            .finish();
-        let (code, body) = form_post(base, &form);
+        let (code, body) = sns_query(base, params);
         assert_eq!(code, 200, "{body}");
     };
     sns(
@@ -227,12 +223,10 @@ fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
         "the HTTP endpoint's subscription confirmed",
         Duration::from_secs(20),
         || {
-            let form: String = form_urlencoded::Serializer::new(String::new())
-                .append_pair("Version", "2010-03-31")
-                .append_pair("Action", "ListSubscriptionsByTopic")
-                .append_pair("TopicArn", topic)
-                .finish();
-            let (code, body) = form_post(&broker.http, &form);
+            let (code, body) = sns_query(
+                &broker.http,
+                &[("Action", "ListSubscriptionsByTopic"), ("TopicArn", topic)],
+            );
             code == 200 && body.contains(&endpoint.url) && !body.contains("PendingConfirmation")
         },
     );
@@ -363,13 +357,13 @@ fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
                             sqs_json(&base, "SendMessage", &body.to_string()).0
                         }
                         1 => {
-                            let form: String = form_urlencoded::Serializer::new(String::new())
-                                .append_pair("Version", "2010-03-31")
-                                .append_pair("Action", "Publish")
-                                .append_pair("TopicArn", topic)
-                                .append_pair("Message", &n.to_string())
-                                .finish();
-                            form_post(&base, &form).0
+                            let message = n.to_string();
+                            let params = [
+                                ("Action", "Publish"),
+                                ("TopicArn", topic),
+                                ("Message", message.as_str()),
+                            ];
+                            sns_query(&base, &params).0
                         }
                         _ => {
                             let body = serde_json::json!({"Entries": [{
@@ -597,11 +591,7 @@ fn run(cycles: u32, data: tempfile::TempDir, fs: Option<&lazyfs::LazyFs>) {
             if !token.is_empty() {
                 params.push(("NextToken", token.as_str()));
             }
-            let form: String = form_urlencoded::Serializer::new(String::new())
-                .append_pair("Version", "2010-03-31")
-                .extend_pairs(params.iter().copied())
-                .finish();
-            let (code, body) = form_post(&broker.http, &form);
+            let (code, body) = sns_query(&broker.http, &params);
             assert_eq!(code, 200, "{body}");
             topics.push_str(&body);
             token = body

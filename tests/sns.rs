@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::endpoint::Endpoint;
-use support::http::{form_post, receive_all, sqs_json};
+use support::http::{receive_all, sns_query as sns, sqs_json};
 use support::{eventually, python, root, Outpost};
 
 #[test]
@@ -100,14 +100,6 @@ fn xml_value(xml: &str, tag: &str) -> Option<String> {
             .replace("&gt;", ">")
             .replace("&amp;", "&"),
     )
-}
-
-fn sns(base: &str, params: &[(&str, &str)]) -> (u16, String) {
-    let form: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("Version", "2010-03-31")
-        .extend_pairs(params.iter().copied())
-        .finish();
-    form_post(base, &form)
 }
 
 /// `kill -9` while messages fan out to three queues and a failing HTTP endpoint: after the

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use outpost_codec::{QoS, ReasonCode, Version};
-use support::http::{events_json, form_post, sqs_json};
+use support::http::{events_json, sns_query, sqs_json};
 use support::raw::{drain_numbers, offline_subscriber, Got, Raw};
 use support::{root, Outpost};
 
@@ -32,11 +32,7 @@ fn ok(call: (u16, String)) -> serde_json::Value {
 }
 
 fn sns(base: &str, params: &[(&str, &str)]) -> String {
-    let form: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("Version", "2010-03-31")
-        .extend_pairs(params.iter().copied())
-        .finish();
-    let (code, body) = form_post(base, &form);
+    let (code, body) = sns_query(base, params);
     assert_eq!(code, 200, "{body}");
     body
 }

@@ -48,6 +48,15 @@ pub fn form_post(base: &str, form: &str) -> (u16, String) {
     http(base, req.as_bytes())
 }
 
+/// An SNS call (query protocol): `params` after `Version=2010-03-31`.
+pub fn sns_query(base: &str, params: &[(&str, &str)]) -> (u16, String) {
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("Version", "2010-03-31")
+        .extend_pairs(params.iter().copied())
+        .finish();
+    form_post(base, &form)
+}
+
 /// An EventBridge call (JSON 1.1 protocol).
 pub fn events_json(base: &str, op: &str, body: &str) -> (u16, String) {
     let req = format!(

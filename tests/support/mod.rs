@@ -5,6 +5,7 @@ pub mod endpoint;
 pub mod http;
 pub mod mosquitto;
 pub mod raw;
+pub mod tmpfs;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
