@@ -136,8 +136,8 @@ impl Outpost {
             "--http-listen",
             "127.0.0.1:0",
             "--log",
-            "warn",
         ])
+        .arg(std::env::var("OUTPOST_TEST_LOG").unwrap_or_else(|_| "warn".into()))
         .arg("--data-dir")
         .arg(data.path())
         .env_remove("OUTPOST_CONFIG")
@@ -165,6 +165,9 @@ impl Outpost {
                 if let Some(f) = log_file.as_mut() {
                     use std::io::Write;
                     let _ = writeln!(f, "{line}");
+                }
+                if std::env::var_os("OUTPOST_TEST_LOG").is_some() {
+                    eprintln!("{line}");
                 }
                 if line.contains(" listening: ") {
                     let field = |name: &str| {

@@ -750,7 +750,11 @@ where
                 conn.disconnect(ReasonCode::SessionTakenOver);
                 return End::TakenOver;
             }
-            _ = shutdown.wait_for(|down| *down) => {
+            // (The watch's guard is dropped at once: it must not live across the awaits below.)
+            _ = async { drop(shutdown.wait_for(|down| *down).await) } => {
+                if let Some(end) = handle_received(rd, buf, conn, broker, h, max).await {
+                    return end;
+                }
                 conn.disconnect(ReasonCode::ServerShuttingDown);
                 return End::Close(Disconnect::Abrupt, None);
             }
@@ -792,6 +796,41 @@ where
         }
     }
 }
+
+/// At shutdown: what the client sent before it is handled rather than dropped unread, above all
+/// acknowledgements (a delivery the client acknowledged while this connection waited for the store
+/// must not be sent again after the restart). Reads only what has already arrived, a bounded
+/// amount; `Some` when the client's own packets end the connection (its DISCONNECT).
+async fn handle_received<R, W>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    conn: &mut Conn<W>,
+    broker: &Broker,
+    h: &ConnectionHandle,
+    max: usize,
+) -> Option<End>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    use futures_util::FutureExt;
+    for _ in 0..SHUTDOWN_READS {
+        room_to_read(buf);
+        match rd.read_buf(buf).now_or_never() {
+            Some(Ok(n)) if n > 0 => {}
+            _ => break,
+        }
+        if let Err(end) = handle_buffered(buf, conn, broker, h, max) {
+            return Some(end);
+        }
+    }
+    // Acknowledgements of what was just handled wait for the store, as at any other time.
+    let _ = conn.flush().await;
+    None
+}
+
+/// Reads of already-received data a connection makes while the broker shuts down.
+const SHUTDOWN_READS: usize = 16;
 
 /// Handles every complete packet in `buf`, then queues what the engine has to send. Returns how
 /// many packets it handled, or how the connection ends.
