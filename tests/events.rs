@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use outpost_codec::{QoS, ReasonCode, Version};
 use support::http::{events_json, receive_all, sqs_json};
@@ -324,30 +324,112 @@ fn kill_9_between_queue_puback_and_consumer_loses_nothing() {
     );
 }
 
+/// The aws CLI (from the test venv) against `broker`; its JSON output.
+fn aws_cli(broker: &Outpost, args: &[&str]) -> String {
+    let out = Command::new(root().join(".venv/bin/aws"))
+        .args(["--endpoint-url", &broker.http, "--region", "us-east-1"])
+        .args(["--output", "json"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("aws runs");
+    assert!(
+        out.status.success(),
+        "aws {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// A scheduled rule made with the aws CLI fires on the system clock through the real binary
+/// (the first minute boundary after it is put), and its schedule survives `kill -9`. Which
+/// ticks fire, catch-up after a stop and retries are tested on an injected clock in
+/// crates/routing/tests/schedules.rs; this test proves the wiring, so it waits for one real
+/// tick (at most a minute).
+#[test]
+fn a_scheduled_rule_put_with_the_aws_cli_fires_on_the_minute() {
+    let Some(_) = python(".venv") else { return };
+    let broker = Outpost::start();
+    let aws = |args: &[&str]| aws_cli(&broker, args);
+    aws(&["sqs", "create-queue", "--queue-name", "ticks"]);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let put = aws(&[
+        "events",
+        "put-rule",
+        "--name",
+        "minutely",
+        "--schedule-expression",
+        "cron(* * * * ? *)",
+    ]);
+    assert!(put.contains("arn:aws:events:us-east-1:000000000000:rule/minutely"));
+    aws(&[
+        "events",
+        "put-targets",
+        "--rule",
+        "minutely",
+        "--targets",
+        r#"[{"Id":"q","Arn":"arn:aws:sqs:us-east-1:000000000000:ticks","InputTransformer":{"InputPathsMap":{"t":"$.time","r":"$.resources[0]"},"InputTemplate":"{\"at\": <t>, \"rule\": <r>}"}}]"#,
+    ]);
+    let described: serde_json::Value =
+        serde_json::from_str(&aws(&["events", "describe-rule", "--name", "minutely"]))
+            .expect("JSON");
+    assert_eq!(described["ScheduleExpression"], "cron(* * * * ? *)");
+    assert_eq!(described.get("EventPattern"), None);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let body = loop {
+        assert!(Instant::now() < deadline, "no tick within 90 s");
+        let got = aws(&[
+            "sqs",
+            "receive-message",
+            "--queue-url",
+            &format!("{}/000000000000/ticks", broker.http),
+            "--wait-time-seconds",
+            "10",
+        ]);
+        if let Some(b) = serde_json::from_str::<serde_json::Value>(&got)
+            .ok()
+            .and_then(|v| v["Messages"][0]["Body"].as_str().map(str::to_string))
+        {
+            break b;
+        }
+    };
+    let body: serde_json::Value = serde_json::from_str(&body).expect("the template's JSON");
+    assert_eq!(
+        body["rule"],
+        "arn:aws:events:us-east-1:000000000000:rule/minutely"
+    );
+    // A whole minute after the rule was put: the first one, or the next when the first passed
+    // before the target was put.
+    let at = body["at"].as_str().expect("time");
+    let minutes: Vec<String> = (1..=3)
+        .map(|k| (before / 60 + k) * 60)
+        .map(|t| format!("{:02}:{:02}:00Z", t / 3600 % 24, t / 60 % 60))
+        .collect();
+    assert!(
+        minutes.iter().any(|m| at.ends_with(m.as_str())),
+        "{at} is one of {minutes:?}"
+    );
+    let broker = Outpost::start_in(broker.kill());
+    let described = aws_cli(&broker, &["events", "list-rules"]);
+    assert!(
+        described.contains("\"ScheduleExpression\": \"cron(* * * * ? *)\""),
+        "{described}"
+    );
+}
+
 /// The README's example, as a user types it: the aws CLI creates a queue, a rule and its target;
 /// mosquitto_pub publishes telemetry; only the hot reading reaches the queue.
 #[test]
 fn readme_example_with_the_aws_cli_and_mosquitto_pub() {
     let Some(_) = python(".venv") else { return };
     let broker = Outpost::start();
-    let aws = |args: &[&str]| -> String {
-        let out = Command::new(root().join(".venv/bin/aws"))
-            .args(["--endpoint-url", &broker.http, "--region", "us-east-1"])
-            .args(["--output", "json"])
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env_remove("AWS_PROFILE")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("aws runs");
-        assert!(
-            out.status.success(),
-            "aws {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let aws = |args: &[&str]| aws_cli(&broker, args);
     aws(&["sqs", "create-queue", "--queue-name", "alerts"]);
     let pattern = r#"{"source":["outpost.mqtt"],"detail-type":[{"wildcard":"sensors/*/telemetry"}],"detail":{"temp":[{"numeric":[">",50]}]}}"#;
     assert!(aws(&[

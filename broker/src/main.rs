@@ -686,6 +686,8 @@ async fn serve(
     };
     events.set_authorizer(security.clone());
     events.attach(Some(Arc::new(MqttDoor(broker.clone()))));
+    // Ticks missed while stopped fire now, once (ADR 0011).
+    events.start_schedules();
     let (bridges_stop, bridges_stop_rx) = tokio::sync::watch::channel(false);
     let bridges = match outpost_bridge::Bridges::start(
         &config.bridges,

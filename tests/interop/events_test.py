@@ -222,6 +222,44 @@ def test_rule_errors(events, sqs):
     events.delete_rule(Name=rname)
 
 
+def test_scheduled_rules(events, sqs):
+    """ScheduleExpression as boto3 puts it: kept, described, listed; AWS's refusals."""
+    rname = name("r")
+    arn = events.put_rule(Name=rname, ScheduleExpression="rate(5 minutes)", State="ENABLED")["RuleArn"]
+    assert arn == f"arn:aws:events:us-east-1:{ACCOUNT}:rule/{rname}"
+    got = events.describe_rule(Name=rname)
+    assert got["ScheduleExpression"] == "rate(5 minutes)"
+    assert "EventPattern" not in got
+    assert got["EventBusName"] == "default"
+    listed = [r for r in events.list_rules(NamePrefix=rname)["Rules"] if r["Name"] == rname]
+    assert listed[0]["ScheduleExpression"] == "rate(5 minutes)"
+    _, qarn = new_queue(sqs)
+    assert events.put_targets(Rule=rname, Targets=[{"Id": "q", "Arn": qarn, "Input": '{"job": 1}'}])["FailedEntryCount"] == 0
+    # Both a pattern and a schedule: the rule keeps both.
+    events.put_rule(Name=rname, ScheduleExpression="cron(0 12 ? * MON-FRI *)", EventPattern='{"source":["app"]}')
+    got = events.describe_rule(Name=rname)
+    assert got["ScheduleExpression"] == "cron(0 12 ? * MON-FRI *)"
+    assert json.loads(got["EventPattern"]) == {"source": ["app"]}
+    for bad in ["rate(1 minutes)", "rate(0 minutes)", "rate(5 seconds)", "cron(0 12 * * * *)",
+                "cron(0 12 ? * ? *)", "cron(0 12 * *)", "cron(0 12 * * ? 2200)", "daily"]:
+        with pytest.raises(ClientError) as e:
+            events.put_rule(Name=name("r"), ScheduleExpression=bad)
+        assert code(e) == "ValidationException", bad
+        assert e.value.response["Error"]["Message"] == "Parameter ScheduleExpression is not valid.", bad
+    bus = name("bus")
+    events.create_event_bus(Name=bus)
+    with pytest.raises(ClientError) as e:
+        events.put_rule(Name=name("r"), ScheduleExpression="rate(1 hour)", EventBusName=bus)
+    assert code(e) == "ValidationException"
+    assert "only on the default event bus" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
+        events.put_rule(Name=name("r"))
+    assert code(e) == "ValidationException"
+    events.remove_targets(Rule=rname, Ids=["q"])
+    events.delete_rule(Name=rname)
+    events.delete_event_bus(Name=bus)
+
+
 def test_list_rules_pages(events):
     prefix = name("lr")
     for i in range(7):

@@ -67,13 +67,15 @@ impl RuleIndex {
     /// Indexes the enabled ones of `rules`.
     pub fn build<'a>(rules: impl Iterator<Item = &'a Arc<Rule>>) -> RuleIndex {
         let mut index = RuleIndex::default();
-        for rule in rules.filter(|r| r.enabled()) {
+        for rule in rules.filter(|r| r.enabled() && r.pattern.is_some()) {
             let at = index.rules.len();
             index.rules.push(rule.clone());
-            let placed = FIELDS
-                .iter()
-                .enumerate()
-                .find_map(|(f, field)| rule.pattern.index_keys(field).map(|keys| (f, keys)));
+            let placed = FIELDS.iter().enumerate().find_map(|(f, field)| {
+                rule.pattern
+                    .as_ref()
+                    .and_then(|p| p.index_keys(field))
+                    .map(|keys| (f, keys))
+            });
             match placed {
                 Some((f, keys)) => index.fields[f].add(keys, at),
                 None => index.always.push(at),
@@ -103,7 +105,7 @@ impl RuleIndex {
         let text = |k: &str| event.get(k).and_then(Value::as_str).unwrap_or("");
         self.candidates(text("source"), text("detail-type"))
             .into_iter()
-            .filter(|r| r.pattern.matches(event))
+            .filter(|r| r.matches(event))
             .collect()
     }
 }
@@ -121,6 +123,8 @@ mod tests {
                     name: name.into(),
                     bus: "default".into(),
                     event_pattern: Some(pattern.into()),
+                    schedule_expression: None,
+                    schedule_since_ms: None,
                     state: "ENABLED".into(),
                     description: None,
                     role_arn: None,

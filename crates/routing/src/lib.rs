@@ -19,14 +19,15 @@ mod index;
 mod json_path;
 mod mqtt_queues;
 mod rule;
+mod schedule;
 mod target;
 
 pub use engine::{
-    ArchiveSummary, BusSummary, Events, EventsConfig, PutEntry, PutResult, ReplaySummary,
+    ArchiveSummary, BusSummary, Clock, Events, EventsConfig, PutEntry, PutResult, ReplaySummary,
     RoutingStats, DEFAULT_BUS,
 };
 pub use error::{EventsError, Result};
-pub use event::{mqtt_event, MqttEventSource};
+pub use event::{event_time, mqtt_event, MqttEventSource};
 pub use mqtt_queues::{MqttQueues, DEDUP_PROPERTY, GROUP_PROPERTY};
 pub use outpost_topics::{BoxFuture, MqttMessage, MqttPublisher};
 pub use rule::RuleSummary;

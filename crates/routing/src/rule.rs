@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::error::{EventsError, Result};
 use crate::json_path::clip;
+use crate::schedule::Schedule;
 use crate::target::Target;
 
 /// A rule as stored.
@@ -16,6 +17,12 @@ pub struct RuleDef {
     pub name: String,
     pub bus: String,
     pub event_pattern: Option<String>,
+    /// `rate(…)` or `cron(…)`: the rule also fires on this schedule (default bus only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_expression: Option<String>,
+    /// When the schedule was set: a rate counts its periods from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_since_ms: Option<u64>,
     pub state: String,
     pub description: Option<String>,
     pub role_arn: Option<String>,
@@ -59,12 +66,14 @@ pub(crate) fn principal(encoded: Option<&str>, account: &str) -> outpost_access:
         .unwrap_or_else(|| outpost_access::Identity::anonymous(account))
 }
 
-/// A live rule: its definition, parsed pattern and targets.
+/// A live rule: its definition, parsed pattern or schedule (or both), and targets.
 #[derive(Debug)]
 pub struct Rule {
     pub def: RuleDef,
     pub arn: String,
-    pub pattern: Pattern,
+    /// `None`: a scheduled rule that matches no events.
+    pub pattern: Option<Pattern>,
+    pub schedule: Option<Schedule>,
     pub targets: Vec<Target>,
 }
 
@@ -75,6 +84,7 @@ pub struct RuleSummary {
     pub arn: String,
     pub bus: String,
     pub event_pattern: Option<String>,
+    pub schedule_expression: Option<String>,
     pub state: String,
     pub description: Option<String>,
     pub role_arn: Option<String>,
@@ -102,14 +112,21 @@ pub(crate) fn parse_pattern(text: &str) -> Result<Pattern> {
 
 impl Rule {
     pub(crate) fn new(def: RuleDef, arn: String, region: &str, account: &str) -> Result<Rule> {
-        let pattern = match &def.event_pattern {
-            Some(p) => parse_pattern(p)?,
-            None => {
-                return Err(EventsError::validation(
-                    "Parameter(s) EventPattern or ScheduleExpression must be specified.",
-                ))
-            }
-        };
+        let pattern = def
+            .event_pattern
+            .as_deref()
+            .map(parse_pattern)
+            .transpose()?;
+        let schedule = def
+            .schedule_expression
+            .as_deref()
+            .map(Schedule::parse)
+            .transpose()?;
+        if pattern.is_none() && schedule.is_none() {
+            return Err(EventsError::validation(
+                "Parameter(s) EventPattern or ScheduleExpression must be specified.",
+            ));
+        }
         let targets = def
             .targets
             .iter()
@@ -119,8 +136,14 @@ impl Rule {
             def,
             arn,
             pattern,
+            schedule,
             targets,
         })
+    }
+
+    /// Whether `event` matches the rule's pattern (a rule without one matches nothing).
+    pub(crate) fn matches(&self, event: &Value) -> bool {
+        self.pattern.as_ref().is_some_and(|p| p.matches(event))
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -133,6 +156,7 @@ impl Rule {
             arn: self.arn.clone(),
             bus: self.def.bus.clone(),
             event_pattern: self.def.event_pattern.clone(),
+            schedule_expression: self.def.schedule_expression.clone(),
             state: self.def.state.clone(),
             description: self.def.description.clone(),
             role_arn: self.def.role_arn.clone(),

@@ -120,6 +120,9 @@ fn rule_json(r: &RuleSummary) -> Value {
     if let Some(p) = &r.event_pattern {
         o.insert("EventPattern".into(), json!(p));
     }
+    if let Some(s) = &r.schedule_expression {
+        o.insert("ScheduleExpression".into(), json!(s));
+    }
     o.insert("State".into(), json!(r.state));
     if let Some(d) = &r.description {
         o.insert("Description".into(), json!(d));

@@ -5,6 +5,7 @@ use serde_json::Value;
 use super::*;
 use crate::json_path::clip;
 use crate::rule::{parse_pattern, valid_rule_name, valid_state, RuleSummary};
+use crate::schedule::Schedule;
 use crate::target::{Target, MAX_TARGETS};
 
 /// Buses per broker (EventBridge: 100 per account and region).
@@ -196,17 +197,17 @@ impl Events {
                 clip(name)
             )));
         }
-        if schedule.is_some() {
+        if let Some(p) = &event_pattern {
+            parse_pattern(p)?;
+        }
+        if let Some(s) = &schedule {
+            Schedule::parse(s)?;
+        }
+        if event_pattern.is_none() && schedule.is_none() {
             return Err(EventsError::validation(
-                "ScheduleExpression is not supported by Outpost: rules match events",
+                "Parameter(s) EventPattern or ScheduleExpression must be specified.",
             ));
         }
-        let pattern = event_pattern.ok_or_else(|| {
-            EventsError::validation(
-                "Parameter(s) EventPattern or ScheduleExpression must be specified.",
-            )
-        })?;
-        parse_pattern(&pattern)?;
         if let Some(s) = &state {
             valid_state(s)?;
         }
@@ -221,8 +222,21 @@ impl Events {
         check_tags(&tags)?;
         let bus = self.bus(bus)?;
         let bus_name = bus.def.read().name.clone();
+        if schedule.is_some() && bus_name != DEFAULT_BUS {
+            return Err(EventsError::validation(
+                "ScheduleExpression is supported only on the default event bus.",
+            ));
+        }
         let _defs = self.defs.lock().await;
         let old = bus.rules.read().get(name).cloned();
+        // A schedule starts when it is set; putting the same one again keeps its start.
+        let kept = old
+            .as_ref()
+            .filter(|o| o.def.schedule_expression == schedule)
+            .and_then(|o| o.def.schedule_since_ms);
+        let since = schedule
+            .as_ref()
+            .map(|_| kept.unwrap_or_else(|| self.schedule_now()));
         if old.is_none() && bus.rules.read().len() >= self.config.max_rules_per_bus {
             return Err(EventsError::LimitExceeded(
                 "The requested resource exceeds the maximum number allowed.".into(),
@@ -231,7 +245,9 @@ impl Events {
         let def = RuleDef {
             name: name.to_string(),
             bus: bus_name.clone(),
-            event_pattern: Some(pattern),
+            event_pattern,
+            schedule_expression: schedule,
+            schedule_since_ms: since,
             state: state.unwrap_or_else(|| {
                 old.as_ref()
                     .map_or("ENABLED".to_string(), |o| o.def.state.clone())
@@ -247,7 +263,13 @@ impl Events {
                 .as_ref()
                 .map_or_else(BTreeMap::new, |o| o.def.target_owners.clone()),
         };
-        self.replace_rule(&bus, def).await
+        let had_schedule = old.is_some_and(|o| o.def.schedule_expression.is_some());
+        let arn = self.replace_rule(&bus, def).await?;
+        if kept.is_none() && (since.is_some() || had_schedule) {
+            // A new schedule (or none): what the old one fired no longer counts.
+            self.reset_schedule(&bus_name, name, None).await;
+        }
+        Ok(arn)
     }
 
     /// Stores `def` and swaps the live rule; the ARN.
@@ -314,6 +336,9 @@ impl Events {
             .await?;
         bus.rules.write().remove(name);
         bus.reindex();
+        if rule.schedule.is_some() {
+            self.reset_schedule(&rule.def.bus, name, None).await;
+        }
         Ok(())
     }
 
@@ -323,7 +348,14 @@ impl Events {
         let (bus, rule) = self.rule(name, bus)?;
         let mut def = rule.def.clone();
         def.state = if enabled { "ENABLED" } else { "DISABLED" }.to_string();
-        self.replace_rule(&bus, def).await.map(|_| ())
+        let (bus_name, was_enabled) = (def.bus.clone(), rule.enabled());
+        self.replace_rule(&bus, def).await?;
+        // Ticks that passed while a rule was disabled are not owed when it is enabled again.
+        if rule.schedule.is_some() && enabled && !was_enabled {
+            self.reset_schedule(&bus_name, name, Some(self.schedule_now()))
+                .await;
+        }
+        Ok(())
     }
 
     /// `PutTargets`: adds or replaces targets by `Id`. Every target is validated first; an

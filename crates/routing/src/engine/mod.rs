@@ -20,11 +20,13 @@ mod archive;
 mod deliver;
 mod put;
 mod replay;
+mod schedules;
 
 pub use admin::BusSummary;
 pub use archive::ArchiveSummary;
 pub use put::{PutEntry, PutResult};
 pub use replay::ReplaySummary;
+pub use schedules::Clock;
 
 /// The bus every account has, and where MQTT messages become events.
 pub const DEFAULT_BUS: &str = "default";
@@ -127,6 +129,7 @@ pub struct Events {
     stats: RoutingStats,
     archives: RwLock<BTreeMap<String, Arc<archive::Archive>>>,
     replays: RwLock<BTreeMap<String, Arc<replay::Replay>>>,
+    schedules: schedules::Schedules,
 }
 
 impl std::fmt::Debug for Events {
@@ -176,6 +179,7 @@ impl Events {
             stats: RoutingStats::default(),
             archives: RwLock::new(BTreeMap::new()),
             replays: RwLock::new(BTreeMap::new()),
+            schedules: schedules::Schedules::default(),
         };
         events.recover()?;
         Ok(Arc::new(events))
@@ -235,6 +239,7 @@ impl Events {
             }
         }
         self.recover_replays()?;
+        self.recover_schedules()?;
         *self.recovered.lock() = self.store.scan(self.pending, 0, usize::MAX);
         Ok(())
     }

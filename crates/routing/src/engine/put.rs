@@ -196,7 +196,7 @@ impl Events {
         // A rule reads MQTT events as its owner: only topics the owner may read (ADR 0015).
         let rules: Vec<Arc<Rule>> = candidates
             .into_iter()
-            .filter(|r| r.pattern.matches(&event.json) && self.may_read(r, m.topic))
+            .filter(|r| r.matches(&event.json) && self.may_read(r, m.topic))
             .collect();
         if rules.is_empty() && !archiving {
             return None;
