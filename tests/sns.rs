@@ -238,3 +238,97 @@ fn kill_9_during_fan_out_loses_nothing_acknowledged() {
         acked.len()
     );
 }
+
+/// A message is signed once, whatever it goes to: two queue copies in the envelope, three HTTP
+/// endpoints, and the retries of one that fails at first share one RSA signature (SNS signs the
+/// message, not the subscription: `UnsubscribeURL` is not in the signed text).
+#[test]
+fn one_signature_per_message_for_every_copy_and_retry() {
+    let broker = Outpost::start();
+    let base = broker.http.clone();
+    let (code, xml) = sns(&base, &[("Action", "CreateTopic"), ("Name", "signed")]);
+    assert_eq!(code, 200, "{xml}");
+    let topic = xml_value(&xml, "TopicArn").expect("TopicArn");
+    let subscribe = |protocol: &str, endpoint: &str| {
+        let policy =
+            r#"{"healthyRetryPolicy":{"minDelayTarget":1,"maxDelayTarget":1,"numRetries":10}}"#;
+        let mut params = vec![
+            ("Action", "Subscribe"),
+            ("TopicArn", &topic),
+            ("Protocol", protocol),
+            ("Endpoint", endpoint),
+        ];
+        if protocol == "http" {
+            params.extend([
+                ("Attributes.entry.1.key", "DeliveryPolicy"),
+                ("Attributes.entry.1.value", policy),
+            ]);
+        }
+        let (code, text) = sns(&base, &params);
+        assert_eq!(code, 200, "{text}");
+    };
+    for q in ["signed-a", "signed-b"] {
+        let (code, text) = sqs_json(&base, "CreateQueue", &format!(r#"{{"QueueName":"{q}"}}"#));
+        assert_eq!(code, 200, "{text}");
+        subscribe("sqs", &format!("arn:aws:sqs:us-east-1:000000000000:{q}"));
+    }
+    let endpoints: Vec<Endpoint> = (0..3).map(|_| Endpoint::start()).collect();
+    for (i, e) in endpoints.iter().enumerate() {
+        // The first endpoint fails until told otherwise: its deliveries are retried.
+        e.healthy.store(i != 0, Ordering::Relaxed);
+        subscribe("http", &e.url);
+    }
+    eventually(
+        "five confirmed subscriptions",
+        Duration::from_secs(15),
+        || {
+            let (_, xml) = sns(
+                &base,
+                &[("Action", "GetTopicAttributes"), ("TopicArn", &topic)],
+            );
+            xml.contains("<key>SubscriptionsConfirmed</key><value>5</value>")
+        },
+    );
+    let before = support::metric(&broker, "outpost_topic_signatures_total");
+    const MESSAGES: u32 = 5;
+    for n in 0..MESSAGES {
+        let (code, text) = sns(
+            &base,
+            &[
+                ("Action", "Publish"),
+                ("TopicArn", &topic),
+                ("Message", &n.to_string()),
+            ],
+        );
+        assert_eq!(code, 200, "{text}");
+    }
+    eventually(
+        "failed attempts at the first endpoint",
+        Duration::from_secs(15),
+        || endpoints[0].attempts.load(Ordering::Relaxed) > MESSAGES,
+    );
+    endpoints[0].healthy.store(true, Ordering::Relaxed);
+    eventually(
+        "every endpoint has every message",
+        Duration::from_secs(30),
+        || {
+            endpoints
+                .iter()
+                .all(|e| e.received.lock().unwrap().len() == MESSAGES as usize)
+        },
+    );
+    for q in ["signed-a", "signed-b"] {
+        let bodies = receive_all(&base, q);
+        assert_eq!(bodies.len(), MESSAGES as usize, "{q}: {bodies:?}");
+        assert!(
+            bodies.iter().all(|b| b.contains("\"Signature\" : \"")),
+            "enveloped: {bodies:?}"
+        );
+    }
+    let made = support::metric(&broker, "outpost_topic_signatures_total") - before;
+    assert_eq!(
+        made,
+        u64::from(MESSAGES),
+        "one signature per message for 2 queue copies, 3 endpoints and retries"
+    );
+}

@@ -403,6 +403,12 @@ impl Sources {
             "SNS deliveries sent to a dead-letter queue",
             t.dead_lettered,
         )?;
+        counter(
+            e,
+            "outpost_topic_signatures",
+            "RSA signatures made for SNS envelopes (one per message, shared by its copies)",
+            t.signatures,
+        )?;
         gauge(
             e,
             "outpost_topic_deliveries_pending",

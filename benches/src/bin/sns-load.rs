@@ -4,7 +4,8 @@
 //! (`benches/sns-load.sh`).
 //!
 //! Scenarios, each on fresh topics and queues:
-//! - `Publish` to a topic with 1 SQS subscription, in SNS's signed envelope and raw;
+//! - `Publish` to a topic with 1 SQS subscription, in SNS's signed envelope and raw, and signed
+//!   with `SignatureVersion` 2 (SHA256withRSA);
 //! - `Publish` to a topic with 10 SQS subscriptions (10 copies per request), both ways;
 //! - `SendMessageBatch` of 10 to one queue (the same 10 copies per request, no topic), the
 //!   reference the 10-queue fan-out is compared with.
@@ -124,12 +125,22 @@ struct Outcome {
     lost: u64,
 }
 
-async fn fan_out(o: &Options, t: &Target, subscriptions: usize, raw: bool) -> Outcome {
+async fn fan_out(
+    o: &Options,
+    t: &Target,
+    subscriptions: usize,
+    raw: bool,
+    sha256: bool,
+) -> Outcome {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(o.clients * 2)
         .build()
         .expect("http client");
-    let id = format!("{}-{subscriptions}-{raw}-{}", t.name, std::process::id());
+    let id = format!(
+        "{}-{subscriptions}-{raw}-{sha256}-{}",
+        t.name,
+        std::process::id()
+    );
     let topic = xml_value(
         &sns(
             &http,
@@ -141,6 +152,21 @@ async fn fan_out(o: &Options, t: &Target, subscriptions: usize, raw: bool) -> Ou
         "TopicArn",
     )
     .expect("TopicArn");
+    if sha256 {
+        // SHA256withRSA (`SignatureVersion` 2) instead of SNS's default SHA1withRSA.
+        sns(
+            &http,
+            &t.url,
+            &[
+                ("Action", "SetTopicAttributes"),
+                ("TopicArn", &topic),
+                ("AttributeName", "SignatureVersion"),
+                ("AttributeValue", "2"),
+            ],
+        )
+        .await
+        .expect("SetTopicAttributes SignatureVersion");
+    }
     let mut queues = Vec::new();
     for i in 0..subscriptions {
         let (qurl, arn) = queue(&http, &t.url, &format!("load-{id}-{i}")).await;
@@ -260,17 +286,19 @@ async fn main() {
         "Publish, 10 SQS subscriptions, signed envelope",
         "Publish, 10 SQS subscriptions, raw",
         "SendMessageBatch of 10",
+        "Publish, 1 SQS subscription, signed envelope, SignatureVersion 2",
     ];
     let mut rows: Vec<Vec<(String, Outcome)>> = Vec::new();
     for (s, label) in scenarios.iter().enumerate() {
         let mut row = Vec::new();
         for t in &o.targets {
             let out = match s {
-                0 => fan_out(&o, t, 1, false).await,
-                1 => fan_out(&o, t, 1, true).await,
-                2 => fan_out(&o, t, 10, false).await,
-                3 => fan_out(&o, t, 10, true).await,
-                _ => send_batch(&o, t).await,
+                0 => fan_out(&o, t, 1, false, false).await,
+                1 => fan_out(&o, t, 1, true, false).await,
+                2 => fan_out(&o, t, 10, false, false).await,
+                3 => fan_out(&o, t, 10, true, false).await,
+                4 => send_batch(&o, t).await,
+                _ => fan_out(&o, t, 1, false, true).await,
             };
             eprintln!(
                 "{:<8} {label}: {:.0} requests/s, {:.0} copies/s (p50 {:.2} ms, p99 {:.2} ms), errors {}, lost {}",

@@ -72,6 +72,22 @@ impl Notification {
             .map_or(self.message.as_str(), String::as_str)
     }
 
+    /// The topic's `SignatureVersion` when the message was published (SHA1withRSA unless 2).
+    pub fn signature_version(&self) -> crate::signing::SignatureVersion {
+        crate::signing::SignatureVersion::parse(&self.signature_version)
+            .unwrap_or(crate::signing::SignatureVersion::V1)
+    }
+
+    /// Which text [`Notification::message_for`] gives `protocol`: its own (`MessageStructure`
+    /// json) or the default one. Protocols with the same key sign the same text.
+    pub fn text_key(&self, protocol: &'static str) -> &'static str {
+        if self.per_protocol.contains_key(protocol) {
+            protocol
+        } else {
+            "default"
+        }
+    }
+
     /// The string SNS signs for a notification (keys in order; `Subject` only when present).
     pub fn string_to_sign(&self, message: &str) -> String {
         let mut s = String::with_capacity(message.len() + 256);

@@ -32,6 +32,7 @@ pub(super) struct Counters {
     pub failed: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub in_flight: AtomicU64,
+    pub signatures: AtomicU64,
 }
 
 /// Delivery figures for `/metrics`.
@@ -49,6 +50,8 @@ pub struct DeliveryStats {
     pub dead_lettered: u64,
     /// HTTP/S and MQTT deliveries pending now.
     pub pending: u64,
+    /// RSA signatures made (envelopes and confirmations): one per message, not per copy.
+    pub signatures: u64,
 }
 
 /// One published message and the HTTP/S and MQTT deliveries it still owes.
@@ -57,6 +60,8 @@ pub(super) struct Pending {
     record: RecordId,
     pub notification: Notification,
     remaining: AtomicUsize,
+    /// The message's signatures, made once and shared by every subscription and retry.
+    pub signatures: Signatures,
 }
 
 impl Pending {
@@ -65,7 +70,45 @@ impl Pending {
             record,
             notification,
             remaining: AtomicUsize::new(deliveries),
+            signatures: Signatures::default(),
         }
+    }
+}
+
+/// A message's envelope signatures, one per signed text: the text depends on the protocol only
+/// for a `MessageStructure=json` message ([`Notification::text_key`]) and on the topic's
+/// `SignatureVersion`, never on the subscription (`UnsubscribeURL` is not signed). So queue copies
+/// and ten endpoints, and every retry, share one RSA signature.
+#[derive(Debug, Default)]
+pub(super) struct Signatures {
+    made: parking_lot::Mutex<Vec<SignatureSlot>>,
+}
+
+type SignatureSlot = (
+    &'static str,
+    SignatureVersion,
+    Arc<tokio::sync::OnceCell<String>>,
+);
+
+impl Signatures {
+    /// The slot of one signed text; the first caller fills it, the others wait for it.
+    fn slot(
+        &self,
+        key: &'static str,
+        version: SignatureVersion,
+    ) -> Arc<tokio::sync::OnceCell<String>> {
+        let mut made = self.made.lock();
+        if let Some((_, _, cell)) = made.iter().find(|(k, v, _)| *k == key && *v == version) {
+            return cell.clone();
+        }
+        let cell = Arc::new(tokio::sync::OnceCell::new());
+        made.push((key, version, cell.clone()));
+        cell
+    }
+
+    /// A signature already made (for the queue copies, while publishing).
+    pub(super) fn seed(&self, key: &'static str, version: SignatureVersion, signature: String) {
+        let _ = self.slot(key, version).set(signature);
     }
 }
 
@@ -233,13 +276,13 @@ impl Topics {
     /// else dropped, counted and logged.
     pub(super) async fn overflow(&self, sub: &Subscription, n: &Notification) {
         tracing::warn!(subscription = %sub.arn, message = %n.id, "the subscription owes too many deliveries; this one goes to its dead-letter queue or is dropped");
-        self.redrive(sub, n).await;
+        self.redrive(sub, n, None).await;
     }
 
     /// What the subscription would have received goes to its dead-letter queue (its raw
     /// message with the attributes, or the envelope), if it has one.
-    async fn redrive(&self, sub: &Subscription, n: &Notification) {
-        let body = self.payload(n, sub).await;
+    async fn redrive(&self, sub: &Subscription, n: &Notification, signatures: Option<&Signatures>) {
+        let body = self.payload(n, sub, signatures).await;
         let attributes = if sub.raw() {
             super::publish::queue_attributes(&n.attributes)
         } else {
@@ -277,7 +320,8 @@ impl Topics {
                 let Ok(_permit) = sub.inflight.acquire().await else {
                     return;
                 };
-                self.attempt(n, sub, policy.content_type.as_deref()).await
+                self.attempt(pending, sub, policy.content_type.as_deref())
+                    .await
             };
             let why = match outcome {
                 Outcome::Delivered => {
@@ -305,22 +349,37 @@ impl Topics {
                 }
             };
             tracing::warn!(subscription = %sub.arn, message = %n.id, error = %why, "delivery failed for good");
-            self.redrive(sub, n).await;
+            self.redrive(sub, n, Some(&pending.signatures)).await;
             return;
         }
     }
 
-    /// What a subscription receives: the raw message or the signed envelope.
-    async fn payload(&self, n: &Notification, sub: &Subscription) -> String {
+    /// What a subscription receives: the raw message or the signed envelope (its signature
+    /// taken from `signatures` when another subscription or attempt made it already).
+    async fn payload(
+        &self,
+        n: &Notification,
+        sub: &Subscription,
+        signatures: Option<&Signatures>,
+    ) -> String {
         let text = n.message_for(sub.protocol.as_str());
         if sub.raw() {
             return text.to_string();
         }
-        let signature = self
-            .sign_all(vec![(n, text)])
-            .await
-            .pop()
-            .unwrap_or_default();
+        let sign = || async {
+            self.sign_all(vec![(n, text)])
+                .await
+                .pop()
+                .unwrap_or_default()
+        };
+        let signature = match signatures {
+            Some(cache) => {
+                let version = n.signature_version();
+                let slot = cache.slot(n.text_key(sub.protocol.as_str()), version);
+                slot.get_or_init(sign).await.clone()
+            }
+            None => sign().await,
+        };
         n.envelope(
             text,
             &signature,
@@ -331,16 +390,17 @@ impl Topics {
 
     async fn attempt(
         &self,
-        n: &Notification,
+        pending: &Pending,
         sub: &Subscription,
         content_type: Option<&str>,
     ) -> Outcome {
+        let n = &pending.notification;
         match sub.protocol {
             Protocol::Http | Protocol::Https => {
                 let Some(http) = self.http.read().clone() else {
                     return Outcome::Retry("no HTTP client".into());
                 };
-                let body = self.payload(n, sub).await;
+                let body = self.payload(n, sub, Some(&pending.signatures)).await;
                 let mut headers = vec![
                     ("x-amz-sns-message-type", "Notification".to_string()),
                     ("x-amz-sns-message-id", n.id.clone()),
@@ -380,7 +440,7 @@ impl Topics {
                     return Outcome::Retry("no MQTT engine".into());
                 };
                 let raw = sub.raw();
-                let body = self.payload(n, sub).await;
+                let body = self.payload(n, sub, Some(&pending.signatures)).await;
                 let user_properties = if raw {
                     n.attributes
                         .iter()
@@ -450,12 +510,7 @@ impl Topics {
     pub(super) async fn sign_all(&self, items: Vec<(&Notification, &str)>) -> Vec<String> {
         let work: Vec<(SignatureVersion, String)> = items
             .into_iter()
-            .map(|(n, message)| {
-                (
-                    SignatureVersion::parse(&n.signature_version).unwrap_or(SignatureVersion::V1),
-                    n.string_to_sign(message),
-                )
-            })
+            .map(|(n, message)| (n.signature_version(), n.string_to_sign(message)))
             .collect();
         self.sign_texts(work).await
     }
@@ -465,6 +520,9 @@ impl Topics {
         if work.is_empty() {
             return Vec::new();
         }
+        self.stats
+            .signatures
+            .fetch_add(work.len() as u64, Ordering::Relaxed);
         let signer = self.signer.clone();
         let sign = move || {
             work.iter()
@@ -608,6 +666,7 @@ impl Topics {
             failed: self.stats.failed.load(Ordering::Relaxed),
             dead_lettered: self.stats.dead_lettered.load(Ordering::Relaxed),
             pending: self.stats.in_flight.load(Ordering::Relaxed),
+            signatures: self.stats.signatures.load(Ordering::Relaxed),
         }
     }
 }

@@ -524,7 +524,14 @@ impl Topics {
             notes.into_iter().map(|(_, _, n)| Some(n)).collect();
         for ((i, subs), record) in pending.into_iter().zip(pending_ids) {
             if let Some(n) = notes.get_mut(i).and_then(Option::take) {
-                self.spawn_deliveries(Arc::new(Pending::new(record, n, subs.len())), subs);
+                let pending = Pending::new(record, n, subs.len());
+                // The queue copies' signature serves the endpoints too: one per message.
+                if let Some(signature) = signatures.get(&i) {
+                    let version = pending.notification.signature_version();
+                    let key = pending.notification.text_key("sqs");
+                    pending.signatures.seed(key, version, signature.clone());
+                }
+                self.spawn_deliveries(Arc::new(pending), subs);
             }
         }
         results.sort_by_key(|(at, _)| *at);
