@@ -6,7 +6,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::Outpost;
 
@@ -16,20 +16,82 @@ fn mosquitto(cmd: &str, broker: &Outpost, args: &[&str]) -> Command {
     c
 }
 
+/// A mosquitto_sub in the background, its output read line by line as it comes.
+struct Sub {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
 /// Starts a subscriber that exits after `count` messages (or 10 s), printing `topic payload`.
-fn subscriber(broker: &Outpost, args: &[&str], count: usize) -> Child {
+fn subscriber(broker: &Outpost, args: &[&str], count: usize) -> Sub {
     let n = count.to_string();
     let mut full = vec!["-v", "-C", &n, "-W", "10"];
     full.extend_from_slice(args);
-    let child = mosquitto("mosquitto_sub", broker, &full)
+    spawn_sub(broker, &full)
+}
+
+fn spawn_sub(broker: &Outpost, args: &[&str]) -> Sub {
+    let mut child = mosquitto("mosquitto_sub", broker, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("mosquitto_sub (Debian package mosquitto-clients) runs");
-    child
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    Sub {
+        child,
+        lines,
+        seen: Vec::new(),
+    }
 }
 
-/// Waits until the broker has a subscription: publishes probes until the subscriber sees one.
+/// A subscriber left running (a failed assertion) must not outlive the test: it would hold the
+/// test's output pipe open.
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sub {
+    /// Waits (10 s at most) until the subscriber prints a line `wanted` accepts.
+    fn wait_for(&mut self, what: &str, wanted: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.seen.iter().any(|l| wanted(l)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "the subscriber never printed {what}; it printed {:?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Waits for the subscriber to exit: every line it printed.
+    fn finish(mut self) -> Vec<String> {
+        let _ = self.child.wait();
+        let mut seen = std::mem::take(&mut self.seen);
+        seen.extend(self.lines.iter());
+        seen
+    }
+}
+
+/// Publishes with mosquitto_pub, which exits once the broker acknowledged (QoS 1 and 2).
 fn publish(broker: &Outpost, args: &[&str]) {
     let out = mosquitto("mosquitto_pub", broker, args)
         .output()
@@ -39,10 +101,6 @@ fn publish(broker: &Outpost, args: &[&str]) {
         "mosquitto_pub {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn finish(child: Child) -> Output {
-    child.wait_with_output().expect("subscriber ends")
 }
 
 fn lines(out: &Output) -> Vec<String> {
@@ -63,9 +121,9 @@ fn qos_0_1_2_between_mosquitto_clients_both_versions() {
     let broker = Outpost::start();
     for version in ["mqttv311", "mqttv5"] {
         ready_marker(&broker, "t/ready");
-        let sub = subscriber(&broker, &["-V", version, "-q", "2", "-t", "t/#"], 4);
-        // The retained marker arrives first, so the subscription exists before we publish.
-        std::thread::sleep(Duration::from_millis(50));
+        let mut sub = subscriber(&broker, &["-V", version, "-q", "2", "-t", "t/#"], 4);
+        // The retained marker arrives first: the subscription exists before we publish.
+        sub.wait_for("the retained marker", |l| l == "t/ready ready");
         for (qos, msg) in [("0", "zero"), ("1", "one"), ("2", "two")] {
             publish(
                 &broker,
@@ -81,8 +139,7 @@ fn qos_0_1_2_between_mosquitto_clients_both_versions() {
                 ],
             );
         }
-        let out = finish(sub);
-        let got = lines(&out);
+        let got = sub.finish();
         assert_eq!(
             got,
             ["t/ready ready", "t/q0 zero", "t/q1 one", "t/q2 two"],
@@ -96,9 +153,8 @@ fn retained_messages_set_replace_clear() {
     let broker = Outpost::start();
     publish(&broker, &["-t", "home/temp", "-m", "20", "-r"]);
     publish(&broker, &["-t", "home/temp", "-m", "21", "-r", "-q", "1"]);
-    let out = finish(subscriber(&broker, &["-t", "home/+", "-F", "%t %p %r"], 1));
     assert_eq!(
-        lines(&out),
+        subscriber(&broker, &["-t", "home/+", "-F", "%t %p %r"], 1).finish(),
         ["home/temp 21 1"],
         "the newest retained message, flagged retained"
     );
@@ -121,8 +177,8 @@ fn retained_messages_set_replace_clear() {
 fn will_is_published_when_a_client_dies_not_on_clean_disconnect() {
     let broker = Outpost::start();
     ready_marker(&broker, "wills/ready");
-    let watcher = subscriber(&broker, &["-t", "wills/#"], 2);
-    std::thread::sleep(Duration::from_millis(50));
+    let mut watcher = subscriber(&broker, &["-t", "wills/#"], 2);
+    watcher.wait_for("the retained marker", |l| l == "wills/ready ready");
     // A clean disconnect: no will.
     publish(
         &broker,
@@ -138,12 +194,14 @@ fn will_is_published_when_a_client_dies_not_on_clean_disconnect() {
         ],
     );
     // A client that dies: its will goes out.
-    let mut doomed = mosquitto(
-        "mosquitto_sub",
+    // It is connected (with its will) once it receives a retained marker.
+    ready_marker(&broker, "doomed/ready");
+    let mut doomed = spawn_sub(
         &broker,
         &[
+            "-v",
             "-t",
-            "nothing",
+            "doomed/ready",
             "--will-topic",
             "wills/dead",
             "--will-payload",
@@ -151,14 +209,10 @@ fn will_is_published_when_a_client_dies_not_on_clean_disconnect() {
             "-i",
             "doomed",
         ],
-    )
-    .spawn()
-    .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    doomed.kill().unwrap();
-    let _ = doomed.wait();
-    let out = finish(watcher);
-    assert_eq!(lines(&out), ["wills/ready ready", "wills/dead gone"]);
+    );
+    doomed.wait_for("the retained marker", |l| l == "doomed/ready ready");
+    drop(doomed);
+    assert_eq!(watcher.finish(), ["wills/ready ready", "wills/dead gone"]);
 }
 
 #[test]
@@ -169,7 +223,7 @@ fn persistent_session_receives_what_was_published_while_offline() {
         "mosquitto_sub",
         &broker,
         &[
-            "-c", "-i", "sleeper", "-q", "1", "-t", "cmd/#", "-W", "1", "-V", "mqttv311",
+            "-c", "-i", "sleeper", "-q", "1", "-t", "cmd/#", "-E", "-V", "mqttv311",
         ],
     )
     .output()
@@ -180,14 +234,15 @@ fn persistent_session_receives_what_was_published_while_offline() {
         &broker,
         &["-t", "cmd/other", "-m", "qos0 not queued", "-q", "0"],
     );
-    let out = finish(subscriber(
+    let got = subscriber(
         &broker,
         &[
             "-c", "-i", "sleeper", "-q", "1", "-t", "cmd/#", "-V", "mqttv311",
         ],
         1,
-    ));
-    assert_eq!(lines(&out), ["cmd/reboot now"]);
+    )
+    .finish();
+    assert_eq!(got, ["cmd/reboot now"]);
 }
 
 fn connect_packet(client: &str, keep_alive: u16) -> Vec<u8> {
@@ -252,8 +307,10 @@ fn bad_input_closes_only_that_connection() {
     // Everyone else is still served.
     assert!(broker.is_running());
     publish(&broker, &["-t", "still/alive", "-m", "yes", "-r"]);
-    let out = finish(subscriber(&broker, &["-t", "still/alive"], 1));
-    assert_eq!(lines(&out), ["still/alive yes"]);
+    assert_eq!(
+        subscriber(&broker, &["-t", "still/alive"], 1).finish(),
+        ["still/alive yes"]
+    );
 }
 
 #[test]
@@ -291,7 +348,7 @@ fn persistent_sessions_and_retained_messages_survive_kill_9() {
         "mosquitto_sub",
         &broker,
         &[
-            "-c", "-i", "keeper", "-q", "1", "-t", "k/#", "-W", "1", "-V", "mqttv5", "-x", "3600",
+            "-c", "-i", "keeper", "-q", "1", "-t", "k/#", "-E", "-V", "mqttv5", "-x", "3600",
         ],
     )
     .output()
@@ -304,16 +361,19 @@ fn persistent_sessions_and_retained_messages_survive_kill_9() {
     let data = broker.kill();
 
     let broker = Outpost::start_in(data);
-    let out = finish(subscriber(
+    let got = subscriber(
         &broker,
         &[
             "-c", "-i", "keeper", "-q", "1", "-t", "k/#", "-V", "mqttv5", "-x", "3600",
         ],
         2,
-    ));
-    assert_eq!(lines(&out), ["k/1 one", "k/2 two"]);
-    let out = finish(subscriber(&broker, &["-t", "r/#"], 1));
-    assert_eq!(lines(&out), ["r/t kept"]);
+    )
+    .finish();
+    assert_eq!(got, ["k/1 one", "k/2 two"]);
+    assert_eq!(
+        subscriber(&broker, &["-t", "r/#"], 1).finish(),
+        ["r/t kept"]
+    );
     // After a graceful stop, acknowledged messages are not delivered again. (After a crash right
     // after the PUBACK a QoS 1 message may come again: at least once.)
     let broker = Outpost::start_in(broker.stop());
@@ -381,8 +441,8 @@ fn paho_over_tcp_and_websocket() {
 #[test]
 fn sys_topics_report_the_broker_and_hide_from_wildcards() {
     let broker = Outpost::start();
-    let mut listener = subscriber(&broker, &["-t", "anything/#"], 1);
-    let out = finish(subscriber(
+    let listener = subscriber(&broker, &["-t", "anything/#"], 1);
+    let got = subscriber(
         &broker,
         &[
             "-t",
@@ -391,8 +451,8 @@ fn sys_topics_report_the_broker_and_hide_from_wildcards() {
             "$SYS/broker/clients/connected",
         ],
         2,
-    ));
-    let got = lines(&out);
+    )
+    .finish();
     assert!(
         got.iter()
             .any(|l| l.starts_with("$SYS/broker/version outpost ")),
@@ -412,8 +472,7 @@ fn sys_topics_report_the_broker_and_hide_from_wildcards() {
         "{:?}",
         lines(&out)
     );
-    let _ = listener.kill();
-    let _ = listener.wait();
+    drop(listener);
 }
 
 /// A raw MQTT 5 client on our codec: for checks that need to see packets as they are on the wire.

@@ -2,7 +2,8 @@
 //! `/metrics`.
 //!
 //! Thin by design: it translates wire formats and calls the engines; every rule lives in
-//! `outpost-queues` and `outpost-topics`. One port serves everything, as one gateway box should.
+//! `outpost-queues`, `outpost-topics`, `outpost-routing` (EventBridge) and `outpost-mqtt` (the IoT
+//! data API). One port serves everything, as one gateway box should.
 
 mod access;
 pub mod body_budget;

@@ -1,10 +1,12 @@
 //! Outpost's MQTT engine: the part of the broker that knows MQTT semantics but no sockets.
 //!
-//! Listeners decode packets and hand them here; the engine decides who receives what. Work in progress:
-//! this crate currently holds the router (who gets a message, with which QoS, flags and subscription
-//! identifiers) and its two indexes — subscriptions by filter, retained messages by topic — and a
-//! connection's incoming and a session's outgoing flow control. Sessions, wills and the listeners come
-//! next.
+//! Listeners (`outpost-listeners`) decode packets and hand them here; the engine decides who
+//! receives what and what is kept: sessions (clean and persistent, with their expiry), wills,
+//! subscriptions and retained messages (indexed by filter and by topic), each connection's incoming
+//! and each session's outgoing flow control, and persistence in the store (ADR 0008: a message is
+//! acknowledged once every persistent session that took it holds it durably). Other doors reach
+//! MQTT through it as a principal (`Broker::publish_as`, ADR 0015), and `$queue/` topics through
+//! the queue door.
 
 mod broker;
 mod inbox;
