@@ -1,4 +1,5 @@
-//! Reconnect delays: exponential with full jitter (AWS's recommendation), so a fleet of
+//! Reconnect delays: exponential, each drawn between half and all of the step ("equal jitter"
+//! in AWS's terms, so a delay never collapses to zero), so a fleet of
 //! gateways that lost the same upstream does not come back in lockstep.
 
 use std::time::Duration;

@@ -202,9 +202,7 @@ async fn api(
 /// method on `/health`, say) included: the id an operator asks a caller for.
 async fn request_id(mut resp: Response) -> Response {
     if !resp.headers().contains_key("x-amzn-requestid") {
-        let r: [u8; 16] = rand::random();
-        if let Ok(v) = axum::http::HeaderValue::from_str(&outpost_queues::message::format_uuid(&r))
-        {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&outpost_queues::message::uuid_text()) {
             resp.headers_mut().insert("x-amzn-RequestId", v);
         }
     }

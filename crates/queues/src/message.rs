@@ -315,6 +315,11 @@ pub fn new_uuid() -> [u8; 16] {
     id
 }
 
+/// A random version-4 UUID in its text form (message, request and event ids).
+pub fn uuid_text() -> String {
+    format_uuid(&new_uuid())
+}
+
 /// The digest layout for system attributes (only `AWSTraceHeader` exists).
 pub fn system_attributes_digest(trace_header: &str) -> String {
     let mut attrs = Attributes::new();

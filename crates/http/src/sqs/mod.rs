@@ -38,8 +38,7 @@ struct ProtocolError {
 }
 
 fn request_id() -> String {
-    let r: [u8; 16] = rand::random();
-    outpost_queues::message::format_uuid(&r)
+    outpost_queues::message::uuid_text()
 }
 
 fn error_response(

@@ -147,8 +147,7 @@ pub(crate) fn now_ms() -> u64 {
 
 /// A new UUID (v4) in its text form.
 pub(crate) fn uuid() -> String {
-    let r: [u8; 16] = rand::random();
-    outpost_queues::message::format_uuid(&r)
+    outpost_queues::message::uuid_text()
 }
 
 fn rule_key(bus: &str, name: &str) -> Vec<u8> {

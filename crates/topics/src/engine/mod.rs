@@ -354,6 +354,5 @@ impl Topics {
 
 /// A new UUID (v4) in its text form.
 pub(crate) fn uuid() -> String {
-    let r: [u8; 16] = rand::random();
-    outpost_queues::message::format_uuid(&r)
+    outpost_queues::message::uuid_text()
 }
