@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use outpost_codec::{QoS, ReasonCode, Version};
 use support::http::{events_json, receive_all, sqs_json};
 use support::raw::{Got, Raw};
-use support::{eventually, python, root, Outpost};
+use support::{aws_cli, eventually, python, Outpost};
 
 /// Runs one pytest file of tests/interop against a fresh broker.
 fn pytest(file: &str) {
@@ -322,26 +322,6 @@ fn kill_9_between_queue_puback_and_consumer_loses_nothing() {
         acked.len(),
         got.len()
     );
-}
-
-/// The aws CLI (from the test venv) against `broker`; its JSON output.
-fn aws_cli(broker: &Outpost, args: &[&str]) -> String {
-    let out = Command::new(root().join(".venv/bin/aws"))
-        .args(["--endpoint-url", &broker.http, "--region", "us-east-1"])
-        .args(["--output", "json"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("AWS_PROFILE")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("aws runs");
-    assert!(
-        out.status.success(),
-        "aws {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// A scheduled rule made with the aws CLI fires on the system clock through the real binary

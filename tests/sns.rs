@@ -5,14 +5,13 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::endpoint::Endpoint;
 use support::http::{receive_all, sns_query as sns, sqs_json};
-use support::{eventually, python, root, Outpost};
+use support::{aws_cli, eventually, python, Outpost};
 
 #[test]
 fn boto3_sns_suite() {
@@ -34,30 +33,7 @@ fn boto3_sns_suite() {
 fn aws_cli_sns_smoke() {
     let Some(_) = python(".venv") else { return };
     let broker = Outpost::start();
-    let aws = |args: &[&str]| -> String {
-        let out = Command::new(root().join(".venv/bin/aws"))
-            .args([
-                "--endpoint-url",
-                &broker.http,
-                "--region",
-                "us-east-1",
-                "--output",
-                "json",
-            ])
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env_remove("AWS_PROFILE")
-            .stdin(Stdio::null())
-            .output()
-            .expect("aws runs");
-        assert!(
-            out.status.success(),
-            "aws {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let aws = |args: &[&str]| aws_cli(&broker, args);
     let created = aws(&["sns", "create-topic", "--name", "cli-topic"]);
     assert!(created.contains("arn:aws:sns:us-east-1:000000000000:cli-topic"));
     let arn = "arn:aws:sns:us-east-1:000000000000:cli-topic";

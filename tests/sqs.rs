@@ -5,7 +5,7 @@ mod support;
 
 use std::process::{Command, Stdio};
 
-use support::{python, root, Outpost};
+use support::{aws_cli, python, root, Outpost};
 
 fn pytest(venv: &str) {
     let Some(python) = python(venv) else { return };
@@ -31,30 +31,10 @@ fn boto3_over_the_query_protocol() {
 fn aws_cli_smoke() {
     let Some(_) = python(".venv") else { return };
     let broker = Outpost::start();
-    let aws = |args: &[&str]| -> String {
-        let out = Command::new(root().join(".venv/bin/aws"))
-            .args([
-                "--endpoint-url",
-                &broker.http,
-                "--region",
-                "us-east-1",
-                "--output",
-                "json",
-                "sqs",
-            ])
-            .args(args)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env_remove("AWS_PROFILE")
-            .stdin(Stdio::null())
-            .output()
-            .expect("aws runs");
-        assert!(
-            out.status.success(),
-            "aws {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    let aws = |args: &[&str]| {
+        let mut full = vec!["sqs"];
+        full.extend_from_slice(args);
+        aws_cli(&broker, &full)
     };
     let created = aws(&["create-queue", "--queue-name", "cli"]);
     assert!(created.contains("/000000000000/cli"), "{created}");

@@ -48,6 +48,27 @@ pub fn pytest(python: &std::path::Path, file: &str, vars: &[(&str, String)]) {
     assert!(stdout.contains(" passed"), "pytest ran no tests");
 }
 
+/// The aws CLI of the test venv against `broker` (JSON output, test credentials); its output.
+/// Panics when the command fails, with what it printed.
+pub fn aws_cli(broker: &Outpost, args: &[&str]) -> String {
+    let out = Command::new(root().join(".venv/bin/aws"))
+        .args(["--endpoint-url", &broker.http, "--region", "us-east-1"])
+        .args(["--output", "json"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("aws runs");
+    assert!(
+        out.status.success(),
+        "aws {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The value of the first `/metrics` sample whose line starts with `line_start` (a name with its
 /// labels), 0 when absent.
 pub fn metric(broker: &Outpost, line_start: &str) -> u64 {

@@ -88,6 +88,28 @@ fn owner() -> outpost_access::Identity {
     outpost_access::Identity::anonymous(ACCOUNT)
 }
 
+/// PutRule with only a schedule (on `bus`, or the default bus), as the anonymous owner.
+async fn put_schedule(
+    events: &Events,
+    name: &str,
+    bus: Option<&str>,
+    schedule: &str,
+) -> Result<String, EventsError> {
+    events
+        .put_rule(
+            name,
+            bus,
+            None,
+            Some(schedule.into()),
+            None,
+            None,
+            None,
+            BTreeMap::new(),
+            &owner(),
+        )
+        .await
+}
+
 fn queue_arn(name: &str) -> String {
     format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")
 }
@@ -104,19 +126,7 @@ impl Engines {
     }
 
     async fn rule(&self, name: &str, schedule: &str, targets: Vec<Value>) -> String {
-        let arn = self
-            .events
-            .put_rule(
-                name,
-                None,
-                None,
-                Some(schedule.into()),
-                None,
-                None,
-                None,
-                BTreeMap::new(),
-                &owner(),
-            )
+        let arn = put_schedule(&self.events, name, None, schedule)
             .await
             .expect("scheduled rule");
         self.events
@@ -285,18 +295,7 @@ async fn cron_rules_fire_on_their_minutes_and_not_for_ticks_passed_while_disable
     assert_eq!(event["time"], time_of(T0 + 28 * MINUTE), "10:30");
 
     // A new expression starts anew; the rule's description says what it is.
-    e.events
-        .put_rule(
-            "quarterly",
-            None,
-            None,
-            Some("cron(0 12 ? * MON-FRI *)".into()),
-            None,
-            None,
-            None,
-            BTreeMap::new(),
-            &owner(),
-        )
+    put_schedule(&e.events, "quarterly", None, "cron(0 12 ? * MON-FRI *)")
         .await
         .expect("changed");
     let rule = e.events.describe_rule("quarterly", None).expect("rule");
@@ -338,26 +337,8 @@ async fn failed_deliveries_follow_the_targets_retry_policy_to_its_dead_letter_qu
 async fn schedules_are_refused_where_aws_refuses_them_and_match_no_events() {
     let dir = tempfile::tempdir().expect("dir");
     let e = open(dir.path(), T0);
-    let put = |name: &'static str, bus: Option<&'static str>, schedule: &'static str| {
-        let events = e.events.clone();
-        async move {
-            events
-                .put_rule(
-                    name,
-                    bus,
-                    None,
-                    Some(schedule.into()),
-                    None,
-                    None,
-                    None,
-                    BTreeMap::new(),
-                    &owner(),
-                )
-                .await
-        }
-    };
     for bad in ["rate(1 minutes)", "cron(0 12 * * * *)", "every 5 minutes"] {
-        match put("bad", None, bad).await {
+        match put_schedule(&e.events, "bad", None, bad).await {
             Err(EventsError::Validation(m)) => {
                 assert_eq!(m, "Parameter ScheduleExpression is not valid.")
             }
@@ -368,7 +349,7 @@ async fn schedules_are_refused_where_aws_refuses_them_and_match_no_events() {
         .create_event_bus("custom", None, BTreeMap::new())
         .await
         .expect("bus");
-    match put("elsewhere", Some("custom"), "rate(5 minutes)").await {
+    match put_schedule(&e.events, "elsewhere", Some("custom"), "rate(5 minutes)").await {
         Err(EventsError::Validation(m)) => assert_eq!(
             m,
             "ScheduleExpression is supported only on the default event bus."
