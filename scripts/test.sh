@@ -11,6 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${OUTPOST_FUZZ_SECONDS:-40}
+# A CI machine's disk is small: full debug info in the ~60 test binaries alone took more than the
+# disk had, and incremental caches only help repeated local builds. Line tables keep file:line in
+# panics and backtraces. Either can be overridden from the environment.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+export CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}
+
 step() { printf '\n==> %s\n' "$*"; }
 
 as_root() {

@@ -153,7 +153,9 @@ pub(crate) struct Writer {
     batch_bytes: u64,
 }
 
-pub(crate) fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch: the clock of record timestamps, and the one every engine
+/// reads so that ages computed from stored timestamps agree.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

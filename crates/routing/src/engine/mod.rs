@@ -140,10 +140,7 @@ impl std::fmt::Debug for Events {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    outpost_queues::now_ms()
-}
+pub(crate) use outpost_store::now_ms;
 
 /// A new UUID (v4) in its text form.
 pub(crate) fn uuid() -> String {

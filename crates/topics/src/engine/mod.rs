@@ -38,10 +38,7 @@ const TOPICS_TABLE: &str = "sns_topics";
 const SUBSCRIPTIONS_TABLE: &str = "sns_subscriptions";
 const PENDING_STREAM: &str = "sns.pending";
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    outpost_queues::now_ms()
-}
+pub use outpost_store::now_ms;
 
 /// Where topic ARNs point and how messages are signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
