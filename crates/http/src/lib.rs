@@ -222,13 +222,13 @@ pub fn router(state: HttpState) -> Router {
 
 /// Serves HTTP on `listener` until the future is dropped: each connection admitted through `gate`,
 /// with the header, idle and body timeouts of `state.limits`; with `tls`, HTTPS (the TLS
-/// handshake must finish within the header timeout). When `shutdown` turns true, every
+/// handshake must finish within the header timeout). When `shutdown` fires, every
 /// connection finishes the request it is serving and closes (drop this future to stop accepting).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gate: Gate,
     state: HttpState,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: outpost_shutdown::Shutdown,
     tls: Option<Arc<outpost_net::Tls>>,
 ) {
     let header_timeout = state.limits.header_timeout;
@@ -264,7 +264,7 @@ async fn serve_connection<S, Svc>(
     peer: SocketAddr,
     service: Svc,
     header_timeout: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut shutdown: outpost_shutdown::Shutdown,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     Svc: hyper::service::Service<axum::http::Request<hyper::body::Incoming>, Response = Response>
@@ -281,7 +281,7 @@ async fn serve_connection<S, Svc>(
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        _ = async { drop(shutdown.wait_for(|down| *down).await) } => {
+        _ = shutdown.recv() => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }

@@ -32,7 +32,7 @@ where
     let far = Duration::from_secs(365 * 24 * 3600);
     let deadline = tokio::time::sleep(grace.unwrap_or(far));
     tokio::pin!(deadline);
-    let mut shutdown = broker.shutdown_watch();
+    let mut shutdown = broker.shutdown();
     // Packets that arrived together with CONNECT, then whatever a resumed session has queued.
     if let Err(end) = handle_buffered(buf, conn, broker, h, max) {
         return end;
@@ -96,8 +96,7 @@ where
                 conn.disconnect(ReasonCode::SessionTakenOver);
                 return End::TakenOver;
             }
-            // (The watch's guard is dropped at once: it must not live across the awaits below.)
-            _ = async { drop(shutdown.wait_for(|down| *down).await) } => {
+            _ = shutdown.recv() => {
                 if let Some(end) = handle_received(rd, buf, conn, broker, h, max).await {
                     return end;
                 }
