@@ -51,12 +51,12 @@ impl outpost_topics::MqttPublisher for MqttDoor {
 }
 
 /// Offers every client PUBLISH to the event rules (MQTT publishes are events, ADR 0011).
-pub(crate) struct RulesTap(pub std::sync::Arc<outpost_routing::Events>);
+pub(crate) struct RulesTap(pub std::sync::Arc<outpost_rules::Events>);
 
 impl outpost_mqtt::PublishTap for RulesTap {
     fn offer(&self, client_id: &str, m: &outpost_mqtt::Message) -> Option<outpost_mqtt::TapWait> {
         let p = &m.properties;
-        self.0.offer_mqtt(&outpost_routing::MqttEventSource {
+        self.0.offer_mqtt(&outpost_rules::MqttEventSource {
             client_id,
             topic: &m.topic,
             payload: &m.payload,

@@ -16,7 +16,7 @@ pub(crate) struct Engines {
     pub broker: Arc<outpost_mqtt::Broker>,
     pub queues: Arc<outpost_queues::Queues>,
     pub topics: Arc<outpost_topics::Topics>,
-    pub events: Arc<outpost_routing::Events>,
+    pub events: Arc<outpost_rules::Events>,
     pub bridges: Arc<outpost_bridge::Bridges>,
 }
 
@@ -95,11 +95,11 @@ pub(crate) async fn open(
         Some(Arc::new(outpost_http::sns::HttpClient::new(egress))),
         Some(Arc::new(MqttDoor(broker.clone()))),
     );
-    let events = outpost_routing::Events::open(
+    let events = outpost_rules::Events::open(
         store.clone(),
         queues.clone(),
         topics.clone(),
-        outpost_routing::EventsConfig {
+        outpost_rules::EventsConfig {
             region: config.http.region.clone(),
             account: config.http.account.clone(),
             max_rules_per_bus: config.http.max_rules_per_bus,
@@ -125,7 +125,7 @@ pub(crate) async fn open(
         Arc::new(RulesTap(events.clone())),
         bridges.clone(),
     ])));
-    broker.set_queue_door(outpost_routing::MqttQueues::new(queues.clone(), &broker));
+    broker.set_queue_door(outpost_rules::MqttQueues::new(queues.clone(), &broker));
     Ok(Engines {
         broker,
         queues,

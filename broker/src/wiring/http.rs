@@ -9,11 +9,12 @@ use tokio::task::JoinHandle;
 
 use super::engines::Engines;
 use super::limits::Limits;
-use super::listeners::HttpListeners;
+use super::listeners::{spawn_until, HttpListeners};
 use crate::config::Config;
 use crate::metrics;
 
-/// Starts serving HTTP(S); `ready` is what `/ready` answers.
+/// Starts serving HTTP(S): accepting stops when `shutdown` fires, and each connection then
+/// finishes the request it is serving. `ready` is what `/ready` answers.
 pub(crate) fn serve(
     listeners: HttpListeners,
     config: &Config,
@@ -60,20 +61,26 @@ pub(crate) fn serve(
     );
     let mut tasks = Vec::new();
     if let Some((listener, tls)) = listeners.https {
-        tasks.push(tokio::spawn(outpost_http::serve(
-            listener,
-            limits.http_gate.clone(),
-            state.clone(),
-            shutdown.clone(),
-            Some(tls),
-        )));
+        tasks.push(spawn_until(
+            shutdown,
+            outpost_http::serve(
+                listener,
+                limits.http_gate.clone(),
+                state.clone(),
+                shutdown.clone(),
+                Some(tls),
+            ),
+        ));
     }
-    tasks.push(tokio::spawn(outpost_http::serve(
-        listeners.http,
-        limits.http_gate.clone(),
-        state,
-        shutdown.clone(),
-        None,
-    )));
+    tasks.push(spawn_until(
+        shutdown,
+        outpost_http::serve(
+            listeners.http,
+            limits.http_gate.clone(),
+            state,
+            shutdown.clone(),
+            None,
+        ),
+    ));
     tasks
 }

@@ -188,7 +188,7 @@ pub(crate) struct HttpListeners {
 }
 
 /// Spawns an accept loop that stops accepting when the broker stops.
-fn spawn_until(
+pub(crate) fn spawn_until(
     shutdown: &Shutdown,
     task: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> JoinHandle<()> {

@@ -2,11 +2,12 @@
 //! `/metrics`.
 //!
 //! Thin by design: it translates wire formats and calls the engines; every rule lives in
-//! `outpost-queues`, `outpost-topics`, `outpost-routing` (EventBridge) and `outpost-mqtt` (the IoT
+//! `outpost-queues`, `outpost-topics`, `outpost-rules` (EventBridge) and `outpost-mqtt` (the IoT
 //! data API). One port serves everything, as one gateway box should.
 
 mod access;
 pub mod body_budget;
+mod dispatch;
 pub mod events;
 pub mod iotdata;
 pub mod sns;
@@ -27,7 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use outpost_net::{accept_loop, Gate};
 use outpost_queues::Queues;
-use outpost_routing::Events;
+use outpost_rules::Events;
 use outpost_topics::Topics;
 use tokio::sync::Semaphore;
 
@@ -195,7 +196,7 @@ async fn api(
     }
     let host = state.local_addr.to_string();
     let peer = peer.map(|axum::Extension(p)| p);
-    sqs::handle(&state, &host, peer, method, uri, headers, body).await
+    dispatch::handle(&state, &host, peer, method, uri, headers, body).await
 }
 
 /// Every answer carries a request id (`x-amzn-RequestId`), errors of the router itself (a wrong

@@ -32,9 +32,9 @@ use tokio::sync::Notify;
 
 mod admin;
 mod connect;
+mod incoming;
 mod outgoing;
 mod queues;
-mod routing;
 mod status;
 mod storage;
 

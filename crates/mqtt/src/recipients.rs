@@ -1,4 +1,4 @@
-//! Routing: who receives an application message, and with which QoS, flags and subscription
+//! Recipients: who receives an application message, and with which QoS, flags and subscription
 //! identifiers (MQTT §3.3.4, §3.8.3.1, §4.8). Pure logic over the two indexes; sessions and sockets are
 //! the caller's.
 //!

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use outpost_queues::{Queues, QueuesConfig, ReceiveRequest};
-use outpost_routing::{Clock, Events, EventsConfig, EventsError, PutEntry};
+use outpost_rules::{Clock, Events, EventsConfig, EventsError, PutEntry};
 use outpost_store::{Store, StoreConfig};
 use outpost_topics::{Topics, TopicsConfig};
 use serde_json::{json, Value};
@@ -173,7 +173,7 @@ impl Engines {
 }
 
 fn time_of(ms: u64) -> String {
-    outpost_routing::event_time(ms)
+    outpost_rules::event_time(ms)
 }
 
 #[tokio::test]

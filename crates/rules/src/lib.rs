@@ -1,4 +1,4 @@
-//! The routing layer: what joins Outpost's three worlds. A message that enters by one door (an
+//! The rules engine: what joins Outpost's three worlds. A message that enters by one door (an
 //! MQTT PUBLISH, an HTTP publish, an EventBridge `PutEvents`) becomes an *event*; *rules* on an
 //! *event bus* match events with EventBridge's pattern grammar (the matcher shared with SNS
 //! filter policies, `outpost-patterns`) and hand them to *targets*: SQS queues, SNS topics and
