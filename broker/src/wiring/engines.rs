@@ -91,8 +91,9 @@ pub(crate) async fn open(
             config.topics.endpoint_posts_burst as f64
         },
     };
+    let sender = outpost_http::sns::HttpClient::new(egress).map_err(Failure::runtime)?;
     topics.attach(
-        Some(Arc::new(outpost_http::sns::HttpClient::new(egress))),
+        Some(Arc::new(sender)),
         Some(Arc::new(MqttDoor(broker.clone()))),
     );
     let events = outpost_rules::Events::open(

@@ -28,7 +28,7 @@ mod writer;
 
 pub use config::{Retention, StoreConfig, SyncPolicy};
 pub use error::{Result, StoreError};
-pub use meta::{MetaOp, MetaStore, RedbMeta};
+pub use meta::{MetaChange, MetaOp, MetaStore, RedbMeta};
 pub use record::HEADER_LEN as RECORD_OVERHEAD;
 pub use recovery::RecoveryReport;
 pub use store::{Record, Store, StoreStats};

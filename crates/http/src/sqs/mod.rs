@@ -177,15 +177,7 @@ fn parse(
         return Ok((p, op.to_string(), params));
     }
     let p = Protocol::Query;
-    // At most one parameter more than allowed is decoded: a form of millions of empty parameters
-    // costs no more memory than its bytes.
-    let query = uri.query().unwrap_or("").as_bytes();
-    let form: &[u8] = if *method == Method::POST { body } else { b"" };
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(query)
-        .chain(form_urlencoded::parse(form))
-        .take(query::MAX_PARAMS + 1)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let pairs = query::form_pairs(method, uri, body);
     let action = pairs
         .iter()
         .find(|(k, _)| k == "Action")

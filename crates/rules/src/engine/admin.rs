@@ -101,14 +101,7 @@ impl Events {
                 clip(name)
             )));
         }
-        if description
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > 512)
-        {
-            return Err(EventsError::validation(
-                "Description is longer than 512 characters",
-            ));
-        }
+        check_description(description.as_deref())?;
         check_tags(&tags)?;
         let _defs = self.defs.lock().await;
         if self.buses.read().contains_key(name) {
@@ -211,14 +204,7 @@ impl Events {
         if let Some(s) = &state {
             valid_state(s)?;
         }
-        if description
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > 512)
-        {
-            return Err(EventsError::validation(
-                "Description is longer than 512 characters",
-            ));
-        }
+        check_description(description.as_deref())?;
         check_tags(&tags)?;
         let bus = self.bus(bus)?;
         let bus_name = bus.def.read().name.clone();

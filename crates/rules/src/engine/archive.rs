@@ -220,11 +220,7 @@ impl Events {
         description: Option<&String>,
         retention_days: Option<i64>,
     ) -> Result<u32> {
-        if description.is_some_and(|d| d.chars().count() > 512) {
-            return Err(EventsError::validation(
-                "Description is longer than 512 characters",
-            ));
-        }
+        check_description(description.map(String::as_str))?;
         match retention_days {
             None => Ok(0),
             Some(d) if (0..=i64::from(u32::MAX)).contains(&d) => Ok(d as u32),

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use outpost_queues::Queues;
-use outpost_store::{MetaOp, Record, Store, StreamId};
+use outpost_store::{Record, Store, StreamId};
 use outpost_topics::{MqttPublisher, Topics};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -35,7 +35,7 @@ const RULES_TABLE: &str = "events_rules";
 const PENDING_STREAM: &str = "events.pending";
 
 /// One metadata change: table, key, and the new value (`None`: delete).
-type MetaChange = (&'static str, Vec<u8>, Option<Vec<u8>>);
+use outpost_store::MetaChange;
 
 /// Where ARNs point.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,24 +367,7 @@ impl Events {
     }
 
     async fn apply_meta(&self, ops: Vec<MetaChange>) -> Result<()> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let ops: Vec<MetaOp<'_>> = ops
-                .iter()
-                .map(|(table, key, value)| match value {
-                    Some(v) => MetaOp::Put {
-                        table,
-                        key,
-                        value: v,
-                    },
-                    None => MetaOp::Delete { table, key },
-                })
-                .collect();
-            store.meta().apply(&ops)
-        })
-        .await
-        .map_err(|e| EventsError::Internal(format!("metadata task: {e}")))??;
-        Ok(())
+        Ok(self.store.apply_changes(ops).await?)
     }
 
     async fn save_rule(&self, def: &RuleDef) -> Result<()> {
@@ -418,4 +401,14 @@ pub(crate) fn bus_name(name_or_arn: &str) -> &str {
             .map_or(name_or_arn, |(_, n)| n),
         None => name_or_arn,
     }
+}
+
+/// EventBridge's limit on the description of a rule, bus, archive or replay: 512 characters.
+pub(crate) fn check_description(description: Option<&str>) -> Result<()> {
+    if description.is_some_and(|d| d.chars().count() > 512) {
+        return Err(EventsError::validation(
+            "Description is longer than 512 characters",
+        ));
+    }
+    Ok(())
 }

@@ -147,14 +147,7 @@ impl Events {
                 clip(name)
             )));
         }
-        if description
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > 512)
-        {
-            return Err(EventsError::validation(
-                "Description is longer than 512 characters",
-            ));
-        }
+        check_description(description.as_deref())?;
         if end_ms <= start_ms {
             return Err(EventsError::validation(
                 "Parameter EventEndTime is not valid. Reason: EventStartTime must be before EventEndTime.",
