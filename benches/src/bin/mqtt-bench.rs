@@ -28,13 +28,10 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
-use outpost_codec::{
-    decode, split_frame, Ack, Connect, Decoded, List, Packet, Publish, QoS, Subscribe,
-    SubscribeFilter, Version,
-};
+use outpost_benches::mqtt::Conn;
+use outpost_codec::{decode, split_frame, Ack, Decoded, Packet, Publish, QoS, Version};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 fn epoch() -> Instant {
     static E: OnceLock<Instant> = OnceLock::new();
@@ -49,66 +46,12 @@ fn encode(p: &Packet<'_>, out: &mut BytesMut) {
     p.encode_to(Version::V311, out).expect("encodable");
 }
 
-struct Conn {
-    s: TcpStream,
-    buf: BytesMut,
-}
-
 async fn connect(addr: &str, id: &str, clean: bool) -> Option<Conn> {
-    let mut s = TcpStream::connect(addr).await.ok()?;
-    s.set_nodelay(true).ok();
-    let mut out = BytesMut::new();
-    encode(
-        &Packet::Connect(Connect {
-            protocol: Version::V311,
-            clean_start: clean,
-            keep_alive: 600,
-            client_id: id,
-            ..Connect::default()
-        }),
-        &mut out,
-    );
-    s.write_all(&out).await.ok()?;
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Some(f)) = split_frame(&mut buf, usize::MAX) {
-            return (f[0] == 0x20 && f.get(3) == Some(&0)).then_some(Conn { s, buf });
-        }
-        let left = deadline.checked_duration_since(Instant::now())?;
-        match tokio::time::timeout(left, s.read_buf(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return None,
-        }
-    }
+    Conn::v311(addr, id, clean).await.ok()
 }
 
 async fn subscribe(c: &mut Conn, filter: &str, qos: QoS) -> bool {
-    let filters = [SubscribeFilter::new(filter, qos)];
-    let mut out = BytesMut::new();
-    encode(
-        &Packet::Subscribe(Subscribe {
-            pkid: 1,
-            filters: List::new(&filters),
-            ..Subscribe::default()
-        }),
-        &mut out,
-    );
-    if c.s.write_all(&out).await.is_err() {
-        return false;
-    }
-    loop {
-        match split_frame(&mut c.buf, usize::MAX) {
-            Ok(Some(f)) if f[0] == 0x90 => return f.last().is_some_and(|&code| code < 0x80),
-            Ok(Some(_)) => continue,
-            Ok(None) => {}
-            Err(_) => return false,
-        }
-        match tokio::time::timeout(Duration::from_secs(20), c.s.read_buf(&mut c.buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return false,
-        }
-    }
+    c.subscribe(filter, qos).await.is_ok()
 }
 
 /// What one subscriber saw.
@@ -393,6 +336,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+#[derive(Debug, Clone)]
 struct Target {
     name: String,
     addr: String,
@@ -706,30 +650,50 @@ async fn idle(t: &Target, n: usize) -> Run {
     }
 }
 
+/// mqtt-bench: the same MQTT scenarios against each broker, in one run.
+#[derive(Debug, clap::Parser)]
+struct Options {
+    /// Five times the messages and the long floods.
+    #[arg(long)]
+    full: bool,
+    /// Only this scenario.
+    #[arg(long)]
+    only: Option<String>,
+    /// Where to write the figures as JSON.
+    #[arg(long)]
+    json: Option<String>,
+    /// The brokers: NAME=HOST:PORT@PID (the pid is sampled for memory).
+    #[arg(required = true)]
+    targets: Vec<Target>,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(t: &str) -> Result<Self, Self::Err> {
+        let parsed = t
+            .split_once('=')
+            .and_then(|(name, rest)| Some((name, rest.split_once('@')?)))
+            .and_then(|(name, (addr, pid))| Some((name, addr, pid.parse().ok()?)));
+        let (name, addr, pid) =
+            parsed.ok_or_else(|| format!("{t:?}: expected NAME=HOST:PORT@PID"))?;
+        Ok(Target {
+            name: name.into(),
+            addr: addr.into(),
+            pid,
+        })
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     epoch();
-    let mut full = false;
-    let mut only: Option<String> = None;
-    let mut json_path = None;
-    let mut targets = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--full" => full = true,
-            "--json" => json_path = args.next(),
-            "--only" => only = args.next(),
-            t => {
-                let (name, rest) = t.split_once('=').expect("NAME=HOST:PORT@PID");
-                let (addr, pid) = rest.split_once('@').expect("NAME=HOST:PORT@PID");
-                targets.push(Target {
-                    name: name.into(),
-                    addr: addr.into(),
-                    pid: pid.parse().expect("a pid"),
-                });
-            }
-        }
-    }
+    let Options {
+        full,
+        only,
+        json: json_path,
+        targets,
+    } = <Options as clap::Parser>::parse();
     let scale = if full { 5 } else { 1 };
     let want = |s: &str| only.as_deref().is_none_or(|o| o == s);
     let mut results: Vec<Value> = Vec::new();
