@@ -309,6 +309,87 @@ async fn flood(t: &Target, pairs: usize, seconds: u64, window: u64, size: usize)
     }
 }
 
+/// QoS 1 round trips (publish, wait for the PUBACK) of one calm client, `n` of them, into `h`.
+async fn round_trips(c: &mut Conn, n: u64, h: &mut Histogram<u64>) -> u64 {
+    let mut done = 0;
+    for _ in 0..n {
+        let t = Instant::now();
+        if c.publish_acked("calm/t", b"reading").await.is_err() {
+            break;
+        }
+        let _ = h.record(t.elapsed().as_micros() as u64);
+        done += 1;
+    }
+    done
+}
+
+/// A noisy neighbour: a calm client's QoS 1 round-trip latency alone, then beside a client that
+/// floods QoS 0 messages as fast as its socket takes them. The test suite only promises that the
+/// calm client keeps being served (tests/flood.rs); how much the flood costs it is measured here,
+/// against the peers. `extra` has the p99 alone and the ratio.
+async fn neighbour(t: &Target, n: u64) -> Run {
+    let Ok(mut calm) = Conn::v311(&t.addr, "calm", true).await else {
+        return Run::failed(n);
+    };
+    let mut alone = histogram();
+    round_trips(&mut calm, n / 10, &mut alone).await;
+    alone.reset();
+    round_trips(&mut calm, n, &mut alone).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let flooder = {
+        let (addr, stop, sent) = (t.addr.clone(), stop.clone(), sent.clone());
+        tokio::spawn(async move {
+            let Ok(mut f) = Conn::v311(&addr, "flooder", true).await else {
+                stop.store(true, Ordering::Relaxed);
+                return;
+            };
+            let mut batch = BytesMut::new();
+            for _ in 0..64 {
+                encode(
+                    &Packet::Publish(Publish::new("flood/t", &[0u8; 256])),
+                    &mut batch,
+                );
+            }
+            while !stop.load(Ordering::Relaxed) {
+                if f.s.write_all(&batch).await.is_err() {
+                    break;
+                }
+                sent.fetch_add(64, Ordering::Relaxed);
+                // Whatever the broker answers is read and dropped, so its writes never block.
+                f.buf.clear();
+                let _ = tokio::time::timeout(Duration::ZERO, f.s.read_buf(&mut f.buf)).await;
+            }
+        })
+    };
+    // The calm client measures again once the flood is in full swing (100,000 messages sent).
+    while sent.load(Ordering::Relaxed) < 100_000 && !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let mut beside = histogram();
+    let done = round_trips(&mut calm, n, &mut beside).await;
+    let seconds = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let _ = flooder.await;
+    let flooded = sent.load(Ordering::Relaxed);
+    let p99 = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
+    let extra = json!({
+        "p99_alone_ms": p99(&alone),
+        "p99_beside_flood_ms": p99(&beside),
+        "ratio": p99(&beside) / p99(&alone).max(1e-3),
+        "flood_messages": flooded,
+    });
+    Run {
+        delivered: done,
+        expected: n,
+        seconds,
+        latency: beside,
+        peak_rss_kib: rss_kib(t.pid).unwrap_or(0),
+        extra,
+    }
+}
+
 /// Samples a process's resident memory (KiB) until stopped; returns the peak.
 fn sample_rss(
     pid: u32,
@@ -353,6 +434,18 @@ struct Run {
 }
 
 impl Run {
+    /// A scenario that could not start (its first connection was refused).
+    fn failed(expected: u64) -> Run {
+        Run {
+            delivered: 0,
+            expected,
+            seconds: 0.0,
+            latency: histogram(),
+            peak_rss_kib: 0,
+            extra: json!({}),
+        }
+    }
+
     fn rate(&self) -> f64 {
         self.delivered as f64 / self.seconds.max(1e-9)
     }
@@ -825,6 +918,10 @@ async fn main() {
         if want("flood") {
             let r = flood(t, 10, 10 * scale, 100, 64).await;
             record("flood", 1, 64, r);
+        }
+        if want("neighbour") {
+            let r = neighbour(t, 2_000 * scale).await;
+            record("neighbour", 1, 7, r);
         }
     }
     let out = serde_json::to_string_pretty(&results).expect("json");
