@@ -2,6 +2,9 @@
 //! exhausted Outpost to the real binary over real sockets, then checks that the process is still
 //! up, that its memory or disk use stayed bounded, that the attacker got a protocol-correct
 //! refusal, and that a well-behaved client beside it is served within a deadline.
+//!
+//! Longer than ~700 lines on purpose: the catalogue of attacks is one list, each test short, and a
+//! new attack goes beside the others.
 
 mod support;
 

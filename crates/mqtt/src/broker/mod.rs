@@ -19,6 +19,9 @@
 //! The engine's operations are split by concept: `connect` (a session's start and end), `routing`
 //! (PUBLISH, SUBSCRIBE), `outgoing` (what a connection sends and its acknowledgements),
 //! `storage` (restore and persistence), `status` (tick, metrics, `$SYS`).
+//!
+//! Over 700 lines with its unit tests (about 150); the engine's state, constructors and the
+//! helpers every part above shares.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
