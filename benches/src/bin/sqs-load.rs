@@ -18,22 +18,9 @@ use outpost_benches::cli::{HttpLoad, Target};
 use outpost_benches::load::{run_phase, Phase};
 use serde_json::{json, Value};
 
+/// One SQS JSON call.
 async fn call(http: &reqwest::Client, url: &str, op: &str, body: &Value) -> Result<Value, String> {
-    let resp = http
-        .post(url)
-        .header("X-Amz-Target", format!("AmazonSQS.{op}"))
-        .header("Content-Type", "application/x-amz-json-1.0")
-        .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0")
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let text = resp.text().await.map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        return Err(format!("{op}: {status} {text}"));
-    }
-    serde_json::from_str(&text).map_err(|e| e.to_string())
+    outpost_benches::aws::call(http, url, "AmazonSQS", op, body).await
 }
 
 async fn scenario(o: &HttpLoad, target: &Target, batch: usize) -> (Phase, Phase) {

@@ -277,12 +277,18 @@ impl Events {
             retention_days,
             created_ms: now_ms(),
         };
+        self.install_archive(def).await
+    }
+
+    /// Stores an archive's definition and puts it in force (created or updated): its ARN and
+    /// creation time.
+    async fn install_archive(&self, def: ArchiveDef) -> Result<(String, u64)> {
         let archive = self.open_archive(def.clone())?;
         self.save_archive(&def).await?;
         let arn = archive.arn.clone();
         self.archives
             .write()
-            .insert(name.to_string(), Arc::new(archive));
+            .insert(def.name.clone(), Arc::new(archive));
         self.refresh_bodies(&def.bus)?;
         Ok((arn, def.created_ms))
     }
@@ -335,14 +341,7 @@ impl Events {
         if retention_days.is_some() {
             def.retention_days = retention;
         }
-        let archive = self.open_archive(def.clone())?;
-        self.save_archive(&def).await?;
-        let arn = archive.arn.clone();
-        self.archives
-            .write()
-            .insert(name.to_string(), Arc::new(archive));
-        self.refresh_bodies(&def.bus)?;
-        Ok((arn, def.created_ms))
+        self.install_archive(def).await
     }
 
     /// `DeleteArchive`: the archive and every event in it.
