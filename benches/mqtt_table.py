@@ -72,6 +72,16 @@ print("| CONNACK latency p50 / p99 (ms) | " + " | ".join(f"{r['p50_ms']:.2f} / {
       " | ".join(ratio(cr[0]["p99_ms"] if cr[0] and cr[0].get("delivered") else 0, r["p99_ms"] if r and r.get("delivered") else 0, higher_better=False) for r in cr[1:]) + " |")
 
 print()
+nb = [find(b, "neighbour") for b in brokers]
+print("| noisy neighbour: calm QoS 1 round trips beside a QoS 0 flood | " + " | ".join(brokers) + " |")
+print("|---|" + "---|" * len(brokers))
+print("| p99 alone / beside the flood (ms) | " + " | ".join(
+    f"{r['extra']['p99_alone_ms']:.2f} / {r['extra']['p99_beside_flood_ms']:.2f}" if r and r.get("extra") else "n/a"
+    for r in nb) + " |")
+print("| slowdown (p99 beside / alone) | " + " | ".join(
+    f"{r['extra']['ratio']:.1f}×" if r and r.get("extra") else "n/a" for r in nb) + " |")
+
+print()
 print("| offline persistent sessions (QoS 1, 1 KiB) | " + " | ".join(f"{b} msg/s" for b in brokers) + " | " + " | ".join(f"{b} bytes written/msg" for b in brokers) + " |")
 print("|---|" + "---|" * (2 * len(brokers)))
 for n in (1, 10, 100):

@@ -3,6 +3,10 @@
 //!
 //! The store-and-forward tests count every message the upstream delivers: none acknowledged
 //! locally may be missing, and per topic the first arrivals must be in publish order.
+//!
+//! Longer than ~700 lines on purpose: every bridge scenario shares the upstreams set up here
+//! (mosquitto, a second Outpost, moto, a signature-checking Outpost), and splitting them would copy
+//! that setup into each file.
 
 mod support;
 

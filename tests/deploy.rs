@@ -32,11 +32,7 @@ fn the_systemd_unit_verifies_and_is_hardened() {
     // `systemd-analyze verify` checks every directive; it needs the binary where ExecStart
     // says, so the unit is checked with the path of the one just built.
     let Ok(which) = Command::new("systemd-analyze").arg("--version").output() else {
-        assert!(
-            std::env::var_os("OUTPOST_REQUIRE_INTEROP").is_none(),
-            "systemd-analyze missing"
-        );
-        eprintln!("SKIPPED: no systemd-analyze");
+        support::skip("no systemd-analyze");
         return;
     };
     assert!(which.status.success());

@@ -24,9 +24,7 @@ use support::Outpost;
 fn nothing_acknowledged_is_lost_when_the_disk_fills() {
     let data = tempfile::tempdir().unwrap();
     let Some(disk) = Tmpfs::mount(data.path(), "6m") else {
-        eprintln!(
-            "SKIPPED: could not mount a small tmpfs; the full-disk test needs mount privileges"
-        );
+        support::skip("could not mount a small tmpfs; the full-disk test needs mount privileges");
         return;
     };
     let wait = Duration::from_secs(10);

@@ -327,7 +327,7 @@ fn kill_9_between_queue_puback_and_consumer_loses_nothing() {
 /// A scheduled rule made with the aws CLI fires on the system clock through the real binary
 /// (the first minute boundary after it is put), and its schedule survives `kill -9`. Which
 /// ticks fire, catch-up after a stop and retries are tested on an injected clock in
-/// crates/routing/tests/schedules.rs; this test proves the wiring, so it waits for one real
+/// crates/rules/tests/schedules.rs; this test proves the wiring, so it waits for one real
 /// tick (at most a minute).
 #[test]
 fn a_scheduled_rule_put_with_the_aws_cli_fires_on_the_minute() {

@@ -22,6 +22,9 @@
 //! `OUTPOST_POWER_CUTS` sets the number of cycles (10 by default; `scripts/power-loss.sh` runs
 //! 100). Needs `/dev/fuse` and `fusermount3` (Debian's `fuse3`): fails, never skips, when they
 //! are missing, since CI installs them.
+//!
+//! Longer than ~700 lines on purpose: one power-cut loop over every door, whose checks must be read
+//! beside the workload that wrote what they check.
 
 mod lazyfs;
 mod support;

@@ -160,11 +160,7 @@ fn mosquitto_pub(f: &Fixture, args: &[&str]) -> Option<Output> {
     match out {
         Ok(o) => Some(o),
         Err(_) => {
-            assert!(
-                std::env::var_os("OUTPOST_REQUIRE_INTEROP").is_none(),
-                "mosquitto_pub missing"
-            );
-            eprintln!("SKIPPED: no mosquitto_pub");
+            support::skip("no mosquitto_pub");
             None
         }
     }

@@ -156,3 +156,184 @@ pub mod aws {
         }
     }
 }
+
+/// The raw MQTT client the load tools share: our own codec over a tokio socket, so a benchmark
+/// measures the broker, not a client library's queueing. One connection, its read buffer, and
+/// the handful of exchanges the tools need (CONNECT, SUBSCRIBE, a QoS 1 publish and its PUBACK);
+/// the tools read `buf` themselves where they count deliveries.
+pub mod mqtt {
+    use std::time::{Duration, Instant};
+
+    use bytes::{Bytes, BytesMut};
+    use outpost_codec::{
+        split_frame, Connect, ConnectProperties, List, Packet, Publish, QoS, Subscribe,
+        SubscribeFilter, Version,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// How long a CONNACK or SUBACK may take.
+    const HANDSHAKE: Duration = Duration::from_secs(20);
+
+    /// One client connection.
+    pub struct Conn {
+        pub s: TcpStream,
+        /// Bytes read and not yet taken as packets.
+        pub buf: BytesMut,
+        pub version: Version,
+        pkid: u16,
+    }
+
+    impl Conn {
+        /// Connects as `id` and waits for a successful CONNACK.
+        pub async fn connect(
+            addr: &str,
+            id: &str,
+            version: Version,
+            clean: bool,
+            properties: ConnectProperties<'_>,
+        ) -> Result<Conn, String> {
+            let s = TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("{addr}: {e}"))?;
+            s.set_nodelay(true).ok();
+            let mut c = Conn {
+                s,
+                buf: BytesMut::with_capacity(64 * 1024),
+                version,
+                pkid: 0,
+            };
+            c.send(&Packet::Connect(Connect {
+                protocol: version,
+                clean_start: clean,
+                keep_alive: 600,
+                client_id: id,
+                properties,
+                ..Connect::default()
+            }))
+            .await?;
+            let f = c.frame(HANDSHAKE).await?;
+            // CONNACK: 0x20, length, flags, then the return or reason code.
+            if f[0] == 0x20 && f.get(3) == Some(&0) {
+                Ok(c)
+            } else {
+                Err(format!("{addr}: connection refused"))
+            }
+        }
+
+        /// Connects with MQTT 3.1.1.
+        pub async fn v311(addr: &str, id: &str, clean: bool) -> Result<Conn, String> {
+            Conn::connect(addr, id, Version::V311, clean, ConnectProperties::default()).await
+        }
+
+        /// Writes one packet.
+        pub async fn send(&mut self, p: &Packet<'_>) -> Result<(), String> {
+            let mut out = BytesMut::new();
+            p.encode_to(self.version, &mut out)
+                .map_err(|e| format!("{e:?}"))?;
+            self.s.write_all(&out).await.map_err(|e| e.to_string())
+        }
+
+        /// The next whole packet, waiting at most `limit` for each read.
+        pub async fn frame(&mut self, limit: Duration) -> Result<Bytes, String> {
+            let deadline = Instant::now() + limit;
+            loop {
+                if let Some(f) =
+                    split_frame(&mut self.buf, usize::MAX).map_err(|e| format!("{e:?}"))?
+                {
+                    return Ok(f);
+                }
+                let left = deadline
+                    .checked_duration_since(Instant::now())
+                    .ok_or("silent")?;
+                match tokio::time::timeout(left, self.s.read_buf(&mut self.buf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return Err("connection closed or silent".into()),
+                }
+            }
+        }
+
+        /// Subscribes to one filter and waits for a granting SUBACK.
+        pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<(), String> {
+            let filters = [SubscribeFilter::new(filter, qos)];
+            self.send(&Packet::Subscribe(Subscribe {
+                pkid: 1,
+                filters: List::new(&filters),
+                ..Subscribe::default()
+            }))
+            .await?;
+            loop {
+                let f = self.frame(HANDSHAKE).await?;
+                if f[0] == 0x90 {
+                    return match f.last() {
+                        Some(&code) if code < 0x80 => Ok(()),
+                        _ => Err(format!("SUBSCRIBE {filter} refused")),
+                    };
+                }
+            }
+        }
+
+        /// Publishes at QoS 1 and waits (up to 30 s) for its PUBACK.
+        pub async fn publish_acked(&mut self, topic: &str, payload: &[u8]) -> Result<(), String> {
+            self.pkid = self.pkid % 60_000 + 1;
+            self.send(&Packet::Publish(Publish {
+                qos: QoS::AtLeastOnce,
+                pkid: self.pkid,
+                ..Publish::new(topic, payload)
+            }))
+            .await?;
+            loop {
+                let f = self.frame(Duration::from_secs(30)).await?;
+                // PUBACK: 0x40, length, the packet identifier.
+                if f[0] == 0x40 && f.len() >= 4 && u16::from_be_bytes([f[2], f[3]]) == self.pkid {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Command lines of the load tools, parsed with clap like the broker's.
+pub mod cli {
+    /// A broker to measure, given as `NAME=URL`.
+    #[derive(Debug, Clone)]
+    pub struct Target {
+        pub name: String,
+        /// Its HTTP URL, without a trailing `/`.
+        pub url: String,
+    }
+
+    impl std::str::FromStr for Target {
+        type Err = String;
+
+        fn from_str(s: &str) -> Result<Self, Self::Err> {
+            let (name, url) = s
+                .split_once('=')
+                .ok_or_else(|| format!("{s:?}: expected NAME=URL"))?;
+            Ok(Target {
+                name: name.into(),
+                url: url.trim_end_matches('/').into(),
+            })
+        }
+    }
+
+    /// The flags of the HTTP load tools (`sqs-load`, `sns-load`).
+    #[derive(Debug, clap::Parser)]
+    pub struct HttpLoad {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 8)]
+        pub clients: usize,
+        /// Seconds each phase runs.
+        #[arg(long, default_value_t = 5)]
+        pub seconds: u64,
+        /// Message body size in bytes.
+        #[arg(long, default_value_t = 100)]
+        pub body: usize,
+        /// Where to write the figures as JSON.
+        #[arg(long)]
+        pub json: Option<String>,
+        /// The brokers to measure, in order: NAME=URL.
+        #[arg(required = true)]
+        pub targets: Vec<Target>,
+    }
+}

@@ -17,7 +17,7 @@ pub struct Sources {
     pub mqtt: Arc<outpost_mqtt::Broker>,
     pub queues: Arc<outpost_queues::Queues>,
     pub topics: Arc<outpost_topics::Topics>,
-    pub events: Arc<outpost_routing::Events>,
+    pub events: Arc<outpost_rules::Events>,
     pub store: outpost_store::Store,
     pub gates: Vec<outpost_net::Gate>,
     pub security: Arc<outpost_auth::Security>,

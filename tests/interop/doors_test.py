@@ -30,8 +30,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from paho.mqtt.properties import Properties
-from paho.mqtt.packettypes import PacketTypes
+from conftest import code, eventually, name
 
 ENDPOINT = os.environ["OUTPOST_HTTP_ENDPOINT"]
 MQTT_PORT = int(os.environ["OUTPOST_MQTT_PORT"])
@@ -52,23 +51,6 @@ REGION = "us-east-1"
 def client(service, key, endpoint=ENDPOINT, region=REGION):
     return boto3.client(service, endpoint_url=endpoint, region_name=region,
                         aws_access_key_id=key[0], aws_secret_access_key=key[1])
-
-
-def name(prefix="t"):
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def code(exc):
-    return exc.value.response["Error"]["Code"]
-
-
-def wait_for(what, cond, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def rss_kib(pid):
@@ -111,7 +93,7 @@ class extra_acl_rule:
     def _reload(self):
         before = reloads()
         os.kill(PID, signal.SIGHUP)
-        wait_for("the SIGHUP reload", lambda: reloads() > before)
+        eventually("the SIGHUP reload", lambda: reloads() > before)
 
     def __enter__(self):
         self.original = open(ACL_FILE).read()
@@ -309,7 +291,7 @@ def test_a_will_into_a_queue_is_a_checked_send_message(ops_world):
     s, rc = raw_connect_with_will("owner", f"$queue/{mine.rsplit('/', 1)[1]}", b"mine")
     assert rc == 0
     s.close()
-    wait_for("the owner's will in its queue", lambda: depth(mine) == 1)
+    eventually("the owner's will in its queue", lambda: depth(mine) == 1)
     assert depth(ops_world["queue"]) == 0
 
 
@@ -321,7 +303,7 @@ def test_a_will_is_checked_again_when_it_is_sent():
     refused = metric('outpost_mqtt_refused_total{reason="will"}')
     with extra_acl_rule('effect = "deny"\nidentities = ["intruder"]\nactions = ["mqtt:publish"]\nresources = ["later/#"]'):
         s.close()
-        wait_for("the will's refusal", lambda: metric('outpost_mqtt_refused_total{reason="will"}') > refused)
+        eventually("the will's refusal", lambda: metric('outpost_mqtt_refused_total{reason="will"}') > refused)
     got = w.topics_within(0.2)
     w.close()
     assert got == []
@@ -340,7 +322,7 @@ def test_retained_wills_count_against_the_retained_quota():
     for s in sockets:
         s.close()
     got = []
-    wait_for("every will published or refused", lambda: got.extend(w.topics_within(0.1)) or
+    eventually("every will published or refused", lambda: got.extend(w.topics_within(0.1)) or
              len(got) + metric('outpost_mqtt_refused_total{reason="will"}') - refused == 40)
     w.close()
     retained = client("iot-data", OWNER).list_retained_messages(maxResults=200)["retainedTopics"]
@@ -373,7 +355,7 @@ def test_a_revoked_right_stops_the_deliveries_made_in_its_name():
     failed = metric("outpost_topic_delivery_failures_total")
     with extra_acl_rule('effect = "deny"\nidentities = ["intruder"]\nactions = ["mqtt:publish"]\nresources = ["revoked/#"]'):
         sns.publish(TopicArn=topic, Message="after")
-        wait_for("the refused delivery", lambda: metric("outpost_topic_delivery_failures_total") > failed)
+        eventually("the refused delivery", lambda: metric("outpost_topic_delivery_failures_total") > failed)
     got = w.topics_within(0.2)
     w.close()
     assert got == []
@@ -454,7 +436,7 @@ def test_a_topic_template_cannot_reach_denied_or_reserved_topics():
         assert r["FailedEntryCount"] == 0
     # Each put is answered once its copies are delivered: in order, fine/ok comes last.
     got = []
-    wait_for("fine/ok", lambda: got.extend(w.topics_within(0.2)) or "fine/ok" in got)
+    eventually("fine/ok", lambda: got.extend(w.topics_within(0.2)) or "fine/ok" in got)
     w.close()
     got = [t for t in got if not t.startswith("$SYS/broker/") or t == "$SYS/broker/fake"]
     assert got == ["fine/ok"], got
@@ -511,7 +493,7 @@ def test_a_direct_message_is_a_publish_of_its_caller():
     client("iot-data", OWNER).send_direct_message(clientId=client_id, topic="open/direct",
                                                   payload=b"fine")
     got = []
-    wait_for("the direct message", lambda: got.extend(
+    eventually("the direct message", lambda: got.extend(
         m for m in [w.next()] if m[0] in ("open/direct", "secret/direct")) or got)
     w.close()
     assert [(t, p) for t, p, _ in got] == [("open/direct", b"fine")]
@@ -531,7 +513,7 @@ def test_wide_subscriptions_withhold_denied_topics(wide):
     publish(p, "open/a", b"yes")
     # In order from one publisher: once open/a is here, the others would have been before it.
     got = []
-    wait_for("the allowed message", lambda: got.extend(w.topics_within(0.2)) or "open/a" in got)
+    eventually("the allowed message", lambda: got.extend(w.topics_within(0.2)) or "open/a" in got)
     p.loop_stop()
     p.disconnect()
     w.close()
@@ -673,8 +655,6 @@ class Receiver:
         self.server.shutdown()
 
 
-
-
 def lan(service):
     return client(service, ("any", "any"), endpoint=LAN)
 
@@ -682,7 +662,7 @@ def lan(service):
 def confirmed(sns, topic, url):
     arn = sns.subscribe(TopicArn=topic, Protocol="http", Endpoint=url,
                         ReturnSubscriptionArn=True)["SubscriptionArn"]
-    wait_for("the subscription's confirmation", lambda: sns.get_subscription_attributes(
+    eventually("the subscription's confirmation", lambda: sns.get_subscription_attributes(
         SubscriptionArn=arn)["Attributes"].get("PendingConfirmation") == "false")
     return arn
 
@@ -726,7 +706,7 @@ def test_an_endpoint_that_never_answers_owes_a_bounded_backlog():
         sns.publish_batch(TopicArn=topic, PublishBatchRequestEntries=[
             {"Id": str(j), "Message": "m" * 20_000} for j in range(10)])
     # 200 copies, at most 30 owed: at least 170 went to the dead-letter queue.
-    wait_for("the overflow in the dead-letter queue", lambda: int(sqs.get_queue_attributes(
+    eventually("the overflow in the dead-letter queue", lambda: int(sqs.get_queue_attributes(
         QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
         "ApproximateNumberOfMessages"]) >= 170, timeout=20)
     assert rss_kib(LAN_PID) - before < 64 * 1024
@@ -820,7 +800,7 @@ def test_an_event_kept_by_many_archives_is_stored_once():
                         EventSourceArn=f"arn:aws:events:{REGION}:{ACCOUNT}:archive/{archives[-1]}",
                         EventStartTime=now - 600, EventEndTime=now,
                         Destination={"Arn": bus_arn})
-    wait_for("the replayed events", lambda: depth(url) == 3, timeout=20)
+    eventually("the replayed events", lambda: depth(url) == 3, timeout=20)
     body = client("sqs", OWNER).receive_message(QueueUrl=url)["Messages"][0]["Body"]
     assert json.loads(body)["detail"]["blob"] == "x" * 200_000
 

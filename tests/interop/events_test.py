@@ -11,7 +11,6 @@ import os
 import queue
 import subprocess
 import time
-import uuid
 
 import boto3
 import paho.mqtt.client as mqtt
@@ -19,15 +18,11 @@ import pytest
 from botocore.exceptions import ClientError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from conftest import CREDENTIALS, code, name
 
 ENDPOINT = os.environ["OUTPOST_HTTP_ENDPOINT"]
 MQTT_PORT = int(os.environ["OUTPOST_MQTT_PORT"])
-KW = dict(
-    endpoint_url=ENDPOINT,
-    region_name="us-east-1",
-    aws_access_key_id="test",
-    aws_secret_access_key="test",
-)
+KW = dict(endpoint_url=ENDPOINT, **CREDENTIALS)
 ACCOUNT = "000000000000"
 
 
@@ -44,14 +39,6 @@ def sqs():
 @pytest.fixture(scope="module")
 def sns():
     return boto3.client("sns", **KW)
-
-
-def name(prefix="t"):
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def code(exc):
-    return exc.value.response["Error"]["Code"]
 
 
 def new_queue(sqs, fifo=False):

@@ -10,34 +10,21 @@ import json
 import os
 import queue
 import time
-import uuid
 
 import boto3
 import paho.mqtt.client as mqtt
 import pytest
 from botocore.exceptions import ClientError
+from conftest import CREDENTIALS, code, name
 
 ENDPOINT = os.environ["OUTPOST_HTTP_ENDPOINT"]
 MQTT_PORT = int(os.environ["OUTPOST_MQTT_PORT"])
-KW = dict(
-    endpoint_url=ENDPOINT,
-    region_name="us-east-1",
-    aws_access_key_id="test",
-    aws_secret_access_key="test",
-)
+KW = dict(endpoint_url=ENDPOINT, **CREDENTIALS)
 
 
 @pytest.fixture(scope="module")
 def iot():
     return boto3.client("iot-data", **KW)
-
-
-def name(prefix="t"):
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def code(exc):
-    return exc.value.response["Error"]["Code"]
 
 
 class Sub:

@@ -9,31 +9,22 @@ import os
 import queue
 import threading
 import time
-import uuid
 
 import boto3
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from conftest import CREDENTIALS, name
 
 ENDPOINT = os.environ["OUTPOST_HTTP_ENDPOINT"]
 MQTT_PORT = int(os.environ["OUTPOST_MQTT_PORT"])
-KW = dict(
-    endpoint_url=ENDPOINT,
-    region_name="us-east-1",
-    aws_access_key_id="test",
-    aws_secret_access_key="test",
-)
+KW = dict(endpoint_url=ENDPOINT, **CREDENTIALS)
 
 
 @pytest.fixture(scope="module")
 def sqs():
     return boto3.client("sqs", **KW)
-
-
-def name(prefix="t"):
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def new_queue(sqs, fifo=False, **attrs):

@@ -12,7 +12,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 
 import boto3
 import paho.mqtt.client as mqtt
@@ -21,6 +20,7 @@ from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+from conftest import code, name, status
 
 ENDPOINT = os.environ["OUTPOST_HTTP_ENDPOINT"]
 MQTT_PORT = int(os.environ["OUTPOST_MQTT_PORT"])
@@ -38,18 +38,6 @@ def client(service, key):
         aws_access_key_id=key[0],
         aws_secret_access_key=key[1],
     )
-
-
-def name(prefix="t"):
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def code(exc):
-    return exc.value.response["Error"]["Code"]
-
-
-def status(exc):
-    return exc.value.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
 def test_the_right_secret_works_in_every_api():

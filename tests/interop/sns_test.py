@@ -15,7 +15,6 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-import uuid
 
 import boto3
 import paho.mqtt.client as mqtt
@@ -24,15 +23,11 @@ from botocore.exceptions import ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
+from conftest import CREDENTIALS, code, eventually, name
 
 ENDPOINT = os.environ["OUTPOST_SNS_ENDPOINT"]
 MQTT_PORT = int(os.environ["OUTPOST_MQTT_PORT"])
-KW = dict(
-    endpoint_url=ENDPOINT,
-    region_name="us-east-1",
-    aws_access_key_id="test",
-    aws_secret_access_key="test",
-)
+KW = dict(endpoint_url=ENDPOINT, **CREDENTIALS)
 
 
 @pytest.fixture(scope="module")
@@ -43,24 +38,6 @@ def sns():
 @pytest.fixture(scope="module")
 def sqs():
     return boto3.client("sqs", **KW)
-
-
-def name(prefix="t"):
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def code(exc):
-    return exc.value.response["Error"]["Code"]
-
-
-def eventually(what, cond, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def new_queue(sqs, fifo=False, attributes=None):

@@ -10,11 +10,11 @@ import os
 import threading
 import time
 import urllib.request
-import uuid
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from conftest import code, eventually, name
 
 ENDPOINT = os.environ["OUTPOST_SQS_ENDPOINT"]
 
@@ -32,24 +32,6 @@ def sqs():
 
 def protocol(sqs):
     return sqs.meta.service_model.protocol
-
-
-def name(prefix="q"):
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def error_code(exc):
-    return exc.value.response["Error"]["Code"]
-
-
-def eventually(what, cond, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def attrs(sqs, url):
@@ -78,10 +60,10 @@ def test_create_get_list_delete(sqs):
     sqs.delete_queue(QueueUrl=urls[0])
     with pytest.raises(ClientError) as e:
         sqs.get_queue_url(QueueName=f"{prefix}-0")
-    assert error_code(e) == "AWS.SimpleQueueService.NonExistentQueue"
+    assert code(e) == "AWS.SimpleQueueService.NonExistentQueue"
     with pytest.raises(ClientError) as e:
         sqs.send_message(QueueUrl=urls[0], MessageBody="x")
-    assert error_code(e) == "AWS.SimpleQueueService.NonExistentQueue"
+    assert code(e) == "AWS.SimpleQueueService.NonExistentQueue"
 
 
 def test_create_is_idempotent_for_equal_attributes(sqs):
@@ -91,20 +73,20 @@ def test_create_is_idempotent_for_equal_attributes(sqs):
     assert a == b
     with pytest.raises(ClientError) as e:
         sqs.create_queue(QueueName=n, Attributes={"VisibilityTimeout": "41"})
-    assert error_code(e) in ("QueueAlreadyExists", "QueueNameExists")
+    assert code(e) in ("QueueAlreadyExists", "QueueNameExists")
 
 
 def test_queue_names_and_attributes_are_validated(sqs):
     for bad in ["has space", "x" * 81, "bad.fifo"]:
         with pytest.raises(ClientError) as e:
             sqs.create_queue(QueueName=bad)
-        assert error_code(e) == "InvalidParameterValue"
+        assert code(e) == "InvalidParameterValue"
     with pytest.raises(ClientError) as e:
         sqs.create_queue(QueueName=name(), Attributes={"DelaySeconds": "901"})
-    assert error_code(e) == "InvalidAttributeValue"
+    assert code(e) == "InvalidAttributeValue"
     with pytest.raises(ClientError) as e:
         sqs.create_queue(QueueName=name(), Attributes={"Colour": "blue"})
-    assert error_code(e) == "InvalidAttributeName"
+    assert code(e) == "InvalidAttributeName"
 
 
 def test_attributes_defaults_and_changes(sqs):
@@ -121,7 +103,7 @@ def test_attributes_defaults_and_changes(sqs):
     assert got["Attributes"] == {"VisibilityTimeout": "5", "DelaySeconds": "2"}
     with pytest.raises(ClientError) as e:
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "43201"})
-    assert error_code(e) == "InvalidAttributeValue"
+    assert code(e) == "InvalidAttributeValue"
 
 
 def test_tags(sqs):
@@ -178,10 +160,10 @@ def test_send_receive_delete_with_attributes(sqs):
     assert receive(sqs, url) == []
     with pytest.raises(ClientError) as e:
         sqs.delete_message(QueueUrl=url, ReceiptHandle=only["ReceiptHandle"])
-    assert error_code(e) == "ReceiptHandleIsInvalid"
+    assert code(e) == "ReceiptHandleIsInvalid"
     with pytest.raises(ClientError) as e:
         sqs.delete_message(QueueUrl=url, ReceiptHandle="garbage")
-    assert error_code(e) == "ReceiptHandleIsInvalid"
+    assert code(e) == "ReceiptHandleIsInvalid"
 
 
 def test_trace_header_system_attribute(sqs):
@@ -201,12 +183,12 @@ def test_message_size_limit(sqs):
     sqs.send_message(QueueUrl=url, MessageBody="x" * 262_144)
     with pytest.raises(ClientError) as e:
         sqs.send_message(QueueUrl=url, MessageBody="x" * 262_145)
-    assert error_code(e) == "InvalidParameterValue"
+    assert code(e) == "InvalidParameterValue"
     m = receive(sqs, url)[0]
     assert len(m["Body"]) == 262_144
     with pytest.raises(ClientError) as e:
         sqs.send_message(QueueUrl=url, MessageBody="bad \x01 char")
-    assert error_code(e) == "InvalidMessageContents"
+    assert code(e) == "InvalidMessageContents"
 
 
 def test_visibility_timeout_and_stale_receipts(sqs):
@@ -220,7 +202,7 @@ def test_visibility_timeout_and_stale_receipts(sqs):
     assert again[0]["ReceiptHandle"] != first["ReceiptHandle"]
     with pytest.raises(ClientError) as e:
         sqs.delete_message(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"])
-    assert error_code(e) == "ReceiptHandleIsInvalid"
+    assert code(e) == "ReceiptHandleIsInvalid"
     sqs.delete_message(QueueUrl=url, ReceiptHandle=again[0]["ReceiptHandle"])
 
 
@@ -237,7 +219,7 @@ def test_change_visibility_extends_and_releases(sqs):
     assert back and back[0]["MessageId"] == m["MessageId"]
     with pytest.raises(ClientError) as e:
         sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=5)
-    assert error_code(e) == "ReceiptHandleIsInvalid"
+    assert code(e) == "ReceiptHandleIsInvalid"
 
 
 def test_delay_queue_and_per_message_delay(sqs):
@@ -250,7 +232,7 @@ def test_delay_queue_and_per_message_delay(sqs):
     assert [m["Body"] for m in got] == ["queue delay"]
     with pytest.raises(ClientError) as e:
         sqs.send_message(QueueUrl=url, MessageBody="x", DelaySeconds=901)
-    assert error_code(e) == "InvalidParameterValue"
+    assert code(e) == "InvalidParameterValue"
 
 
 def test_long_poll_returns_when_a_message_arrives(sqs):
@@ -275,7 +257,7 @@ def test_long_poll_returns_when_a_message_arrives(sqs):
     assert 0.9 <= time.monotonic() - started < 5
     with pytest.raises(ClientError) as e:
         receive(sqs, url, WaitTimeSeconds=21)
-    assert error_code(e) == "InvalidParameterValue"
+    assert code(e) == "InvalidParameterValue"
 
 
 def test_queue_default_wait_time(sqs):
@@ -292,13 +274,13 @@ def test_batches(sqs):
     assert len(r["Successful"]) == 10 and not r.get("Failed")
     with pytest.raises(ClientError) as e:
         sqs.send_message_batch(QueueUrl=url, Entries=entries + [{"Id": "m10", "MessageBody": "x"}])
-    assert error_code(e) == "AWS.SimpleQueueService.TooManyEntriesInBatchRequest"
+    assert code(e) == "AWS.SimpleQueueService.TooManyEntriesInBatchRequest"
     with pytest.raises(ClientError) as e:
         sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": "a", "MessageBody": "1"}, {"Id": "a", "MessageBody": "2"}])
-    assert error_code(e) == "AWS.SimpleQueueService.BatchEntryIdsNotDistinct"
+    assert code(e) == "AWS.SimpleQueueService.BatchEntryIdsNotDistinct"
     with pytest.raises(ClientError) as e:
         sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": "bad id!", "MessageBody": "1"}])
-    assert error_code(e) == "AWS.SimpleQueueService.InvalidBatchEntryId"
+    assert code(e) == "AWS.SimpleQueueService.InvalidBatchEntryId"
     mixed = sqs.send_message_batch(
         QueueUrl=url,
         Entries=[{"Id": "ok", "MessageBody": "fine"}, {"Id": "toolong", "MessageBody": "x", "DelaySeconds": 1000}],
@@ -314,7 +296,7 @@ def test_batches(sqs):
     assert sorted(m["Body"] for m in got) == sorted([f"body {i}" for i in range(10)] + ["fine"])
     with pytest.raises(ClientError) as e:
         receive(sqs, url, MaxNumberOfMessages=11)
-    assert error_code(e) == "InvalidParameterValue"
+    assert code(e) == "InvalidParameterValue"
 
     vis = sqs.change_message_visibility_batch(
         QueueUrl=url,
@@ -344,7 +326,7 @@ def test_purge(sqs):
     assert attrs(sqs, url)["ApproximateNumberOfMessages"] == "0"
     with pytest.raises(ClientError) as e:
         sqs.purge_queue(QueueUrl=url)
-    assert error_code(e) == "AWS.SimpleQueueService.PurgeQueueInProgress"
+    assert code(e) == "AWS.SimpleQueueService.PurgeQueueInProgress"
 
 
 # --- dead-letter queues -------------------------------------------------------------------------
@@ -374,13 +356,13 @@ def test_dead_letter_queue_and_redrive(sqs):
     with pytest.raises(ClientError) as e:
         sqs.set_queue_attributes(QueueUrl=src, Attributes={"RedrivePolicy": json.dumps(
             {"deadLetterTargetArn": dlq_arn + "-missing", "maxReceiveCount": 2})})
-    assert error_code(e) == "InvalidParameterValue"
+    assert code(e) == "InvalidParameterValue"
     # RedriveAllowPolicy denyAll keeps new sources out.
     sqs.set_queue_attributes(QueueUrl=dlq, Attributes={"RedriveAllowPolicy": json.dumps({"redrivePermission": "denyAll"})})
     with pytest.raises(ClientError) as e:
         sqs.create_queue(QueueName=name("other"), Attributes={"RedrivePolicy": json.dumps(
             {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})})
-    assert error_code(e) == "InvalidParameterValue"
+    assert code(e) == "InvalidParameterValue"
 
     if not hasattr(sqs, "start_message_move_task"):
         return  # older SDKs predate move tasks
@@ -397,10 +379,10 @@ def test_dead_letter_queue_and_redrive(sqs):
     assert back and back[0]["MessageId"] == sent["MessageId"]
     with pytest.raises(ClientError) as e:
         sqs.cancel_message_move_task(TaskHandle=handle)
-    assert error_code(e) in ("AWS.SimpleQueueService.UnsupportedOperation", "UnsupportedOperation")
+    assert code(e) in ("AWS.SimpleQueueService.UnsupportedOperation", "UnsupportedOperation")
     with pytest.raises(ClientError) as e:
         sqs.start_message_move_task(SourceArn=src_arn)
-    assert error_code(e) == "InvalidParameterValue"
+    assert code(e) == "InvalidParameterValue"
 
 
 # --- FIFO ---------------------------------------------------------------------------------------
@@ -449,13 +431,13 @@ def test_fifo_requires_group_and_dedup(sqs):
     url = fifo(sqs)
     with pytest.raises(ClientError) as e:
         sqs.send_message(QueueUrl=url, MessageBody="x", MessageDeduplicationId="d")
-    assert error_code(e) == "MissingParameter"
+    assert code(e) == "MissingParameter"
     with pytest.raises(ClientError) as e:
         sqs.send_message(QueueUrl=url, MessageBody="x", MessageGroupId="g")
-    assert error_code(e) == "InvalidParameterValue"
+    assert code(e) == "InvalidParameterValue"
     with pytest.raises(ClientError) as e:
         sqs.send_message(QueueUrl=url, MessageBody="x", MessageGroupId="g", MessageDeduplicationId="d", DelaySeconds=5)
-    assert error_code(e) == "InvalidParameterValue"
+    assert code(e) == "InvalidParameterValue"
 
 
 def test_fifo_deduplication(sqs):

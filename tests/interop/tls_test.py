@@ -13,12 +13,12 @@ import signal
 import socket
 import ssl
 import time
-import uuid
 
 import boto3
 import paho.mqtt.client as mqtt
 import pytest
 from botocore.exceptions import SSLError
+from conftest import name
 
 D = os.environ["OUTPOST_TLS_DIR"]
 MQTTS_PORT = int(os.environ["OUTPOST_MQTTS"].rsplit(":", 1)[1])
@@ -31,10 +31,6 @@ PID = int(os.environ["OUTPOST_PID"])
 
 def p(name):
     return os.path.join(D, name)
-
-
-def name(prefix="t"):
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 class Client:

@@ -17,6 +17,18 @@ pub fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A test that cannot run on this machine. Under `OUTPOST_REQUIRE_INTEROP` (the suite is meant to
+/// run everything, as in CI) that is a failure; otherwise the test says SKIPPED where the test
+/// output shows it (straight to stderr: libtest captures only `print!` and `eprint!`).
+pub fn skip(why: &str) {
+    assert!(
+        std::env::var_os("OUTPOST_REQUIRE_INTEROP").is_none(),
+        "cannot run: {why}"
+    );
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
+
 /// A Python of one of the test venvs that scripts/test.sh creates (`.venv`, `.venv-sqs-query`);
 /// `None` (the interop test skips) only when `OUTPOST_REQUIRE_INTEROP` is unset.
 pub fn python(venv: &str) -> Option<std::path::PathBuf> {
@@ -24,11 +36,7 @@ pub fn python(venv: &str) -> Option<std::path::PathBuf> {
     if p.exists() {
         return Some(p);
     }
-    assert!(
-        std::env::var_os("OUTPOST_REQUIRE_INTEROP").is_none(),
-        "{venv} missing: run ./scripts/test.sh"
-    );
-    eprintln!("SKIPPED: no {venv} (./scripts/test.sh creates it)");
+    skip(&format!("no {venv} (./scripts/test.sh creates it)"));
     None
 }
 

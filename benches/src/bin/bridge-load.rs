@@ -17,113 +17,88 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf as _, BytesMut};
+use bytes::Buf as _;
+use outpost_benches::mqtt::Conn;
 use outpost_codec::{
-    decode_from_server, Ack, Connect, ConnectProperties, Decoded, List, Packet, Publish, QoS,
-    Subscribe, SubscribeFilter, Version,
+    decode_from_server, Ack, ConnectProperties, Decoded, List, Packet, Publish, QoS, Subscribe,
+    SubscribeFilter, Version,
 };
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
-/// One MQTT 5 connection.
-struct Conn {
-    s: TcpStream,
-    buf: BytesMut,
+/// An MQTT 5 connection (the shared client) with a persistent session when not `clean`, a
+/// Receive Maximum of 1,000.
+async fn open(addr: &str, id: &str, clean: bool) -> Conn {
+    let properties = ConnectProperties {
+        session_expiry_interval: (!clean).then_some(3600),
+        receive_maximum: Some(1000),
+        ..ConnectProperties::default()
+    };
+    match Conn::connect(addr, id, Version::V5, clean, properties).await {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
 }
 
-impl Conn {
-    async fn open(addr: &str, id: &str, clean: bool) -> Conn {
-        let mut s = TcpStream::connect(addr).await.expect("MQTT connect");
-        s.set_nodelay(true).ok();
-        let mut out = BytesMut::new();
-        Packet::Connect(Connect {
-            protocol: Version::V5,
-            clean_start: clean,
-            keep_alive: 600,
-            client_id: id,
-            properties: ConnectProperties {
-                session_expiry_interval: (!clean).then_some(3600),
-                receive_maximum: Some(1000),
-                ..ConnectProperties::default()
-            },
-            ..Connect::default()
-        })
-        .encode_to(Version::V5, &mut out)
-        .expect("encodable");
-        s.write_all(&out).await.expect("CONNECT sent");
-        let mut c = Conn {
-            s,
-            buf: BytesMut::with_capacity(64 * 1024),
-        };
-        match c.next(Duration::from_secs(10)).await {
-            Some(Got::ConnAck(true)) => c,
-            other => panic!("{addr}: connection refused ({other:?})"),
+/// Writes one packet; the run cannot go on without it.
+async fn send(c: &mut Conn, p: &Packet<'_>) {
+    if let Err(e) = c.send(p).await {
+        panic!("write: {e}");
+    }
+}
+
+/// The next packet within `limit`; `None` when the connection closed or went silent.
+async fn next_packet(c: &mut Conn, limit: Duration) -> Option<Got> {
+    loop {
+        if let Ok(Decoded::Packet(p, used)) = decode_from_server(&c.buf, Version::V5, usize::MAX) {
+            let got = match p {
+                Packet::PubAck(a) => Got::PubAck(a.code.is_error()),
+                Packet::Publish(p) => Got::Publish(
+                    p.pkid,
+                    u64::from_be_bytes(p.payload.get(..8)?.try_into().ok()?),
+                ),
+                _ => Got::Other,
+            };
+            c.buf.advance(used);
+            return Some(got);
         }
-    }
-
-    async fn send(&mut self, p: &Packet<'_>) {
-        let mut out = BytesMut::new();
-        p.encode_to(Version::V5, &mut out).expect("encodable");
-        self.s.write_all(&out).await.expect("write");
-    }
-
-    /// The next packet within `limit`; `None` when the connection closed or went silent.
-    async fn next(&mut self, limit: Duration) -> Option<Got> {
-        loop {
-            if let Ok(Decoded::Packet(p, used)) =
-                decode_from_server(&self.buf, Version::V5, usize::MAX)
-            {
-                let got = match p {
-                    Packet::ConnAck(c) => Got::ConnAck(!c.code.is_error()),
-                    Packet::PubAck(a) => Got::PubAck(a.code.is_error()),
-                    Packet::Publish(p) => Got::Publish(
-                        p.pkid,
-                        u64::from_be_bytes(p.payload.get(..8)?.try_into().ok()?),
-                    ),
-                    _ => Got::Other,
-                };
-                self.buf.advance(used);
-                return Some(got);
-            }
-            match tokio::time::timeout(limit, self.s.read_buf(&mut self.buf)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return None,
-            }
+        match tokio::time::timeout(limit, c.s.read_buf(&mut c.buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return None,
         }
     }
 }
 
 #[derive(Debug)]
 enum Got {
-    ConnAck(bool),
     PubAck(bool),
     Publish(u16, u64),
     Other,
 }
 
-fn options() -> (String, usize, u64, u64, Vec<String>) {
-    let mut args = std::env::args().skip(1);
-    let command = args
-        .next()
-        .expect("a command: live, prepare, fill or drain");
-    let (mut clients, mut seconds, mut count, mut rest) = (8, 10, 100_000, Vec::new());
-    while let Some(a) = args.next() {
-        let mut value = || args.next().expect("a value after the flag");
-        match a.as_str() {
-            "--clients" => clients = value().parse().expect("a number"),
-            "--seconds" => seconds = value().parse().expect("a number"),
-            "--count" => count = value().parse().expect("a number"),
-            _ => rest.push(a),
-        }
-    }
-    (command, clients, seconds, count, rest)
+/// bridge-load: one phase of a bridge benchmark (see `benches/bridge-load.sh`).
+#[derive(Debug, clap::Parser)]
+struct Options {
+    /// live LOCAL UPSTREAM | prepare UPSTREAM | fill LOCAL | drain UPSTREAM
+    #[arg(value_parser = ["live", "prepare", "fill", "drain"])]
+    command: String,
+    /// Concurrent publishers.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Seconds the live phase publishes.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Messages to fill, or to expect when draining.
+    #[arg(long, default_value_t = 100_000)]
+    count: u64,
+    /// The MQTT addresses the command names (HOST:PORT).
+    addrs: Vec<String>,
 }
 
 /// Publishes numbered QoS 1 messages (8-byte big-endian number, padded to 64 bytes) with a
 /// window of 32 until `stop` says so or `count` were acknowledged; returns acknowledged.
 async fn publisher(addr: String, id: String, first: u64, count: u64, stop: Arc<AtomicU64>) -> u64 {
-    let mut c = Conn::open(&addr, &id, true).await;
+    let mut c = open(&addr, &id, true).await;
     let topic = format!("sensors/{id}");
     let (mut next, mut acked, mut outstanding) = (0u64, 0u64, 0u64);
     loop {
@@ -131,19 +106,19 @@ async fn publisher(addr: String, id: String, first: u64, count: u64, stop: Arc<A
         while !stopping && next < count && outstanding < 32 {
             let mut payload = (first + next).to_be_bytes().to_vec();
             payload.resize(64, b'x');
-            c.send(&Packet::Publish(Publish {
+            let publish = Packet::Publish(Publish {
                 qos: QoS::AtLeastOnce,
                 pkid: (next % 60_000 + 1) as u16,
                 ..Publish::new(&topic, &payload)
-            }))
-            .await;
+            });
+            send(&mut c, &publish).await;
             next += 1;
             outstanding += 1;
         }
         if outstanding == 0 {
             return acked;
         }
-        match c.next(Duration::from_secs(30)).await {
+        match next_packet(&mut c, Duration::from_secs(30)).await {
             Some(Got::PubAck(false)) => {
                 acked += 1;
                 outstanding -= 1;
@@ -161,10 +136,10 @@ async fn sink(mut c: Conn, want: Arc<AtomicU64>, idle: Duration) -> (HashSet<u64
     let mut seen = HashSet::new();
     let (mut total, mut last) = (0u64, Instant::now());
     while (seen.len() as u64) < want.load(Ordering::Relaxed) {
-        match c.next(idle).await {
+        match next_packet(&mut c, idle).await {
             Some(Got::Publish(pkid, n)) => {
                 if pkid != 0 {
-                    c.send(&Packet::PubAck(Ack::new(pkid))).await;
+                    send(&mut c, &Packet::PubAck(Ack::new(pkid))).await;
                 }
                 total += 1;
                 if seen.insert(n) {
@@ -180,24 +155,33 @@ async fn sink(mut c: Conn, want: Arc<AtomicU64>, idle: Duration) -> (HashSet<u64
 
 async fn subscribe(c: &mut Conn) {
     let f = [SubscribeFilter::new("gw1/#", QoS::AtLeastOnce)];
-    c.send(&Packet::Subscribe(Subscribe {
-        pkid: 1,
-        filters: List::new(&f),
-        ..Subscribe::default()
-    }))
+    send(
+        c,
+        &Packet::Subscribe(Subscribe {
+            pkid: 1,
+            filters: List::new(&f),
+            ..Subscribe::default()
+        }),
+    )
     .await;
     while !matches!(
-        c.next(Duration::from_secs(10)).await,
+        next_packet(c, Duration::from_secs(10)).await,
         Some(Got::Other) | None
     ) {}
 }
 
 #[tokio::main]
 async fn main() {
-    let (command, clients, seconds, count, addrs) = options();
+    let Options {
+        command,
+        clients,
+        seconds,
+        count,
+        addrs,
+    } = <Options as clap::Parser>::parse();
     let result = match (command.as_str(), addrs.as_slice()) {
         ("live", [local, upstream]) => {
-            let mut c = Conn::open(upstream, "bench-live-sink", true).await;
+            let mut c = open(upstream, "bench-live-sink", true).await;
             subscribe(&mut c).await;
             // Until the publishers are done, the sink waits for "everything".
             let want = Arc::new(AtomicU64::new(u64::MAX));
@@ -236,7 +220,7 @@ async fn main() {
             })
         }
         ("prepare", [upstream]) => {
-            let mut c = Conn::open(upstream, "bench-sink", false).await;
+            let mut c = open(upstream, "bench-sink", false).await;
             subscribe(&mut c).await;
             json!({"prepared": true})
         }
@@ -262,7 +246,7 @@ async fn main() {
         }
         ("drain", [upstream]) => {
             let started = Instant::now();
-            let c = Conn::open(upstream, "bench-sink", false).await;
+            let c = open(upstream, "bench-sink", false).await;
             let (seen, total, last) =
                 sink(c, Arc::new(AtomicU64::new(count)), Duration::from_secs(15)).await;
             let secs = last.duration_since(started).as_secs_f64();

@@ -15,49 +15,29 @@
 //! usage: routing-load [--clients N] [--seconds S] [--json FILE] HTTP_URL MQTT_ADDR
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use bytes::BytesMut;
 use outpost_benches::aws::{call, depth};
 use outpost_benches::load::{run_phase, Phase};
-use outpost_codec::{split_frame, Connect, Packet, Publish, QoS, Version};
+use outpost_benches::mqtt::Conn;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+/// routing-load: what a rule costs, against one Outpost.
+#[derive(Debug, clap::Parser)]
 struct Options {
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
     clients: usize,
+    /// Seconds each phase runs.
+    #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Where to write the figures as JSON.
+    #[arg(long)]
     json: Option<String>,
+    /// The broker's HTTP URL.
+    #[arg(value_parser = |s: &str| Ok::<_, String>(s.trim_end_matches('/').to_string()))]
     http: String,
+    /// The broker's MQTT address (HOST:PORT).
     mqtt: String,
-}
-
-fn options() -> Options {
-    let mut o = Options {
-        clients: 8,
-        seconds: 5,
-        json: None,
-        http: String::new(),
-        mqtt: String::new(),
-    };
-    let mut positional = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut value = || args.next().expect("a value after the flag");
-        match a.as_str() {
-            "--clients" => o.clients = value().parse().expect("a number"),
-            "--seconds" => o.seconds = value().parse().expect("a number"),
-            "--json" => o.json = Some(value()),
-            _ => positional.push(a),
-        }
-    }
-    let [http, mqtt] = positional.as_slice() else {
-        panic!("usage: routing-load [flags] HTTP_URL MQTT_ADDR");
-    };
-    o.http = http.trim_end_matches('/').to_string();
-    o.mqtt = mqtt.clone();
-    o
 }
 
 async fn queue(http: &reqwest::Client, url: &str, name: &str) -> String {
@@ -75,74 +55,6 @@ async fn queue(http: &reqwest::Client, url: &str, name: &str) -> String {
         .to_string()
 }
 
-/// An MQTT 3.1.1 connection publishing at QoS 1, one message in flight.
-struct Conn {
-    s: TcpStream,
-    buf: BytesMut,
-    pkid: u16,
-}
-
-impl Conn {
-    async fn open(addr: &str, id: &str) -> Conn {
-        let mut s = TcpStream::connect(addr).await.expect("MQTT connect");
-        s.set_nodelay(true).ok();
-        let mut out = BytesMut::new();
-        Packet::Connect(Connect {
-            protocol: Version::V311,
-            clean_start: true,
-            keep_alive: 600,
-            client_id: id,
-            ..Connect::default()
-        })
-        .encode_to(Version::V311, &mut out)
-        .expect("encodable");
-        s.write_all(&out).await.expect("CONNECT sent");
-        let mut c = Conn {
-            s,
-            buf: BytesMut::with_capacity(4096),
-            pkid: 0,
-        };
-        let f = c.frame().await.expect("CONNACK");
-        assert!(f[0] == 0x20 && f.get(3) == Some(&0), "connection refused");
-        c
-    }
-
-    async fn frame(&mut self) -> Result<bytes::Bytes, String> {
-        loop {
-            if let Some(f) = split_frame(&mut self.buf, usize::MAX).map_err(|e| format!("{e:?}"))? {
-                return Ok(f);
-            }
-            match tokio::time::timeout(Duration::from_secs(30), self.s.read_buf(&mut self.buf))
-                .await
-            {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return Err("connection closed or silent".into()),
-            }
-        }
-    }
-
-    /// Publishes and waits for the PUBACK.
-    async fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<(), String> {
-        self.pkid = self.pkid % 60_000 + 1;
-        let mut out = BytesMut::new();
-        Packet::Publish(Publish {
-            qos: QoS::AtLeastOnce,
-            pkid: self.pkid,
-            ..Publish::new(topic, payload)
-        })
-        .encode_to(Version::V311, &mut out)
-        .map_err(|e| format!("{e:?}"))?;
-        self.s.write_all(&out).await.map_err(|e| e.to_string())?;
-        loop {
-            let f = self.frame().await?;
-            // PUBACK: 0x40, length 2, the packet identifier.
-            if f[0] == 0x40 && f.len() >= 4 && u16::from_be_bytes([f[2], f[3]]) == self.pkid {
-                return Ok(());
-            }
-        }
-    }
-}
-
 struct Outcome {
     label: String,
     phase: Phase,
@@ -153,7 +65,11 @@ struct Outcome {
 async fn mqtt_phase(o: &Options, name: &str) -> Phase {
     let mut conns = Vec::new();
     for i in 0..o.clients {
-        conns.push(Conn::open(&o.mqtt, &format!("{name}-{i}-{}", std::process::id())).await);
+        conns.push(
+            Conn::v311(&o.mqtt, &format!("{name}-{i}-{}", std::process::id()), true)
+                .await
+                .expect("MQTT connect"),
+        );
     }
     let pool = Arc::new(Mutex::new(conns));
     let seq = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -169,7 +85,7 @@ async fn mqtt_phase(o: &Options, name: &str) -> Phase {
             let n = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let payload = format!(r#"{{"temp":61,"seq":{n}}}"#);
             let r = c
-                .publish(
+                .publish_acked(
                     &format!("bench/{name}/d{}/telemetry", n % 16),
                     payload.as_bytes(),
                 )
@@ -273,7 +189,7 @@ async fn routed(o: &Options, http: &reqwest::Client, rules: usize) -> Outcome {
 
 #[tokio::main]
 async fn main() {
-    let o = options();
+    let o = <Options as clap::Parser>::parse();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(o.clients * 2)
         .build()

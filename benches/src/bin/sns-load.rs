@@ -15,51 +15,11 @@
 //!
 //! usage: sns-load [--clients N] [--seconds S] [--body BYTES] [--json FILE] NAME=URL...
 
+use clap::Parser as _;
 use outpost_benches::aws::depth;
+use outpost_benches::cli::{HttpLoad, Target};
 use outpost_benches::load::{run_phase, Phase};
 use serde_json::{json, Value};
-
-struct Target {
-    name: String,
-    url: String,
-}
-
-struct Options {
-    clients: usize,
-    seconds: u64,
-    body: usize,
-    json: Option<String>,
-    targets: Vec<Target>,
-}
-
-fn options() -> Options {
-    let mut o = Options {
-        clients: 8,
-        seconds: 5,
-        body: 100,
-        json: None,
-        targets: Vec::new(),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut value = || args.next().expect("a value after the flag");
-        match a.as_str() {
-            "--clients" => o.clients = value().parse().expect("a number"),
-            "--seconds" => o.seconds = value().parse().expect("a number"),
-            "--body" => o.body = value().parse().expect("a number"),
-            "--json" => o.json = Some(value()),
-            t => {
-                let (name, url) = t.split_once('=').expect("NAME=URL");
-                o.targets.push(Target {
-                    name: name.into(),
-                    url: url.trim_end_matches('/').into(),
-                });
-            }
-        }
-    }
-    assert!(!o.targets.is_empty(), "usage: sns-load [flags] NAME=URL...");
-    o
-}
 
 fn xml_value(xml: &str, tag: &str) -> Option<String> {
     let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
@@ -126,7 +86,7 @@ struct Outcome {
 }
 
 async fn fan_out(
-    o: &Options,
+    o: &HttpLoad,
     t: &Target,
     subscriptions: usize,
     raw: bool,
@@ -233,7 +193,7 @@ async fn fan_out(
     }
 }
 
-async fn send_batch(o: &Options, t: &Target) -> Outcome {
+async fn send_batch(o: &HttpLoad, t: &Target) -> Outcome {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(o.clients * 2)
         .build()
@@ -279,7 +239,7 @@ async fn send_batch(o: &Options, t: &Target) -> Outcome {
 
 #[tokio::main]
 async fn main() {
-    let o = options();
+    let o = HttpLoad::parse();
     let scenarios = [
         "Publish, 1 SQS subscription, signed envelope",
         "Publish, 1 SQS subscription, raw",

@@ -13,70 +13,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use clap::Parser as _;
+use outpost_benches::cli::{HttpLoad, Target};
 use outpost_benches::load::{run_phase, Phase};
 use serde_json::{json, Value};
 
-struct Target {
-    name: String,
-    url: String,
-}
-
-struct Options {
-    clients: usize,
-    seconds: u64,
-    body: usize,
-    json: Option<String>,
-    targets: Vec<Target>,
-}
-
-fn options() -> Options {
-    let mut o = Options {
-        clients: 8,
-        seconds: 5,
-        body: 100,
-        json: None,
-        targets: Vec::new(),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut value = || args.next().expect("a value after the flag");
-        match a.as_str() {
-            "--clients" => o.clients = value().parse().expect("a number"),
-            "--seconds" => o.seconds = value().parse().expect("a number"),
-            "--body" => o.body = value().parse().expect("a number"),
-            "--json" => o.json = Some(value()),
-            t => {
-                let (name, url) = t.split_once('=').expect("NAME=URL");
-                o.targets.push(Target {
-                    name: name.into(),
-                    url: url.trim_end_matches('/').into(),
-                });
-            }
-        }
-    }
-    assert!(!o.targets.is_empty(), "usage: sqs-load [flags] NAME=URL...");
-    o
-}
-
+/// One SQS JSON call.
 async fn call(http: &reqwest::Client, url: &str, op: &str, body: &Value) -> Result<Value, String> {
-    let resp = http
-        .post(url)
-        .header("X-Amz-Target", format!("AmazonSQS.{op}"))
-        .header("Content-Type", "application/x-amz-json-1.0")
-        .header("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0")
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let text = resp.text().await.map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        return Err(format!("{op}: {status} {text}"));
-    }
-    serde_json::from_str(&text).map_err(|e| e.to_string())
+    outpost_benches::aws::call(http, url, "AmazonSQS", op, body).await
 }
 
-async fn scenario(o: &Options, target: &Target, batch: usize) -> (Phase, Phase) {
+async fn scenario(o: &HttpLoad, target: &Target, batch: usize) -> (Phase, Phase) {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(o.clients * 2)
         .build()
@@ -175,7 +122,7 @@ async fn scenario(o: &Options, target: &Target, batch: usize) -> (Phase, Phase) 
 
 #[tokio::main]
 async fn main() {
-    let o = options();
+    let o = HttpLoad::parse();
     let mut results = Vec::new();
     for batch in [1usize, 10] {
         let mut row = Vec::new();

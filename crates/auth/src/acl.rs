@@ -227,39 +227,15 @@ fn strip_share(filter: &str) -> &str {
         .map_or(filter, |(_, f)| f)
 }
 
-/// IAM-style glob: `*` any run of characters, `?` one character.
+/// IAM-style glob: `*` any run of characters, `?` one character (the `wildmatch` crate, which
+/// matches without recursion).
 pub fn glob(pattern: &str, text: &str, ignore_case: bool) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let eq = |a: char, b: char| {
-        if ignore_case {
-            a.eq_ignore_ascii_case(&b)
-        } else {
-            a == b
-        }
-    };
-    // Iterative matching with one backtrack point (linear in practice, never recursive).
-    let (mut i, mut j) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while j < t.len() {
-        if i < p.len() && (p[i] == '?' || (p[i] != '*' && eq(p[i], t[j]))) {
-            i += 1;
-            j += 1;
-        } else if i < p.len() && p[i] == '*' {
-            star = Some((i, j));
-            i += 1;
-        } else if let Some((si, sj)) = star {
-            i = si + 1;
-            j = sj + 1;
-            star = Some((si, sj + 1));
-        } else {
-            return false;
-        }
+    type Glob = wildmatch::WildMatchPattern<'*', '?'>;
+    if ignore_case {
+        Glob::new_case_insensitive(pattern).matches(text)
+    } else {
+        Glob::new(pattern).matches(text)
     }
-    while i < p.len() && p[i] == '*' {
-        i += 1;
-    }
-    i == p.len()
 }
 
 #[cfg(test)]

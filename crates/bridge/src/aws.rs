@@ -10,13 +10,9 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettin
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Map, Value};
 
 use crate::config::BridgeConfig;
-
-type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
 
 /// How long one call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -133,7 +129,9 @@ pub(crate) enum Outcome {
 /// A signed client of one region.
 #[derive(Clone)]
 pub(crate) struct Aws {
-    http: HyperClient<Connector, Full<Bytes>>,
+    http: outpost_net::outbound::OutboundClient<
+        hyper_util::client::legacy::connect::dns::GaiResolver,
+    >,
     credentials: Credentials,
     region: String,
 }
@@ -146,26 +144,15 @@ impl std::fmt::Debug for Aws {
 
 impl Aws {
     pub fn new(c: &BridgeConfig) -> Result<Aws, String> {
-        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
         let ca = c.tls.as_ref().map_or("", |t| t.ca_file.as_str());
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(crate::tls::roots(ca)?)
-        .with_no_client_auth();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let http = outpost_net::outbound::outbound_client(
+            hyper_util::client::legacy::connect::dns::GaiResolver::new(),
+            crate::tls::roots(ca)?,
+            Duration::from_secs(10),
+        )
+        .map_err(|e| e.to_string())?;
         Ok(Aws {
-            http: HyperClient::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build(connector),
+            http,
             credentials: credentials(c)?,
             region: c.region.clone(),
         })

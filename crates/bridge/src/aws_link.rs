@@ -11,9 +11,9 @@ use outpost_queues::message::{
     decode_attributes, valid_attribute_name, validate_text, AttributeValue,
 };
 use outpost_queues::{Queues, ReceiveRequest};
+use outpost_shutdown::Shutdown;
 use outpost_store::RecordId;
 use outpost_topics::Topics;
-use tokio::sync::watch;
 
 use crate::aws::{Aws, Outcome, Outgoing};
 use crate::backlog::{Backlog, Entry, Target};
@@ -89,11 +89,11 @@ impl AwsLink {
     }
 
     /// Forwards the backlog until the broker shuts down.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, mut shutdown: Shutdown) {
         let mut backoff = self.backoff();
         let mut cursor = 0u64;
         loop {
-            if *shutdown.borrow() {
+            if shutdown.is_shutdown() {
                 return;
             }
             let entries = self.backlog.read(cursor, ROUND);
@@ -101,7 +101,7 @@ impl AwsLink {
                 tokio::select! {
                     _ = self.backlog.appended.notified() => continue,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => { cursor = 0; continue }
-                    _ = crate::stopped(&mut shutdown) => return,
+                    _ = shutdown.recv() => return,
                 }
             }
             match self.forward(&entries).await {
@@ -118,7 +118,7 @@ impl AwsLink {
                     cursor = 0;
                     tokio::select! {
                         _ = tokio::time::sleep(backoff.next_delay()) => {}
-                        _ = crate::stopped(&mut shutdown) => return,
+                        _ = shutdown.recv() => return,
                     }
                 }
             }
@@ -188,7 +188,7 @@ impl AwsLink {
         self: Arc<Self>,
         queues: Arc<Queues>,
         rule: QueueRule,
-        shutdown: watch::Receiver<bool>,
+        shutdown: Shutdown,
     ) {
         self.move_messages(queues, rule.local, Remote::Sqs(rule.remote), shutdown)
             .await
@@ -201,7 +201,7 @@ impl AwsLink {
         queues: Arc<Queues>,
         topics: Arc<Topics>,
         rule: TopicRule,
-        shutdown: watch::Receiver<bool>,
+        shutdown: Shutdown,
     ) {
         let queue = rule.queue(&self.config.name);
         if let Err(e) = self
@@ -270,7 +270,7 @@ impl AwsLink {
         queues: Arc<Queues>,
         local: String,
         remote: Remote,
-        mut shutdown: watch::Receiver<bool>,
+        mut shutdown: Shutdown,
     ) {
         let mut backoff = self.backoff();
         let rule = QueueRule {
@@ -287,7 +287,7 @@ impl AwsLink {
                     wait_seconds: Some(5),
                     attempt_id: None,
                 }) => r,
-                _ = crate::stopped(&mut shutdown) => return,
+                _ = shutdown.recv() => return,
             };
             let result = match received {
                 Err(e) => Err(format!("local queue {}: {e}", rule.local)),
@@ -342,7 +342,7 @@ impl AwsLink {
                     self.status.set_connected(false);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff.next_delay()) => {}
-                        _ = crate::stopped(&mut shutdown) => return,
+                        _ = shutdown.recv() => return,
                     }
                 }
             }

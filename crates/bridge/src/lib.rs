@@ -32,9 +32,9 @@ use bytes::{Bytes, BytesMut};
 use outpost_codec::{Packet, Publish, QoS, UserProperty, Version};
 use outpost_mqtt::{Broker, Message, PublishTap, TapWait};
 use outpost_queues::Queues;
+use outpost_shutdown::Shutdown;
 use outpost_store::Store;
 use parking_lot::Mutex;
-use tokio::sync::watch;
 
 use crate::backlog::{Backlog, Target};
 use crate::config::map_topic;
@@ -86,7 +86,7 @@ impl std::fmt::Debug for Bridges {
 
 impl Bridges {
     /// Opens every bridge's backlog and starts its link (inside a tokio runtime). The links
-    /// stop when `shutdown` turns true. `node` names this broker in hop markers.
+    /// stop when `shutdown` fires. `node` names this broker in hop markers.
     pub fn start(
         configs: &[BridgeConfig],
         node: &str,
@@ -94,7 +94,7 @@ impl Bridges {
         store: Store,
         queues: Arc<Queues>,
         topics: Arc<outpost_topics::Topics>,
-        shutdown: watch::Receiver<bool>,
+        shutdown: Shutdown,
     ) -> Result<Arc<Bridges>, BridgeError> {
         let node: Arc<str> = node.into();
         let mut outlets = Vec::new();
@@ -299,18 +299,13 @@ impl Bridges {
     }
 }
 
-/// Resolves once the broker shuts down.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|down| *down).await;
-}
-
 /// Drops what is past a backlog's bounds, twice a second.
-async fn keep_bounds(name: String, backlog: Arc<Backlog>, mut shutdown: watch::Receiver<bool>) {
+async fn keep_bounds(name: String, backlog: Arc<Backlog>, mut shutdown: Shutdown) {
     let mut every = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             _ = every.tick() => {}
-            _ = crate::stopped(&mut shutdown) => return,
+            _ = shutdown.recv() => return,
         }
         let dropped = backlog.enforce_bounds().await;
         if dropped > 0 {

@@ -17,9 +17,10 @@ use outpost_codec::{
     ReasonCode, Subscribe, SubscribeFilter, SubscribeOptions, Version,
 };
 use outpost_mqtt::{Broker, Message};
+use outpost_shutdown::Shutdown;
 use outpost_store::RecordId;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::backlog::{Backlog, Entry};
 use crate::backoff::Backoff;
@@ -94,13 +95,13 @@ impl MqttLink {
     }
 
     /// Connects, forwards and reconnects until the broker shuts down.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, mut shutdown: Shutdown) {
         let mut backoff = Backoff::new(
             Duration::from_millis(self.config.backoff_min_ms),
             Duration::from_millis(self.config.backoff_max_ms),
         );
         loop {
-            if *shutdown.borrow() {
+            if shutdown.is_shutdown() {
                 return;
             }
             let started = Instant::now();
@@ -122,7 +123,7 @@ impl MqttLink {
             let delay = backoff.next_delay();
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = crate::stopped(&mut shutdown) => return,
+                _ = shutdown.recv() => return,
             }
         }
     }
@@ -144,11 +145,7 @@ impl MqttLink {
     }
 
     /// One connection, from CONNECT to its end. `Ok` only when the broker shuts down.
-    async fn session(
-        &self,
-        shutdown: &mut watch::Receiver<bool>,
-        done: &mut Acked,
-    ) -> Result<(), LinkError> {
+    async fn session(&self, shutdown: &mut Shutdown, done: &mut Acked) -> Result<(), LinkError> {
         let c = &self.config;
         let (mut io, session_present, limits, mut input) =
             tokio::time::timeout(CONNECT_TIMEOUT, self.handshake())
@@ -275,7 +272,7 @@ impl MqttLink {
                         ping_sent = Some(Instant::now());
                     }
                 }
-                _ = crate::stopped(shutdown) => {
+                _ = shutdown.recv() => {
                     let mut bye = BytesMut::new();
                     let _ = Packet::Disconnect(Disconnect::new(ReasonCode::Success)).encode_to(self.version, &mut bye);
                     let _ = tokio::time::timeout(Duration::from_secs(1), io.write_all(&bye)).await;

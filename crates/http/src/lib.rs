@@ -2,11 +2,12 @@
 //! `/metrics`.
 //!
 //! Thin by design: it translates wire formats and calls the engines; every rule lives in
-//! `outpost-queues`, `outpost-topics`, `outpost-routing` (EventBridge) and `outpost-mqtt` (the IoT
+//! `outpost-queues`, `outpost-topics`, `outpost-rules` (EventBridge) and `outpost-mqtt` (the IoT
 //! data API). One port serves everything, as one gateway box should.
 
 mod access;
 pub mod body_budget;
+mod dispatch;
 pub mod events;
 pub mod iotdata;
 pub mod sns;
@@ -27,7 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use outpost_net::{accept_loop, Gate};
 use outpost_queues::Queues;
-use outpost_routing::Events;
+use outpost_rules::Events;
 use outpost_topics::Topics;
 use tokio::sync::Semaphore;
 
@@ -195,7 +196,7 @@ async fn api(
     }
     let host = state.local_addr.to_string();
     let peer = peer.map(|axum::Extension(p)| p);
-    sqs::handle(&state, &host, peer, method, uri, headers, body).await
+    dispatch::handle(&state, &host, peer, method, uri, headers, body).await
 }
 
 /// Every answer carries a request id (`x-amzn-RequestId`), errors of the router itself (a wrong
@@ -222,13 +223,13 @@ pub fn router(state: HttpState) -> Router {
 
 /// Serves HTTP on `listener` until the future is dropped: each connection admitted through `gate`,
 /// with the header, idle and body timeouts of `state.limits`; with `tls`, HTTPS (the TLS
-/// handshake must finish within the header timeout). When `shutdown` turns true, every
+/// handshake must finish within the header timeout). When `shutdown` fires, every
 /// connection finishes the request it is serving and closes (drop this future to stop accepting).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gate: Gate,
     state: HttpState,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: outpost_shutdown::Shutdown,
     tls: Option<Arc<outpost_net::Tls>>,
 ) {
     let header_timeout = state.limits.header_timeout;
@@ -264,7 +265,7 @@ async fn serve_connection<S, Svc>(
     peer: SocketAddr,
     service: Svc,
     header_timeout: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut shutdown: outpost_shutdown::Shutdown,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     Svc: hyper::service::Service<axum::http::Request<hyper::body::Incoming>, Response = Response>
@@ -281,7 +282,7 @@ async fn serve_connection<S, Svc>(
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        _ = async { drop(shutdown.wait_for(|down| *down).await) } => {
+        _ = shutdown.recv() => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }

@@ -11,6 +11,7 @@
 
 mod gate;
 mod limits;
+pub mod outbound;
 mod throttle;
 pub mod tls;
 

@@ -162,8 +162,9 @@ pub(crate) fn in_network(ip: IpAddr, net: IpAddr, len: u8) -> bool {
     }
 }
 
-/// `*` matches any run of characters (none included); `\*` is a literal star and `\\` a
-/// backslash. Linear in the pattern and the value together, whatever either holds: the
+/// EventBridge's wildcard: `*` matches any run of characters (none included); `\*` is a literal
+/// star and `\\` a backslash. Our own, not `wildmatch` (which the ACL's IAM globs use): it knows
+/// no escapes, and it backtracks where this is linear by construction. Linear in the pattern and the value together, whatever either holds: the
 /// literal runs between stars are found left to right with `str::find` (two-way search, linear),
 /// the first run anchored at the start and the last at the end. Taking each middle run at its
 /// leftmost place is never wrong for `*`-only patterns (a later place only leaves less room for

@@ -159,12 +159,7 @@ pub fn decode_attributes(mut buf: &[u8]) -> Option<Attributes> {
 
 /// Lower-case hex MD5, as SQS reports digests.
 pub fn md5_hex(data: &[u8]) -> String {
-    let digest = Md5::digest(data);
-    let mut s = String::with_capacity(32);
-    for b in digest {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    hex::encode(Md5::digest(data))
 }
 
 /// Size SQS counts against `MaximumMessageSize`: body plus attribute names, types and values.
@@ -296,23 +291,14 @@ impl StoredMessage {
 
 /// Formats 16 bytes as a hyphenated lower-case UUID.
 pub fn format_uuid(id: &[u8; 16]) -> String {
-    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    uuid::Uuid::from_bytes(*id).hyphenated().to_string()
 }
 
 /// A random version-4 UUID.
 pub fn new_uuid() -> [u8; 16] {
-    let mut id: [u8; 16] = rand::random();
-    id[6] = (id[6] & 0x0f) | 0x40;
-    id[8] = (id[8] & 0x3f) | 0x80;
-    id
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .into_bytes()
 }
 
 /// A random version-4 UUID in its text form (message, request and event ids).

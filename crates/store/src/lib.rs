@@ -28,10 +28,11 @@ mod writer;
 
 pub use config::{Retention, StoreConfig, SyncPolicy};
 pub use error::{Result, StoreError};
-pub use meta::{MetaOp, MetaStore, RedbMeta};
+pub use meta::{MetaChange, MetaOp, MetaStore, RedbMeta};
 pub use record::HEADER_LEN as RECORD_OVERHEAD;
 pub use recovery::RecoveryReport;
 pub use store::{Record, Store, StoreStats};
+pub use writer::now_ms;
 
 /// A stream: an ordered set of records owned by one queue, session or other consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

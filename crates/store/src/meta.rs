@@ -10,6 +10,9 @@ use redb::{Database, ReadableDatabase, TableDefinition, TableError};
 
 use crate::{Result, StoreError};
 
+/// One owned metadata change: `(table, key, Some(value))` puts, `None` deletes.
+pub type MetaChange = (&'static str, Vec<u8>, Option<Vec<u8>>);
+
 /// One change in an atomic [`MetaStore::apply`].
 #[derive(Debug, Clone, Copy)]
 pub enum MetaOp<'a> {

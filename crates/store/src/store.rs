@@ -15,7 +15,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::oneshot;
 
 use crate::index::Index;
-use crate::meta::{MetaOp, MetaStore, RedbMeta};
+use crate::meta::{MetaChange, MetaOp, MetaStore, RedbMeta};
 use crate::recovery::{max_payload, recover, RecoveryReport};
 use crate::writer::{Payload, Request, Writer};
 use crate::{reclaim, record, RecordId, Result, Retention, StoreConfig, StoreError, StreamId};
@@ -298,6 +298,28 @@ impl Store {
     /// The metadata store.
     pub fn meta(&self) -> &dyn MetaStore {
         &self.shared().meta
+    }
+
+    /// Applies owned metadata changes in one transaction, off the async workers (a metadata
+    /// commit syncs the disk): each `(table, key, Some(value))` is a put, `None` a delete.
+    pub async fn apply_changes(&self, changes: Vec<MetaChange>) -> Result<()> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let ops: Vec<MetaOp<'_>> = changes
+                .iter()
+                .map(|(table, key, value)| match value {
+                    Some(v) => MetaOp::Put {
+                        table,
+                        key,
+                        value: v,
+                    },
+                    None => MetaOp::Delete { table, key },
+                })
+                .collect();
+            store.meta().apply(&ops)
+        })
+        .await
+        .map_err(|e| StoreError::Meta(format!("metadata task: {e}")))?
     }
 
     fn payloads(&self, payloads: Vec<Bytes>) -> Result<Vec<Payload>> {

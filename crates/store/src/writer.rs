@@ -8,6 +8,9 @@
 //!
 //! The writer is also the only place where records enter or leave the index (the reclaimer's retention
 //! aside), in log order, which is what makes replay after a crash reach the same state.
+//!
+//! Over 700 lines on purpose: batching, the sync policy and the order of replies are one piece of
+//! logic whose invariants (nothing acknowledged before its fsync) must be read together.
 
 use std::fs::File;
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
@@ -153,7 +156,9 @@ pub(crate) struct Writer {
     batch_bytes: u64,
 }
 
-pub(crate) fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch: the clock of record timestamps, and the one every engine
+/// reads so that ages computed from stored timestamps agree.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -133,7 +133,7 @@ impl Signer {
         let v2 = ring::signature::RsaKeyPair::from_pkcs8(der.as_bytes())
             .map_err(|e| internal("unusable key", e))?;
         let digest = sha2::Sha256::digest(cert_pem.as_bytes());
-        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(&digest[..16]);
         Ok(Signer {
             v1: SigningKey::<sha1::Sha1>::new(key),
             v2,

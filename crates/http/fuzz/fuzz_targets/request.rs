@@ -68,11 +68,11 @@ fn world() -> &'static World {
                 },
             )
             .expect("topics");
-            let events = outpost_routing::Events::open(
+            let events = outpost_rules::Events::open(
                 store.clone(),
                 queues.clone(),
                 topics.clone(),
-                outpost_routing::EventsConfig {
+                outpost_rules::EventsConfig {
                     region: "us-east-1".into(),
                     account: "000000000000".into(),
                     max_rules_per_bus: 100,

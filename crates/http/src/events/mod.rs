@@ -9,7 +9,7 @@ mod ops;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use outpost_routing::EventsError;
+use outpost_rules::EventsError;
 use serde_json::Value;
 
 /// The target prefix of EventBridge's operations.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use outpost_routing::{
+use outpost_rules::{
     ArchiveSummary, BusSummary, Events, EventsError, PutEntry, PutResult, ReplaySummary, Result,
     RuleSummary,
 };

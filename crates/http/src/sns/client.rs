@@ -7,21 +7,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use outpost_topics::{BoxFuture, HttpRequest, HttpSender};
 
 use super::egress::{EgressPolicy, GuardedResolver, HostPace};
-
-type Connector = hyper_rustls::HttpsConnector<
-    hyper_util::client::legacy::connect::HttpConnector<GuardedResolver>,
->;
 
 /// POSTs notifications to HTTP/S endpoints, only where the egress policy admits (see
 /// `egress`), paced per host.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<Connector, Full<Bytes>>,
+    client: outpost_net::outbound::OutboundClient<GuardedResolver>,
     policy: Arc<EgressPolicy>,
     pace: Arc<HostPace>,
 }
@@ -34,27 +28,19 @@ impl std::fmt::Debug for HttpClient {
 
 impl HttpClient {
     /// A client with its own connection pool that POSTs where `policy` admits.
-    pub fn new(policy: EgressPolicy) -> HttpClient {
+    pub fn new(policy: EgressPolicy) -> Result<HttpClient, String> {
         let policy = Arc::new(policy);
-        let mut http = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(
+        let client = outpost_net::outbound::outbound_client(
             GuardedResolver(policy.clone()),
-        );
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(32)
-            .build(connector);
-        HttpClient {
+            outpost_net::outbound::mozilla_roots(),
+            Duration::from_secs(5),
+        )
+        .map_err(|e| format!("the HTTP client for SNS deliveries: {e}"))?;
+        Ok(HttpClient {
             client,
             policy,
             pace: Arc::new(HostPace::default()),
-        }
+        })
     }
 }
 

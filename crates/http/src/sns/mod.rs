@@ -143,13 +143,7 @@ pub async fn handle(
     body: Bytes,
     rid: &str,
 ) -> Response {
-    let query = uri.query().unwrap_or("").as_bytes();
-    let form: &[u8] = if method == Method::POST { &body } else { b"" };
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(query)
-        .chain(form_urlencoded::parse(form))
-        .take(query::MAX_PARAMS + 1)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let pairs = query::form_pairs(method, uri, &body);
     let action = pairs
         .iter()
         .find(|(k, _)| k == "Action")

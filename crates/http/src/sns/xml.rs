@@ -45,28 +45,12 @@ fn write(out: &mut String, name: &str, v: &Value) {
 /// The XML response of `op`; a `null` result has no `<…Result>` element.
 pub fn render(op: &str, result: &Value, request_id: &str) -> String {
     let op: String = op.chars().filter(char::is_ascii_alphanumeric).collect();
-    let mut out = format!(r#"<?xml version="1.0"?><{op}Response xmlns="{NAMESPACE}">"#);
-    if let Value::Object(map) = result {
-        out.push_str(&format!("<{op}Result>"));
-        for (k, v) in map {
-            write(&mut out, k, v);
-        }
-        out.push_str(&format!("</{op}Result>"));
-    }
-    out.push_str(&format!(
-        "<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{op}Response>"
-    ));
-    out
+    crate::sqs::query::envelope(&op, NAMESPACE, result, request_id, write)
 }
 
 /// The XML error response.
 pub fn render_error(code: &str, message: &str, sender: bool, request_id: &str) -> String {
-    format!(
-        r#"<?xml version="1.0"?><ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"#,
-        if sender { "Sender" } else { "Receiver" },
-        escape(code),
-        escape(message)
-    )
+    crate::sqs::query::error_envelope(NAMESPACE, (code, message, sender), request_id, "")
 }
 
 #[cfg(test)]

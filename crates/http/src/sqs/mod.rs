@@ -10,7 +10,6 @@ mod ops;
 mod params;
 pub mod query;
 
-use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -24,20 +23,20 @@ pub use ops::queue_name;
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Protocol {
+pub(crate) enum Protocol {
     Json,
     Query,
 }
 
 /// A protocol-level failure (before any operation runs).
-struct ProtocolError {
-    status: u16,
-    json_type: &'static str,
-    query_code: &'static str,
-    message: String,
+pub(crate) struct ProtocolError {
+    pub status: u16,
+    pub json_type: &'static str,
+    pub query_code: &'static str,
+    pub message: String,
 }
 
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     outpost_queues::message::uuid_text()
 }
 
@@ -102,7 +101,7 @@ fn queue_error(protocol: Protocol, op: &str, e: &QueueError, rid: &str) -> Respo
     )
 }
 
-fn protocol_error(protocol: Protocol, e: ProtocolError, rid: &str) -> Response {
+pub(crate) fn protocol_error(protocol: Protocol, e: ProtocolError, rid: &str) -> Response {
     tracing::info!(code = e.query_code, message = %e.message, "malformed SQS request");
     error_response(
         protocol,
@@ -178,15 +177,7 @@ fn parse(
         return Ok((p, op.to_string(), params));
     }
     let p = Protocol::Query;
-    // At most one parameter more than allowed is decoded: a form of millions of empty parameters
-    // costs no more memory than its bytes.
-    let query = uri.query().unwrap_or("").as_bytes();
-    let form: &[u8] = if *method == Method::POST { body } else { b"" };
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(query)
-        .chain(form_urlencoded::parse(form))
-        .take(query::MAX_PARAMS + 1)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let pairs = query::form_pairs(method, uri, body);
     let action = pairs
         .iter()
         .find(|(k, _)| k == "Action")
@@ -222,145 +213,26 @@ fn parse(
     Ok((p, action, params))
 }
 
-/// Serves one SQS request (or hands an SNS one to `sns::handle` once its body is read).
-pub async fn handle(
+/// Serves one SQS request, read and authenticated by the dispatcher: the operation is parsed,
+/// authorized on each queue it acts on, and run.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn handle(
     state: &crate::HttpState,
+    (identity, api): (&outpost_auth::Identity, crate::access::Api),
+    ip: std::net::IpAddr,
     fallback_host: &str,
-    peer: Option<crate::access::PeerAddr>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    (method, uri, headers): (&Method, &Uri, &HeaderMap),
+    body: Bytes,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    rid: &str,
 ) -> Response {
-    let rid = request_id();
-    let protocol_hint = if headers.contains_key("x-amz-target") {
-        Protocol::Json
-    } else {
-        Protocol::Query
-    };
-    // The body is read first, holding only its bytes' share of the body budget (per address
-    // and in all, taken without waiting); the parsing permit is taken once it is here, so a
-    // slow sender never holds what other callers need (ADR 0015).
-    let ip = peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.0.ip());
-    // A body without a length is chunked (up to the largest body) or absent.
-    let chunked = headers.contains_key(axum::http::header::TRANSFER_ENCODING);
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(if chunked {
-            state.limits.max_body as u64
-        } else {
-            0
-        })
-        .min(state.limits.max_body as u64);
-    let unavailable = |message: &str| {
-        protocol_error(
-            protocol_hint,
-            ProtocolError {
-                status: 503,
-                json_type: "ServiceUnavailable",
-                query_code: "ServiceUnavailable",
-                message: message.into(),
-            },
-            &rid,
-        )
-    };
-    let Some(body_bytes) = state.bodies.take(ip, declared) else {
-        tracing::info!(peer = %ip, bytes = declared, "HTTP request refused: too many request bodies in flight from this address or in all");
-        return unavailable("Too many request bodies are in flight; retry later.");
-    };
-    let read = tokio::time::timeout(
-        state.limits.body_timeout,
-        axum::body::to_bytes(body, state.limits.max_body),
-    )
-    .await;
-    let body = match read {
-        Ok(Ok(b)) => b,
-        Err(_) => {
-            return protocol_error(
-                protocol_hint,
-                ProtocolError {
-                    status: 408,
-                    json_type: "RequestTimeout",
-                    query_code: "RequestTimeout",
-                    message: "The request body did not arrive in time.".into(),
-                },
-                &rid,
-            )
-        }
-        Ok(Err(_)) => {
-            return protocol_error(
-                protocol_hint,
-                ProtocolError {
-                    status: 413,
-                    json_type: "RequestEntityTooLarge",
-                    query_code: "RequestEntityTooLarge",
-                    message: format!("Request body larger than {} bytes.", state.limits.max_body),
-                },
-                &rid,
-            )
-        }
-    };
-    // Parsing takes a permit: a burst of large requests waits instead of holding many parse
-    // trees in memory at once.
-    let Ok(permit) = state.parsing.clone().acquire_owned().await else {
-        return unavailable("The service is shutting down.");
-    };
-    // Read and parsing: the body's bytes go back to the budget (a long poll holds none).
-    drop(body_bytes);
-    use crate::access::{self, Api};
-    let api = access::api_of(&method, &uri, &headers, &body);
-    if !state.rates.admit(ip) {
-        return access::respond(api, &access::Refusal::throttled(), &rid);
-    }
-    // A SubscribeURL/UnsubscribeURL from a message carries its own secret: not authenticated,
-    // not checked against the ACL.
-    let link = api == Api::Sns && crate::sns::is_link_from_a_message(&method, &uri, &headers);
-    let identity = if link {
-        outpost_auth::Identity::anonymous(state.security.account())
-    } else {
-        match access::authenticate(state, api, ip, &method, &uri, &headers, &body) {
-            Ok(i) => i,
-            Err(r) => return access::respond(api, &r, &rid),
-        }
-    };
-    match api {
-        Api::IotData => {
-            drop(permit);
-            let (action, resource) = access::iot_access(state, &method, &uri);
-            if let Err(r) = access::authorize(state, &identity, &action, &resource, None) {
-                return access::respond(api, &r, &rid);
-            }
-            return crate::iotdata::handle(
-                &state.mqtt,
-                &identity,
-                &method,
-                &uri,
-                &headers,
-                body,
-                &rid,
-            )
-            .await;
-        }
-        Api::Events => {
-            drop(permit);
-            let op = crate::events::operation(&headers).unwrap_or_default();
-            return crate::events::handle(state, &identity, op, body, &rid).await;
-        }
-        Api::Sns => {
-            drop(permit);
-            let checked = (!link).then_some(&identity);
-            return crate::sns::handle(state, checked, &method, &uri, body, &rid).await;
-        }
-        Api::SqsJson | Api::SqsQuery => {}
-    }
-    let parsed = parse(&method, &uri, &headers, &body);
+    use crate::access;
+    let parsed = parse(method, uri, headers, &body);
     drop(body);
     drop(permit);
     let (protocol, op, params) = match parsed {
         Ok(x) => x,
-        Err((p, e)) => return protocol_error(p, e, &rid),
+        Err((p, e)) => return protocol_error(p, e, rid),
     };
     if state.security.has_acl() {
         // Each (action, queue) the operation acts on, each with the queue's own policy
@@ -371,9 +243,9 @@ pub async fn handle(
                 .next()
                 .and_then(|name| state.queues.policy(name));
             if let Err(r) =
-                access::authorize(state, &identity, &action, &resource, policy.as_deref())
+                access::authorize(state, identity, &action, &resource, policy.as_deref())
             {
-                return access::respond(api, &r, &rid);
+                return access::respond(api, &r, rid);
             }
         }
     }
@@ -386,7 +258,7 @@ pub async fn handle(
                     message: "Too many ReceiveMessage calls are waiting; retry later.".into(),
                     ..access::Refusal::throttled()
                 };
-                return access::respond(api, &r, &rid);
+                return access::respond(api, &r, rid);
             }
         }
     } else {
@@ -394,7 +266,7 @@ pub async fn handle(
     };
     let ctx = ops::Ctx {
         queues: state.queues.clone(),
-        base_url: base_url(&headers, fallback_host),
+        base_url: base_url(headers, fallback_host),
     };
     let result = match ops::call(&ctx, &op, &params).await {
         Some(r) => r,
@@ -410,22 +282,22 @@ pub async fn handle(
                         op.chars().take(64).collect::<String>()
                     ),
                 },
-                &rid,
+                rid,
             )
         }
     };
     let value = match result {
         Ok(v) => v,
-        Err(e) => return queue_error(protocol, &op, &e, &rid),
+        Err(e) => return queue_error(protocol, &op, &e, rid),
     };
     let (content_type, text) = match protocol {
         Protocol::Json => ("application/x-amz-json-1.0", value.to_string()),
-        Protocol::Query => ("text/xml", query::render(&op, &value, &rid)),
+        Protocol::Query => ("text/xml", query::render(&op, &value, rid)),
     };
     let mut resp = (StatusCode::OK, text).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(v) = HeaderValue::from_str(&rid) {
+    if let Ok(v) = HeaderValue::from_str(rid) {
         resp.headers_mut().insert("x-amzn-RequestId", v);
     }
     resp

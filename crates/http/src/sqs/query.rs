@@ -282,11 +282,31 @@ const NAMESPACE: &str = "http://queue.amazonaws.com/doc/2012-11-05/";
 
 /// The XML response of `op` for a JSON-shaped result.
 pub fn render(op: &str, result: &Value, request_id: &str) -> String {
-    let mut out = format!(r#"<?xml version="1.0"?><{op}Response xmlns="{NAMESPACE}">"#);
+    envelope(op, NAMESPACE, result, request_id, |out, k, v| {
+        write(out, op, k, v)
+    })
+}
+
+/// The XML error response.
+pub fn render_error(code: &str, message: &str, sender: bool, request_id: &str) -> String {
+    error_envelope(NAMESPACE, (code, message, sender), request_id, "<Detail/>")
+}
+
+/// The query protocol's response envelope (SQS and SNS alike): `<{op}Response>` in `namespace`,
+/// the result's fields (each rendered by `field`, the API's own XML dialect) in `<{op}Result>`,
+/// then the request id. A result that is not an object has no `<{op}Result>`.
+pub fn envelope(
+    op: &str,
+    namespace: &str,
+    result: &Value,
+    request_id: &str,
+    mut field: impl FnMut(&mut String, &str, &Value),
+) -> String {
+    let mut out = format!(r#"<?xml version="1.0"?><{op}Response xmlns="{namespace}">"#);
     if let Value::Object(map) = result {
         out.push_str(&format!("<{op}Result>"));
         for (k, v) in map {
-            write(&mut out, op, k, v);
+            field(&mut out, k, v);
         }
         out.push_str(&format!("</{op}Result>"));
     }
@@ -296,14 +316,41 @@ pub fn render(op: &str, result: &Value, request_id: &str) -> String {
     out
 }
 
-/// The XML error response.
-pub fn render_error(code: &str, message: &str, sender: bool, request_id: &str) -> String {
+/// The query protocol's error envelope: `(code, message, sender)` in `namespace`, with `extra`
+/// (SQS's `<Detail/>`) after the message.
+pub fn error_envelope(
+    namespace: &str,
+    (code, message, sender): (&str, &str, bool),
+    request_id: &str,
+    extra: &str,
+) -> String {
     format!(
-        r#"<?xml version="1.0"?><ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message><Detail/></Error><RequestId>{request_id}</RequestId></ErrorResponse>"#,
+        r#"<?xml version="1.0"?><ErrorResponse xmlns="{namespace}"><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message>{extra}</Error><RequestId>{request_id}</RequestId></ErrorResponse>"#,
         if sender { "Sender" } else { "Receiver" },
         escape(code),
         escape(message)
     )
+}
+
+/// The parameters of a query-protocol request: the URL's query, then a POST's form body. At most
+/// one parameter more than [`MAX_PARAMS`] is decoded: a form of millions of empty parameters
+/// costs no more memory than its bytes.
+pub fn form_pairs(
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    body: &[u8],
+) -> Vec<(String, String)> {
+    let query = uri.query().unwrap_or("").as_bytes();
+    let form: &[u8] = if method == axum::http::Method::POST {
+        body
+    } else {
+        b""
+    };
+    form_urlencoded::parse(query)
+        .chain(form_urlencoded::parse(form))
+        .take(MAX_PARAMS + 1)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 #[cfg(test)]

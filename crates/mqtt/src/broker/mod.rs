@@ -19,6 +19,9 @@
 //! The engine's operations are split by concept: `connect` (a session's start and end), `routing`
 //! (PUBLISH, SUBSCRIBE), `outgoing` (what a connection sends and its acknowledgements),
 //! `storage` (restore and persistence), `status` (tick, metrics, `$SYS`).
+//!
+//! Over 700 lines with its unit tests (about 150); the engine's state, constructors and the
+//! helpers every part above shares.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,9 +35,9 @@ use tokio::sync::Notify;
 
 mod admin;
 mod connect;
+mod incoming;
 mod outgoing;
 mod queues;
-mod routing;
 mod status;
 mod storage;
 
@@ -398,16 +401,6 @@ fn too_deep(topic: &str, max: usize) -> bool {
     max != 0 && topic.split('/').nth(max).is_some()
 }
 
-/// The one shutdown signal every connection watches.
-#[derive(Debug)]
-struct Shutdown(tokio::sync::watch::Sender<bool>);
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        Shutdown(tokio::sync::watch::channel(false).0)
-    }
-}
-
 /// QoS 1/2 messages one session's full queue did not take, and how much of that was already
 /// told (log line, `$SYS`).
 #[derive(Debug, Default, Clone, Copy)]
@@ -446,7 +439,8 @@ pub struct Broker {
     /// Counters.
     pub stats: BrokerStats,
     logged: Mutex<Logged>,
-    shutdown: Shutdown,
+    /// The one shutdown signal every connection watches.
+    shutdown: outpost_shutdown::Trigger,
     /// When a store failure was last logged, and how many happened since.
     failure_log: Mutex<(Option<Instant>, u64)>,
     /// The routing layer's view of client publishes.
@@ -507,12 +501,12 @@ impl Broker {
     /// Starts a graceful shutdown: every connection closes (MQTT 5 clients get DISCONNECT 0x8B,
     /// Server shutting down) after writing what it has; then call [`Broker::flush_persistence`].
     pub fn shut_down(&self) {
-        self.shutdown.0.send_replace(true);
+        self.shutdown.fire();
     }
 
-    /// The shutdown signal, to watch from a loop (`wait_for(|down| *down)`).
-    pub fn shutdown_watch(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.shutdown.0.subscribe()
+    /// The shutdown signal every connection receives.
+    pub fn shutdown(&self) -> outpost_shutdown::Shutdown {
+        self.shutdown.subscribe()
     }
 
     /// Installs the authorizer the engine asks about messages that act as somebody (wills, the

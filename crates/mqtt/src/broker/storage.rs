@@ -81,7 +81,7 @@ impl Broker {
                 id,
             ));
         }
-        let now_ms = persistence::outpost_store_now_ms();
+        let now_ms = outpost_store::now_ms();
         // Messages stored once for persistent sessions, by key; keys and delivery ids continue
         // after the largest key seen, so they stay unique across restarts.
         let mut stored = Stored::default();

@@ -38,12 +38,7 @@ mod visibility;
 const QUEUES_TABLE: &str = "queues";
 const COUNTERS_TABLE: &str = "queue_counters";
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use outpost_store::now_ms;
 
 /// Where queue ARNs and URLs point.
 #[derive(Debug, Clone, PartialEq, Eq)]

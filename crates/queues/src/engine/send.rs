@@ -226,8 +226,7 @@ pub(super) fn prepare(
             ))
         }
         None if settings.content_based_dedup => {
-            let digest = Sha256::digest(&stored.body);
-            digest.iter().map(|b| format!("{b:02x}")).collect()
+            hex::encode(Sha256::digest(&stored.body))
         }
         None => {
             return Err(QueueError::InvalidParameterValue(

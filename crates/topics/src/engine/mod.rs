@@ -32,16 +32,13 @@ pub use publish::{BatchFailure, PublishEntry, PublishRequest, PublishResult};
 pub use subscribe::SubscriptionSummary;
 
 /// One metadata change: table, key, and the new value (`None`: delete).
-type MetaChange = (&'static str, Vec<u8>, Option<Vec<u8>>);
+use outpost_store::MetaChange;
 
 const TOPICS_TABLE: &str = "sns_topics";
 const SUBSCRIPTIONS_TABLE: &str = "sns_subscriptions";
 const PENDING_STREAM: &str = "sns.pending";
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    outpost_queues::now_ms()
-}
+pub use outpost_store::now_ms;
 
 /// Where topic ARNs point and how messages are signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,24 +318,7 @@ impl Topics {
     }
 
     async fn apply_meta(&self, ops: Vec<MetaChange>) -> Result<()> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let ops: Vec<MetaOp<'_>> = ops
-                .iter()
-                .map(|(table, key, value)| match value {
-                    Some(v) => MetaOp::Put {
-                        table,
-                        key,
-                        value: v,
-                    },
-                    None => MetaOp::Delete { table, key },
-                })
-                .collect();
-            store.meta().apply(&ops)
-        })
-        .await
-        .map_err(|e| TopicError::Internal(format!("metadata task: {e}")))??;
-        Ok(())
+        Ok(self.store.apply_changes(ops).await?)
     }
 
     /// Messages published since start.

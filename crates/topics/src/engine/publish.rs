@@ -188,8 +188,7 @@ impl Topics {
             Some(d) if valid_fifo_id(&d) => d,
             Some(_) => return Err(TopicError::invalid("MessageDeduplicationId")),
             None if topic.content_based_dedup() => {
-                let digest = sha2::Sha256::digest(n.message.as_bytes());
-                digest.iter().map(|b| format!("{b:02x}")).collect()
+                hex::encode(sha2::Sha256::digest(n.message.as_bytes()))
             }
             None => {
                 return Err(TopicError::invalid(

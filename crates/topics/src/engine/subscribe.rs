@@ -197,7 +197,7 @@ impl Topics {
         let confirmed = !protocol.is_http();
         let token = (!confirmed).then(|| {
             let bytes: [u8; 32] = rand::random();
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            hex::encode(bytes)
         });
         let def = SubscriptionDef {
             arn: format!("{}:{}", topic.arn, uuid()),

@@ -1,0 +1,233 @@
+//! The connection's state, and what it sends back: acknowledgements (which wait for the store
+//! when their message had to be stored), control packets, and the parking of a held-back
+//! publisher's packets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use outpost_auth::{Identity, Security};
+use outpost_codec::{
+    Ack, Disconnect as DisconnectPacket, List, Packet, Publish, QoS, ReasonCode, SubAck, UnsubAck,
+    Version,
+};
+use outpost_mqtt::{Durable, PersistError};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::buffers::release_if_empty;
+
+pub(super) struct Conn<W> {
+    pub(super) wr: W,
+    /// Acknowledgements and control packets, written first.
+    pub(super) out: BytesMut,
+    /// PUBLISH/PUBREL packets to the client, written after the acknowledgements of the same round (so a
+    /// SUBACK precedes the retained messages of its subscription).
+    pub(super) deliveries: BytesMut,
+    pub(super) version: Version,
+    /// Maximum Packet Size the client announced (MQTT 5).
+    pub(super) client_max: Option<u32>,
+    pub(super) peer: SocketAddr,
+    /// Topic Alias Maximum the client announced (MQTT 5), and the aliases given out so far: the first
+    /// topics sent get an alias, and from the second message on only the alias travels.
+    pub(super) alias_max: u16,
+    pub(super) aliases: std::collections::HashMap<std::sync::Arc<str>, u16>,
+    /// Acknowledgements waiting for their message to be durable, in the order the PUBLISH packets
+    /// arrived (§4.6: acknowledgements go out in that order).
+    pub(super) pending_acks: Vec<(Durable, Reply)>,
+    /// A subscriber of what this connection published is falling behind: let other tasks run
+    /// before reading more (a gentle brake on publishers that outrun their subscribers).
+    pub(super) pressure: bool,
+    /// Incoming QoS 2 exchanges ended by a failed PUBREC: the engine forgets their identifiers.
+    pub(super) released: Vec<u16>,
+    /// Subscribers that got this connection's messages, woken once per batch of packets.
+    pub(super) wakes: outpost_mqtt::Wakes,
+    /// Flow control: connected subscribers of this client's messages whose queues are full. While
+    /// any holds it back, the client's packets are parked in order (acknowledgements and pings
+    /// excepted, so two clients feeding each other never wait on each other), and reading stops
+    /// once [`PARK_LIMIT`] bytes wait: its TCP window fills, its messages wait in its own buffers.
+    pub(super) held_by: Vec<std::sync::Arc<str>>,
+    pub(super) parked: std::collections::VecDeque<bytes::Bytes>,
+    pub(super) parked_bytes: usize,
+    /// Who the client proved to be, and the rules that apply to it.
+    pub(super) identity: Identity,
+    pub(super) security: Arc<Security>,
+    /// ACL refusals so far (the first is logged, the rest counted).
+    pub(super) denials: u64,
+    /// The rate limits, and this client's buckets.
+    pub(super) rates: Arc<crate::MqttRates>,
+    pub(super) client_rates: crate::ClientRates,
+}
+
+/// Bytes of a held-back client's packets kept before its socket is no longer read.
+pub(super) const PARK_LIMIT: usize = 64 * 1024;
+
+/// Packets that never wait behind parked ones: they only complete exchanges already begun.
+pub(super) fn bypasses_parking(frame: &[u8]) -> bool {
+    // PUBACK, PUBREC, PUBREL, PUBCOMP, PINGREQ.
+    matches!(frame.first().map(|b| b >> 4), Some(4..=7 | 12))
+}
+
+impl<W> Conn<W> {
+    pub(super) fn holding(&self) -> bool {
+        !self.held_by.is_empty() || !self.parked.is_empty()
+    }
+}
+
+/// An acknowledgement that may have to wait for durability.
+pub(super) enum Reply {
+    Packet(Box<Packet<'static>>),
+    SubAck { pkid: u16, codes: Vec<ReasonCode> },
+    UnsubAck { pkid: u16, codes: Vec<ReasonCode> },
+}
+
+impl<W: AsyncWrite + Unpin> Conn<W> {
+    pub(super) fn push(&mut self, p: &Packet<'_>) {
+        if let Err(e) = p.encode_to(self.version, &mut self.out) {
+            tracing::error!(peer = %self.peer, error = %e, "cannot encode an outgoing packet");
+        }
+    }
+
+    /// Queues an acknowledgement; it waits behind earlier ones still waiting for durability.
+    pub(super) fn ack(&mut self, durable: Durable, reply: Reply) {
+        if durable.is_empty() && self.pending_acks.is_empty() {
+            self.push_reply(reply);
+        } else {
+            self.pending_acks.push((durable, reply));
+        }
+    }
+
+    pub(super) fn push_reply(&mut self, reply: Reply) {
+        match reply {
+            Reply::Packet(p) => self.push(&p),
+            Reply::SubAck { pkid, codes } => self.push(&Packet::SubAck(SubAck {
+                pkid,
+                codes: List::new(&codes),
+                ..SubAck::default()
+            })),
+            Reply::UnsubAck { pkid, codes } => self.push(&Packet::UnsubAck(UnsubAck {
+                pkid,
+                codes: List::new(&codes),
+                ..UnsubAck::default()
+            })),
+        }
+    }
+
+    pub(super) async fn flush(&mut self) -> std::io::Result<()> {
+        let mut failed = None;
+        for (durable, reply) in std::mem::take(&mut self.pending_acks) {
+            if failed.is_some() {
+                // MQTT 3.1.1 after a failed write: nothing later is acknowledged either.
+                continue;
+            }
+            match durable.wait().await {
+                Ok(()) => self.push_reply(reply),
+                Err(e) => {
+                    if !self.push_failure(reply, e) {
+                        failed = Some(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = failed {
+            // Whatever was acknowledged before goes out; then the connection closes without
+            // the acknowledgement the store could not back.
+            if !self.out.is_empty() {
+                let _ = self.wr.write_all(&self.out).await;
+                self.out.clear();
+            }
+            return Err(std::io::Error::other(e));
+        }
+        if !self.deliveries.is_empty() {
+            let d = self.deliveries.split();
+            self.out.unsplit(d);
+        }
+        if !self.out.is_empty() {
+            self.wr.write_all(&self.out).await?;
+            self.out.clear();
+            release_if_empty(&mut self.out);
+            release_if_empty(&mut self.deliveries);
+        }
+        Ok(())
+    }
+
+    /// Answers a request whose changes could not be stored. MQTT 5 carries the failure in the
+    /// acknowledgement (0x97 when the disk is full, else 0x80); an MQTT 3.1.1 PUBACK/PUBREC has no
+    /// way to say it, so `false` asks for the connection to close without it (the client sends
+    /// the message again on its next connection).
+    pub(super) fn push_failure(&mut self, reply: Reply, e: PersistError) -> bool {
+        match reply {
+            Reply::Packet(p) => match (*p, self.version) {
+                (Packet::PubAck(mut a), Version::V5) => {
+                    a.code = e.reason_code();
+                    self.push(&Packet::PubAck(a));
+                    true
+                }
+                (Packet::PubRec(mut a), Version::V5) => {
+                    // The exchange ends with a failed PUBREC (§4.3.3): no PUBREL follows.
+                    self.released.push(a.pkid);
+                    a.code = e.reason_code();
+                    self.push(&Packet::PubRec(a));
+                    true
+                }
+                (other, _) if !matches!(other, Packet::PubAck(_) | Packet::PubRec(_)) => {
+                    self.push(&other);
+                    true
+                }
+                _ => false,
+            },
+            Reply::SubAck { pkid, codes } => {
+                let failure = match self.version {
+                    Version::V5 => e.reason_code(),
+                    Version::V311 => ReasonCode::UnspecifiedError,
+                };
+                let codes: Vec<ReasonCode> = codes
+                    .into_iter()
+                    .map(|c| if (c as u8) < 0x80 { failure } else { c })
+                    .collect();
+                self.push_reply(Reply::SubAck { pkid, codes });
+                true
+            }
+            Reply::UnsubAck { pkid, codes } => match self.version {
+                // UNSUBACK has no Quota exceeded: Unspecified error for each filter removed.
+                Version::V5 => {
+                    let codes = codes
+                        .into_iter()
+                        .map(|c| {
+                            if c == ReasonCode::Success {
+                                ReasonCode::UnspecifiedError
+                            } else {
+                                c
+                            }
+                        })
+                        .collect();
+                    self.push_reply(Reply::UnsubAck { pkid, codes });
+                    true
+                }
+                // MQTT 3.1.1's UNSUBACK cannot fail: the connection closes without it.
+                Version::V311 => false,
+            },
+        }
+    }
+
+    /// Acknowledges a PUBLISH that was not routed (refused, denied) with `code`: PUBACK for QoS 1,
+    /// PUBREC for QoS 2 (which ends the exchange when `code` is a failure), nothing for QoS 0.
+    pub(super) fn acknowledge(&mut self, p: &Publish<'_>, code: ReasonCode) {
+        let ack = Ack {
+            pkid: p.pkid,
+            code,
+            ..Ack::default()
+        };
+        let packet = match p.qos {
+            QoS::AtMostOnce => return,
+            QoS::AtLeastOnce => Packet::PubAck(ack),
+            QoS::ExactlyOnce => Packet::PubRec(ack),
+        };
+        self.ack(Durable::default(), Reply::Packet(Box::new(packet)));
+    }
+
+    pub(super) fn disconnect(&mut self, code: ReasonCode) {
+        if self.version == Version::V5 {
+            self.push(&Packet::Disconnect(DisconnectPacket::new(code)));
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The engine's messages on their way to the client: the read ACL, topic aliases, and the
+//! client's maximum packet size (a message over it is dropped as if delivered, §3.1.2.11.4).
+
+use std::time::Instant;
+
+use outpost_codec::{Ack, Packet, Publish};
+use outpost_mqtt::{Broker, ConnectionHandle, Delivery, Send as Outgoing};
+use tokio::io::AsyncWrite;
+
+use super::conn::Conn;
+
+impl<W: AsyncWrite + Unpin> Conn<W> {
+    /// Queues the deliveries and acknowledgements the engine has for this connection.
+    pub(super) fn push_sends(
+        &mut self,
+        broker: &Broker,
+        h: &ConnectionHandle,
+        sends: Vec<Outgoing<Delivery>>,
+    ) {
+        let now = Instant::now();
+        let checked = !self.security.mqtt_open();
+        for s in sends {
+            match s {
+                Outgoing::PubRel { pkid } => self.push(&Packet::PubRel(Ack::new(pkid))),
+                Outgoing::Publish {
+                    pkid,
+                    dup,
+                    message: d,
+                } => {
+                    if checked && !self.may_read(h, &d.message.topic) {
+                        // Not this client's to read: as if delivered (mosquitto's `read` ACL).
+                        if pkid != 0 {
+                            broker.discard(h, pkid);
+                        }
+                        continue;
+                    }
+                    let users = d.message.user_properties();
+                    let mut properties =
+                        d.message
+                            .publish_properties(now, &d.subscription_ids, &users);
+                    let mut topic: &str = &d.message.topic;
+                    let mut new_alias = false;
+                    match self.aliases.get(&d.message.topic) {
+                        Some(&alias) => {
+                            properties.topic_alias = Some(alias);
+                            topic = "";
+                        }
+                        None if (self.aliases.len() as u16) < self.alias_max => {
+                            let alias = self.aliases.len() as u16 + 1;
+                            self.aliases.insert(d.message.topic.clone(), alias);
+                            properties.topic_alias = Some(alias);
+                            new_alias = true;
+                        }
+                        None => {}
+                    }
+                    let publish = Publish {
+                        dup,
+                        qos: d.qos,
+                        retain: d.retain,
+                        topic,
+                        pkid,
+                        properties,
+                        payload: &d.message.payload,
+                    };
+                    let packet = Packet::Publish(publish);
+                    // A message MQTT cannot carry (a property over 65,535 bytes that slipped
+                    // past the door it came in by) is dropped like an oversized one: one
+                    // message never blocks the session behind it.
+                    let too_big = match (self.client_max, packet.encoded_len(self.version)) {
+                        (Some(max), Ok(len)) => len > max as usize,
+                        (_, Err(e)) => {
+                            tracing::warn!(peer = %self.peer, client = &*h.client_id, error = %e, "a message cannot be encoded for this client; discarded");
+                            true
+                        }
+                        (None, Ok(_)) => false,
+                    };
+                    if too_big {
+                        if new_alias {
+                            // The client never learns this alias.
+                            self.aliases.remove(&d.message.topic);
+                        }
+                        // §3.1.2.11.4: a packet over the client's maximum is not sent, as if delivered.
+                        tracing::debug!(peer = %self.peer, "message larger than the client accepts, discarded");
+                        if pkid != 0 {
+                            broker.discard(h, pkid);
+                        }
+                        continue;
+                    }
+                    self.push(&packet);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! One MQTT connection, from CONNECT to the end, over any byte stream (TCP, the WebSocket
+//! adapter). The files follow the life of a connection: `handshake` (CONNECT to CONNACK), `session`
+//! (the loop that reads, waits and writes), `packets/` (one file per packet family), `conn` (the
+//! connection's state and what it sends back), `deliveries` (the engine's messages on their way
+//! out), `access` (the ACL questions this door asks), `buffers` (framing and read buffers).
+
+mod access;
+mod buffers;
+mod conn;
+mod deliveries;
+mod handshake;
+mod packets;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use outpost_auth::Security;
+use outpost_mqtt::{Broker, Disconnect};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use handshake::handshake;
+use session::run;
+
+/// Limits of a listener.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Largest packet accepted from clients.
+    pub max_packet_size: usize,
+    /// Time a new connection has to send CONNECT.
+    pub connect_timeout: Duration,
+    /// Longest keep-alive a client may ask for (65,535: any). An MQTT 5 client asking for more,
+    /// or for none, is told this one (CONNACK Server Keep Alive); an MQTT 3.1.1 client, which
+    /// cannot be told, is refused (identifier rejected), as mosquitto's `max_keepalive` does.
+    pub max_keep_alive: u16,
+    /// Who may connect, and what each may publish, subscribe to and receive.
+    pub security: Arc<Security>,
+    /// Message, byte and connection rates.
+    pub rates: Arc<crate::MqttRates>,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            max_packet_size: 16 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(10),
+            max_keep_alive: u16::MAX,
+            security: Security::open_to_all("000000000000"),
+            rates: Arc::new(crate::MqttRates::default()),
+        }
+    }
+}
+
+/// Who is on the other end of a connection, before CONNECT says more.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The address it connects from.
+    pub addr: SocketAddr,
+    /// The name in its client certificate, when a TLS listener verified one.
+    pub certificate: Option<Arc<str>>,
+}
+
+impl Peer {
+    /// A peer without a certificate.
+    pub fn plain(addr: SocketAddr) -> Peer {
+        Peer {
+            addr,
+            certificate: None,
+        }
+    }
+}
+
+/// Why the read side stopped.
+pub(crate) enum End {
+    Close(Disconnect, Option<u32>),
+    TakenOver,
+}
+
+/// Serves one connection until it ends.
+pub async fn serve<S>(stream: S, peer: Peer, broker: Arc<Broker>, config: Arc<ListenerConfig>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + std::marker::Send,
+{
+    let certificate = peer.certificate;
+    let peer = peer.addr;
+    let (mut rd, wr) = tokio::io::split(stream);
+    let mut buf = BytesMut::new();
+    let max = config.max_packet_size;
+
+    let Some((mut conn, h, keep_alive)) =
+        handshake(&mut rd, &mut buf, wr, (peer, certificate), &broker, &config).await
+    else {
+        return;
+    };
+    let end = run(&mut rd, &mut buf, &mut conn, &broker, &h, keep_alive, max).await;
+    let _ = conn.flush().await;
+    match end {
+        End::Close(how, expiry) => broker.disconnect(&h, how, expiry),
+        End::TakenOver => {}
+    }
+    let _ = conn.wr.shutdown().await;
+    linger(&mut rd, &mut buf).await;
+    tracing::debug!(%peer, client = &*h.client_id, "connection closed");
+}
+
+/// After the broker's side is shut down, what the client still sends is read and dropped until it
+/// closes too (or a moment passes): closing a socket with unread data resets it, and the reset can
+/// reach the client before the DISCONNECT it should read (MQTT 5 §4.13: the reason must arrive).
+pub(super) async fn linger<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) {
+    let drain = async {
+        loop {
+            buf.clear();
+            if buf.capacity() < 1024 {
+                buf.reserve(1024);
+            }
+            match rd.read_buf(buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// How long a closed connection waits for the client to close its side.
+pub(super) const LINGER: Duration = Duration::from_secs(2);

@@ -1,0 +1,215 @@
+//! The connection's loop once connected: reads packets, waits for deliveries, the keep-alive,
+//! flow control and shutdown, and writes what is due.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use outpost_codec::{split_frame, ReasonCode};
+use outpost_mqtt::{Broker, ConnectionHandle, Disconnect};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use super::buffers::{room_to_read, KEEP_ABOVE};
+use super::conn::{bypasses_parking, Conn, PARK_LIMIT};
+use super::packets::handle;
+use super::End;
+
+/// The connection's main loop; returns how it ended.
+pub(super) async fn run<R, W>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    conn: &mut Conn<W>,
+    broker: &Broker,
+    h: &ConnectionHandle,
+    keep_alive: u16,
+    max: usize,
+) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    // §3.1.2.10: the server closes a connection silent for one and a half keep-alive periods.
+    let grace = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+    let far = Duration::from_secs(365 * 24 * 3600);
+    let deadline = tokio::time::sleep(grace.unwrap_or(far));
+    tokio::pin!(deadline);
+    let mut shutdown = broker.shutdown();
+    // Packets that arrived together with CONNECT, then whatever a resumed session has queued.
+    if let Err(end) = handle_buffered(buf, conn, broker, h, max) {
+        return end;
+    }
+    loop {
+        conn.wakes.wake_all();
+        let flushed = conn.flush().await;
+        for pkid in std::mem::take(&mut conn.released) {
+            broker.pubrel(h, pkid);
+        }
+        if flushed.is_err() {
+            return End::Close(Disconnect::Abrupt, None);
+        }
+        if std::mem::take(&mut conn.pressure) {
+            tokio::task::yield_now().await;
+        }
+        // Far behind on disk: stop reading until the store catches up (the client's TCP window
+        // fills; nothing is dropped).
+        broker.wait_for_persistence().await;
+        let hold = if conn.held_by.is_empty() {
+            None
+        } else {
+            broker.holding_back(&mut conn.held_by)
+        };
+        if conn.held_by.is_empty() && !conn.parked.is_empty() {
+            // Released: what waited is handled now, in order, until something holds it again.
+            while let Some(frame) = conn.parked.pop_front() {
+                conn.parked_bytes -= frame.len();
+                if let Some(end) = handle(&frame, conn, broker, h) {
+                    return end;
+                }
+                if !conn.held_by.is_empty() {
+                    break;
+                }
+            }
+            let sends = broker.sendable(h);
+            conn.push_sends(broker, h, sends);
+            continue;
+        }
+        let may_read = conn.parked_bytes + buf.len() < PARK_LIMIT || !conn.holding();
+        if !may_read {
+            // The broker stopped reading this client, not the other way round: its keep-alive
+            // starts again when reading does.
+            if let Some(g) = grace {
+                deadline.as_mut().reset(tokio::time::Instant::now() + g);
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = h.kick.notified() => {
+                if h.stalled.load(std::sync::atomic::Ordering::Relaxed) {
+                    tracing::info!(peer = %conn.peer, client = &*h.client_id, "subscriber held its publishers back past the stall timeout; connection closed");
+                    conn.disconnect(ReasonCode::QuotaExceeded);
+                    return End::Close(Disconnect::Abrupt, None);
+                }
+                if h.admin.load(std::sync::atomic::Ordering::Relaxed) {
+                    tracing::info!(peer = %conn.peer, client = &*h.client_id, "connection closed by an operator (DeleteConnection)");
+                    conn.disconnect(ReasonCode::AdministrativeAction);
+                    return End::Close(Disconnect::Abrupt, None);
+                }
+                conn.disconnect(ReasonCode::SessionTakenOver);
+                return End::TakenOver;
+            }
+            _ = shutdown.recv() => {
+                if let Some(end) = handle_received(rd, buf, conn, broker, h, max).await {
+                    return end;
+                }
+                conn.disconnect(ReasonCode::ServerShuttingDown);
+                return End::Close(Disconnect::Abrupt, None);
+            }
+            _ = &mut deadline => {
+                tracing::info!(peer = %conn.peer, client = &*h.client_id, "keep-alive expired; connection closed");
+                conn.disconnect(ReasonCode::KeepAliveTimeout);
+                return End::Close(Disconnect::Abrupt, None);
+            }
+            _ = async {
+                if let Some(drained) = hold {
+                    // Also wakes now and then, so a stalled subscriber is noticed.
+                    let _ = tokio::time::timeout(Duration::from_millis(250), drained).await;
+                }
+            }, if !conn.held_by.is_empty() => {}
+            read = { room_to_read(buf); rd.read_buf(buf) }, if may_read => {
+                let got = match read {
+                    Ok(0) | Err(_) => return End::Close(Disconnect::Abrupt, None),
+                    Ok(n) => n,
+                };
+                let packets = match handle_buffered(buf, conn, broker, h, max) {
+                    Ok(n) => n,
+                    Err(end) => return end,
+                };
+                // §3.1.2.10: keep-alive counts whole control packets, not bytes (a packet dribbled
+                // a byte per period does not keep a connection open).
+                if let (Some(g), true) = (grace, packets > 0) {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + g);
+                }
+                // A quiet connection holds no read buffer between packets; a busy one (whose
+                // reads are large) keeps its buffer.
+                if buf.is_empty() && got < KEEP_ABOVE {
+                    *buf = BytesMut::new();
+                }
+            }
+            _ = h.wake.notified() => {
+                let sends = broker.sendable(h);
+                conn.push_sends(broker, h, sends);
+            }
+        }
+    }
+}
+
+/// At shutdown: what the client sent before it is handled rather than dropped unread, above all
+/// acknowledgements (a delivery the client acknowledged while this connection waited for the store
+/// must not be sent again after the restart). Reads only what has already arrived, a bounded
+/// amount; `Some` when the client's own packets end the connection (its DISCONNECT).
+pub(super) async fn handle_received<R, W>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    conn: &mut Conn<W>,
+    broker: &Broker,
+    h: &ConnectionHandle,
+    max: usize,
+) -> Option<End>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    use futures_util::FutureExt;
+    for _ in 0..SHUTDOWN_READS {
+        room_to_read(buf);
+        match rd.read_buf(buf).now_or_never() {
+            Some(Ok(n)) if n > 0 => {}
+            _ => break,
+        }
+        if let Err(end) = handle_buffered(buf, conn, broker, h, max) {
+            return Some(end);
+        }
+    }
+    // Acknowledgements of what was just handled wait for the store, as at any other time.
+    let _ = conn.flush().await;
+    None
+}
+
+/// Reads of already-received data a connection makes while the broker shuts down.
+pub(super) const SHUTDOWN_READS: usize = 16;
+
+/// Handles every complete packet in `buf`, then queues what the engine has to send. Returns how
+/// many packets it handled, or how the connection ends.
+pub(super) fn handle_buffered<W: AsyncWrite + Unpin>(
+    buf: &mut BytesMut,
+    conn: &mut Conn<W>,
+    broker: &Broker,
+    h: &ConnectionHandle,
+    max: usize,
+) -> Result<usize, End> {
+    let mut packets = 0;
+    loop {
+        let frame = match split_frame(buf, max) {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::info!(peer = %conn.peer, client = &*h.client_id, error = %e, "bad packet; connection closed");
+                conn.disconnect(e.reason_code());
+                return Err(End::Close(Disconnect::Abrupt, None));
+            }
+        };
+        packets += 1;
+        if conn.holding() && !bypasses_parking(&frame) {
+            conn.parked_bytes += frame.len();
+            conn.parked.push_back(frame);
+            continue;
+        }
+        if let Some(end) = handle(&frame, conn, broker, h) {
+            return Err(end);
+        }
+    }
+    // Everyone this batch's messages went to, once.
+    conn.wakes.wake_all();
+    let sends = broker.sendable(h);
+    conn.push_sends(broker, h, sends);
+    Ok(packets)
+}

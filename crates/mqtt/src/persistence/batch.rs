@@ -1,0 +1,217 @@
+//! One group commit of routed messages: each message once in the messages stream, each session's
+//! reference in its own stream.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use outpost_codec::QoS;
+use outpost_store::{RecordId, Store, StreamId};
+
+use crate::Broker;
+
+use super::jobs::{Job, RefSpec};
+use super::records::{encode_message_record, encode_reference, encode_references};
+use super::stored::Stored;
+use super::PersistError;
+
+/// Most jobs of one kind written in one batch.
+pub(super) const MAX_BATCH: usize = 512;
+
+/// What one stream gets in a batch: its records, and for each record the (job, reference) pairs
+/// it holds.
+type StreamAppend = (StreamId, Vec<Vec<(usize, usize)>>, Vec<Bytes>);
+/// A stream's references in a batch, as (job, reference) pairs: QoS 1 ones (one record
+/// together), then the others (a record each).
+type StreamRefs = (StreamId, Vec<(usize, usize)>, Vec<(usize, usize)>);
+
+/// Stores a batch of routed messages: each message once in the messages stream, each session's
+/// reference in its own stream, all appended together (they share the log, so one group commit
+/// makes the whole batch durable), then answers each job.
+pub(super) async fn store_batch(
+    broker: &Arc<Broker>,
+    store: &Store,
+    messages_stream: StreamId,
+    stored: &mut Stored,
+    batch: Vec<Job>,
+) {
+    // References not worth writing go first; a message left with none is not written either
+    // (and its publisher is answered: nothing it needs is missing).
+    let mut kept = Vec::with_capacity(batch.len());
+    for mut job in batch {
+        if let Job::Store { refs, .. } = &mut job {
+            refs.retain(|r| !stored.skip(r));
+            if refs.is_empty() {
+                if let Job::Store { done, .. } = job {
+                    let _ = done.send(Ok(()));
+                }
+                continue;
+            }
+        }
+        kept.push(job);
+    }
+    let batch = kept;
+    if batch.is_empty() {
+        return;
+    }
+    // Encoding happens here, off the engine's locks.
+    let mut message_records = Vec::new();
+    // Per stream: its QoS 1 references of the whole batch (one record), then one record per
+    // QoS 2 reference (a QoS 2 delivery must never come back after it completed).
+    let mut streams: HashMap<StreamId, usize> = HashMap::new();
+    let mut grouped: Vec<StreamRefs> = Vec::new();
+    for (j, job) in batch.iter().enumerate() {
+        let Job::Store {
+            message, key, refs, ..
+        } = job
+        else {
+            continue;
+        };
+        message_records.push(encode_message_record(*key, message));
+        for (r, spec) in refs.iter().enumerate() {
+            let at = *streams.entry(spec.stream).or_insert_with(|| {
+                grouped.push((spec.stream, Vec::new(), Vec::new()));
+                grouped.len() - 1
+            });
+            let (_, qos1, single) = &mut grouped[at];
+            if spec.qos == QoS::AtLeastOnce && qos1.len() < u16::MAX as usize {
+                qos1.push((j, r));
+            } else {
+                single.push((j, r));
+            }
+        }
+    }
+    let spec = |(j, r): (usize, usize)| -> (u64, &RefSpec) {
+        match &batch[j] {
+            Job::Store { key, refs, .. } => (*key, &refs[r]),
+            _ => unreachable!("only store jobs have references"),
+        }
+    };
+    let mut by_stream: Vec<StreamAppend> = Vec::with_capacity(grouped.len());
+    for (stream, qos1, single) in grouped {
+        let mut at = Vec::new();
+        let mut payloads = Vec::new();
+        match qos1.len() {
+            0 => {}
+            1 => {
+                let (key, s) = spec(qos1[0]);
+                payloads.push(encode_reference(key, s));
+                at.push(qos1);
+            }
+            _ => {
+                let refs: Vec<(u64, &RefSpec)> = qos1.iter().map(|p| spec(*p)).collect();
+                payloads.push(encode_references(&refs));
+                at.push(qos1);
+            }
+        }
+        for p in single {
+            let (key, s) = spec(p);
+            payloads.push(encode_reference(key, s));
+            at.push(vec![p]);
+        }
+        by_stream.push((stream, at, payloads));
+    }
+    // One request per stream, all sent before any answer is awaited: one group commit.
+    let mut requests = vec![(messages_stream, message_records)];
+    let mut positions = Vec::with_capacity(by_stream.len());
+    for (stream, at, payloads) in by_stream {
+        requests.push((stream, payloads));
+        positions.push(at);
+    }
+    let mut results = store.append_batches(requests).await.into_iter();
+    let mut failure: Option<PersistError> = None;
+    let message_ids = match results.next() {
+        Some(Ok(ids)) => Some(ids),
+        Some(Err(e)) => {
+            broker.persistence_failed(batch.len(), &e);
+            failure = Some(PersistError::from_store(&e));
+            None
+        }
+        None => {
+            failure = Some(PersistError::Failed);
+            None
+        }
+    };
+    // Per job: the record of each of its references, or the failure of its stream.
+    let mut ref_ids: Vec<Vec<Result<RecordId, PersistError>>> = batch
+        .iter()
+        .map(|j| match j {
+            Job::Store { refs, .. } => vec![Err(PersistError::Failed); refs.len()],
+            _ => Vec::new(),
+        })
+        .collect();
+    for (at, result) in positions.into_iter().zip(results) {
+        match result {
+            Ok(ids) => {
+                for (held, id) in at.into_iter().zip(ids) {
+                    for (j, r) in held {
+                        ref_ids[j][r] = Ok(id);
+                    }
+                }
+            }
+            Err(e) => {
+                broker.persistence_failed(at.iter().map(Vec::len).sum(), &e);
+                let failure = PersistError::from_store(&e);
+                for (j, r) in at.into_iter().flatten() {
+                    ref_ids[j][r] = Err(failure);
+                }
+            }
+        }
+    }
+    let mut dead = Vec::new();
+    let mut unqueue = Vec::new();
+    let mut message_ids = message_ids.map(|ids| ids.into_iter());
+    for (job, refs) in batch.into_iter().zip(ref_ids) {
+        let Job::Store {
+            key,
+            refs: specs,
+            done,
+            ..
+        } = job
+        else {
+            continue;
+        };
+        let message_id = message_ids.as_mut().and_then(|ids| ids.next());
+        let mut answer = Ok(());
+        match message_id {
+            Some(msg) => {
+                stored.add_message(key, msg);
+                for (spec, id) in specs.iter().zip(refs) {
+                    match id {
+                        Ok(id) => stored.add_delivery(spec.delivery, id, Some(key)),
+                        Err(e) => answer = Err(e),
+                    }
+                }
+                if answer.is_err() {
+                    // Partly stored: what was stored goes again, the publisher is told.
+                    for spec in &specs {
+                        stored.release_delivery(spec.delivery, &mut dead);
+                    }
+                    dead.extend(stored.take_orphans());
+                }
+            }
+            None => {
+                answer = Err(failure.unwrap_or(PersistError::Failed));
+                for id in refs.into_iter().flatten() {
+                    dead.push(id);
+                }
+            }
+        }
+        if answer.is_err() {
+            // The publisher hears the failure: no session keeps a place for the message.
+            unqueue.extend(specs.iter().map(|s| (s.client.clone(), s.delivery)));
+        }
+        let _ = done.send(answer);
+    }
+    if !unqueue.is_empty() {
+        broker.unqueue_unstored(&unqueue);
+    }
+    if !dead.is_empty() {
+        // A record of several references can be named more than once.
+        dead.sort_unstable();
+        dead.dedup();
+        if let Err(e) = store.mark_dead(&dead).await {
+            broker.persistence_failed(dead.len(), &e);
+        }
+    }
+}

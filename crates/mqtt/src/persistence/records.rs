@@ -1,0 +1,180 @@
+//! The records of the messages stream and of the sessions' streams: a message is stored once, as an
+//! MQTT 5 PUBLISH packet (our own codec, so nothing new to parse), and each session holds small
+//! references to it.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use outpost_codec::{decode, Decoded, Packet, Publish, QoS, UserProperty, Version};
+
+use crate::Message;
+
+use super::jobs::RefSpec;
+
+/// The stream holding each message stored for persistent sessions, once.
+pub(crate) const MESSAGES_STREAM: &str = "mqtt/messages";
+
+/// First byte of a record in [`MESSAGES_STREAM`]: a message, then its key and its MQTT 5 PUBLISH
+/// encoding.
+const MESSAGE_RECORD: u8 = 0x01;
+/// First byte of a reference record in a session's stream: then the message's key, the delivery's
+/// QoS and RETAIN flag, and its subscription identifiers. (A record starting with a PUBLISH fixed
+/// header, 0x30 to 0x3F, is a whole message, as sessions stored them before.)
+const REFERENCE_RECORD: u8 = 0x00;
+/// First byte of a record holding several QoS 1 references of one session (those of one group
+/// commit): a count (u16), then each reference's key, QoS, RETAIN flag and subscription
+/// identifiers as in [`REFERENCE_RECORD`]. One record per session per commit instead of one per
+/// message: a fan-out to many offline sessions costs a record per session per batch.
+const REFERENCES_RECORD: u8 = 0x02;
+
+/// A message record: marker, key, the message as a PUBLISH packet.
+pub(crate) fn encode_message_record(key: u64, m: &Message) -> Bytes {
+    let body = encode_message(m, m.qos, m.retain, &[]);
+    let mut out = bytes::BytesMut::with_capacity(9 + body.len());
+    out.extend_from_slice(&[MESSAGE_RECORD]);
+    out.extend_from_slice(&key.to_be_bytes());
+    out.extend_from_slice(&body);
+    out.freeze()
+}
+
+/// Decodes a message record: (key, message). `age`: how long ago it was stored.
+pub(crate) fn decode_message_record(b: &Bytes, age: Duration) -> Option<(u64, Message)> {
+    if *b.first()? != MESSAGE_RECORD {
+        return None;
+    }
+    let key = u64::from_be_bytes(b.get(1..9)?.try_into().ok()?);
+    let (m, ..) = decode_message(&b.slice(9..), age)?;
+    Some((key, m))
+}
+
+/// A reference record.
+pub(crate) fn encode_reference(key: u64, r: &RefSpec) -> Bytes {
+    let mut out = bytes::BytesMut::with_capacity(13 + 4 * r.subscription_ids.len());
+    out.extend_from_slice(&[REFERENCE_RECORD]);
+    put_reference(&mut out, key, r);
+    out.freeze()
+}
+
+/// A record of several references (at most `u16::MAX`).
+pub(crate) fn encode_references(refs: &[(u64, &RefSpec)]) -> Bytes {
+    let mut out = bytes::BytesMut::with_capacity(3 + 12 * refs.len());
+    out.extend_from_slice(&[REFERENCES_RECORD]);
+    out.extend_from_slice(&(refs.len().min(u16::MAX as usize) as u16).to_be_bytes());
+    for (key, r) in refs.iter().take(u16::MAX as usize) {
+        put_reference(&mut out, *key, r);
+    }
+    out.freeze()
+}
+
+fn put_reference(out: &mut bytes::BytesMut, key: u64, r: &RefSpec) {
+    let ids = &r.subscription_ids[..r.subscription_ids.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&key.to_be_bytes());
+    out.extend_from_slice(&[r.qos as u8, u8::from(r.retain)]);
+    out.extend_from_slice(&(ids.len() as u16).to_be_bytes());
+    for id in ids {
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+}
+
+/// One reference from `b` at `at`: (key, QoS, RETAIN, identifiers) and where the next begins.
+fn take_reference(b: &[u8], at: usize) -> Option<(StoredDelivery, usize)> {
+    let key = u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?);
+    let qos = QoS::from_u8(*b.get(at + 8)?)?;
+    let retain = *b.get(at + 9)? != 0;
+    let n = u16::from_be_bytes(b.get(at + 10..at + 12)?.try_into().ok()?) as usize;
+    let ids_at = at + 12;
+    let subscription_ids = (0..n)
+        .map(|i| {
+            let at = ids_at + 4 * i;
+            Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+        })
+        .collect::<Option<Vec<u32>>>()?;
+    Some((
+        StoredDelivery::Reference {
+            key,
+            qos,
+            retain,
+            subscription_ids,
+        },
+        ids_at + 4 * n,
+    ))
+}
+
+/// A session's stored delivery: a reference (key, QoS, RETAIN, subscription identifiers) or, in
+/// the first layout, the whole message.
+pub(crate) enum StoredDelivery {
+    Reference {
+        key: u64,
+        qos: QoS,
+        retain: bool,
+        subscription_ids: Vec<u32>,
+    },
+    Whole(Message, QoS, bool, Vec<u32>),
+}
+
+/// The deliveries a session's record holds: one (a reference, or a whole message of the first
+/// layout) or several (a references record). `None` when the record does not decode.
+pub(crate) fn decode_deliveries(b: &Bytes, age: Duration) -> Option<Vec<StoredDelivery>> {
+    match *b.first()? {
+        REFERENCE_RECORD => Some(vec![take_reference(b, 1)?.0]),
+        REFERENCES_RECORD => {
+            let n = u16::from_be_bytes(b.get(1..3)?.try_into().ok()?) as usize;
+            let mut at = 3;
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (d, next) = take_reference(b, at)?;
+                out.push(d);
+                at = next;
+            }
+            Some(out)
+        }
+        _ => {
+            let (m, qos, retain, ids) = decode_message(b, age)?;
+            Some(vec![StoredDelivery::Whole(m, qos, retain, ids)])
+        }
+    }
+}
+
+/// Encodes a message (with the QoS, RETAIN flag and subscription identifiers of one delivery).
+pub(crate) fn encode_message(
+    m: &Message,
+    qos: QoS,
+    retain: bool,
+    subscription_ids: &[u32],
+) -> Bytes {
+    let users: Vec<UserProperty<'_>> = m.user_properties();
+    let props = m.publish_properties(Instant::now(), subscription_ids, &users);
+    let p = Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain,
+        topic: &m.topic,
+        pkid: if qos == QoS::AtMostOnce { 0 } else { 1 },
+        properties: props,
+        payload: &m.payload,
+    });
+    let mut out = bytes::BytesMut::new();
+    if p.encode_to(Version::V5, &mut out).is_err() {
+        tracing::error!(
+            topic = &*m.topic,
+            "message could not be encoded for the store"
+        );
+    }
+    out.freeze()
+}
+
+/// Decodes a stored message: (message, QoS, RETAIN, subscription identifiers). `age` is how long ago
+/// it was stored, so expiry keeps counting across restarts.
+pub(crate) fn decode_message(
+    bytes: &Bytes,
+    age: Duration,
+) -> Option<(Message, QoS, bool, Vec<u32>)> {
+    let Ok(Decoded::Packet(Packet::Publish(p), _)) = decode(bytes, Version::V5, usize::MAX) else {
+        return None;
+    };
+    let payload = outpost_codec::PublishBytes::from_publish(bytes, &p).payload;
+    let mut m = Message::from_publish(p.topic, &p, payload);
+    m.received = Some(Instant::now().checked_sub(age).unwrap_or_else(Instant::now));
+    let ids = p.properties.subscription_identifiers.iter().collect();
+    Some((m, p.qos, p.retain, ids))
+}

@@ -1,0 +1,270 @@
+//! The session persistence task: runs the engine's jobs (deliveries, acknowledgements, session
+//! changes) in order, batching jobs of one kind into one write.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use outpost_store::{MetaOp, RecordId, Store, StreamId};
+use tokio::sync::mpsc;
+
+use crate::Broker;
+
+use super::batch::{store_batch, MAX_BATCH};
+use super::jobs::{Job, SubChange};
+use super::keys::{
+    encode_session_record, encode_subscription, subscription_key, subscriptions_prefix, SESSIONS,
+    SUBSCRIPTIONS,
+};
+use super::records::MESSAGES_STREAM;
+use super::stored::Stored;
+use super::PersistError;
+
+/// Takes more jobs that `fits` accepts from the queue, up to [`MAX_BATCH`]; a job that does not
+/// fit is left in `next` for the following round.
+fn gather(
+    first: Job,
+    rx: &mut mpsc::UnboundedReceiver<Job>,
+    next: &mut Option<Job>,
+    fits: impl Fn(&Job) -> bool,
+) -> Vec<Job> {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(j) if fits(&j) => batch.push(j),
+            Ok(other) => {
+                *next = Some(other);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Saves a batch of session changes in one metadata transaction (one fsync for all of them).
+async fn save_sessions(broker: &Broker, store: &Store, batch: Vec<Job>) {
+    let store2 = store.clone();
+    let (dones, result) = tokio::task::spawn_blocking(move || {
+        let meta = store2.meta();
+        // The final state of every key the batch touches, later changes winning.
+        let mut last: HashMap<(&'static str, Vec<u8>), Option<Vec<u8>>> = HashMap::new();
+        let mut dones = Vec::new();
+        for job in batch {
+            let Job::SaveSession {
+                client,
+                record,
+                replace,
+                changes,
+                done,
+            } = job
+            else {
+                continue;
+            };
+            if replace {
+                match meta.scan(SUBSCRIPTIONS, &subscriptions_prefix(&client)) {
+                    Ok(old) => {
+                        for (k, _) in old {
+                            last.insert((SUBSCRIPTIONS, k), None);
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "stored subscriptions not read"),
+                }
+            }
+            if let Some((expiry, stream)) = record {
+                last.insert(
+                    (SESSIONS, client.as_bytes().to_vec()),
+                    Some(encode_session_record(expiry, &stream)),
+                );
+            }
+            for c in changes {
+                match c {
+                    SubChange::Put(filter, options, id) => last.insert(
+                        (SUBSCRIPTIONS, subscription_key(&client, &filter)),
+                        Some(encode_subscription(&options, id).to_vec()),
+                    ),
+                    SubChange::Delete(filter) => {
+                        last.insert((SUBSCRIPTIONS, subscription_key(&client, &filter)), None)
+                    }
+                };
+            }
+            dones.extend(done);
+        }
+        let ops: Vec<MetaOp<'_>> = last
+            .iter()
+            .map(|((table, key), value)| match value {
+                Some(value) => MetaOp::Put { table, key, value },
+                None => MetaOp::Delete { table, key },
+            })
+            .collect();
+        (dones, meta.apply(&ops))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        (
+            Vec::new(),
+            Err(outpost_store::StoreError::Meta(e.to_string())),
+        )
+    });
+    let answer = match &result {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            broker.persistence_failed(dones.len().max(1), e);
+            Err(PersistError::from_store(e))
+        }
+    };
+    for done in dones {
+        let _ = done.send(answer);
+    }
+}
+
+/// Forgets an ended session: record, subscriptions, queued messages and stream.
+async fn drop_session(
+    store: &Store,
+    stored: &mut Stored,
+    client: Arc<str>,
+    stream: Option<(StreamId, Arc<str>)>,
+) {
+    let store2 = store.clone();
+    let client2 = client.clone();
+    let meta_result = tokio::task::spawn_blocking(move || {
+        let meta = store2.meta();
+        let subs = meta.scan(SUBSCRIPTIONS, &subscriptions_prefix(&client2))?;
+        let mut ops: Vec<MetaOp<'_>> = subs
+            .iter()
+            .map(|(k, _)| MetaOp::Delete {
+                table: SUBSCRIPTIONS,
+                key: k,
+            })
+            .collect();
+        ops.push(MetaOp::Delete {
+            table: SESSIONS,
+            key: client2.as_bytes(),
+        });
+        meta.apply(&ops)
+    })
+    .await;
+    if !matches!(meta_result, Ok(Ok(()))) {
+        tracing::error!(
+            client = &*client,
+            "ended session not removed from the store"
+        );
+    }
+    if let Some((stream, name)) = stream {
+        drop_stream(store, stored, stream, name).await;
+    }
+}
+
+/// Kills what is left in a session's stream (and messages no other session references), then
+/// removes the stream's name.
+async fn drop_stream(store: &Store, stored: &mut Stored, stream: StreamId, name: Arc<str>) {
+    stored.stream_dropped(stream);
+    let reader = store.clone();
+    // Reading a long queue is disk work: off the async workers.
+    let records = tokio::task::spawn_blocking(move || reader.scan(stream, 0, usize::MAX))
+        .await
+        .unwrap_or_default();
+    let mut ids: Vec<RecordId> = Vec::new();
+    for r in records {
+        stored.release_record(r.id, &mut ids);
+    }
+    if let Err(e) = store.mark_dead(&ids).await {
+        tracing::error!(stream = &*name, error = %e, "queued messages of an ended session not removed");
+        return;
+    }
+    let store = store.clone();
+    let removed = tokio::task::spawn_blocking(move || store.remove_stream(&name)).await;
+    if let Ok(Err(e)) = removed {
+        tracing::warn!(error = %e, "stream of an ended session not removed");
+    }
+}
+
+/// The persistence task: runs the engine's jobs (deliveries, acknowledgements, sessions) in order.
+pub(crate) async fn run(
+    broker: Arc<Broker>,
+    store: Store,
+    mut stored: Stored,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+) {
+    let Some(persister) = broker.persister().cloned() else {
+        return;
+    };
+    let messages_stream = match store.stream(MESSAGES_STREAM) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "no messages stream; messages for offline sessions will not persist");
+            return;
+        }
+    };
+    let orphans = stored.take_orphans();
+    if !orphans.is_empty() {
+        if let Err(e) = store.mark_dead(&orphans).await {
+            broker.persistence_failed(orphans.len(), &e);
+        }
+    }
+    // A job taken from the queue while batching that belongs to the next round.
+    let mut next: Option<Job> = None;
+    loop {
+        let job = match next.take() {
+            Some(j) => j,
+            None => match rx.recv().await {
+                Some(j) => j,
+                None => break,
+            },
+        };
+        let n = match job {
+            store_job @ Job::Store { .. } => {
+                // Everything already queued goes to the disk together: one group commit for
+                // the batch instead of one fsync per message.
+                let batch = gather(store_job, &mut rx, &mut next, |j| {
+                    matches!(j, Job::Store { .. })
+                });
+                let n = batch.len();
+                store_batch(&broker, &store, messages_stream, &mut stored, batch).await;
+                n
+            }
+            Job::Done(delivery) => {
+                let batch = gather(Job::Done(delivery), &mut rx, &mut next, |j| {
+                    matches!(j, Job::Done(_))
+                });
+                let n = batch.len();
+                let mut ids: Vec<RecordId> = Vec::new();
+                for job in batch {
+                    if let Job::Done(d) = job {
+                        stored.release_delivery(d, &mut ids);
+                    }
+                }
+                if !ids.is_empty() {
+                    if let Err(e) = store.mark_dead(&ids).await {
+                        broker.persistence_failed(ids.len(), &e);
+                    }
+                }
+                n
+            }
+            save @ Job::SaveSession { .. } => {
+                let batch = gather(save, &mut rx, &mut next, |j| {
+                    matches!(j, Job::SaveSession { .. })
+                });
+                let n = batch.len();
+                save_sessions(&broker, &store, batch).await;
+                n
+            }
+            Job::DropSession { client, stream } => {
+                drop_session(&store, &mut stored, client, stream).await;
+                1
+            }
+            Job::DropStream { stream, name } => {
+                drop_stream(&store, &mut stored, stream, name).await;
+                1
+            }
+            Job::Flush(done) => {
+                let _ = done.send(Ok(()));
+                1
+            }
+            Job::Retain { .. } => {
+                tracing::error!("a retained message reached the session task; not stored");
+                1
+            }
+        };
+        persister.done(n);
+    }
+}

@@ -1,0 +1,230 @@
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use outpost_codec::{QoS, ReasonCode, SubscribeOptions};
+use outpost_store::{RecordId, StreamId};
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::Message;
+use crate::MessageProperties;
+
+#[test]
+fn messages_round_trip_through_the_record_format() {
+    let m = Message {
+        properties: MessageProperties {
+            content_type: Some("text/plain".into()),
+            message_expiry_interval: Some(100),
+            user_properties: vec![("k".into(), "v".into())],
+            ..MessageProperties::default()
+        },
+        ..Message::new("a/b", Bytes::from_static(b"hello"), QoS::ExactlyOnce, true)
+    };
+    let b = encode_message(&m, QoS::AtLeastOnce, true, &[7, 9]);
+    let (back, qos, retain, ids) = decode_message(&b, Duration::from_secs(30)).unwrap();
+    assert_eq!((qos, retain, ids), (QoS::AtLeastOnce, true, vec![7, 9]));
+    assert_eq!(back.topic, m.topic);
+    assert_eq!(back.payload, m.payload);
+    assert_eq!(back.properties.content_type, m.properties.content_type);
+    assert_eq!(
+        back.properties.user_properties,
+        m.properties.user_properties
+    );
+    let left = back.remaining_expiry(Instant::now()).unwrap();
+    assert!((69..=70).contains(&left), "expiry keeps counting: {left}");
+}
+
+#[test]
+fn a_durable_wait_reports_the_first_failure_and_a_vanished_task() {
+    let waits = |answers: Vec<Option<Result<(), PersistError>>>| {
+        let mut d = Durable::default();
+        for a in answers {
+            let (tx, rx) = oneshot::channel();
+            d.push(rx);
+            if let Some(a) = a {
+                let _ = tx.send(a);
+            }
+        }
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(d.wait());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => panic!("every answer is in"),
+        }
+    };
+    use std::future::Future;
+    assert_eq!(waits(vec![Some(Ok(())), Some(Ok(()))]), Ok(()));
+    assert_eq!(
+        waits(vec![
+            Some(Ok(())),
+            Some(Err(PersistError::DiskFull)),
+            Some(Err(PersistError::Failed))
+        ]),
+        Err(PersistError::DiskFull)
+    );
+    assert_eq!(
+        waits(vec![None]),
+        Err(PersistError::Failed),
+        "a dropped sender is a failure"
+    );
+    assert_eq!(
+        PersistError::DiskFull.reason_code(),
+        ReasonCode::QuotaExceeded
+    );
+    assert_eq!(
+        PersistError::Failed.reason_code(),
+        ReasonCode::UnspecifiedError
+    );
+}
+
+fn rec(stream: u64, seq: u64) -> RecordId {
+    RecordId {
+        stream: StreamId(stream),
+        seq,
+    }
+}
+
+#[test]
+fn a_shared_message_goes_with_its_last_reference() {
+    let mut stored = Stored::default();
+    stored.add_message(7, rec(1, 1));
+    stored.add_message(8, rec(1, 2));
+    stored.add_delivery(100, rec(2, 1), Some(7));
+    stored.add_delivery(101, rec(3, 1), Some(7));
+    assert_eq!(
+        stored.take_orphans(),
+        vec![rec(1, 2)],
+        "key 8 has no reference"
+    );
+    let mut dead = Vec::new();
+    stored.release_delivery(100, &mut dead);
+    assert_eq!(
+        dead,
+        vec![rec(2, 1)],
+        "another session still references the message"
+    );
+    dead.clear();
+    stored.release_delivery(101, &mut dead);
+    assert_eq!(
+        dead,
+        vec![rec(3, 1), rec(1, 1)],
+        "the last reference takes the message"
+    );
+    dead.clear();
+    stored.release_delivery(101, &mut dead);
+    assert!(dead.is_empty(), "releasing twice is harmless");
+}
+
+#[test]
+fn a_record_of_references_lives_until_its_last_delivery() {
+    let mut stored = Stored::default();
+    stored.add_message(7, rec(1, 1));
+    stored.add_message(8, rec(1, 2));
+    // One record holds both deliveries of a session.
+    stored.add_delivery(100, rec(2, 1), Some(7));
+    stored.add_delivery(101, rec(2, 1), Some(8));
+    let mut dead = Vec::new();
+    stored.release_delivery(100, &mut dead);
+    assert_eq!(dead, vec![rec(1, 1)], "the record still holds 101");
+    dead.clear();
+    stored.release_delivery(101, &mut dead);
+    assert_eq!(dead, vec![rec(2, 1), rec(1, 2)]);
+    // A session's end takes a record with everything it holds.
+    stored.add_message(9, rec(1, 3));
+    stored.add_delivery(102, rec(2, 2), Some(9));
+    stored.add_delivery(103, rec(2, 2), Some(9));
+    dead.clear();
+    stored.release_record(rec(2, 2), &mut dead);
+    assert_eq!(dead, vec![rec(1, 3), rec(2, 2)]);
+    dead.clear();
+    stored.release_delivery(103, &mut dead);
+    assert!(dead.is_empty(), "gone with its record");
+}
+
+#[test]
+fn references_and_message_records_round_trip() {
+    let m = Message::new(
+        "a/b",
+        Bytes::from_static(b"payload"),
+        QoS::ExactlyOnce,
+        true,
+    );
+    let rec = encode_message_record(42, &m);
+    let (key, back) = decode_message_record(&rec, Duration::ZERO).unwrap();
+    assert_eq!(
+        (key, &*back.topic, &back.payload[..]),
+        (42, "a/b", &b"payload"[..])
+    );
+    let spec = RefSpec {
+        client: "c".into(),
+        stream: StreamId(3),
+        delivery: 9,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        subscription_ids: vec![5, 6],
+    };
+    let refs = |b: &Bytes| -> Vec<(u64, QoS, bool, Vec<u32>)> {
+        decode_deliveries(b, Duration::ZERO)
+            .expect("decodes")
+            .into_iter()
+            .map(|d| match d {
+                StoredDelivery::Reference {
+                    key,
+                    qos,
+                    retain,
+                    subscription_ids,
+                } => (key, qos, retain, subscription_ids),
+                StoredDelivery::Whole(..) => panic!("a reference"),
+            })
+            .collect()
+    };
+    assert_eq!(
+        refs(&encode_reference(42, &spec)),
+        [(42, QoS::AtLeastOnce, false, vec![5, 6])]
+    );
+    let other = RefSpec {
+        retain: true,
+        subscription_ids: Vec::new(),
+        ..spec.clone()
+    };
+    assert_eq!(
+        refs(&encode_references(&[(42, &spec), (43, &other)])),
+        [
+            (42, QoS::AtLeastOnce, false, vec![5, 6]),
+            (43, QoS::AtLeastOnce, true, vec![])
+        ]
+    );
+    let truncated = encode_references(&[(42, &spec), (43, &other)]);
+    assert!(decode_deliveries(&truncated.slice(..truncated.len() - 3), Duration::ZERO).is_none());
+    // A whole message, as sessions stored them first, still reads.
+    let whole = encode_message(&m, QoS::AtLeastOnce, false, &[1]);
+    assert!(matches!(
+        decode_deliveries(&whole, Duration::ZERO).as_deref(),
+        Some([StoredDelivery::Whole(_, QoS::AtLeastOnce, false, _)])
+    ));
+}
+
+#[test]
+fn sessions_round_trip() {
+    let s = SavedSession {
+        expiry: 3600,
+        subscriptions: vec![
+            (
+                "a/+".into(),
+                SubscribeOptions::qos(QoS::AtLeastOnce),
+                Some(5),
+            ),
+            (
+                "$share/g/b/#".into(),
+                SubscribeOptions {
+                    retain_as_published: true,
+                    ..SubscribeOptions::qos(QoS::ExactlyOnce)
+                },
+                None,
+            ),
+        ],
+    };
+    assert_eq!(decode_session(&encode_session(&s)), Some(s));
+    assert_eq!(decode_session(&[1, 2]), None);
+}
