@@ -16,8 +16,9 @@
 //!   were never delivered (must be 0);
 //! - `idle`: 10,000 idle connections: resident memory per connection;
 //! - `connect-rate`: 1,000 new connections a second for 5 s: CONNECT → CONNACK latency;
-//! - `neighbour`: a calm client's QoS 1 round trips alone and beside a QoS 0 flood (the slowdown
-//!   the test suite does not assert, tests/flood.rs).
+//! - `neighbour`: a calm client's QoS 1 round trips alone, then for 10 s (50 s with `--full`)
+//!   beside a client flooding QoS 0 messages: the slowdown the test suite does not assert
+//!   (tests/flood.rs).
 //!
 //! Every payload carries its send time, so each delivery yields an end-to-end latency
 //! (HdrHistogram). Resident memory is sampled from /proc while each scenario runs.
@@ -212,7 +213,7 @@ async fn main() {
             record("flood", 1, 64, r);
         }
         if want("neighbour") {
-            let r = neighbour(t, 2_000 * scale).await;
+            let r = neighbour(t, 2_000 * scale, 10 * scale).await;
             record("neighbour", 1, 7, r);
         }
     }
