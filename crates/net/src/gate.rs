@@ -144,10 +144,9 @@ where
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let task = serve(stream, peer);
-                tokio::spawn(async move {
-                    task.await;
-                    drop(permit);
+                tokio::spawn(Admitted {
+                    connection: serve(stream, peer),
+                    _permit: permit,
                 });
             }
             Err(e) => {
@@ -165,6 +164,29 @@ where
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's future holding its gate permit, which goes when the connection ends. A
+    /// struct rather than `async move { connection.await; drop(permit) }`: an async block keeps
+    /// the future it captured beside the one it awaits, which doubled every idle connection's
+    /// task (5.5 KB instead of 2.7 KB for an MQTT connection, measured with DHAT; issue 29).
+    struct Admitted<F> {
+        #[pin]
+        connection: F,
+        _permit: Permit,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Admitted<F> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        self.project().connection.poll(cx)
     }
 }
 
