@@ -37,7 +37,6 @@ pub(crate) fn serve(
         bridges: engines.bridges.clone(),
     }));
     let is_ready = ready.clone();
-    let http_addr = listeners.http.local_addr().unwrap_or(config.http.listen);
     let state = outpost_http::HttpState::new(
         outpost_http::Engines {
             queues: engines.queues.clone(),
@@ -47,7 +46,7 @@ pub(crate) fn serve(
             security: security.clone(),
             rates: limits.http_rates.clone(),
         },
-        http_addr,
+        listeners.addr,
         (
             Arc::new(move || metrics::render(&registry)),
             Arc::new(move || is_ready.load(Ordering::Relaxed)),

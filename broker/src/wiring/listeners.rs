@@ -176,6 +176,7 @@ pub(crate) fn serve_mqtt(
         tasks,
         HttpListeners {
             http: bound.http,
+            addr: bound.http_addr,
             https: bound.https,
         },
     )
@@ -184,6 +185,8 @@ pub(crate) fn serve_mqtt(
 /// The HTTP port and its TLS twin, bound and not yet served.
 pub(crate) struct HttpListeners {
     pub http: TcpListener,
+    /// Where `http` listens.
+    pub addr: SocketAddr,
     pub https: Option<TlsBound>,
 }
 
