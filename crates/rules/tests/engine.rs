@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,27 +41,6 @@ fn engines(dir: &std::path::Path, mqtt: Option<Arc<FakeMqtt>>) -> Engines {
     open_with(dir, outpost_store::now_ms(), door)
 }
 
-async fn rule(e: &Engines, name: &str, pattern: Value, targets: Vec<Value>) {
-    e.events
-        .put_rule(
-            name,
-            None,
-            Some(pattern.to_string()),
-            None,
-            None,
-            None,
-            None,
-            BTreeMap::new(),
-            &owner(),
-        )
-        .await
-        .expect("rule");
-    e.events
-        .put_targets(name, None, targets, &owner())
-        .await
-        .expect("targets");
-}
-
 fn event(source: &str, detail: Value) -> PutEntry {
     PutEntry {
         source: Some(source.into()),
@@ -92,17 +70,15 @@ async fn rules_match_by_pattern_and_each_target_gets_what_its_input_says() {
     for q in ["all", "hot", "shaped"] {
         e.queue(q).await;
     }
-    rule(
-        &e,
+    e.pattern_rule(
         "all",
-        json!({"source": ["app"]}),
+        &json!({"source": ["app"]}),
         vec![json!({"Id": "all", "Arn": queue_arn("all"), "InputPath": "$.detail"})],
     )
     .await;
-    rule(
-        &e,
+    e.pattern_rule(
         "hot",
-        json!({"source": ["app"], "detail": {"temp": [{"numeric": [">", 50]}]}}),
+        &json!({"source": ["app"], "detail": {"temp": [{"numeric": [">", 50]}]}}),
         vec![
             json!({"Id": "hot", "Arn": queue_arn("hot")}),
             json!({"Id": "shaped", "Arn": queue_arn("shaped"), "InputTransformer": {
@@ -141,10 +117,9 @@ async fn mqtt_targets_publish_through_the_door_as_the_rules_owner() {
     let dir = tempfile::tempdir().expect("dir");
     let mqtt = Arc::new(FakeMqtt::default());
     let e = engines(dir.path(), Some(mqtt.clone()));
-    rule(
-        &e,
+    e.pattern_rule(
         "to-devices",
-        json!({"source": ["app"]}),
+        &json!({"source": ["app"]}),
         vec![json!({"Id": "m", "Arn": "mqtt:alerts/${detail.site}", "InputPath": "$.detail"})],
     )
     .await;
@@ -168,10 +143,9 @@ async fn a_target_that_refuses_sends_the_event_to_its_dead_letter_queue() {
     });
     let e = engines(dir.path(), Some(mqtt.clone()));
     e.queue("dlq").await;
-    rule(
-        &e,
+    e.pattern_rule(
         "refused",
-        json!({"source": ["app"]}),
+        &json!({"source": ["app"]}),
         vec![json!({"Id": "m", "Arn": "mqtt:locked/topic",
                     "DeadLetterConfig": {"Arn": queue_arn("dlq")}})],
     )
@@ -201,10 +175,9 @@ async fn an_archive_keeps_events_and_a_replay_puts_them_through_the_rules_again(
         .create_archive("kept", &bus, None, None, None)
         .await
         .expect("archive");
-    rule(
-        &e,
+    e.pattern_rule(
         "seen",
-        json!({"source": ["app"]}),
+        &json!({"source": ["app"]}),
         vec![json!({"Id": "q", "Arn": queue_arn("seen")})],
     )
     .await;

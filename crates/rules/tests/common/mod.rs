@@ -93,19 +93,21 @@ pub fn owner() -> outpost_access::Identity {
     outpost_access::Identity::anonymous(ACCOUNT)
 }
 
-/// PutRule with only a schedule (on `bus`, or the default bus), as the anonymous owner.
-pub async fn put_schedule(
+/// PutRule with an event pattern or a schedule (on `bus`, or the default bus), as the anonymous
+/// owner.
+pub async fn put_rule(
     events: &Events,
     name: &str,
     bus: Option<&str>,
-    schedule: &str,
+    pattern: Option<String>,
+    schedule: Option<String>,
 ) -> Result<String, EventsError> {
     events
         .put_rule(
             name,
             bus,
-            None,
-            Some(schedule.into()),
+            pattern,
+            schedule,
             None,
             None,
             None,
@@ -113,6 +115,16 @@ pub async fn put_schedule(
             &owner(),
         )
         .await
+}
+
+/// PutRule with only a schedule.
+pub async fn put_schedule(
+    events: &Events,
+    name: &str,
+    bus: Option<&str>,
+    schedule: &str,
+) -> Result<String, EventsError> {
+    put_rule(events, name, bus, None, Some(schedule.into())).await
 }
 
 pub fn queue_arn(name: &str) -> String {
@@ -130,10 +142,28 @@ impl Engines {
             .expect("queue");
     }
 
+    /// A scheduled rule and its targets.
     pub async fn rule(&self, name: &str, schedule: &str, targets: Vec<Value>) -> String {
-        let arn = put_schedule(&self.events, name, None, schedule)
+        self.rule_with(name, None, Some(schedule.into()), targets)
             .await
-            .expect("scheduled rule");
+    }
+
+    /// A rule with an event pattern and its targets.
+    pub async fn pattern_rule(&self, name: &str, pattern: &Value, targets: Vec<Value>) -> String {
+        self.rule_with(name, Some(pattern.to_string()), None, targets)
+            .await
+    }
+
+    async fn rule_with(
+        &self,
+        name: &str,
+        pattern: Option<String>,
+        schedule: Option<String>,
+        targets: Vec<Value>,
+    ) -> String {
+        let arn = put_rule(&self.events, name, None, pattern, schedule)
+            .await
+            .expect("rule");
         self.events
             .put_targets(name, None, targets, &owner())
             .await
