@@ -7,8 +7,12 @@
 # build `core` for any target with `-Z build-std=core`. We *extract* the packages (not install them) into
 # a cache folder so the host toolchain stays untouched.
 #
+# The same compiler builds the broker for ARM gateways (scripts/gateway-build.sh): Debian publishes
+# its standard library prebuilt for arm64 and armhf, which `std TARGET` extracts beside it.
+#
 # Usage: source <(scripts/embedded-toolchain.sh env)   # prints the exports for cross builds
 #        scripts/embedded-toolchain.sh install          # download + extract only
+#        scripts/embedded-toolchain.sh std TARGET       # add Debian's std for a Linux target
 set -euo pipefail
 
 EMB=${OUTPOST_EMBEDDED_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/outpost-embedded}
@@ -35,8 +39,43 @@ install() {
   "$EMB/root/usr/bin/rustc" --version >&2 2>/dev/null || LD_LIBRARY_PATH=$EMB/root/usr/lib/x86_64-linux-gnu "$EMB/root/usr/bin/rustc" --version >&2
 }
 
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Debian's prebuilt standard library for a Linux target, of exactly the compiler's version.
+install_std() {
+  local target=$1 arch
+  case "$target" in
+    aarch64-unknown-linux-gnu) arch=arm64 ;;
+    armv7-unknown-linux-gnueabihf) arch=armhf ;;
+    x86_64-unknown-linux-gnu) return 0 ;;
+    *) echo "embedded-toolchain: no Debian std for $target" >&2; exit 2 ;;
+  esac
+  install
+  if [ -d "$EMB/root/usr/lib/rustlib/$target/lib" ]; then
+    return 0
+  fi
+  local version
+  version=$(dpkg-deb -f "$EMB"/debs/rustc-web_*.deb Version)
+  local major=${version%%+*}
+  major=${major%.*}
+  if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+    as_root dpkg --add-architecture "$arch"
+    as_root apt-get update -qq
+  fi
+  echo "embedded-toolchain: extracting Debian's std for $target ($arch, $version)" >&2
+  mkdir -p "$EMB/debs-$arch"
+  (
+    cd "$EMB/debs-$arch"
+    apt-get download "libstd-rust-web-dev:$arch=$version" "libstd-rust-web-$major:$arch=$version" >&2
+    for f in *.deb; do dpkg -x "$f" "$EMB/root"; done
+  )
+}
+
 case "${1:-env}" in
   install) install ;;
+  std) install_std "${2:?usage: $0 std TARGET}" ;;
   env)
     install
     echo "export LD_LIBRARY_PATH=$EMB/root/usr/lib/x86_64-linux-gnu"

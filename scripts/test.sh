@@ -29,6 +29,10 @@ install_packages() {
   command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
   command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
   command -v qemu-system-riscv32 >/dev/null || missing+=(qemu-system-misc)
+  # The ARM gateway builds run under user-mode emulation, linked by Debian's cross compilers.
+  command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
+  command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+  command -v arm-linux-gnueabihf-gcc >/dev/null || missing+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross)
   # `systemd-analyze verify` checks deploy/outpost.service (tests/deploy.rs).
   command -v systemd-analyze >/dev/null || missing+=(systemd)
   command -v node >/dev/null || missing+=(nodejs npm)
@@ -40,6 +44,8 @@ install_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
   fi
   scripts/embedded-toolchain.sh install
+  scripts/embedded-toolchain.sh std aarch64-unknown-linux-gnu
+  scripts/embedded-toolchain.sh std armv7-unknown-linux-gnueabihf
   # Independent clients in Python (paho-mqtt, boto3, the aws CLI, pytest; cryptography to verify SNS
   # signatures), in venvs of the
   # project's own: .venv with current releases, .venv-sqs-query with a boto3 that still speaks
@@ -132,5 +138,13 @@ benches/sqs-load.sh --smoke
 benches/sns-load.sh --smoke
 benches/routing-load.sh --smoke
 benches/bridge-load.sh --smoke
+
+step "ARM gateway builds (aarch64, armv7): cross-built, packaged, run under qemu-user with MQTT and SQS clients"
+scripts/gateway-smoke.sh aarch64-unknown-linux-gnu
+scripts/gateway-smoke.sh armv7-unknown-linux-gnueabihf
+
+step "Debian package (release build): dpkg -i, systemd-analyze verify, the installed broker serves MQTT and SQS, purge"
+deb=$(scripts/package.sh | tail -n 1)
+scripts/package-test.sh "$deb"
 
 step "all tests passed"
