@@ -15,14 +15,18 @@ use prometheus_client::registry::Registry;
 /// Everything `/metrics` reads.
 pub struct Sources {
     pub mqtt: Arc<outpost_mqtt::Broker>,
+    #[cfg(feature = "sqs")]
     pub queues: Arc<outpost_queues::Queues>,
+    #[cfg(feature = "sns")]
     pub topics: Arc<outpost_topics::Topics>,
+    #[cfg(feature = "events")]
     pub events: Arc<outpost_rules::Events>,
     pub store: outpost_store::Store,
     pub gates: Vec<outpost_net::Gate>,
     pub security: Arc<outpost_auth::Security>,
     pub mqtt_rates: Arc<outpost_listeners::MqttRates>,
     pub http_rates: Arc<outpost_http::throttle::HttpRates>,
+    #[cfg(feature = "bridge")]
     pub bridges: Arc<outpost_bridge::Bridges>,
 }
 
@@ -33,6 +37,7 @@ impl std::fmt::Debug for Sources {
 }
 
 impl Sources {
+    #[cfg(feature = "bridge")]
     /// Per bridge: link state, backlog, and what was forwarded, brought in, retried and dropped.
     fn encode_bridges(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let all = self.bridges.snapshots();
@@ -110,6 +115,9 @@ impl Sources {
     }
 }
 
+/// One row of a family: its labels and value.
+type Row<'a> = (&'a [(&'a str, &'a str)], u64);
+
 /// One family of plain values: `(labels, value)` each.
 fn family<
     V: prometheus_client::encoding::EncodeGaugeValue + prometheus_client::encoding::EncodeCounterValue,
@@ -179,11 +187,15 @@ fn histogram(
 impl Collector for Sources {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         self.encode_mqtt(&mut e)?;
+        #[cfg(feature = "sqs")]
         self.encode_queues(&mut e)?;
+        #[cfg(feature = "sns")]
         self.encode_topics(&mut e)?;
+        #[cfg(feature = "events")]
         self.encode_routing(&mut e)?;
         self.encode_store(&mut e)?;
         self.encode_security(&mut e)?;
+        #[cfg(feature = "bridge")]
         self.encode_bridges(&mut e)?;
         Ok(())
     }
@@ -216,33 +228,43 @@ impl Sources {
             "Retained MQTT messages",
             s.retained,
         )?;
+        // One row per protocol this build serves.
+        let mut taken_in: Vec<Row> = vec![(&[("protocol", "mqtt")], s.messages_in)];
+        let mut handed_out: Vec<Row> = vec![(&[("protocol", "mqtt")], s.messages_out)];
+        #[cfg(feature = "sqs")]
         let (sent, received, deleted) = self.queues.totals();
-        let t = self.topics.delivery_stats();
-        let r = self.events.stats();
+        #[cfg(feature = "sqs")]
+        {
+            taken_in.push((&[("protocol", "sqs")], sent));
+            handed_out.push((&[("protocol", "sqs")], received));
+        }
+        #[cfg(feature = "sns")]
+        {
+            let t = self.topics.delivery_stats();
+            taken_in.push((&[("protocol", "sns")], t.published));
+            handed_out.push((&[("protocol", "sns")], t.delivered));
+        }
+        #[cfg(feature = "events")]
+        {
+            let r = self.events.stats();
+            taken_in.push((&[("protocol", "events")], r.events.load(Relaxed)));
+            handed_out.push((&[("protocol", "events")], r.delivered.load(Relaxed)));
+        }
         family(
             e,
             "outpost_messages_received",
             "Messages taken in, by protocol (MQTT PUBLISH, SQS SendMessage, SNS Publish, EventBridge PutEvents entries)",
             MetricType::Counter,
-            &[
-                (&[("protocol", "mqtt")], s.messages_in),
-                (&[("protocol", "sqs")], sent),
-                (&[("protocol", "sns")], t.published),
-                (&[("protocol", "events")], r.events.load(Relaxed)),
-            ],
+            &taken_in,
         )?;
         family(
             e,
             "outpost_messages_sent",
             "Messages handed out, by protocol (MQTT deliveries, SQS receives, SNS copies delivered, rule targets delivered)",
             MetricType::Counter,
-            &[
-                (&[("protocol", "mqtt")], s.messages_out),
-                (&[("protocol", "sqs")], received),
-                (&[("protocol", "sns")], t.delivered),
-                (&[("protocol", "events")], r.delivered.load(Relaxed)),
-            ],
+            &handed_out,
         )?;
+        #[cfg(feature = "sqs")]
         counter(
             e,
             "outpost_queue_messages_deleted",
@@ -310,6 +332,7 @@ impl Sources {
         )
     }
 
+    #[cfg(feature = "sqs")]
     fn encode_queues(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = self.queues.stats();
         let dead_letter: Vec<bool> = stats
@@ -354,6 +377,7 @@ impl Sources {
         gauge(e, "outpost_queues", "Queues", stats.len() as u64)
     }
 
+    #[cfg(feature = "sns")]
     fn encode_topics(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let (topics, subscriptions) = self.topics.counts();
         gauge(e, "outpost_topics", "SNS topics", topics as u64)?;
@@ -417,6 +441,7 @@ impl Sources {
         )
     }
 
+    #[cfg(feature = "events")]
     fn encode_routing(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let r = self.events.stats();
         let (buses, rules) = self.events.counts();

@@ -19,6 +19,7 @@ pub(crate) struct Stopping {
     pub ready: Arc<AtomicBool>,
     /// The accept loops (they also stop on the trigger; awaited so none accepts after it).
     pub accepting: Vec<JoinHandle<()>>,
+    #[cfg(feature = "sqs")]
     pub queues: Arc<outpost_queues::Queues>,
     pub broker: Arc<outpost_mqtt::Broker>,
     pub gates: [outpost_net::Gate; 2],
@@ -35,6 +36,7 @@ impl Stopping {
         tracing::info!("shutting down");
         self.ready.store(false, Ordering::Relaxed);
         self.trigger.fire();
+        #[cfg(feature = "sqs")]
         self.queues.shut_down();
         self.broker.shut_down();
         for task in self.accepting {

@@ -4,8 +4,10 @@
 
 /// The MQTT engine as a door for topic subscriptions with the `mqtt` protocol: QoS 1, answered
 /// once every persistent session that got the message holds it durably.
+#[cfg(feature = "sns")]
 pub(crate) struct MqttDoor(pub std::sync::Arc<outpost_mqtt::Broker>);
 
+#[cfg(feature = "sns")]
 impl outpost_topics::MqttPublisher for MqttDoor {
     fn publish(
         &self,
@@ -51,8 +53,10 @@ impl outpost_topics::MqttPublisher for MqttDoor {
 }
 
 /// Offers every client PUBLISH to the event rules (MQTT publishes are events, ADR 0011).
+#[cfg(feature = "events")]
 pub(crate) struct RulesTap(pub std::sync::Arc<outpost_rules::Events>);
 
+#[cfg(feature = "events")]
 impl outpost_mqtt::PublishTap for RulesTap {
     fn offer(&self, client_id: &str, m: &outpost_mqtt::Message) -> Option<outpost_mqtt::TapWait> {
         let p = &m.properties;

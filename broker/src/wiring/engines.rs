@@ -7,16 +7,19 @@ use std::sync::Arc;
 
 use outpost_shutdown::Shutdown;
 
-use super::crossings::{MqttDoor, RulesTap};
 use super::Failure;
 use crate::config::{Config, QueueOverflow};
 
-/// Every engine, wired to the others.
+/// Every engine this build holds (its cargo features), wired to the others.
 pub(crate) struct Engines {
     pub broker: Arc<outpost_mqtt::Broker>,
+    #[cfg(feature = "sqs")]
     pub queues: Arc<outpost_queues::Queues>,
+    #[cfg(feature = "sns")]
     pub topics: Arc<outpost_topics::Topics>,
+    #[cfg(feature = "events")]
     pub events: Arc<outpost_rules::Events>,
+    #[cfg(feature = "bridge")]
     pub bridges: Arc<outpost_bridge::Bridges>,
 }
 
@@ -58,84 +61,129 @@ pub(crate) fn mqtt(
 /// Opens the queues, topics, rules and bridges beside `broker`, and joins them: SNS and rule
 /// targets publish to MQTT, MQTT publishes reach the rules and the bridges, `$queue/` reaches the
 /// queues. `http_addr` is where the HTTP port listens (the default public URL of SNS messages).
+/// An engine this build leaves out is not opened; configuring what only it would serve (a bridge,
+/// say) is refused here.
 pub(crate) async fn open(
     config: &Config,
     store: &outpost_store::Store,
     broker: Arc<outpost_mqtt::Broker>,
     security: &Arc<outpost_auth::Security>,
-    http_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     shutdown: &Shutdown,
 ) -> Result<Engines, Failure> {
-    let queues = outpost_queues::Queues::open(
-        store.clone(),
-        outpost_queues::QueuesConfig {
-            region: config.http.region.clone(),
-            account: config.http.account.clone(),
-            max_queues: config.http.max_queues,
-            ..outpost_queues::QueuesConfig::default()
-        },
-    )
-    .map_err(|e| Failure::runtime(format!("cannot recover the queues: {e}")))?;
-    tokio::spawn(queues.clone().run_maintenance());
-    let topics = topics(config, store, &queues, http_addr).await?;
     // Messages that cross doors are checked as their principals (ADR 0015).
     broker.set_authorizer(security.clone());
-    topics.set_authorizer(security.clone());
-    let egress = outpost_http::sns::egress::EgressPolicy {
-        allow: config.topics.endpoint_networks().unwrap_or_default(),
-        own: vec![http_addr, config.mqtt.listen, config.websocket.listen],
-        per_host_per_second: config.topics.endpoint_posts_per_second as f64,
-        per_host_burst: if config.topics.endpoint_posts_burst == 0 {
-            config.topics.endpoint_posts_per_second as f64
-        } else {
-            config.topics.endpoint_posts_burst as f64
-        },
+    #[cfg(feature = "sqs")]
+    let queues = {
+        let queues = outpost_queues::Queues::open(
+            store.clone(),
+            outpost_queues::QueuesConfig {
+                region: config.http.region.clone(),
+                account: config.http.account.clone(),
+                max_queues: config.http.max_queues,
+                ..outpost_queues::QueuesConfig::default()
+            },
+        )
+        .map_err(|e| Failure::runtime(format!("cannot recover the queues: {e}")))?;
+        tokio::spawn(queues.clone().run_maintenance());
+        queues
     };
-    let sender = outpost_http::sns::HttpClient::new(egress).map_err(Failure::runtime)?;
-    topics.attach(
-        Some(Arc::new(sender)),
-        Some(Arc::new(MqttDoor(broker.clone()))),
-    );
-    let events = outpost_rules::Events::open(
-        store.clone(),
-        queues.clone(),
-        topics.clone(),
-        outpost_rules::EventsConfig {
-            region: config.http.region.clone(),
-            account: config.http.account.clone(),
-            max_rules_per_bus: config.http.max_rules_per_bus,
-            max_archives_per_bus: config.http.max_archives_per_bus,
-        },
-    )
-    .map_err(|e| Failure::runtime(format!("cannot recover the event rules: {e}")))?;
-    events.set_authorizer(security.clone());
-    events.attach(Some(Arc::new(MqttDoor(broker.clone()))));
-    // Ticks missed while stopped fire now, once (ADR 0011).
-    events.start_schedules();
+    #[cfg(feature = "sns")]
+    let topics = {
+        let http_addr = http_addr.unwrap_or(config.http.listen);
+        let topics = topics(config, store, &queues, http_addr).await?;
+        topics.set_authorizer(security.clone());
+        let egress = outpost_http::sns::egress::EgressPolicy {
+            allow: config.topics.endpoint_networks().unwrap_or_default(),
+            own: vec![http_addr, config.mqtt.listen, config.websocket.listen],
+            per_host_per_second: config.topics.endpoint_posts_per_second as f64,
+            per_host_burst: if config.topics.endpoint_posts_burst == 0 {
+                config.topics.endpoint_posts_per_second as f64
+            } else {
+                config.topics.endpoint_posts_burst as f64
+            },
+        };
+        let sender = outpost_http::sns::HttpClient::new(egress).map_err(Failure::runtime)?;
+        topics.attach(
+            Some(Arc::new(sender)),
+            Some(Arc::new(super::crossings::MqttDoor(broker.clone()))),
+        );
+        topics
+    };
+    #[cfg(not(feature = "sns"))]
+    let _ = http_addr;
+    #[cfg(feature = "events")]
+    let events = {
+        let events = outpost_rules::Events::open(
+            store.clone(),
+            queues.clone(),
+            topics.clone(),
+            outpost_rules::EventsConfig {
+                region: config.http.region.clone(),
+                account: config.http.account.clone(),
+                max_rules_per_bus: config.http.max_rules_per_bus,
+                max_archives_per_bus: config.http.max_archives_per_bus,
+            },
+        )
+        .map_err(|e| Failure::runtime(format!("cannot recover the event rules: {e}")))?;
+        events.set_authorizer(security.clone());
+        events.attach(Some(Arc::new(super::crossings::MqttDoor(broker.clone()))));
+        // Ticks missed while stopped fire now, once (ADR 0011).
+        events.start_schedules();
+        events
+    };
+    // What AWS bridges move upstream: the local queues and topics, when this build has them.
+    #[cfg(all(feature = "bridge", feature = "sns"))]
+    let local = outpost_bridge::Local {
+        queues: queues.clone(),
+        topics: topics.clone(),
+    };
+    #[cfg(all(feature = "bridge", not(feature = "sns")))]
+    let local = outpost_bridge::Local;
+    #[cfg(feature = "bridge")]
     let bridges = outpost_bridge::Bridges::start(
         &config.bridges,
         &broker.config().node_id,
         broker.clone(),
         store.clone(),
-        queues.clone(),
-        topics.clone(),
+        local,
         shutdown.clone(),
     )
     .map_err(Failure::config)?;
-    broker.set_tap(Arc::new(outpost_mqtt::TapChain(vec![
-        Arc::new(RulesTap(events.clone())),
+    #[cfg(not(feature = "bridge"))]
+    if let Some(b) = config.bridges.first() {
+        let _ = shutdown;
+        return Err(Failure::config(format!(
+            "bridge {}: this build has no bridges (cargo feature `bridge`)",
+            b.name
+        )));
+    }
+    // Every client PUBLISH is offered to the rules, then the bridges.
+    let taps: Vec<Arc<dyn outpost_mqtt::PublishTap>> = vec![
+        #[cfg(feature = "events")]
+        Arc::new(super::crossings::RulesTap(events.clone())),
+        #[cfg(feature = "bridge")]
         bridges.clone(),
-    ])));
-    broker.set_queue_door(outpost_rules::MqttQueues::new(queues.clone(), &broker));
+    ];
+    if !taps.is_empty() {
+        broker.set_tap(Arc::new(outpost_mqtt::TapChain(taps)));
+    }
+    #[cfg(feature = "sqs")]
+    broker.set_queue_door(outpost_queues::MqttQueues::new(queues.clone(), &broker));
     Ok(Engines {
         broker,
+        #[cfg(feature = "sqs")]
         queues,
+        #[cfg(feature = "sns")]
         topics,
+        #[cfg(feature = "events")]
         events,
+        #[cfg(feature = "bridge")]
         bridges,
     })
 }
 
+#[cfg(feature = "sns")]
 /// The SNS engine. Creating its signing key (first start only) takes a moment of CPU, off the
 /// async workers.
 async fn topics(

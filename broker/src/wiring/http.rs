@@ -11,6 +11,7 @@ use super::engines::Engines;
 use super::limits::Limits;
 use super::listeners::{spawn_until, HttpListeners};
 use crate::config::Config;
+#[cfg(feature = "metrics")]
 use crate::metrics;
 
 /// Starts serving HTTP(S): accepting stops when `shutdown` fires, and each connection then
@@ -24,31 +25,51 @@ pub(crate) fn serve(
     security: &Arc<outpost_auth::Security>,
     (ready, shutdown): (&Arc<AtomicBool>, &Shutdown),
 ) -> Vec<JoinHandle<()>> {
-    let registry = Arc::new(metrics::registry(metrics::Sources {
-        mqtt: engines.broker.clone(),
-        queues: engines.queues.clone(),
-        topics: engines.topics.clone(),
-        events: engines.events.clone(),
-        store: store.clone(),
-        gates: vec![limits.mqtt_gate.clone(), limits.http_gate.clone()],
-        security: security.clone(),
-        mqtt_rates: limits.mqtt_rates.clone(),
-        http_rates: limits.http_rates.clone(),
-        bridges: engines.bridges.clone(),
-    }));
+    let Some(http) = listeners.http else {
+        return Vec::new();
+    };
+    #[cfg(feature = "metrics")]
+    let metrics_text: outpost_http::MetricsText = {
+        let registry = Arc::new(metrics::registry(metrics::Sources {
+            mqtt: engines.broker.clone(),
+            #[cfg(feature = "sqs")]
+            queues: engines.queues.clone(),
+            #[cfg(feature = "sns")]
+            topics: engines.topics.clone(),
+            #[cfg(feature = "events")]
+            events: engines.events.clone(),
+            store: store.clone(),
+            gates: vec![limits.mqtt_gate.clone(), limits.http_gate.clone()],
+            security: security.clone(),
+            mqtt_rates: limits.mqtt_rates.clone(),
+            http_rates: limits.http_rates.clone(),
+            #[cfg(feature = "bridge")]
+            bridges: engines.bridges.clone(),
+        }));
+        Arc::new(move || metrics::render(&registry))
+    };
+    #[cfg(not(feature = "metrics"))]
+    let metrics_text: outpost_http::MetricsText = {
+        let _ = store;
+        Arc::new(|| "# this build has no metrics (cargo feature `metrics`)\n# EOF\n".to_string())
+    };
     let is_ready = ready.clone();
     let state = outpost_http::HttpState::new(
         outpost_http::Engines {
+            #[cfg(feature = "sqs")]
             queues: engines.queues.clone(),
+            #[cfg(feature = "sns")]
             topics: engines.topics.clone(),
+            #[cfg(feature = "events")]
             events: engines.events.clone(),
             mqtt: engines.broker.clone(),
             security: security.clone(),
             rates: limits.http_rates.clone(),
+            region: config.http.region.clone(),
         },
-        listeners.addr,
+        listeners.addr.unwrap_or(config.http.listen),
         (
-            Arc::new(move || metrics::render(&registry)),
+            metrics_text,
             Arc::new(move || is_ready.load(Ordering::Relaxed)),
         ),
         outpost_http::HttpLimits {
@@ -74,7 +95,7 @@ pub(crate) fn serve(
     tasks.push(spawn_until(
         shutdown,
         outpost_http::serve(
-            listeners.http,
+            http,
             limits.http_gate.clone(),
             state,
             shutdown.clone(),

@@ -11,6 +11,7 @@ pub(crate) struct Limits {
     pub mqtt_gate: outpost_net::Gate,
     pub http_gate: outpost_net::Gate,
     pub mqtt_rates: Arc<outpost_listeners::MqttRates>,
+    #[cfg(feature = "http")]
     pub http_rates: Arc<outpost_http::throttle::HttpRates>,
 }
 
@@ -42,7 +43,9 @@ impl Limits {
             config::rate(u64::from(m.max_connections_per_second), 0),
             config::rate(u64::from(m.max_connections_per_second_per_address), 0),
         ));
+        #[cfg(feature = "http")]
         let h = &config.http;
+        #[cfg(feature = "http")]
         let http_rates = Arc::new(outpost_http::throttle::HttpRates::new(
             config::rate(
                 u64::from(h.max_requests_per_second_per_address),
@@ -58,6 +61,7 @@ impl Limits {
             mqtt_gate,
             http_gate,
             mqtt_rates,
+            #[cfg(feature = "http")]
             http_rates,
         }
     }

@@ -24,9 +24,8 @@ pub(crate) struct Bound {
     mqtts: Option<TlsBound>,
     wss: Option<TlsBound>,
     pub https: Option<TlsBound>,
-    pub http: TcpListener,
-    /// Where the HTTP port listens (the addresses of queue URLs, the default public URL).
-    pub http_addr: SocketAddr,
+    /// The HTTP port (none in a build without it).
+    pub http: Option<TcpListener>,
     /// The certificates SIGHUP reloads.
     pub tls_in_force: Vec<Arc<outpost_net::Tls>>,
     /// "mqtt=… ws=… http=…": the line tests and scripts read to learn the ports.
@@ -84,8 +83,16 @@ pub(crate) async fn bind_all(config: &Config, local_only_mode: bool) -> Result<B
     )
     .await?;
     let https = bind_tls(tls_https, "HTTPS", "https", "").await?;
-    let http = bind(config.http.listen, "HTTP").await?;
-    let http_addr = http.local_addr().unwrap_or(config.http.listen);
+    // A build without HTTP APIs or metrics has no HTTP port (`http=off`).
+    let http = if cfg!(feature = "http") {
+        Some(bind(config.http.listen, "HTTP").await?)
+    } else {
+        None
+    };
+    let http_addr = http.as_ref().map_or_else(
+        || "off".to_string(),
+        |l| l.local_addr().unwrap_or(config.http.listen).to_string(),
+    );
     Ok(Bound {
         mqtt,
         websocket,
@@ -93,10 +100,16 @@ pub(crate) async fn bind_all(config: &Config, local_only_mode: bool) -> Result<B
         wss,
         https,
         http,
-        http_addr,
         tls_in_force,
         addresses: format!("mqtt={mqtt_addr} ws={ws_addr} http={http_addr}{tls_addrs}"),
     })
+}
+
+impl Bound {
+    /// Where the HTTP port listens (the addresses of queue URLs, the default public URL).
+    pub(crate) fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
 }
 
 /// Binds a listener, or says why it cannot.
@@ -125,6 +138,7 @@ pub(crate) fn serve_mqtt(
     });
     let gate = &limits.mqtt_gate;
     let path = &config.websocket.path;
+    let http_addr = bound.http_addr();
     let mut tasks = vec![spawn_until(
         shutdown,
         outpost_listeners::run_tcp(
@@ -175,8 +189,8 @@ pub(crate) fn serve_mqtt(
     (
         tasks,
         HttpListeners {
+            addr: http_addr,
             http: bound.http,
-            addr: bound.http_addr,
             https: bound.https,
         },
     )
@@ -184,9 +198,9 @@ pub(crate) fn serve_mqtt(
 
 /// The HTTP port and its TLS twin, bound and not yet served.
 pub(crate) struct HttpListeners {
-    pub http: TcpListener,
+    pub http: Option<TcpListener>,
     /// Where `http` listens.
-    pub addr: SocketAddr,
+    pub addr: Option<SocketAddr>,
     pub https: Option<TlsBound>,
 }
 

@@ -2,8 +2,10 @@
 //! background tasks, then the wait for a signal. Every task gets the one [`Shutdown`]; what stops
 //! in which order is in [`crate::shutdown`].
 
+#[cfg(feature = "sns")]
 mod crossings;
 mod engines;
+#[cfg(feature = "http")]
 mod http;
 mod limits;
 mod listeners;
@@ -80,7 +82,7 @@ async fn run(
         &store,
         broker,
         &security,
-        bound.http_addr,
+        bound.http_addr(),
         &shutdown,
     )
     .await?;
@@ -97,6 +99,7 @@ async fn run(
     );
     // Ready once every listener serves, and until shutdown begins.
     let ready = Arc::new(AtomicBool::new(false));
+    #[cfg(feature = "http")]
     tasks.extend(http::serve(
         http_listeners,
         &config,
@@ -106,6 +109,8 @@ async fn run(
         &security,
         (&ready, &shutdown),
     ));
+    #[cfg(not(feature = "http"))]
+    let _ = http_listeners;
     // Tests and scripts read this line to learn the ports (they may ask for port 0).
     println!(
         "outpost {} listening: {addresses} data={}",
@@ -124,6 +129,7 @@ async fn run(
         trigger,
         ready,
         accepting: tasks,
+        #[cfg(feature = "sqs")]
         queues: engines.queues,
         broker: engines.broker,
         gates: [limits.mqtt_gate, limits.http_gate],
@@ -150,11 +156,9 @@ fn background(
         }
     }));
     if config.mqtt.sys_interval > 0 {
-        let (broker, store, bridges) = (
-            engines.broker.clone(),
-            store.clone(),
-            engines.bridges.clone(),
-        );
+        let (broker, store) = (engines.broker.clone(), store.clone());
+        #[cfg(feature = "bridge")]
+        let bridges = engines.bridges.clone();
         let started = std::time::Instant::now();
         let period = std::time::Duration::from_secs(config.mqtt.sys_interval);
         tokio::spawn(shutdown.clone().until(async move {
@@ -162,7 +166,10 @@ fn background(
             loop {
                 every.tick().await;
                 let s = store.stats();
+                #[cfg(feature = "bridge")]
                 let bridge_values = bridges.sys_values();
+                #[cfg(not(feature = "bridge"))]
+                let bridge_values: Vec<(String, String)> = Vec::new();
                 let mut extra = vec![
                     ("store/bytes", s.disk_bytes.to_string()),
                     ("store/live records", s.live_records.to_string()),

@@ -189,7 +189,7 @@ impl Backlog {
 
     /// Age of the oldest waiting message.
     pub fn oldest_age(&self) -> Duration {
-        let now = outpost_queues::now_ms();
+        let now = outpost_store::now_ms();
         self.store
             .scan(self.stream, 0, 1)
             .first()
@@ -201,7 +201,7 @@ impl Backlog {
     /// Drops the oldest entries past the bounds; returns how many were dropped.
     pub async fn enforce_bounds(&self) -> u64 {
         let mut dropped = 0u64;
-        let now = outpost_queues::now_ms();
+        let now = outpost_store::now_ms();
         loop {
             let (_, bytes) = self.size();
             let batch = self.store.scan(self.stream, 0, 256);

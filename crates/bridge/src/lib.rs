@@ -16,13 +16,22 @@
 //!   property `outpost-hop` with this broker's node id; a message that already carries it is
 //!   not forwarded again, and the upstream subscriptions use No Local.
 
+// Without AWS bridges, the parts of the backlog and the status only they use stay unused.
+#![cfg_attr(not(feature = "aws"), allow(unused))]
+
+#[cfg(feature = "aws")]
 mod aws;
+#[cfg(feature = "aws")]
 mod aws_link;
 mod backlog;
 mod backoff;
 mod config;
 mod mqtt_link;
 mod status;
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(not(feature = "tls"))]
+#[path = "no_tls.rs"]
 mod tls;
 
 use std::sync::Arc;
@@ -31,6 +40,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use outpost_codec::{Packet, Publish, QoS, UserProperty, Version};
 use outpost_mqtt::{Broker, Message, PublishTap, TapWait};
+#[cfg(feature = "aws")]
 use outpost_queues::Queues;
 use outpost_shutdown::Shutdown;
 use outpost_store::Store;
@@ -66,11 +76,27 @@ struct Outlet {
     status: Arc<Status>,
 }
 
+/// The local queues and topics that AWS bridges move upstream (cargo feature `aws`; a build
+/// without SQS and SNS has none, and refuses `kind = "aws"` bridges).
+#[cfg(feature = "aws")]
+#[derive(Clone)]
+pub struct Local {
+    /// The queue engine.
+    pub queues: Arc<Queues>,
+    /// The topic engine.
+    pub topics: Arc<outpost_topics::Topics>,
+}
+
+/// The local queues and topics that AWS bridges move upstream: none in this build.
+#[cfg(not(feature = "aws"))]
+#[derive(Clone)]
+pub struct Local;
+
 /// Every configured bridge.
 pub struct Bridges {
     outlets: Vec<Outlet>,
     node: Arc<str>,
-    queues: Arc<Queues>,
+    local: Local,
     /// Forwarded counts at the last rate sample, per bridge.
     rate: Mutex<(Instant, Vec<u64>, Vec<f64>)>,
 }
@@ -92,8 +118,7 @@ impl Bridges {
         node: &str,
         broker: Arc<Broker>,
         store: Store,
-        queues: Arc<Queues>,
-        topics: Arc<outpost_topics::Topics>,
+        local: Local,
         shutdown: Shutdown,
     ) -> Result<Arc<Bridges>, BridgeError> {
         let node: Arc<str> = node.into();
@@ -125,6 +150,14 @@ impl Bridges {
                 reason,
             };
             match c.kind.as_str() {
+                #[cfg(not(feature = "aws"))]
+                "aws" => {
+                    return Err(config_error(
+                        "this build has no AWS bridges (cargo features `sqs` and `sns`)".into(),
+                    )
+                    .into())
+                }
+                #[cfg(feature = "aws")]
                 "aws" => {
                     let link = Arc::new(
                         aws_link::AwsLink::new(c.clone(), backlog.clone(), status.clone())
@@ -132,15 +165,15 @@ impl Bridges {
                     );
                     for rule in &c.queues {
                         tokio::spawn(link.clone().move_queue(
-                            queues.clone(),
+                            local.queues.clone(),
                             rule.clone(),
                             shutdown.clone(),
                         ));
                     }
                     for rule in &c.topics {
                         tokio::spawn(link.clone().forward_topic(
-                            queues.clone(),
-                            topics.clone(),
+                            local.queues.clone(),
+                            local.topics.clone(),
                             rule.clone(),
                             shutdown.clone(),
                         ));
@@ -187,7 +220,7 @@ impl Bridges {
         Ok(Arc::new(Bridges {
             outlets,
             node,
-            queues,
+            local,
             rate: Mutex::new((Instant::now(), vec![0; n], vec![0.0; n])),
         }))
     }
@@ -196,15 +229,18 @@ impl Bridges {
     pub fn snapshots(&self) -> Vec<Snapshot> {
         let rates = self.rates();
         // Only bridges that move queues need the queues' figures; read them once for all.
+        #[cfg(feature = "aws")]
         let moving = self
             .outlets
             .iter()
             .any(|o| !o.config.queues.is_empty() || !o.config.topics.is_empty());
+        #[cfg(feature = "aws")]
         let queue_stats = if moving {
-            self.queues.stats()
+            self.local.queues.stats()
         } else {
             Vec::new()
         };
+
         self.outlets
             .iter()
             .zip(rates)
@@ -213,6 +249,7 @@ impl Bridges {
                 let (mut messages, bytes) = o.backlog.size();
                 let mut oldest = o.backlog.oldest_age().as_secs();
                 // A moved queue's backlog is the queue itself.
+                #[cfg(feature = "aws")]
                 for q in &queue_stats {
                     let moved = o.config.queues.iter().any(|r| r.local == q.name)
                         || o.config

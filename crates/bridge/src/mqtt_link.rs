@@ -136,8 +136,7 @@ impl MqttLink {
         Ok(match &self.tls {
             None => Box::new(tcp),
             Some(t) => Box::new(
-                t.connector
-                    .connect(t.server_name.clone(), tcp)
+                t.connect(tcp)
                     .await
                     .map_err(|e| format!("TLS with {}: {e}", self.host))?,
             ),
@@ -395,7 +394,7 @@ impl MqttLink {
         let mut properties = p.properties;
         if let Some(expiry) = properties.message_expiry_interval {
             // The upstream gets what is left of the message's lifetime (MQTT 5 §3.3.2.3.3).
-            let waited = outpost_queues::now_ms().saturating_sub(entry.timestamp) / 1000;
+            let waited = outpost_store::now_ms().saturating_sub(entry.timestamp) / 1000;
             let left = u64::from(expiry).saturating_sub(waited);
             if left == 0 {
                 return Forward::Dropped("expired while waiting for the upstream");

@@ -24,6 +24,16 @@ impl std::fmt::Debug for Client {
     }
 }
 
+impl Client {
+    /// TLS over `tcp`, the server verified.
+    pub(crate) async fn connect(
+        &self,
+        tcp: tokio::net::TcpStream,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        self.connector.connect(self.server_name.clone(), tcp).await
+    }
+}
+
 /// The root certificates: the configured CA file, or the Mozilla roots.
 pub(crate) fn roots(ca_file: &str) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();

@@ -8,39 +8,13 @@ use std::net::SocketAddr;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use outpost_auth::{HttpAuthError, Identity, SigError, SignedRequest};
+
+use crate::api::Api;
 use serde_json::Value;
 
 /// The address a request came from (put in the request's extensions by `serve`).
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
-
-/// Which API (and wire protocol) a request is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Api {
-    /// SQS, AWS JSON 1.0.
-    SqsJson,
-    /// SQS, query/XML.
-    SqsQuery,
-    /// SNS, query/XML.
-    Sns,
-    /// EventBridge, AWS JSON 1.1.
-    Events,
-    /// AWS IoT data plane, REST JSON.
-    IotData,
-}
-
-impl Api {
-    /// The service name a signature for this API is scoped to (botocore's `signingName`, else
-    /// its `endpointPrefix`).
-    pub(crate) fn signing_name(self) -> &'static str {
-        match self {
-            Api::SqsJson | Api::SqsQuery => "sqs",
-            Api::Sns => "sns",
-            Api::Events => "events",
-            Api::IotData => "iotdata",
-        }
-    }
-}
 
 /// A refusal before the operation runs, with its code in each protocol family.
 #[derive(Debug, Clone)]
@@ -80,6 +54,20 @@ impl Refusal {
         }
     }
 
+    /// A request for an API this build was made without (a cargo feature left out).
+    pub(crate) fn left_out(api: Api) -> Refusal {
+        Refusal {
+            status: 400,
+            query_code: "InvalidAction",
+            json_code: "UnknownOperationException",
+            message: format!(
+                "This broker was built without the {} API (cargo feature `{}`).",
+                api.name(),
+                api.feature()
+            ),
+        }
+    }
+
     fn denied(who: &Identity, action: &str, resource: &str) -> Refusal {
         Refusal {
             status: 403,
@@ -87,21 +75,6 @@ impl Refusal {
             json_code: "AccessDeniedException",
             message: who.denial(action, resource),
         }
-    }
-}
-
-/// The API a request whose body was read is for.
-pub(crate) fn api_of(method: &Method, uri: &Uri, headers: &HeaderMap, body: &bytes::Bytes) -> Api {
-    if crate::iotdata::is_iot_data(uri, headers) {
-        Api::IotData
-    } else if crate::events::operation(headers).is_some() {
-        Api::Events
-    } else if headers.contains_key("x-amz-target") {
-        Api::SqsJson
-    } else if crate::sns::is_sns(method, uri, headers, body) {
-        Api::Sns
-    } else {
-        Api::SqsQuery
     }
 }
 
@@ -179,9 +152,13 @@ pub(crate) fn respond(api: Api, r: &Refusal, rid: &str) -> Response {
                     "RequestThrottled" => "Throttled",
                     c => c,
                 };
-                crate::sns::xml::render_error(code, &r.message, true, rid)
+                #[cfg(feature = "sns")]
+                let text = crate::sns::xml::render_error(code, &r.message, true, rid);
+                #[cfg(not(feature = "sns"))]
+                let text = crate::query::render_error(code, &r.message, true, rid);
+                text
             } else {
-                crate::sqs::query::render_error(r.query_code, &r.message, true, rid)
+                crate::query::render_error(r.query_code, &r.message, true, rid)
             };
             let mut resp = (status, body).into_response();
             resp.headers_mut()
@@ -244,14 +221,16 @@ pub(crate) fn respond(api: Api, r: &Refusal, rid: &str) -> Response {
 
 /// `arn:aws:<service>:<region>:<account>:` of this broker.
 fn arn_prefix(state: &crate::HttpState, service: &str) -> String {
-    // The queue engine knows the region and account: `arn:aws:sqs:<region>:<account>:`.
-    let q = state.queues.arn("");
-    let rest = q.strip_prefix("arn:aws:sqs:").unwrap_or(":");
-    format!("arn:aws:{service}:{rest}")
+    format!(
+        "arn:aws:{service}:{}:{}:",
+        state.region,
+        state.security.account()
+    )
 }
 
 /// The queue an SQS request names (by `QueueUrl`, or `QueueName` for the calls that create or
 /// look one up), as an ARN; `arn:…:*` for account-wide calls.
+#[cfg(feature = "sqs")]
 pub(crate) fn sqs_resource(state: &crate::HttpState, op: &str, p: &Value) -> String {
     let name = match op {
         "CreateQueue" | "GetQueueUrl" => p
@@ -272,6 +251,7 @@ pub(crate) fn sqs_resource(state: &crate::HttpState, op: &str, p: &Value) -> Str
 /// What an SQS request must be allowed: the operation on its queue, and for
 /// `StartMessageMoveTask` reading and deleting in the source (a dead-letter queue) and sending
 /// to the destination, or to every queue the messages go back to when none is named.
+#[cfg(feature = "sqs")]
 pub(crate) fn sqs_checks(state: &crate::HttpState, op: &str, p: &Value) -> Vec<(String, String)> {
     let action = |a: &str| format!("sqs:{}", a.chars().take(64).collect::<String>());
     let s = |k: &str| p.get(k).and_then(Value::as_str);
@@ -326,6 +306,7 @@ pub(crate) fn sqs_checks(state: &crate::HttpState, op: &str, p: &Value) -> Vec<(
 /// The topic an SNS request acts on, as an ARN, read from the parameter the action itself uses
 /// (AWS's model): a parameter the action ignores never changes what is checked (ADR 0015).
 /// Subscription calls act on the subscription's topic; account-wide calls on `arn:…:*`.
+#[cfg(feature = "sns")]
 pub(crate) fn sns_resource(state: &crate::HttpState, action: &str, p: &Value) -> String {
     let s = |k: &str| p.get(k).and_then(Value::as_str);
     let account_wide = || format!("{}*", arn_prefix(state, "sns"));
@@ -365,6 +346,7 @@ pub(crate) fn sns_resource(state: &crate::HttpState, action: &str, p: &Value) ->
 
 /// An EventBridge bus given by name or ARN, as this broker's bus ARN (the engine reads an ARN's
 /// bus name the same way, so the check and the action name one bus).
+#[cfg(feature = "events")]
 fn bus_arn(prefix: &str, name_or_arn: Option<&str>) -> String {
     let b = name_or_arn.unwrap_or("default");
     let name = match b.strip_prefix("arn:") {
@@ -378,6 +360,7 @@ fn bus_arn(prefix: &str, name_or_arn: Option<&str>) -> String {
 /// uses (ADR 0015): the rule (`Name` for rule calls, `Rule` for target calls) on its bus, the
 /// buses events are put on, an archive and the bus it records, a replay with its archive and
 /// destination bus; else the bus or the account.
+#[cfg(feature = "events")]
 pub(crate) fn events_resources(state: &crate::HttpState, op: &str, p: &Value) -> Vec<String> {
     let prefix = arn_prefix(state, "events");
     let s = |k: &str| p.get(k).and_then(Value::as_str);
@@ -454,6 +437,7 @@ pub(crate) fn events_resources(state: &crate::HttpState, op: &str, p: &Value) ->
 
 /// The IoT action and resource of an iot-data request (`iot:Publish` on
 /// `arn:aws:iot:…:topic/<topic>`, `iot:GetConnection` on `…:client/<id>`, …).
+#[cfg(feature = "iot-data")]
 pub(crate) fn iot_access(state: &crate::HttpState, method: &Method, uri: &Uri) -> (String, String) {
     let prefix = arn_prefix(state, "iot");
     let path = uri.path();

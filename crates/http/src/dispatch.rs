@@ -6,7 +6,8 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 
-use crate::sqs;
+use crate::api::{self, Api};
+use crate::wire::{self, Protocol, ProtocolError};
 
 /// Serves one request on the HTTP port: reads its body within the budgets, tells the API apart,
 /// applies the rates, authenticates the caller and hands the request to its API.
@@ -19,11 +20,11 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let rid = sqs::request_id();
+    let rid = wire::request_id();
     let protocol_hint = if headers.contains_key("x-amz-target") {
-        sqs::Protocol::Json
+        Protocol::Json
     } else {
-        sqs::Protocol::Query
+        Protocol::Query
     };
     // The body is read first, holding only its bytes' share of the body budget (per address
     // and in all, taken without waiting); the parsing permit is taken once it is here, so a
@@ -42,9 +43,9 @@ pub(crate) async fn handle(
         })
         .min(state.limits.max_body as u64);
     let unavailable = |message: &str| {
-        sqs::protocol_error(
+        wire::protocol_error(
             protocol_hint,
-            sqs::ProtocolError {
+            ProtocolError {
                 status: 503,
                 json_type: "ServiceUnavailable",
                 query_code: "ServiceUnavailable",
@@ -65,9 +66,9 @@ pub(crate) async fn handle(
     let body = match read {
         Ok(Ok(b)) => b,
         Err(_) => {
-            return sqs::protocol_error(
+            return wire::protocol_error(
                 protocol_hint,
-                sqs::ProtocolError {
+                ProtocolError {
                     status: 408,
                     json_type: "RequestTimeout",
                     query_code: "RequestTimeout",
@@ -77,9 +78,9 @@ pub(crate) async fn handle(
             )
         }
         Ok(Err(_)) => {
-            return sqs::protocol_error(
+            return wire::protocol_error(
                 protocol_hint,
-                sqs::ProtocolError {
+                ProtocolError {
                     status: 413,
                     json_type: "RequestEntityTooLarge",
                     query_code: "RequestEntityTooLarge",
@@ -96,14 +97,14 @@ pub(crate) async fn handle(
     };
     // Read and parsing: the body's bytes go back to the budget (a long poll holds none).
     drop(body_bytes);
-    use crate::access::{self, Api};
-    let api = access::api_of(&method, &uri, &headers, &body);
+    use crate::access;
+    let api = api::api_of(&method, &uri, &headers, &body);
     if !state.rates.admit(ip) {
         return access::respond(api, &access::Refusal::throttled(), &rid);
     }
     // A SubscribeURL/UnsubscribeURL from a message carries its own secret: not authenticated,
     // not checked against the ACL.
-    let link = api == Api::Sns && crate::sns::is_link_from_a_message(&method, &uri, &headers);
+    let link = api == Api::Sns && api::is_link_from_a_message(&method, &uri, &headers);
     let identity = if link {
         outpost_auth::Identity::anonymous(state.security.account())
     } else {
@@ -113,35 +114,31 @@ pub(crate) async fn handle(
         }
     };
     match api {
+        #[cfg(feature = "iot-data")]
         Api::IotData => {
             drop(permit);
             let (action, resource) = access::iot_access(state, &method, &uri);
             if let Err(r) = access::authorize(state, &identity, &action, &resource, None) {
                 return access::respond(api, &r, &rid);
             }
-            return crate::iotdata::handle(
-                &state.mqtt,
-                &identity,
-                &method,
-                &uri,
-                &headers,
-                body,
-                &rid,
-            )
-            .await;
+            crate::iotdata::handle(&state.mqtt, &identity, &method, &uri, &headers, body, &rid)
+                .await
         }
+        #[cfg(feature = "events")]
         Api::Events => {
             drop(permit);
-            let op = crate::events::operation(&headers).unwrap_or_default();
-            return crate::events::handle(state, &identity, op, body, &rid).await;
+            let op = api::events_operation(&headers).unwrap_or_default();
+            crate::events::handle(state, &identity, op, body, &rid).await
         }
+        #[cfg(feature = "sns")]
         Api::Sns => {
             drop(permit);
             let checked = (!link).then_some(&identity);
-            return crate::sns::handle(state, checked, &method, &uri, body, &rid).await;
+            crate::sns::handle(state, checked, &method, &uri, body, &rid).await
         }
+        #[cfg(feature = "sqs")]
         Api::SqsJson | Api::SqsQuery => {
-            sqs::handle(
+            crate::sqs::handle(
                 state,
                 (&identity, api),
                 ip,
@@ -152,6 +149,14 @@ pub(crate) async fn handle(
                 &rid,
             )
             .await
+        }
+        #[allow(unreachable_patterns)]
+        _ => {
+            tracing::info!(
+                api = api.signing_name(),
+                "HTTP request for an API this build leaves out"
+            );
+            access::respond(api, &access::Refusal::left_out(api), &rid)
         }
     }
 }

@@ -24,18 +24,6 @@ use serde_json::{json, Value};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// True when a request is for this API (by its path; no other API on the port uses these).
-pub fn is_iot_data(uri: &Uri, headers: &HeaderMap) -> bool {
-    if headers.contains_key("x-amz-target") {
-        return false;
-    }
-    let path = uri.path();
-    path.starts_with("/topics/")
-        || path == "/retainedMessage"
-        || path.starts_with("/retainedMessage/")
-        || path.starts_with("/connections/")
-}
-
 /// An error in the rest-json shape.
 struct ApiError {
     status: StatusCode,

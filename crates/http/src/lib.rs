@@ -4,15 +4,41 @@
 //! Thin by design: it translates wire formats and calls the engines; every rule lives in
 //! `outpost-queues`, `outpost-topics`, `outpost-rules` (EventBridge) and `outpost-mqtt` (the IoT
 //! data API). One port serves everything, as one gateway box should.
+//!
+//! Each API is a cargo feature (`sqs`, `sns`, `events`, `iot-data`, all on by default) so that a
+//! small gateway can be built without what it does not use; without any, the port still answers
+//! `/health`, `/ready` and `/metrics`, and a request for a left-out API gets a clear refusal in its
+//! own protocol.
+
+// A build without some API leaves parts of the shared plumbing (its checks, its long-poll slots)
+// unused; the full build is the one held to every lint.
+#![cfg_attr(
+    not(all(
+        feature = "sqs",
+        feature = "sns",
+        feature = "events",
+        feature = "iot-data"
+    )),
+    allow(unused)
+)]
 
 mod access;
+mod api;
 pub mod body_budget;
 mod dispatch;
+#[cfg(feature = "events")]
 pub mod events;
+#[cfg(feature = "iot-data")]
 pub mod iotdata;
+pub mod query;
+#[cfg(feature = "sns")]
 pub mod sns;
+#[cfg(feature = "sqs")]
 pub mod sqs;
 pub mod throttle;
+mod wire;
+
+pub use wire::MAX_BODY;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,8 +53,11 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use outpost_net::{accept_loop, Gate};
+#[cfg(feature = "sqs")]
 use outpost_queues::Queues;
+#[cfg(feature = "events")]
 use outpost_rules::Events;
+#[cfg(feature = "sns")]
 use outpost_topics::Topics;
 use tokio::sync::Semaphore;
 
@@ -59,7 +88,7 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_parsing: 64,
-            max_body: sqs::MAX_BODY,
+            max_body: MAX_BODY,
         }
     }
 }
@@ -68,13 +97,18 @@ impl Default for HttpLimits {
 #[derive(Clone)]
 pub struct HttpState {
     /// The queue engine.
+    #[cfg(feature = "sqs")]
     pub queues: Arc<Queues>,
     /// The topic engine.
+    #[cfg(feature = "sns")]
     pub topics: Arc<Topics>,
     /// The routing engine (EventBridge).
+    #[cfg(feature = "events")]
     pub events: Arc<Events>,
     /// The MQTT engine, for the `iot-data` API (HTTP publish, retained messages, connections).
     pub mqtt: Arc<outpost_mqtt::Broker>,
+    /// The region in this broker's ARNs (its account is the security configuration's).
+    pub region: String,
     /// The listen address, for queue URLs when a request has no `Host`.
     pub local_addr: SocketAddr,
     /// The `/metrics` text.
@@ -96,10 +130,13 @@ pub struct HttpState {
 /// The engines the HTTP port serves.
 pub struct Engines {
     /// Queues (SQS).
+    #[cfg(feature = "sqs")]
     pub queues: Arc<Queues>,
     /// Topics (SNS).
+    #[cfg(feature = "sns")]
     pub topics: Arc<Topics>,
     /// Rules (EventBridge).
+    #[cfg(feature = "events")]
     pub events: Arc<Events>,
     /// The MQTT engine (`iot-data`).
     pub mqtt: Arc<outpost_mqtt::Broker>,
@@ -107,6 +144,8 @@ pub struct Engines {
     pub security: Arc<outpost_auth::Security>,
     /// Request rates and concurrent long polls.
     pub rates: Arc<throttle::HttpRates>,
+    /// The region in ARNs.
+    pub region: String,
 }
 
 impl HttpState {
@@ -118,18 +157,26 @@ impl HttpState {
         limits: HttpLimits,
     ) -> HttpState {
         let Engines {
+            #[cfg(feature = "sqs")]
             queues,
+            #[cfg(feature = "sns")]
             topics,
+            #[cfg(feature = "events")]
             events,
             mqtt,
             security,
             rates,
+            region,
         } = engines;
         HttpState {
+            #[cfg(feature = "sqs")]
             queues,
+            #[cfg(feature = "sns")]
             topics,
+            #[cfg(feature = "events")]
             events,
             mqtt,
+            region,
             local_addr,
             metrics,
             ready,
@@ -179,8 +226,8 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     )
 }
 
-/// The SQS and SNS APIs (which one is decided once the request is read, see `sns::is_sns`), and
-/// the SNS signing certificate.
+/// The APIs (which one is decided once the request is read, see `api`), and the SNS signing
+/// certificate.
 async fn api(
     State(state): State<HttpState>,
     peer: Option<axum::Extension<access::PeerAddr>>,
@@ -189,6 +236,7 @@ async fn api(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    #[cfg(feature = "sns")]
     if method == Method::GET {
         if let Some(cert) = sns::certificate(&state, uri.path()) {
             return cert;
@@ -203,7 +251,7 @@ async fn api(
 /// method on `/health`, say) included: the id an operator asks a caller for.
 async fn request_id(mut resp: Response) -> Response {
     if !resp.headers().contains_key("x-amzn-requestid") {
-        if let Ok(v) = axum::http::HeaderValue::from_str(&outpost_queues::message::uuid_text()) {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&wire::request_id()) {
             resp.headers_mut().insert("x-amzn-RequestId", v);
         }
     }

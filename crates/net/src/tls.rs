@@ -10,13 +10,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "tls")]
 use parking_lot::RwLock;
+#[cfg(feature = "tls")]
 use rustls::pki_types::pem::PemObject as _;
+#[cfg(feature = "tls")]
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+#[cfg(feature = "tls")]
 use rustls::server::WebPkiClientVerifier;
+#[cfg(feature = "tls")]
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpStream;
+#[cfg(feature = "tls")]
 use tokio_rustls::server::TlsStream;
+#[cfg(feature = "tls")]
 use tokio_rustls::TlsAcceptor;
 
 /// Whether a listener asks for client certificates.
@@ -70,6 +77,7 @@ pub enum TlsError {
     Config(String),
 }
 
+#[cfg(feature = "tls")]
 fn file_error(path: &std::path::Path, message: impl ToString) -> TlsError {
     TlsError::File {
         path: path.display().to_string(),
@@ -77,6 +85,7 @@ fn file_error(path: &std::path::Path, message: impl ToString) -> TlsError {
     }
 }
 
+#[cfg(feature = "tls")]
 fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .map_err(|e| file_error(&files.cert, e))?
@@ -126,17 +135,20 @@ fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
 }
 
 /// A listener's TLS: the acceptor in force and the files it came from.
+#[cfg(feature = "tls")]
 pub struct Tls {
     files: TlsFiles,
     acceptor: RwLock<TlsAcceptor>,
 }
 
+#[cfg(feature = "tls")]
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tls").field("files", &self.files).finish()
     }
 }
 
+#[cfg(feature = "tls")]
 impl Tls {
     /// Reads the files; an unusable one is an error naming it.
     pub fn load(files: TlsFiles) -> Result<Arc<Tls>, TlsError> {
@@ -178,6 +190,7 @@ impl Tls {
 }
 
 /// The identity a certificate names (its CN, or its first SAN).
+#[cfg(feature = "tls")]
 pub fn certificate_name(der: &[u8], from: IdentityFrom) -> Option<String> {
     use x509_parser::prelude::*;
     let (_, cert) = X509Certificate::from_der(der).ok()?;
@@ -199,4 +212,35 @@ pub fn certificate_name(der: &[u8], from: IdentityFrom) -> Option<String> {
         }
     }
     .filter(|n| !n.is_empty())
+}
+
+/// A build without TLS (cargo feature `tls` off): no listener can load a certificate, so a
+/// configuration that asks for TLS is refused at start with the reason, and no TLS code is in the
+/// binary.
+#[cfg(not(feature = "tls"))]
+#[derive(Debug)]
+pub enum Tls {}
+
+#[cfg(not(feature = "tls"))]
+impl Tls {
+    /// Refuses: this build has no TLS.
+    pub fn load(_files: TlsFiles) -> Result<Arc<Tls>, TlsError> {
+        Err(TlsError::Config(
+            "this build has no TLS (cargo feature `tls`)".into(),
+        ))
+    }
+
+    /// Never called: no `Tls` exists in this build.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        match *self {}
+    }
+
+    /// Never called: no `Tls` exists in this build.
+    pub async fn accept(
+        &self,
+        _stream: TcpStream,
+        _timeout: Duration,
+    ) -> std::io::Result<(TcpStream, Option<Arc<str>>)> {
+        match *self {}
+    }
 }

@@ -13,6 +13,8 @@ mod engine;
 mod error;
 pub mod message;
 mod movetask;
+#[cfg(feature = "mqtt")]
+mod mqtt_door;
 mod queue;
 mod receipt;
 mod requests;
@@ -21,4 +23,6 @@ mod state;
 pub use attributes::{DEFAULT_MESSAGE_SIZE, MAX_MESSAGE_SIZE};
 pub use engine::{now_ms, QueueStats, Queues, QueuesConfig};
 pub use error::{QueueError, Result};
+#[cfg(feature = "mqtt")]
+pub use mqtt_door::{MqttQueues, DEDUP_PROPERTY, GROUP_PROPERTY};
 pub use requests::{MoveTaskInfo, ReceiveRequest, ReceivedMessage, SendRequest, SendResult};

@@ -17,7 +17,6 @@ mod error;
 mod event;
 mod index;
 mod json_path;
-mod mqtt_queues;
 mod rule;
 mod schedule;
 mod target;
@@ -28,6 +27,5 @@ pub use engine::{
 };
 pub use error::{EventsError, Result};
 pub use event::{event_time, mqtt_event, MqttEventSource};
-pub use mqtt_queues::{MqttQueues, DEDUP_PROPERTY, GROUP_PROPERTY};
 pub use outpost_topics::{BoxFuture, MqttMessage, MqttPublisher};
 pub use rule::RuleSummary;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use outpost_http::sqs::query::{
+use outpost_http::query::{
     params_to_json, params_to_json_as, Flavor, QueryError, MAX_KEY_DEPTH, MAX_PARAMS,
 };
 

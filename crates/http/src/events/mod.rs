@@ -1,27 +1,14 @@
 //! The EventBridge API over HTTP: the JSON 1.1 protocol (`X-Amz-Target: AWSEvents.<Operation>`,
-//! a JSON body, errors as `{"__type": …, "message": …}`), on the same port as SQS and SNS.
-//!
-//! Which service a request is for is decided by its target prefix alone: `AmazonSQS.` is SQS,
-//! `AWSEvents.` is this module; no other service on the port uses `X-Amz-Target`.
+//! a JSON body, errors as `{"__type": …, "message": …}`), on the same port as SQS and SNS
+//! (`crate::api` tells them apart).
 
 mod ops;
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use outpost_rules::EventsError;
 use serde_json::Value;
-
-/// The target prefix of EventBridge's operations.
-const TARGET_PREFIX: &str = "AWSEvents.";
-
-/// The operation an `X-Amz-Target` names, when it is an EventBridge one.
-pub fn operation(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
-}
 
 fn json_response(status: StatusCode, body: String, rid: &str) -> Response {
     let mut r = (status, body).into_response();
@@ -78,7 +65,7 @@ pub async fn handle(
         let action = format!("events:{op}");
         for resource in crate::access::events_resources(state, &op, &params) {
             if let Err(r) = crate::access::authorize(state, identity, &action, &resource, None) {
-                return crate::access::respond(crate::access::Api::Events, &r, rid);
+                return crate::access::respond(crate::api::Api::Events, &r, rid);
             }
         }
     }

@@ -1,113 +1,19 @@
 //! The SNS API over HTTP: the query protocol (form-encoded `Action=…&Version=2010-03-31`, XML
-//! answers, AWS's error XML), on the same port as SQS.
-//!
-//! Which service a request is for: SQS's JSON protocol carries `X-Amz-Target`; a signed query
-//! request names its service in the credential scope (`…/us-east-1/sns/aws4_request`); an
-//! unsigned one (a GET of a SubscribeURL or UnsubscribeURL) by its action, since only SNS has
-//! topic actions. `AddPermission`/`RemovePermission`, which both services have, go to SNS when
-//! they name a `TopicArn`.
+//! answers, AWS's error XML), on the same port as SQS (`crate::api` tells them apart).
 
 mod client;
 pub mod egress;
 mod ops;
 pub(crate) mod xml;
 
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use outpost_topics::TopicError;
 
 pub use client::HttpClient;
 
-use crate::sqs::query::{self, Flavor};
-
-/// Actions only SNS has.
-const SNS_ACTIONS: &[&str] = &[
-    "CreateTopic",
-    "DeleteTopic",
-    "ListTopics",
-    "GetTopicAttributes",
-    "SetTopicAttributes",
-    "Subscribe",
-    "ConfirmSubscription",
-    "Unsubscribe",
-    "ListSubscriptions",
-    "ListSubscriptionsByTopic",
-    "GetSubscriptionAttributes",
-    "SetSubscriptionAttributes",
-    "Publish",
-    "PublishBatch",
-    "TagResource",
-    "UntagResource",
-    "ListTagsForResource",
-];
-
-fn scope_service(headers: &HeaderMap, uri: &Uri) -> Option<String> {
-    let from_header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split("Credential=").nth(1))
-        .map(|c| c.split([',', ' ']).next().unwrap_or("").to_string());
-    let credential = from_header.or_else(|| {
-        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-            .find(|(k, _)| k == "X-Amz-Credential")
-            .map(|(_, v)| v.into_owned())
-    })?;
-    // AKID/date/region/service/aws4_request
-    credential.split('/').nth(3).map(str::to_string)
-}
-
-/// An unsigned GET of a `SubscribeURL` or `UnsubscribeURL` from a message: SNS lets these through
-/// without credentials (the token, or the subscription's random id, is the secret), so HTTP
-/// endpoints can confirm and leave even when access keys are required.
-pub fn is_link_from_a_message(method: &Method, uri: &Uri, headers: &HeaderMap) -> bool {
-    if method != Method::GET || headers.contains_key(header::AUTHORIZATION) {
-        return false;
-    }
-    let mut action = None;
-    let mut signed = false;
-    for (k, v) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).take(16) {
-        match &*k {
-            "Action" if action.is_none() => action = Some(v.into_owned()),
-            "X-Amz-Signature" => signed = true,
-            _ => {}
-        }
-    }
-    !signed
-        && matches!(
-            action.as_deref(),
-            Some("ConfirmSubscription" | "Unsubscribe")
-        )
-}
-
-/// True when a query-protocol request is for SNS.
-pub fn is_sns(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> bool {
-    if headers.contains_key("x-amz-target") {
-        return false;
-    }
-    if let Some(service) = scope_service(headers, uri) {
-        return service == "sns";
-    }
-    let query = uri.query().unwrap_or("").as_bytes();
-    let form: &[u8] = if method == Method::POST { body } else { b"" };
-    let mut action = None;
-    let mut topic = false;
-    for (k, v) in form_urlencoded::parse(query)
-        .chain(form_urlencoded::parse(form))
-        .take(query::MAX_PARAMS + 1)
-    {
-        match &*k {
-            "Action" if action.is_none() => action = Some(v.into_owned()),
-            "TopicArn" => topic = true,
-            _ => {}
-        }
-    }
-    match action.as_deref() {
-        Some(a) if SNS_ACTIONS.contains(&a) => true,
-        Some("AddPermission" | "RemovePermission") => topic,
-        _ => false,
-    }
-}
+use crate::query::{self, Flavor};
 
 fn xml_response(status: StatusCode, text: String, rid: &str) -> Response {
     let mut r = (status, text).into_response();
@@ -163,7 +69,7 @@ pub async fn handle(
         if let Err(r) =
             crate::access::authorize(state, identity, &name, &resource, policy.as_deref())
         {
-            return crate::access::respond(crate::access::Api::Sns, &r, rid);
+            return crate::access::respond(crate::api::Api::Sns, &r, rid);
         }
     }
     // A link from a message acts as nobody in particular: it only confirms or unsubscribes.

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::sqs::query::escape;
+use crate::query::escape;
 
 const NAMESPACE: &str = "http://sns.amazonaws.com/doc/2010-03-31/";
 
@@ -45,12 +45,12 @@ fn write(out: &mut String, name: &str, v: &Value) {
 /// The XML response of `op`; a `null` result has no `<…Result>` element.
 pub fn render(op: &str, result: &Value, request_id: &str) -> String {
     let op: String = op.chars().filter(char::is_ascii_alphanumeric).collect();
-    crate::sqs::query::envelope(&op, NAMESPACE, result, request_id, write)
+    crate::query::envelope(&op, NAMESPACE, result, request_id, write)
 }
 
 /// The XML error response.
 pub fn render_error(code: &str, message: &str, sender: bool, request_id: &str) -> String {
-    crate::sqs::query::error_envelope(NAMESPACE, (code, message, sender), request_id, "")
+    crate::query::error_envelope(NAMESPACE, (code, message, sender), request_id, "")
 }
 
 #[cfg(test)]

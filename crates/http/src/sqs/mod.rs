@@ -8,7 +8,6 @@
 
 mod ops;
 mod params;
-pub mod query;
 
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -16,73 +15,10 @@ use bytes::Bytes;
 use outpost_queues::QueueError;
 use serde_json::Value;
 
+use crate::query;
+use crate::wire::{error_response, protocol_error, Protocol, ProtocolError};
+
 pub use ops::queue_name;
-
-/// Largest request body by default: a batch of ten messages at the 1 MiB limit, base64 and
-/// framing included.
-pub const MAX_BODY: usize = 4 * 1024 * 1024;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Protocol {
-    Json,
-    Query,
-}
-
-/// A protocol-level failure (before any operation runs).
-pub(crate) struct ProtocolError {
-    pub status: u16,
-    pub json_type: &'static str,
-    pub query_code: &'static str,
-    pub message: String,
-}
-
-pub(crate) fn request_id() -> String {
-    outpost_queues::message::uuid_text()
-}
-
-fn error_response(
-    protocol: Protocol,
-    status: u16,
-    json_type: &str,
-    query_code: &str,
-    sender: bool,
-    message: &str,
-    rid: &str,
-) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    let fault = if sender { "Sender" } else { "Receiver" };
-    let mut resp = match protocol {
-        Protocol::Json => {
-            let body = serde_json::json!({
-                "__type": format!("com.amazonaws.sqs#{json_type}"),
-                "message": message,
-            });
-            let mut r = (status, body.to_string()).into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/x-amz-json-1.0"),
-            );
-            if let Ok(v) = HeaderValue::from_str(&format!("{query_code};{fault}")) {
-                r.headers_mut().insert("x-amzn-query-error", v);
-            }
-            r
-        }
-        Protocol::Query => {
-            let mut r = (
-                status,
-                query::render_error(query_code, message, sender, rid),
-            )
-                .into_response();
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
-            r
-        }
-    };
-    if let Ok(v) = HeaderValue::from_str(rid) {
-        resp.headers_mut().insert("x-amzn-RequestId", v);
-    }
-    resp
-}
 
 fn queue_error(protocol: Protocol, op: &str, e: &QueueError, rid: &str) -> Response {
     if let QueueError::Internal(detail) = e {
@@ -97,19 +33,6 @@ fn queue_error(protocol: Protocol, op: &str, e: &QueueError, rid: &str) -> Respo
         e.query_code(),
         e.sender_fault(),
         &e.to_string(),
-        rid,
-    )
-}
-
-pub(crate) fn protocol_error(protocol: Protocol, e: ProtocolError, rid: &str) -> Response {
-    tracing::info!(code = e.query_code, message = %e.message, "malformed SQS request");
-    error_response(
-        protocol,
-        e.status,
-        e.json_type,
-        e.query_code,
-        true,
-        &e.message,
         rid,
     )
 }
@@ -218,7 +141,7 @@ fn parse(
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn handle(
     state: &crate::HttpState,
-    (identity, api): (&outpost_auth::Identity, crate::access::Api),
+    (identity, api): (&outpost_auth::Identity, crate::api::Api),
     ip: std::net::IpAddr,
     fallback_host: &str,
     (method, uri, headers): (&Method, &Uri, &HeaderMap),

@@ -19,14 +19,14 @@ use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use base64::Engine as _;
-use outpost_codec::{QoS, ReasonCode};
-use outpost_mqtt::{Broker, Message, MessageProperties, QueueDoor, QueueReceipt, TapWait};
-use outpost_queues::message::{
+use crate::message::{
     decode_attributes, validate_attributes, validate_text, AttributeValue, Attributes,
     MessageAttribute,
 };
-use outpost_queues::{QueueError, Queues, ReceiveRequest, ReceivedMessage, SendRequest};
+use crate::{QueueError, Queues, ReceiveRequest, ReceivedMessage, SendRequest};
+use base64::Engine as _;
+use outpost_codec::{QoS, ReasonCode};
+use outpost_mqtt::{Broker, Message, MessageProperties, QueueDoor, QueueReceipt, TapWait};
 use parking_lot::Mutex;
 
 /// The user property that sets a FIFO message's group.

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Many concurrent clients (issue 29): holds 1k, 10k and 100k MQTT clients on Outpost and on
+# mosquitto, one broker at a time on this machine, with keep-alive pings, then a QoS 1 fan-out to
+# all of them and a point-to-point load among them (benches/src/bin/mqtt-many.rs). Prints a
+# Markdown table (raw JSON in target/many-clients.json): connect rate and p99, RSS and bytes per
+# idle connection, idle CPU, fan-out and point-to-point rates, p99 latency, and what was lost.
+#
+# Usage: benches/many-clients.sh [--smoke] [COUNT ...]   (default 1000 10000 100000)
+# 100k clients need ~1 GB of RAM for the clients and the broker and a descriptor limit above
+# 200k: run as root (the script raises it) or raise `ulimit -n` first. About 6 minutes in all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+smoke=0
+counts=()
+for a in "$@"; do
+  case "$a" in
+    --smoke) smoke=1 ;;
+    *) counts+=("$a") ;;
+  esac
+done
+if [ ${#counts[@]} -eq 0 ]; then
+  if [ $smoke = 1 ]; then counts=(200); else counts=(1000 10000 100000); fi
+fi
+hold=20 fan=3 p2p_rate=2000 p2p_secs=10 profile=release
+if [ $smoke = 1 ]; then hold=2 fan=1 p2p_rate=200 p2p_secs=1 profile=debug; fi
+
+max=$(printf '%s\n' "${counts[@]}" | sort -n | tail -n 1)
+need=$((max * 2 + 1000))
+ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+if [ "$(ulimit -n)" -lt "$need" ]; then
+  echo "many-clients: the descriptor limit $(ulimit -n) is below $need for $max clients (run as root)" >&2
+  exit 1
+fi
+command -v mosquitto >/dev/null || { echo "FAILED: mosquitto is missing" >&2; exit 1; }
+
+if [ $profile = release ]; then
+  cargo build --quiet --release -p outpost -p outpost-benches --bin outpost --bin mqtt-many
+else
+  cargo build --quiet -p outpost -p outpost-benches --bin outpost --bin mqtt-many
+fi
+bin=target/$profile
+work=$(mktemp -d)
+pid=""
+cleanup() {
+  if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  local deadline=$((SECONDS + 30))
+  until python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || { echo "FAILED: no broker on port $1" >&2; exit 1; }
+    sleep 0.1
+  done
+}
+
+start() { # broker count -> sets pid, port
+  port=$(free_port)
+  case "$1" in
+    outpost)
+      rm -rf "$work/data"
+      OUTPOST_DATA_DIR=$work/data OUTPOST_MQTT_LISTEN=127.0.0.1:$port \
+        OUTPOST_WEBSOCKET_ENABLED=false OUTPOST_HTTP_LISTEN=127.0.0.1:0 \
+        OUTPOST_MQTT_MAX_CONNECTIONS=$(($2 + 100)) OUTPOST_MQTT_SYS_INTERVAL=0 OUTPOST_LOG=warn \
+        "$bin/outpost" > "$work/broker.log" 2>&1 &
+      ;;
+    mosquitto)
+      printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\npersistence false\n' \
+        "$port" > "$work/mosquitto.conf"
+      mosquitto -c "$work/mosquitto.conf" > "$work/broker.log" 2>&1 &
+      ;;
+  esac
+  pid=$!
+  wait_port "$port"
+}
+
+: > target/many-clients.json
+for count in "${counts[@]}"; do
+  for broker in outpost mosquitto; do
+    start "$broker" "$count"
+    echo "many-clients: $broker, $count clients" >&2
+    "$bin/mqtt-many" --addr "127.0.0.1:$port" --pid "$pid" --clients "$count" --hold "$hold" \
+      --fanout-messages "$fan" --p2p-rate "$p2p_rate" --p2p-seconds "$p2p_secs" \
+      | python3 -c "import json,sys; r=json.load(sys.stdin); r['broker']='$broker'; print(json.dumps(r))" \
+      >> target/many-clients.json
+    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  done
+done
+
+python3 - "$smoke" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open("target/many-clients.json") if l.strip()]
+print("| broker | clients | connected | connect/s (p99 ms) | RSS idle | B/conn idle | idle CPU | fan-out deliveries/s (p99 ms), lost | p2p msg/s (p99 ms), lost |")
+print("|---|---|---|---|---|---|---|---|---|")
+bad = []
+for r in rows:
+    c, f, p = r["connect"], r["fanout"], r["p2p"]
+    print(f"| {r['broker']} | {r['clients']:,} | {r['connected']:,} | {c['per_second']:,.0f} ({c['latency']['p99_ms']}) "
+          f"| {r['rss_kib']['idle'] / 1024:,.1f} MiB | {r['bytes_per_connection_idle']:,.0f} | {r['idle']['cpu_percent']:.1f}% "
+          f"| {f['deliveries_per_second']:,.0f} ({f['latency']['p99_ms']}), {f['lost']} "
+          f"| {p['delivered'] / max(r['p2p']['seconds'], 1):,.0f} ({p['latency']['p99_ms']}), {p['lost']} |")
+    if r["broker"] == "outpost" and (r["connected"] < r["clients"] or f["lost"] or p["lost"]):
+        bad.append(f"outpost at {r['clients']}: {r['clients'] - r['connected']} not connected, {f['lost']} + {p['lost']} lost")
+if bad:
+    print("FAILED: " + "; ".join(bad), file=sys.stderr)
+    sys.exit(1)
+PY
