@@ -138,6 +138,7 @@ benches/sqs-load.sh --smoke
 benches/sns-load.sh --smoke
 benches/routing-load.sh --smoke
 benches/bridge-load.sh --smoke
+benches/many-clients.sh --smoke
 
 step "ARM gateway builds (aarch64, armv7): cross-built, packaged, run under qemu-user with MQTT and SQS clients"
 scripts/gateway-smoke.sh aarch64-unknown-linux-gnu
@@ -146,5 +147,9 @@ scripts/gateway-smoke.sh armv7-unknown-linux-gnueabihf
 step "Debian package (release build): dpkg -i, systemd-analyze verify, the installed broker serves MQTT and SQS, purge"
 deb=$(scripts/package.sh | tail -n 1)
 scripts/package-test.sh "$deb"
+
+# Last: these builds replace target/debug/outpost with feature-reduced ones.
+step "cargo features: each alone passes clippy; MQTT-only and SQS-only builds serve real clients"
+scripts/feature-builds.sh
 
 step "all tests passed"
