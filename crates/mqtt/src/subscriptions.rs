@@ -8,18 +8,99 @@
 //!
 //! Entries are keyed (`K`, e.g. client id and share group) so a client's subscription to a filter can
 //! be replaced or removed, with values (`V`, e.g. subscription options) stored alongside.
+//!
+//! Most filters have one subscriber (a device's own command topic), so a node keeps its entries in
+//! a short list searched in order, and only a node with more than [`FEW`] of them in a hash map:
+//! one entry then costs its own size instead of a hash table's smallest allocation (~400 bytes
+//! per held client in the many-clients benchmark, issue 29).
 
 use std::collections::HashMap;
 use std::hash::Hash;
+
+/// Entries past which a node's list becomes a hash map.
+const FEW: usize = 8;
+
+/// The entries of one node: a list while short, a hash map past [`FEW`].
+#[derive(Debug)]
+enum Entries<K, V> {
+    Few(Vec<(K, V)>),
+    Many(Box<HashMap<K, V>>),
+}
+
+impl<K, V> Default for Entries<K, V> {
+    fn default() -> Self {
+        Entries::Few(Vec::new())
+    }
+}
+
+impl<K: Eq + Hash, V> Entries<K, V> {
+    fn insert(&mut self, key: K, value: V) -> Option<V> {
+        match self {
+            Entries::Few(list) => {
+                if let Some(slot) = list.iter_mut().find(|(k, _)| *k == key) {
+                    return Some(std::mem::replace(&mut slot.1, value));
+                }
+                if list.len() < FEW {
+                    // Grow one at a time: a list of one takes one entry's room.
+                    list.reserve_exact(1);
+                    list.push((key, value));
+                    return None;
+                }
+                let mut map: HashMap<K, V> = list.drain(..).collect();
+                map.insert(key, value);
+                *self = Entries::Many(Box::new(map));
+                None
+            }
+            Entries::Many(map) => map.insert(key, value),
+        }
+    }
+
+    fn remove(&mut self, key: &K) -> Option<V> {
+        match self {
+            Entries::Few(list) => {
+                let at = list.iter().position(|(k, _)| k == key)?;
+                let (_, v) = list.swap_remove(at);
+                list.shrink_to_fit();
+                Some(v)
+            }
+            Entries::Many(map) => {
+                let v = map.remove(key)?;
+                if map.len() <= FEW / 2 {
+                    let mut list: Vec<(K, V)> = Vec::with_capacity(map.len());
+                    list.extend(map.drain());
+                    *self = Entries::Few(list);
+                }
+                Some(v)
+            }
+        }
+    }
+}
+
+impl<K, V> Entries<K, V> {
+    fn is_empty(&self) -> bool {
+        match self {
+            Entries::Few(list) => list.is_empty(),
+            Entries::Many(map) => map.is_empty(),
+        }
+    }
+
+    /// Calls `f` for every entry.
+    fn each<'a>(&'a self, mut f: impl FnMut(&'a K, &'a V)) {
+        match self {
+            Entries::Few(list) => list.iter().for_each(|(k, v)| f(k, v)),
+            Entries::Many(map) => map.iter().for_each(|(k, v)| f(k, v)),
+        }
+    }
+}
 
 #[derive(Debug)]
 struct Node<K, V> {
     children: HashMap<Box<str>, Node<K, V>>,
     plus: Option<Box<Node<K, V>>>,
     /// Subscriptions whose filter ends here.
-    exact: HashMap<K, V>,
+    exact: Entries<K, V>,
     /// Subscriptions whose filter is this node's path followed by `/#`.
-    multi: HashMap<K, V>,
+    multi: Entries<K, V>,
 }
 
 impl<K, V> Default for Node<K, V> {
@@ -27,8 +108,8 @@ impl<K, V> Default for Node<K, V> {
         Node {
             children: HashMap::new(),
             plus: None,
-            exact: HashMap::new(),
-            multi: HashMap::new(),
+            exact: Entries::default(),
+            multi: Entries::default(),
         }
     }
 }
@@ -171,15 +252,11 @@ impl<K: Eq + Hash, V> SubscriptionTree<K, V> {
             let wildcards_allowed = !(depth == 0 && dollar_topic);
             if wildcards_allowed && !node.multi.is_empty() {
                 filters += 1;
-                for (k, v) in &node.multi {
-                    f(k, v);
-                }
+                node.multi.each(&mut f);
             }
             let Some(level) = levels.get(depth) else {
                 filters += usize::from(!node.exact.is_empty());
-                for (k, v) in &node.exact {
-                    f(k, v);
-                }
+                node.exact.each(&mut f);
                 continue;
             };
             if wildcards_allowed {
@@ -262,7 +339,7 @@ mod tests {
     use outpost_codec::topic;
     use proptest::prelude::*;
 
-    fn matched(tree: &SubscriptionTree<u32, ()>, t: &str) -> Vec<u32> {
+    fn matched<V>(tree: &SubscriptionTree<u32, V>, t: &str) -> Vec<u32> {
         let mut v: Vec<u32> = tree.matches(t).into_iter().map(|(k, _)| *k).collect();
         v.sort_unstable();
         v
@@ -305,6 +382,38 @@ mod tests {
         assert_eq!(matched(&tree, "a/b/a"), [3]);
         tree.insert(&deep, 4u32, ());
         drop(tree);
+    }
+
+    #[test]
+    fn many_subscribers_of_one_filter_grow_into_a_map_and_back() {
+        let n = FEW as u32 * 3;
+        let mut tree = SubscriptionTree::new();
+        for k in 0..n {
+            assert_eq!(tree.insert("a/b", k, k), None);
+            assert_eq!(tree.insert("a/#", 1000 + k, k), None);
+            // Replacing keeps one entry per key, list or map.
+            assert_eq!(tree.insert("a/b", k, k + 100), Some(k));
+            assert_eq!(tree.insert("a/b", k, k), Some(k + 100));
+            assert_eq!(matched(&tree, "a/b").len(), 2 * (k as usize + 1));
+        }
+        assert_eq!(tree.len(), 2 * n as usize);
+        // Removed in an order that is neither insertion nor its reverse, down to nothing.
+        let mut keys: Vec<u32> = (0..n).collect();
+        keys.sort_by_key(|k| (k * 7) % n);
+        for (gone, k) in keys.iter().enumerate() {
+            assert_eq!(tree.remove("a/b", k), Some(*k));
+            assert_eq!(tree.remove("a/b", k), None);
+            // "a/b" matches the exact entries left and every `a/#` entry.
+            let mut want: Vec<u32> = keys[gone + 1..].to_vec();
+            want.extend((0..n).map(|k| 1000 + k));
+            want.sort_unstable();
+            assert_eq!(matched(&tree, "a/b"), want);
+        }
+        for k in 0..n {
+            assert_eq!(tree.remove("a/#", &(1000 + k)), Some(k));
+        }
+        assert!(tree.is_empty());
+        assert!(tree.root.is_empty());
     }
 
     #[test]
