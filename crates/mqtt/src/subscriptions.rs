@@ -24,6 +24,9 @@ const FEW: usize = 8;
 #[derive(Debug)]
 enum Entries<K, V> {
     Few(Vec<(K, V)>),
+    // Boxed: the map (48 bytes with its hasher's keys) would double the size of every node's two
+    // entry sets, most of which are lists of one.
+    #[allow(clippy::box_collection)]
     Many(Box<HashMap<K, V>>),
 }
 
