@@ -96,6 +96,7 @@ fn world() -> &'static World {
                     mqtt,
                     security,
                     rates: Arc::new(Default::default()),
+                    region: "us-east-1".into(),
                 },
                 "127.0.0.1:9324".parse().expect("addr"),
                 (Arc::new(String::new), Arc::new(|| true)),
