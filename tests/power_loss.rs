@@ -60,14 +60,16 @@ fn drain_queue(base: &str, url: &str) -> Vec<u64> {
         let Some(msgs) = v["Messages"].as_array().filter(|m| !m.is_empty()).cloned() else {
             // Messages in flight when the broker died (received, not yet deleted) come back
             // after their visibility timeout, as SQS promises, and delayed ones after their
-            // delay: wait for them too.
+            // delay: wait for them too. A delayed message may turn visible between the empty
+            // receive and this look, so visible ones count as well.
             let attrs = ok(sqs_json(
                 base,
                 "GetQueueAttributes",
                 &format!(r#"{{"QueueUrl":"{url}","AttributeNames":["All"]}}"#),
             ));
             let a = &attrs["Attributes"];
-            if a["ApproximateNumberOfMessagesNotVisible"] == "0"
+            if a["ApproximateNumberOfMessages"] == "0"
+                && a["ApproximateNumberOfMessagesNotVisible"] == "0"
                 && a["ApproximateNumberOfMessagesDelayed"] == "0"
             {
                 return got;

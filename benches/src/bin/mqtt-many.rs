@@ -314,6 +314,14 @@ struct Publisher {
 }
 
 impl Publisher {
+    /// Connects a publisher from 127.0.0.1 (no subscriptions); the run cannot go on without it.
+    async fn open(addr: SocketAddr, id: &str) -> Publisher {
+        match open(addr, IpAddr::V4(Ipv4Addr::LOCALHOST), id, &[], 600).await {
+            Ok((s, buf)) => Publisher { s, buf, pkid: 0 },
+            Err(e) => panic!("publisher {id} could not connect: {e}"),
+        }
+    }
+
     async fn publish_acked(&mut self, topic: &str, payload: &[u8]) -> Result<(), String> {
         self.pkid = self.pkid % 60_000 + 1;
         self.s
@@ -458,18 +466,7 @@ async fn main() {
     let stray = shared.received.swap(0, Relaxed);
 
     // 3. QoS 1 fan-out: each message to every client.
-    let mut publisher = {
-        let (s, buf) = open(
-            a.addr,
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            &format!("{}-publisher", a.prefix),
-            &[],
-            600,
-        )
-        .await
-        .expect("the publisher connects");
-        Publisher { s, buf, pkid: 0 }
-    };
+    let mut publisher = Publisher::open(a.addr, &format!("{}-publisher", a.prefix)).await;
     shared.take_latency();
     let mut rss_peak = rss_idle;
     let t2 = Instant::now();
@@ -509,16 +506,7 @@ async fn main() {
     let t3 = Instant::now();
     let mut tasks = Vec::new();
     for k in 0..senders {
-        let (s, buf) = open(
-            a.addr,
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            &format!("{}-p2p-{k}", a.prefix),
-            &[],
-            600,
-        )
-        .await
-        .expect("a point-to-point publisher connects");
-        let mut p = Publisher { s, buf, pkid: 0 };
+        let mut p = Publisher::open(a.addr, &format!("{}-p2p-{k}", a.prefix)).await;
         let (sent, prefix, rate, secs, size, targets) = (
             sent.clone(),
             a.prefix.clone(),
