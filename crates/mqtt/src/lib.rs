@@ -16,6 +16,7 @@ mod persistence;
 mod queue_door;
 mod recipients;
 mod retained;
+mod small_map;
 mod subscriptions;
 mod tap;
 mod wakes;

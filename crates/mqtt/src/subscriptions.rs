@@ -10,100 +10,23 @@
 //! be replaced or removed, with values (`V`, e.g. subscription options) stored alongside.
 //!
 //! Most filters have one subscriber (a device's own command topic), so a node keeps its entries in
-//! a short list searched in order, and only a node with more than [`FEW`] of them in a hash map:
-//! one entry then costs its own size instead of a hash table's smallest allocation (~400 bytes
-//! per held client in the many-clients benchmark, issue 29).
+//! a [`SmallMap`]: a short list, a hash map only past a few entries.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 
-/// Entries past which a node's list becomes a hash map.
-const FEW: usize = 8;
-
-/// The entries of one node: a list while short, a hash map past [`FEW`].
-#[derive(Debug)]
-enum Entries<K, V> {
-    Few(Vec<(K, V)>),
-    // Boxed: the map (48 bytes with its hasher's keys) would double the size of every node's two
-    // entry sets, most of which are lists of one.
-    #[allow(clippy::box_collection)]
-    Many(Box<HashMap<K, V>>),
-}
-
-impl<K, V> Default for Entries<K, V> {
-    fn default() -> Self {
-        Entries::Few(Vec::new())
-    }
-}
-
-impl<K: Eq + Hash, V> Entries<K, V> {
-    fn insert(&mut self, key: K, value: V) -> Option<V> {
-        match self {
-            Entries::Few(list) => {
-                if let Some(slot) = list.iter_mut().find(|(k, _)| *k == key) {
-                    return Some(std::mem::replace(&mut slot.1, value));
-                }
-                if list.len() < FEW {
-                    // Grow one at a time: a list of one takes one entry's room.
-                    list.reserve_exact(1);
-                    list.push((key, value));
-                    return None;
-                }
-                let mut map: HashMap<K, V> = list.drain(..).collect();
-                map.insert(key, value);
-                *self = Entries::Many(Box::new(map));
-                None
-            }
-            Entries::Many(map) => map.insert(key, value),
-        }
-    }
-
-    fn remove(&mut self, key: &K) -> Option<V> {
-        match self {
-            Entries::Few(list) => {
-                let at = list.iter().position(|(k, _)| k == key)?;
-                let (_, v) = list.swap_remove(at);
-                list.shrink_to_fit();
-                Some(v)
-            }
-            Entries::Many(map) => {
-                let v = map.remove(key)?;
-                if map.len() <= FEW / 2 {
-                    let mut list: Vec<(K, V)> = Vec::with_capacity(map.len());
-                    list.extend(map.drain());
-                    *self = Entries::Few(list);
-                }
-                Some(v)
-            }
-        }
-    }
-}
-
-impl<K, V> Entries<K, V> {
-    fn is_empty(&self) -> bool {
-        match self {
-            Entries::Few(list) => list.is_empty(),
-            Entries::Many(map) => map.is_empty(),
-        }
-    }
-
-    /// Calls `f` for every entry.
-    fn each<'a>(&'a self, mut f: impl FnMut(&'a K, &'a V)) {
-        match self {
-            Entries::Few(list) => list.iter().for_each(|(k, v)| f(k, v)),
-            Entries::Many(map) => map.iter().for_each(|(k, v)| f(k, v)),
-        }
-    }
-}
+use crate::small_map::SmallMap;
+#[cfg(test)]
+use crate::small_map::FEW;
 
 #[derive(Debug)]
 struct Node<K, V> {
     children: HashMap<Box<str>, Node<K, V>>,
     plus: Option<Box<Node<K, V>>>,
     /// Subscriptions whose filter ends here.
-    exact: Entries<K, V>,
+    exact: SmallMap<K, V>,
     /// Subscriptions whose filter is this node's path followed by `/#`.
-    multi: Entries<K, V>,
+    multi: SmallMap<K, V>,
 }
 
 impl<K, V> Default for Node<K, V> {
@@ -111,8 +34,8 @@ impl<K, V> Default for Node<K, V> {
         Node {
             children: HashMap::new(),
             plus: None,
-            exact: Entries::default(),
-            multi: Entries::default(),
+            exact: SmallMap::default(),
+            multi: SmallMap::default(),
         }
     }
 }
@@ -255,11 +178,11 @@ impl<K: Eq + Hash, V> SubscriptionTree<K, V> {
             let wildcards_allowed = !(depth == 0 && dollar_topic);
             if wildcards_allowed && !node.multi.is_empty() {
                 filters += 1;
-                node.multi.each(&mut f);
+                node.multi.iter().for_each(|(k, v)| f(k, v));
             }
             let Some(level) = levels.get(depth) else {
                 filters += usize::from(!node.exact.is_empty());
-                node.exact.each(&mut f);
+                node.exact.iter().for_each(|(k, v)| f(k, v));
                 continue;
             };
             if wildcards_allowed {

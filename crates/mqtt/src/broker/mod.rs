@@ -48,6 +48,7 @@ use crate::outbox::{AckError, Offer, Outbox, OutboxLimits, Send};
 use crate::persistence::{
     self, Durable, Job, Persister, RefSpec, Stored, StoredDelivery, SubChange,
 };
+use crate::small_map::SmallMap;
 use crate::{Inbox, Incoming, Message, Retained, RetainedTree, Router, Subscription, Wakes};
 use outpost_store::{Store, StoreError, StreamId};
 
@@ -294,7 +295,8 @@ struct Connection {
 struct Session {
     outbox: Outbox<Delivery>,
     inbox: Inbox,
-    subscriptions: HashMap<Arc<str>, Subscription>,
+    /// A short list for most sessions (one or two filters), a hash map past a few.
+    subscriptions: SmallMap<Arc<str>, Subscription>,
     connection: Option<Connection>,
     /// Seconds the session outlives its connection (`u32::MAX`: forever).
     expiry: u32,
@@ -562,7 +564,7 @@ impl Broker {
         Session {
             outbox: Outbox::new(self.config.outbox),
             inbox: Inbox::new(self.config.receive_maximum, self.config.topic_alias_maximum),
-            subscriptions: HashMap::new(),
+            subscriptions: SmallMap::default(),
             connection: None,
             expiry,
             disconnected_at: None,
