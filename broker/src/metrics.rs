@@ -37,8 +37,8 @@ impl std::fmt::Debug for Sources {
 }
 
 impl Sources {
-    #[cfg(feature = "bridge")]
     /// Per bridge: link state, backlog, and what was forwarded, brought in, retried and dropped.
+    #[cfg(feature = "bridge")]
     fn encode_bridges(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let all = self.bridges.snapshots();
         if all.is_empty() {

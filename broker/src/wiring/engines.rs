@@ -110,8 +110,6 @@ pub(crate) async fn open(
         );
         topics
     };
-    #[cfg(not(feature = "sns"))]
-    let _ = http_addr;
     #[cfg(feature = "events")]
     let events = {
         let events = outpost_rules::Events::open(
@@ -152,7 +150,6 @@ pub(crate) async fn open(
     .map_err(Failure::config)?;
     #[cfg(not(feature = "bridge"))]
     if let Some(b) = config.bridges.first() {
-        let _ = shutdown;
         return Err(Failure::config(format!(
             "bridge {}: this build has no bridges (cargo feature `bridge`)",
             b.name
@@ -183,9 +180,9 @@ pub(crate) async fn open(
     })
 }
 
-#[cfg(feature = "sns")]
 /// The SNS engine. Creating its signing key (first start only) takes a moment of CPU, off the
 /// async workers.
+#[cfg(feature = "sns")]
 async fn topics(
     config: &Config,
     store: &outpost_store::Store,

@@ -49,10 +49,8 @@ pub(crate) fn serve(
         Arc::new(move || metrics::render(&registry))
     };
     #[cfg(not(feature = "metrics"))]
-    let metrics_text: outpost_http::MetricsText = {
-        let _ = store;
-        Arc::new(|| "# this build has no metrics (cargo feature `metrics`)\n# EOF\n".to_string())
-    };
+    let metrics_text: outpost_http::MetricsText =
+        Arc::new(|| "# this build has no metrics (cargo feature `metrics`)\n# EOF\n".to_string());
     let is_ready = ready.clone();
     let state = outpost_http::HttpState::new(
         outpost_http::Engines {
@@ -67,7 +65,7 @@ pub(crate) fn serve(
             rates: limits.http_rates.clone(),
             region: config.http.region.clone(),
         },
-        listeners.addr.unwrap_or(config.http.listen),
+        http.local_addr().unwrap_or(config.http.listen),
         (
             metrics_text,
             Arc::new(move || is_ready.load(Ordering::Relaxed)),

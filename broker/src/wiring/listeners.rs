@@ -138,7 +138,6 @@ pub(crate) fn serve_mqtt(
     });
     let gate = &limits.mqtt_gate;
     let path = &config.websocket.path;
-    let http_addr = bound.http_addr();
     let mut tasks = vec![spawn_until(
         shutdown,
         outpost_listeners::run_tcp(
@@ -189,7 +188,6 @@ pub(crate) fn serve_mqtt(
     (
         tasks,
         HttpListeners {
-            addr: http_addr,
             http: bound.http,
             https: bound.https,
         },
@@ -199,8 +197,6 @@ pub(crate) fn serve_mqtt(
 /// The HTTP port and its TLS twin, bound and not yet served.
 pub(crate) struct HttpListeners {
     pub http: Option<TcpListener>,
-    /// Where `http` listens.
-    pub addr: Option<SocketAddr>,
     pub https: Option<TlsBound>,
 }
 

@@ -109,8 +109,6 @@ async fn run(
         &security,
         (&ready, &shutdown),
     ));
-    #[cfg(not(feature = "http"))]
-    let _ = http_listeners;
     // Tests and scripts read this line to learn the ports (they may ask for port 0).
     println!(
         "outpost {} listening: {addresses} data={}",
