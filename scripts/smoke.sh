@@ -3,7 +3,7 @@
 # through the aws CLI, against a broker started by the command given (a cross-built binary under
 # qemu-user, or the one a Debian package installed).
 #
-# Usage: scripts/smoke.sh [--as USER] [--data DIR] [--mqtt-only] -- COMMAND [ARGS...]
+# Usage: scripts/smoke.sh [--as USER] [--data DIR] [--mqtt-only] [--left-out "SERVICE OP"]... -- COMMAND [ARGS...]
 #   e.g. scripts/smoke.sh -- qemu-aarch64 -L /usr/aarch64-linux-gnu target/.../outpost
 #        scripts/smoke.sh --as outpost --data /var/lib/outpost -- /usr/bin/outpost --config /etc/outpost/outpost.toml
 #
@@ -11,19 +11,23 @@
 # first stdout line; every wait has a deadline (long ones: an emulated CPU is slow to start).
 # Needs mosquitto_pub/mosquitto_sub and .venv/bin/aws (scripts/test.sh installs both).
 # --mqtt-only: the broker was built without HTTP (cargo features): it must say `http=off`.
+# --left-out "sns list-topics": an aws CLI call to an API the build left out; it must be refused
+#   with the reason (the cargo feature named).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 run_as=""
 data=""
 mqtt_only=0
+left_out=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --as) run_as=$2; shift 2 ;;
     --data) data=$2; shift 2 ;;
     --mqtt-only) mqtt_only=1; shift ;;
+    --left-out) left_out+=("$2"); shift 2 ;;
     --) shift; break ;;
-    *) echo "usage: $0 [--as USER] [--data DIR] [--mqtt-only] -- COMMAND [ARGS...]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--as USER] [--data DIR] [--mqtt-only] [--left-out CALL]... -- COMMAND [ARGS...]" >&2; exit 2 ;;
   esac
 done
 [ $# -gt 0 ] || { echo "smoke: no broker command given" >&2; exit 2; }
@@ -109,6 +113,16 @@ body=$(aws sqs receive-message --queue-url "$url" --wait-time-seconds 20 --query
   || fail "ReceiveMessage"
 [ "$body" = "hello from smoke" ] || fail "ReceiveMessage returned '$body'"
 echo "smoke: SQS ok (CreateQueue, SendMessage, ReceiveMessage)"
+# A left-out API answers in its own protocol, and says which feature would bring it.
+for call in "${left_out[@]}"; do
+  # shellcheck disable=SC2086 # the call is words: service and operation
+  if out=$(aws $call 2>&1); then
+    fail "'$call' succeeded on a build without it: $out"
+  fi
+  grep -q "This broker was built without the .* API (cargo feature" <<<"$out" \
+    || fail "'$call' was refused without saying why: $out"
+  echo "smoke: '$call' refused, naming the feature"
+done
 fi
 
 # A clean stop on SIGTERM.
