@@ -377,8 +377,12 @@ async fn main() {
     });
     // ~28k ephemeral ports per source address, some still in TIME_WAIT from an earlier run: one
     // address per 5,000 clients, from 127.0.0.2.
+    // Each run takes fresh source addresses (127.B.x.y, B from the process id): the ports of the
+    // previous run's connections wait in TIME_WAIT for a minute, and binding beside tens of
+    // thousands of them made connects stall for ~200 ms, for every broker alike.
+    let base = 1 + (std::process::id() % 250) as u8;
     let sources: Vec<IpAddr> = (0..a.clients.div_ceil(5_000).max(1))
-        .map(|k| IpAddr::V4(Ipv4Addr::new(127, 0, (k / 250) as u8, (k % 250) as u8 + 2)))
+        .map(|k| IpAddr::V4(Ipv4Addr::new(127, base, (k / 250) as u8, (k % 250) as u8 + 2)))
         .collect();
     let (stop_tx, stop_rx) = watch::channel(false);
     let (rss_start, _) = proc_figures(a.pid);
