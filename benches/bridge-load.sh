@@ -44,12 +44,14 @@ allow_anonymous true
 persistence true
 persistence_location $tmp/up/
 max_queued_messages 0
+max_inflight_messages 64
 EOF
 cat >"$tmp/mosq.conf" <<EOF
 $as_root
 listener $mosq 127.0.0.1
 allow_anonymous true
 max_queued_messages 0
+max_inflight_messages 64
 connection up
 address 127.0.0.1:$up
 clientid mosquitto-bridge

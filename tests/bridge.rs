@@ -244,6 +244,55 @@ fn the_backlog_is_bounded_by_bytes() {
     });
 }
 
+/// While the link is up, publishers are paced to it: with the upstream frozen (SIGSTOP: the link
+/// stays connected, nothing is acknowledged), PUBACKs past `pace_above` wait (up to 2 s each) and
+/// are counted; every acknowledged message still arrives. Once the link is down nothing is
+/// paced: the backlog takes what arrives.
+#[test]
+fn a_live_link_paces_publishers_and_a_down_link_does_not() {
+    let mut up = Mosquitto::new("");
+    up.start();
+    offline_subscriber(up.addr(), "sink", "gw1/#");
+    let local = Outpost::start_with(
+        tempfile::tempdir().expect("temp dir"),
+        &forwarding(up.port, 4, "pace_above = 20"),
+        None,
+    );
+    let paced = || metric(&local, "outpost_bridge_paced_total{bridge=\"up\"}");
+    eventually("the link to connect", WAIT, || connected(&local, "up") == 1);
+    assert_eq!(paced(), 0, "nothing paced before anything was published");
+    // Pacing does not depend on how long the link has been idle.
+    std::thread::sleep(Duration::from_millis(2500));
+
+    up.signal("STOP");
+    let started = Instant::now();
+    let acked = publish_numbers(local.mqtt, 60);
+    let took = started.elapsed();
+    println!("60 acknowledged in {took:?} with the upstream frozen");
+    up.signal("CONT");
+    assert!(paced() > 0, "PUBACKs past the mark waited for the link");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "60 messages past a mark of 20 were acknowledged in {took:?}, without waiting for the link"
+    );
+    let got = drain_in_order(up.addr(), "sink", |g| distinct(g).len() >= 60, |_| {});
+    check_delivery(&acked, &got);
+
+    up.stop();
+    eventually("the link to go down", WAIT, || connected(&local, "up") == 0);
+    let before = paced();
+    let started = Instant::now();
+    publish_numbers(local.mqtt, 500);
+    println!(
+        "500 acknowledged in {:?} with the link down",
+        started.elapsed()
+    );
+    assert_eq!(paced(), before, "a link that is down paces no one");
+    eventually("the backlog to hold them", WAIT, || {
+        backlog(&local, "up") == 500
+    });
+}
+
 struct Ca {
     cert: rcgen::Certificate,
     key: rcgen::KeyPair,

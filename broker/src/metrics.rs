@@ -45,7 +45,7 @@ impl Sources {
             return Ok(());
         }
         type Field = fn(&outpost_bridge::Snapshot) -> u64;
-        let families: [(&str, &str, MetricType, Field); 9] = [
+        let families: [(&str, &str, MetricType, Field); 10] = [
             (
                 "outpost_bridge_connected",
                 "1 while the bridge's link to its upstream is up",
@@ -99,6 +99,12 @@ impl Sources {
                 "Successful connections to the upstream",
                 MetricType::Counter,
                 |s| s.connects,
+            ),
+            (
+                "outpost_bridge_paced",
+                "Acknowledgements to local publishers that waited for the live link to catch up",
+                MetricType::Counter,
+                |s| s.paced,
             ),
         ];
         for (name, help, kind, field) in families {

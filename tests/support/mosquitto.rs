@@ -74,6 +74,17 @@ impl Mosquitto {
         }
     }
 
+    /// Sends a signal to the running mosquitto (`STOP` freezes it with its connections open,
+    /// `CONT` lets it go on).
+    pub fn signal(&self, signal: &str) {
+        let c = self.child.as_ref().expect("mosquitto runs");
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &c.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(ok.success(), "kill -{signal} mosquitto");
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }

@@ -382,7 +382,14 @@ async fn main() {
     // thousands of them made connects stall for ~200 ms, for every broker alike.
     let base = 1 + (std::process::id() % 250) as u8;
     let sources: Vec<IpAddr> = (0..a.clients.div_ceil(5_000).max(1))
-        .map(|k| IpAddr::V4(Ipv4Addr::new(127, base, (k / 250) as u8, (k % 250) as u8 + 2)))
+        .map(|k| {
+            IpAddr::V4(Ipv4Addr::new(
+                127,
+                base,
+                (k / 250) as u8,
+                (k % 250) as u8 + 2,
+            ))
+        })
         .collect();
     let (stop_tx, stop_rx) = watch::channel(false);
     let (rss_start, _) = proc_figures(a.pid);

@@ -107,13 +107,13 @@ impl AwsLink {
             match self.forward(&entries).await {
                 Ok(()) => {
                     backoff.reset();
-                    self.status.set_connected(true);
+                    self.backlog.link(true);
                     cursor = entries.last().map_or(cursor, |e| e.id.seq + 1);
                 }
                 Err(e) => {
                     tracing::warn!(bridge = %self.config.name, error = %e, "bridge upstream call failed; retrying");
                     self.status.failed(&e);
-                    self.status.set_connected(false);
+                    self.backlog.link(false);
                     // Start again at the oldest entry still owed.
                     cursor = 0;
                     tokio::select! {

@@ -7,10 +7,18 @@
 //! the upstream acknowledged just before the crash may be sent again: at-least-once, as QoS 1
 //! allows).
 //!
+//! While the link is up, the backlog also paces publishers: once it grew `pace_above` messages
+//! past where it stood when the link came up, the PUBACK of a new one waits for the link to
+//! catch up, as a slow subscriber holds its publishers back. Without it a flood is acknowledged far faster than any upstream takes it,
+//! and on a small gateway the ingest takes the CPU the uplink needs (issue 29: live forwarding
+//! at 0.6× mosquitto's bridge, which paces by forwarding in the loop that reads). A link that
+//! is down never paces: store-and-forward takes what arrives, up to the bounds.
+//!
 //! The backlog is bounded by bytes and by age. Past a bound the oldest messages are dropped
 //! (a gateway cut off for days keeps the newest readings, which are the ones worth having),
 //! counted in the bridge's `dropped` metric and logged once per pass.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,6 +114,17 @@ pub(crate) struct Backlog {
     max_bytes: u64,
     max_age: Option<Duration>,
     status: Arc<Status>,
+    /// Messages appended and not yet done or dropped (what pacing looks at: the store's own
+    /// count learns of lazy tombstones only when the writer gets to them).
+    owed: AtomicU64,
+    /// Pace publishers once the backlog grew this many messages past `floor` while the link
+    /// is up (0: never).
+    pace_above: u64,
+    /// The smallest backlog since the link came up.
+    floor: AtomicU64,
+    /// When the link last took a message, or the backlog last was within the mark
+    /// (milliseconds since the epoch).
+    progress: AtomicU64,
 }
 
 impl std::fmt::Debug for Backlog {
@@ -123,9 +142,11 @@ impl Backlog {
         name: &str,
         max_bytes: u64,
         max_age: Option<Duration>,
+        pace_above: u64,
         status: Arc<Status>,
     ) -> Result<Backlog, StoreError> {
         let stream = store.stream(&format!("bridge/{name}"))?;
+        let owed = AtomicU64::new(store.stream_size(stream).0);
         Ok(Backlog {
             store,
             stream,
@@ -133,6 +154,10 @@ impl Backlog {
             max_bytes,
             max_age,
             status,
+            owed,
+            pace_above,
+            floor: AtomicU64::new(0),
+            progress: AtomicU64::new(0),
         })
     }
 
@@ -144,12 +169,97 @@ impl Backlog {
     ) -> Result<impl std::future::Future<Output = Result<(), String>> + Send + 'static, StoreError>
     {
         let wait = self.store.append_now(self.stream, record)?;
+        let owed = self.owed.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.pace_above != 0
+            && owed
+                <= self
+                    .floor
+                    .load(Ordering::Relaxed)
+                    .saturating_add(self.pace_above)
+        {
+            // Not behind: a stall is counted from when the backlog last was within the mark.
+            self.progress
+                .store(outpost_store::now_ms(), Ordering::Relaxed);
+        }
         let me = self.clone();
         Ok(async move {
             let r = wait.await.map(|_| ()).map_err(|e| e.to_string());
             me.appended.notify_one();
+            if r.is_ok() {
+                me.room().await;
+            }
             r
         })
+    }
+
+    /// The link went up or down. Up, the backlog it starts from is the floor pacing measures
+    /// growth from: an outage's backlog drains without holding publishers back, but it may not
+    /// grow while the link is up.
+    pub fn link(&self, up: bool) {
+        if up && !self.status.connected.load(Ordering::Relaxed) {
+            self.floor
+                .store(self.owed.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.progress
+                .store(outpost_store::now_ms(), Ordering::Relaxed);
+        }
+        self.status.set_connected(up);
+    }
+
+    /// Whether a new message's PUBACK should wait for the link: it is up, it takes messages
+    /// (it acknowledged one, or the backlog was within the mark, in the last
+    /// [`crate::LONGEST_PACE`]: an upstream that is connected but takes nothing must not hold
+    /// publishers until its keep-alive ends the link), and the backlog grew past the mark since
+    /// it came up.
+    fn behind(&self) -> bool {
+        self.pace_above != 0
+            && self.status.connected.load(Ordering::Relaxed)
+            && self.owed.load(Ordering::Relaxed)
+                > self
+                    .floor
+                    .load(Ordering::Relaxed)
+                    .saturating_add(self.pace_above)
+            && outpost_store::now_ms().saturating_sub(self.progress.load(Ordering::Relaxed))
+                < crate::LONGEST_PACE.as_millis() as u64
+    }
+
+    /// Paces a publisher: returns once the link is no longer behind (it caught up, went down or
+    /// stopped taking messages).
+    async fn room(&self) {
+        if !self.behind() {
+            return;
+        }
+        Status::add(&self.status.paced, 1);
+        loop {
+            let woken = self.status.room.notified();
+            tokio::pin!(woken);
+            // Registered before the check, so a wake between the two is not missed.
+            woken.as_mut().enable();
+            if !self.behind() {
+                return;
+            }
+            // Looked at again when the link has taken nothing for LONGEST_PACE.
+            let since =
+                outpost_store::now_ms().saturating_sub(self.progress.load(Ordering::Relaxed));
+            let stall = crate::LONGEST_PACE.saturating_sub(Duration::from_millis(since));
+            let _ = tokio::time::timeout(stall, woken).await;
+        }
+    }
+
+    /// `n` messages left the backlog (forwarded, refused or dropped).
+    fn left(&self, n: usize) {
+        let n = n as u64;
+        let _ = self
+            .owed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
+                Some(o.saturating_sub(n))
+            });
+        let owed = self.owed.load(Ordering::Relaxed);
+        self.floor.fetch_min(owed, Ordering::Relaxed);
+        self.progress
+            .store(outpost_store::now_ms(), Ordering::Relaxed);
+        if !self.behind() {
+            self.status.room.notify_waiters();
+        }
     }
 
     /// Up to `limit` entries from sequence number `from` on, oldest first. Records that do not
@@ -172,6 +282,7 @@ impl Backlog {
             );
             Status::add(&self.status.dropped, bad.len() as u64);
             self.store.mark_dead_later(&bad);
+            self.left(bad.len());
         }
         out
     }
@@ -179,6 +290,19 @@ impl Backlog {
     /// Forgets entries the upstream acknowledged. The tombstone is not waited for: losing it in
     /// a crash only sends those messages again (QoS 1 allows a duplicate).
     pub fn done(&self, ids: &[RecordId]) {
+        self.forget(ids);
+        self.acknowledged(ids.len());
+    }
+
+    /// The upstream acknowledged `n` messages whose records [`Backlog::forget`] marks dead
+    /// later, in a batch: pacing counts them gone now.
+    pub fn acknowledged(&self, n: usize) {
+        self.left(n);
+    }
+
+    /// Marks acknowledged records dead (their count already left with
+    /// [`Backlog::acknowledged`]).
+    pub fn forget(&self, ids: &[RecordId]) {
         self.store.mark_dead_later(ids);
     }
 
@@ -227,6 +351,7 @@ impl Backlog {
             // Counted as they go, so the backlog and the drop counter always add up.
             dropped += ids.len() as u64;
             Status::add(&self.status.dropped, ids.len() as u64);
+            self.left(ids.len());
         }
         dropped
     }
@@ -258,8 +383,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), outpost_store::StoreConfig::default()).expect("store");
         let status = Arc::new(Status::default());
-        let backlog =
-            Arc::new(Backlog::open(store, "b", 10 * 110, None, status.clone()).expect("backlog"));
+        let backlog = Arc::new(
+            Backlog::open(store, "b", 10 * 110, None, 0, status.clone()).expect("backlog"),
+        );
         for i in 0..20u8 {
             backlog
                 .append(encode(Target::Mqtt, "", &[i; 100]))

@@ -65,6 +65,11 @@ pub struct BridgeConfig {
     pub max_backlog_bytes: u64,
     /// Longest a message waits for the upstream, in seconds; older ones are dropped. 0: no limit.
     pub max_backlog_age: u64,
+    /// While the link is up and more than this many messages wait for the upstream, the PUBACK
+    /// of a message for it waits until the link catches up (at most [`crate::LONGEST_PACE`]):
+    /// publishers are paced to the upstream, as a slow subscriber holds its publishers back. A
+    /// link that is down never paces (the backlog takes what arrives). 0: never pace.
+    pub pace_above: u64,
     /// First reconnect delay, in milliseconds (doubles up to `backoff_max_ms`, with jitter).
     pub backoff_min_ms: u64,
     /// Longest reconnect delay, in milliseconds.
@@ -119,6 +124,7 @@ impl Default for BridgeConfig {
             profile: String::new(),
             max_backlog_bytes: 1 << 30,
             max_backlog_age: 7 * 24 * 3600,
+            pace_above: 4096,
             backoff_min_ms: 500,
             backoff_max_ms: 60_000,
             identity: String::new(),

@@ -58,6 +58,9 @@ use crate::status::Status;
 /// forwarding broker's node id.
 pub const HOP: &str = "outpost-hop";
 
+/// Longest a PUBACK waits for a live link to catch up (`pace_above`).
+pub const LONGEST_PACE: Duration = Duration::from_secs(2);
+
 /// Why bridges could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
@@ -141,6 +144,7 @@ impl Bridges {
                     &c.name,
                     c.max_backlog_bytes,
                     max_age,
+                    c.pace_above,
                     status.clone(),
                 )
                 .map_err(|e| BridgeError::Store(c.name.clone(), e))?,
@@ -274,6 +278,7 @@ impl Bridges {
                     retries: Status::load(&s.retries),
                     dropped: Status::load(&s.dropped),
                     connects: Status::load(&s.connects),
+                    paced: Status::load(&s.paced),
                     last_error: s.last_error.lock().clone(),
                 }
             })
@@ -324,6 +329,7 @@ impl Bridges {
             ));
             out.push((format!("{p}/messages/received"), s.received.to_string()));
             out.push((format!("{p}/messages/dropped"), s.dropped.to_string()));
+            out.push((format!("{p}/messages/paced"), s.paced.to_string()));
             out.push((format!("{p}/retries"), s.retries.to_string()));
             let error = if s.last_error.is_empty() {
                 "none".to_string()

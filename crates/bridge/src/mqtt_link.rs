@@ -108,7 +108,7 @@ impl MqttLink {
             let mut acked = Acked::default();
             let result = self.session(&mut shutdown, &mut acked).await;
             acked.flush(&self.backlog);
-            self.status.set_connected(false);
+            self.backlog.link(false);
             match result {
                 Ok(()) => return,
                 Err(e) => {
@@ -153,7 +153,7 @@ impl MqttLink {
         tracing::info!(bridge = %c.name, host = %self.host, session_present, window = limits.window, "bridge connected");
         // With in rules the link counts as up once the upstream answered the SUBSCRIBE.
         if c.inbound.is_empty() {
-            self.status.set_connected(true);
+            self.backlog.link(true);
         }
 
         let mut out = BytesMut::with_capacity(64 * 1024);
@@ -511,7 +511,7 @@ impl MqttLink {
                                 .map_err(|e| format!("PUBCOMP: {e}"))?;
                         }
                         Packet::SubAck(s) => {
-                            self.status.set_connected(true);
+                            self.backlog.link(true);
                             for (rule, code) in self.config.inbound.iter().zip(s.codes.iter()) {
                                 if code.is_error() {
                                     tracing::warn!(bridge = %self.config.name, filter = %rule.filter, ?code, "the upstream refused an in-rule subscription");
@@ -633,6 +633,7 @@ impl Acked {
     const EVERY: Duration = Duration::from_millis(100);
 
     fn add(&mut self, backlog: &Backlog, ids: Vec<RecordId>) {
+        backlog.acknowledged(ids.len());
         if self.ids.is_empty() {
             self.ids = ids;
             self.since = Some(Instant::now());
@@ -646,7 +647,7 @@ impl Acked {
 
     fn flush(&mut self, backlog: &Backlog) {
         if !self.ids.is_empty() {
-            backlog.done(&self.ids);
+            backlog.forget(&self.ids);
             self.ids.clear();
         }
         self.since = None;

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 /// Live counters of one bridge.
 #[derive(Debug, Default)]
@@ -14,7 +15,10 @@ pub struct Status {
     pub(crate) retries: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) connects: AtomicU64,
+    pub(crate) paced: AtomicU64,
     pub(crate) last_error: Mutex<String>,
+    /// Woken when publishers paced by the backlog may go on: the link caught up or went down.
+    pub(crate) room: Notify,
 }
 
 /// A bridge's state at one moment.
@@ -44,6 +48,8 @@ pub struct Snapshot {
     pub dropped: u64,
     /// Successful connections since start.
     pub connects: u64,
+    /// Acknowledgements to local publishers that waited for the live link to catch up.
+    pub paced: u64,
     /// The last error, empty when none happened.
     pub last_error: String,
 }
@@ -64,6 +70,9 @@ impl Status {
         let was = self.connected.swap(up, Ordering::Relaxed);
         if up && !was {
             Self::add(&self.connects, 1);
+        }
+        if !up && was {
+            self.room.notify_waiters();
         }
     }
 
