@@ -2,7 +2,12 @@
 //! still need each message, so a record dies with its last delivery and a message with its last
 //! reference.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+// Keys here are the broker's own (delivery ids, message keys, record ids), never a client's, so
+// a fast non-keyed hash is safe; with SipHash the map inserts were the largest cost of a durable
+// fan-out (issue 29: 100 offline sessions 14.8k -> 18.4k msg/s).
+use rustc_hash::FxHashMap as HashMap;
 
 use outpost_store::{RecordId, StreamId};
 
