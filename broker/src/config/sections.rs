@@ -160,6 +160,10 @@ pub struct MqttConfig {
     /// Seconds a connected subscriber may hold its publishers back without draining before it is
     /// disconnected (its persistent session keeps what was queued).
     pub stall_timeout: u64,
+    /// AWS IoT Core's lifecycle events under `$aws/events/` (connected, disconnected with AWS's
+    /// reasons, connect_failed, subscribed, unsubscribed), published by the broker to subscribers
+    /// the ACL allows, the rules and the bridges.
+    pub lifecycle_events: bool,
     /// Longest keep-alive in seconds a client may ask for; 65535 allows any. MQTT 5 clients that ask
     /// for more (or none) get this one in CONNACK; MQTT 3.1.1 clients are refused.
     pub max_keep_alive: u16,
@@ -265,6 +269,7 @@ impl Default for MqttConfig {
             connect_timeout: 10,
             flow_control_queue: 1_000,
             stall_timeout: 30,
+            lifecycle_events: true,
             max_keep_alive: 65_535,
             max_messages_per_second: 0,
             message_burst: 0,

@@ -41,6 +41,7 @@ pub(crate) fn mqtt(
             max_persistent_sessions: m.max_persistent_sessions,
             flow_control_queue: m.flow_control_queue,
             stall_timeout: std::time::Duration::from_secs(m.stall_timeout),
+            lifecycle_events: m.lifecycle_events,
             node_id: node_id(store),
             overflow: match m.queue_overflow {
                 QueueOverflow::Refuse => outpost_mqtt::OverflowPolicy::Refuse,

@@ -23,7 +23,8 @@ mod wakes;
 
 pub use broker::{
     Accepted, Broker, BrokerConfig, BrokerStats, BrokerStatus, ConnectionHandle, ConnectionInfo,
-    Delivery, Disconnect, OverflowPolicy, Published, RetainedSummary,
+    Delivery, Disconnect, DisconnectReason, OverflowPolicy, Published, RetainedSummary,
+    EVENTS_PREFIX,
 };
 pub use inbox::{Inbox, Incoming};
 pub use message::{Message, MessageProperties};

@@ -139,6 +139,17 @@ impl Pattern {
             .collect()
     }
 
+    /// True when every alternative of the pattern has a condition on the top-level `field`
+    /// (MQTT's `$` topics reach only rules that name their `detail-type`, as `#` does not match
+    /// them in a subscription).
+    pub fn names(&self, field: &str) -> bool {
+        !self.branches.is_empty()
+            && self
+                .branches
+                .iter()
+                .all(|b| b.iter().any(|c| c.path == field))
+    }
+
     /// The dialect it was written in.
     pub fn dialect(&self) -> Dialect {
         self.dialect

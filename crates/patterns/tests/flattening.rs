@@ -216,3 +216,21 @@ fn sns_combinations_count_nesting_and_alternatives() {
     });
     assert!(refused(BODY, ors));
 }
+
+/// `names` says whether every alternative constrains a top-level field (the rules engine lets
+/// MQTT's `$` topics reach only patterns that name their `detail-type`).
+#[test]
+fn a_pattern_names_its_fields() {
+    let p = |json: &str| Pattern::parse(json, EB).expect(json);
+    assert!(p(r#"{"detail-type":[{"prefix":"$aws/"}]}"#).names("detail-type"));
+    assert!(!p(r#"{"source":["outpost.mqtt"]}"#).names("detail-type"));
+    assert!(
+        !p(r#"{"detail":{"detail-type":["x"]}}"#).names("detail-type"),
+        "nested is another field"
+    );
+    assert!(!p(r#"{"$or":[{"detail-type":["a"]},{"source":["b"]}]}"#).names("detail-type"));
+    assert!(
+        p(r#"{"$or":[{"detail-type":["a"]},{"detail-type":["b"],"source":["c"]}]}"#)
+            .names("detail-type")
+    );
+}

@@ -56,6 +56,9 @@ pub(super) struct Conn<W> {
     /// The rate limits, and this client's buckets.
     pub(super) rates: Arc<crate::MqttRates>,
     pub(super) client_rates: crate::ClientRates,
+    /// The reason the broker closed the connection with, if it did (the lifecycle event's
+    /// `disconnectReason`).
+    pub(super) closing: Option<ReasonCode>,
 }
 
 /// Bytes of a held-back client's packets kept before its socket is no longer read.
@@ -226,6 +229,7 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
     }
 
     pub(super) fn disconnect(&mut self, code: ReasonCode) {
+        self.closing.get_or_insert(code);
         if self.version == Version::V5 {
             self.push(&Packet::Disconnect(DisconnectPacket::new(code)));
         }

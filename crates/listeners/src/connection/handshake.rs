@@ -67,6 +67,7 @@ where
         denials: 0,
         rates: config.rates.clone(),
         client_rates: config.rates.client(),
+        closing: None,
     };
     let connect = match decode(&first, Version::V5, max) {
         Ok(Decoded::Packet(Packet::Connect(c), _)) => c,
@@ -156,6 +157,10 @@ where
             };
             // The username is logged, never the password.
             tracing::warn!(%peer, client = connect.client_id, user = connect.username.unwrap_or(""), ?code, "login refused");
+            if matches!(e, LoginError::BadCredentials | LoginError::NotAuthorized) {
+                let principal = connect.username.or(certificate.as_deref()).unwrap_or("");
+                broker.announce_connect_failed(connect.client_id, principal, peer.ip());
+            }
             conn.push(&Packet::ConnAck(ConnAck {
                 code,
                 ..ConnAck::default()
@@ -169,6 +174,10 @@ where
         Ok(a) => a,
         Err(code) => {
             tracing::info!(%peer, client = connect.client_id, ?code, "connection refused");
+            if code == ReasonCode::NotAuthorized {
+                // Its will may not be published (AWS's other connect_failed case).
+                broker.announce_connect_failed(connect.client_id, &conn.identity.name, peer.ip());
+            }
             let refusal = Packet::ConnAck(ConnAck {
                 code,
                 ..ConnAck::default()
@@ -203,6 +212,7 @@ where
         },
     }));
     conn.push_sends(broker, &h, accepted.resend);
+    broker.announce_connected(&h, peer.ip());
     tracing::debug!(%peer, client = &*h.client_id, version = ?h.version, "connected");
     Some((conn, h, keep_alive))
 }

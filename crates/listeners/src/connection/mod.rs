@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use outpost_auth::Security;
-use outpost_mqtt::{Broker, Disconnect};
+use outpost_mqtt::{Broker, Disconnect, DisconnectReason};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use handshake::handshake;
@@ -104,10 +104,19 @@ where
     };
     let end = run(&mut rd, &mut buf, &mut conn, &broker, &h, keep_alive, max).await;
     let _ = conn.flush().await;
+    let reason = match (&end, conn.closing) {
+        (End::TakenOver, _) => DisconnectReason::DuplicateClientId,
+        (End::Close(Disconnect::Normal | Disconnect::WithWill, _), _) => {
+            DisconnectReason::ClientInitiatedDisconnect
+        }
+        (End::Close(Disconnect::Abrupt, _), Some(code)) => DisconnectReason::closed_by_server(code),
+        (End::Close(Disconnect::Abrupt, _), None) => DisconnectReason::ConnectionLost,
+    };
     match end {
         End::Close(how, expiry) => broker.disconnect(&h, how, expiry),
         End::TakenOver => {}
     }
+    broker.announce_disconnected(&h, reason);
     let _ = conn.wr.shutdown().await;
     linger(&mut rd, &mut buf).await;
     tracing::debug!(%peer, client = &*h.client_id, "connection closed");

@@ -34,8 +34,12 @@ impl Broker {
             // Acknowledged once routed (held in memory).
             session.inbox.acked_qos1(p.pkid);
         }
-        // `$SYS/…` is written by the broker alone.
-        if topic.starts_with("$SYS/") || *topic == *"$SYS" || !may_publish(&topic) {
+        // `$SYS/…` and the lifecycle events are written by the broker alone.
+        if topic.starts_with("$SYS/")
+            || *topic == *"$SYS"
+            || topic.starts_with(super::EVENTS_PREFIX)
+            || !may_publish(&topic)
+        {
             if p.qos == QoS::ExactlyOnce {
                 // Nothing awaits PUBREL: the exchange ends with the acknowledgement.
                 session.inbox.pubrel(p.pkid);
@@ -399,6 +403,23 @@ impl Broker {
         h: &ConnectionHandle,
         sub: &Subscribe<'_>,
     ) -> (Vec<ReasonCode>, Durable) {
+        let (codes, durable) = self.subscribe_filters(h, sub);
+        let granted = sub.filters.iter().zip(&codes);
+        self.announce_subscriptions(
+            h,
+            "subscribed",
+            granted
+                .filter(|(_, c)| !c.is_error())
+                .map(|(f, _)| f.filter),
+        );
+        (codes, durable)
+    }
+
+    fn subscribe_filters(
+        &self,
+        h: &ConnectionHandle,
+        sub: &Subscribe<'_>,
+    ) -> (Vec<ReasonCode>, Durable) {
         let refuse = |code: ReasonCode| match h.version {
             Version::V311 => ReasonCode::UnspecifiedError,
             Version::V5 => code,
@@ -516,6 +537,21 @@ impl Broker {
     /// resolves once it is stored (send UNSUBACK then: a crash must not bring the subscription
     /// back after the client was told it is gone).
     pub fn unsubscribe(
+        &self,
+        h: &ConnectionHandle,
+        u: &Unsubscribe<'_>,
+    ) -> (Vec<ReasonCode>, Durable) {
+        let (codes, durable) = self.unsubscribe_filters(h, u);
+        let removed = u.filters.iter().zip(&codes);
+        self.announce_subscriptions(
+            h,
+            "unsubscribed",
+            removed.filter(|(_, c)| !c.is_error()).map(|(f, _)| f),
+        );
+        (codes, durable)
+    }
+
+    fn unsubscribe_filters(
         &self,
         h: &ConnectionHandle,
         u: &Unsubscribe<'_>,

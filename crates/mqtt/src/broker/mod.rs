@@ -36,12 +36,14 @@ use tokio::sync::Notify;
 mod admin;
 mod connect;
 mod incoming;
+mod lifecycle;
 mod outgoing;
 mod queues;
 mod status;
 mod storage;
 
 pub use admin::{ConnectionInfo, RetainedSummary};
+pub use lifecycle::{DisconnectReason, EVENTS_PREFIX};
 pub use status::BrokerStatus;
 
 use crate::outbox::{AckError, Offer, Outbox, OutboxLimits, Send};
@@ -98,6 +100,9 @@ pub struct BrokerConfig {
     pub node_id: String,
     /// What a QoS 1/2 message is told when a matching session's queue is full (ADR 0008).
     pub overflow: OverflowPolicy,
+    /// AWS IoT Core's lifecycle events under `$aws/events/` (connected, disconnected,
+    /// connect_failed, subscribed, unsubscribed).
+    pub lifecycle_events: bool,
 }
 
 /// What happens to a QoS 1/2 message that a matching session's full queue cannot take. Either
@@ -144,6 +149,7 @@ impl Default for BrokerConfig {
             stall_timeout: Duration::from_secs(30),
             node_id: String::new(),
             overflow: OverflowPolicy::Refuse,
+            lifecycle_events: true,
         }
     }
 }
@@ -323,6 +329,9 @@ struct Session {
     /// The session ended (removed from the map): a route that found it just before queues
     /// nothing more in it.
     ended: bool,
+    /// Numbers the session among this broker start's sessions (lifecycle events'
+    /// `sessionIdentifier`).
+    serial: u64,
 }
 
 impl Session {
@@ -437,6 +446,9 @@ pub struct Broker {
     losses: Mutex<HashMap<Arc<str>, Loss>>,
     next_conn: AtomicU64,
     next_delivery: AtomicU64,
+    /// Random at every start: makes lifecycle events' session identifiers unique across
+    /// restarts.
+    seed: u64,
     persist: Option<Persister>,
     /// Counters.
     pub stats: BrokerStats,
@@ -467,6 +479,7 @@ impl Broker {
     pub fn new(config: BrokerConfig) -> Self {
         Broker {
             config,
+            seed: random_seed(),
             ..Broker::default()
         }
     }
@@ -481,6 +494,7 @@ impl Broker {
         let (retained_tx, retained_rx) = tokio::sync::mpsc::unbounded_channel();
         let broker = Arc::new(Broker {
             config,
+            seed: random_seed(),
             persist: Some(Persister {
                 store: store.clone(),
                 jobs: tx,
@@ -576,6 +590,7 @@ impl Broker {
             drained: Arc::new(Notify::new()),
             woken: false,
             ended: false,
+            serial: self.next_conn.fetch_add(1, Ordering::Relaxed),
         }
     }
 

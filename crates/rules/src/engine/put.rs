@@ -194,9 +194,16 @@ impl Events {
             &self.config.account,
         );
         // A rule reads MQTT events as its owner: only topics the owner may read (ADR 0015).
+        // The broker's own `$` topics (lifecycle events) reach only rules that name their
+        // detail-type, as `#` does not match them in an MQTT subscription.
+        let reserved = m.topic.starts_with('$');
         let rules: Vec<Arc<Rule>> = candidates
             .into_iter()
-            .filter(|r| r.matches(&event.json) && self.may_read(r, m.topic))
+            .filter(|r| {
+                (!reserved || r.pattern.as_ref().is_some_and(|p| p.names("detail-type")))
+                    && r.matches(&event.json)
+                    && self.may_read(r, m.topic)
+            })
             .collect();
         if rules.is_empty() && !archiving {
             return None;
