@@ -47,10 +47,10 @@ install_packages() {
   scripts/embedded-toolchain.sh std aarch64-unknown-linux-gnu
   scripts/embedded-toolchain.sh std armv7-unknown-linux-gnueabihf
   # Independent clients in Python (paho-mqtt, boto3, the aws CLI, pytest; cryptography to verify SNS
-  # signatures), in venvs of the
+  # signatures; AWS's device SDK for the shadow client), in venvs of the
   # project's own: .venv with current releases, .venv-sqs-query with a boto3 that still speaks
   # SQS's query protocol.
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import paho.mqtt, boto3, pytest, cryptography, moto.server' 2>/dev/null \
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import paho.mqtt, boto3, pytest, cryptography, moto.server, awsiot.iotshadow' 2>/dev/null \
       || [ ! -x .venv/bin/aws ]; then
     step "creating .venv with the Python test clients"
     python3 -m venv .venv

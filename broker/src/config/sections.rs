@@ -164,6 +164,9 @@ pub struct MqttConfig {
     /// reasons, connect_failed, subscribed, unsubscribed), published by the broker to subscribers
     /// the ACL allows, the rules and the bridges.
     pub lifecycle_events: bool,
+    /// Most device shadows (classic and named); an update that would create one more is
+    /// refused (429).
+    pub max_shadows: usize,
     /// Longest keep-alive in seconds a client may ask for; 65535 allows any. MQTT 5 clients that ask
     /// for more (or none) get this one in CONNACK; MQTT 3.1.1 clients are refused.
     pub max_keep_alive: u16,
@@ -270,6 +273,7 @@ impl Default for MqttConfig {
             flow_control_queue: 1_000,
             stall_timeout: 30,
             lifecycle_events: true,
+            max_shadows: 100_000,
             max_keep_alive: 65_535,
             max_messages_per_second: 0,
             message_burst: 0,

@@ -13,6 +13,7 @@ use crate::config::{Config, QueueOverflow};
 /// Every engine this build holds (its cargo features), wired to the others.
 pub(crate) struct Engines {
     pub broker: Arc<outpost_mqtt::Broker>,
+    pub shadows: Arc<outpost_shadows::Shadows>,
     #[cfg(feature = "sqs")]
     pub queues: Arc<outpost_queues::Queues>,
     #[cfg(feature = "sns")]
@@ -74,6 +75,16 @@ pub(crate) async fn open(
 ) -> Result<Engines, Failure> {
     // Messages that cross doors are checked as their principals (ADR 0015).
     broker.set_authorizer(security.clone());
+    let shadows = outpost_shadows::Shadows::open(
+        store.clone(),
+        broker.clone(),
+        outpost_shadows::ShadowsConfig {
+            max_shadows: config.mqtt.max_shadows,
+            region: config.http.region.clone(),
+            account: config.http.account.clone(),
+        },
+    )
+    .map_err(|e| Failure::runtime(format!("cannot recover the device shadows: {e}")))?;
     #[cfg(feature = "sqs")]
     let queues = {
         let queues = outpost_queues::Queues::open(
@@ -156,20 +167,20 @@ pub(crate) async fn open(
             b.name
         )));
     }
-    // Every client PUBLISH is offered to the rules, then the bridges.
+    // Every client PUBLISH is offered to the shadow service, the rules, then the bridges.
     let taps: Vec<Arc<dyn outpost_mqtt::PublishTap>> = vec![
+        outpost_shadows::ShadowTopics::new(shadows.clone()),
         #[cfg(feature = "events")]
         Arc::new(super::crossings::RulesTap(events.clone())),
         #[cfg(feature = "bridge")]
         bridges.clone(),
     ];
-    if !taps.is_empty() {
-        broker.set_tap(Arc::new(outpost_mqtt::TapChain(taps)));
-    }
+    broker.set_tap(Arc::new(outpost_mqtt::TapChain(taps)));
     #[cfg(feature = "sqs")]
     broker.set_queue_door(outpost_queues::MqttQueues::new(queues.clone(), &broker));
     Ok(Engines {
         broker,
+        shadows,
         #[cfg(feature = "sqs")]
         queues,
         #[cfg(feature = "sns")]

@@ -61,6 +61,7 @@ pub(crate) fn serve(
             #[cfg(feature = "events")]
             events: engines.events.clone(),
             mqtt: engines.broker.clone(),
+            shadows: engines.shadows.clone(),
             security: security.clone(),
             rates: limits.http_rates.clone(),
             region: config.http.region.clone(),

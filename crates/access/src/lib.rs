@@ -34,6 +34,13 @@ pub trait Authorizer: Send + Sync + std::fmt::Debug {
     /// (reading: `mqtt:receive` or `iot:Receive`), and no rule denies either (reading: nor
     /// `mqtt:subscribe` / `iot:Subscribe` on it).
     fn topic(&self, who: &Identity, verb: TopicVerb, topic: &str) -> bool;
+    /// An action on an ARN taken by an MQTT client (the shadow service's `iot:UpdateThingShadow`
+    /// on `…:thing/{thing}` from a PUBLISH): as [`Authorizer::http`], with `%c` in the rules'
+    /// ARNs naming the client id.
+    fn client_arn(&self, who: &Identity, client_id: &str, action: &str, resource: &str) -> bool {
+        let _ = client_id;
+        self.http(who, action, resource, None)
+    }
     /// True when everything is allowed (no ACL in force): callers skip the lookups a check
     /// would need (a queue's policy, say).
     fn is_open(&self) -> bool {

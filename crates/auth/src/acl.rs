@@ -159,7 +159,20 @@ fn resource_matches(pattern: &str, who: &Identity, req: &Request<'_>) -> bool {
         .get(..5)
         .is_some_and(|p| p.eq_ignore_ascii_case("mqtt:"));
     if !is_mqtt {
-        return glob(pattern, req.resource, false);
+        if !pattern.contains("%c") && !pattern.contains("%u") {
+            return glob(pattern, req.resource, false);
+        }
+        // An ARN naming the caller (`…:thing/%c`): a value that is empty or holds a glob
+        // wildcard would widen the pattern, so it never matches.
+        let unsafe_value = |v: &str| v.is_empty() || v.contains(['*', '?']);
+        let user = who.username().unwrap_or("");
+        if (pattern.contains("%c") && unsafe_value(req.client_id))
+            || (pattern.contains("%u") && (who.is_anonymous() || unsafe_value(user)))
+        {
+            return false;
+        }
+        let arn = pattern.replace("%c", req.client_id).replace("%u", user);
+        return glob(&arn, req.resource, false);
     }
     if pattern.contains("%u") && who.is_anonymous() {
         return false;
@@ -362,5 +375,34 @@ resources = ["#"]
             "[[rules]]\neffect = \"allow\"\nidentities=[\"*\"]\nactions=[\"publish\"]\n"
         )
         .is_err());
+    }
+
+    #[test]
+    fn arns_name_the_client_without_widening() {
+        let acl = Acl::parse(
+            r#"
+[[rules]]
+effect = "allow"
+identities = ["*"]
+actions = ["iot:UpdateThingShadow"]
+resources = ["arn:aws:iot:*:*:thing/%c"]
+"#,
+        )
+        .expect("parsed");
+        let dev = user("dev");
+        let arn = "arn:aws:iot:us-east-1:000000000000:thing/pump-1";
+        let asks = |client: &'static str| mqtt("iot:UpdateThingShadow", arn, client);
+        assert_eq!(acl.decide(&dev, &asks("pump-1")), Some(Effect::Allow));
+        assert_eq!(acl.decide(&dev, &asks("pump-2")), None);
+        assert_eq!(
+            acl.decide(&dev, &asks("*")),
+            None,
+            "a glob client id does not widen"
+        );
+        assert_eq!(
+            acl.decide(&dev, &asks("")),
+            None,
+            "HTTP callers have no client id"
+        );
     }
 }

@@ -343,6 +343,18 @@ impl Security {
         resource: &str,
         resource_policy: Option<&str>,
     ) -> bool {
+        self.arn_allows(who, "", action, resource, resource_policy)
+    }
+
+    /// [`Security::http_allows`] for an MQTT client (`%c` in an ARN names its client id).
+    pub fn arn_allows(
+        &self,
+        who: &Identity,
+        client_id: &str,
+        action: &str,
+        resource: &str,
+        resource_policy: Option<&str>,
+    ) -> bool {
         let policy = self.now();
         let Some(acl) = &policy.acl else {
             return true;
@@ -352,7 +364,7 @@ impl Security {
             &Request {
                 action,
                 resource,
-                client_id: "",
+                client_id,
             },
         );
         let from_resource =
@@ -462,6 +474,9 @@ impl outpost_access::Authorizer for Security {
     }
     fn topic(&self, who: &Identity, verb: outpost_access::TopicVerb, topic: &str) -> bool {
         who.proof == Proof::Operator || self.topic_allows(who, verb, topic)
+    }
+    fn client_arn(&self, who: &Identity, client_id: &str, action: &str, resource: &str) -> bool {
+        who.proof == Proof::Operator || self.arn_allows(who, client_id, action, resource, None)
     }
     fn is_open(&self) -> bool {
         !self.has_acl()

@@ -446,6 +446,9 @@ pub(crate) fn iot_access(state: &crate::HttpState, method: &Method, uri: &Uri) -
             .decode_utf8_lossy()
             .into_owned()
     };
+    if let Some((thing, action)) = crate::shadow_api::target(method, path) {
+        return (action.into(), format!("{prefix}thing/{thing}"));
+    }
     if let Some(topic) = path.strip_prefix("/topics/") {
         return (
             "iot:Publish".into(),

@@ -99,6 +99,8 @@ pub(crate) fn is_iot_data(uri: &Uri, headers: &HeaderMap) -> bool {
         || path == "/retainedMessage"
         || path.starts_with("/retainedMessage/")
         || path.starts_with("/connections/")
+        || path.starts_with("/api/things/shadow/")
+        || (path.starts_with("/things/") && path.ends_with("/shadow"))
 }
 
 /// Actions only SNS has.

@@ -121,8 +121,7 @@ pub(crate) async fn handle(
             if let Err(r) = access::authorize(state, &identity, &action, &resource, None) {
                 return access::respond(api, &r, &rid);
             }
-            crate::iotdata::handle(&state.mqtt, &identity, &method, &uri, &headers, body, &rid)
-                .await
+            crate::iotdata::handle(state, &identity, &method, &uri, &headers, body, &rid).await
         }
         #[cfg(feature = "events")]
         Api::Events => {

@@ -149,7 +149,7 @@ fn qos_number(q: QoS) -> u8 {
 
 /// Serves one request whose body was read.
 pub async fn handle(
-    broker: &Arc<Broker>,
+    state: &crate::HttpState,
     who: &outpost_auth::Identity,
     method: &Method,
     uri: &Uri,
@@ -157,7 +157,17 @@ pub async fn handle(
     body: Bytes,
     rid: &str,
 ) -> Response {
-    let result = route(broker, who, method, uri, headers, body).await;
+    let result = if crate::shadow_api::is_shadow_path(uri.path()) && normalized(uri.path()) {
+        crate::shadow_api::serve(&state.shadows, method, uri, &query(uri), body)
+            .await
+            .map_err(|(status, kind, message)| ApiError {
+                status,
+                kind,
+                message,
+            })
+    } else {
+        route(&state.mqtt, who, method, uri, headers, body).await
+    };
     match result {
         Ok(v) => json_response(v, rid),
         Err(e) => error_response(e, rid),

@@ -31,6 +31,8 @@ pub mod events;
 #[cfg(feature = "iot-data")]
 pub mod iotdata;
 pub mod query;
+#[cfg(feature = "iot-data")]
+mod shadow_api;
 #[cfg(feature = "sns")]
 pub mod sns;
 #[cfg(feature = "sqs")]
@@ -107,6 +109,8 @@ pub struct HttpState {
     pub events: Arc<Events>,
     /// The MQTT engine, for the `iot-data` API (HTTP publish, retained messages, connections).
     pub mqtt: Arc<outpost_mqtt::Broker>,
+    /// Device shadows.
+    pub shadows: Arc<outpost_shadows::Shadows>,
     /// The region in this broker's ARNs (its account is the security configuration's).
     pub region: String,
     /// The listen address, for queue URLs when a request has no `Host`.
@@ -140,6 +144,8 @@ pub struct Engines {
     pub events: Arc<Events>,
     /// The MQTT engine (`iot-data`).
     pub mqtt: Arc<outpost_mqtt::Broker>,
+    /// Device shadows (`iot-data`'s shadow operations).
+    pub shadows: Arc<outpost_shadows::Shadows>,
     /// Identities and rules.
     pub security: Arc<outpost_auth::Security>,
     /// Request rates and concurrent long polls.
@@ -164,6 +170,7 @@ impl HttpState {
             #[cfg(feature = "events")]
             events,
             mqtt,
+            shadows,
             security,
             rates,
             region,
@@ -176,6 +183,7 @@ impl HttpState {
             #[cfg(feature = "events")]
             events,
             mqtt,
+            shadows,
             region,
             local_addr,
             metrics,

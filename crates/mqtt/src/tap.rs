@@ -23,6 +23,18 @@ pub trait PublishTap: Send + Sync {
     /// Offers `message` from `client_id`; `Some` when the PUBACK must wait for the returned
     /// future.
     fn offer(&self, client_id: &str, message: &Message) -> Option<TapWait>;
+
+    /// [`PublishTap::offer`], knowing the identity the publisher acts as (a tap that
+    /// authorizes what it does with a message, such as the shadow service, needs it).
+    fn offer_as(
+        &self,
+        who: &outpost_access::Identity,
+        client_id: &str,
+        message: &Message,
+    ) -> Option<TapWait> {
+        let _ = who;
+        self.offer(client_id, message)
+    }
 }
 
 /// A plug-in of a broker (the publish tap, the queue door): set once at start.
@@ -71,11 +83,17 @@ pub(crate) fn join(durable: &mut Durable, wait: TapWait) {
 impl Slot<dyn PublishTap> {
     /// Offers a message; a wait the tap returns joins `durable`. True when the tap took it
     /// (a rule matched: the message has a receiver even without subscribers).
-    pub(crate) fn offer(&self, client_id: &str, message: &Message, durable: &mut Durable) -> bool {
+    pub(crate) fn offer(
+        &self,
+        who: &outpost_access::Identity,
+        client_id: &str,
+        message: &Message,
+        durable: &mut Durable,
+    ) -> bool {
         let Some(tap) = self.0.get() else {
             return false;
         };
-        let Some(wait) = tap.offer(client_id, message) else {
+        let Some(wait) = tap.offer_as(who, client_id, message) else {
             return false;
         };
         join(durable, wait);
@@ -93,6 +111,20 @@ impl PublishTap for TapChain {
             self.0
                 .iter()
                 .filter_map(|t| t.offer(client_id, message))
+                .collect(),
+        )
+    }
+
+    fn offer_as(
+        &self,
+        who: &outpost_access::Identity,
+        client_id: &str,
+        message: &Message,
+    ) -> Option<TapWait> {
+        all_of(
+            self.0
+                .iter()
+                .filter_map(|t| t.offer_as(who, client_id, message))
                 .collect(),
         )
     }

@@ -34,10 +34,11 @@ impl Broker {
             // Acknowledged once routed (held in memory).
             session.inbox.acked_qos1(p.pkid);
         }
-        // `$SYS/…` and the lifecycle events are written by the broker alone.
+        // `$SYS/…`, the lifecycle events and the shadow service's answers are written by the
+        // broker alone.
         if topic.starts_with("$SYS/")
             || *topic == *"$SYS"
-            || topic.starts_with(super::EVENTS_PREFIX)
+            || super::lifecycle::broker_only(&topic)
             || !may_publish(&topic)
         {
             if p.qos == QoS::ExactlyOnce {
@@ -72,7 +73,9 @@ impl Broker {
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
         let message = Message::from_publish(&topic, p, payload);
         let mut durable = Durable::default();
-        let tapped = self.tap.offer(&h.client_id, &message, &mut durable);
+        let tapped = self
+            .tap
+            .offer(&h.identity, &h.client_id, &message, &mut durable);
         let routed = self.route(&h.client_id, message, &mut durable, wakes);
         if self.refuses(routed, tapped) {
             // No session took it: the publisher hears Quota exceeded (MQTT 3.1.1: the connection
@@ -192,7 +195,7 @@ impl Broker {
             .bytes_in
             .fetch_add(message.payload.len() as u64, Ordering::Relaxed);
         let mut durable = Durable::default();
-        let tapped = tap && self.tap.offer(Self::BROKER, &message, &mut durable);
+        let tapped = tap && self.tap.offer(who, Self::BROKER, &message, &mut durable);
         let routed = self.route(Self::BROKER, message, &mut durable, &mut Wakes::new());
         if self.refuses(routed, tapped) {
             return Err(ReasonCode::QuotaExceeded);

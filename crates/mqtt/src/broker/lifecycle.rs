@@ -21,6 +21,20 @@ use super::*;
 /// Topics under this prefix are the broker's own.
 pub const EVENTS_PREFIX: &str = "$aws/events/";
 
+/// Topics only the broker publishes to: lifecycle events, and the Device Shadow service's
+/// answers (`$aws/things/{thing}/shadow/…/{accepted,rejected}`, `…/update/{delta,documents}`).
+pub(super) fn broker_only(topic: &str) -> bool {
+    if topic.starts_with(EVENTS_PREFIX) {
+        return true;
+    }
+    topic.starts_with("$aws/things/")
+        && topic.contains("/shadow/")
+        && (topic.ends_with("/accepted")
+            || topic.ends_with("/rejected")
+            || topic.ends_with("/update/delta")
+            || topic.ends_with("/update/documents"))
+}
+
 /// Why a connection ended, in AWS's words (`disconnectReason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DisconnectReason {
@@ -91,17 +105,22 @@ impl Broker {
         self.config.lifecycle_events && !client.is_empty() && !client.contains(['#', '+'])
     }
 
-    /// Publishes one event as the broker: routed to subscribers and offered to the rules and
-    /// bridges. QoS 1, so a subscriber's own QoS decides; nothing waits for it to be stored.
     fn announce(&self, topic: &str, body: Value) {
-        let message = Message::new(
-            topic,
-            body.to_string().into_bytes(),
-            QoS::AtLeastOnce,
-            false,
-        );
+        self.publish_own(topic, body.to_string().into_bytes());
+    }
+
+    /// Publishes a message of the broker's own services (lifecycle events, the shadow
+    /// service's answers): routed to subscribers and offered to the rules and bridges. QoS 1,
+    /// so a subscriber's own QoS decides; nothing waits for it to be stored.
+    pub fn publish_own(&self, topic: &str, payload: Vec<u8>) {
+        let message = Message::new(topic, payload, QoS::AtLeastOnce, false);
         let mut durable = Durable::default();
-        self.tap.offer(Self::BROKER, &message, &mut durable);
+        self.tap.offer(
+            &outpost_access::Identity::operator(),
+            Self::BROKER,
+            &message,
+            &mut durable,
+        );
         let mut wakes = Wakes::new();
         self.route(Self::BROKER, message, &mut durable, &mut wakes);
         wakes.wake_all();

@@ -1,0 +1,196 @@
+//! The Device Shadow service against the real broker: AWS's own clients (boto3 `iot-data`, the
+//! aws CLI, `awsiotsdk`'s shadow client, paho) through `tests/interop/shadows_test.py`, an
+//! accepted update surviving `kill -9` with its version, and the ACL deciding with IoT's actions.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use outpost_codec::{QoS, ReasonCode, Version};
+use support::raw::{Got, Raw};
+use support::{aws_cli, python, Outpost};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn aws_clients_suite() {
+    let Some(python) = python(".venv") else {
+        return;
+    };
+    let broker = Outpost::start();
+    support::pytest(
+        &python,
+        "shadows_test.py",
+        &[
+            ("OUTPOST_HTTP_ENDPOINT", broker.http.clone()),
+            ("OUTPOST_MQTT_PORT", broker.port()),
+        ],
+    );
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The aws CLI writes the shadow document to a file, as `aws iot-data get-thing-shadow` does.
+fn cli_get(broker: &Outpost, thing: &str, dir: &Path) -> serde_json::Value {
+    let out = dir.join("shadow.json");
+    aws_cli(
+        broker,
+        &[
+            "iot-data",
+            "get-thing-shadow",
+            "--thing-name",
+            thing,
+            out.to_str().expect("utf-8 path"),
+        ],
+    );
+    json(&std::fs::read_to_string(&out).expect("the CLI wrote the document"))
+}
+
+/// Every update acknowledged (MQTT PUBACK after `/update/accepted`) survives `kill -9`, with its
+/// version; the next update continues from it.
+#[test]
+fn accepted_updates_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Outpost::start();
+    let mut dev = Raw::connect(broker.mqtt, Version::V5, "lamp-dev", true);
+    assert_eq!(dev.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    for n in 1..=50u16 {
+        let body = format!(
+            r#"{{"state":{{"reported":{{"n":{n},"k{}":true}}}}}}"#,
+            n % 7
+        );
+        dev.publish(
+            "$aws/things/lamp/shadow/update",
+            body.as_bytes(),
+            QoS::AtLeastOnce,
+            n,
+            false,
+        );
+        loop {
+            match dev.recv(WAIT) {
+                Some(Got::PubAck(p, ReasonCode::Success)) if p == n => break,
+                Some(Got::PubAck(p, code)) => panic!("PUBACK {p} {code:?}"),
+                Some(_) => continue,
+                None => panic!("no PUBACK for update {n}"),
+            }
+        }
+    }
+    let before = cli_get(&broker, "lamp", dir.path());
+    assert_eq!(before["version"], 50);
+    assert_eq!(before["state"]["reported"]["n"], 50);
+
+    let data = broker.kill();
+    let broker = Outpost::start_in(data);
+    let after = cli_get(&broker, "lamp", dir.path());
+    assert_eq!(after["version"], 50, "the version never goes backwards");
+    assert_eq!(after["state"], before["state"]);
+    assert_eq!(after["metadata"], before["metadata"]);
+    aws_cli(
+        &broker,
+        &[
+            "iot-data",
+            "update-thing-shadow",
+            "--thing-name",
+            "lamp",
+            "--payload",
+            r#"{"state":{"desired":{"n":51}}}"#,
+            dir.path().join("out.json").to_str().expect("utf-8 path"),
+        ],
+    );
+    let next = cli_get(&broker, "lamp", dir.path());
+    assert_eq!(next["version"], 51);
+    assert_eq!(next["state"]["delta"], serde_json::json!({"n": 51}));
+}
+
+fn add_user(file: &Path, user: &str, password: &str) {
+    let st = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(["passwd", "add"])
+        .arg(file)
+        .args([user, "--password", password])
+        .status()
+        .expect("outpost passwd runs");
+    assert!(st.success(), "outpost passwd add {user}");
+}
+
+/// A device limited to its own thing (`%c` in the ACL, IoT's actions on the thing's ARN): its
+/// own shadow is answered, another thing's update is rejected with 403 on `/rejected`.
+#[test]
+fn the_acl_limits_a_device_to_its_own_thing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let passwords = dir.path().join("passwords");
+    add_user(&passwords, "dev", "dev-secret");
+    std::fs::write(
+        dir.path().join("acl.toml"),
+        r##"
+[[rules]]
+effect = "allow"
+identities = ["*"]
+actions = ["mqtt:*"]
+resources = ["$aws/things/+/shadow/#"]
+
+[[rules]]
+effect = "allow"
+identities = ["*"]
+actions = ["iot:GetThingShadow", "iot:UpdateThingShadow"]
+resources = ["arn:aws:iot:*:*:thing/%c"]
+"##,
+    )
+    .expect("acl written");
+    let toml = format!(
+        "[auth]\npassword_file = {:?}\nacl_file = {:?}\n",
+        passwords,
+        dir.path().join("acl.toml")
+    );
+    let broker = Outpost::start_with(tempfile::tempdir().expect("temp dir"), &toml, None);
+    let mut dev = Raw::login(
+        broker.mqtt,
+        Version::V5,
+        "pump-1",
+        Some("dev"),
+        Some(b"dev-secret"),
+    );
+    assert_eq!(dev.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    dev.subscribe(
+        1,
+        &[
+            "$aws/things/pump-1/shadow/update/accepted",
+            "$aws/things/pump-2/shadow/update/rejected",
+        ],
+        QoS::AtMostOnce,
+    );
+    assert!(matches!(dev.recv(WAIT), Some(Got::SubAck(_))));
+    let next = |dev: &mut Raw| loop {
+        match dev.recv(WAIT) {
+            Some(Got::Publish { topic, payload, .. }) => {
+                return (topic, json(&String::from_utf8_lossy(&payload)))
+            }
+            Some(_) => continue,
+            None => panic!("no answer"),
+        }
+    };
+    dev.publish(
+        "$aws/things/pump-1/shadow/update",
+        br#"{"state":{"reported":{"rpm":900}}}"#,
+        QoS::AtMostOnce,
+        0,
+        false,
+    );
+    let (topic, body) = next(&mut dev);
+    assert_eq!(topic, "$aws/things/pump-1/shadow/update/accepted");
+    assert_eq!(body["version"], 1);
+    dev.publish(
+        "$aws/things/pump-2/shadow/update",
+        br#"{"state":{"reported":{"rpm":1}}}"#,
+        QoS::AtMostOnce,
+        0,
+        false,
+    );
+    let (topic, body) = next(&mut dev);
+    assert_eq!(topic, "$aws/things/pump-2/shadow/update/rejected");
+    assert_eq!(body["code"], 403);
+    assert_eq!(body["message"], "Forbidden");
+}
