@@ -194,3 +194,43 @@ resources = ["arn:aws:iot:*:*:thing/%c"]
     assert_eq!(body["code"], 403);
     assert_eq!(body["message"], "Forbidden");
 }
+
+/// A shadow change is an event the rules see (its MQTT answer topics, as `detail-type`): a rule
+/// puts every delta into a queue, whichever door made the change.
+#[test]
+fn a_rule_puts_deltas_in_a_queue() {
+    use support::http::{events_json, http, receive_all, sqs_json};
+    let broker = Outpost::start();
+    let base = broker.http.clone();
+    assert_eq!(sqs_json(&base, "CreateQueue", r#"{"QueueName":"deltas"}"#).0, 200);
+    let pattern = r#"{"source":["outpost.mqtt"],"detail-type":[{"wildcard":"$aws/things/*/shadow/update/delta"}]}"#;
+    let rule = serde_json::json!({"Name": "deltas", "EventPattern": pattern}).to_string();
+    assert_eq!(events_json(&base, "PutRule", &rule).0, 200);
+    let (status, body) = events_json(
+        &base,
+        "PutTargets",
+        r#"{"Rule":"deltas","Targets":[{"Id":"q","Arn":"arn:aws:sqs:us-east-1:000000000000:deltas","InputPath":"$.detail"}]}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let update = |thing: &str, body: &str| {
+        let req = format!(
+            "POST /things/{thing}/shadow HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let (status, answer) = http(&base, req.as_bytes());
+        assert_eq!(status, 200, "{answer}");
+    };
+    update("fan-1", r#"{"state":{"reported":{"speed":1}}}"#);
+    update("fan-1", r#"{"state":{"desired":{"speed":3}}}"#);
+    let mut got = Vec::new();
+    support::eventually("the delta to reach the queue", WAIT, || {
+        got.extend(receive_all(&base, "deltas"));
+        !got.is_empty()
+    });
+    assert_eq!(got.len(), 1, "a report makes no delta: {got:?}");
+    let delta = json(&got[0]);
+    assert_eq!(delta["state"], serde_json::json!({"speed": 3}));
+    assert_eq!(delta["version"], 2);
+}
