@@ -139,6 +139,7 @@ benches/sns-load.sh --smoke
 benches/routing-load.sh --smoke
 benches/bridge-load.sh --smoke
 benches/many-clients.sh --smoke
+benches/shadow-load.sh --smoke
 
 step "ARM gateway builds (aarch64, armv7): cross-built, packaged, run under qemu-user with MQTT and SQS clients"
 for target in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
