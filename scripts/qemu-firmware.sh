@@ -3,7 +3,9 @@
 # (QEMU mps2-an386) against a real Outpost broker: the board's UART is a TCP socket that
 # scripts/uart-relay.py bridges to the broker's MQTT port. The firmware subscribes, publishes QoS 1
 # telemetry, receives a command that mosquitto_pub sends from the host, publishes an
-# acknowledgement, and exits through semihosting; this script checks all of it.
+# acknowledgement, and exits through semihosting; this script checks all of it. Then the shadow
+# firmware (src/bin/shadow.rs): it reports its state to its Device Shadow, an application sets
+# `desired` over the iot-data API, and the device applies the delta and reports it.
 # Then prints the firmware's size (flash = .text + .rodata, static RAM = .data + .bss), and the size
 # of one minimal firmware (QoS 1 publish + QoS 1 subscribe over the same UART-like transport) built
 # with outpost-client, minimq 0.9 and rust-mqtt 0.3 (firmware-client/size-probe).
@@ -24,6 +26,7 @@ cp "$root/target/cross/thumbv7em-none-eabihf/release/outpost" "$root/target/cros
 (cd firmware-client/size-probe && cargo build --quiet --release -Z build-std=core --target thumbv6m-none-eabi)
 elf=$root/target/cross/thumbv7em-none-eabihf/release/outpost-client-qemu-mps2
 restart_elf=$root/target/cross/thumbv7em-none-eabihf/release/restart
+shadow_elf=$root/target/cross/thumbv7em-none-eabihf/release/shadow
 riscv_elf=$root/target/cross/riscv32imc-unknown-none-elf/release/outpost-client-qemu-riscv
 unset RUSTC LD_LIBRARY_PATH RUSTC_BOOTSTRAP CARGO_TARGET_DIR
 # The same build as the benchmark smoke runs' (all features: failpoints compiled in, never armed).
@@ -68,6 +71,45 @@ cat "$work/qemu.out" | grep -v "Timer with period zero" || true
 [ "$(cat "$work/ack")" = "reboot-at=02:00" ] || { echo "wrong acknowledgement: $(cat "$work/ack")"; exit 1; }
 [ "$(wc -l < "$work/telemetry")" -eq 3 ] || { echo "expected 3 telemetry messages"; exit 1; }
 echo "qemu firmware: PASS (3 telemetry messages, command acknowledged)"
+# Device Shadow (issue 30): the shadow firmware reports its LED off, an application sets it on
+# through the iot-data API (UpdateThingShadow), the device gets the delta, applies it and reports;
+# the shadow then holds reported on and no delta.
+shadow_relay=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+: > "$work/relay3.out"
+python3 scripts/uart-relay.py "$shadow_relay" "127.0.0.1:$port" > "$work/relay3.out" &
+for _ in $(seq 100); do grep -q listening "$work/relay3.out" 2>/dev/null && break; sleep 0.05; done
+timeout 120 qemu-system-arm -machine mps2-an386 -nographic -monitor none \
+  -semihosting-config enable=on,target=native \
+  -serial "tcp:127.0.0.1:$shadow_relay" -kernel "$shadow_elf" > "$work/qemu3.out" 2>&1 &
+qemu3=$!
+python3 - "$http" <<'PY' || { cat "$work/qemu3.out"; exit 1; }
+import json, sys, time, urllib.request, urllib.error
+base = f"http://{sys.argv[1]}/things/qemu-3/shadow"
+def get():
+    try:
+        return json.loads(urllib.request.urlopen(base).read())
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise
+deadline = time.time() + 60
+while not ((d := get()) and d["state"].get("reported", {}).get("led") == "off"):
+    assert time.time() < deadline, "the device never reported led=off"
+    time.sleep(0.1)
+req = urllib.request.Request(base, data=json.dumps({"state": {"desired": {"led": "on"}}}).encode(), method="POST")
+print("application set desired led=on, version", json.loads(urllib.request.urlopen(req).read())["version"])
+PY
+status=0
+wait $qemu3 || status=$?
+grep -v "Timer with period zero" "$work/qemu3.out" || true
+[ "$status" -eq 0 ] || { echo "shadow firmware exited with $status"; exit 1; }
+python3 - "$http" <<'PY'
+import json, sys, urllib.request
+d = json.loads(urllib.request.urlopen(f"http://{sys.argv[1]}/things/qemu-3/shadow").read())
+assert d["state"]["reported"] == {"led": "on"}, d
+assert "delta" not in d["state"], d
+print(f"qemu shadow firmware: PASS (delta applied and reported, version {d['version']})")
+PY
 # Broker restart, on both architectures: the restart firmware (firmware-client/examples/common/
 # stream.rs) publishes a numbered QoS 1 stream (persistent session) while the broker is killed with
 # kill -9 and started again on the same port and data folder; a persistent mosquitto_sub session
