@@ -88,12 +88,22 @@ fn world() -> &'static World {
                 ..Default::default()
             })
             .expect("security");
+            let shadows = outpost_shadows::Shadows::open(
+                store.clone(),
+                mqtt.clone(),
+                outpost_shadows::ShadowsConfig {
+                    max_shadows: 1000,
+                    ..Default::default()
+                },
+            )
+            .expect("shadows");
             let state = outpost_http::HttpState::new(
                 outpost_http::Engines {
                     queues,
                     topics,
                     events,
                     mqtt,
+                    shadows,
                     security,
                     rates: Arc::new(Default::default()),
                     region: "us-east-1".into(),
