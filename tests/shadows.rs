@@ -202,7 +202,10 @@ fn a_rule_puts_deltas_in_a_queue() {
     use support::http::{events_json, http, receive_all, sqs_json};
     let broker = Outpost::start();
     let base = broker.http.clone();
-    assert_eq!(sqs_json(&base, "CreateQueue", r#"{"QueueName":"deltas"}"#).0, 200);
+    assert_eq!(
+        sqs_json(&base, "CreateQueue", r#"{"QueueName":"deltas"}"#).0,
+        200
+    );
     let pattern = r#"{"source":["outpost.mqtt"],"detail-type":[{"wildcard":"$aws/things/*/shadow/update/delta"}]}"#;
     let rule = serde_json::json!({"Name": "deltas", "EventPattern": pattern}).to_string();
     assert_eq!(events_json(&base, "PutRule", &rule).0, 200);
@@ -233,4 +236,97 @@ fn a_rule_puts_deltas_in_a_queue() {
     let delta = json(&got[0]);
     assert_eq!(delta["state"], serde_json::json!({"speed": 3}));
     assert_eq!(delta["version"], 2);
+}
+
+/// The limits that have no AWS client test: more than 10 requests in flight from one connection
+/// (a burst of 200 updates in one write: those past the tenth still waiting for the disk are
+/// refused with 429 on `/rejected`, the others accepted, none lost silently), and
+/// `mqtt.max_shadows`.
+#[test]
+fn in_flight_and_shadow_limits() {
+    let broker = Outpost::start_with_env(
+        tempfile::tempdir().expect("temp dir"),
+        "",
+        None,
+        &[("OUTPOST_MQTT_MAX_SHADOWS", "3")],
+    );
+    let mut dev = Raw::connect(broker.mqtt, Version::V5, "burst", true);
+    assert_eq!(dev.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    dev.subscribe(
+        1,
+        &[
+            "$aws/things/burst/shadow/update/accepted",
+            "$aws/things/burst/shadow/update/rejected",
+            "$aws/things/+/shadow/update/rejected",
+        ],
+        QoS::AtMostOnce,
+    );
+    assert!(matches!(dev.recv(WAIT), Some(Got::SubAck(_))));
+    let mut burst = bytes::BytesMut::new();
+    for n in 0..200 {
+        let body = format!(r#"{{"state":{{"reported":{{"n":{n}}}}}}}"#);
+        outpost_codec::Packet::Publish(outpost_codec::Publish::new(
+            "$aws/things/burst/shadow/update",
+            body.as_bytes(),
+        ))
+        .encode_to(Version::V5, &mut burst)
+        .expect("encodes");
+    }
+    use std::io::Write as _;
+    dev.s.write_all(&burst).expect("burst written");
+    let (mut accepted, mut throttled) = (0, 0);
+    while accepted + throttled < 200 {
+        match dev.recv(WAIT) {
+            Some(Got::Publish { topic, payload, .. }) => {
+                let body = json(&String::from_utf8_lossy(&payload));
+                if topic.ends_with("/accepted") {
+                    accepted += 1;
+                } else {
+                    assert_eq!(body["code"], 429, "{body}");
+                    assert!(body["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("more than 10 in-flight requests")));
+                    throttled += 1;
+                }
+            }
+            Some(_) => {}
+            None => panic!("{accepted} accepted and {throttled} refused of 200"),
+        }
+    }
+    println!("burst of 200: {accepted} accepted, {throttled} refused with 429");
+    assert!(throttled > 0, "past 10 in flight some are refused");
+    assert!(accepted >= 10, "the first ten are served");
+    let doc = cli_get(&broker, "burst", tempfile::tempdir().expect("dir").path());
+    assert_eq!(
+        doc["version"], accepted,
+        "every accepted update is in the version"
+    );
+
+    // Three shadows in all: a fourth is refused, an existing one still updates.
+    for thing in ["a1", "a2"] {
+        dev.publish(
+            &format!("$aws/things/{thing}/shadow/update"),
+            br#"{"state":{"reported":{"x":1}}}"#,
+            QoS::AtMostOnce,
+            0,
+            false,
+        );
+    }
+    dev.publish(
+        "$aws/things/a3/shadow/update",
+        br#"{"state":{"reported":{"x":1}}}"#,
+        QoS::AtMostOnce,
+        0,
+        false,
+    );
+    let refused = loop {
+        match dev.recv(WAIT) {
+            Some(Got::Publish { topic, payload, .. }) if topic.contains("/a3/") => {
+                break json(&String::from_utf8_lossy(&payload))
+            }
+            Some(_) => {}
+            None => panic!("no answer for the fourth shadow"),
+        }
+    };
+    assert_eq!(refused["code"], 429, "{refused}");
 }

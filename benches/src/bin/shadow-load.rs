@@ -104,7 +104,11 @@ enum Got {
     ConnAck,
     SubAck,
     PubAck(u16),
-    Publish { pkid: u16, qos: QoS, payload: Vec<u8> },
+    Publish {
+        pkid: u16,
+        qos: QoS,
+        payload: Vec<u8>,
+    },
     Other,
 }
 
@@ -153,7 +157,8 @@ async fn worker(
     while Instant::now() < until {
         sent += 1;
         let pkid = (sent % 60_000 + 1) as u16;
-        let body = json!({"state": {"reported": {"n": sent, "temp": 20.5, "ok": true}}}).to_string();
+        let body =
+            json!({"state": {"reported": {"n": sent, "temp": 20.5, "ok": true}}}).to_string();
         let began = Instant::now();
         c.send(&Packet::Publish(Publish {
             qos: QoS::AtLeastOnce,
@@ -165,7 +170,11 @@ async fn worker(
         while !(acked && got) {
             match tokio::time::timeout(Duration::from_secs(10), c.next()).await {
                 Ok(Got::PubAck(p)) if p == pkid => acked = true,
-                Ok(Got::Publish { pkid: p, qos, payload }) => {
+                Ok(Got::Publish {
+                    pkid: p,
+                    qos,
+                    payload,
+                }) => {
                     if qos != QoS::AtMostOnce {
                         c.send(&Packet::PubAck(Ack::new(p))).await;
                     }
@@ -214,7 +223,10 @@ async fn measure(a: &Args, shadow: bool) -> serde_json::Value {
     }
     let secs = start.elapsed().as_secs_f64();
     let t = totals.lock().await;
-    let h = t.latency.clone().unwrap_or_else(|| Histogram::new(3).expect("histogram"));
+    let h = t
+        .latency
+        .clone()
+        .unwrap_or_else(|| Histogram::new(3).expect("histogram"));
     let ms = |q: f64| (h.value_at_quantile(q) as f64 / 10.0).round() / 100.0;
     json!({
         "round_trips": t.round_trips,
