@@ -302,15 +302,24 @@ fn in_flight_and_shadow_limits() {
         "every accepted update is in the version"
     );
 
-    // Three shadows in all: a fourth is refused, an existing one still updates.
-    for thing in ["a1", "a2"] {
+    // Three shadows in all: a fourth is refused. Each of the two before it is answered (its
+    // PUBACK follows its answer) before the next is asked for.
+    for (n, thing) in ["a1", "a2"].into_iter().enumerate() {
+        let pkid = n as u16 + 1;
         dev.publish(
             &format!("$aws/things/{thing}/shadow/update"),
             br#"{"state":{"reported":{"x":1}}}"#,
-            QoS::AtMostOnce,
-            0,
+            QoS::AtLeastOnce,
+            pkid,
             false,
         );
+        loop {
+            match dev.recv(WAIT) {
+                Some(Got::PubAck(p, _)) if p == pkid => break,
+                Some(_) => {}
+                None => panic!("no PUBACK for {thing}"),
+            }
+        }
     }
     dev.publish(
         "$aws/things/a3/shadow/update",
@@ -329,4 +338,47 @@ fn in_flight_and_shadow_limits() {
         }
     };
     assert_eq!(refused["code"], 429, "{refused}");
+}
+
+/// Requests of one client are applied in the order they arrive, whatever the disk does: ten
+/// updates written at once leave the last one's value, at version 10.
+#[test]
+fn updates_apply_in_order() {
+    let broker = Outpost::start();
+    let mut dev = Raw::connect(broker.mqtt, Version::V5, "order", true);
+    assert_eq!(dev.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    dev.subscribe(
+        1,
+        &["$aws/things/order/shadow/update/accepted"],
+        QoS::AtMostOnce,
+    );
+    assert!(matches!(dev.recv(WAIT), Some(Got::SubAck(_))));
+    let mut burst = bytes::BytesMut::new();
+    for n in 1..=10 {
+        let body = format!(r#"{{"state":{{"reported":{{"n":{n}}}}}}}"#);
+        outpost_codec::Packet::Publish(outpost_codec::Publish::new(
+            "$aws/things/order/shadow/update",
+            body.as_bytes(),
+        ))
+        .encode_to(Version::V5, &mut burst)
+        .expect("encodes");
+    }
+    use std::io::Write as _;
+    dev.s.write_all(&burst).expect("burst written");
+    let mut versions = Vec::new();
+    while versions.len() < 10 {
+        match dev.recv(WAIT) {
+            Some(Got::Publish { payload, .. }) => {
+                let a = json(&String::from_utf8_lossy(&payload));
+                versions.push((a["version"].as_u64(), a["state"]["reported"]["n"].as_u64()));
+            }
+            Some(_) => {}
+            None => panic!("{} of 10 answered", versions.len()),
+        }
+    }
+    versions.sort();
+    let expected: Vec<_> = (1..=10u64).map(|n| (Some(n), Some(n))).collect();
+    assert_eq!(versions, expected, "update n became version n");
+    let doc = cli_get(&broker, "order", tempfile::tempdir().expect("dir").path());
+    assert_eq!(doc["state"]["reported"]["n"], 10);
 }

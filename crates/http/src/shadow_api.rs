@@ -60,7 +60,7 @@ pub(crate) fn target(method: &Method, path: &str) -> Option<(String, &'static st
 
 /// Serves one shadow request.
 pub(crate) async fn serve(
-    shadows: &Shadows,
+    shadows: &std::sync::Arc<Shadows>,
     method: &Method,
     uri: &Uri,
     q: &[(String, String)],

@@ -8,6 +8,8 @@
 //! from one client are refused with 429, as in AWS.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use outpost_access::Identity;
@@ -36,6 +38,15 @@ impl ShadowTopics {
             in_flight: Arc::default(),
         })
     }
+}
+
+/// What an accepted update or delete still waits for.
+enum Later {
+    Update(Pin<Box<dyn Future<Output = Result<serde_json::Value, ShadowError>> + Send>>),
+    Delete(
+        Pin<Box<dyn Future<Output = Result<serde_json::Value, ShadowError>> + Send>>,
+        Option<String>,
+    ),
 }
 
 /// Counts a client's request while it is in flight.
@@ -81,7 +92,6 @@ impl PublishTap for ShadowTopics {
             topic.op,
         );
         let payload = message.payload.clone();
-        let shadows = self.shadows.clone();
         let guard = {
             let mut m = self.in_flight.lock();
             let n = m.entry(client_id.to_string()).or_insert(0);
@@ -93,74 +103,82 @@ impl PublishTap for ShadowTopics {
         };
         let over = self.in_flight.lock().get(client_id).copied().unwrap_or(0) > MAX_IN_FLIGHT;
         let allowed = self.shadows.allows(who, client_id, action(op), &thing);
-        Some(Box::pin(async move {
-            let _guard = guard;
-            let s = shadow.as_deref();
-            let token = parse_request(&payload)
-                .ok()
-                .and_then(|r| client_token(&r).ok().flatten());
-            let refuse = |e: ShadowError| {
-                shadows.announce(vec![Shadows::rejection(
-                    &thing,
-                    s,
-                    op,
-                    &e,
-                    token.as_deref(),
-                )]);
-            };
-            if over {
-                refuse(ShadowError::TooManyRequests);
-                return Ok(());
-            }
-            if !allowed {
-                refuse(ShadowError::Forbidden);
-                return Ok(());
-            }
+        let s = shadow.as_deref();
+        let token = parse_request(&payload)
+            .ok()
+            .and_then(|r| client_token(&r).ok().flatten());
+        let rejected = |e: ShadowError| Shadows::rejection(&thing, s, op, &e, token.as_deref());
+        let prefix = names::prefix(&thing, s);
+        // The request is taken now, in the order requests arrive; what waits for the disk (an
+        // update's or a delete's answers) is the returned future.
+        let (now, later): (Vec<(String, Vec<u8>)>, Option<Later>) = if over {
+            (vec![rejected(ShadowError::TooManyRequests)], None)
+        } else if !allowed {
+            (vec![rejected(ShadowError::Forbidden)], None)
+        } else {
             match op {
                 Op::Get => {
                     let checked = parse_request(&payload).and_then(|r| client_token(&r));
-                    match checked.and_then(|t| shadows.get(&thing, s).map(|d| (d, t))) {
+                    match checked.and_then(|t| self.shadows.get(&thing, s).map(|d| (d, t))) {
                         Ok((mut doc, t)) => {
                             if let (Some(t), Some(o)) = (t, doc.as_object_mut()) {
                                 o.insert("clientToken".into(), serde_json::json!(t));
                             }
-                            shadows.announce(vec![(
-                                format!("{}/get/accepted", names::prefix(&thing, s)),
-                                doc.to_string().into_bytes(),
-                            )]);
-                        }
-                        Err(e) => refuse(e),
-                    }
-                }
-                Op::Update => match parse_update(&payload) {
-                    Ok(update) => {
-                        if let Err(e) = shadows.update(&thing, s, &update).await {
-                            refuse(e);
-                        }
-                    }
-                    Err(e) => refuse(e),
-                },
-                Op::Delete => {
-                    let checked = parse_request(&payload).and_then(|r| client_token(&r));
-                    match checked {
-                        Ok(t) => match shadows.delete(&thing, s).await {
-                            Ok(mut doc) => {
-                                if let (Some(t), Some(o)) = (t, doc.as_object_mut()) {
-                                    o.insert("clientToken".into(), serde_json::json!(t));
-                                }
-                                shadows.announce(vec![(
-                                    format!("{}/delete/accepted", names::prefix(&thing, s)),
+                            (
+                                vec![(
+                                    format!("{prefix}/get/accepted"),
                                     doc.to_string().into_bytes(),
-                                )]);
-                            }
-                            Err(e) => refuse(e),
-                        },
-                        Err(e) => refuse(e),
+                                )],
+                                None,
+                            )
+                        }
+                        Err(e) => (vec![rejected(e)], None),
                     }
                 }
+                Op::Update => match parse_update(&payload)
+                    .and_then(|u| self.shadows.update_now(&thing, s, &u))
+                {
+                    Ok(done) => (vec![], Some(Later::Update(Box::pin(done)))),
+                    Err(e) => (vec![rejected(e)], None),
+                },
+                Op::Delete => match parse_request(&payload)
+                    .and_then(|r| client_token(&r))
+                    .and_then(|t| self.shadows.delete_now(&thing, s).map(|d| (d, t)))
+                {
+                    Ok((done, t)) => (vec![], Some(Later::Delete(Box::pin(done), t))),
+                    Err(e) => (vec![rejected(e)], None),
+                },
+            }
+        };
+        let shadows = self.shadows.clone();
+        let failed = move |e: &ShadowError| {
+            Shadows::rejection(&thing, shadow.as_deref(), op, e, token.as_deref())
+        };
+        Some(Box::pin(async move {
+            let _guard = guard;
+            shadows.announce(now);
+            match later {
+                None => {}
+                Some(Later::Update(done)) => {
+                    if let Err(e) = done.await {
+                        shadows.announce(vec![failed(&e)]);
+                    }
+                }
+                Some(Later::Delete(done, t)) => match done.await {
+                    Ok(mut doc) => {
+                        if let (Some(t), Some(o)) = (t, doc.as_object_mut()) {
+                            o.insert("clientToken".into(), serde_json::json!(t));
+                        }
+                        shadows.announce(vec![(
+                            format!("{prefix}/delete/accepted"),
+                            doc.to_string().into_bytes(),
+                        )]);
+                    }
+                    Err(e) => shadows.announce(vec![failed(&e)]),
+                },
             }
             // The request was answered (accepted or rejected): the PUBACK may go. A store
-            // failure was answered with 500 on `/rejected` as AWS does.
+            // failure was answered with 500 on `/rejected`, as AWS does.
             Ok(())
         }))
     }

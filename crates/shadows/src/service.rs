@@ -254,11 +254,24 @@ impl Shadows {
     /// UpdateThingShadow: merges, stores, and answers once durable with the `/accepted`
     /// document; `/update/delta` and `/update/documents` are published on MQTT meanwhile.
     pub async fn update(
-        &self,
+        self: &Arc<Self>,
         thing: &str,
         shadow: Option<&str>,
         update: &Update,
     ) -> Result<Value, ShadowError> {
+        self.update_now(thing, shadow, update)?.await
+    }
+
+    /// [`Shadows::update`] in two steps: the change is made now (requests are applied in the
+    /// order they arrive, whatever the disk does), and the returned future resolves once it is
+    /// durable, having published the MQTT answers.
+    pub fn update_now(
+        self: &Arc<Self>,
+        thing: &str,
+        shadow: Option<&str>,
+        update: &Update,
+    ) -> Result<impl Future<Output = Result<Value, ShadowError>> + Send + 'static, ShadowError>
+    {
         let now = now_s();
         let (wait, accepted, answers) = {
             let mut map = self.map.lock();
@@ -325,13 +338,30 @@ impl Shadows {
             ));
             (wait, accepted, answers)
         };
-        self.settle(wait).await?;
-        self.announce(answers);
-        Ok(accepted)
+        let me = self.clone();
+        Ok(async move {
+            me.settle(wait).await?;
+            me.announce(answers);
+            Ok(accepted)
+        })
     }
 
     /// DeleteThingShadow: answers `{"version", "timestamp"}` once the deletion is durable.
-    pub async fn delete(&self, thing: &str, shadow: Option<&str>) -> Result<Value, ShadowError> {
+    pub async fn delete(
+        self: &Arc<Self>,
+        thing: &str,
+        shadow: Option<&str>,
+    ) -> Result<Value, ShadowError> {
+        self.delete_now(thing, shadow)?.await
+    }
+
+    /// [`Shadows::delete`] in two steps, as [`Shadows::update_now`].
+    pub fn delete_now(
+        self: &Arc<Self>,
+        thing: &str,
+        shadow: Option<&str>,
+    ) -> Result<impl Future<Output = Result<Value, ShadowError>> + Send + 'static, ShadowError>
+    {
         let (wait, accepted) = {
             let mut map = self.map.lock();
             let k = key(thing, shadow);
@@ -351,8 +381,11 @@ impl Shadows {
             *entry = gone;
             (wait, accepted)
         };
-        self.settle(wait).await?;
-        Ok(accepted)
+        let me = self.clone();
+        Ok(async move {
+            me.settle(wait).await?;
+            Ok(accepted)
+        })
     }
 
     /// ListNamedShadowsForThing: the thing's named shadows, sorted, a page from `after` on.
