@@ -1089,3 +1089,133 @@ fn inbound_messages_act_as_the_bridge_identity() {
         "all three came in (and were acknowledged upstream)"
     );
 }
+
+/// Reads a shadow over the iot-data API (`None`: 404).
+fn shadow_of(broker: &Outpost, thing: &str) -> Option<serde_json::Value> {
+    let req = format!(
+        "GET /things/{thing}/shadow HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    );
+    let (status, body) = support::http::http(&broker.http, req.as_bytes());
+    match status {
+        200 => Some(json(&body)),
+        404 => None,
+        _ => panic!("GetThingShadow {status}: {body}"),
+    }
+}
+
+/// UpdateThingShadow over the iot-data API.
+fn update_shadow(broker: &Outpost, thing: &str, doc: serde_json::Value) {
+    let body = doc.to_string();
+    let req = format!(
+        "POST /things/{thing}/shadow HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, answer) = support::http::http(&broker.http, req.as_bytes());
+    assert_eq!(status, 200, "UpdateThingShadow: {answer}");
+}
+
+fn state_at(broker: &Outpost, thing: &str, pointer: &str) -> serde_json::Value {
+    shadow_of(broker, thing)
+        .and_then(|d| d.pointer(pointer).cloned())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Device shadows kept in sync with a "cloud" (a second Outpost standing in for AWS IoT Core's
+/// Device Shadow service) through a bridge: both ways while connected; a gateway change made
+/// during an outage, through a `kill -9` of the gateway, reaches the cloud when the link returns;
+/// a cloud change made meanwhile comes down; and a key changed on both sides ends with the
+/// gateway's value on both (the documented rule).
+#[test]
+fn shadows_stay_in_sync_with_the_cloud() {
+    use serde_json::json as j;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cloud = Some(Outpost::start_with_mqtt(
+        tempfile::tempdir().expect("temp dir"),
+        "",
+        &addr,
+    ));
+    let toml = format!(
+        "[[bridges]]\nname = \"iot\"\naddress = \"{addr}\"\nclient_id = \"gw-1\"\n\
+         backoff_min_ms = 100\nbackoff_max_ms = 500\n\
+         [[bridges.shadows]]\nthings = [\"pump-*\"]\ndirection = \"both\"\n"
+    );
+    let mut gw = Some(Outpost::start_with(
+        tempfile::tempdir().expect("temp dir"),
+        &toml,
+        None,
+    ));
+    fn g(gw: &Option<Outpost>) -> &Outpost {
+        gw.as_ref().expect("gateway runs")
+    }
+    fn c(cloud: &Option<Outpost>) -> &Outpost {
+        cloud.as_ref().expect("cloud runs")
+    }
+    eventually("the link to connect", WAIT, || {
+        connected(g(&gw), "iot") == 1
+    });
+
+    // Up and down while connected.
+    update_shadow(g(&gw), "pump-1", j!({"state": {"reported": {"rpm": 900}}}));
+    eventually("the report to reach the cloud", WAIT, || {
+        state_at(c(&cloud), "pump-1", "/state/reported/rpm") == j!(900)
+    });
+    update_shadow(
+        c(&cloud),
+        "pump-1",
+        j!({"state": {"desired": {"rpm": 1200, "mode": "auto"}}}),
+    );
+    eventually("the cloud's desired state to come down", WAIT, || {
+        state_at(g(&gw), "pump-1", "/state/delta") == j!({"rpm": 1200, "mode": "auto"})
+    });
+    // Things no rule names stay here.
+    update_shadow(
+        g(&gw),
+        "valve-1",
+        j!({"state": {"reported": {"open": true}}}),
+    );
+
+    // Outage: the cloud goes away; the gateway changes a report and a desired value, and is
+    // killed with kill -9 before the link returns.
+    let cloud_data = cloud.take().expect("cloud runs").stop();
+    eventually("the link to go down", WAIT, || {
+        connected(g(&gw), "iot") == 0
+    });
+    update_shadow(
+        g(&gw),
+        "pump-1",
+        j!({"state": {"reported": {"rpm": 1000}, "desired": {"mode": "eco"}}}),
+    );
+    let gw_data = gw.take().expect("gateway runs").kill();
+
+    // The cloud returns before the gateway does, and changes the same desired key and another.
+    cloud = Some(Outpost::start_with_mqtt(cloud_data, "", &addr));
+    update_shadow(
+        c(&cloud),
+        "pump-1",
+        j!({"state": {"desired": {"mode": "turbo", "light": "on"}}}),
+    );
+
+    gw = Some(Outpost::start_with(gw_data, &toml, None));
+    eventually("both sides to agree", WAIT, || {
+        let here = state_at(g(&gw), "pump-1", "/state");
+        let there = state_at(c(&cloud), "pump-1", "/state");
+        here.get("desired") == there.get("desired") && here.get("reported") == there.get("reported")
+    });
+    let fin = state_at(c(&cloud), "pump-1", "/state");
+    assert_eq!(
+        fin["reported"],
+        j!({"rpm": 1000}),
+        "the outage's report arrived"
+    );
+    assert_eq!(
+        fin["desired"],
+        j!({"rpm": 1200, "mode": "eco", "light": "on"}),
+        "the cloud's change came down; on the key both changed, the gateway's value won"
+    );
+    assert_eq!(
+        shadow_of(c(&cloud), "valve-1"),
+        None,
+        "no rule names valve-1"
+    );
+}

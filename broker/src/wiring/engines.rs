@@ -157,6 +157,7 @@ pub(crate) async fn open(
         broker.clone(),
         store.clone(),
         local,
+        shadows.clone(),
         shutdown.clone(),
     )
     .map_err(Failure::config)?;

@@ -40,6 +40,8 @@ pub struct BridgeConfig {
     /// MQTT: brought in from the upstream.
     #[serde(rename = "in")]
     pub inbound: Vec<InRule>,
+    /// MQTT: device shadows kept in sync with the upstream's shadow service.
+    pub shadows: Vec<ShadowRule>,
     /// AWS: local queues moved to remote queues.
     pub queues: Vec<QueueRule>,
     /// AWS: local SNS topics forwarded to a remote queue or topic.
@@ -112,6 +114,7 @@ impl Default for BridgeConfig {
             tls: None,
             out: Vec::new(),
             inbound: Vec::new(),
+            shadows: Vec::new(),
             queues: Vec::new(),
             topics: Vec::new(),
             region: "us-east-1".into(),
@@ -180,6 +183,20 @@ pub struct InRule {
     pub strip_prefix: String,
     /// QoS of the upstream subscription (0, 1 or 2).
     pub qos: u8,
+}
+
+/// Device shadows kept in sync with the upstream's Device Shadow service (AWS IoT Core, or
+/// another Outpost): see `shadow_sync`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShadowRule {
+    /// Thing names; one ending in `*` is a prefix (`"*"`: every thing).
+    pub things: Vec<String>,
+    /// Shadow names: `""` the classic shadow (the default), a name (a trailing `*` is a
+    /// prefix), or `"*"` the classic shadow and every named one.
+    pub shadows: Vec<String>,
+    /// `both` (the default), `device-to-cloud` or `cloud-to-device`.
+    pub direction: String,
 }
 
 /// A local queue whose messages move to a remote queue.
@@ -259,6 +276,35 @@ impl BridgeConfig {
                     "out filter {:?} is not a topic filter",
                     rule.filter
                 ));
+            }
+        }
+        for rule in &self.shadows {
+            if self.kind != "mqtt" {
+                return fail("shadow sync needs an `mqtt` bridge".into());
+            }
+            if rule.things.is_empty() {
+                return fail("a shadows rule needs `things`".into());
+            }
+            if crate::shadow_sync::Direction::parse(&rule.direction).is_none() {
+                return fail(format!(
+                    "shadows direction {:?}: use \"both\", \"device-to-cloud\" or \"cloud-to-device\"",
+                    rule.direction
+                ));
+            }
+            let bad = |n: &str, max: usize| {
+                let n = n.strip_suffix('*').unwrap_or(n);
+                n.len() > max
+                    || !n
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
+            };
+            if let Some(t) = rule.things.iter().find(|t| t.is_empty() || bad(t, 128)) {
+                return fail(format!(
+                    "shadows: {t:?} is not a thing name (a trailing * is a prefix)"
+                ));
+            }
+            if let Some(n) = rule.shadows.iter().find(|n| *n != "*" && bad(n, 64)) {
+                return fail(format!("shadows: {n:?} is not a shadow name"));
             }
         }
         match self.kind.as_str() {
@@ -376,5 +422,34 @@ mod tests {
         assert!(c.validate().is_err(), "an aws out rule needs a target");
         c.out[0].sqs = "http://x/1/q".into();
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_shadow_rules_are_refused() {
+        let mut c = BridgeConfig {
+            name: "up".into(),
+            address: "localhost:1883".into(),
+            shadows: vec![ShadowRule {
+                things: vec!["pump-*".into()],
+                ..ShadowRule::default()
+            }],
+            ..BridgeConfig::default()
+        };
+        assert!(c.validate().is_ok());
+        c.shadows[0].direction = "sideways".into();
+        assert!(c.validate().is_err());
+        c.shadows[0].direction = "cloud-to-device".into();
+        assert!(c.validate().is_ok());
+        c.shadows[0].things = vec!["pump 1".into()];
+        assert!(c.validate().is_err(), "not a thing name");
+        c.shadows[0].things.clear();
+        assert!(c.validate().is_err(), "no things");
+        c.shadows[0].things = vec!["*".into()];
+        c.shadows[0].shadows = vec!["cfg/x".into()];
+        assert!(c.validate().is_err(), "not a shadow name");
+        c.shadows[0].shadows = vec!["*".into(), "".into()];
+        assert!(c.validate().is_ok());
+        c.kind = "aws".into();
+        assert!(c.validate().is_err(), "shadows need an mqtt bridge");
     }
 }

@@ -27,6 +27,7 @@ mod backlog;
 mod backoff;
 mod config;
 mod mqtt_link;
+mod shadow_sync;
 mod status;
 #[cfg(feature = "tls")]
 mod tls;
@@ -49,7 +50,7 @@ use parking_lot::Mutex;
 use crate::backlog::{Backlog, Target};
 use crate::config::map_topic;
 pub use crate::config::{
-    BridgeConfig, BridgeTls, ConfigError, InRule, OutRule, QueueRule, TopicRule,
+    BridgeConfig, BridgeTls, ConfigError, InRule, OutRule, QueueRule, ShadowRule, TopicRule,
 };
 pub use crate::status::Snapshot;
 use crate::status::Status;
@@ -77,6 +78,8 @@ struct Outlet {
     config: BridgeConfig,
     backlog: Arc<Backlog>,
     status: Arc<Status>,
+    /// Device shadows this bridge keeps in sync, if any.
+    sync: Option<Arc<shadow_sync::ShadowSync>>,
 }
 
 /// The local queues and topics that AWS bridges move upstream (cargo feature `aws`; a build
@@ -122,6 +125,7 @@ impl Bridges {
         broker: Arc<Broker>,
         store: Store,
         local: Local,
+        shadows: Arc<outpost_shadows::Shadows>,
         shutdown: Shutdown,
     ) -> Result<Arc<Bridges>, BridgeError> {
         let node: Arc<str> = node.into();
@@ -149,6 +153,23 @@ impl Bridges {
                 )
                 .map_err(|e| BridgeError::Store(c.name.clone(), e))?,
             );
+            let sync = shadow_sync::ShadowSync::new(&c.shadows, shadows.clone());
+            if let Some(s) = &sync {
+                // Changes sent before a restart and not yet answered stay the gateway's.
+                let mut from = 0;
+                loop {
+                    let entries = backlog.read(from, 1024);
+                    let Some(last) = entries.last() else { break };
+                    from = last.id.seq + 1;
+                    for e in &entries {
+                        if let Ok(outpost_codec::Decoded::Packet(Packet::Publish(p), _)) =
+                            outpost_codec::decode(&e.publish, Version::V5, usize::MAX)
+                        {
+                            s.restore(p.topic, p.payload);
+                        }
+                    }
+                }
+            }
             let config_error = |reason: String| ConfigError {
                 bridge: c.name.clone(),
                 reason,
@@ -188,10 +209,10 @@ impl Bridges {
                     let link = Arc::new(
                         mqtt_link::MqttLink::new(
                             c.clone(),
-                            backlog.clone(),
-                            status.clone(),
+                            (backlog.clone(), status.clone()),
                             broker.clone(),
                             node.clone(),
+                            sync.clone(),
                         )
                         .map_err(config_error)?,
                     );
@@ -218,6 +239,7 @@ impl Bridges {
                 config: c.clone(),
                 backlog,
                 status,
+                sync,
             });
         }
         let n = outlets.len();
@@ -410,6 +432,29 @@ impl PublishTap for Bridges {
         }
         let mut waits: Vec<TapWait> = Vec::new();
         for o in &self.outlets {
+            // A local shadow change goes up as an update of the same shadow.
+            if let Some((topic, payload)) = o
+                .sync
+                .as_ref()
+                .and_then(|s| s.up(&message.topic, &message.payload))
+            {
+                let update = Message::new(&topic, payload, QoS::AtLeastOnce, false);
+                if let Some(record) = record(
+                    Target::Mqtt,
+                    "",
+                    &update,
+                    &topic,
+                    QoS::AtLeastOnce,
+                    &self.node,
+                ) {
+                    match o.backlog.append(record) {
+                        Ok(wait) => waits.push(Box::pin(wait)),
+                        Err(e) => {
+                            tracing::warn!(bridge = %o.config.name, error = %e, "a shadow change could not be queued for the upstream");
+                        }
+                    }
+                }
+            }
             for rule in &o.config.out {
                 if !outpost_codec::topic::matches(&rule.filter, &message.topic) {
                     continue;

@@ -38,6 +38,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// One MQTT bridge.
 pub(crate) struct MqttLink {
+    /// Device shadows kept in sync through this link.
+    pub sync: Option<Arc<crate::shadow_sync::ShadowSync>>,
     pub config: BridgeConfig,
     pub backlog: Arc<Backlog>,
     pub status: Arc<Status>,
@@ -62,10 +64,10 @@ type LinkError = String;
 impl MqttLink {
     pub fn new(
         config: BridgeConfig,
-        backlog: Arc<Backlog>,
-        status: Arc<Status>,
+        (backlog, status): (Arc<Backlog>, Arc<Status>),
         broker: Arc<Broker>,
         node: Arc<str>,
+        sync: Option<Arc<crate::shadow_sync::ShadowSync>>,
     ) -> Result<MqttLink, String> {
         let version = match config.version.as_str() {
             "3.1.1" | "4" => Version::V311,
@@ -83,6 +85,7 @@ impl MqttLink {
             None => None,
         };
         Ok(MqttLink {
+            sync,
             config,
             backlog,
             status,
@@ -151,8 +154,10 @@ impl MqttLink {
                 .await
                 .map_err(|_| format!("no CONNACK within {CONNECT_TIMEOUT:?}"))??;
         tracing::info!(bridge = %c.name, host = %self.host, session_present, window = limits.window, "bridge connected");
-        // With in rules the link counts as up once the upstream answered the SUBSCRIBE.
-        if c.inbound.is_empty() {
+        let shadow_filters = self.sync.as_ref().map(|s| s.filters()).unwrap_or_default();
+        // With in rules (or shadows coming down) the link counts as up once the upstream
+        // answered the SUBSCRIBE.
+        if c.inbound.is_empty() && shadow_filters.is_empty() {
             self.backlog.link(true);
         }
 
@@ -165,8 +170,8 @@ impl MqttLink {
         let mut released: HashSet<u16> = HashSet::new();
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<(u16, bool)>();
 
-        if !c.inbound.is_empty() {
-            let filters: Vec<SubscribeFilter<'_>> = c
+        if !c.inbound.is_empty() || !shadow_filters.is_empty() {
+            let mut filters: Vec<SubscribeFilter<'_>> = c
                 .inbound
                 .iter()
                 .map(|r| SubscribeFilter {
@@ -180,6 +185,15 @@ impl MqttLink {
                     },
                 })
                 .collect();
+            // The cloud's shadow answers (the upstream's shadow service publishes them, so No
+            // Local does not apply).
+            filters.extend(shadow_filters.iter().map(|f| SubscribeFilter {
+                filter: f,
+                options: SubscribeOptions {
+                    qos: QoS::AtLeastOnce,
+                    ..SubscribeOptions::default()
+                },
+            }));
             let sub = Packet::Subscribe(Subscribe {
                 pkid: pkids.next(&inflight),
                 properties: Default::default(),
@@ -503,6 +517,11 @@ impl MqttLink {
                                 }
                             }
                         }
+                        Packet::Publish(p)
+                            if self.sync.as_ref().is_some_and(|s| s.handles(p.topic)) =>
+                        {
+                            self.shadow_answer(&p, ack_tx)
+                        }
                         Packet::Publish(p) => self.inbound(&p, released, ack_tx, out)?,
                         Packet::PubRel(rel) => {
                             released.remove(&rel.pkid);
@@ -534,6 +553,32 @@ impl MqttLink {
     }
 
     /// A message from the upstream: published locally, acknowledged once durable here.
+    /// A shadow answer from the upstream: applied here (see `shadow_sync`), acknowledged once
+    /// stored, so a change that could not be stored comes again.
+    fn shadow_answer(&self, p: &Publish<'_>, ack_tx: &mpsc::UnboundedSender<(u16, bool)>) {
+        let apply = self.sync.as_ref().and_then(|s| s.down(p.topic, p.payload));
+        if p.qos == QoS::AtMostOnce {
+            if let Some(apply) = apply {
+                tokio::spawn(apply);
+            }
+            return;
+        }
+        let (pkid, qos2, tx) = (p.pkid, p.qos == QoS::ExactlyOnce, ack_tx.clone());
+        match apply {
+            None => {
+                let _ = tx.send((pkid, qos2));
+            }
+            Some(apply) => {
+                Status::add(&self.status.received, 1);
+                tokio::spawn(async move {
+                    if apply.await {
+                        let _ = tx.send((pkid, qos2));
+                    }
+                });
+            }
+        }
+    }
+
     fn inbound(
         &self,
         p: &Publish<'_>,
