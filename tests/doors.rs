@@ -12,13 +12,11 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use outpost_codec::{QoS, Version};
 use support::raw::{Got, Raw};
-use support::{python, Outpost};
+use support::{add_user, python, Outpost};
 
 const ACL: &str = r##"
 [[rules]]
@@ -68,16 +66,6 @@ access_key_id = "AKIDOPS000000001"
 secret_access_key = "ops-secret-0123456789"
 identity = "ops"
 "#;
-
-fn add_user(file: &Path, user: &str, password: &str) {
-    let st = Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .args(["passwd", "add"])
-        .arg(file)
-        .args([user, "--password", password])
-        .status()
-        .expect("outpost passwd runs");
-    assert!(st.success(), "outpost passwd add {user}");
-}
 
 #[test]
 fn every_crossing_between_doors_is_checked() {

@@ -5,15 +5,13 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use outpost_codec::{Packet, QoS, ReasonCode, Version};
 use serde_json::Value;
 use support::http::{events_json, receive_all, sqs_json};
 use support::raw::{Got, Raw};
-use support::Outpost;
+use support::{add_user, Outpost};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -210,20 +208,6 @@ fn events_are_the_brokers_own() {
         ),
         "`#` does not match `$aws/…`"
     );
-}
-
-fn outpost() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_outpost"))
-}
-
-fn add_user(file: &Path, user: &str, password: &str) {
-    let st = outpost()
-        .args(["passwd", "add"])
-        .arg(file)
-        .args([user, "--password", password])
-        .status()
-        .expect("outpost passwd runs");
-    assert!(st.success(), "outpost passwd add {user}");
 }
 
 /// With a password file and an ACL: a failed login is a `connect_failed` event, the

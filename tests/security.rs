@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use outpost_codec::{QoS, ReasonCode, Version};
 use support::raw::{Got, Raw};
-use support::{eventually, python, Outpost};
+use support::{add_user, eventually, python, Outpost};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -85,17 +85,6 @@ const SECRETS: [&str; 6] = [
 
 fn outpost() -> Command {
     Command::new(env!("CARGO_BIN_EXE_outpost"))
-}
-
-/// `outpost passwd add FILE USER --password P`.
-fn add_user(file: &Path, user: &str, password: &str) {
-    let st = outpost()
-        .args(["passwd", "add"])
-        .arg(file)
-        .args([user, "--password", password])
-        .status()
-        .expect("outpost passwd runs");
-    assert!(st.success(), "outpost passwd add {user}");
 }
 
 struct Secured {

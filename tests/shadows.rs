@@ -5,12 +5,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use outpost_codec::{QoS, ReasonCode, Version};
 use support::raw::{Got, Raw};
-use support::{aws_cli, python, Outpost};
+use support::{add_user, aws_cli, python, Outpost};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -104,16 +103,6 @@ fn accepted_updates_survive_kill_9() {
     let next = cli_get(&broker, "lamp", dir.path());
     assert_eq!(next["version"], 51);
     assert_eq!(next["state"]["delta"], serde_json::json!({"n": 51}));
-}
-
-fn add_user(file: &Path, user: &str, password: &str) {
-    let st = Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .args(["passwd", "add"])
-        .arg(file)
-        .args([user, "--password", password])
-        .status()
-        .expect("outpost passwd runs");
-    assert!(st.success(), "outpost passwd add {user}");
 }
 
 /// A device limited to its own thing (`%c` in the ACL, IoT's actions on the thing's ARN): its

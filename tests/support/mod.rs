@@ -288,3 +288,15 @@ pub fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Adds a user to a password file with the broker's own tool (`outpost passwd add FILE USER
+/// --password P`), as an operator would.
+pub fn add_user(file: &std::path::Path, user: &str, password: &str) {
+    let st = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(["passwd", "add"])
+        .arg(file)
+        .args([user, "--password", password])
+        .status()
+        .expect("outpost passwd runs");
+    assert!(st.success(), "outpost passwd add {user}");
+}
