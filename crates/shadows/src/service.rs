@@ -341,7 +341,7 @@ impl Shadows {
         let me = self.clone();
         Ok(async move {
             me.settle(wait).await?;
-            me.announce(answers);
+            me.announce_durably(answers).await;
             Ok(accepted)
         })
     }
@@ -412,7 +412,22 @@ impl Shadows {
     /// Publishes answers on MQTT as the broker (subscribers, the rules, the bridges).
     pub(crate) fn announce(&self, answers: Answers) {
         for (topic, payload) in answers {
-            self.broker.publish_own(&topic, payload);
+            let _ = self.broker.publish_own(&topic, payload);
+        }
+    }
+
+    /// Publishes answers and waits until what they became is durable: a bridge's backlog entry
+    /// that carries the change to the cloud is on disk before the change is acknowledged (a
+    /// `kill -9` right after the acknowledgement must not lose the way up).
+    async fn announce_durably(&self, answers: Answers) {
+        let waits: Vec<_> = answers
+            .into_iter()
+            .map(|(topic, payload)| self.broker.publish_own(&topic, payload))
+            .collect();
+        for w in waits {
+            if let Err(e) = w.wait().await {
+                tracing::warn!(error = %e, "a copy of a shadow answer could not be stored");
+            }
         }
     }
 

@@ -106,13 +106,17 @@ impl Broker {
     }
 
     fn announce(&self, topic: &str, body: Value) {
-        self.publish_own(topic, body.to_string().into_bytes());
+        // Nothing waits for an event to be stored (it is not stored for the broker's sake).
+        let _ = self.publish_own(topic, body.to_string().into_bytes());
     }
 
     /// Publishes a message of the broker's own services (lifecycle events, the shadow
     /// service's answers): routed to subscribers and offered to the rules and bridges. QoS 1,
-    /// so a subscriber's own QoS decides; nothing waits for it to be stored.
-    pub fn publish_own(&self, topic: &str, payload: Vec<u8>) {
+    /// so a subscriber's own QoS decides. The returned wait resolves once every stored copy
+    /// (persistent sessions, rule targets, bridge backlogs) is durable; a caller that promises
+    /// more than the message itself (the shadow service's acknowledgements) waits for it.
+    #[must_use = "the copies' durability; drop it when nothing is promised"]
+    pub fn publish_own(&self, topic: &str, payload: Vec<u8>) -> Durable {
         let message = Message::new(topic, payload, QoS::AtLeastOnce, false);
         let mut durable = Durable::default();
         self.tap.offer(
@@ -124,6 +128,7 @@ impl Broker {
         let mut wakes = Wakes::new();
         self.route(Self::BROKER, message, &mut durable, &mut wakes);
         wakes.wake_all();
+        durable
     }
 
     /// The fields every event of a connected client carries.
