@@ -564,7 +564,8 @@ fn outgoing_topic_aliases() {
     assert!(second.len() < first.len());
 }
 
-/// MQTT.js (Node), the client web dashboards use, over TCP and WebSocket, MQTT 3.1.1 and 5.
+/// MQTT.js (Node), the client web dashboards use, over TCP and WebSocket, MQTT 3.1.1 and 5
+/// (publish/subscribe, retained, will, and a Device Shadow update answered on `update/accepted`).
 #[test]
 fn mqttjs_over_tcp_and_websocket() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/mqttjs");

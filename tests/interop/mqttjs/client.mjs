@@ -64,6 +64,13 @@ async function roundTrip(url, protocolVersion) {
   mortal.stream.destroy();
   const w = await Promise.race([will, deadline(10000, `${tag}: last will`)]);
   if (w !== "gone") throw new Error(`${tag}: will payload ${w}`);
+  // Device Shadow: an update over this transport is answered on update/accepted.
+  const thing = `mqttjs-${protocolVersion}-${Date.now()}`;
+  const accepted = new Promise((resolve) => r.on("message", (t, payload) => t.endsWith("/update/accepted") && resolve(JSON.parse(payload.toString()))));
+  await r.subscribeAsync(`$aws/things/${thing}/shadow/update/accepted`, { qos: 1 });
+  await c.publishAsync(`$aws/things/${thing}/shadow/update`, JSON.stringify({ state: { reported: { on: true } }, clientToken: "js" }), { qos: 1 });
+  const a = await Promise.race([accepted, deadline(10000, `${tag}: shadow update/accepted`)]);
+  if (a.version !== 1 || a.clientToken !== "js" || a.state.reported.on !== true) throw new Error(`${tag}: shadow answer ${JSON.stringify(a)}`);
   await c.endAsync();
   await r.endAsync();
   console.log(`ok ${tag}`);
