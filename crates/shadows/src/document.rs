@@ -64,11 +64,15 @@ pub fn parse_request(payload: &[u8]) -> Result<Value, ShadowError> {
 
 /// Checks an update request.
 pub fn parse_update(payload: &[u8]) -> Result<Update, ShadowError> {
-    let request = parse_request(payload)?;
+    update_from(parse_request(payload)?)
+}
+
+/// Checks an update request already parsed by [`parse_request`].
+pub fn update_from(request: Value) -> Result<Update, ShadowError> {
+    let client_token = client_token(&request)?;
     let Value::Object(request) = request else {
         return Err(ShadowError::InvalidJson);
     };
-    let client_token = client_token(&Value::Object(request.clone()))?;
     let version = match request.get("version") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_u64().ok_or(ShadowError::InvalidVersion)?),

@@ -12,7 +12,9 @@ mod mqtt_door;
 mod names;
 mod service;
 
-pub use document::{parse_update, Document, Update, MAX_CLIENT_TOKEN, MAX_DEPTH, MAX_STATE_BYTES};
+pub use document::{
+    parse_update, update_from, Document, Update, MAX_CLIENT_TOKEN, MAX_DEPTH, MAX_STATE_BYTES,
+};
 pub use error::ShadowError;
 pub use mqtt_door::ShadowTopics;
 pub use names::{parse as parse_topic, valid_shadow, valid_thing, Op, Topic};

@@ -16,9 +16,9 @@ use outpost_access::Identity;
 use outpost_mqtt::{Message, PublishTap, TapWait};
 use parking_lot::Mutex;
 
-use crate::document::{client_token, parse_request, parse_update};
+use crate::document::{client_token, parse_request, update_from};
 use crate::names::{self, Op};
-use crate::service::Shadows;
+use crate::service::{with_token, Shadows};
 use crate::ShadowError;
 
 /// Requests one client may have in flight.
@@ -91,39 +91,44 @@ impl PublishTap for ShadowTopics {
             topic.shadow.map(str::to_string),
             topic.op,
         );
-        let payload = message.payload.clone();
-        let guard = {
+        let (guard, over) = {
             let mut m = self.in_flight.lock();
             let n = m.entry(client_id.to_string()).or_insert(0);
             *n += 1;
-            InFlight {
+            let guard = InFlight {
                 map: self.in_flight.clone(),
                 client: client_id.to_string(),
-            }
+            };
+            (guard, *n > MAX_IN_FLIGHT)
         };
-        let over = self.in_flight.lock().get(client_id).copied().unwrap_or(0) > MAX_IN_FLIGHT;
         let allowed = self.shadows.allows(who, client_id, action(op), &thing);
         let s = shadow.as_deref();
-        let token = parse_request(&payload)
+        // Parsed once: the token for every answer, the request for the operation.
+        let request = parse_request(&message.payload);
+        let token = request
+            .as_ref()
             .ok()
-            .and_then(|r| client_token(&r).ok().flatten());
-        let rejected = |e: ShadowError| Shadows::rejection(&thing, s, op, &e, token.as_deref());
+            .and_then(|r| client_token(r).ok().flatten());
+        let rejected = {
+            let (thing, shadow, token) = (thing.clone(), shadow.clone(), token.clone());
+            move |e: &ShadowError| {
+                Shadows::rejection(&thing, shadow.as_deref(), op, e, token.as_deref())
+            }
+        };
         let prefix = names::prefix(&thing, s);
         // The request is taken now, in the order requests arrive; what waits for the disk (an
         // update's or a delete's answers) is the returned future.
         let (now, later): (Vec<(String, Vec<u8>)>, Option<Later>) = if over {
-            (vec![rejected(ShadowError::TooManyRequests)], None)
+            (vec![rejected(&ShadowError::TooManyRequests)], None)
         } else if !allowed {
-            (vec![rejected(ShadowError::Forbidden)], None)
+            (vec![rejected(&ShadowError::Forbidden)], None)
         } else {
             match op {
                 Op::Get => {
-                    let checked = parse_request(&payload).and_then(|r| client_token(&r));
+                    let checked = request.and_then(|r| client_token(&r));
                     match checked.and_then(|t| self.shadows.get(&thing, s).map(|d| (d, t))) {
                         Ok((mut doc, t)) => {
-                            if let (Some(t), Some(o)) = (t, doc.as_object_mut()) {
-                                o.insert("clientToken".into(), serde_json::json!(t));
-                            }
+                            with_token(&mut doc, t.as_deref());
                             (
                                 vec![(
                                     format!("{prefix}/get/accepted"),
@@ -132,28 +137,26 @@ impl PublishTap for ShadowTopics {
                                 None,
                             )
                         }
-                        Err(e) => (vec![rejected(e)], None),
+                        Err(e) => (vec![rejected(&e)], None),
                     }
                 }
-                Op::Update => match parse_update(&payload)
+                Op::Update => match request
+                    .and_then(update_from)
                     .and_then(|u| self.shadows.update_now(&thing, s, &u))
                 {
                     Ok(done) => (vec![], Some(Later::Update(Box::pin(done)))),
-                    Err(e) => (vec![rejected(e)], None),
+                    Err(e) => (vec![rejected(&e)], None),
                 },
-                Op::Delete => match parse_request(&payload)
+                Op::Delete => match request
                     .and_then(|r| client_token(&r))
                     .and_then(|t| self.shadows.delete_now(&thing, s).map(|d| (d, t)))
                 {
                     Ok((done, t)) => (vec![], Some(Later::Delete(Box::pin(done), t))),
-                    Err(e) => (vec![rejected(e)], None),
+                    Err(e) => (vec![rejected(&e)], None),
                 },
             }
         };
         let shadows = self.shadows.clone();
-        let failed = move |e: &ShadowError| {
-            Shadows::rejection(&thing, shadow.as_deref(), op, e, token.as_deref())
-        };
         Some(Box::pin(async move {
             let _guard = guard;
             shadows.announce(now);
@@ -161,20 +164,18 @@ impl PublishTap for ShadowTopics {
                 None => {}
                 Some(Later::Update(done)) => {
                     if let Err(e) = done.await {
-                        shadows.announce(vec![failed(&e)]);
+                        shadows.announce(vec![rejected(&e)]);
                     }
                 }
                 Some(Later::Delete(done, t)) => match done.await {
                     Ok(mut doc) => {
-                        if let (Some(t), Some(o)) = (t, doc.as_object_mut()) {
-                            o.insert("clientToken".into(), serde_json::json!(t));
-                        }
+                        with_token(&mut doc, t.as_deref());
                         shadows.announce(vec![(
                             format!("{prefix}/delete/accepted"),
                             doc.to_string().into_bytes(),
                         )]);
                     }
-                    Err(e) => shadows.announce(vec![failed(&e)]),
+                    Err(e) => shadows.announce(vec![rejected(&e)]),
                 },
             }
             // The request was answered (accepted or rejected): the PUBACK may go. A store

@@ -126,6 +126,13 @@ fn decode(b: &[u8]) -> Option<(String, String, Entry)> {
     ))
 }
 
+/// Adds the request's client token to an answer (AWS echoes it in every answer).
+pub(crate) fn with_token(answer: &mut Value, token: Option<&str>) {
+    if let (Some(t), Some(o)) = (token, answer.as_object_mut()) {
+        o.insert("clientToken".into(), json!(t));
+    }
+}
+
 /// What MQTT publishes after a change is durable: (topic, payload) pairs, in AWS's order.
 pub type Answers = Vec<(String, Vec<u8>)>;
 
@@ -279,34 +286,31 @@ impl Shadows {
             if !map.contains_key(&k) && map.len() >= self.config.max_shadows {
                 return Err(ShadowError::Quota);
             }
-            let mut entry = map.get(&k).cloned().unwrap_or(Entry {
-                doc: Document::default(),
-                deleted: true,
-                record: None,
-            });
-            if let Some(v) = update.version {
-                if v != entry.doc.version {
+            // The new entry is made from the stored one without copying it first.
+            let (mut entry, previous, touched) = {
+                let old = map.get(&k);
+                let empty = Document::default();
+                let doc = old.map_or(&empty, |e| &e.doc);
+                if update.version.is_some_and(|v| v != doc.version) {
                     return Err(ShadowError::VersionConflict);
                 }
-            }
-            let previous = (!entry.deleted).then(|| entry.doc.to_snapshot());
-            let (doc, touched) = entry.doc.apply(update, now)?;
-            entry.doc = doc;
-            entry.deleted = false;
+                let previous = old.filter(|e| !e.deleted).map(|e| e.doc.to_snapshot());
+                let (doc, touched) = doc.apply(update, now)?;
+                let entry = Entry {
+                    doc,
+                    deleted: false,
+                    record: old.and_then(|e| e.record),
+                };
+                (entry, previous, touched)
+            };
             let wait = self.persist(&k, &mut entry)?;
-            let record_slot = entry.clone();
-            map.insert(k, record_slot);
+            let token = |v: &mut Value| with_token(v, update.client_token.as_deref());
             let mut accepted = json!({
                 "state": update.state,
                 "metadata": touched,
                 "version": entry.doc.version,
                 "timestamp": now,
             });
-            let token = |v: &mut Value| {
-                if let (Some(t), Some(o)) = (&update.client_token, v.as_object_mut()) {
-                    o.insert("clientToken".into(), json!(t));
-                }
-            };
             token(&mut accepted);
             let base = prefix(thing, shadow);
             let mut answers: Answers = vec![(
@@ -336,6 +340,7 @@ impl Shadows {
                 format!("{base}/update/documents"),
                 documents.to_string().into_bytes(),
             ));
+            map.insert(k, entry);
             (wait, accepted, answers)
         };
         let me = self.clone();
