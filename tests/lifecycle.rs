@@ -11,7 +11,7 @@ use outpost_codec::{Packet, QoS, ReasonCode, Version};
 use serde_json::Value;
 use support::http::{events_json, receive_all, sqs_json};
 use support::raw::{Got, Raw};
-use support::{add_user, Outpost};
+use support::Outpost;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -215,12 +215,8 @@ fn events_are_the_brokers_own() {
 /// `$aws/events/…` get the events.
 #[test]
 fn logins_and_the_acl() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let passwords = dir.path().join("passwords");
-    add_user(&passwords, "ops", "ops-secret");
-    add_user(&passwords, "dev", "dev-secret");
-    std::fs::write(
-        dir.path().join("acl.toml"),
+    let (broker, _files) = support::with_users_and_acl(
+        &[("ops", "ops-secret"), ("dev", "dev-secret")],
         r##"
 [[rules]]
 effect = "allow"
@@ -234,14 +230,7 @@ identities = ["*"]
 actions = ["mqtt:*"]
 resources = ["devices/%c/#"]
 "##,
-    )
-    .expect("acl written");
-    let toml = format!(
-        "[auth]\npassword_file = {:?}\nacl_file = {:?}\n",
-        passwords,
-        dir.path().join("acl.toml")
     );
-    let broker = Outpost::start_with(tempfile::tempdir().expect("temp dir"), &toml, None);
 
     let mut ops = Raw::login(
         broker.mqtt,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use outpost_codec::{QoS, ReasonCode, Version};
 use support::raw::{Got, Raw};
-use support::{add_user, aws_cli, python, Outpost};
+use support::{aws_cli, python, Outpost};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -109,11 +109,8 @@ fn accepted_updates_survive_kill_9() {
 /// own shadow is answered, another thing's update is rejected with 403 on `/rejected`.
 #[test]
 fn the_acl_limits_a_device_to_its_own_thing() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let passwords = dir.path().join("passwords");
-    add_user(&passwords, "dev", "dev-secret");
-    std::fs::write(
-        dir.path().join("acl.toml"),
+    let (broker, _files) = support::with_users_and_acl(
+        &[("dev", "dev-secret")],
         r##"
 [[rules]]
 effect = "allow"
@@ -127,14 +124,7 @@ identities = ["*"]
 actions = ["iot:GetThingShadow", "iot:UpdateThingShadow"]
 resources = ["arn:aws:iot:*:*:thing/%c"]
 "##,
-    )
-    .expect("acl written");
-    let toml = format!(
-        "[auth]\npassword_file = {:?}\nacl_file = {:?}\n",
-        passwords,
-        dir.path().join("acl.toml")
     );
-    let broker = Outpost::start_with(tempfile::tempdir().expect("temp dir"), &toml, None);
     let mut dev = Raw::login(
         broker.mqtt,
         Version::V5,

@@ -300,3 +300,18 @@ pub fn add_user(file: &std::path::Path, user: &str, password: &str) {
         .expect("outpost passwd runs");
     assert!(st.success(), "outpost passwd add {user}");
 }
+
+/// A broker with a password file holding `users` (name, password) and the ACL file `acl`; the
+/// folder with both files is returned with it and must outlive it (a reload reads them again).
+pub fn with_users_and_acl(users: &[(&str, &str)], acl: &str) -> (Outpost, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let passwords = dir.path().join("passwords");
+    for (user, password) in users {
+        add_user(&passwords, user, password);
+    }
+    let acl_file = dir.path().join("acl.toml");
+    std::fs::write(&acl_file, acl).expect("acl written");
+    let toml = format!("[auth]\npassword_file = {passwords:?}\nacl_file = {acl_file:?}\n");
+    let broker = Outpost::start_with(tempfile::tempdir().expect("temp dir"), &toml, None);
+    (broker, dir)
+}
