@@ -75,6 +75,14 @@ pub(crate) async fn open(
 ) -> Result<Engines, Failure> {
     // Messages that cross doors are checked as their principals (ADR 0015).
     broker.set_authorizer(security.clone());
+    // Dynamic security (mosquitto's `$CONTROL/dynamic-security/v1`): its model back from the
+    // store before any login is decided, and its command topic.
+    outpost_control::saved::open(store, security).map_err(|e| {
+        Failure::runtime(format!(
+            "cannot restore dynamic security from the store: {e}"
+        ))
+    })?;
+    broker.set_control(outpost_control::DynsecDoor::new(security.clone(), &broker));
     let shadows = outpost_shadows::Shadows::open(
         store.clone(),
         broker.clone(),

@@ -102,6 +102,11 @@ impl AccessKeys {
         self.by_id.get(id)
     }
 
+    /// Adds (or replaces) a key.
+    pub fn insert(&mut self, key: AccessKey) {
+        self.by_id.insert(key.access_key_id.clone(), key);
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.by_id.len()

@@ -9,6 +9,7 @@
 
 pub mod acl;
 
+pub mod dynamic;
 pub mod keys;
 pub mod passwords;
 pub mod policy;
@@ -124,6 +125,8 @@ pub struct Security {
     config: SecurityConfig,
     policy: RwLock<Arc<Policy>>,
     failures: PerAddress,
+    /// Users, groups, roles and access keys changed at run time (mosquitto's dynamic security).
+    pub dynamic: dynamic::Dynamic,
     /// Counters.
     pub stats: SecurityStats,
 }
@@ -136,6 +139,7 @@ impl Security {
             failures: PerAddress::new(config.login_failures),
             config,
             policy: RwLock::new(Arc::new(policy)),
+            dynamic: dynamic::Dynamic::default(),
             stats: SecurityStats::default(),
         }))
     }
@@ -150,6 +154,7 @@ impl Security {
                 ..SecurityConfig::default()
             },
             policy: RwLock::new(Arc::new(Policy::default())),
+            dynamic: dynamic::Dynamic::default(),
             stats: SecurityStats::default(),
         })
     }
@@ -179,9 +184,10 @@ impl Security {
         p.passwords.is_some() || p.keys.is_some()
     }
 
-    /// True when an ACL file is in force.
+    /// True when decisions must be made: an ACL file is in force, or dynamic security governs
+    /// some identity (a client, or the anonymous group).
     pub fn has_acl(&self) -> bool {
-        self.now().acl.is_some()
+        self.now().acl.is_some() || !self.dynamic.snapshot().is_empty()
     }
 
     /// Whether a caller without credentials is let in.
@@ -197,16 +203,21 @@ impl Security {
     }
 
     /// Decides an MQTT CONNECT: a verified client certificate name wins; otherwise the username
-    /// and password are checked against the password file. Password checks run on a blocking
-    /// thread (argon2id takes tens of milliseconds by design).
+    /// and password are checked by dynamic security when it knows the username, else against
+    /// the password file. Password checks run on a blocking thread (argon2id takes tens of
+    /// milliseconds by design).
     pub async fn login_mqtt(
         &self,
         peer: IpAddr,
+        client_id: &str,
         username: Option<&str>,
         password: Option<&[u8]>,
         certificate: Option<&str>,
     ) -> Result<Identity, LoginError> {
         if let Some(name) = certificate {
+            if self.dynamic.disabled(name) {
+                return Err(LoginError::NotAuthorized);
+            }
             return Ok(Identity {
                 name: name.into(),
                 proof: Proof::Certificate,
@@ -214,37 +225,59 @@ impl Security {
             });
         }
         let policy = self.now();
+        let dynamic_knows =
+            username.is_some_and(|u| self.dynamic.snapshot().clients.contains_key(u));
         match (&policy.passwords, username) {
-            (Some(_), Some(user)) => {
+            (_, Some(user)) if dynamic_knows || policy.passwords.is_some() => {
                 if !self.failures.has_token(peer) {
                     self.stats.throttled_logins.fetch_add(1, Ordering::Relaxed);
                     return Err(LoginError::Throttled);
                 }
                 let (user, password) = (user.to_string(), password.unwrap_or_default().to_vec());
+                let client_id = client_id.to_string();
                 let p = policy.clone();
-                let ok = tokio::task::spawn_blocking(move || {
-                    p.passwords
-                        .as_ref()
-                        .is_some_and(|f| f.verify(&user, &password))
-                })
-                .await
-                .unwrap_or(false);
-                if ok {
-                    Ok(Identity {
+                let verdict = if dynamic_knows {
+                    let model = self.dynamic.snapshot();
+                    tokio::task::spawn_blocking(move || {
+                        dynamic::verify(&model, &user, &password, &client_id)
+                            .unwrap_or(Err(dynamic::Refusal::BadCredentials))
+                    })
+                    .await
+                    .unwrap_or(Err(dynamic::Refusal::BadCredentials))
+                } else {
+                    let ok = tokio::task::spawn_blocking(move || {
+                        p.passwords
+                            .as_ref()
+                            .is_some_and(|f| f.verify(&user, &password))
+                    })
+                    .await
+                    .unwrap_or(false);
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(dynamic::Refusal::BadCredentials)
+                    }
+                };
+                match verdict {
+                    Ok(()) => Ok(Identity {
                         name: username.unwrap_or_default().into(),
                         proof: Proof::Password,
                         account: self.config.account.as_str().into(),
-                    })
-                } else {
-                    self.stats
-                        .mqtt_auth_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.failures.take(peer);
-                    Err(LoginError::BadCredentials)
+                    }),
+                    Err(refusal) => {
+                        self.stats
+                            .mqtt_auth_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.failures.take(peer);
+                        Err(match refusal {
+                            dynamic::Refusal::Disabled => LoginError::NotAuthorized,
+                            dynamic::Refusal::BadCredentials => LoginError::BadCredentials,
+                        })
+                    }
                 }
             }
             _ if self.anonymous_allowed() => Ok(Identity::anonymous(&self.config.account)),
-            (Some(_), None) | (None, _) => {
+            _ => {
                 self.stats
                     .mqtt_anonymous_refused
                     .fetch_add(1, Ordering::Relaxed);
@@ -267,8 +300,15 @@ impl Security {
         service: &str,
     ) -> Result<Identity, HttpAuthError> {
         let policy = self.now();
-        let Some(keys) = &policy.keys else {
-            return Ok(Identity::anonymous(&self.config.account));
+        let made = self.dynamic.keys();
+        // The key set that holds the claimed key (the file's first, then dynamic security's).
+        let keys = match (&policy.keys, made.is_empty()) {
+            (None, true) => return Ok(Identity::anonymous(&self.config.account)),
+            (Some(file), _) => match sigv4::claimed_key(req) {
+                Some(id) if file.get(&id).is_none() && made.get(&id).is_some() => &*made,
+                _ => file,
+            },
+            (None, false) => &*made,
         };
         if !self.failures.has_token(peer) {
             self.stats.throttled_logins.fetch_add(1, Ordering::Relaxed);
@@ -307,30 +347,20 @@ impl Security {
         self.failures.take(peer);
     }
 
-    /// Whether `who` may do an MQTT action (`mqtt:publish`, `mqtt:subscribe`, `mqtt:receive`)
-    /// on a topic or filter. Without an ACL file everything is allowed.
+    /// Whether `who` may do an MQTT action (`mqtt:publish`, `mqtt:subscribe`, `mqtt:receive`,
+    /// `mqtt:unsubscribe`) on a topic or filter. Without an ACL file or dynamic rules everything
+    /// is allowed.
     pub fn mqtt_allows(&self, who: &Identity, client_id: &str, action: &str, topic: &str) -> bool {
-        let policy = self.now();
-        let Some(acl) = &policy.acl else {
-            return true;
-        };
-        let ok = acl.decide(
-            who,
-            &Request {
-                action,
-                resource: topic,
-                client_id,
-            },
-        ) == Some(Effect::Allow);
+        let ok = self.decide(who, client_id, action, topic, None);
         if !ok {
             self.stats.mqtt_denied.fetch_add(1, Ordering::Relaxed);
         }
         ok
     }
 
-    /// True when MQTT checks can be skipped entirely (no ACL file).
+    /// True when MQTT checks can be skipped entirely (no ACL file, no dynamic rules).
     pub fn mqtt_open(&self) -> bool {
-        self.now().acl.is_none()
+        !self.has_acl()
     }
 
     /// Whether `who` may do an HTTP action (`sqs:SendMessage`, …) on `resource` (an ARN),
@@ -355,29 +385,81 @@ impl Security {
         resource: &str,
         resource_policy: Option<&str>,
     ) -> bool {
-        let policy = self.now();
-        let Some(acl) = &policy.acl else {
-            return true;
-        };
-        let from_acl = acl.decide(
-            who,
-            &Request {
-                action,
-                resource,
-                client_id,
-            },
-        );
-        let from_resource =
-            resource_policy.and_then(|doc| crate::policy::decide(doc, who, action, resource));
-        let ok = match (from_acl, from_resource) {
-            (Some(Effect::Deny), _) | (_, Some(Effect::Deny)) => false,
-            (Some(Effect::Allow), _) | (_, Some(Effect::Allow)) => true,
-            _ => false,
-        };
+        let ok = self.decide(who, client_id, action, resource, resource_policy);
         if !ok {
             self.stats.http_denied.fetch_add(1, Ordering::Relaxed);
         }
         ok
+    }
+
+    /// The verdicts of the ACL file, dynamic security and (for an ARN) the resource's own
+    /// policy, combined: a deny from any refuses, an allow from any grants. Also whether dynamic
+    /// security governs `who` (it knows the username, or `who` is anonymous and an anonymous
+    /// group is set).
+    fn verdict(
+        &self,
+        policy: &Policy,
+        model: &dynamic::Model,
+        who: &Identity,
+        req: &Request<'_>,
+        resource_policy: Option<&str>,
+    ) -> (Option<Effect>, bool) {
+        let from_acl = policy.acl.as_ref().and_then(|acl| acl.decide(who, req));
+        let roles = dynamic::decide::roles_of(model, who);
+        let from_dynamic =
+            roles
+                .as_deref()
+                .and_then(|roles| match dynamic::decide::Kind::of_action(req.action) {
+                    Some(kind) => dynamic::decide::mqtt(roles, kind, req.resource),
+                    None => dynamic::decide::action(roles, req.action, req.resource),
+                });
+        let from_resource = resource_policy
+            .and_then(|doc| crate::policy::decide(doc, who, req.action, req.resource));
+        let all = [from_acl, from_dynamic, from_resource];
+        let verdict = if all.contains(&Some(Effect::Deny)) {
+            Some(Effect::Deny)
+        } else if all.contains(&Some(Effect::Allow)) {
+            Some(Effect::Allow)
+        } else {
+            None
+        };
+        (verdict, roles.is_some())
+    }
+
+    /// What silence means: for an identity dynamic security governs, its default access (MQTT
+    /// actions only; never `$CONTROL/…`); for anyone else, allowed only without an ACL file.
+    fn silence(policy: &Policy, model: &dynamic::Model, governed: bool, req: &Request<'_>) -> bool {
+        if governed {
+            dynamic::decide::Kind::of_action(req.action)
+                .is_some_and(|kind| dynamic::decide::default_allows(model, kind, req.resource))
+        } else {
+            policy.acl.is_none()
+        }
+    }
+
+    /// The one decision every check makes (see [`Security::verdict`]).
+    fn decide(
+        &self,
+        who: &Identity,
+        client_id: &str,
+        action: &str,
+        resource: &str,
+        resource_policy: Option<&str>,
+    ) -> bool {
+        let policy = self.now();
+        let model = self.dynamic.snapshot();
+        if policy.acl.is_none() && model.is_empty() {
+            return true;
+        }
+        let req = Request {
+            action,
+            resource,
+            client_id,
+        };
+        match self.verdict(&policy, &model, who, &req, resource_policy) {
+            (Some(effect), _) => effect == Effect::Allow,
+            (None, governed) => Self::silence(&policy, &model, governed, &req),
+        }
     }
 }
 
@@ -391,24 +473,26 @@ impl Security {
     ) -> bool {
         use outpost_access::TopicVerb;
         let policy = self.now();
-        let Some(acl) = &policy.acl else {
+        let model = self.dynamic.snapshot();
+        if policy.acl.is_none() && model.is_empty() {
             return true;
-        };
+        }
         let arn = |kind: &str| {
             format!(
                 "arn:aws:iot:{}:{}:{kind}/{topic}",
                 self.config.region, self.config.account
             )
         };
-        let ask = |action: &str, resource: &str| {
-            acl.decide(
-                who,
-                &Request {
-                    action,
-                    resource,
-                    client_id: "",
-                },
-            )
+        let mut governed = false;
+        let mut ask = |action: &str, resource: &str| {
+            let req = Request {
+                action,
+                resource,
+                client_id: "",
+            };
+            let (v, g) = self.verdict(&policy, &model, who, &req, None);
+            governed |= g;
+            v
         };
         let (grants, denies): (Vec<_>, Vec<_>) = match verb {
             TopicVerb::Publish => (
@@ -429,33 +513,44 @@ impl Security {
                 ],
             ),
         };
-        let ok = !grants
+        let denied = grants
             .iter()
             .chain(&denies)
-            .any(|d| *d == Some(Effect::Deny))
-            && grants.contains(&Some(Effect::Allow));
+            .any(|d| *d == Some(Effect::Deny));
+        let granted = grants.contains(&Some(Effect::Allow)) || {
+            let action = match verb {
+                TopicVerb::Publish => "mqtt:publish",
+                TopicVerb::Read => "mqtt:receive",
+            };
+            let req = Request {
+                action,
+                resource: topic,
+                client_id: "",
+            };
+            Self::silence(&policy, &model, governed, &req)
+        };
+        let ok = !denied && granted;
         if !ok {
             self.stats.mqtt_denied.fetch_add(1, Ordering::Relaxed);
         }
         ok
     }
 
-    /// True when an ACL rule explicitly denies `who` the MQTT action on `topic` (what no wider
+    /// True when a rule explicitly denies `who` the MQTT action on `topic` (what no wider
     /// allow overrides: a deny of `mqtt:subscribe` on `secret/#` asked about the topic `secret/x`
     /// withholds it from a wider subscription, ADR 0015).
     pub fn mqtt_denies(&self, who: &Identity, client_id: &str, action: &str, topic: &str) -> bool {
         let policy = self.now();
-        let Some(acl) = &policy.acl else {
+        let model = self.dynamic.snapshot();
+        if policy.acl.is_none() && model.is_empty() {
             return false;
+        }
+        let req = Request {
+            action,
+            resource: topic,
+            client_id,
         };
-        acl.decide(
-            who,
-            &Request {
-                action,
-                resource: topic,
-                client_id,
-            },
-        ) == Some(Effect::Deny)
+        self.verdict(&policy, &model, who, &req, None).0 == Some(Effect::Deny)
     }
 }
 

@@ -24,7 +24,7 @@ mod wakes;
 pub use broker::{
     Accepted, Broker, BrokerConfig, BrokerStats, BrokerStatus, ConnectionHandle, ConnectionInfo,
     Delivery, Disconnect, DisconnectReason, OverflowPolicy, Published, RetainedSummary,
-    EVENTS_PREFIX,
+    SessionSummary, CONTROL_PREFIX, EVENTS_PREFIX,
 };
 pub use inbox::{Inbox, Incoming};
 pub use message::{Message, MessageProperties};

@@ -126,3 +126,105 @@ impl Broker {
         true
     }
 }
+
+/// One session, as an operator's list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// Client id.
+    pub client_id: String,
+    /// A connection serves it now.
+    pub connected: bool,
+    /// The identity of its connection (empty: anonymous, or none connected).
+    pub identity: String,
+    /// MQTT version of its connection (`None` when disconnected).
+    pub version: Option<Version>,
+    /// Its subscriptions.
+    pub subscriptions: usize,
+    /// Messages queued for it (not yet sent, or sent and not acknowledged).
+    pub queued: usize,
+    /// Seconds it outlives its connection.
+    pub session_expiry: u32,
+}
+
+impl Broker {
+    /// Sessions whose client id or identity contains `search` (all when empty), sorted by
+    /// client id, from `offset`, at most `max`; and how many matched in all.
+    pub fn session_page(
+        &self,
+        search: &str,
+        offset: usize,
+        max: usize,
+    ) -> (Vec<SessionSummary>, usize) {
+        let cells: Vec<(Arc<str>, Arc<SessionCell>)> = self
+            .sessions
+            .read()
+            .map
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut all: Vec<SessionSummary> = cells
+            .into_iter()
+            .filter_map(|(id, cell)| {
+                let s = cell.state.lock();
+                let identity = s
+                    .connection
+                    .as_ref()
+                    .map(|c| c.who.to_string())
+                    .unwrap_or_default();
+                if !search.is_empty() && !id.contains(search) && !identity.contains(search) {
+                    return None;
+                }
+                Some(SessionSummary {
+                    client_id: id.to_string(),
+                    connected: s.connection.is_some(),
+                    identity,
+                    version: s.connection.as_ref().map(|c| c.version),
+                    subscriptions: s.subscriptions.len(),
+                    queued: s.outbox.queued(),
+                    session_expiry: s.expiry,
+                })
+            })
+            .collect();
+        all.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        let total = all.len();
+        (all.into_iter().skip(offset).take(max).collect(), total)
+    }
+
+    /// Disconnects every connection logged in as `name` (MQTT 5 clients get DISCONNECT 0x98,
+    /// Administrative action): a user disabled or deleted by dynamic security. Their sessions
+    /// stay, as after any broken connection. Returns how many were connected.
+    pub fn disconnect_identity(&self, name: &str) -> usize {
+        let cells: Vec<Arc<SessionCell>> = self.sessions.read().map.values().cloned().collect();
+        let mut n = 0;
+        for cell in cells {
+            let s = cell.state.lock();
+            if let Some(conn) = s.connection.as_ref().filter(|c| &*c.who == name) {
+                conn.admin.store(true, Ordering::Relaxed);
+                conn.kick.notify_one();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Publishes a message of the broker's own to this broker's subscribers only (not to the
+    /// rules or bridges): the answers of `$CONTROL/…` commands.
+    pub fn publish_local(&self, topic: &str, payload: Vec<u8>) -> usize {
+        let message = Message::new(topic, payload, QoS::AtMostOnce, false);
+        let mut durable = Durable::default();
+        let mut wakes = Wakes::new();
+        let routed = self.route(Self::BROKER, message, &mut durable, &mut wakes);
+        wakes.wake_all();
+        routed.matched
+    }
+
+    /// Clears the retained message of `topic` (an operator's purge), durably; `None` when the
+    /// topic has none.
+    pub fn clear_retained(&self, topic: &str) -> Option<Durable> {
+        self.retained.lock().tree.get(topic)?;
+        let message = Message::new(topic, Vec::new(), QoS::AtMostOnce, true);
+        let mut durable = Durable::default();
+        self.set_retained(Self::BROKER, &message, &mut durable);
+        Some(durable)
+    }
+}

@@ -203,6 +203,8 @@ impl Broker {
                 kick: kick.clone(),
                 stalled: stalled.clone(),
                 admin: admin.clone(),
+                who: identity.name.clone(),
+                version: c.protocol,
             });
             cell.connected.store(true, Ordering::Relaxed);
             // A backlog's stall budget is not renewed by reconnecting (`held_for`,

@@ -51,6 +51,17 @@ impl Broker {
             drop(session);
             return Ok(self.publish_to_queue(h, p, &topic, payload));
         }
+        if topic.starts_with(CONTROL_PREFIX) {
+            // A command (dynamic security's): to its door only, never routed, retained, or
+            // offered to rules and bridges, as it may carry passwords.
+            drop(session);
+            let message = Message::from_publish(&topic, p, payload);
+            let mut durable = Durable::default();
+            let took = self
+                .control
+                .offer(&h.identity, &h.client_id, &message, &mut durable);
+            return Ok((Published::Routed(usize::from(took)), durable));
+        }
         if p.retain
             && !payload.is_empty()
             && !self.retained_fits(&self.retained.lock(), &topic, topic.len() + payload.len())
@@ -215,7 +226,7 @@ impl Broker {
     pub(super) const BROKER: &'static str = "";
 
     /// Sets or clears the retained message of the message's topic (the caller checked the quota).
-    fn set_retained(&self, from: &str, message: &Message, durable: &mut Durable) {
+    pub(super) fn set_retained(&self, from: &str, message: &Message, durable: &mut Durable) {
         let retained = (!message.payload.is_empty()).then(|| Retained {
             message: Arc::new(message.clone()),
             qos: message.qos,

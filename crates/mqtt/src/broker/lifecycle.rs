@@ -22,9 +22,12 @@ use super::*;
 pub const EVENTS_PREFIX: &str = "$aws/events/";
 
 /// Topics only the broker publishes to: lifecycle events, and the Device Shadow service's
-/// answers (`$aws/things/{thing}/shadow/…/{accepted,rejected}`, `…/update/{delta,documents}`).
+/// answers (`$aws/things/{thing}/shadow/…/{accepted,rejected}`, `…/update/{delta,documents}`),
+/// and the answers of `$CONTROL/…` commands (`…/response`).
 pub(super) fn broker_only(topic: &str) -> bool {
-    if topic.starts_with(EVENTS_PREFIX) {
+    if topic.starts_with(EVENTS_PREFIX)
+        || (topic.starts_with(super::CONTROL_PREFIX) && topic.ends_with("/response"))
+    {
         return true;
     }
     topic.starts_with("$aws/things/")

@@ -42,7 +42,7 @@ mod queues;
 mod status;
 mod storage;
 
-pub use admin::{ConnectionInfo, RetainedSummary};
+pub use admin::{ConnectionInfo, RetainedSummary, SessionSummary};
 pub use lifecycle::{DisconnectReason, EVENTS_PREFIX};
 pub use status::BrokerStatus;
 
@@ -247,6 +247,9 @@ enum Save {
     Changes(Vec<SubChange>),
 }
 
+/// Client publishes under this prefix are commands for a plug-in (`$CONTROL/dynamic-security/v1`).
+pub const CONTROL_PREFIX: &str = "$CONTROL/";
+
 /// Queued messages of a connected subscriber above which its publishers are asked to slow down.
 const PRESSURE_QUEUE: usize = 256;
 
@@ -295,6 +298,9 @@ struct Connection {
     kick: Arc<Notify>,
     stalled: Arc<AtomicBool>,
     admin: Arc<AtomicBool>,
+    /// The identity's name (an operator disconnects a user's connections by it).
+    who: Arc<str>,
+    version: Version,
 }
 
 #[derive(Debug)]
@@ -461,6 +467,9 @@ pub struct Broker {
     tap: crate::tap::Slot<dyn crate::PublishTap>,
     /// Queues over MQTT (`$queue/`).
     queue_door: crate::tap::Slot<dyn crate::QueueDoor>,
+    /// Takes client publishes to `$CONTROL/…` (dynamic security's commands): they go there
+    /// only, never to subscribers, rules or bridges (they carry passwords).
+    control: crate::tap::Slot<dyn crate::PublishTap>,
     /// Who may do what: asked about wills when they are sent, and by the doors that publish
     /// into the engine as somebody (ADR 0015).
     gate: outpost_access::Gate,
@@ -534,6 +543,12 @@ impl Broker {
     /// The authorizer in force (the queue door asks it about `$queue/` sends).
     pub fn authorizer(&self) -> &dyn outpost_access::Authorizer {
         self.gate.get()
+    }
+
+    /// Installs the door of `$CONTROL/…` publishes (dynamic security); false when one is
+    /// installed already.
+    pub fn set_control(&self, door: Arc<dyn crate::PublishTap>) -> bool {
+        self.control.set(door)
     }
 
     /// Installs the publish tap (the routing layer); false when one is installed already.
