@@ -131,7 +131,7 @@ fn deep_topics_and_filters_are_refused_in_both_versions() {
         filters: outpost_codec::List::new(&[topic.as_str()]),
         ..Unsubscribe::default()
     }));
-    assert_eq!(c5.recv(wait), Some(Got::UnsubAck));
+    assert!(matches!(c5.recv(wait), Some(Got::UnsubAck(_))));
     // ... and publishing to it ends with DISCONNECT 0x90.
     c5.publish(&topic, b"x", QoS::AtLeastOnce, 3, true);
     assert_eq!(
@@ -294,7 +294,7 @@ fn subscription_changes_are_written_as_deltas() {
         filters: outpost_codec::List::new(&refs),
         ..Unsubscribe::default()
     }));
-    assert_eq!(c.recv(wait), Some(Got::UnsubAck));
+    assert!(matches!(c.recv(wait), Some(Got::UnsubAck(_))));
     // The write is durable once a later SUBACK of the same session returns.
     c.subscribe(10_000, &["probe"], QoS::AtMostOnce);
     assert!(matches!(c.recv(wait), Some(Got::SubAck(_))));

@@ -17,7 +17,7 @@ use outpost_codec::{
 pub enum Got {
     ConnAck(ReasonCode),
     SubAck(Vec<ReasonCode>),
-    UnsubAck,
+    UnsubAck(Vec<ReasonCode>),
     PubAck(u16, ReasonCode),
     PubRec(u16, ReasonCode),
     Publish {
@@ -145,7 +145,7 @@ impl Raw {
                         Got::ConnAck(c.code)
                     }
                     Packet::SubAck(s) => Got::SubAck(s.codes.iter().collect()),
-                    Packet::UnsubAck(_) => Got::UnsubAck,
+                    Packet::UnsubAck(u) => Got::UnsubAck(u.codes.iter().collect()),
                     Packet::PubAck(a) => Got::PubAck(a.pkid, a.code),
                     Packet::PubRec(a) => Got::PubRec(a.pkid, a.code),
                     Packet::Publish(p) => Got::Publish {

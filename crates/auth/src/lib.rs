@@ -428,7 +428,13 @@ impl Security {
 
     /// What silence means: for an identity dynamic security governs, its default access (MQTT
     /// actions only; never `$CONTROL/…`); for anyone else, allowed only without an ACL file.
+    /// Unsubscribing is dynamic security's question only (the ACL file has no word for it):
+    /// anyone else may always unsubscribe.
     fn silence(policy: &Policy, model: &dynamic::Model, governed: bool, req: &Request<'_>) -> bool {
+        let kind = dynamic::decide::Kind::of_action(req.action);
+        if kind == Some(dynamic::decide::Kind::Unsubscribe) && !governed {
+            return true;
+        }
         if governed {
             dynamic::decide::Kind::of_action(req.action)
                 .is_some_and(|kind| dynamic::decide::default_allows(model, kind, req.resource))

@@ -58,14 +58,44 @@ pub(super) fn subscribe<W: AsyncWrite + Unpin>(
     );
 }
 
-/// UNSUBSCRIBE: the UNSUBACK waits for the store.
+/// UNSUBSCRIBE: filters a dynamic-security role refuses (`unsubscribeLiteral`,
+/// `unsubscribePattern`) stay subscribed and get 0x87 (MQTT 5; 3.1.1 has no code to say it);
+/// the others are removed. The UNSUBACK waits for the store.
 pub(super) fn unsubscribe<W: AsyncWrite + Unpin>(
     u: outpost_codec::Unsubscribe<'_>,
     conn: &mut Conn<W>,
     broker: &Broker,
     h: &ConnectionHandle,
 ) {
-    let (codes, durable) = broker.unsubscribe(h, &u);
+    let checked = !conn.security.mqtt_open();
+    let mut allowed = Vec::new();
+    let mut denied = Vec::new();
+    for (i, f) in u.filters.iter().enumerate() {
+        if checked && !conn.may(h, "mqtt:unsubscribe", f) {
+            denied.push(i);
+        } else {
+            allowed.push(f);
+        }
+    }
+    let (codes, durable) = if denied.is_empty() {
+        broker.unsubscribe(h, &u)
+    } else {
+        let (mut codes, durable) = if allowed.is_empty() {
+            (Vec::new(), Durable::default())
+        } else {
+            broker.unsubscribe(
+                h,
+                &outpost_codec::Unsubscribe {
+                    filters: List::new(&allowed),
+                    ..u
+                },
+            )
+        };
+        for i in denied {
+            codes.insert(i, ReasonCode::NotAuthorized);
+        }
+        (codes, durable)
+    };
     conn.ack(
         durable,
         Reply::UnsubAck {
