@@ -52,7 +52,7 @@ pub(crate) fn serve(
     let metrics_text: outpost_http::MetricsText =
         Arc::new(|| "# this build has no metrics (cargo feature `metrics`)\n# EOF\n".to_string());
     let is_ready = ready.clone();
-    let state = outpost_http::HttpState::new(
+    let mut state = outpost_http::HttpState::new(
         outpost_http::Engines {
             #[cfg(feature = "sqs")]
             queues: engines.queues.clone(),
@@ -78,6 +78,7 @@ pub(crate) fn serve(
             max_body: config.http.max_body_bytes,
         },
     );
+    state.live_view = listeners.live_view;
     let mut tasks = Vec::new();
     if let Some((listener, tls)) = listeners.https {
         tasks.push(spawn_until(

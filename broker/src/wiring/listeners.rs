@@ -138,6 +138,9 @@ pub(crate) fn serve_mqtt(
     });
     let gate = &limits.mqtt_gate;
     let path = &config.websocket.path;
+    let port = |l: &TcpListener| l.local_addr().ok().map(|a| a.port());
+    let ws_port = bound.websocket.as_ref().and_then(port);
+    let wss_port = bound.wss.as_ref().and_then(|(l, _)| port(l));
     let mut tasks = vec![spawn_until(
         shutdown,
         outpost_listeners::run_tcp(
@@ -188,6 +191,11 @@ pub(crate) fn serve_mqtt(
     (
         tasks,
         HttpListeners {
+            live_view: outpost_http::LiveView {
+                ws_port,
+                wss_port,
+                path: config.websocket.path.clone(),
+            },
             http: bound.http,
             https: bound.https,
         },
@@ -198,6 +206,8 @@ pub(crate) fn serve_mqtt(
 pub(crate) struct HttpListeners {
     pub http: Option<TcpListener>,
     pub https: Option<TlsBound>,
+    /// Where the web console's live view connects (MQTT over WebSocket).
+    pub live_view: outpost_http::LiveView,
 }
 
 /// Spawns an accept loop that stops accepting when the broker stops.

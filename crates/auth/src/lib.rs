@@ -13,6 +13,7 @@ pub mod dynamic;
 pub mod keys;
 pub mod passwords;
 pub mod policy;
+pub mod sessions;
 pub mod sigv4;
 
 use std::net::IpAddr;
@@ -127,6 +128,8 @@ pub struct Security {
     failures: PerAddress,
     /// Users, groups, roles and access keys changed at run time (mosquitto's dynamic security).
     pub dynamic: dynamic::Dynamic,
+    /// Web console sessions and the one-time MQTT passwords of its live view.
+    pub sessions: sessions::Sessions,
     /// Counters.
     pub stats: SecurityStats,
 }
@@ -140,6 +143,7 @@ impl Security {
             config,
             policy: RwLock::new(Arc::new(policy)),
             dynamic: dynamic::Dynamic::default(),
+            sessions: sessions::Sessions::default(),
             stats: SecurityStats::default(),
         }))
     }
@@ -155,6 +159,7 @@ impl Security {
             },
             policy: RwLock::new(Arc::new(Policy::default())),
             dynamic: dynamic::Dynamic::default(),
+            sessions: sessions::Sessions::default(),
             stats: SecurityStats::default(),
         })
     }
@@ -202,18 +207,27 @@ impl Security {
         &self.config.account
     }
 
-    /// Decides an MQTT CONNECT: a verified client certificate name wins; otherwise the username
+    /// Decides an MQTT CONNECT (`client_id`: the CONNECT's; `None` for a web console login): a
+    /// verified client certificate name wins; otherwise the username
     /// and password are checked by dynamic security when it knows the username, else against
     /// the password file. Password checks run on a blocking thread (argon2id takes tens of
     /// milliseconds by design).
     pub async fn login_mqtt(
         &self,
         peer: IpAddr,
-        client_id: &str,
+        client_id: Option<&str>,
         username: Option<&str>,
         password: Option<&[u8]>,
         certificate: Option<&str>,
     ) -> Result<Identity, LoginError> {
+        // The web console's live view: a one-time password made for a console session.
+        if let (Some(id), Some(p)) = (client_id, password) {
+            if id.starts_with("outpost-console-") {
+                if let Some(who) = self.sessions.take_mqtt_token(username.unwrap_or(""), p) {
+                    return Ok(who);
+                }
+            }
+        }
         if let Some(name) = certificate {
             if self.dynamic.disabled(name) {
                 return Err(LoginError::NotAuthorized);
@@ -234,12 +248,12 @@ impl Security {
                     return Err(LoginError::Throttled);
                 }
                 let (user, password) = (user.to_string(), password.unwrap_or_default().to_vec());
-                let client_id = client_id.to_string();
+                let client_id = client_id.map(str::to_string);
                 let p = policy.clone();
                 let verdict = if dynamic_knows {
                     let model = self.dynamic.snapshot();
                     tokio::task::spawn_blocking(move || {
-                        dynamic::verify(&model, &user, &password, &client_id)
+                        dynamic::verify(&model, &user, &password, client_id.as_deref())
                             .unwrap_or(Err(dynamic::Refusal::BadCredentials))
                     })
                     .await

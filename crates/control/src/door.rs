@@ -43,6 +43,7 @@ pub async fn run(
 ) -> serde_json::Value {
     let answer = security.dynamic.execute(payload).await;
     for user in &answer.kick {
+        security.sessions.close_all_of(user);
         let n = broker.disconnect_identity(user);
         if n > 0 {
             tracing::info!(

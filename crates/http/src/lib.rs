@@ -23,6 +23,7 @@
 )]
 
 mod access;
+mod admin;
 mod api;
 pub mod body_budget;
 mod dispatch;
@@ -129,6 +130,20 @@ pub struct HttpState {
     pub security: Arc<outpost_auth::Security>,
     /// Request rates and concurrent long polls.
     pub rates: Arc<throttle::HttpRates>,
+    /// Where the web console's live view connects.
+    pub live_view: LiveView,
+}
+
+/// Where the web console's live message view connects: the broker's MQTT over WebSocket
+/// listeners (the browser uses the host it loaded the console from).
+#[derive(Debug, Clone, Default)]
+pub struct LiveView {
+    /// The port of MQTT over WebSocket, if it listens.
+    pub ws_port: Option<u16>,
+    /// The port of MQTT over WebSocket over TLS, if it listens.
+    pub wss_port: Option<u16>,
+    /// The WebSocket path (`/mqtt`).
+    pub path: String,
 }
 
 /// The engines the HTTP port serves.
@@ -196,6 +211,7 @@ impl HttpState {
             ),
             security,
             rates,
+            live_view: LiveView::default(),
         }
     }
 }
@@ -268,10 +284,14 @@ async fn request_id(mut resp: Response) -> Response {
 
 /// The router: `/health`, `/ready`, `/metrics`, and the APIs on every other path.
 pub fn router(state: HttpState) -> Router {
+    admin::started();
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/admin/{*rest}", axum::routing::any(admin::handle))
+        .route("/console", get(admin::console::page))
+        .route("/console/{file}", get(admin::console::asset))
         .fallback(api)
         .layer(axum::middleware::map_response(request_id))
         .with_state(state)

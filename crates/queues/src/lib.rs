@@ -21,7 +21,7 @@ mod requests;
 mod state;
 
 pub use attributes::{DEFAULT_MESSAGE_SIZE, MAX_MESSAGE_SIZE};
-pub use engine::{now_ms, QueueStats, Queues, QueuesConfig};
+pub use engine::{now_ms, Peeked, QueueStats, Queues, QueuesConfig};
 pub use error::{QueueError, Result};
 #[cfg(feature = "mqtt")]
 pub use mqtt_door::{MqttQueues, DEDUP_PROPERTY, GROUP_PROPERTY};

@@ -466,6 +466,11 @@ impl QueueState {
         seqs
     }
 
+    /// How many times message `seq` was received (0 when unknown).
+    pub fn receive_count(&self, seq: u64) -> u32 {
+        self.msgs.get(&seq).map_or(0, |m| m.receive_count)
+    }
+
     /// (visible, in flight, delayed) after applying due timers.
     pub fn counts(&mut self, now: u64) -> (u64, u64, u64) {
         self.promote(now);

@@ -185,13 +185,14 @@ pub fn verify(
     model: &Model,
     username: &str,
     password: &[u8],
-    client_id: &str,
+    client_id: Option<&str>,
 ) -> Option<Result<(), Refusal>> {
     let client = model.clients.get(username)?;
     if client.disabled {
         return Some(Err(Refusal::Disabled));
     }
-    if client.clientid.as_deref().is_some_and(|id| id != client_id) {
+    // A pinned client id binds MQTT connections (a console login has none).
+    if client_id.is_some_and(|c| client.clientid.as_deref().is_some_and(|id| id != c)) {
         return Some(Err(Refusal::BadCredentials));
     }
     let ok = client.password.as_deref().is_some_and(|h| {

@@ -141,7 +141,7 @@ where
         .security
         .login_mqtt(
             peer.ip(),
-            connect.client_id,
+            Some(connect.client_id),
             connect.username,
             connect.password,
             certificate.as_deref(),

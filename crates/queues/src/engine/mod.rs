@@ -28,12 +28,15 @@ use crate::requests::{MoveTaskInfo, ReceiveRequest, ReceivedMessage, SendRequest
 use crate::state::{DedupEntry, Msg, QueueState, ReceiptProblem, DEDUP_WINDOW_MS};
 
 mod admin;
+mod peek;
 mod permissions;
 mod receive;
 mod recovery;
 mod redrive;
 mod send;
 mod visibility;
+
+pub use peek::Peeked;
 
 const QUEUES_TABLE: &str = "queues";
 const COUNTERS_TABLE: &str = "queue_counters";
