@@ -31,7 +31,13 @@ fn console_in_a_browser() {
         "[auth]\npassword_file = {passwords:?}\nacl_file = {acl:?}\naccess_keys_file = {keys:?}\n"
     );
     let broker = Outpost::start_with(tempfile::tempdir().expect("temp dir"), &toml, None);
-    let ws_port = broker.ws.split(':').nth(1).and_then(|p| p.split('/').next()).unwrap_or("").to_string();
+    let ws_port = broker
+        .ws
+        .split(':')
+        .nth(1)
+        .and_then(|p| p.split('/').next())
+        .unwrap_or("")
+        .to_string();
     support::pytest(
         &python,
         "console_test.py",
@@ -41,7 +47,10 @@ fn console_in_a_browser() {
             ("OUTPOST_WS_PORT", ws_port),
             (
                 "OUTPOST_SCREENSHOT",
-                root().join("docs/console-overview.png").display().to_string(),
+                root()
+                    .join("docs/console-overview.png")
+                    .display()
+                    .to_string(),
             ),
         ],
     );

@@ -224,17 +224,39 @@ fn mosquitto_ctrl_manages_clients_groups_roles_and_acls() {
     );
     assert_eq!(publish(&mut alice, "other/t", 6), ReasonCode::NotAuthorized);
     // Unsubscribing is allowed by default; a role can forbid it (the subscription stays).
-    ctrl(&broker, &["addRoleACL", "sensors", "unsubscribeLiteral", "sensors/#", "deny"]);
-    alice.send(&outpost_codec::Packet::Unsubscribe(outpost_codec::Unsubscribe {
-        pkid: 9,
-        properties: Default::default(),
-        filters: outpost_codec::List::new(&["sensors/#", "never/subscribed"]),
-    }));
+    ctrl(
+        &broker,
+        &[
+            "addRoleACL",
+            "sensors",
+            "unsubscribeLiteral",
+            "sensors/#",
+            "deny",
+        ],
+    );
+    alice.send(&outpost_codec::Packet::Unsubscribe(
+        outpost_codec::Unsubscribe {
+            pkid: 9,
+            properties: Default::default(),
+            filters: outpost_codec::List::new(&["sensors/#", "never/subscribed"]),
+        },
+    ));
     assert_eq!(
         alice.recv(WAIT),
-        Some(Got::UnsubAck(vec![ReasonCode::NotAuthorized, ReasonCode::NoSubscriptionExisted]))
+        Some(Got::UnsubAck(vec![
+            ReasonCode::NotAuthorized,
+            ReasonCode::NoSubscriptionExisted
+        ]))
     );
-    ctrl(&broker, &["removeRoleACL", "sensors", "unsubscribeLiteral", "sensors/#"]);
+    ctrl(
+        &broker,
+        &[
+            "removeRoleACL",
+            "sensors",
+            "unsubscribeLiteral",
+            "sensors/#",
+        ],
+    );
 
     let client = ctrl(&broker, &["getClient", "alice"]);
     assert!(

@@ -44,7 +44,8 @@ impl Sessions {
         let token = random_token();
         let now = Instant::now();
         let mut g = self.0.lock();
-        g.sessions.retain(|_, (_, at)| now.duration_since(*at) < SESSION_IDLE);
+        g.sessions
+            .retain(|_, (_, at)| now.duration_since(*at) < SESSION_IDLE);
         if g.sessions.len() >= MAX_SESSIONS {
             if let Some(oldest) = g
                 .sessions
@@ -89,7 +90,8 @@ impl Sessions {
         let token = random_token();
         let now = Instant::now();
         let mut g = self.0.lock();
-        g.tokens.retain(|_, (_, at)| now.duration_since(*at) < TOKEN_LIFE);
+        g.tokens
+            .retain(|_, (_, at)| now.duration_since(*at) < TOKEN_LIFE);
         if g.tokens.len() >= MAX_TOKENS {
             if let Some(oldest) = g
                 .tokens
@@ -130,7 +132,11 @@ mod tests {
         s.close(&t);
         assert_eq!(s.get(&t), None);
         let p = s.mqtt_token(who.clone());
-        assert_eq!(s.take_mqtt_token("someone", p.as_bytes()), None, "made for another name; and gone");
+        assert_eq!(
+            s.take_mqtt_token("someone", p.as_bytes()),
+            None,
+            "made for another name; and gone"
+        );
         let p = s.mqtt_token(who.clone());
         assert_eq!(s.take_mqtt_token("", p.as_bytes()), Some(who));
         assert_eq!(s.take_mqtt_token("", p.as_bytes()), None, "used once");

@@ -52,8 +52,38 @@ pub(crate) fn reply(status: StatusCode, body: Value) -> Response {
         .into_response()
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    reply(status, json!({"error": code, "message": message}))
+/// A refused admin request: its status and the error it says.
+pub(crate) struct Failure {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// Tell a caller other than the console how to authenticate (`WWW-Authenticate`).
+    challenge: bool,
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let mut r = reply(
+            self.status,
+            json!({"error": self.code, "message": self.message}),
+        );
+        if self.challenge {
+            r.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"outpost\""),
+            );
+        }
+        r
+    }
+}
+
+fn error(status: StatusCode, code: &'static str, message: &str) -> Failure {
+    Failure {
+        status,
+        code,
+        message: message.to_string(),
+        challenge: false,
+    }
 }
 
 /// The session token in the request's cookies.
@@ -79,7 +109,7 @@ pub(crate) fn console_identity(state: &HttpState, headers: &HeaderMap) -> Option
 }
 
 /// Who is calling: a console session, HTTP Basic, or anonymous when the broker allows it.
-async fn caller(state: &HttpState, ip: IpAddr, headers: &HeaderMap) -> Result<Identity, Response> {
+async fn caller(state: &HttpState, ip: IpAddr, headers: &HeaderMap) -> Result<Identity, Failure> {
     if let Some(who) = console_identity(state, headers) {
         return Ok(who);
     }
@@ -89,7 +119,9 @@ async fn caller(state: &HttpState, ip: IpAddr, headers: &HeaderMap) -> Result<Id
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| {
             use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD.decode(b.trim()).ok()
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
         })
         .and_then(|raw| String::from_utf8(raw).ok());
     match basic {
@@ -104,25 +136,29 @@ async fn caller(state: &HttpState, ip: IpAddr, headers: &HeaderMap) -> Result<Id
     }
 }
 
-fn unauthorized(headers: &HeaderMap) -> Response {
-    let mut r = error(
+fn unauthorized(headers: &HeaderMap) -> Failure {
+    let mut f = error(
         StatusCode::UNAUTHORIZED,
         "Unauthorized",
         "Log in with a username and password.",
     );
     // The console shows its own login form; other callers are told how to authenticate.
-    if !headers.contains_key("x-outpost-console") {
-        r.headers_mut().insert(
-            axum::http::header::WWW_AUTHENTICATE,
-            axum::http::HeaderValue::from_static("Basic realm=\"outpost\""),
-        );
-    }
-    r
+    f.challenge = !headers.contains_key("x-outpost-console");
+    f
 }
 
-async fn login(state: &HttpState, ip: IpAddr, user: &str, password: &str) -> Result<Identity, Response> {
+async fn login(
+    state: &HttpState,
+    ip: IpAddr,
+    user: &str,
+    password: &str,
+) -> Result<Identity, Failure> {
     if user.is_empty() {
-        return Err(error(StatusCode::UNAUTHORIZED, "Unauthorized", "A username is required."));
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "A username is required.",
+        ));
     }
     match state
         .security
@@ -142,21 +178,38 @@ async fn login(state: &HttpState, ip: IpAddr, user: &str, password: &str) -> Res
         )),
         Err(_) => {
             tracing::warn!(peer = %ip, user, "console login refused");
-            Err(error(StatusCode::UNAUTHORIZED, "Unauthorized", "Wrong username or password."))
+            Err(error(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "Wrong username or password.",
+            ))
         }
     }
 }
 
 /// Asks the ACL and dynamic security whether `who` may do `action` on `resource`.
-fn authorize(state: &HttpState, who: &Identity, action: &str, resource: &str) -> Result<(), Response> {
+fn authorize(
+    state: &HttpState,
+    who: &Identity,
+    action: &str,
+    resource: &str,
+) -> Result<(), Failure> {
     if state.security.http_allows(who, action, resource, None) {
         Ok(())
     } else {
-        tracing::info!(identity = &*who.name, action, resource, "admin request denied by the ACL");
+        tracing::info!(
+            identity = &*who.name,
+            action,
+            resource,
+            "admin request denied by the ACL"
+        );
         Err(error(
             StatusCode::FORBIDDEN,
             "AccessDenied",
-            &format!("{} is not authorized to perform {action} on {resource}.", display(who)),
+            &format!(
+                "{} is not authorized to perform {action} on {resource}.",
+                display(who)
+            ),
         ))
     }
 }
@@ -198,15 +251,29 @@ pub(crate) async fn handle(
 ) -> Response {
     let ip = peer.map_or(IpAddr::from([127, 0, 0, 1]), |axum::Extension(p)| p.0.ip());
     if !state.rates.admit(ip) {
-        return error(StatusCode::TOO_MANY_REQUESTS, "Throttled", "Too many requests; slow down.");
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Throttled",
+            "Too many requests; slow down.",
+        )
+        .into_response();
     }
     let Some(path) = uri.path().strip_prefix("/admin/v1/") else {
-        return error(StatusCode::NOT_FOUND, "NotFound", "No such admin resource (the API is /admin/v1/).");
+        return error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "No such admin resource (the API is /admin/v1/).",
+        )
+        .into_response();
     };
     let segments: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
@@ -217,6 +284,7 @@ pub(crate) async fn handle(
                 "RequestEntityTooLarge",
                 &format!("Request body larger than {MAX_BODY} bytes."),
             )
+            .into_response()
         }
     };
     // Open to everyone: the API's description, logging in and out.
@@ -232,7 +300,9 @@ pub(crate) async fn handle(
             let mut r = StatusCode::NO_CONTENT.into_response();
             r.headers_mut().insert(
                 axum::http::header::SET_COOKIE,
-                axum::http::HeaderValue::from_static("outpost_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"),
+                axum::http::HeaderValue::from_static(
+                    "outpost_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict",
+                ),
             );
             return r;
         }
@@ -240,24 +310,30 @@ pub(crate) async fn handle(
     }
     let who = match caller(&state, ip, &headers).await {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(f) => return f.into_response(),
     };
     let q = query(&uri);
     match route(&state, &who, &method, &segs, &q, &body).await {
-        Ok(r) | Err(r) => r,
+        Ok(r) => r,
+        Err(f) => f.into_response(),
     }
 }
 
 /// `POST /admin/v1/login` with `{"username", "password"}`: a session cookie.
 async fn open_session(state: &HttpState, ip: IpAddr, headers: &HeaderMap, body: &[u8]) -> Response {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return error(StatusCode::BAD_REQUEST, "BadRequest", "The body must be JSON: {\"username\", \"password\"}.");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "The body must be JSON: {\"username\", \"password\"}.",
+        )
+        .into_response();
     };
     let user = v["username"].as_str().unwrap_or("");
     let password = v["password"].as_str().unwrap_or("");
     let who = match login(state, ip, user, password).await {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(f) => return f.into_response(),
     };
     let token = state.security.sessions.open(who.clone());
     // Secure when the console was reached over HTTPS (its scheme as the browser saw it).
@@ -265,7 +341,10 @@ async fn open_session(state: &HttpState, ip: IpAddr, headers: &HeaderMap, body: 
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == "https")
-        || headers.get(axum::http::header::ORIGIN).and_then(|v| v.to_str().ok()).is_some_and(|o| o.starts_with("https:"));
+        || headers
+            .get(axum::http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|o| o.starts_with("https:"));
     let cookie = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{}",
         if secure { "; Secure" } else { "" }
@@ -280,7 +359,11 @@ async fn open_session(state: &HttpState, ip: IpAddr, headers: &HeaderMap, body: 
 
 /// The broker's ARN of one of its own resources.
 fn arn(state: &HttpState, resource: &str) -> String {
-    format!("arn:outpost:{}:{}:{resource}", state.region, state.security.account())
+    format!(
+        "arn:outpost:{}:{}:{resource}",
+        state.region,
+        state.security.account()
+    )
 }
 
 async fn route(
@@ -290,7 +373,7 @@ async fn route(
     segs: &[&str],
     q: &[(String, String)],
     body: &[u8],
-) -> Result<Response, Response> {
+) -> Result<Response, Failure> {
     let broker = arn(state, "broker");
     let mqtt = &state.mqtt;
     Ok(match (method, segs) {
@@ -323,9 +406,20 @@ async fn route(
             reply(StatusCode::OK, json!({"total": total, "clients": clients}))
         }
         (&Method::GET, ["clients", id]) => {
-            authorize(state, who, "outpost:DescribeClient", &arn(state, &format!("client/{id}")))?;
-            let (Some(info), Some(subs)) = (mqtt.connection_info(id), mqtt.client_subscriptions(id)) else {
-                return Err(error(StatusCode::NOT_FOUND, "NotFound", "No session has this client id."));
+            authorize(
+                state,
+                who,
+                "outpost:DescribeClient",
+                &arn(state, &format!("client/{id}")),
+            )?;
+            let (Some(info), Some(subs)) =
+                (mqtt.connection_info(id), mqtt.client_subscriptions(id))
+            else {
+                return Err(error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    "No session has this client id.",
+                ));
             };
             let (page, _) = mqtt.session_page(id, 0, usize::MAX);
             let summary = page.into_iter().find(|s| s.client_id == *id);
@@ -344,11 +438,20 @@ async fn route(
             )
         }
         (&Method::DELETE, ["clients", id, "connection"]) => {
-            authorize(state, who, "outpost:DisconnectClient", &arn(state, &format!("client/{id}")))?;
+            authorize(
+                state,
+                who,
+                "outpost:DisconnectClient",
+                &arn(state, &format!("client/{id}")),
+            )?;
             let clean = param(q, "cleanSession") == Some("true");
             let prevent_will = param(q, "preventWill") == Some("true");
             if !mqtt.delete_connection(id, clean, prevent_will) {
-                return Err(error(StatusCode::NOT_FOUND, "NotFound", "No session has this client id."));
+                return Err(error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    "No session has this client id.",
+                ));
             }
             tracing::info!(client = *id, by = &*who.name, "disconnected by an operator");
             StatusCode::NO_CONTENT.into_response()
@@ -365,13 +468,25 @@ async fn route(
         }
         (m, ["retained", "message"]) if m == Method::GET || m == Method::DELETE => {
             let Some(topic) = param(q, "topic") else {
-                return Err(error(StatusCode::BAD_REQUEST, "BadRequest", "The topic parameter is required."));
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "The topic parameter is required.",
+                ));
             };
-            let resource = format!("arn:aws:iot:{}:{}:topic/{topic}", state.region, state.security.account());
+            let resource = format!(
+                "arn:aws:iot:{}:{}:topic/{topic}",
+                state.region,
+                state.security.account()
+            );
             if m == Method::GET {
                 authorize(state, who, "outpost:GetRetainedMessage", &resource)?;
                 let Some((message, qos)) = mqtt.retained_message(topic) else {
-                    return Err(error(StatusCode::NOT_FOUND, "NotFound", "No retained message on this topic."));
+                    return Err(error(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        "No retained message on this topic.",
+                    ));
                 };
                 use base64::Engine as _;
                 reply(
@@ -385,12 +500,24 @@ async fn route(
             } else {
                 authorize(state, who, "outpost:DeleteRetainedMessage", &resource)?;
                 let Some(durable) = mqtt.clear_retained(topic) else {
-                    return Err(error(StatusCode::NOT_FOUND, "NotFound", "No retained message on this topic."));
+                    return Err(error(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        "No retained message on this topic.",
+                    ));
                 };
                 if durable.wait().await.is_err() {
-                    return Err(error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "The change could not be stored."));
+                    return Err(error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "InternalError",
+                        "The change could not be stored.",
+                    ));
                 }
-                tracing::info!(topic, by = &*who.name, "retained message purged by an operator");
+                tracing::info!(
+                    topic,
+                    by = &*who.name,
+                    "retained message purged by an operator"
+                );
                 StatusCode::NO_CONTENT.into_response()
             }
         }
@@ -402,7 +529,10 @@ async fn route(
                 .stats()
                 .iter()
                 .map(|s| {
-                    let dlq_of = state.queues.dead_letter_sources(&s.name).unwrap_or_default();
+                    let dlq_of = state
+                        .queues
+                        .dead_letter_sources(&s.name)
+                        .unwrap_or_default();
                     json!({
                         "name": s.name, "arn": state.queues.arn(&s.name),
                         "visible": s.visible, "inFlight": s.inflight, "delayed": s.delayed,
@@ -447,7 +577,13 @@ async fn route(
                 }),
             )
         }
-        _ => return Err(error(StatusCode::NOT_FOUND, "NotFound", "No such admin operation; see /admin/v1/openapi.json.")),
+        _ => {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "No such admin operation; see /admin/v1/openapi.json.",
+            ))
+        }
     })
 }
 

@@ -24,9 +24,7 @@ impl Queues {
             let mut inner = queue.inner.lock();
             let seqs = inner.state.visible_seqs(now_ms(), max.min(100));
             seqs.into_iter()
-                .map(|s| {
-                    (s, inner.state.receive_count(s))
-                })
+                .map(|s| (s, inner.state.receive_count(s)))
                 .collect()
         };
         Ok(picked
