@@ -38,6 +38,8 @@ install_packages() {
   command -v node >/dev/null || missing+=(nodejs npm)
   # fusermount3 mounts the power-cut file system of tests/power_loss.rs.
   command -v fusermount3 >/dev/null || missing+=(fuse3)
+  # The web console's browser tests drive Debian's Chromium (tests/console.rs); a font to render.
+  command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
   if [ ${#missing[@]} -gt 0 ]; then
     step "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
@@ -47,10 +49,11 @@ install_packages() {
   scripts/embedded-toolchain.sh std aarch64-unknown-linux-gnu
   scripts/embedded-toolchain.sh std armv7-unknown-linux-gnueabihf
   # Independent clients in Python (paho-mqtt, boto3, the aws CLI, pytest; cryptography to verify SNS
-  # signatures; AWS's device SDK for the shadow client), in venvs of the
+  # signatures; AWS's device SDK for the shadow client; Playwright to drive Chromium; OpenAPI
+  # validators for the admin API's description), in venvs of the
   # project's own: .venv with current releases, .venv-sqs-query with a boto3 that still speaks
   # SQS's query protocol.
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import paho.mqtt, boto3, pytest, cryptography, moto.server, awsiot.iotshadow' 2>/dev/null \
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import paho.mqtt, boto3, pytest, cryptography, moto.server, awsiot.iotshadow, playwright.sync_api, openapi_spec_validator, openapi_schema_validator' 2>/dev/null \
       || [ ! -x .venv/bin/aws ]; then
     step "creating .venv with the Python test clients"
     python3 -m venv .venv

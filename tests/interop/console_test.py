@@ -93,35 +93,48 @@ def test_login_is_required_and_checked(page):
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
 
 
-def test_overview_moves_while_a_load_runs(page):
-    page.goto(HTTP + "/console#overview")
-    stop = threading.Event()
-    loaders = [Device(name("load"), *OPERATOR) for _ in range(3)]
+class Load:
+    """Three paho publishers at QoS 0 and a subscriber receiving everything, until stopped."""
 
-    def load():
+    def __init__(self):
+        self.stop = threading.Event()
+        self.sub = Device(name("watcher"), *OPERATOR)
+        self.sub.c.subscribe("load/#", qos=0)
+        self.pubs = [Device(name("load"), *OPERATOR) for _ in range(3)]
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
         n = 0
-        while not stop.is_set():
-            for d in loaders:
-                d.c.publish("load/x", str(n), qos=0)
+        while not self.stop.is_set():
+            for d in self.pubs:
+                d.c.publish(f"load/{d.c._client_id.decode()}", str(n), qos=0)
             n += 1
             time.sleep(0.005)
 
-    t = threading.Thread(target=load, daemon=True)
-    t.start()
-    try:
-        expect(page.locator("#card-connected")).to_have_text(re.compile(r"^[3-9]|^\d\d"))
-        # The MQTT rate in the legend leaves 0 once two samples saw the load.
-        legend = page.locator('#legend-in [data-series="mqtt"]')
-        eventually("a nonzero MQTT rate on the overview",
-                   lambda: float(re.search(r"([\d.]+)/s", legend.inner_text()).group(1)) > 10)
-        path = os.environ.get("OUTPOST_SCREENSHOT")
-        if path:
-            page.screenshot(path=path, full_page=False)
-    finally:
-        stop.set()
-        t.join()
-        for d in loaders:
+    def close(self):
+        self.stop.set()
+        self.t.join()
+        for d in self.pubs + [self.sub]:
             d.close()
+
+
+def rate(page, chart, series):
+    text = page.locator(f'#legend-{chart} [data-series="{series}"]').inner_text()
+    return float(re.search(r"([\d.]+)/s", text).group(1))
+
+
+def test_overview_moves_while_a_load_runs(page):
+    page.goto(HTTP + "/console#overview")
+    load = Load()
+    try:
+        expect(page.locator("#card-connected")).to_have_text(re.compile(r"^[4-9]|^\d\d"))
+        # The MQTT rates in the legends leave 0 once two samples saw the load.
+        eventually("a nonzero MQTT rate in", lambda: rate(page, "in", "mqtt") > 10)
+        eventually("a nonzero MQTT rate out", lambda: rate(page, "out", "mqtt") > 10)
+    finally:
+        load.close()
+    eventually("the connection count to fall", lambda: int(page.locator("#card-connected").inner_text()) < 4)
 
 
 def test_kick_a_client(page):
@@ -199,3 +212,46 @@ def test_live_view_shows_messages_as_they_are_published(page):
     d.publish("live/room1", "21.5 degrees")
     expect(page.locator("#live-messages")).to_contain_text("live/room1 21.5 degrees")
     d.close()
+
+
+def test_overview_screenshot_for_the_readme(page):
+    """Taken last, with a queue holding messages and a load running for a few samples."""
+    sqs = boto3.client("sqs", endpoint_url=HTTP, region_name="us-east-1",
+                       aws_access_key_id="AKIDOPERATOR0001",
+                       aws_secret_access_key="operator-secret-key-0001")
+    url = sqs.create_queue(QueueName="orders")["QueueUrl"]
+    for i in range(12):
+        sqs.send_message(QueueUrl=url, MessageBody=f"order {i}")
+    page.goto(HTTP + "/console#overview")
+    load = Load()
+    try:
+        eventually("eight samples of the load", lambda: int(page.locator("#chart-in").get_attribute("data-samples") or 0) >= 8,
+                   timeout=40)
+        expect(page.locator("#ov-queues")).to_contain_text("orders")
+        path = os.environ.get("OUTPOST_SCREENSHOT")
+        if path:
+            page.screenshot(path=path, full_page=True)
+    finally:
+        load.close()
+
+
+def test_keyboard_labels_and_a_phone_screen(page):
+    page.goto(HTTP + "/console#overview")
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    # Every form control has a label (screen readers, and get_by_label above).
+    unlabeled = page.evaluate("""() => [...document.querySelectorAll('input, select')]
+        .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label')).map(e => e.id)""")
+    assert unlabeled == []
+    # The pages are reached with the keyboard alone.
+    page.locator('.tabs a[href="#queues"]').focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Queues")).to_be_visible()
+    expect(page.locator('.tabs a[href="#queues"]')).to_have_attribute("aria-current", "page")
+    # On a phone's width nothing but the tables' own scroll areas is wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for p in ["overview", "security", "clients"]:
+        page.goto(HTTP + "/console#" + p)
+        expect(page.locator("#page-" + p)).to_be_visible()
+        wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert wide <= 0, f"{p} is {wide}px wider than a phone's screen"
+    page.set_viewport_size({"width": 1280, "height": 900})

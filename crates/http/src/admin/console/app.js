@@ -269,6 +269,7 @@ async function refreshOverview() {
   ];
   $("#cards").replaceChildren(...cards.map(([label, value, id]) =>
     el("div", { class: "card" }, el("div", { class: "label" }, label), el("div", { class: "value", id }, value))));
+  $("#chart-in").dataset.samples = String(history.length);
   chart("#chart-in", PROTOCOLS.map((p) => ({ name: p, color: COLORS[p], values: rates("in", p) })), "#legend-in");
   chart("#chart-out", PROTOCOLS.map((p) => ({ name: p, color: COLORS[p], values: rates("out", p) })), "#legend-out");
   const conn = history.map((h) => h.conn);
