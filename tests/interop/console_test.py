@@ -255,3 +255,18 @@ def test_keyboard_labels_and_a_phone_screen(page):
         wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert wide <= 0, f"{p} is {wide}px wider than a phone's screen"
     page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_topic_tree_with_retained_messages(page):
+    d = Device(name("ret"), *OPERATOR)
+    d.c.publish("site/hall/temp", "19.5", qos=1, retain=True).wait_for_publish(10)
+    d.c.publish("site/hall/door", "closed", qos=1, retain=True).wait_for_publish(10)
+    d.close()
+    page.goto(HTTP + "/console#topics")
+    leaf = page.locator('li[data-topic="site/hall/temp"]')
+    expect(leaf).to_contain_text("temp")
+    leaf.get_by_role("button", name="Peek").click()
+    expect(page.locator("#retained-view")).to_have_text("site/hall/temp\n19.5")
+    leaf.get_by_role("button", name="Purge site/hall/temp").click()
+    expect(page.locator('li[data-topic="site/hall/temp"]')).to_have_count(0)
+    expect(page.locator('li[data-topic="site/hall/door"]')).to_be_visible()

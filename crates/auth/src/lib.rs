@@ -192,7 +192,7 @@ impl Security {
     /// True when decisions must be made: an ACL file is in force, or dynamic security governs
     /// some identity (a client, or the anonymous group).
     pub fn has_acl(&self) -> bool {
-        self.now().acl.is_some() || !self.dynamic.snapshot().is_empty()
+        self.dynamic.in_use() || self.now().acl.is_some()
     }
 
     /// Whether a caller without credentials is let in.

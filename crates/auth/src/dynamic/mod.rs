@@ -49,6 +49,8 @@ pub enum Refusal {
 /// The model in force, how it is saved, and the access keys it made.
 pub struct Dynamic {
     model: RwLock<Arc<Model>>,
+    /// Mirrors `!model.is_empty()`: the hot path (every publish) reads it without a lock.
+    in_use: std::sync::atomic::AtomicBool,
     keys: RwLock<Arc<AccessKeys>>,
     /// One batch of commands at a time: each sees the last one's result.
     writer: tokio::sync::Mutex<()>,
@@ -70,6 +72,7 @@ impl Default for Dynamic {
     fn default() -> Self {
         Dynamic {
             model: RwLock::new(Arc::new(Model::default())),
+            in_use: std::sync::atomic::AtomicBool::new(false),
             keys: RwLock::new(Arc::new(AccessKeys::default())),
             writer: tokio::sync::Mutex::new(()),
             saver: OnceLock::new(),
@@ -111,7 +114,16 @@ impl Dynamic {
             });
         }
         *self.keys.write() = Arc::new(keys);
+        let in_use = !model.is_empty();
         *self.model.write() = Arc::new(model);
+        self.in_use
+            .store(in_use, std::sync::atomic::Ordering::Release);
+    }
+
+    /// True when dynamic security governs anyone (a client exists, or an anonymous group is
+    /// set): decisions must then ask it.
+    pub fn in_use(&self) -> bool {
+        self.in_use.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Runs a request (the payload of a `$CONTROL/dynamic-security/v1` publish, or an admin API

@@ -340,20 +340,38 @@ $("#client-search").addEventListener("submit", (ev) => { ev.preventDefault(); ru
 
 // ---- retained ------------------------------------------------------------------------------
 
+// The retained topics as a tree of levels; each topic with its size, QoS, peek and purge.
 async function refreshRetained() {
   const v = await admin("GET", "/retained?limit=1000");
-  fill("#retained", v.retained.map((r) => el("tr", {},
-    el("td", {}, r.topic), el("td", {}, r.payloadSize), el("td", {}, r.qos),
-    el("td", {},
+  const root = { children: new Map(), topic: null };
+  for (const r of v.retained) {
+    let node = root;
+    for (const level of r.topic.split("/")) {
+      if (!node.children.has(level)) node.children.set(level, { children: new Map(), topic: null });
+      node = node.children.get(level);
+    }
+    node.topic = r;
+  }
+  const render = (node) => el("ul", { class: "tree" }, [...node.children.entries()].map(([level, child]) => {
+    const r = child.topic;
+    const line = el("span", { class: "level" }, level || "(empty level)");
+    const actions = r ? el("span", { class: "leaf" },
+      ` ${r.payloadSize} bytes, QoS ${r.qos} `,
       act("Peek", async () => {
         const m = await admin("GET", "/retained/message?topic=" + encodeURIComponent(r.topic));
         $("#retained-view").textContent = m.topic + "\n" + (m.text !== null && m.text !== undefined ? m.text : "(binary) " + m.payload);
       }),
-      r.topic.startsWith("$SYS") ? null : act("Purge", async () => {
+      r.topic.startsWith("$SYS") ? null : act("Purge " + r.topic, async () => {
         await admin("DELETE", "/retained/message?topic=" + encodeURIComponent(r.topic));
         await refreshRetained();
         status("Purged the retained message of " + r.topic);
-      }, "danger")))));
+      }, "danger")) : null;
+    if (child.children.size === 0) return el("li", { "data-topic": r ? r.topic : null }, line, actions);
+    return el("li", { "data-topic": r ? r.topic : null },
+      el("details", { open: !level.startsWith("$") }, el("summary", {}, line, actions), render(child)));
+  }));
+  $("#retained").replaceChildren(v.retained.length ? render(root) : el("p", {}, "No retained messages."));
+  if (v.next) status("Showing the first " + v.retained.length + " retained topics.");
 }
 
 // ---- queues --------------------------------------------------------------------------------
