@@ -528,14 +528,15 @@ fn one(
                 return Err("Role not found");
             }
             let client = m.clients.get_mut(username).ok_or("Client not found")?;
+            // Adding a role a client has sets its priority (mosquitto's answer is success too).
             client.roles.retain(|a| a.name != rolename);
-            if lower == "addclientrole" {
-                client.roles.push(Attached {
-                    name: rolename.to_string(),
-                    priority: int(c, "priority", -1),
-                });
-                sort_attached(&mut client.roles);
-            }
+            attach(
+                &mut client.roles,
+                rolename,
+                lower == "addclientrole",
+                c,
+                None,
+            )?;
             Ok(None)
         }
         "addgroupclient" | "removegroupclient" => {
@@ -548,19 +549,14 @@ fn one(
                 return Err("Group not found");
             }
             let client = m.clients.get_mut(username).ok_or("Client not found")?;
-            let member = client.groups.iter().any(|a| a.name == groupname);
-            if lower == "addgroupclient" {
-                if member {
-                    return Err("Client is already in this group");
-                }
-                client.groups.push(Attached {
-                    name: groupname.to_string(),
-                    priority: int(c, "priority", -1),
-                });
-                sort_attached(&mut client.groups);
-            } else {
-                client.groups.retain(|a| a.name != groupname);
-            }
+            let add = lower == "addgroupclient";
+            attach(
+                &mut client.groups,
+                groupname,
+                add,
+                c,
+                Some("Client is already in this group"),
+            )?;
             Ok(None)
         }
         "creategroup" => {
@@ -699,19 +695,14 @@ fn one(
                 return Err("Role not found");
             }
             let g = m.groups.get_mut(groupname).ok_or("Group not found")?;
-            let has = g.roles.iter().any(|a| a.name == rolename);
-            if lower == "addgrouprole" {
-                if has {
-                    return Err("Group is already in this role");
-                }
-                g.roles.push(Attached {
-                    name: rolename.to_string(),
-                    priority: int(c, "priority", -1),
-                });
-                sort_attached(&mut g.roles);
-            } else {
-                g.roles.retain(|a| a.name != rolename);
-            }
+            let add = lower == "addgrouprole";
+            attach(
+                &mut g.roles,
+                rolename,
+                add,
+                c,
+                Some("Group is already in this role"),
+            )?;
             Ok(None)
         }
         "setanonymousgroup" => {
@@ -863,6 +854,30 @@ fn one(
         }
         _ => Err("Unknown command"),
     }
+}
+
+/// Adds `name` to an attachment list with the command's `priority` (default -1), kept highest
+/// first; or removes it. `already`: the error for adding what is there.
+fn attach(
+    list: &mut Vec<Attached>,
+    name: &str,
+    add: bool,
+    c: &Map<String, Value>,
+    already: Option<&'static str>,
+) -> Result<(), &'static str> {
+    if !add {
+        list.retain(|a| a.name != name);
+        return Ok(());
+    }
+    if let Some(e) = already.filter(|_| list.iter().any(|a| a.name == name)) {
+        return Err(e);
+    }
+    list.push(Attached {
+        name: name.to_string(),
+        priority: int(c, "priority", -1),
+    });
+    sort_attached(list);
+    Ok(())
 }
 
 /// One ACL entry from a command's `acltype`, `topic`, `priority` (default 0), `allow` (default
