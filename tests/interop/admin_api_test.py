@@ -36,7 +36,7 @@ def request(method, path, body=None, auth=OPERATOR, headers=None):
     if auth:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         req.add_header("Authorization", "Basic " + token)
-    if data is not None:
+    if data is not None and not (headers and "Content-Type" in headers):
         req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
@@ -226,7 +226,7 @@ def test_dynamic_security_over_http(spec):
 
 
 def test_one_time_mqtt_passwords(spec):
-    v, _ = call(spec, "POST", "/admin/v1/live-token")
+    v, _ = call(spec, "POST", "/admin/v1/live-token", {})
     assert v["username"] == "operator" and v["clientIdPrefix"] == "outpost-console-" and v["wsPort"]
     first = Paho("outpost-console-" + name("t"), password=v["password"])
     assert first.refused == 0
@@ -234,6 +234,19 @@ def test_one_time_mqtt_passwords(spec):
     second = Paho("outpost-console-" + name("t"), password=v["password"])
     assert second.refused == 0x86, "a one-time password works once"
     second.c.loop_stop()
+
+
+def test_a_form_of_another_site_cannot_post(spec):
+    """A browser holding Basic credentials for the broker would send them with another site's
+    form; a form cannot say application/json (nor set the console's header)."""
+    form = {"Content-Type": "text/plain"}
+    body = json.dumps({"commands": [{"command": "createClient", "username": "csrf", "password": "x"}]}).encode()
+    call(spec, "POST", "/admin/v1/dynsec", body, headers=form, expect=415)
+    call(spec, "POST", "/admin/v1/live-token", b"", headers=form, expect=415)
+    call(spec, "POST", "/admin/v1/login", b"username=operator", auth=None,
+         headers={"Content-Type": "application/x-www-form-urlencoded"}, expect=415)
+    v, _ = call(spec, "POST", "/admin/v1/dynsec", {"commands": [{"command": "getClient", "username": "csrf"}]})
+    assert v["responses"][0]["error"] == "Client not found"
 
 
 def test_limits_and_unknown_operations(spec):

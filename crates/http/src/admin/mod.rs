@@ -287,6 +287,27 @@ pub(crate) async fn handle(
             .into_response()
         }
     };
+    // A POST must say it is JSON (or come from the console, which
+    // sets its own header): neither can a form of another site, which a browser would send
+    // with the credentials it holds for this one (cached Basic credentials, the session cookie).
+    let json_body = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    // (Only POST: other methods are not a form's, and a script of another site must first ask
+    // with a preflight, which this port never grants.)
+    if method == Method::POST
+        && segs != ["logout"]
+        && !json_body
+        && !headers.contains_key("x-outpost-console")
+    {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "Send JSON (Content-Type: application/json).",
+        )
+        .into_response();
+    }
     // Open to everyone: the API's description, logging in and out.
     match (&method, segs.as_slice()) {
         (&Method::GET, ["openapi.json"]) => {

@@ -208,7 +208,7 @@ function chart(svgSel, series, legendSel) {
   const w = 300, h = 100;
   svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
   svg.setAttribute("preserveAspectRatio", "none");
-  const max = Math.max(1, ...series.flatMap((s) => s.values));
+  const max = Math.max(...series.flatMap((s) => s.values)) || 1;
   const ns = "http://www.w3.org/2000/svg";
   const parts = [];
   for (const s of series) {
@@ -223,7 +223,7 @@ function chart(svgSel, series, legendSel) {
   }
   const top = document.createElementNS(ns, "text");
   top.setAttribute("x", "2"); top.setAttribute("y", "10"); top.setAttribute("font-size", "9");
-  top.textContent = "max " + (Math.round(max * 10) / 10);
+  top.textContent = "max " + (max < 10 ? max.toFixed(2) : Math.round(max * 10) / 10);
   parts.push(top);
   svg.replaceChildren(...parts);
   if (legendSel) {
@@ -237,7 +237,13 @@ async function refreshOverview() {
   const o = await admin("GET", "/overview");
   const s = o.samples;
   const now = performance.now() / 1000;
-  const point = { t: now, in: {}, out: {}, conn: sample(s, "outpost_mqtt_clients_connected") };
+  const queued = family(s, "outpost_queue_messages").reduce((n, [l, v]) => n + (l.queue ? v : 0), 0);
+  const backlog = family(s, "outpost_bridge_backlog_messages").reduce((n, [, v]) => n + v, 0);
+  const point = {
+    t: now, in: {}, out: {}, conn: sample(s, "outpost_mqtt_clients_connected"),
+    queued, backlog, disk: sample(s, "outpost_store_disk_bytes"),
+    fsyncSum: sample(s, "outpost_store_fsync_seconds_sum"), fsyncs: sample(s, "outpost_store_fsync_seconds_count"),
+  };
   for (const p of PROTOCOLS) {
     point.in[p] = sample(s, "outpost_messages_received_total", { protocol: p });
     point.out[p] = sample(s, "outpost_messages_sent_total", { protocol: p });
@@ -272,9 +278,25 @@ async function refreshOverview() {
   $("#chart-in").dataset.samples = String(history.length);
   chart("#chart-in", PROTOCOLS.map((p) => ({ name: p, color: COLORS[p], values: rates("in", p) })), "#legend-in");
   chart("#chart-out", PROTOCOLS.map((p) => ({ name: p, color: COLORS[p], values: rates("out", p) })), "#legend-out");
-  const conn = history.map((h) => h.conn);
-  while (conn.length < HISTORY) conn.unshift(0);
-  chart("#chart-conn", [{ name: "conn", color: COLORS.conn, values: conn.slice(-HISTORY) }]);
+  const series = (f) => {
+    const v = history.map(f);
+    while (v.length < HISTORY) v.unshift(0);
+    return v.slice(-HISTORY);
+  };
+  chart("#chart-conn", [{ name: "conn", color: COLORS.conn, values: series((h) => h.conn) }]);
+  chart("#chart-depth", [
+    { name: "queued", color: COLORS.sqs, values: series((h) => h.queued) },
+    { name: "backlog", color: COLORS.events, values: series((h) => h.backlog) },
+  ]);
+  chart("#chart-disk", [{ name: "disk", color: COLORS.sns, values: series((h) => h.disk / 1024) }]);
+  // The mean fsync of each interval (ms): the change of the histogram's sum over its count's.
+  const fsync = [];
+  for (let i = 1; i < history.length; i++) {
+    const n = history[i].fsyncs - history[i - 1].fsyncs;
+    fsync.push(n > 0 ? ((history[i].fsyncSum - history[i - 1].fsyncSum) / n) * 1000 : 0);
+  }
+  while (fsync.length < HISTORY) fsync.unshift(0);
+  chart("#chart-fsync", [{ name: "fsync", color: COLORS.mqtt, values: fsync.slice(-HISTORY) }]);
   const queues = {};
   for (const [l, v] of family(s, "outpost_queue_messages")) {
     if (!l.queue) continue;
