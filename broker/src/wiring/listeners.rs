@@ -191,6 +191,7 @@ pub(crate) fn serve_mqtt(
     (
         tasks,
         HttpListeners {
+            #[cfg(feature = "http")]
             live_view: outpost_http::LiveView {
                 ws_port,
                 wss_port,
@@ -207,6 +208,7 @@ pub(crate) struct HttpListeners {
     pub http: Option<TcpListener>,
     pub https: Option<TlsBound>,
     /// Where the web console's live view connects (MQTT over WebSocket).
+    #[cfg(feature = "http")]
     pub live_view: outpost_http::LiveView,
 }
 
