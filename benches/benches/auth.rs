@@ -1,6 +1,7 @@
 //! What security costs per request, measured in the same run as its reference point:
 //! verifying a SigV4 signature (outpost-auth) against signing the same request (aws-sigv4, what
-//! every SDK call costs its client), an ACL decision with 100 rules against no ACL, and one
+//! every SDK call costs its client), an ACL decision with 100 rules against no ACL, a publish's
+//! whole decision with the ACL file, dynamic security (mosquitto's model) or both, and one
 //! argon2id password check (paid once per MQTT login).
 
 use std::time::{Duration, SystemTime};
@@ -106,6 +107,58 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("100-rules", |b| b.iter(|| acl.decide(&who, &publish)));
     g.finish();
+
+    // The whole decision a publish takes (`Security::mqtt_allows`): the ACL file's 100 rules,
+    // dynamic security's 100 entries (two roles of 50, the match in the last), and both.
+    let dir = std::env::temp_dir().join(format!("outpost-bench-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let acl_file = dir.join("acl.toml");
+    std::fs::write(&acl_file, &rules).expect("acl written");
+    let with_file = |file: bool| {
+        outpost_auth::Security::open(outpost_auth::SecurityConfig {
+            acl_file: file.then(|| acl_file.clone()),
+            account: "000000000000".into(),
+            ..Default::default()
+        })
+        .expect("security")
+    };
+    let role = |from: usize, n: usize| -> serde_json::Value {
+        serde_json::json!({"acls": (from..from + n).map(|i| serde_json::json!({
+            "acltype": "publishClientSend", "topic": format!("site/{i}/+/#"), "priority": 0, "allow": true
+        })).collect::<Vec<_>>()})
+    };
+    let model_of = |per_role: usize| {
+        let m = serde_json::json!({
+            "clients": {"user99": {"roles": [{"name": "a", "priority": 2}, {"name": "b", "priority": 1}]}},
+            "roles": {"a": role(100 - 2 * per_role, per_role), "b": role(100 - per_role, per_role)},
+        });
+        serde_json::to_vec(&m).expect("json")
+    };
+    let model = model_of(50);
+    let small = with_file(false);
+    small.dynamic.restore(&model_of(5)).expect("model");
+    let file_only = with_file(true);
+    let dynamic_only = with_file(false);
+    dynamic_only.dynamic.restore(&model).expect("model");
+    let both = with_file(true);
+    both.dynamic.restore(&model).expect("model");
+    for s in [&file_only, &dynamic_only, &both, &small] {
+        assert!(s.mqtt_allows(&who, "dev-7", "mqtt:publish", "site/99/dev-7/telemetry"));
+    }
+    let mut g = c.benchmark_group("publish_decision");
+    g.throughput(Throughput::Elements(1));
+    for (name, s) in [
+        ("acl-file-100-rules", &file_only),
+        ("dynamic-100-entries", &dynamic_only),
+        ("dynamic-10-entries", &small),
+        ("file-and-dynamic", &both),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| s.mqtt_allows(&who, "dev-7", "mqtt:publish", "site/99/dev-7/telemetry"))
+        });
+    }
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
 
     let mut file = PasswordFile::default();
     file.set("alice", "alice-secret").expect("hash");
