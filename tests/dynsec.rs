@@ -425,6 +425,15 @@ fn mosquitto_ctrl_manages_clients_groups_roles_and_acls() {
         "a deleted client is disconnected"
     );
     assert_eq!(ctrl(&broker, &["listClients"]).trim(), "admin\nbob");
+    assert_eq!(
+        support::metric(&broker, "outpost_dynsec_entities{kind=\"clients\"}"),
+        2
+    );
+    assert_eq!(
+        support::metric(&broker, "outpost_dynsec_entities{kind=\"groups\"}"),
+        1,
+        "guests"
+    );
 }
 
 #[test]

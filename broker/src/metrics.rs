@@ -582,6 +582,19 @@ impl Sources {
                 (&[("protocol", "http")], s.http_denied.load(Relaxed)),
             ],
         )?;
+        let model = self.security.dynamic.snapshot();
+        family(
+            e,
+            "outpost_dynsec_entities",
+            "What dynamic security holds (mosquitto's $CONTROL/dynamic-security/v1), by kind",
+            MetricType::Gauge,
+            &[
+                (&[("kind", "clients")], model.clients.len() as u64),
+                (&[("kind", "groups")], model.groups.len() as u64),
+                (&[("kind", "roles")], model.roles.len() as u64),
+                (&[("kind", "access_keys")], model.access_keys.len() as u64),
+            ],
+        )?;
         family(
             e,
             "outpost_auth_reloads",
