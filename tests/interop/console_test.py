@@ -197,6 +197,20 @@ def test_a_new_role_turns_a_denied_publish_into_an_allowed_one(page):
     expect(page.locator(f'tr[data-user="{user}"]')).to_contain_text(role)
     assert device.publish("telemetry/t1") in (0, 0x10), "the role allows it on the next packet"
     assert device.publish("other/t1") == 0x87
+    # An access key for the user: shown once, and it signs real boto3 calls as the user (whose
+    # role says nothing of SQS: denied).
+    page.locator("#key-create").get_by_label("For user").fill(user)
+    page.get_by_role("button", name="Create access key").click()
+    secret = page.locator("#key-secret")
+    expect(secret).to_contain_text("Access key for " + user)
+    key_id, key_secret = re.search(r": (AKIA\w+), secret (\S+) ", secret.inner_text()).groups()
+    sqs = boto3.client("sqs", endpoint_url=HTTP, region_name="us-east-1",
+                       aws_access_key_id=key_id, aws_secret_access_key=key_secret)
+    with pytest.raises(Exception) as denied:
+        sqs.create_queue(QueueName=name("not-mine"))
+    assert "AccessDenied" in str(denied.value)
+    page.get_by_role("button", name="Delete " + key_id).click()
+    expect(page.locator(f'tr[data-key="{key_id}"]')).to_have_count(0)
     # Disabling the user from the console disconnects the device at once.
     page.get_by_role("button", name="Disable " + user).click()
     assert device.disconnected.wait(10)

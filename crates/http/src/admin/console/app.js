@@ -503,11 +503,18 @@ async function refreshRules() {
 // ---- security (dynamic security) -----------------------------------------------------------
 
 async function refreshSecurity() {
-  const [clients, groups, roles, access] = await dynsec(
+  const [clients, groups, roles, access, keys] = await dynsec(
     { command: "listClients", verbose: true },
     { command: "listGroups", verbose: true },
     { command: "listRoles", verbose: true },
-    { command: "getDefaultACLAccess" });
+    { command: "getDefaultACLAccess" },
+    { command: "listAccessKeys" });
+  fill("#keys", keys.data.accessKeys.map((k) => el("tr", { "data-key": k.accessKeyId },
+    el("td", {}, el("code", {}, k.accessKeyId)), el("td", {}, k.username),
+    el("td", {}, act("Delete " + k.accessKeyId, async () => {
+      await dynsec({ command: "deleteAccessKey", accessKeyId: k.accessKeyId });
+      await refreshSecurity();
+    }, "danger")))));
   const names = (list, key) => list.map((x) => x[key]).join(", ");
   fill("#users", clients.data.clients.map((c) => el("tr", { "data-user": c.username },
     el("td", {}, c.username), el("td", {}, names(c.roles, "rolename")), el("td", {}, names(c.groups, "groupname")),
@@ -542,6 +549,17 @@ function onSubmit(sel, f) {
 }
 onSubmit("#user-create", () => dynsec({ command: "createClient", username: $("#user-name").value, password: $("#user-password").value }));
 onSubmit("#role-create", () => dynsec({ command: "createRole", rolename: $("#role-name").value }));
+$("#key-create").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try {
+    const [r] = await dynsec({ command: "createAccessKey", username: $("#key-user").value });
+    const k = r.data.accessKey;
+    ev.target.reset();
+    await refreshSecurity();
+    // The secret is shown once, here; the broker never shows it again.
+    $("#key-secret").textContent = `Access key for ${k.username}: ${k.accessKeyId}, secret ${k.secretAccessKey} (shown once: copy it now)`;
+  } catch (e) { status(e.message, true); }
+});
 onSubmit("#group-create", () => dynsec({ command: "createGroup", groupname: $("#group-name").value }));
 onSubmit("#acl-add", () => dynsec({
   command: "addRoleACL", rolename: $("#acl-role").value, acltype: $("#acl-type").value,
