@@ -171,6 +171,33 @@ def test_clients_are_listed_described_and_kicked(spec):
     assert p.gone.wait(10) and p.reason == 0x98, "Administrative action"
     p.c.loop_stop()
     call(spec, "DELETE", "/admin/v1/clients/nobody-here/connection", expect=404)
+
+
+def test_a_sessions_held_messages_are_listed(spec):
+    cid = name("offline")
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+    c.username_pw_set(*OPERATOR)
+    props = mqtt.Properties(mqtt.PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    c.connect("127.0.0.1", MQTT_PORT, clean_start=False, properties=props)
+    c.loop_start()
+    c.subscribe("held/#", qos=1)
+    eventually("the session's subscription", lambda: (
+        lambda r: r[0] == 200 and r[2]["subscriptions"])(request("GET", "/admin/v1/clients/" + cid)))
+    c.disconnect()
+    c.loop_stop()
+    p = Paho(name("pub"))
+    for i in range(3):
+        p.c.publish(f"held/{i}", "x" * (10 + i), qos=1).wait_for_publish(10)
+    p.close()
+    v, _ = call(spec, "GET", f"/admin/v1/clients/{cid}?messages=2")
+    assert not v["connected"] and v["queued"] == 3
+    assert v["messages"] == [
+        {"topic": "held/0", "qos": 1, "bytes": 10, "inFlight": False},
+        {"topic": "held/1", "qos": 1, "bytes": 11, "inFlight": False},
+    ]
+    listed, _ = call(spec, "GET", "/admin/v1/clients?search=" + cid)
+    assert listed["clients"][0]["queued"] == 3
     call(spec, "GET", "/admin/v1/clients/nobody-here", expect=404)
 
 

@@ -23,8 +23,8 @@ mod wakes;
 
 pub use broker::{
     Accepted, Broker, BrokerConfig, BrokerStats, BrokerStatus, ConnectionHandle, ConnectionInfo,
-    Delivery, Disconnect, DisconnectReason, OverflowPolicy, Published, RetainedSummary,
-    SessionSummary, CONTROL_PREFIX, EVENTS_PREFIX,
+    Delivery, Disconnect, DisconnectReason, HeldMessage, OverflowPolicy, Published,
+    RetainedSummary, SessionSummary, CONTROL_PREFIX, EVENTS_PREFIX,
 };
 pub use inbox::{Inbox, Incoming};
 pub use message::{Message, MessageProperties};

@@ -139,6 +139,19 @@ impl<M: Outgoing + Clone> Outbox<M> {
         self.in_flight.len()
     }
 
+    /// The messages it holds, at most `max`: those in flight first (by packet identifier), then
+    /// the queue in order; each with whether it is in flight.
+    pub fn peek(&self, max: usize) -> Vec<(&M, bool)> {
+        self.in_flight
+            .values()
+            .map(|(_, s)| match s {
+                InFlight::Published(m) | InFlight::Released(m) => (m, true),
+            })
+            .chain(self.queue.iter().map(|m| (m, false)))
+            .take(max)
+            .collect()
+    }
+
     /// Messages dropped or refused by the backpressure policy since creation.
     pub fn dropped(&self) -> u64 {
         self.dropped

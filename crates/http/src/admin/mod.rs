@@ -442,6 +442,9 @@ async fn route(
                     "No session has this client id.",
                 ));
             };
+            let held = mqtt
+                .session_messages(id, number(q, "messages", 20, 1000))
+                .unwrap_or_default();
             let (page, _) = mqtt.session_page(id, 0, usize::MAX);
             let summary = page.into_iter().find(|s| s.client_id == *id);
             reply(
@@ -455,6 +458,7 @@ async fn route(
                     "protocol": summary.as_ref().and_then(|s| s.version).map(version),
                     "queued": summary.as_ref().map_or(0, |s| s.queued),
                     "subscriptions": subs.iter().map(|(f, qos)| json!({"filter": f, "qos": *qos as u8})).collect::<Vec<_>>(),
+                    "messages": held.iter().map(|m| json!({"topic": m.topic, "qos": m.qos as u8, "bytes": m.bytes, "inFlight": m.in_flight})).collect::<Vec<_>>(),
                 }),
             )
         }

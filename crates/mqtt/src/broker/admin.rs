@@ -140,13 +140,45 @@ pub struct SessionSummary {
     pub version: Option<Version>,
     /// Its subscriptions.
     pub subscriptions: usize,
-    /// Messages queued for it (not yet sent, or sent and not acknowledged).
+    /// Messages it holds: queued, or sent and not acknowledged.
     pub queued: usize,
     /// Seconds it outlives its connection.
     pub session_expiry: u32,
 }
 
+/// A message a session holds, as an operator's inspection shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldMessage {
+    /// Its topic.
+    pub topic: String,
+    /// The QoS it is delivered with.
+    pub qos: QoS,
+    /// Payload bytes.
+    pub bytes: usize,
+    /// Sent and not yet acknowledged.
+    pub in_flight: bool,
+}
+
 impl Broker {
+    /// The first `max` messages `client`'s session holds (in flight, then queued); `None` when
+    /// it has no session.
+    pub fn session_messages(&self, client: &str, max: usize) -> Option<Vec<HeldMessage>> {
+        let cell = self.sessions.read().map.get(client).cloned()?;
+        let s = cell.state.lock();
+        Some(
+            s.outbox
+                .peek(max)
+                .into_iter()
+                .map(|(d, in_flight)| HeldMessage {
+                    topic: d.message.topic.to_string(),
+                    qos: d.qos,
+                    bytes: d.message.payload.len(),
+                    in_flight,
+                })
+                .collect(),
+        )
+    }
+
     /// Sessions whose client id or identity contains `search` (all when empty), sorted by
     /// client id, from `offset`, at most `max`; and how many matched in all.
     pub fn session_page(
@@ -180,7 +212,7 @@ impl Broker {
                     identity,
                     version: s.connection.as_ref().map(|c| c.version),
                     subscriptions: s.subscriptions.len(),
-                    queued: s.outbox.queued(),
+                    queued: s.outbox.queued() + s.outbox.in_flight(),
                     session_expiry: s.expiry,
                 })
             })

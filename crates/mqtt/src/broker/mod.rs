@@ -42,7 +42,7 @@ mod queues;
 mod status;
 mod storage;
 
-pub use admin::{ConnectionInfo, RetainedSummary, SessionSummary};
+pub use admin::{ConnectionInfo, HeldMessage, RetainedSummary, SessionSummary};
 pub use lifecycle::{DisconnectReason, EVENTS_PREFIX};
 pub use status::BrokerStatus;
 

@@ -355,7 +355,11 @@ async function showClient(id) {
   $("#client-detail").replaceChildren(
     el("h3", {}, c.clientId),
     el("p", {}, `${c.connected ? "Connected" : "Offline"}; protocol ${c.protocol || "-"}; session expiry ${c.sessionExpiry} s; ${c.queued} messages queued`),
-    el("ul", {}, c.subscriptions.map((s) => el("li", {}, `${s.filter} (QoS ${s.qos})`))));
+    el("h4", {}, "Subscriptions"),
+    el("ul", {}, c.subscriptions.map((s) => el("li", {}, `${s.filter} (QoS ${s.qos})`))),
+    el("h4", {}, "Messages it holds (first 20)"),
+    c.messages.length ? el("ol", {}, c.messages.map((m) => el("li", {},
+      `${m.topic} — ${m.bytes} bytes, QoS ${m.qos}${m.inFlight ? ", sent, not yet acknowledged" : ""}`))) : el("p", {}, "None."));
 }
 
 $("#client-search").addEventListener("submit", (ev) => { ev.preventDefault(); run(refreshClients); });
