@@ -148,3 +148,137 @@ pub fn default_allows(model: &Model, kind: Kind, topic: &str) -> bool {
         Kind::Unsubscribe => d.unsubscribe,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dynamic::model::{Attached, Client, Group};
+    use outpost_access::Proof;
+
+    fn entry(acltype: &str, topic: &str, priority: i64, allow: bool) -> Entry {
+        Entry {
+            acltype: acltype.into(),
+            topic: topic.into(),
+            priority,
+            allow,
+        }
+    }
+
+    fn user(name: &str) -> Identity {
+        Identity {
+            name: name.into(),
+            proof: Proof::Password,
+            account: "1".into(),
+        }
+    }
+
+    fn attached(name: &str, priority: i64) -> Attached {
+        Attached {
+            name: name.into(),
+            priority,
+        }
+    }
+
+    /// alice: her own role `own` (deny a/secret), then group `g` (priority 5) with role `wide`
+    /// (allow a/#), then group `h` (priority 1) with role `none` (deny #).
+    fn model() -> Model {
+        let mut m = Model::default();
+        m.roles.insert(
+            "own".into(),
+            Role {
+                acls: vec![entry("publishClientSend", "a/secret", 0, false)],
+                ..Role::default()
+            },
+        );
+        m.roles.insert(
+            "wide".into(),
+            Role {
+                acls: vec![
+                    entry("publishClientSend", "a/#", 0, true),
+                    entry("subscribePattern", "a/+", 0, true),
+                    entry("subscribeLiteral", "a/+", 0, false),
+                    entry("sqs:Send*", "arn:aws:sqs:*:*:jobs", 0, true),
+                ],
+                ..Role::default()
+            },
+        );
+        m.roles.insert(
+            "none".into(),
+            Role {
+                acls: vec![entry("publishClientSend", "#", 0, false)],
+                ..Role::default()
+            },
+        );
+        m.groups.insert(
+            "g".into(),
+            Group {
+                roles: vec![attached("wide", 0)],
+                ..Group::default()
+            },
+        );
+        m.groups.insert(
+            "h".into(),
+            Group {
+                roles: vec![attached("none", 0)],
+                ..Group::default()
+            },
+        );
+        m.clients.insert(
+            "alice".into(),
+            Client {
+                roles: vec![attached("own", 0)],
+                groups: vec![attached("g", 5), attached("h", 1)],
+                ..Client::default()
+            },
+        );
+        m
+    }
+
+    #[test]
+    fn the_first_matching_entry_decides_in_mosquittos_order() {
+        let m = model();
+        let roles = roles_of(&m, &user("alice")).expect("governed");
+        // Her own role before her groups' roles.
+        assert_eq!(mqtt(&roles, Kind::Send, "a/secret"), Some(Effect::Deny));
+        // The higher-priority group's role before the lower one's.
+        assert_eq!(mqtt(&roles, Kind::Send, "a/b"), Some(Effect::Allow));
+        assert_eq!(mqtt(&roles, Kind::Send, "b/c"), Some(Effect::Deny));
+        // Within a role, a literal subscription entry is looked at before the patterns.
+        assert_eq!(mqtt(&roles, Kind::Subscribe, "a/+"), Some(Effect::Deny));
+        assert_eq!(mqtt(&roles, Kind::Subscribe, "a/b"), Some(Effect::Allow));
+        // A pattern covers only narrower filters.
+        assert_eq!(mqtt(&roles, Kind::Subscribe, "a/#"), None);
+        assert_eq!(mqtt(&roles, Kind::Receive, "a/b"), None);
+        assert_eq!(
+            action(&roles, "sqs:SendMessage", "arn:aws:sqs:us-east-1:1:jobs"),
+            Some(Effect::Allow)
+        );
+        assert_eq!(
+            action(&roles, "sqs:DeleteQueue", "arn:aws:sqs:us-east-1:1:jobs"),
+            None
+        );
+    }
+
+    #[test]
+    fn who_is_governed_and_what_silence_means() {
+        let mut m = model();
+        assert!(roles_of(&m, &user("bob")).is_none(), "unknown to dynamic security");
+        assert!(roles_of(&m, &Identity::anonymous("1")).is_none(), "no anonymous group");
+        m.anonymous_group = Some("g".into());
+        let anon = roles_of(&m, &Identity::anonymous("1")).expect("governed");
+        assert_eq!(mqtt(&anon, Kind::Send, "a/x"), Some(Effect::Allow));
+        assert!(default_allows(&m, Kind::Receive, "x"));
+        assert!(default_allows(&m, Kind::Unsubscribe, "x"));
+        assert!(!default_allows(&m, Kind::Send, "x"));
+        assert!(!default_allows(&m, Kind::Subscribe, "x"));
+        m.default_access.publish_client_receive = true;
+        assert!(
+            !default_allows(&m, Kind::Receive, "$CONTROL/dynamic-security/v1/response"),
+            "never $CONTROL by default"
+        );
+        assert_eq!(acltype("PUBLISHCLIENTSEND").as_deref(), Some("publishClientSend"));
+        assert_eq!(acltype("sqs:*").as_deref(), Some("sqs:*"));
+        assert_eq!(acltype("publish"), None);
+        assert_eq!(acltype("sqs:"), None);
+    }
+}
