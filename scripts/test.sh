@@ -64,6 +64,13 @@ install_packages() {
     step "installing MQTT.js"
     (cd tests/interop/mqttjs && npm ci --silent --no-audit --no-fund)
   fi
+  # Schemathesis, property-based checks of the admin API against its OpenAPI description, in a
+  # venv of its own (its dependencies pin versions the clients above do not want).
+  if [ ! -x .venv-api/bin/st ]; then
+    step "creating .venv-api (schemathesis)"
+    python3 -m venv .venv-api
+    .venv-api/bin/pip install --quiet -r tests/interop/requirements-api.txt
+  fi
   if [ ! -x .venv-sqs-query/bin/python ] || ! .venv-sqs-query/bin/python -c 'import boto3, pytest' 2>/dev/null; then
     step "creating .venv-sqs-query (boto3 1.26, query protocol)"
     python3 -m venv .venv-sqs-query

@@ -199,6 +199,13 @@ def test_a_sessions_held_messages_are_listed(spec):
     listed, _ = call(spec, "GET", "/admin/v1/clients?search=" + cid)
     assert listed["clients"][0]["queued"] == 3
     call(spec, "GET", "/admin/v1/clients/nobody-here", expect=404)
+    call(spec, "GET", "/admin/v1/clients?limit=-1", expect=400)
+    call(spec, "GET", "/admin/v1/clients?limit=ten", expect=400)
+    v, _ = call(spec, "GET", "/admin/v1/clients?limit=99999999999999999999999")
+    assert v["total"] >= len(v["clients"])
+    call(spec, "DELETE", "/admin/v1/clients/x/connection?cleanSession=yes", expect=400)
+    status, hdrs, v = request("PUT", "/admin/v1/clients")
+    assert status == 405 and hdrs["Allow"] == "GET" and v["error"] == "MethodNotAllowed"
 
 
 def test_retained_messages_are_listed_peeked_and_purged(spec):
@@ -247,8 +254,10 @@ def test_dynamic_security_over_http(spec):
     assert v["responses"][0] == {"command": "createClient"}
     assert v["responses"][1]["data"]["client"]["username"] == user
     assert v["responses"][1]["correlationData"] == "c1"
-    v, _ = call(spec, "POST", "/admin/v1/dynsec", {"commands": [{"command": "listRoles"}] * 101})
-    assert "Too many commands" in v["responses"][0]["error"]
+    v, _ = call(spec, "POST", "/admin/v1/dynsec", {"commands": [{"command": "listRoles"}] * 101}, expect=400)
+    assert "Too many commands" in v["message"]
+    call(spec, "POST", "/admin/v1/dynsec", b"not json", expect=400)
+    call(spec, "POST", "/admin/v1/dynsec", {"command": "listRoles"}, expect=400)
     call(spec, "POST", "/admin/v1/dynsec", {"commands": []}, auth=VIEWER, expect=403)
 
 

@@ -262,8 +262,14 @@ mod tests {
     #[test]
     fn who_is_governed_and_what_silence_means() {
         let mut m = model();
-        assert!(roles_of(&m, &user("bob")).is_none(), "unknown to dynamic security");
-        assert!(roles_of(&m, &Identity::anonymous("1")).is_none(), "no anonymous group");
+        assert!(
+            roles_of(&m, &user("bob")).is_none(),
+            "unknown to dynamic security"
+        );
+        assert!(
+            roles_of(&m, &Identity::anonymous("1")).is_none(),
+            "no anonymous group"
+        );
         m.anonymous_group = Some("g".into());
         let anon = roles_of(&m, &Identity::anonymous("1")).expect("governed");
         assert_eq!(mqtt(&anon, Kind::Send, "a/x"), Some(Effect::Allow));
@@ -276,7 +282,10 @@ mod tests {
             !default_allows(&m, Kind::Receive, "$CONTROL/dynamic-security/v1/response"),
             "never $CONTROL by default"
         );
-        assert_eq!(acltype("PUBLISHCLIENTSEND").as_deref(), Some("publishClientSend"));
+        assert_eq!(
+            acltype("PUBLISHCLIENTSEND").as_deref(),
+            Some("publishClientSend")
+        );
         assert_eq!(acltype("sqs:*").as_deref(), Some("sqs:*"));
         assert_eq!(acltype("publish"), None);
         assert_eq!(acltype("sqs:"), None);

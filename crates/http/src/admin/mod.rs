@@ -233,11 +233,42 @@ fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-fn number(q: &[(String, String)], key: &str, default: usize, max: usize) -> usize {
-    param(q, key)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-        .min(max)
+/// An integer parameter (`default` when absent); anything but a whole number from 0 is refused
+/// with 400, and values above `max` are taken as `max`.
+fn number(q: &[(String, String)], key: &str, default: usize, max: usize) -> Result<usize, Failure> {
+    let mut values = q.iter().filter(|(k, _)| k == key);
+    match (values.next(), values.next()) {
+        (None, _) => Ok(default.min(max)),
+        // A whole number too large for the machine is still a whole number: the largest.
+        (Some((_, v)), None) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(v.parse::<usize>().unwrap_or(usize::MAX).min(max))
+        }
+        (Some((_, v)), None) => v.parse::<usize>().map(|n| n.min(max)).map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("{key} must be a whole number from 0."),
+            )
+        }),
+        (Some(_), Some(_)) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("{key} is given more than once."),
+        )),
+    }
+}
+
+/// A boolean parameter (`false` when absent): `true` or `false`, else 400.
+fn flag(q: &[(String, String)], key: &str) -> Result<bool, Failure> {
+    match param(q, key) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("{key} must be true or false."),
+        )),
+    }
 }
 
 /// Every `/admin/…` request.
@@ -287,18 +318,37 @@ pub(crate) async fn handle(
             .into_response()
         }
     };
-    // A POST must say it is JSON (or come from the console, which
-    // sets its own header): neither can a form of another site, which a browser would send
-    // with the credentials it holds for this one (cached Basic credentials, the session cookie).
-    let json_body = headers
+    // A known resource asked with a method it does not have: 405 with the methods it has.
+    if let Some(allowed) = methods(&segs) {
+        if !allowed.contains(&method.as_str()) {
+            let mut r = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                &format!(
+                    "{} is not allowed here; allowed: {}.",
+                    method,
+                    allowed.join(", ")
+                ),
+            )
+            .into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&allowed.join(", ")) {
+                r.headers_mut().insert(axum::http::header::ALLOW, v);
+            }
+            return r;
+        }
+    }
+    // A POST's body must be JSON, said so (a form of another site, which a browser would send
+    // with the credentials it holds for this one, cannot say it); a POST without a body and
+    // without a content type changes nothing another site could use (a one-time password it
+    // cannot read, a logout). The console's own header passes too.
+    let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("application/json"));
-    // (Only POST: other methods are not a form's, and a script of another site must first ask
-    // with a preflight, which this port never grants.)
+        .and_then(|v| v.to_str().ok());
+    let json_body = content_type.is_some_and(|v| v.trim_start().starts_with("application/json"));
+    let nothing = content_type.is_none() && body.is_empty();
     if method == Method::POST
-        && segs != ["logout"]
         && !json_body
+        && !nothing
         && !headers.contains_key("x-outpost-console")
     {
         return error(
@@ -338,6 +388,18 @@ pub(crate) async fn handle(
         Ok(r) => r,
         Err(f) => f.into_response(),
     }
+}
+
+/// The methods a known admin resource answers (`None`: no such resource, 404).
+fn methods(segs: &[&str]) -> Option<&'static [&'static str]> {
+    Some(match segs {
+        ["openapi.json" | "whoami" | "overview" | "clients" | "retained" | "queues"] => &["GET"],
+        ["login" | "logout" | "dynsec" | "live-token"] => &["POST"],
+        ["clients", _] | ["queues", _, "messages"] => &["GET"],
+        ["clients", _, "connection"] => &["DELETE"],
+        ["retained", "message"] => &["GET", "DELETE"],
+        _ => return None,
+    })
 }
 
 /// `POST /admin/v1/login` with `{"username", "password"}`: a session cookie.
@@ -410,8 +472,8 @@ async fn route(
             authorize(state, who, "outpost:ListClients", &broker)?;
             let (page, total) = mqtt.session_page(
                 param(q, "search").unwrap_or(""),
-                number(q, "offset", 0, usize::MAX),
-                number(q, "limit", 100, 1000),
+                number(q, "offset", 0, usize::MAX)?,
+                number(q, "limit", 100, 1000)?,
             );
             let clients: Vec<Value> = page
                 .iter()
@@ -443,7 +505,7 @@ async fn route(
                 ));
             };
             let held = mqtt
-                .session_messages(id, number(q, "messages", 20, 1000))
+                .session_messages(id, number(q, "messages", 20, 1000)?)
                 .unwrap_or_default();
             let (page, _) = mqtt.session_page(id, 0, usize::MAX);
             let summary = page.into_iter().find(|s| s.client_id == *id);
@@ -469,8 +531,8 @@ async fn route(
                 "outpost:DisconnectClient",
                 &arn(state, &format!("client/{id}")),
             )?;
-            let clean = param(q, "cleanSession") == Some("true");
-            let prevent_will = param(q, "preventWill") == Some("true");
+            let clean = flag(q, "cleanSession")?;
+            let prevent_will = flag(q, "preventWill")?;
             if !mqtt.delete_connection(id, clean, prevent_will) {
                 return Err(error(
                     StatusCode::NOT_FOUND,
@@ -483,7 +545,8 @@ async fn route(
         }
         (&Method::GET, ["retained"]) => {
             authorize(state, who, "outpost:ListRetainedMessages", &broker)?;
-            let (page, more) = mqtt.retained_page(param(q, "after"), number(q, "limit", 100, 1000));
+            let (page, more) =
+                mqtt.retained_page(param(q, "after"), number(q, "limit", 100, 1000)?);
             let next = more.then(|| page.last().map(|r| r.topic.clone())).flatten();
             let topics: Vec<Value> = page
                 .iter()
@@ -571,7 +634,7 @@ async fn route(
         #[cfg(feature = "sqs")]
         (&Method::GET, ["queues", name, "messages"]) => {
             authorize(state, who, "outpost:PeekMessages", &state.queues.arn(name))?;
-            match state.queues.peek(name, number(q, "max", 10, 100)) {
+            match state.queues.peek(name, number(q, "max", 10, 100)?) {
                 Ok(list) => reply(
                     StatusCode::OK,
                     json!({"messages": list.iter().map(|m| json!({
@@ -584,6 +647,37 @@ async fn route(
         }
         (&Method::POST, ["dynsec"]) => {
             authorize(state, who, "outpost:DynamicSecurity", &arn(state, "dynsec"))?;
+            // Over HTTP a request that is not `{"commands": […]}` (at most 100) is a 400, not an
+            // answer on the topic.
+            let parsed = serde_json::from_slice::<Value>(body).ok();
+            match parsed
+                .as_ref()
+                .and_then(|v| v.get("commands"))
+                .and_then(Value::as_array)
+            {
+                Some(list) if !list.iter().all(Value::is_object) => {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        "Every command must be an object.",
+                    ))
+                }
+                Some(list) if list.len() <= outpost_auth::dynamic::MAX_COMMANDS => {}
+                Some(_) => {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        "Too many commands (at most 100 per request).",
+                    ))
+                }
+                None => {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        "The body must be {\"commands\": [ … ]}.",
+                    ))
+                }
+            }
             let actor = format!("http/{}", display(who));
             let response = outpost_control::door::run(&state.security, mqtt, &actor, body).await;
             reply(StatusCode::OK, response)
