@@ -27,45 +27,21 @@ pub(super) fn run(
     hash: &dyn Fn(&str) -> Result<String, String>,
     kick: &mut Vec<String>,
 ) -> Reply {
-    let roles: Vec<String> = m.roles.keys().cloned().collect();
-    let groups: Vec<String> = m.groups.keys().cloned().collect();
-    let role_exists = |n: &str| roles.iter().any(|r| r == n);
-    let group_exists = |n: &str| groups.iter().any(|g| g == n);
     let hashed = |p: &str| hash(p).map_err(|_| "Internal error");
     match lower {
         "createclient" => {
             let username = need(c, "username", "Invalid/missing username")?;
             let password = optional(c, "password", "Invalid/missing password")?;
             let clientid = optional(c, "clientid", "Invalid/missing client id")?;
-            let textname = optional(c, "textname", "Invalid/missing textname")?;
-            let textdescription =
-                optional(c, "textdescription", "Invalid/missing textdescription")?;
+            let (textname, textdescription) = texts(c)?;
             if m.clients.contains_key(username) {
                 return Err("Client already exists");
             }
             if m.clients.len() >= MAX_CLIENTS {
                 return Err("Too many clients (at most 10000)");
             }
-            let roles = attachments(
-                c,
-                "roles",
-                "rolename",
-                &role_exists,
-                (
-                    "Role not found",
-                    "'roles' not an array or missing/invalid rolename",
-                ),
-            )?;
-            let groups = attachments(
-                c,
-                "groups",
-                "groupname",
-                &group_exists,
-                (
-                    "Group not found",
-                    "'groups' not an array or missing/invalid groupname",
-                ),
-            )?;
+            let roles = role_list(c, m)?;
+            let groups = group_list(c, m)?;
             let client = Client {
                 clientid: clientid.filter(|s| !s.is_empty()).map(str::to_string),
                 password: password.map(hashed).transpose()?,
@@ -130,29 +106,9 @@ pub(super) fn run(
             }
             let clientid = optional(c, "clientid", "Invalid/missing client id")?;
             let password = optional(c, "password", "Invalid/missing password")?;
-            let textname = optional(c, "textname", "Invalid/missing textname")?;
-            let textdescription =
-                optional(c, "textdescription", "Invalid/missing textdescription")?;
-            let roles = attachments(
-                c,
-                "roles",
-                "rolename",
-                &role_exists,
-                (
-                    "Role not found",
-                    "'roles' not an array or missing/invalid rolename",
-                ),
-            )?;
-            let groups = attachments(
-                c,
-                "groups",
-                "groupname",
-                &group_exists,
-                (
-                    "Group not found",
-                    "'groups' not an array or missing/invalid groupname",
-                ),
-            )?;
+            let (textname, textdescription) = texts(c)?;
+            let roles = role_list(c, m)?;
+            let groups = group_list(c, m)?;
             let password = password.map(hashed).transpose()?;
             let client = m.clients.get_mut(username).ok_or("Client not found")?;
             if let Some(id) = clientid {
@@ -199,7 +155,7 @@ pub(super) fn run(
             if !m.clients.contains_key(username) {
                 return Err("Client not found");
             }
-            if !role_exists(rolename) {
+            if !m.roles.contains_key(rolename) {
                 return Err("Role not found");
             }
             let client = m.clients.get_mut(username).ok_or("Client not found")?;

@@ -26,10 +26,6 @@ pub(super) fn run(
     _hash: &dyn Fn(&str) -> Result<String, String>,
     kick: &mut Vec<String>,
 ) -> Reply {
-    let roles: Vec<String> = m.roles.keys().cloned().collect();
-    let groups: Vec<String> = m.groups.keys().cloned().collect();
-    let role_exists = |n: &str| roles.iter().any(|r| r == n);
-    let group_exists = |n: &str| groups.iter().any(|g| g == n);
     match lower {
         "addgroupclient" | "removegroupclient" => {
             let username = need(c, "username", "Invalid/missing username")?;
@@ -37,7 +33,7 @@ pub(super) fn run(
             if !m.clients.contains_key(username) {
                 return Err("Client not found");
             }
-            if !group_exists(groupname) {
+            if !m.groups.contains_key(groupname) {
                 return Err("Group not found");
             }
             let client = m.clients.get_mut(username).ok_or("Client not found")?;
@@ -53,25 +49,14 @@ pub(super) fn run(
         }
         "creategroup" => {
             let groupname = need(c, "groupname", "Invalid/missing groupname")?;
-            let textname = optional(c, "textname", "Invalid/missing textname")?;
-            let textdescription =
-                optional(c, "textdescription", "Invalid/missing textdescription")?;
+            let (textname, textdescription) = texts(c)?;
             if m.groups.contains_key(groupname) {
                 return Err("Group already exists");
             }
             if m.groups.len() >= MAX_GROUPS {
                 return Err("Too many groups (at most 1000)");
             }
-            let roles = attachments(
-                c,
-                "roles",
-                "rolename",
-                &role_exists,
-                (
-                    "Role not found",
-                    "'roles' not an array or missing/invalid rolename",
-                ),
-            )?;
+            let roles = role_list(c, m)?;
             m.groups.insert(
                 groupname.to_string(),
                 Group {
@@ -117,22 +102,11 @@ pub(super) fn run(
         ))),
         "modifygroup" => {
             let groupname = need(c, "groupname", "Invalid/missing groupname")?;
-            if !group_exists(groupname) {
+            if !m.groups.contains_key(groupname) {
                 return Err("Group not found");
             }
-            let textname = optional(c, "textname", "Invalid/missing textname")?;
-            let textdescription =
-                optional(c, "textdescription", "Invalid/missing textdescription")?;
-            let roles = attachments(
-                c,
-                "roles",
-                "rolename",
-                &role_exists,
-                (
-                    "Role not found",
-                    "'roles' not an array or missing/invalid rolename",
-                ),
-            )?;
+            let (textname, textdescription) = texts(c)?;
+            let roles = role_list(c, m)?;
             let clients: Option<Vec<(String, i64)>> = match c.get("clients") {
                 None => None,
                 Some(Value::Array(list)) => {
@@ -183,10 +157,10 @@ pub(super) fn run(
         "addgrouprole" | "removegrouprole" => {
             let groupname = need(c, "groupname", "Invalid/missing groupname")?;
             let rolename = need(c, "rolename", "Invalid/missing rolename")?;
-            if !group_exists(groupname) {
+            if !m.groups.contains_key(groupname) {
                 return Err("Group not found");
             }
-            if !role_exists(rolename) {
+            if !m.roles.contains_key(rolename) {
                 return Err("Role not found");
             }
             let g = m.groups.get_mut(groupname).ok_or("Group not found")?;
@@ -202,7 +176,7 @@ pub(super) fn run(
         }
         "setanonymousgroup" => {
             let groupname = need(c, "groupname", "Invalid/missing groupname")?;
-            if !group_exists(groupname) {
+            if !m.groups.contains_key(groupname) {
                 return Err("Group not found");
             }
             m.anonymous_group = Some(groupname.to_string());

@@ -220,6 +220,42 @@ fn attachments(
     Ok(Some(out))
 }
 
+/// A command's `roles` (each must exist), with mosquitto's errors.
+fn role_list(c: &Map<String, Value>, m: &Model) -> Result<Option<Vec<Attached>>, &'static str> {
+    attachments(
+        c,
+        "roles",
+        "rolename",
+        &|n| m.roles.contains_key(n),
+        (
+            "Role not found",
+            "'roles' not an array or missing/invalid rolename",
+        ),
+    )
+}
+
+/// A command's `groups` (each must exist), with mosquitto's errors.
+fn group_list(c: &Map<String, Value>, m: &Model) -> Result<Option<Vec<Attached>>, &'static str> {
+    attachments(
+        c,
+        "groups",
+        "groupname",
+        &|n| m.groups.contains_key(n),
+        (
+            "Group not found",
+            "'groups' not an array or missing/invalid groupname",
+        ),
+    )
+}
+
+/// A command's optional `textname` and `textdescription`.
+fn texts(c: &Map<String, Value>) -> Result<(Option<&str>, Option<&str>), &'static str> {
+    Ok((
+        optional(c, "textname", "Invalid/missing textname")?,
+        optional(c, "textdescription", "Invalid/missing textdescription")?,
+    ))
+}
+
 fn attached_json(list: &[Attached], field: &str) -> Value {
     Value::Array(
         list.iter()

@@ -22,14 +22,10 @@ pub(super) fn run(
     _hash: &dyn Fn(&str) -> Result<String, String>,
     _kick: &mut Vec<String>,
 ) -> Reply {
-    let roles: Vec<String> = m.roles.keys().cloned().collect();
-    let role_exists = |n: &str| roles.iter().any(|r| r == n);
     match lower {
         "createrole" => {
             let rolename = need(c, "rolename", "Invalid/missing rolename")?;
-            let textname = optional(c, "textname", "Invalid/missing textname")?;
-            let textdescription =
-                optional(c, "textdescription", "Invalid/missing textdescription")?;
+            let (textname, textdescription) = texts(c)?;
             if m.roles.contains_key(rolename) {
                 return Err("Role already exists");
             }
@@ -60,12 +56,10 @@ pub(super) fn run(
         ))),
         "modifyrole" => {
             let rolename = need(c, "rolename", "Invalid/missing rolename")?;
-            if !role_exists(rolename) {
+            if !m.roles.contains_key(rolename) {
                 return Err("Role not found");
             }
-            let textname = optional(c, "textname", "Invalid/missing textname")?;
-            let textdescription =
-                optional(c, "textdescription", "Invalid/missing textdescription")?;
+            let (textname, textdescription) = texts(c)?;
             let acls = entries(c)?;
             let r = m.roles.get_mut(rolename).ok_or("Role not found")?;
             if let Some(t) = textname {
@@ -94,7 +88,7 @@ pub(super) fn run(
         }
         "addroleacl" => {
             let rolename = need(c, "rolename", "Invalid/missing rolename")?;
-            if !role_exists(rolename) {
+            if !m.roles.contains_key(rolename) {
                 return Err("Role not found");
             }
             let e = entry(c)?;
@@ -114,7 +108,7 @@ pub(super) fn run(
         }
         "removeroleacl" => {
             let rolename = need(c, "rolename", "Invalid/missing rolename")?;
-            if !role_exists(rolename) {
+            if !m.roles.contains_key(rolename) {
                 return Err("Role not found");
             }
             let t = need(c, "acltype", "Invalid/missing acltype")?;
