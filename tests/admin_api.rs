@@ -80,7 +80,10 @@ resources = ["#"]
         return;
     };
     let st = api_python.with_file_name("st");
+    // Schemathesis keeps a cache in its working folder: a temporary one, not the checkout.
+    let scratch = tempfile::tempdir().expect("temp dir");
     let out = std::process::Command::new(st)
+        .current_dir(scratch.path())
         .arg("run")
         .arg(format!("{}/admin/v1/openapi.json", broker.http))
         .args(["--url", &broker.http])
