@@ -239,8 +239,8 @@ impl Security {
             });
         }
         let policy = self.now();
-        let dynamic_knows =
-            username.is_some_and(|u| self.dynamic.snapshot().clients.contains_key(u));
+        let model = self.dynamic.snapshot();
+        let dynamic_knows = username.is_some_and(|u| model.clients.contains_key(u));
         match (&policy.passwords, username) {
             (_, Some(user)) if dynamic_knows || policy.passwords.is_some() => {
                 if !self.failures.has_token(peer) {
@@ -251,7 +251,6 @@ impl Security {
                 let client_id = client_id.map(str::to_string);
                 let p = policy.clone();
                 let verdict = if dynamic_knows {
-                    let model = self.dynamic.snapshot();
                     tokio::task::spawn_blocking(move || {
                         dynamic::verify(&model, &user, &password, client_id.as_deref())
                             .unwrap_or(Err(dynamic::Refusal::BadCredentials))
@@ -446,15 +445,21 @@ impl Security {
     /// anyone else may always unsubscribe.
     fn silence(policy: &Policy, model: &dynamic::Model, governed: bool, req: &Request<'_>) -> bool {
         let kind = dynamic::decide::Kind::of_action(req.action);
-        if kind == Some(dynamic::decide::Kind::Unsubscribe) && !governed {
-            return true;
-        }
         if governed {
-            dynamic::decide::Kind::of_action(req.action)
-                .is_some_and(|kind| dynamic::decide::default_allows(model, kind, req.resource))
+            kind.is_some_and(|kind| dynamic::decide::default_allows(model, kind, req.resource))
         } else {
-            policy.acl.is_none()
+            kind == Some(dynamic::decide::Kind::Unsubscribe) || policy.acl.is_none()
         }
+    }
+
+    /// The rules in force, or `None` when nothing is checked (no ACL file, dynamic security
+    /// unused): every decision starts here.
+    fn in_force(&self) -> Option<(Arc<Policy>, Arc<dynamic::Model>)> {
+        let policy = self.now();
+        if policy.acl.is_none() && !self.dynamic.in_use() {
+            return None;
+        }
+        Some((policy, self.dynamic.snapshot()))
     }
 
     /// The one decision every check makes (see [`Security::verdict`]).
@@ -466,11 +471,9 @@ impl Security {
         resource: &str,
         resource_policy: Option<&str>,
     ) -> bool {
-        let policy = self.now();
-        let model = self.dynamic.snapshot();
-        if policy.acl.is_none() && model.is_empty() {
+        let Some((policy, model)) = self.in_force() else {
             return true;
-        }
+        };
         let req = Request {
             action,
             resource,
@@ -492,11 +495,9 @@ impl Security {
         topic: &str,
     ) -> bool {
         use outpost_access::TopicVerb;
-        let policy = self.now();
-        let model = self.dynamic.snapshot();
-        if policy.acl.is_none() && model.is_empty() {
+        let Some((policy, model)) = self.in_force() else {
             return true;
-        }
+        };
         let arn = |kind: &str| {
             format!(
                 "arn:aws:iot:{}:{}:{kind}/{topic}",
@@ -560,11 +561,9 @@ impl Security {
     /// allow overrides: a deny of `mqtt:subscribe` on `secret/#` asked about the topic `secret/x`
     /// withholds it from a wider subscription, ADR 0015).
     pub fn mqtt_denies(&self, who: &Identity, client_id: &str, action: &str, topic: &str) -> bool {
-        let policy = self.now();
-        let model = self.dynamic.snapshot();
-        if policy.acl.is_none() && model.is_empty() {
+        let Some((policy, model)) = self.in_force() else {
             return false;
-        }
+        };
         let req = Request {
             action,
             resource: topic,

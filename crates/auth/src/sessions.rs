@@ -38,26 +38,34 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Adds `who` under a new token to a map of at most `max` entries: expired ones (older than
+/// `life`) go first, then the oldest if it is still full. The token.
+fn insert_bounded(
+    map: &mut HashMap<String, (Identity, Instant)>,
+    who: Identity,
+    life: Duration,
+    max: usize,
+) -> String {
+    let token = random_token();
+    let now = Instant::now();
+    map.retain(|_, (_, at)| now.duration_since(*at) < life);
+    if map.len() >= max {
+        if let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, (_, at))| *at)
+            .map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
+    }
+    map.insert(token.clone(), (who, now));
+    token
+}
+
 impl Sessions {
     /// Opens a session for `who`; its token.
     pub fn open(&self, who: Identity) -> String {
-        let token = random_token();
-        let now = Instant::now();
-        let mut g = self.0.lock();
-        g.sessions
-            .retain(|_, (_, at)| now.duration_since(*at) < SESSION_IDLE);
-        if g.sessions.len() >= MAX_SESSIONS {
-            if let Some(oldest) = g
-                .sessions
-                .iter()
-                .min_by_key(|(_, (_, at))| *at)
-                .map(|(k, _)| k.clone())
-            {
-                g.sessions.remove(&oldest);
-            }
-        }
-        g.sessions.insert(token.clone(), (who, now));
-        token
+        insert_bounded(&mut self.0.lock().sessions, who, SESSION_IDLE, MAX_SESSIONS)
     }
 
     /// The identity of a live session (its idle clock starts over).
@@ -87,23 +95,7 @@ impl Sessions {
 
     /// A one-time MQTT password for `who` (the console's live view).
     pub fn mqtt_token(&self, who: Identity) -> String {
-        let token = random_token();
-        let now = Instant::now();
-        let mut g = self.0.lock();
-        g.tokens
-            .retain(|_, (_, at)| now.duration_since(*at) < TOKEN_LIFE);
-        if g.tokens.len() >= MAX_TOKENS {
-            if let Some(oldest) = g
-                .tokens
-                .iter()
-                .min_by_key(|(_, (_, at))| *at)
-                .map(|(k, _)| k.clone())
-            {
-                g.tokens.remove(&oldest);
-            }
-        }
-        g.tokens.insert(token.clone(), (who, now));
-        token
+        insert_bounded(&mut self.0.lock().tokens, who, TOKEN_LIFE, MAX_TOKENS)
     }
 
     /// Takes a one-time password: the identity it was made for, if it is live and was made for

@@ -46,7 +46,9 @@ pub fn open(store: &Store, security: &Arc<Security>) -> Result<(), StoreError> {
             "dynamic security restored"
         );
     }
-    let last = Arc::new(parking_lot_free::Last::new(newest));
+    // The record in force; changes are saved one at a time (dynamic security's writer lock), so
+    // this lock never waits.
+    let last = Arc::new(std::sync::Mutex::new(newest));
     let store = store.clone();
     security.dynamic.set_saver(Arc::new(move |bytes: Vec<u8>| {
         let store = store.clone();
@@ -56,34 +58,12 @@ pub fn open(store: &Store, security: &Arc<Security>) -> Result<(), StoreError> {
                 .append(stream, bytes::Bytes::from(bytes))
                 .await
                 .map_err(|e| e.to_string())?;
-            if let Some(old) = last.replace(id) {
+            let old = last.lock().unwrap_or_else(|e| e.into_inner()).replace(id);
+            if let Some(old) = old {
                 store.mark_dead_later(&[old]);
             }
             Ok(())
         })
     }));
     Ok(())
-}
-
-mod parking_lot_free {
-    //! The id of the record in force (changes are saved one at a time, under dynamic
-    //! security's writer lock, so a plain mutex never waits).
-    use std::sync::Mutex;
-
-    use outpost_store::RecordId;
-
-    pub(super) struct Last(Mutex<Option<RecordId>>);
-
-    impl Last {
-        pub(super) fn new(id: Option<RecordId>) -> Last {
-            Last(Mutex::new(id))
-        }
-
-        pub(super) fn replace(&self, id: RecordId) -> Option<RecordId> {
-            match self.0.lock() {
-                Ok(mut g) => g.replace(id),
-                Err(p) => p.into_inner().replace(id),
-            }
-        }
-    }
 }

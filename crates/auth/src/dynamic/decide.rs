@@ -25,15 +25,17 @@ pub enum Kind {
 
 impl Kind {
     /// The kind of an `mqtt:` action of the ACL file.
+    /// (Asked at every decision: compared without case, without allocating.)
     pub fn of_action(action: &str) -> Option<Kind> {
-        let a = action.to_ascii_lowercase();
-        match a.as_str() {
-            "mqtt:publish" => Some(Kind::Send),
-            "mqtt:receive" => Some(Kind::Receive),
-            "mqtt:subscribe" => Some(Kind::Subscribe),
-            "mqtt:unsubscribe" => Some(Kind::Unsubscribe),
-            _ => None,
-        }
+        [
+            ("mqtt:publish", Kind::Send),
+            ("mqtt:receive", Kind::Receive),
+            ("mqtt:subscribe", Kind::Subscribe),
+            ("mqtt:unsubscribe", Kind::Unsubscribe),
+        ]
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(action))
+        .map(|(_, kind)| kind)
     }
 }
 

@@ -134,16 +134,15 @@ impl Dynamic {
             response: json!({"responses": [{"command": "Unknown command", "error": error}]}),
             kick: Vec::new(),
         };
-        let Ok(tree) = serde_json::from_slice::<Value>(payload) else {
+        let Ok(mut tree) = serde_json::from_slice::<Value>(payload) else {
             return refuse("Payload not valid JSON");
         };
-        let Some(commands) = tree.get("commands").and_then(Value::as_array) else {
+        let Some(Value::Array(commands)) = tree.get_mut("commands").map(Value::take) else {
             return refuse("Invalid/missing commands");
         };
         if commands.len() > MAX_COMMANDS {
             return refuse("Too many commands (at most 100 per request)");
         }
-        let commands = commands.clone();
         let _turn = self.writer.lock().await;
         let mut model = (*self.snapshot()).clone();
         let ran = tokio::task::spawn_blocking(move || {

@@ -475,17 +475,7 @@ async fn route(
                 number(q, "offset", 0, usize::MAX)?,
                 number(q, "limit", 100, 1000)?,
             );
-            let clients: Vec<Value> = page
-                .iter()
-                .map(|s| {
-                    json!({
-                        "clientId": s.client_id, "connected": s.connected,
-                        "identity": s.identity, "protocol": s.version.map(version),
-                        "subscriptions": s.subscriptions, "queued": s.queued,
-                        "sessionExpiry": s.session_expiry,
-                    })
-                })
-                .collect();
+            let clients: Vec<Value> = page.iter().map(session_json).collect();
             reply(StatusCode::OK, json!({"total": total, "clients": clients}))
         }
         (&Method::GET, ["clients", id]) => {
@@ -495,8 +485,8 @@ async fn route(
                 "outpost:DescribeClient",
                 &arn(state, &format!("client/{id}")),
             )?;
-            let (Some(info), Some(subs)) =
-                (mqtt.connection_info(id), mqtt.client_subscriptions(id))
+            let (Some(summary), Some(subs)) =
+                (mqtt.session_summary(id), mqtt.client_subscriptions(id))
             else {
                 return Err(error(
                     StatusCode::NOT_FOUND,
@@ -507,22 +497,17 @@ async fn route(
             let held = mqtt
                 .session_messages(id, number(q, "messages", 20, 1000)?)
                 .unwrap_or_default();
-            let (page, _) = mqtt.session_page(id, 0, usize::MAX);
-            let summary = page.into_iter().find(|s| s.client_id == *id);
-            reply(
-                StatusCode::OK,
-                json!({
-                    "clientId": id,
-                    "connected": info.connected,
-                    "cleanSession": info.clean_session,
-                    "sessionExpiry": info.session_expiry,
-                    "identity": summary.as_ref().map(|s| s.identity.clone()),
-                    "protocol": summary.as_ref().and_then(|s| s.version).map(version),
-                    "queued": summary.as_ref().map_or(0, |s| s.queued),
-                    "subscriptions": subs.iter().map(|(f, qos)| json!({"filter": f, "qos": *qos as u8})).collect::<Vec<_>>(),
-                    "messages": held.iter().map(|m| json!({"topic": m.topic, "qos": m.qos as u8, "bytes": m.bytes, "inFlight": m.in_flight})).collect::<Vec<_>>(),
-                }),
-            )
+            let mut detail = session_json(&summary);
+            detail["cleanSession"] = json!(summary.session_expiry == 0);
+            detail["subscriptions"] = subs
+                .iter()
+                .map(|(f, qos)| json!({"filter": f, "qos": *qos as u8}))
+                .collect();
+            detail["messages"] = held
+                .iter()
+                .map(|m| json!({"topic": m.topic, "qos": m.qos as u8, "bytes": m.bytes, "inFlight": m.in_flight}))
+                .collect();
+            reply(StatusCode::OK, detail)
         }
         (&Method::DELETE, ["clients", id, "connection"]) => {
             authorize(
@@ -703,6 +688,16 @@ async fn route(
                 "No such admin operation; see /admin/v1/openapi.json.",
             ))
         }
+    })
+}
+
+/// A session as the list shows it (the detail adds to it).
+fn session_json(s: &outpost_mqtt::SessionSummary) -> Value {
+    json!({
+        "clientId": s.client_id, "connected": s.connected,
+        "identity": s.identity, "protocol": s.version.map(version),
+        "subscriptions": s.subscriptions, "queued": s.queued,
+        "sessionExpiry": s.session_expiry,
     })
 }
 

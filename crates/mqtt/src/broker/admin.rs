@@ -146,6 +146,22 @@ pub struct SessionSummary {
     pub session_expiry: u32,
 }
 
+fn summary(client_id: &str, s: &Session) -> SessionSummary {
+    SessionSummary {
+        client_id: client_id.to_string(),
+        connected: s.connection.is_some(),
+        identity: s
+            .connection
+            .as_ref()
+            .map(|c| c.who.to_string())
+            .unwrap_or_default(),
+        version: s.connection.as_ref().map(|c| c.version),
+        subscriptions: s.subscriptions.len(),
+        queued: s.outbox.queued() + s.outbox.in_flight(),
+        session_expiry: s.expiry,
+    }
+}
+
 /// A message a session holds, as an operator's inspection shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldMessage {
@@ -179,6 +195,13 @@ impl Broker {
         )
     }
 
+    /// The session of `client`, summed up; `None` when it has none.
+    pub fn session_summary(&self, client: &str) -> Option<SessionSummary> {
+        let cell = self.sessions.read().map.get(client).cloned()?;
+        let s = cell.state.lock();
+        Some(summary(client, &s))
+    }
+
     /// Sessions whose client id or identity contains `search` (all when empty), sorted by
     /// client id, from `offset`, at most `max`; and how many matched in all.
     pub fn session_page(
@@ -196,25 +219,9 @@ impl Broker {
             .collect();
         let mut all: Vec<SessionSummary> = cells
             .into_iter()
-            .filter_map(|(id, cell)| {
-                let s = cell.state.lock();
-                let identity = s
-                    .connection
-                    .as_ref()
-                    .map(|c| c.who.to_string())
-                    .unwrap_or_default();
-                if !search.is_empty() && !id.contains(search) && !identity.contains(search) {
-                    return None;
-                }
-                Some(SessionSummary {
-                    client_id: id.to_string(),
-                    connected: s.connection.is_some(),
-                    identity,
-                    version: s.connection.as_ref().map(|c| c.version),
-                    subscriptions: s.subscriptions.len(),
-                    queued: s.outbox.queued() + s.outbox.in_flight(),
-                    session_expiry: s.expiry,
-                })
+            .map(|(id, cell)| summary(&id, &cell.state.lock()))
+            .filter(|s| {
+                search.is_empty() || s.client_id.contains(search) || s.identity.contains(search)
             })
             .collect();
         all.sort_by(|a, b| a.client_id.cmp(&b.client_id));
