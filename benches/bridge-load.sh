@@ -21,7 +21,7 @@ else
 fi
 tmp=$(mktemp -d)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; cp -r "$tmp" target/bridge-load-last 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf target/bridge-load-last; cp -r "$tmp" target/bridge-load-last 2>/dev/null; rm -rf "$tmp"' EXIT
 up=19511 mosq=19512 outpost=19513
 as_root=""
 [ "$(id -u)" = 0 ] && as_root="user root"

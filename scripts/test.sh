@@ -11,13 +11,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${OUTPOST_FUZZ_SECONDS:-40}
-# A CI machine's disk is small: full debug info in the ~60 test binaries alone took more than the
-# disk had, and incremental caches only help repeated local builds. Line tables keep file:line in
-# panics and backtraces. Either can be overridden from the environment.
+# A CI machine's disk can be small (a run once stopped with "No space left on device"): debug
+# info was ~90 % of every test binary, even as line tables, and incremental caches only help
+# repeated local builds. A panic still names its file and line (the message carries it, not the
+# debug info); only backtraces lose line numbers. Either can be overridden from the environment,
+# e.g. CARGO_PROFILE_DEV_DEBUG=line-tables-only to debug a failure.
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
-export CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}
+export CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-0}
 
-step() { printf '\n==> %s\n' "$*"; }
+# On CI (CI=true), what a step built and no later step needs is removed once the step passed, so
+# the run fits a small disk; a local run keeps everything for the next build.
+on_ci() { [ "${CI:-}" = true ]; }
+free_disk() {
+  if on_ci; then rm -rf "$@"; fi
+}
+
+# Each step names itself and the disk left (a full disk is a failure worth seeing coming).
+step() { printf '\n==> %s   [disk free: %s]\n' "$*" "$(df -h --output=avail . 2>/dev/null | tail -n 1 | tr -d ' ')"; }
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -92,6 +102,8 @@ step "tests (workspace, all features)"
 # Interop tests with clients we did not write must run here, not skip.
 export OUTPOST_REQUIRE_INTEROP=1
 cargo test --workspace --all-features
+# The test executables (cargo relinks one if a later step asks for it again).
+if on_ci; then find target/debug/deps -maxdepth 1 -type f -executable ! -name '*.*' -delete; fi
 
 step "codec tests without optional features (pure no_std API), with and without MQTT 5"
 cargo test -p outpost-codec --no-default-features --features v5
@@ -106,6 +118,8 @@ scripts/cross-build.sh
 
 step "firmware on emulated Cortex-M4 (QEMU mps2-an386) and RISC-V (QEMU virt) boards against the broker, through a broker kill -9"
 scripts/qemu-firmware.sh
+free_disk target/cross/thumbv7em-none-eabihf target/cross/thumbv6m-none-eabi \
+  target/cross/riscv32imc-unknown-none-elf
 
 # One bounded fuzz run: crate folder, target, seconds, extra corpus folders.
 fuzz_run() {
@@ -120,6 +134,7 @@ fuzz_run() {
     || { tail -n 60 "$log"; exit 1; }
   grep -E "stat::number_of_executed_units|Done" "$log" || true
   rm -f "$log"
+  free_disk "$dir/fuzz/target"
 }
 
 if [ "$FUZZ_SECONDS" != 0 ]; then
@@ -155,12 +170,13 @@ step "ARM gateway builds (aarch64, armv7): cross-built, packaged, run under qemu
 for target in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
   scripts/gateway-smoke.sh "$target"
   # A CI machine's disk is small: the emulated builds are not needed once they passed.
-  if [ "${CI:-}" = true ]; then rm -rf "target/cross/$target/debug"; fi
+  free_disk "target/cross/$target/debug"
 done
 
 step "Debian package (release build): dpkg -i, systemd-analyze verify, the installed broker serves MQTT and SQS, purge"
 deb=$(scripts/package.sh | tail -n 1)
 scripts/package-test.sh "$deb"
+free_disk target/release target/debian
 
 # Last: these builds replace target/debug/outpost with feature-reduced ones.
 step "cargo features: each alone passes clippy; MQTT-only and SQS-only builds serve real clients"

@@ -114,25 +114,34 @@ impl MqttRates {
 
     /// A client's own buckets.
     pub fn client(&self) -> ClientRates {
+        if self.client_messages.is_unlimited() && self.client_bytes.is_unlimited() {
+            return ClientRates(None);
+        }
         let now = Instant::now();
-        ClientRates {
+        ClientRates(Some(Box::new(Buckets {
             messages: (!self.client_messages.is_unlimited())
                 .then(|| TokenBucket::new(self.client_messages, now)),
             bytes: (!self.client_bytes.is_unlimited())
                 .then(|| TokenBucket::new(self.client_bytes, now)),
-        }
+        })))
     }
 
     /// Charges one PUBLISH of `bytes` payload bytes; the limit it went over, if any (nothing is
     /// taken from any bucket then).
     pub fn charge(&self, client: &mut ClientRates, bytes: usize) -> Result<(), Limit> {
+        let Some(own) = client.0.as_deref_mut() else {
+            return match self.total_messages.take(1.0) {
+                true => Ok(()),
+                false => Err(Limit::TotalMessageRate),
+            };
+        };
         let now = Instant::now();
-        if let Some(m) = &mut client.messages {
+        if let Some(m) = &mut own.messages {
             if !m.has_token(now) {
                 return Err(Limit::MessageRate);
             }
         }
-        if let Some(b) = &mut client.bytes {
+        if let Some(b) = &mut own.bytes {
             // A message larger than the burst passes once the bucket is full.
             if !b.has_token(now) {
                 return Err(Limit::ByteRate);
@@ -141,19 +150,24 @@ impl MqttRates {
         if !self.total_messages.take(1.0) {
             return Err(Limit::TotalMessageRate);
         }
-        if let Some(m) = &mut client.messages {
+        if let Some(m) = &mut own.messages {
             m.take(1.0, now);
         }
-        if let Some(b) = &mut client.bytes {
+        if let Some(b) = &mut own.bytes {
             b.charge(bytes as f64, now);
         }
         Ok(())
     }
 }
 
-/// One client's buckets (absent when unlimited).
+/// One client's buckets: none at all when its rates are unlimited (the default), so a
+/// connection pays 8 bytes for them, not 80.
 #[derive(Debug, Default)]
-pub struct ClientRates {
+pub struct ClientRates(Option<Box<Buckets>>);
+
+/// The buckets of a client with a rate limit (absent when that one is unlimited).
+#[derive(Debug)]
+struct Buckets {
     messages: Option<TokenBucket>,
     bytes: Option<TokenBucket>,
 }

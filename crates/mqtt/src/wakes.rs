@@ -8,11 +8,11 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Notify;
+use crate::Signals;
 
 /// Connections to wake, each once.
 #[derive(Debug, Default)]
-pub struct Wakes(Vec<Arc<Notify>>);
+pub struct Wakes(Vec<Arc<Signals>>);
 
 impl Wakes {
     /// An empty set.
@@ -20,14 +20,14 @@ impl Wakes {
         Self::default()
     }
 
-    pub(crate) fn push(&mut self, n: Arc<Notify>) {
+    pub(crate) fn push(&mut self, n: Arc<Signals>) {
         self.0.push(n);
     }
 
     /// Wakes every connection collected so far.
     pub fn wake_all(&mut self) {
         for n in self.0.drain(..) {
-            n.notify_one();
+            n.wake();
         }
     }
 }

@@ -30,7 +30,8 @@ pub(super) struct Conn<W> {
     /// Topic Alias Maximum the client announced (MQTT 5), and the aliases given out so far: the first
     /// topics sent get an alias, and from the second message on only the alias travels.
     pub(super) alias_max: u16,
-    pub(super) aliases: std::collections::HashMap<std::sync::Arc<str>, u16>,
+    /// Boxed when the first is given: most clients allow none, and an empty map is 48 bytes.
+    pub(super) aliases: Option<Box<std::collections::HashMap<std::sync::Arc<str>, u16>>>,
     /// Acknowledgements waiting for their message to be durable, in the order the PUBLISH packets
     /// arrived (§4.6: acknowledgements go out in that order).
     pub(super) pending_acks: Vec<(Durable, Reply)>,
@@ -116,6 +117,27 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
     }
 
     pub(super) async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.pending_acks.is_empty() {
+            // Boxed: waiting for the store takes room an idle connection's future would
+            // otherwise hold for nothing (it is as large as its largest wait).
+            Box::pin(self.settle_acks()).await?;
+        }
+        if !self.deliveries.is_empty() {
+            let d = self.deliveries.split();
+            self.out.unsplit(d);
+        }
+        if !self.out.is_empty() {
+            self.wr.write_all(&self.out).await?;
+            self.out.clear();
+            release_if_empty(&mut self.out);
+            release_if_empty(&mut self.deliveries);
+        }
+        Ok(())
+    }
+
+    /// Queues the acknowledgements whose messages are now durable, in order; on a store failure
+    /// an MQTT 3.1.1 connection writes what was acknowledged before and ends.
+    async fn settle_acks(&mut self) -> std::io::Result<()> {
         let mut failed = None;
         for (durable, reply) in std::mem::take(&mut self.pending_acks) {
             if failed.is_some() {
@@ -139,16 +161,6 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                 self.out.clear();
             }
             return Err(std::io::Error::other(e));
-        }
-        if !self.deliveries.is_empty() {
-            let d = self.deliveries.split();
-            self.out.unsplit(d);
-        }
-        if !self.out.is_empty() {
-            self.wr.write_all(&self.out).await?;
-            self.out.clear();
-            release_if_empty(&mut self.out);
-            release_if_empty(&mut self.deliveries);
         }
         Ok(())
     }

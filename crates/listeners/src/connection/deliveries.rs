@@ -40,14 +40,17 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                             .publish_properties(now, &d.subscription_ids, &users);
                     let mut topic: &str = &d.message.topic;
                     let mut new_alias = false;
-                    match self.aliases.get(&d.message.topic) {
+                    let given = self.aliases.as_ref().map_or(0, |a| a.len());
+                    match self.aliases.as_ref().and_then(|a| a.get(&d.message.topic)) {
                         Some(&alias) => {
                             properties.topic_alias = Some(alias);
                             topic = "";
                         }
-                        None if (self.aliases.len() as u16) < self.alias_max => {
-                            let alias = self.aliases.len() as u16 + 1;
-                            self.aliases.insert(d.message.topic.clone(), alias);
+                        None if (given as u16) < self.alias_max => {
+                            let alias = given as u16 + 1;
+                            self.aliases
+                                .get_or_insert_with(Default::default)
+                                .insert(d.message.topic.clone(), alias);
                             properties.topic_alias = Some(alias);
                             new_alias = true;
                         }
@@ -77,7 +80,9 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                     if too_big {
                         if new_alias {
                             // The client never learns this alias.
-                            self.aliases.remove(&d.message.topic);
+                            if let Some(a) = &mut self.aliases {
+                                a.remove(&d.message.topic);
+                            }
                         }
                         // §3.1.2.11.4: a packet over the client's maximum is not sent, as if delivered.
                         tracing::debug!(peer = %self.peer, "message larger than the client accepts, discarded");

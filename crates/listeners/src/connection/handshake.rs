@@ -54,7 +54,7 @@ where
         client_max: None,
         peer,
         alias_max: 0,
-        aliases: std::collections::HashMap::new(),
+        aliases: None,
         pending_acks: Vec::new(),
         pressure: false,
         released: Vec::new(),

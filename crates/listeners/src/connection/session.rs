@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use outpost_codec::{split_frame, ReasonCode};
-use outpost_mqtt::{Broker, ConnectionHandle, Disconnect};
+use outpost_mqtt::{Broker, Close, ConnectionHandle, Disconnect};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::buffers::{room_to_read, KEEP_ABOVE};
@@ -32,7 +32,6 @@ where
     let far = Duration::from_secs(365 * 24 * 3600);
     let deadline = tokio::time::sleep(grace.unwrap_or(far));
     tokio::pin!(deadline);
-    let mut shutdown = broker.shutdown();
     // Packets that arrived together with CONNECT, then whatever a resumed session has queued.
     if let Err(end) = handle_buffered(buf, conn, broker, h, max) {
         return end;
@@ -50,12 +49,18 @@ where
             tokio::task::yield_now().await;
         }
         // Far behind on disk: stop reading until the store catches up (the client's TCP window
-        // fills; nothing is dropped).
-        broker.wait_for_persistence().await;
+        // fills; nothing is dropped). Boxed, like every wait an idle connection is not in: the
+        // task's future is as large as its largest wait, and it is held while idle.
+        if broker.persistence_behind() {
+            Box::pin(broker.wait_for_persistence()).await;
+        }
         let hold = if conn.held_by.is_empty() {
             None
         } else {
-            broker.holding_back(&mut conn.held_by)
+            // Also wakes now and then, so a stalled subscriber is noticed.
+            broker
+                .holding_back(&mut conn.held_by)
+                .map(|drained| Box::pin(tokio::time::timeout(Duration::from_millis(250), drained)))
         };
         if conn.held_by.is_empty() && !conn.parked.is_empty() {
             // Released: what waited is handled now, in order, until something holds it again.
@@ -82,26 +87,34 @@ where
         }
         tokio::select! {
             biased;
-            _ = h.kick.notified() => {
-                if h.stalled.load(std::sync::atomic::Ordering::Relaxed) {
-                    tracing::info!(peer = %conn.peer, client = &*h.client_id, "subscriber held its publishers back past the stall timeout; connection closed");
-                    conn.disconnect(ReasonCode::QuotaExceeded);
-                    return End::Close(Disconnect::Abrupt, None);
+            _ = h.signals.notified() => {
+                match h.signals.closing() {
+                    Some(Close::Stalled) => {
+                        tracing::info!(peer = %conn.peer, client = &*h.client_id, "subscriber held its publishers back past the stall timeout; connection closed");
+                        conn.disconnect(ReasonCode::QuotaExceeded);
+                        return End::Close(Disconnect::Abrupt, None);
+                    }
+                    Some(Close::Administrative) => {
+                        tracing::info!(peer = %conn.peer, client = &*h.client_id, "connection closed by an operator (DeleteConnection)");
+                        conn.disconnect(ReasonCode::AdministrativeAction);
+                        return End::Close(Disconnect::Abrupt, None);
+                    }
+                    Some(Close::TakenOver) => {
+                        conn.disconnect(ReasonCode::SessionTakenOver);
+                        return End::TakenOver;
+                    }
+                    Some(Close::ShuttingDown) => {
+                        if let Some(end) = Box::pin(handle_received(rd, buf, conn, broker, h, max)).await {
+                            return end;
+                        }
+                        conn.disconnect(ReasonCode::ServerShuttingDown);
+                        return End::Close(Disconnect::Abrupt, None);
+                    }
+                    None => {
+                        let sends = broker.sendable(h);
+                        conn.push_sends(broker, h, sends);
+                    }
                 }
-                if h.admin.load(std::sync::atomic::Ordering::Relaxed) {
-                    tracing::info!(peer = %conn.peer, client = &*h.client_id, "connection closed by an operator (DeleteConnection)");
-                    conn.disconnect(ReasonCode::AdministrativeAction);
-                    return End::Close(Disconnect::Abrupt, None);
-                }
-                conn.disconnect(ReasonCode::SessionTakenOver);
-                return End::TakenOver;
-            }
-            _ = shutdown.recv() => {
-                if let Some(end) = handle_received(rd, buf, conn, broker, h, max).await {
-                    return end;
-                }
-                conn.disconnect(ReasonCode::ServerShuttingDown);
-                return End::Close(Disconnect::Abrupt, None);
             }
             _ = &mut deadline => {
                 tracing::info!(peer = %conn.peer, client = &*h.client_id, "keep-alive expired; connection closed");
@@ -110,8 +123,7 @@ where
             }
             _ = async {
                 if let Some(drained) = hold {
-                    // Also wakes now and then, so a stalled subscriber is noticed.
-                    let _ = tokio::time::timeout(Duration::from_millis(250), drained).await;
+                    let _ = drained.await;
                 }
             }, if !conn.held_by.is_empty() => {}
             read = { room_to_read(buf); rd.read_buf(buf) }, if may_read => {
@@ -133,10 +145,6 @@ where
                 if buf.is_empty() && got < KEEP_ABOVE {
                     *buf = BytesMut::new();
                 }
-            }
-            _ = h.wake.notified() => {
-                let sends = broker.sendable(h);
-                conn.push_sends(broker, h, sends);
             }
         }
     }

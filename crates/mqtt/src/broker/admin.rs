@@ -113,8 +113,7 @@ impl Broker {
             }
             match &s.connection {
                 Some(conn) => {
-                    conn.admin.store(true, Ordering::Relaxed);
-                    conn.kick.notify_one();
+                    conn.signals.close(crate::Close::Administrative);
                     true
                 }
                 None => false,
@@ -238,8 +237,7 @@ impl Broker {
         for cell in cells {
             let s = cell.state.lock();
             if let Some(conn) = s.connection.as_ref().filter(|c| &*c.who == name) {
-                conn.admin.store(true, Ordering::Relaxed);
-                conn.kick.notify_one();
+                conn.signals.close(crate::Close::Administrative);
                 n += 1;
             }
         }

@@ -95,8 +95,7 @@ impl Broker {
             }
         }
         let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let wake = Arc::new(Notify::new());
-        let kick = Arc::new(Notify::new());
+        let signals = Arc::new(crate::Signals::default());
         let will = c.will.map(|w| Will {
             message: Message {
                 topic: w.topic.into(),
@@ -124,8 +123,6 @@ impl Broker {
 
         let mut due_now = Vec::new();
         let mut unused = fresh;
-        let stalled = Arc::new(AtomicBool::new(false));
-        let admin = Arc::new(AtomicBool::new(false));
         let (cell, session_present, resend) = {
             let mut sessions = self.sessions.write();
             let old = sessions.map.get(&client_id).cloned();
@@ -158,7 +155,7 @@ impl Broker {
                     // Takeover (§3.1.4): the old connection is closed; its will goes out unless
                     // the session continues and the will was delayed.
                     old.connected.store(false, Ordering::Relaxed);
-                    conn.kick.notify_one();
+                    conn.signals.close(crate::Close::TakenOver);
                     if let Some(w) = o.will.take() {
                         if c.clean_start || w.delay == 0 {
                             due_now.push(w);
@@ -199,14 +196,16 @@ impl Broker {
             session.will = will.map(Box::new);
             session.connection = Some(Connection {
                 id: conn_id,
-                wake: wake.clone(),
-                kick: kick.clone(),
-                stalled: stalled.clone(),
-                admin: admin.clone(),
+                signals: signals.clone(),
                 who: identity.name.clone(),
                 version: c.protocol,
             });
             cell.connected.store(true, Ordering::Relaxed);
+            // Under the sessions lock, as `shut_down` signals: a connection registered after it
+            // looked is told here.
+            if self.shutdown.fired() {
+                signals.close(crate::Close::ShuttingDown);
+            }
             // A backlog's stall budget is not renewed by reconnecting (`held_for`,
             // `stall_spent` stay); the clock runs only while connected.
             session.over_since = None;
@@ -244,10 +243,7 @@ impl Broker {
             handle: ConnectionHandle {
                 client_id: client_id.clone(),
                 conn_id,
-                wake,
-                kick,
-                stalled,
-                admin,
+                signals,
                 version: c.protocol,
                 identity,
                 session: cell,

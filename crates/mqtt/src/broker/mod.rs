@@ -187,17 +187,9 @@ pub struct ConnectionHandle {
     pub client_id: Arc<str>,
     /// Identifies this connection among all connections of the same client.
     pub conn_id: u64,
-    /// Notified when there is something to send.
-    pub wake: Arc<Notify>,
-    /// Notified when another connection took the session over (close with Session Taken Over),
-    /// or when the connection stalled its publishers too long (see `stalled`).
-    pub kick: Arc<Notify>,
-    /// Set before `kick` when the subscriber held its publishers back past the stall timeout:
-    /// close with Quota exceeded, the session ending as for any broken connection.
-    pub stalled: Arc<AtomicBool>,
-    /// Set before `kick` when an operator disconnects the client (`iot-data` DeleteConnection):
-    /// close with Administrative action.
-    pub admin: Arc<AtomicBool>,
+    /// Notified when there is something to send, or when the broker closes the connection
+    /// (a takeover, a stalled subscriber, an operator, the shutdown: [`Signals::closing`]).
+    pub signals: Arc<crate::Signals>,
     /// Protocol version.
     pub version: Version,
     /// Who the client logged in as: what it publishes (its will too) acts as this identity.
@@ -294,10 +286,7 @@ struct Will {
 #[derive(Debug)]
 struct Connection {
     id: u64,
-    wake: Arc<Notify>,
-    kick: Arc<Notify>,
-    stalled: Arc<AtomicBool>,
-    admin: Arc<AtomicBool>,
+    signals: Arc<crate::Signals>,
     /// The identity's name (an operator disconnects a user's connections by it).
     who: Arc<str>,
     version: Version,
@@ -351,7 +340,7 @@ impl Session {
     fn wake(&mut self, wakes: &mut Wakes) {
         if let (Some(c), false) = (&self.connection, self.woken) {
             self.woken = true;
-            wakes.push(c.wake.clone());
+            wakes.push(c.signals.clone());
         }
     }
 }
@@ -527,6 +516,14 @@ impl Broker {
     /// Server shutting down) after writing what it has; then call [`Broker::flush_persistence`].
     pub fn shut_down(&self) {
         self.shutdown.fire();
+        // Connections hear it through their own signal (one wake-up for every reason, not a
+        // watch future each); one that registers after this look sees the trigger fired.
+        let sessions = self.sessions.read();
+        for cell in sessions.map.values() {
+            if let Some(conn) = &cell.state.lock().connection {
+                conn.signals.close(crate::Close::ShuttingDown);
+            }
+        }
     }
 
     /// The shutdown signal every connection receives.
@@ -727,7 +724,11 @@ mod tests {
         let second = now(b.connect(&connect("dev", false, None))).unwrap();
         assert!(second.session_present);
         // The old connection's permit is set: its task wakes and closes.
-        assert!(futures_ready(first.handle.kick.notified()));
+        assert!(futures_ready(first.handle.signals.notified()));
+        assert_eq!(
+            first.handle.signals.closing(),
+            Some(crate::Close::TakenOver)
+        );
         b.publish_internal(Message::new(
             "t",
             Bytes::from_static(b"x"),

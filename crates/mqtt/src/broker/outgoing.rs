@@ -64,19 +64,17 @@ impl Broker {
                 clients.pop();
                 continue;
             };
-            if conn.stalled.load(Ordering::Relaxed) || s.stall_spent || s.outbox.queued() < half {
+            if conn.signals.is(crate::Close::Stalled) || s.stall_spent || s.outbox.queued() < half {
                 clients.pop();
                 continue;
             }
-            let stalled = conn.stalled.clone();
-            let kick = conn.kick.clone();
+            let signals = conn.signals.clone();
             let since = *s.over_since.get_or_insert_with(Instant::now);
             if s.held_for + since.elapsed() >= self.config.stall_timeout {
                 // It has not drained for the whole stall timeout: it is the one to go.
                 self.stats.stalled.fetch_add(1, Ordering::Relaxed);
                 s.stall_spent = true;
-                stalled.store(true, Ordering::Relaxed);
-                kick.notify_one();
+                signals.close(crate::Close::Stalled);
                 s.drained.notify_waiters();
                 clients.pop();
                 continue;
@@ -96,7 +94,7 @@ impl Broker {
                 self.complete(s, &d)
             })
         });
-        h.wake.notify_one();
+        h.signals.wake();
     }
 
     /// PUBACK from the client.

@@ -21,6 +21,12 @@ impl Broker {
         }
     }
 
+    /// True while the store is far behind the engine ([`Broker::wait_for_persistence`] would
+    /// wait).
+    pub fn persistence_behind(&self) -> bool {
+        self.persist.as_ref().is_some_and(|p| p.behind())
+    }
+
     /// Waits while the store is far behind the engine (a flood of messages to persistent sessions
     /// or retained topics): connections call it before reading more, so publishers slow down
     /// instead of memory growing.

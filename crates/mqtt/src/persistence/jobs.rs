@@ -138,6 +138,10 @@ impl Persister {
 
     /// Waits while more than [`BACKLOG_HIGH`] jobs wait for the store: a flood slows its
     /// publishers (their sockets stop being read) instead of growing the queue without bound.
+    pub(crate) fn behind(&self) -> bool {
+        self.backlog.load(Ordering::Relaxed) >= BACKLOG_HIGH
+    }
+
     pub(crate) async fn wait_for_room(&self) {
         loop {
             let drained = self.drained.notified();
