@@ -22,6 +22,14 @@ pub enum Incoming {
 pub struct Inbox {
     receive_maximum: u16,
     topic_alias_maximum: u16,
+    /// Boxed on first use: the session of an idle or QoS 0 client holds 8 bytes here instead of
+    /// three empty maps (144 bytes), in every session (issue 29).
+    open: Option<Box<Open>>,
+}
+
+/// What a client has in progress.
+#[derive(Debug, Default)]
+struct Open {
     /// QoS 1 messages routed but not yet acknowledged (the ack waits for durability) and QoS 2
     /// messages awaiting PUBREL: together bounded by `receive_maximum`.
     pending_qos1: HashSet<u16>,
@@ -35,10 +43,12 @@ impl Inbox {
         Inbox {
             receive_maximum: receive_maximum.max(1),
             topic_alias_maximum,
-            pending_qos1: HashSet::new(),
-            awaiting_pubrel: HashSet::new(),
-            aliases: HashMap::new(),
+            open: None,
         }
+    }
+
+    fn open(&mut self) -> &mut Open {
+        self.open.get_or_insert_with(Default::default)
     }
 
     /// Checks an incoming PUBLISH. An error is the reason code of the DISCONNECT to send.
@@ -48,15 +58,19 @@ impl Inbox {
             QoS::AtMostOnce => Ok(Incoming::Deliver { topic }),
             QoS::AtLeastOnce => {
                 self.check_room()?;
-                self.pending_qos1.insert(p.pkid);
+                self.open().pending_qos1.insert(p.pkid);
                 Ok(Incoming::Deliver { topic })
             }
             QoS::ExactlyOnce => {
-                if self.awaiting_pubrel.contains(&p.pkid) {
+                if self
+                    .open
+                    .as_ref()
+                    .is_some_and(|o| o.awaiting_pubrel.contains(&p.pkid))
+                {
                     return Ok(Incoming::Duplicate);
                 }
                 self.check_room()?;
-                self.awaiting_pubrel.insert(p.pkid);
+                self.open().awaiting_pubrel.insert(p.pkid);
                 Ok(Incoming::Deliver { topic })
             }
         }
@@ -64,8 +78,11 @@ impl Inbox {
 
     fn check_room(&self) -> Result<(), ReasonCode> {
         // §3.3.4: more unacknowledged QoS 1/2 PUBLISH packets than Receive Maximum is a protocol error.
-        if self.pending_qos1.len() + self.awaiting_pubrel.len() >= usize::from(self.receive_maximum)
-        {
+        let open = self
+            .open
+            .as_ref()
+            .map_or(0, |o| o.pending_qos1.len() + o.awaiting_pubrel.len());
+        if open >= usize::from(self.receive_maximum) {
             return Err(ReasonCode::ReceiveMaximumExceeded);
         }
         Ok(())
@@ -81,43 +98,61 @@ impl Inbox {
         if p.topic.is_empty() {
             // §3.3.2.3.4: an empty topic uses the alias set earlier on this connection.
             return self
-                .aliases
-                .get(&alias)
+                .open
+                .as_ref()
+                .and_then(|o| o.aliases.get(&alias))
                 .cloned()
                 .ok_or(ReasonCode::ProtocolError);
         }
-        self.aliases.insert(alias, p.topic.to_string());
+        self.open().aliases.insert(alias, p.topic.to_string());
         Ok(p.topic.to_string())
     }
 
     /// The QoS 1 message `pkid` was handled (stored if needed): send PUBACK now.
     pub fn acked_qos1(&mut self, pkid: u16) {
-        self.pending_qos1.remove(&pkid);
+        if let Some(o) = &mut self.open {
+            o.pending_qos1.remove(&pkid);
+        }
     }
 
     /// PUBREL for an incoming QoS 2 message: answer PUBCOMP with the returned code (Packet Identifier
     /// not found when it was not pending — still answered, §4.3.3).
     pub fn pubrel(&mut self, pkid: u16) -> ReasonCode {
-        if self.awaiting_pubrel.remove(&pkid) {
+        if self
+            .open
+            .as_mut()
+            .is_some_and(|o| o.awaiting_pubrel.remove(&pkid))
+        {
             ReasonCode::Success
         } else {
             ReasonCode::PacketIdentifierNotFound
         }
     }
 
-    /// Forgets the topic aliases: they live for one network connection only (§3.3.2.3.4).
+    /// Forgets the topic aliases: they live for one network connection only (§3.3.2.3.4). What
+    /// no longer holds anything is given back.
     pub fn reset_aliases(&mut self) {
-        self.aliases.clear();
+        if let Some(o) = &mut self.open {
+            o.aliases.clear();
+            if o.pending_qos1.is_empty() && o.awaiting_pubrel.is_empty() {
+                self.open = None;
+            }
+        }
     }
 
     /// QoS 2 packet identifiers still awaiting PUBREL (kept with a persistent session).
     pub fn awaiting_pubrel(&self) -> impl Iterator<Item = u16> + '_ {
-        self.awaiting_pubrel.iter().copied()
+        self.open
+            .iter()
+            .flat_map(|o| o.awaiting_pubrel.iter().copied())
     }
 
     /// Restores QoS 2 state of a resumed session (topic aliases never survive a connection).
     pub fn restore_awaiting_pubrel(&mut self, ids: impl IntoIterator<Item = u16>) {
-        self.awaiting_pubrel.extend(ids);
+        let mut ids = ids.into_iter().peekable();
+        if ids.peek().is_some() {
+            self.open().awaiting_pubrel.extend(ids);
+        }
     }
 }
 

@@ -269,7 +269,7 @@ impl Broker {
             if let Some(since) = s.over_since.take() {
                 s.held_for += since.elapsed();
             }
-            s.drained.notify_waiters();
+            s.release_publishers();
             if let Some(e) = session_expiry {
                 s.expiry = e;
             }
@@ -376,7 +376,7 @@ impl Broker {
         let mut old = cell.state.lock();
         old.ended = true;
         cell.connected.store(false, Ordering::Relaxed);
-        old.drained.notify_waiters();
+        old.release_publishers();
         let filters: Vec<Arc<str>> = old.subscriptions.keys().cloned().collect();
         self.index.write().remove_client(client, &filters);
         if let (Some(p), Some(stream)) = (&self.persist, old.stream.take()) {

@@ -316,8 +316,9 @@ struct Session {
     /// below half): a subscriber that reconnects before the stall timeout does not start over.
     held_for: Duration,
     /// Notified when the queue drains below half the limit, or the session stops holding
-    /// publishers back (disconnected, stalled, ended).
-    drained: Arc<Notify>,
+    /// publishers back (disconnected, stalled, ended). Made when a publisher first waits: most
+    /// sessions never hold anyone back (an allocation less per session).
+    drained: Option<Arc<Notify>>,
     /// The connection was woken and has not yet asked what to send: further deliveries need no
     /// wake-up of their own (a fan-out or a burst wakes a subscriber once, not per message).
     woken: bool,
@@ -330,6 +331,13 @@ struct Session {
 }
 
 impl Session {
+    /// Wakes the publishers this session holds back.
+    fn release_publishers(&self) {
+        if let Some(d) = &self.drained {
+            d.notify_waiters();
+        }
+    }
+
     /// True when connection `id` is the session's current connection (not taken over).
     fn owned_by(&self, id: u64) -> bool {
         self.connection.as_ref().is_some_and(|c| c.id == id)
@@ -599,7 +607,7 @@ impl Broker {
             over_since: None,
             stall_spent: false,
             held_for: Duration::ZERO,
-            drained: Arc::new(Notify::new()),
+            drained: None,
             woken: false,
             ended: false,
             serial: self.next_conn.fetch_add(1, Ordering::Relaxed),

@@ -40,7 +40,7 @@ impl Broker {
             s.over_since = None;
             s.stall_spent = false;
             s.held_for = Duration::ZERO;
-            s.drained.notify_waiters();
+            s.release_publishers();
         }
         out
     }
@@ -75,12 +75,13 @@ impl Broker {
                 self.stats.stalled.fetch_add(1, Ordering::Relaxed);
                 s.stall_spent = true;
                 signals.close(crate::Close::Stalled);
-                s.drained.notify_waiters();
+                s.release_publishers();
                 clients.pop();
                 continue;
             }
             // Created under the lock, so a drain that happens after the check wakes it.
-            return Some(s.drained.clone().notified_owned());
+            let drained = s.drained.get_or_insert_with(Default::default).clone();
+            return Some(drained.notified_owned());
         }
         None
     }
