@@ -132,6 +132,9 @@ pub struct Security {
     pub sessions: sessions::Sessions,
     /// Counters.
     pub stats: SecurityStats,
+    /// The anonymous identity, made once: every identity shares its account string (an
+    /// allocation less per connection).
+    anonymous: Identity,
 }
 
 impl Security {
@@ -140,6 +143,7 @@ impl Security {
         let policy = load(&config)?;
         Ok(Arc::new(Security {
             failures: PerAddress::new(config.login_failures),
+            anonymous: Identity::anonymous(&config.account),
             config,
             policy: RwLock::new(Arc::new(policy)),
             dynamic: dynamic::Dynamic::default(),
@@ -152,6 +156,7 @@ impl Security {
     pub fn open_to_all(account: &str) -> Arc<Security> {
         Arc::new(Security {
             failures: PerAddress::new(Rate::UNLIMITED),
+            anonymous: Identity::anonymous(account),
             config: SecurityConfig {
                 allow_anonymous: Some(true),
                 account: account.into(),
@@ -202,6 +207,11 @@ impl Security {
             .unwrap_or_else(|| !self.has_credentials())
     }
 
+    /// The anonymous identity of the broker's account.
+    pub fn anonymous(&self) -> Identity {
+        self.anonymous.clone()
+    }
+
     /// The broker's account.
     pub fn account(&self) -> &str {
         &self.config.account
@@ -235,7 +245,7 @@ impl Security {
             return Ok(Identity {
                 name: name.into(),
                 proof: Proof::Certificate,
-                account: self.config.account.as_str().into(),
+                account: self.anonymous.account.clone(),
             });
         }
         let policy = self.now();
@@ -275,7 +285,7 @@ impl Security {
                     Ok(()) => Ok(Identity {
                         name: username.unwrap_or_default().into(),
                         proof: Proof::Password,
-                        account: self.config.account.as_str().into(),
+                        account: self.anonymous.account.clone(),
                     }),
                     Err(refusal) => {
                         self.stats
@@ -289,7 +299,7 @@ impl Security {
                     }
                 }
             }
-            _ if self.anonymous_allowed() => Ok(Identity::anonymous(&self.config.account)),
+            _ if self.anonymous_allowed() => Ok(self.anonymous.clone()),
             _ => {
                 self.stats
                     .mqtt_anonymous_refused
@@ -316,7 +326,7 @@ impl Security {
         let made = self.dynamic.keys();
         // The key set that holds the claimed key (the file's first, then dynamic security's).
         let keys = match (&policy.keys, made.is_empty()) {
-            (None, true) => return Ok(Identity::anonymous(&self.config.account)),
+            (None, true) => return Ok(self.anonymous.clone()),
             (Some(file), _) => match sigv4::claimed_key(req) {
                 Some(id) if file.get(&id).is_none() && made.get(&id).is_some() => &*made,
                 _ => file,
@@ -341,7 +351,7 @@ impl Security {
                 }),
                 None => Err(HttpAuthError::Signature(SigError::UnknownKey)),
             },
-            Ok(None) if self.anonymous_allowed() => Ok(Identity::anonymous(&self.config.account)),
+            Ok(None) if self.anonymous_allowed() => Ok(self.anonymous.clone()),
             Ok(None) => {
                 self.http_failure(peer);
                 Err(HttpAuthError::Signature(SigError::Missing))

@@ -18,7 +18,8 @@ pub async fn run_tcp(
 ) {
     accept_loop(listener, gate, move |stream, peer| {
         let (broker, config) = (broker.clone(), config.clone());
-        async move { serve(stream, Peer::plain(peer), broker, config).await }
+        // The connection's own future, with nothing wrapped around it (issue 29).
+        serve(stream, Peer::plain(peer), broker, config)
     })
     .await;
 }

@@ -116,14 +116,17 @@ impl Router {
 
     /// Adds or replaces `client`'s subscription to `filter`. An invalid filter is refused with the
     /// reason code for its SUBACK entry.
+    /// The client's and the filter's strings are shared with the session (an `Arc` each), not
+    /// copied per subscription.
     pub fn subscribe(
         &mut self,
-        client: &str,
-        filter: &str,
+        client: impl Into<Arc<str>>,
+        filter: impl Into<Arc<str>>,
         options: SubscribeOptions,
         id: Option<u32>,
     ) -> Result<Subscribed, ReasonCode> {
-        let parsed = TopicFilter::parse(filter).map_err(|_| ReasonCode::TopicFilterInvalid)?;
+        let filter: Arc<str> = filter.into();
+        let parsed = TopicFilter::parse(&filter).map_err(|_| ReasonCode::TopicFilterInvalid)?;
         let (group, bare) = match parsed {
             TopicFilter::Plain(f) => (None, f),
             TopicFilter::Shared { group, filter } => (Some(Arc::<str>::from(group)), filter),
@@ -134,7 +137,7 @@ impl Router {
             group,
         };
         let sub = Subscription {
-            filter: filter.into(),
+            filter: filter.clone(),
             options,
             id,
         };

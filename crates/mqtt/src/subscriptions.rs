@@ -21,7 +21,7 @@ use crate::small_map::FEW;
 
 #[derive(Debug)]
 struct Node<K, V> {
-    children: HashMap<Box<str>, Node<K, V>>,
+    children: Children<K, V>,
     plus: Option<Box<Node<K, V>>>,
     /// Subscriptions whose filter ends here.
     exact: SmallMap<K, V>,
@@ -32,7 +32,7 @@ struct Node<K, V> {
 impl<K, V> Default for Node<K, V> {
     fn default() -> Self {
         Node {
-            children: HashMap::new(),
+            children: Children(None),
             plus: None,
             exact: SmallMap::default(),
             multi: SmallMap::default(),
@@ -95,7 +95,7 @@ impl<K: Eq + Hash, V> SubscriptionTree<K, V> {
             }
             node = match level {
                 "+" => node.plus.get_or_insert_with(Box::default),
-                l => node.children.entry(l.into()).or_default(),
+                l => node.children.entry(l),
             };
         }
         let old = node.exact.insert(key, value);
@@ -205,6 +205,48 @@ impl<K: Eq + Hash, V> SubscriptionTree<K, V> {
     }
 }
 
+/// A node's children by level name. Boxed when the first arrives: most nodes are leaves, and an
+/// empty map is 48 bytes in every node, in its parent's table too (issue 29: a client's own topic
+/// is a leaf, and these bytes were paid per client).
+#[derive(Debug)]
+struct Children<K, V>(Option<Box<HashMap<Box<str>, Node<K, V>>>>);
+
+impl<K, V> Children<K, V> {
+    fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|m| m.is_empty())
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |m| m.len())
+    }
+
+    fn get(&self, level: &str) -> Option<&Node<K, V>> {
+        self.0.as_ref()?.get(level)
+    }
+
+    fn get_mut(&mut self, level: &str) -> Option<&mut Node<K, V>> {
+        self.0.as_mut()?.get_mut(level)
+    }
+
+    /// The child named `level`, made if missing.
+    fn entry(&mut self, level: &str) -> &mut Node<K, V> {
+        self.0
+            .get_or_insert_with(Default::default)
+            .entry(level.into())
+            .or_default()
+    }
+
+    /// Takes the child named `level` out; the map goes when its last child does.
+    fn remove(&mut self, level: &str) -> Option<Node<K, V>> {
+        let map = self.0.as_mut()?;
+        let child = map.remove(level);
+        if map.is_empty() {
+            self.0 = None;
+        }
+        child
+    }
+}
+
 enum Level {
     Exact,
     Multi,
@@ -241,7 +283,9 @@ impl<K, V> Node<K, V> {
 
     /// Moves every child onto `stack` (for an iterative drop).
     fn drain_into(&mut self, stack: &mut Vec<Node<K, V>>) {
-        stack.extend(self.children.drain().map(|(_, n)| n));
+        if let Some(children) = self.children.0.take() {
+            stack.extend(children.into_values());
+        }
         if let Some(plus) = self.plus.take() {
             stack.push(*plus);
         }

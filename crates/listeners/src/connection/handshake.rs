@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use outpost_auth::{Identity, LoginError};
+use outpost_auth::LoginError;
 use outpost_codec::{
     decode, ConnAck, ConnAckProperties, DecodeError, Decoded, List, Packet, ReasonCode,
     UserProperty, Version,
@@ -62,7 +62,7 @@ where
         held_by: Vec::new(),
         parked: std::collections::VecDeque::new(),
         parked_bytes: 0,
-        identity: Identity::anonymous(config.security.account()),
+        identity: config.security.anonymous(),
         security: config.security.clone(),
         denials: 0,
         rates: config.rates.clone(),

@@ -14,136 +14,142 @@ use super::packets::handle;
 use super::End;
 
 /// The connection's main loop; returns how it ended.
-pub(super) async fn run<R, W>(
-    rd: &mut R,
-    buf: &mut BytesMut,
-    conn: &mut Conn<W>,
-    broker: &Broker,
-    h: &ConnectionHandle,
+///
+/// A plain function returning an `async move` block rather than an `async fn`: an async fn
+/// copies each argument into a local of its own beside the argument, and this future is held
+/// for as long as the connection is idle.
+pub(super) fn run<'a, R, W>(
+    rd: &'a mut R,
+    buf: &'a mut BytesMut,
+    conn: &'a mut Conn<W>,
+    broker: &'a Broker,
+    h: &'a ConnectionHandle,
     keep_alive: u16,
     max: usize,
-) -> End
+) -> impl std::future::Future<Output = End> + 'a
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    // §3.1.2.10: the server closes a connection silent for one and a half keep-alive periods.
-    let grace = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
-    let far = Duration::from_secs(365 * 24 * 3600);
-    let deadline = tokio::time::sleep(grace.unwrap_or(far));
-    tokio::pin!(deadline);
-    // Packets that arrived together with CONNECT, then whatever a resumed session has queued.
-    if let Err(end) = handle_buffered(buf, conn, broker, h, max) {
-        return end;
-    }
-    loop {
-        conn.wakes.wake_all();
-        let flushed = conn.flush().await;
-        for pkid in std::mem::take(&mut conn.released) {
-            broker.pubrel(h, pkid);
+    async move {
+        // §3.1.2.10: the server closes a connection silent for one and a half keep-alive periods.
+        let grace = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+        let far = Duration::from_secs(365 * 24 * 3600);
+        let deadline = tokio::time::sleep(grace.unwrap_or(far));
+        tokio::pin!(deadline);
+        // Packets that arrived together with CONNECT, then whatever a resumed session has queued.
+        if let Err(end) = handle_buffered(buf, conn, broker, h, max) {
+            return end;
         }
-        if flushed.is_err() {
-            return End::Close(Disconnect::Abrupt, None);
-        }
-        if std::mem::take(&mut conn.pressure) {
-            tokio::task::yield_now().await;
-        }
-        // Far behind on disk: stop reading until the store catches up (the client's TCP window
-        // fills; nothing is dropped). Boxed, like every wait an idle connection is not in: the
-        // task's future is as large as its largest wait, and it is held while idle.
-        if broker.persistence_behind() {
-            Box::pin(broker.wait_for_persistence()).await;
-        }
-        let hold = if conn.held_by.is_empty() {
-            None
-        } else {
-            // Also wakes now and then, so a stalled subscriber is noticed.
-            broker
-                .holding_back(&mut conn.held_by)
-                .map(|drained| Box::pin(tokio::time::timeout(Duration::from_millis(250), drained)))
-        };
-        if conn.held_by.is_empty() && !conn.parked.is_empty() {
-            // Released: what waited is handled now, in order, until something holds it again.
-            while let Some(frame) = conn.parked.pop_front() {
-                conn.parked_bytes -= frame.len();
-                if let Some(end) = handle(&frame, conn, broker, h) {
-                    return end;
-                }
-                if !conn.held_by.is_empty() {
-                    break;
-                }
+        loop {
+            conn.wakes.wake_all();
+            let flushed = conn.flush().await;
+            for pkid in std::mem::take(&mut conn.released) {
+                broker.pubrel(h, pkid);
             }
-            let sends = broker.sendable(h);
-            conn.push_sends(broker, h, sends);
-            continue;
-        }
-        let may_read = conn.parked_bytes + buf.len() < PARK_LIMIT || !conn.holding();
-        if !may_read {
-            // The broker stopped reading this client, not the other way round: its keep-alive
-            // starts again when reading does.
-            if let Some(g) = grace {
-                deadline.as_mut().reset(tokio::time::Instant::now() + g);
-            }
-        }
-        tokio::select! {
-            biased;
-            _ = h.signals.notified() => {
-                match h.signals.closing() {
-                    Some(Close::Stalled) => {
-                        tracing::info!(peer = %conn.peer, client = &*h.client_id, "subscriber held its publishers back past the stall timeout; connection closed");
-                        conn.disconnect(ReasonCode::QuotaExceeded);
-                        return End::Close(Disconnect::Abrupt, None);
-                    }
-                    Some(Close::Administrative) => {
-                        tracing::info!(peer = %conn.peer, client = &*h.client_id, "connection closed by an operator (DeleteConnection)");
-                        conn.disconnect(ReasonCode::AdministrativeAction);
-                        return End::Close(Disconnect::Abrupt, None);
-                    }
-                    Some(Close::TakenOver) => {
-                        conn.disconnect(ReasonCode::SessionTakenOver);
-                        return End::TakenOver;
-                    }
-                    Some(Close::ShuttingDown) => {
-                        if let Some(end) = Box::pin(handle_received(rd, buf, conn, broker, h, max)).await {
-                            return end;
-                        }
-                        conn.disconnect(ReasonCode::ServerShuttingDown);
-                        return End::Close(Disconnect::Abrupt, None);
-                    }
-                    None => {
-                        let sends = broker.sendable(h);
-                        conn.push_sends(broker, h, sends);
-                    }
-                }
-            }
-            _ = &mut deadline => {
-                tracing::info!(peer = %conn.peer, client = &*h.client_id, "keep-alive expired; connection closed");
-                conn.disconnect(ReasonCode::KeepAliveTimeout);
+            if flushed.is_err() {
                 return End::Close(Disconnect::Abrupt, None);
             }
-            _ = async {
-                if let Some(drained) = hold {
-                    let _ = drained.await;
+            if std::mem::take(&mut conn.pressure) {
+                tokio::task::yield_now().await;
+            }
+            // Far behind on disk: stop reading until the store catches up (the client's TCP window
+            // fills; nothing is dropped). Boxed, like every wait an idle connection is not in: the
+            // task's future is as large as its largest wait, and it is held while idle.
+            if broker.persistence_behind() {
+                Box::pin(broker.wait_for_persistence()).await;
+            }
+            let hold = if conn.held_by.is_empty() {
+                None
+            } else {
+                // Also wakes now and then, so a stalled subscriber is noticed.
+                broker.holding_back(&mut conn.held_by).map(|drained| {
+                    Box::pin(tokio::time::timeout(Duration::from_millis(250), drained))
+                })
+            };
+            if conn.held_by.is_empty() && !conn.parked.is_empty() {
+                // Released: what waited is handled now, in order, until something holds it again.
+                while let Some(frame) = conn.parked.pop_front() {
+                    conn.parked_bytes -= frame.len();
+                    if let Some(end) = handle(&frame, conn, broker, h) {
+                        return end;
+                    }
+                    if !conn.held_by.is_empty() {
+                        break;
+                    }
                 }
-            }, if !conn.held_by.is_empty() => {}
-            read = { room_to_read(buf); rd.read_buf(buf) }, if may_read => {
-                let got = match read {
-                    Ok(0) | Err(_) => return End::Close(Disconnect::Abrupt, None),
-                    Ok(n) => n,
-                };
-                let packets = match handle_buffered(buf, conn, broker, h, max) {
-                    Ok(n) => n,
-                    Err(end) => return end,
-                };
-                // §3.1.2.10: keep-alive counts whole control packets, not bytes (a packet dribbled
-                // a byte per period does not keep a connection open).
-                if let (Some(g), true) = (grace, packets > 0) {
+                let sends = broker.sendable(h);
+                conn.push_sends(broker, h, sends);
+                continue;
+            }
+            let may_read = conn.parked_bytes + buf.len() < PARK_LIMIT || !conn.holding();
+            if !may_read {
+                // The broker stopped reading this client, not the other way round: its keep-alive
+                // starts again when reading does.
+                if let Some(g) = grace {
                     deadline.as_mut().reset(tokio::time::Instant::now() + g);
                 }
-                // A quiet connection holds no read buffer between packets; a busy one (whose
-                // reads are large) keeps its buffer.
-                if buf.is_empty() && got < KEEP_ABOVE {
-                    *buf = BytesMut::new();
+            }
+            tokio::select! {
+                biased;
+                _ = h.signals.notified() => {
+                    match h.signals.closing() {
+                        Some(Close::Stalled) => {
+                            tracing::info!(peer = %conn.peer, client = &*h.client_id, "subscriber held its publishers back past the stall timeout; connection closed");
+                            conn.disconnect(ReasonCode::QuotaExceeded);
+                            return End::Close(Disconnect::Abrupt, None);
+                        }
+                        Some(Close::Administrative) => {
+                            tracing::info!(peer = %conn.peer, client = &*h.client_id, "connection closed by an operator (DeleteConnection)");
+                            conn.disconnect(ReasonCode::AdministrativeAction);
+                            return End::Close(Disconnect::Abrupt, None);
+                        }
+                        Some(Close::TakenOver) => {
+                            conn.disconnect(ReasonCode::SessionTakenOver);
+                            return End::TakenOver;
+                        }
+                        Some(Close::ShuttingDown) => {
+                            if let Some(end) = Box::pin(handle_received(rd, buf, conn, broker, h, max)).await {
+                                return end;
+                            }
+                            conn.disconnect(ReasonCode::ServerShuttingDown);
+                            return End::Close(Disconnect::Abrupt, None);
+                        }
+                        None => {
+                            let sends = broker.sendable(h);
+                            conn.push_sends(broker, h, sends);
+                        }
+                    }
+                }
+                _ = &mut deadline => {
+                    tracing::info!(peer = %conn.peer, client = &*h.client_id, "keep-alive expired; connection closed");
+                    conn.disconnect(ReasonCode::KeepAliveTimeout);
+                    return End::Close(Disconnect::Abrupt, None);
+                }
+                _ = async {
+                    if let Some(drained) = hold {
+                        let _ = drained.await;
+                    }
+                }, if !conn.held_by.is_empty() => {}
+                read = { room_to_read(buf); rd.read_buf(buf) }, if may_read => {
+                    let got = match read {
+                        Ok(0) | Err(_) => return End::Close(Disconnect::Abrupt, None),
+                        Ok(n) => n,
+                    };
+                    let packets = match handle_buffered(buf, conn, broker, h, max) {
+                        Ok(n) => n,
+                        Err(end) => return end,
+                    };
+                    // §3.1.2.10: keep-alive counts whole control packets, not bytes (a packet dribbled
+                    // a byte per period does not keep a connection open).
+                    if let (Some(g), true) = (grace, packets > 0) {
+                        deadline.as_mut().reset(tokio::time::Instant::now() + g);
+                    }
+                    // A quiet connection holds no read buffer between packets; a busy one (whose
+                    // reads are large) keeps its buffer.
+                    if buf.is_empty() && got < KEEP_ABOVE {
+                        *buf = BytesMut::new();
+                    }
                 }
             }
         }

@@ -491,14 +491,14 @@ impl Broker {
                 }
                 options.qos = options.qos.min(QoS::AtLeastOnce);
             }
-            match index.subscribe(&h.client_id, f.filter, options, id) {
+            let filter: Arc<str> = f.filter.into();
+            match index.subscribe(h.client_id.clone(), filter.clone(), options, id) {
                 Ok(done) => {
                     codes.push(match done.granted {
                         QoS::AtMostOnce => ReasonCode::Success,
                         QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
                         QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
                     });
-                    let filter: Arc<str> = f.filter.into();
                     s.subscriptions.insert(
                         filter.clone(),
                         Subscription {

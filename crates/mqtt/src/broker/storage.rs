@@ -124,8 +124,11 @@ impl Broker {
                     deep_filters += 1;
                     continue;
                 }
-                if index.subscribe(&client, &filter, options, id).is_ok() {
-                    let filter: Arc<str> = filter.into();
+                let filter: Arc<str> = filter.into();
+                if index
+                    .subscribe(client.clone(), filter.clone(), options, id)
+                    .is_ok()
+                {
                     session.subscriptions.insert(
                         filter.clone(),
                         Subscription {
