@@ -190,7 +190,7 @@ impl<K: Eq + Hash, V> SubscriptionTree<K, V> {
                     stack.push((plus, depth + 1));
                 }
             }
-            if let Some(child) = node.children.get(*level) {
+            if let Some(child) = node.children.get(level) {
                 stack.push((child, depth + 1));
             }
         }
