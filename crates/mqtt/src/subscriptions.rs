@@ -209,7 +209,9 @@ impl<K: Eq + Hash, V> SubscriptionTree<K, V> {
 /// empty map is 48 bytes in every node, in its parent's table too (issue 29: a client's own topic
 /// is a leaf, and these bytes were paid per client).
 #[derive(Debug)]
-struct Children<K, V>(Option<Box<HashMap<Box<str>, Node<K, V>>>>);
+struct Children<K, V>(Option<Box<ChildMap<K, V>>>);
+
+type ChildMap<K, V> = HashMap<Box<str>, Node<K, V>>;
 
 impl<K, V> Children<K, V> {
     fn is_empty(&self) -> bool {
