@@ -18,6 +18,7 @@ use super::End;
 /// A plain function returning an `async move` block rather than an `async fn`: an async fn
 /// copies each argument into a local of its own beside the argument, and this future is held
 /// for as long as the connection is idle.
+#[allow(clippy::manual_async_fn)]
 pub(super) fn run<'a, R, W>(
     rd: &'a mut R,
     buf: &'a mut BytesMut,
