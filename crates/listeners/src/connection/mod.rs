@@ -107,6 +107,8 @@ struct Start<S> {
     config: Arc<ListenerConfig>,
 }
 
+/// Not an `async fn`, which would keep `start` twice (see [`session::run`]'s note).
+#[allow(clippy::manual_async_fn)]
 fn served<S>(start: Box<Start<S>>) -> impl std::future::Future<Output = ()> + std::marker::Send
 where
     S: AsyncRead + AsyncWrite + Unpin + std::marker::Send,
