@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# What an idle connection costs Outpost over each transport (issue 29: ≤ 1 KiB TCP, ≤ 2 KiB
+# WebSocket, TLS as small as rustls allows): the same client (MQTT.js,
+# benches/node/idle-clients.mjs) holds COUNT connections over plain TCP, WebSocket, TLS and
+# WebSocket over TLS, each subscribed at QoS 1 to a shared topic and its own, on a fresh broker
+# each time; the broker's anonymous memory before and after, divided by COUNT. The TLS listeners
+# use a throwaway self-signed certificate (openssl).
+# mosquitto is not beside it: Debian's mosquitto 2.0.11 refuses to open a websockets listener on
+# this machine ("Unable to start any listening sockets"); its TCP figure is in many-clients.sh.
+#
+# Usage: benches/many-websocket.sh [--smoke] [COUNT]   (default 2000; --smoke: 50, debug build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=2000 profile=release
+for a in "$@"; do
+  case "$a" in
+    --smoke) count=50 profile=debug ;;
+    *) count=$a ;;
+  esac
+done
+command -v node >/dev/null || { echo "FAILED: node is missing" >&2; exit 1; }
+command -v openssl >/dev/null || { echo "FAILED: openssl is missing" >&2; exit 1; }
+[ -d tests/interop/mqttjs/node_modules/mqtt ] || (cd tests/interop/mqttjs && npm ci --silent --no-audit --no-fund)
+if [ $profile = release ]; then
+  cargo build --quiet --release -p outpost --bin outpost
+else
+  cargo build --quiet --all-features -p outpost --bin outpost
+fi
+ulimit -n "$(ulimit -Hn)"
+work=$(mktemp -d)
+pid="" holder=""
+cleanup() {
+  [ -n "$holder" ] && kill "$holder" 2>/dev/null
+  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost \
+  -keyout "$work/key.pem" -out "$work/cert.pem" -days 2 2>/dev/null
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+anon_kib() { awk '/^Anonymous:/ {print $2}' "/proc/$1/smaps_rollup"; }
+wait_port() {
+  local deadline=$((SECONDS + 30))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || { echo "FAILED: no broker on port $1" >&2; exit 1; }
+    sleep 0.1
+  done
+}
+
+echo "| transport | clients | anonymous memory before | after | bytes per idle connection |"
+echo "|---|---|---|---|---|"
+for transport in tcp websocket tls wss; do
+  mqtt=$(free_port) ws=$(free_port) mqtts=$(free_port) wss=$(free_port)
+  rm -rf "$work/data"
+  OUTPOST_TLS_CERT_FILE=$work/cert.pem OUTPOST_TLS_KEY_FILE=$work/key.pem \
+    OUTPOST_TLS_MQTT_LISTEN=127.0.0.1:$mqtts OUTPOST_TLS_WS_LISTEN=127.0.0.1:$wss \
+    OUTPOST_TLS_HTTPS_LISTEN=127.0.0.1:0 \
+    OUTPOST_DATA_DIR=$work/data OUTPOST_MQTT_LISTEN=127.0.0.1:$mqtt OUTPOST_WEBSOCKET_LISTEN=127.0.0.1:$ws \
+    OUTPOST_HTTP_LISTEN=127.0.0.1:0 OUTPOST_MQTT_MAX_CONNECTIONS=$((count + 100)) \
+    OUTPOST_MQTT_SYS_INTERVAL=0 OUTPOST_LOG=warn \
+    "target/$profile/outpost" > "$work/broker.log" 2>&1 &
+  pid=$!
+  wait_port "$mqtt"
+  wait_port "$ws"
+  wait_port "$mqtts"
+  wait_port "$wss"
+  sleep 1
+  before=$(anon_kib "$pid")
+  case $transport in
+    tcp) url="mqtt://127.0.0.1:$mqtt" ;;
+    websocket) url="ws://127.0.0.1:$ws/mqtt" ;;
+    tls) url="mqtts://127.0.0.1:$mqtts" ;;
+    wss) url="wss://127.0.0.1:$wss/mqtt" ;;
+  esac
+  mkfifo "$work/hold"
+  node benches/node/idle-clients.mjs "$url" "$count" < "$work/hold" > "$work/ready" 2> "$work/client.log" &
+  holder=$!
+  exec 4>"$work/hold"
+  deadline=$((SECONDS + 120))
+  until grep -q '^ready' "$work/ready"; do
+    if [ $SECONDS -ge $deadline ] || ! kill -0 "$holder" 2>/dev/null; then
+      echo "FAILED: the clients did not connect over $transport:" >&2; cat "$work/ready" "$work/client.log" >&2; exit 1
+    fi
+    sleep 0.2
+  done
+  read -r _ ok _ failed < "$work/ready"
+  if [ "$ok" != "$count" ]; then
+    echo "FAILED: $ok of $count clients subscribed over $transport ($failed failed)" >&2; exit 1
+  fi
+  sleep 3
+  after=$(anon_kib "$pid")
+  echo "| $transport | $count | $before KiB | $after KiB | $(( (after - before) * 1024 / count )) |"
+  exec 4>&-
+  wait "$holder" 2>/dev/null || true
+  holder=""
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  rm -f "$work/hold" "$work/ready"
+done
