@@ -37,7 +37,9 @@ pub async fn run_tls(
     accept_loop(listener, gate, move |stream, addr| {
         let (broker, config, tls) = (broker.clone(), config.clone(), tls.clone());
         async move {
-            match tls.accept(stream, config.connect_timeout).await {
+            // The TLS handshake's state boxed while it runs, not kept in the connection's task
+            // for its whole life (issue 29: 2,944 B tasks, 1,024 B without it).
+            match Box::pin(tls.accept(stream, config.connect_timeout)).await {
                 Ok((stream, certificate)) => {
                     serve(stream, Peer { addr, certificate }, broker, config).await
                 }

@@ -42,7 +42,7 @@ pub async fn run_websocket(
                 serve_websocket(stream, Peer::plain(peer), &path, broker, config).await
             }),
             Some(tls) => Either::Right(Box::pin(async move {
-                match tls.accept(stream, config.connect_timeout).await {
+                match Box::pin(tls.accept(stream, config.connect_timeout)).await {
                     Ok((stream, certificate)) => {
                         let peer = Peer {
                             addr: peer,
