@@ -46,6 +46,8 @@ install_packages() {
   # `systemd-analyze verify` checks deploy/outpost.service (tests/deploy.rs).
   command -v systemd-analyze >/dev/null || missing+=(systemd)
   command -v node >/dev/null || missing+=(nodejs npm)
+  # A throwaway certificate for the TLS transports of benches/many-websocket.sh.
+  command -v openssl >/dev/null || missing+=(openssl)
   # fusermount3 mounts the power-cut file system of tests/power_loss.rs.
   command -v fusermount3 >/dev/null || missing+=(fuse3)
   # The web console's browser tests drive Debian's Chromium (tests/console.rs); a font to render.
@@ -164,6 +166,7 @@ benches/sns-load.sh --smoke
 benches/routing-load.sh --smoke
 benches/bridge-load.sh --smoke
 benches/many-clients.sh --smoke
+benches/many-websocket.sh --smoke
 benches/shadow-load.sh --smoke
 
 step "ARM gateway builds (aarch64, armv7): cross-built, packaged, run under qemu-user with MQTT and SQS clients"
