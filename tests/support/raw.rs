@@ -247,6 +247,12 @@ pub fn offline_subscriber(addr: SocketAddr, client: &str, filter: &str) {
     s.send(&Packet::Disconnect(outpost_codec::Disconnect::new(
         ReasonCode::Success,
     )));
+    // The broker closes its side once the session is offline: until then a publish could still
+    // go to this connection (in flight) instead of the session's queue.
+    assert!(
+        s.closed_within(wait),
+        "the broker did not close {client}'s connection after its DISCONNECT"
+    );
 }
 
 /// Resumes `client`'s persistent session and collects the numbers (first four payload bytes) of

@@ -12,13 +12,13 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
     pub(super) fn may(&mut self, h: &ConnectionHandle, action: &str, topic: &str) -> bool {
         if self
             .security
-            .mqtt_allows(&self.identity, &h.client_id, action, topic)
+            .mqtt_allows(&h.identity, &h.client_id, action, topic)
         {
             return true;
         }
         self.denials += 1;
         if self.denials == 1 {
-            tracing::info!(peer = %self.peer, client = &*h.client_id, user = &*self.identity.name, action, topic = %topic.chars().take(128).collect::<String>(), "denied by the ACL (further denials on this connection are counted, not logged)");
+            tracing::info!(peer = %self.peer, client = &*h.client_id, user = &*h.identity.name, action, topic = %topic.chars().take(128).collect::<String>(), "denied by the ACL (further denials on this connection are counted, not logged)");
         }
         false
     }
@@ -28,7 +28,7 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
     pub(super) fn may_read(&mut self, h: &ConnectionHandle, topic: &str) -> bool {
         if self
             .security
-            .mqtt_denies(&self.identity, &h.client_id, "mqtt:subscribe", topic)
+            .mqtt_denies(&h.identity, &h.client_id, "mqtt:subscribe", topic)
         {
             self.denials += 1;
             return false;

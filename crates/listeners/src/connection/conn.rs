@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use outpost_auth::{Identity, Security};
+use outpost_auth::Security;
 use outpost_codec::{
     Ack, Disconnect as DisconnectPacket, List, Packet, Publish, QoS, ReasonCode, SubAck, UnsubAck,
     Version,
@@ -48,11 +48,10 @@ pub(super) struct Conn<W> {
     /// any holds it back, the client's packets are parked in order (acknowledgements and pings
     /// excepted, so two clients feeding each other never wait on each other), and reading stops
     /// once [`PARK_LIMIT`] bytes wait: its TCP window fills, its messages wait in its own buffers.
-    pub(super) held_by: Vec<std::sync::Arc<str>>,
-    pub(super) parked: std::collections::VecDeque<bytes::Bytes>,
-    pub(super) parked_bytes: usize,
-    /// Who the client proved to be, and the rules that apply to it.
-    pub(super) identity: Identity,
+    /// Boxed when first held back: most connections never are (64 bytes in every idle
+    /// connection otherwise).
+    pub(super) held: Option<Box<Held>>,
+    /// The rules that apply to the client (who it is: the handle's `identity`).
     pub(super) security: Arc<Security>,
     /// ACL refusals so far (the first is logged, the rest counted).
     pub(super) denials: u64,
@@ -73,9 +72,54 @@ pub(super) fn bypasses_parking(frame: &[u8]) -> bool {
     matches!(frame.first().map(|b| b >> 4), Some(4..=7 | 12))
 }
 
+/// A held-back publisher's state.
+#[derive(Debug, Default)]
+pub(super) struct Held {
+    /// The subscribers holding it back.
+    pub(super) by: Vec<std::sync::Arc<str>>,
+    /// Its packets waiting, in order, and their bytes.
+    pub(super) parked: std::collections::VecDeque<bytes::Bytes>,
+    pub(super) parked_bytes: usize,
+}
+
 impl<W> Conn<W> {
+    /// Some subscriber holds this client back.
+    pub(super) fn held_back(&self) -> bool {
+        self.held.as_ref().is_some_and(|h| !h.by.is_empty())
+    }
+
+    /// Held back, or packets still parked from when it was.
     pub(super) fn holding(&self) -> bool {
-        !self.held_by.is_empty() || !self.parked.is_empty()
+        self.held
+            .as_ref()
+            .is_some_and(|h| !h.by.is_empty() || !h.parked.is_empty())
+    }
+
+    /// Bytes of parked packets.
+    pub(super) fn parked_bytes(&self) -> usize {
+        self.held.as_ref().map_or(0, |h| h.parked_bytes)
+    }
+
+    /// The next parked packet, once nothing holds the client back any more.
+    pub(super) fn unpark(&mut self) -> Option<bytes::Bytes> {
+        let held = self.held.as_mut()?;
+        if !held.by.is_empty() {
+            return None;
+        }
+        let frame = held.parked.pop_front();
+        match &frame {
+            Some(f) => held.parked_bytes -= f.len(),
+            // Nothing held, nothing parked: the box goes.
+            None => self.held = None,
+        }
+        frame
+    }
+
+    /// Parks a packet of a held-back client.
+    pub(super) fn park(&mut self, frame: bytes::Bytes) {
+        let held = self.held.get_or_insert_with(Default::default);
+        held.parked_bytes += frame.len();
+        held.parked.push_back(frame);
     }
 }
 

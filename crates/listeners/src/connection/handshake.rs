@@ -59,10 +59,7 @@ where
         pressure: false,
         released: Vec::new(),
         wakes: outpost_mqtt::Wakes::new(),
-        held_by: Vec::new(),
-        parked: std::collections::VecDeque::new(),
-        parked_bytes: 0,
-        identity: config.security.anonymous(),
+        held: None,
         security: config.security.clone(),
         denials: 0,
         rates: config.rates.clone(),
@@ -147,7 +144,7 @@ where
             certificate.as_deref(),
         )
         .await;
-    conn.identity = match login {
+    let identity = match login {
         Ok(identity) => identity,
         Err(e) => {
             let code = match (e, connect.protocol) {
@@ -171,13 +168,13 @@ where
         }
     };
     // The engine checks the will as this identity's publish (ADR 0015).
-    let accepted = match broker.connect_as(&connect, conn.identity.clone()).await {
+    let accepted = match broker.connect_as(&connect, identity.clone()).await {
         Ok(a) => a,
         Err(code) => {
             tracing::info!(%peer, client = connect.client_id, ?code, "connection refused");
             if code == ReasonCode::NotAuthorized {
                 // Its will may not be published (AWS's other connect_failed case).
-                broker.announce_connect_failed(connect.client_id, &conn.identity.name, peer.ip());
+                broker.announce_connect_failed(connect.client_id, &identity.name, peer.ip());
             }
             let refusal = Packet::ConnAck(ConnAck {
                 code,

@@ -60,30 +60,39 @@ where
             if broker.persistence_behind() {
                 Box::pin(broker.wait_for_persistence()).await;
             }
-            let hold = if conn.held_by.is_empty() {
-                None
-            } else {
-                // Also wakes now and then, so a stalled subscriber is noticed.
-                broker.holding_back(&mut conn.held_by).map(|drained| {
-                    Box::pin(tokio::time::timeout(Duration::from_millis(250), drained))
-                })
+            // Asked to close (a takeover, a stalled subscriber, an operator, the shutdown): seen
+            // here on every round, so a client that keeps the socket busy is closed all the same.
+            if let Some(why) = h.signals.closing() {
+                return Box::pin(close(why, rd, buf, conn, broker, h, max)).await;
+            }
+            let hold = match conn.held.as_mut() {
+                Some(held) if !held.by.is_empty() => {
+                    // Also wakes now and then, so a stalled subscriber is noticed.
+                    broker.holding_back(&mut held.by).map(|drained| {
+                        Box::pin(tokio::time::timeout(Duration::from_millis(250), drained))
+                    })
+                }
+                _ => None,
             };
-            if conn.held_by.is_empty() && !conn.parked.is_empty() {
+            if !conn.held_back() && conn.held.is_some() {
                 // Released: what waited is handled now, in order, until something holds it again.
-                while let Some(frame) = conn.parked.pop_front() {
-                    conn.parked_bytes -= frame.len();
+                let mut handled = false;
+                while let Some(frame) = conn.unpark() {
+                    handled = true;
                     if let Some(end) = handle(&frame, conn, broker, h) {
                         return end;
                     }
-                    if !conn.held_by.is_empty() {
+                    if conn.held_back() {
                         break;
                     }
                 }
-                let sends = broker.sendable(h);
-                conn.push_sends(broker, h, sends);
-                continue;
+                if handled {
+                    let sends = broker.sendable(h);
+                    conn.push_sends(broker, h, sends);
+                    continue;
+                }
             }
-            let may_read = conn.parked_bytes + buf.len() < PARK_LIMIT || !conn.holding();
+            let may_read = conn.parked_bytes() + buf.len() < PARK_LIMIT || !conn.holding();
             if !may_read {
                 // The broker stopped reading this client, not the other way round: its keep-alive
                 // starts again when reading does.
@@ -93,35 +102,6 @@ where
             }
             tokio::select! {
                 biased;
-                _ = h.signals.notified() => {
-                    match h.signals.closing() {
-                        Some(Close::Stalled) => {
-                            tracing::info!(peer = %conn.peer, client = &*h.client_id, "subscriber held its publishers back past the stall timeout; connection closed");
-                            conn.disconnect(ReasonCode::QuotaExceeded);
-                            return End::Close(Disconnect::Abrupt, None);
-                        }
-                        Some(Close::Administrative) => {
-                            tracing::info!(peer = %conn.peer, client = &*h.client_id, "connection closed by an operator (DeleteConnection)");
-                            conn.disconnect(ReasonCode::AdministrativeAction);
-                            return End::Close(Disconnect::Abrupt, None);
-                        }
-                        Some(Close::TakenOver) => {
-                            conn.disconnect(ReasonCode::SessionTakenOver);
-                            return End::TakenOver;
-                        }
-                        Some(Close::ShuttingDown) => {
-                            if let Some(end) = Box::pin(handle_received(rd, buf, conn, broker, h, max)).await {
-                                return end;
-                            }
-                            conn.disconnect(ReasonCode::ServerShuttingDown);
-                            return End::Close(Disconnect::Abrupt, None);
-                        }
-                        None => {
-                            let sends = broker.sendable(h);
-                            conn.push_sends(broker, h, sends);
-                        }
-                    }
-                }
                 _ = &mut deadline => {
                     tracing::info!(peer = %conn.peer, client = &*h.client_id, "keep-alive expired; connection closed");
                     conn.disconnect(ReasonCode::KeepAliveTimeout);
@@ -131,12 +111,18 @@ where
                     if let Some(drained) = hold {
                         let _ = drained.await;
                     }
-                }, if !conn.held_by.is_empty() => {}
+                }, if conn.held_back() => {}
                 read = { room_to_read(buf); rd.read_buf(buf) }, if may_read => {
                     let got = match read {
                         Ok(0) | Err(_) => return End::Close(Disconnect::Abrupt, None),
                         Ok(n) => n,
                     };
+                    // A close the broker asked for comes before what the client sent meanwhile
+                    // (a taken-over connection's packets are not handled; at shutdown they are,
+                    // in `close`).
+                    if let Some(why) = h.signals.closing() {
+                        return Box::pin(close(why, rd, buf, conn, broker, h, max)).await;
+                    }
                     let packets = match handle_buffered(buf, conn, broker, h, max) {
                         Ok(n) => n,
                         Err(end) => return end,
@@ -152,7 +138,55 @@ where
                         *buf = BytesMut::new();
                     }
                 }
+                // Last, as deliveries always came after reading: the client's own packets (a
+                // DISCONNECT, acknowledgements) are handled before what is sent to it.
+                _ = h.signals.notified() => {
+                    if let Some(why) = h.signals.closing() {
+                        return Box::pin(close(why, rd, buf, conn, broker, h, max)).await;
+                    }
+                    let sends = broker.sendable(h);
+                    conn.push_sends(broker, h, sends);
+                }
             }
+        }
+    }
+}
+
+/// Closes the connection for the broker's reason, telling an MQTT 5 client why.
+async fn close<R, W>(
+    why: Close,
+    rd: &mut R,
+    buf: &mut BytesMut,
+    conn: &mut Conn<W>,
+    broker: &Broker,
+    h: &ConnectionHandle,
+    max: usize,
+) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    match why {
+        Close::Stalled => {
+            tracing::info!(peer = %conn.peer, client = &*h.client_id, "subscriber held its publishers back past the stall timeout; connection closed");
+            conn.disconnect(ReasonCode::QuotaExceeded);
+            End::Close(Disconnect::Abrupt, None)
+        }
+        Close::Administrative => {
+            tracing::info!(peer = %conn.peer, client = &*h.client_id, "connection closed by an operator (DeleteConnection)");
+            conn.disconnect(ReasonCode::AdministrativeAction);
+            End::Close(Disconnect::Abrupt, None)
+        }
+        Close::TakenOver => {
+            conn.disconnect(ReasonCode::SessionTakenOver);
+            End::TakenOver
+        }
+        Close::ShuttingDown => {
+            if let Some(end) = handle_received(rd, buf, conn, broker, h, max).await {
+                return end;
+            }
+            conn.disconnect(ReasonCode::ServerShuttingDown);
+            End::Close(Disconnect::Abrupt, None)
         }
     }
 }
@@ -214,8 +248,7 @@ pub(super) fn handle_buffered<W: AsyncWrite + Unpin>(
         };
         packets += 1;
         if conn.holding() && !bypasses_parking(&frame) {
-            conn.parked_bytes += frame.len();
-            conn.parked.push_back(frame);
+            conn.park(frame);
             continue;
         }
         if let Some(end) = handle(&frame, conn, broker, h) {

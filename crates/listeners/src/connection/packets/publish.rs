@@ -38,7 +38,7 @@ pub(super) fn publish<W: AsyncWrite + Unpin>(
         let ok = !checked
             || conn
                 .security
-                .mqtt_allows(&conn.identity, &h.client_id, "mqtt:publish", topic);
+                .mqtt_allows(&h.identity, &h.client_id, "mqtt:publish", topic);
         if !ok {
             *denied_topic.borrow_mut() = Some(topic.chars().take(128).collect::<String>());
         }
@@ -48,7 +48,7 @@ pub(super) fn publish<W: AsyncWrite + Unpin>(
     if let Some(topic) = denied_topic.into_inner() {
         conn.denials += 1;
         if conn.denials == 1 {
-            tracing::info!(peer = %conn.peer, client = &*h.client_id, user = &*conn.identity.name, %topic, "PUBLISH denied by the ACL (further denials on this connection are counted, not logged)");
+            tracing::info!(peer = %conn.peer, client = &*h.client_id, user = &*h.identity.name, %topic, "PUBLISH denied by the ACL (further denials on this connection are counted, not logged)");
         }
     }
     match published {
@@ -74,8 +74,9 @@ pub(super) fn publish<W: AsyncWrite + Unpin>(
         Ok((outcome, mut durable)) => {
             conn.pressure |= durable.under_pressure();
             for client in durable.take_held_by() {
-                if !conn.held_by.contains(&client) {
-                    conn.held_by.push(client);
+                let held = conn.held.get_or_insert_with(Default::default);
+                if !held.by.contains(&client) {
+                    held.by.push(client);
                 }
             }
             let code = match (outcome, h.version) {
