@@ -42,8 +42,6 @@ pub(super) struct Conn<W> {
     pub(super) pressure: bool,
     /// Incoming QoS 2 exchanges ended by a failed PUBREC: the engine forgets their identifiers.
     pub(super) released: Vec<u16>,
-    /// Subscribers that got this connection's messages, woken once per batch of packets.
-    pub(super) wakes: outpost_mqtt::Wakes,
     /// Flow control: connected subscribers of this client's messages whose queues are full. While
     /// any holds it back, the client's packets are parked in order (acknowledgements and pings
     /// excepted, so two clients feeding each other never wait on each other), and reading stops

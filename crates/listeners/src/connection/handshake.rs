@@ -26,7 +26,7 @@ pub(super) async fn handshake<R, W>(
     wr: W,
     (peer, certificate): (SocketAddr, Option<Arc<str>>),
     broker: &Arc<Broker>,
-    config: &ListenerConfig,
+    config: Arc<ListenerConfig>,
 ) -> Option<(Conn<W>, ConnectionHandle, u16)>
 where
     R: AsyncRead + Unpin,
@@ -58,7 +58,6 @@ where
         pending_acks: Vec::new(),
         pressure: false,
         released: Vec::new(),
-        wakes: outpost_mqtt::Wakes::new(),
         held: None,
         security: config.security.clone(),
         denials: 0,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use outpost_codec::{split_frame, ReasonCode};
-use outpost_mqtt::{Broker, Close, ConnectionHandle, Disconnect};
+use outpost_mqtt::{Broker, Close, ConnectionHandle, Disconnect, Wakes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::buffers::{room_to_read, KEEP_ABOVE};
@@ -34,16 +34,18 @@ where
 {
     async move {
         // §3.1.2.10: the server closes a connection silent for one and a half keep-alive periods.
-        let grace = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+        // (A function, not an `Option<Duration>` kept in the future: 16 bytes in every idle
+        // connection.)
+        let grace =
+            || (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
         let far = Duration::from_secs(365 * 24 * 3600);
-        let deadline = tokio::time::sleep(grace.unwrap_or(far));
+        let deadline = tokio::time::sleep(grace().unwrap_or(far));
         tokio::pin!(deadline);
         // Packets that arrived together with CONNECT, then whatever a resumed session has queued.
         if let Err(end) = handle_buffered(buf, conn, broker, h, max) {
             return end;
         }
         loop {
-            conn.wakes.wake_all();
             let flushed = conn.flush().await;
             for pkid in std::mem::take(&mut conn.released) {
                 broker.pubrel(h, pkid);
@@ -77,15 +79,17 @@ where
             if !conn.held_back() && conn.held.is_some() {
                 // Released: what waited is handled now, in order, until something holds it again.
                 let mut handled = false;
+                let mut wakes = Wakes::new();
                 while let Some(frame) = conn.unpark() {
                     handled = true;
-                    if let Some(end) = handle(&frame, conn, broker, h) {
+                    if let Some(end) = handle(&frame, conn, broker, h, &mut wakes) {
                         return end;
                     }
                     if conn.held_back() {
                         break;
                     }
                 }
+                wakes.wake_all();
                 if handled {
                     let sends = broker.sendable(h);
                     conn.push_sends(broker, h, sends);
@@ -96,7 +100,7 @@ where
             if !may_read {
                 // The broker stopped reading this client, not the other way round: its keep-alive
                 // starts again when reading does.
-                if let Some(g) = grace {
+                if let Some(g) = grace() {
                     deadline.as_mut().reset(tokio::time::Instant::now() + g);
                 }
             }
@@ -129,7 +133,7 @@ where
                     };
                     // §3.1.2.10: keep-alive counts whole control packets, not bytes (a packet dribbled
                     // a byte per period does not keep a connection open).
-                    if let (Some(g), true) = (grace, packets > 0) {
+                    if let (Some(g), true) = (grace(), packets > 0) {
                         deadline.as_mut().reset(tokio::time::Instant::now() + g);
                     }
                     // A quiet connection holds no read buffer between packets; a busy one (whose
@@ -236,6 +240,8 @@ pub(super) fn handle_buffered<W: AsyncWrite + Unpin>(
     max: usize,
 ) -> Result<usize, End> {
     let mut packets = 0;
+    // Subscribers this batch's messages went to (woken when dropped, on every way out).
+    let mut wakes = Wakes::new();
     loop {
         let frame = match split_frame(buf, max) {
             Ok(Some(f)) => f,
@@ -251,12 +257,12 @@ pub(super) fn handle_buffered<W: AsyncWrite + Unpin>(
             conn.park(frame);
             continue;
         }
-        if let Some(end) = handle(&frame, conn, broker, h) {
+        if let Some(end) = handle(&frame, conn, broker, h, &mut wakes) {
             return Err(end);
         }
     }
     // Everyone this batch's messages went to, once.
-    conn.wakes.wake_all();
+    wakes.wake_all();
     let sends = broker.sendable(h);
     conn.push_sends(broker, h, sends);
     Ok(packets)

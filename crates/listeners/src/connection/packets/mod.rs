@@ -12,12 +12,14 @@ use tokio::io::AsyncWrite;
 use super::conn::Conn;
 use super::End;
 
-/// Handles one packet; `Some` ends the connection.
+/// Handles one packet; `Some` ends the connection. The subscribers its message went to are
+/// collected in `wakes`, woken once for a whole batch of packets.
 pub(super) fn handle<W: AsyncWrite + Unpin>(
     frame: &bytes::Bytes,
     conn: &mut Conn<W>,
     broker: &Broker,
     h: &ConnectionHandle,
+    wakes: &mut outpost_mqtt::Wakes,
 ) -> Option<End> {
     let packet = match decode(frame, h.version, usize::MAX) {
         Ok(Decoded::Packet(p, _)) => p,
@@ -29,7 +31,7 @@ pub(super) fn handle<W: AsyncWrite + Unpin>(
         }
     };
     match packet {
-        Packet::Publish(p) => return publish::publish(frame, p, conn, broker, h),
+        Packet::Publish(p) => return publish::publish(frame, p, conn, broker, h, wakes),
         ack @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) | Packet::PubRel(_)) => {
             acks::acknowledgement(ack, conn, broker, h)
         }

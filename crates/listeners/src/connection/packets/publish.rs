@@ -16,6 +16,7 @@ pub(super) fn publish<W: AsyncWrite + Unpin>(
     conn: &mut Conn<W>,
     broker: &Broker,
     h: &ConnectionHandle,
+    wakes: &mut outpost_mqtt::Wakes,
 ) -> Option<End> {
     if !p.properties.subscription_identifiers.is_empty() {
         // §3.3.4: a client must not send subscription identifiers.
@@ -44,7 +45,7 @@ pub(super) fn publish<W: AsyncWrite + Unpin>(
         }
         ok
     };
-    let published = broker.publish(h, &p, payload, &mut conn.wakes, &may_publish);
+    let published = broker.publish(h, &p, payload, wakes, &may_publish);
     if let Some(topic) = denied_topic.into_inner() {
         conn.denials += 1;
         if conn.denials == 1 {
