@@ -15,6 +15,7 @@
 #        scripts/embedded-toolchain.sh std TARGET       # add Debian's std for a Linux target
 set -euo pipefail
 
+SCRIPTS=$(cd "$(dirname "$0")" && pwd)
 EMB=${OUTPOST_EMBEDDED_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/outpost-embedded}
 
 install() {
@@ -31,7 +32,7 @@ install() {
     llvm=$(apt-cache depends rustc-web libstd-rust-web-1.96 2>/dev/null | grep -o 'libllvm[0-9]*' | sort -u | head -n 1)
     if ! apt-get download "${pkgs[@]}" "${llvm:-libllvm22}" >&2; then
       # A fresh machine may have no package lists yet.
-      if [ "$(id -u)" -eq 0 ]; then apt-get update -qq; else sudo apt-get update -qq; fi
+      "$SCRIPTS/apt-update.sh"
       apt-get download "${pkgs[@]}" "${llvm:-libllvm22}" >&2
     fi
     for f in *.deb; do dpkg -x "$f" "$EMB/root"; done
@@ -41,6 +42,33 @@ install() {
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Debian's packages of `version` for `arch`, taken from the pool beside the host's rustc-web when
+# apt has no list for that architecture (a mirror in the middle of a sync served a stale one and a
+# CI run died of it). The pool path is the host package's; each file is checked to be a package of
+# that name, version and architecture before it is used.
+from_pool() {
+  local arch=$1 version=$2 uri dir
+  shift 2
+  uri=$(apt-get --print-uris download "rustc-web=$version" 2>/dev/null | head -n 1 | cut -d"'" -f2)
+  if [ -z "$uri" ]; then
+    echo "embedded-toolchain: no list names rustc-web $version; cannot fetch Debian's std for $arch" >&2
+    exit 1
+  fi
+  dir=${uri%/*}
+  echo "embedded-toolchain: apt has no $arch list with $version; fetching from $dir" >&2
+  local pkg file
+  for pkg in "$@"; do
+    file="${pkg}_${version/:/%3a}_${arch}.deb"
+    curl -fsS --retry 3 -o "$file" "$dir/$file"
+    if [ "$(dpkg-deb -f "$file" Package)" != "$pkg" ] || [ "$(dpkg-deb -f "$file" Version)" != "$version" ] \
+      || [ "$(dpkg-deb -f "$file" Architecture)" != "$arch" ]; then
+      echo "embedded-toolchain: $file is not $pkg $version for $arch" >&2
+      rm -f "$file"
+      exit 1
+    fi
+  done
 }
 
 # Debian's prebuilt standard library for a Linux target, of exactly the compiler's version.
@@ -62,13 +90,15 @@ install_std() {
   major=${major%.*}
   if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
     as_root dpkg --add-architecture "$arch"
-    as_root apt-get update -qq
+    "$SCRIPTS/apt-update.sh"
   fi
   echo "embedded-toolchain: extracting Debian's std for $target ($arch, $version)" >&2
   mkdir -p "$EMB/debs-$arch"
   (
     cd "$EMB/debs-$arch"
-    apt-get download "libstd-rust-web-dev:$arch=$version" "libstd-rust-web-$major:$arch=$version" >&2
+    if ! apt-get download "libstd-rust-web-dev:$arch=$version" "libstd-rust-web-$major:$arch=$version" >&2; then
+      from_pool "$arch" "$version" "libstd-rust-web-dev" "libstd-rust-web-$major"
+    fi
     for f in *.deb; do dpkg -x "$f" "$EMB/root"; done
   )
 }

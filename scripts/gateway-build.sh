@@ -28,7 +28,7 @@ as_root() {
 }
 if ! command -v "$gcc-gcc" >/dev/null; then
   echo "gateway-build: installing Debian's cross compiler gcc-$gcc" >&2
-  as_root apt-get update -qq
+  scripts/apt-update.sh
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     "gcc-$gcc" "libc6-dev-$arch-cross" >&2
 fi

@@ -48,13 +48,15 @@ install_packages() {
   command -v node >/dev/null || missing+=(nodejs npm)
   # A throwaway certificate for the TLS transports of benches/many-websocket.sh.
   command -v openssl >/dev/null || missing+=(openssl)
+  # Fetches Debian's std for ARM from the pool when a mirror serves a stale list (embedded-toolchain.sh).
+  command -v curl >/dev/null || missing+=(curl)
   # fusermount3 mounts the power-cut file system of tests/power_loss.rs.
   command -v fusermount3 >/dev/null || missing+=(fuse3)
   # The web console's browser tests drive Debian's Chromium (tests/console.rs); a font to render.
   command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
   if [ ${#missing[@]} -gt 0 ]; then
     step "installing Debian packages: ${missing[*]}"
-    as_root apt-get update -qq
+    scripts/apt-update.sh
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
   fi
   scripts/embedded-toolchain.sh install
