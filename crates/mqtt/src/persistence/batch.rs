@@ -1,17 +1,19 @@
 //! One group commit of routed messages: each message once in the messages stream, each session's
 //! reference in its own stream.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use outpost_codec::QoS;
-use outpost_store::{RecordId, Store, StreamId};
+use outpost_store::{Store, StreamId};
+use rustc_hash::FxHashMap;
 
 use crate::Broker;
 
 use super::jobs::{Job, RefSpec};
-use super::records::{encode_message_record, encode_reference, encode_references};
+use super::records::{
+    encode_compact_references, encode_message_record, encode_reference, MAX_REFERENCES,
+};
 use super::stored::Stored;
 use super::PersistError;
 
@@ -58,7 +60,7 @@ pub(super) async fn store_batch(
     let mut message_records = Vec::new();
     // Per stream: its QoS 1 references of the whole batch (one record), then one record per
     // QoS 2 reference (a QoS 2 delivery must never come back after it completed).
-    let mut streams: HashMap<StreamId, usize> = HashMap::new();
+    let mut streams: FxHashMap<StreamId, usize> = FxHashMap::default();
     let mut grouped: Vec<StreamRefs> = Vec::new();
     for (j, job) in batch.iter().enumerate() {
         let Job::Store {
@@ -74,7 +76,7 @@ pub(super) async fn store_batch(
                 grouped.len() - 1
             });
             let (_, qos1, single) = &mut grouped[at];
-            if spec.qos == QoS::AtLeastOnce && qos1.len() < u16::MAX as usize {
+            if spec.qos == QoS::AtLeastOnce && qos1.len() < MAX_REFERENCES {
                 qos1.push((j, r));
             } else {
                 single.push((j, r));
@@ -100,7 +102,7 @@ pub(super) async fn store_batch(
             }
             _ => {
                 let refs: Vec<(u64, &RefSpec)> = qos1.iter().map(|p| spec(*p)).collect();
-                payloads.push(encode_references(&refs));
+                payloads.push(encode_compact_references(&refs));
                 at.push(qos1);
             }
         }
@@ -132,36 +134,44 @@ pub(super) async fn store_batch(
             None
         }
     };
-    // Per job: the record of each of its references, or the failure of its stream.
-    let mut ref_ids: Vec<Vec<Result<RecordId, PersistError>>> = batch
-        .iter()
-        .map(|j| match j {
-            Job::Store { refs, .. } => vec![Err(PersistError::Failed); refs.len()],
-            _ => Vec::new(),
-        })
-        .collect();
+    // Per job: its references' failure, if any stream of them failed.
+    let mut failed: Vec<Option<PersistError>> = vec![None; batch.len()];
+    // Per job: how many of its references were stored.
+    let mut held_refs: Vec<u32> = vec![0; batch.len()];
+    let mut dead = Vec::new();
     for (at, result) in positions.into_iter().zip(results) {
         match result {
             Ok(ids) => {
                 for (held, id) in at.into_iter().zip(ids) {
-                    for (j, r) in held {
-                        ref_ids[j][r] = Ok(id);
+                    if message_ids.is_none() {
+                        // The messages are not stored: nothing references them.
+                        dead.push(id);
+                        continue;
                     }
+                    // One map entry per record, not per reference (a fan-out to many sessions
+                    // registers thousands of references per batch).
+                    stored.add_record(
+                        id,
+                        held.iter().map(|&(j, r)| {
+                            held_refs[j] += 1;
+                            let (key, spec) = spec((j, r));
+                            (spec.delivery, key)
+                        }),
+                    );
                 }
             }
             Err(e) => {
                 broker.persistence_failed(at.iter().map(Vec::len).sum(), &e);
                 let failure = PersistError::from_store(&e);
-                for (j, r) in at.into_iter().flatten() {
-                    ref_ids[j][r] = Err(failure);
+                for (j, _) in at.into_iter().flatten() {
+                    failed[j] = Some(failure);
                 }
             }
         }
     }
-    let mut dead = Vec::new();
     let mut unqueue = Vec::new();
     let mut message_ids = message_ids.map(|ids| ids.into_iter());
-    for (job, refs) in batch.into_iter().zip(ref_ids) {
+    for ((job, failure_of_refs), refs) in batch.into_iter().zip(failed).zip(held_refs) {
         let Job::Store {
             key,
             refs: specs,
@@ -172,31 +182,22 @@ pub(super) async fn store_batch(
             continue;
         };
         let message_id = message_ids.as_mut().and_then(|ids| ids.next());
-        let mut answer = Ok(());
-        match message_id {
-            Some(msg) => {
-                stored.add_message(key, msg);
-                for (spec, id) in specs.iter().zip(refs) {
-                    match id {
-                        Ok(id) => stored.add_delivery(spec.delivery, id, Some(key)),
-                        Err(e) => answer = Err(e),
-                    }
-                }
-                if answer.is_err() {
-                    // Partly stored: what was stored goes again, the publisher is told.
-                    for spec in &specs {
-                        stored.release_delivery(spec.delivery, &mut dead);
-                    }
-                    dead.extend(stored.take_orphans());
-                }
+        let answer = match (message_id, failure_of_refs) {
+            (Some(msg), None) => {
+                stored.add_message_refs(key, msg, refs);
+                Ok(())
             }
-            None => {
-                answer = Err(failure.unwrap_or(PersistError::Failed));
-                for id in refs.into_iter().flatten() {
-                    dead.push(id);
+            (Some(msg), Some(e)) => {
+                // Partly stored: what was stored goes again, the publisher is told.
+                stored.add_message_refs(key, msg, refs);
+                for spec in &specs {
+                    stored.release_delivery(spec.delivery, &mut dead);
                 }
+                dead.extend(stored.take_orphans());
+                Err(e)
             }
-        }
+            (None, _) => Err(failure.unwrap_or(PersistError::Failed)),
+        };
         if answer.is_err() {
             // The publisher hears the failure: no session keeps a place for the message.
             unqueue.extend(specs.iter().map(|s| (s.client.clone(), s.delivery)));

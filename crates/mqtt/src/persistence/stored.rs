@@ -2,6 +2,7 @@
 //! still need each message, so a record dies with its last delivery and a message with its last
 //! reference.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, VecDeque};
 
 // Keys here are the broker's own (delivery ids, message keys, record ids), never a client's, so
@@ -21,8 +22,10 @@ pub(crate) struct Stored {
     /// Delivery id -> its record (a reference, a record of references, or a whole message of the
     /// first layout), and the key of the message it references.
     deliveries: HashMap<u64, (RecordId, Option<u64>)>,
-    /// Record -> the deliveries it still holds (it dies with the last).
-    records: HashMap<RecordId, Vec<u64>>,
+    /// Record -> how many of its deliveries are still live (it dies with the last), and every
+    /// delivery it was written with (completed ones are no longer in `deliveries`): completing a
+    /// delivery is a count, not a search of the record's list.
+    records: HashMap<RecordId, (u32, Vec<u64>)>,
     /// Message key -> (its record in the messages stream, live references).
     messages: HashMap<u64, (RecordId, u32)>,
     /// Deliveries completed before their reference was stored. Routing queues a delivery in a
@@ -50,10 +53,42 @@ impl Stored {
     /// A delivery found in a session's stream at restore (or just stored).
     pub(crate) fn add_delivery(&mut self, delivery: u64, record: RecordId, key: Option<u64>) {
         self.deliveries.insert(delivery, (record, key));
-        self.records.entry(record).or_default().push(delivery);
+        let (live, held) = self.records.entry(record).or_default();
+        *live += 1;
+        held.push(delivery);
         if let Some(key) = key {
             if let Some((_, refs)) = self.messages.get_mut(&key) {
                 *refs += 1;
+            }
+        }
+    }
+
+    /// A message just stored, with the references to it that were stored with it.
+    pub(super) fn add_message_refs(&mut self, key: u64, record: RecordId, refs: u32) {
+        self.messages.insert(key, (record, refs));
+    }
+
+    /// A record just stored holding these (delivery, message key) references; the messages'
+    /// counts are the caller's ([`Stored::add_message_refs`]).
+    pub(super) fn add_record(
+        &mut self,
+        record: RecordId,
+        held: impl ExactSizeIterator<Item = (u64, u64)>,
+    ) {
+        let mut deliveries = Vec::with_capacity(held.len());
+        for (delivery, key) in held {
+            self.deliveries.insert(delivery, (record, Some(key)));
+            deliveries.push(delivery);
+        }
+        let n = deliveries.len() as u32;
+        match self.records.entry(record) {
+            Entry::Vacant(v) => {
+                v.insert((n, deliveries));
+            }
+            Entry::Occupied(mut o) => {
+                let (live, held) = o.get_mut();
+                *live += n;
+                held.extend(deliveries);
             }
         }
     }
@@ -87,7 +122,7 @@ impl Stored {
 
     /// A session's record goes (its session ended): every delivery it holds with it.
     pub(super) fn release_record(&mut self, record: RecordId, dead: &mut Vec<RecordId>) {
-        for delivery in self.records.remove(&record).unwrap_or_default() {
+        for delivery in self.records.remove(&record).unwrap_or_default().1 {
             if let Some((_, key)) = self.deliveries.remove(&delivery) {
                 self.release_message(key, dead);
             }
@@ -107,9 +142,9 @@ impl Stored {
             }
             return;
         };
-        if let Some(held) = self.records.get_mut(&record) {
-            held.retain(|d| *d != delivery);
-            if held.is_empty() {
+        if let Some((live, _)) = self.records.get_mut(&record) {
+            *live = live.saturating_sub(1);
+            if *live == 0 {
                 self.records.remove(&record);
                 dead.push(record);
             }

@@ -197,6 +197,40 @@ fn references_and_message_records_round_trip() {
     );
     let truncated = encode_references(&[(42, &spec), (43, &other)]);
     assert!(decode_deliveries(&truncated.slice(..truncated.len() - 3), Duration::ZERO).is_none());
+    // The compact layout: keys out of order (two publishers interleaved), identifiers, QoS 2.
+    let third = RefSpec {
+        qos: QoS::ExactlyOnce,
+        subscription_ids: vec![268_435_455],
+        ..spec.clone()
+    };
+    let compact = encode_compact_references(&[(42, &spec), (u64::MAX, &other), (7, &third)]);
+    assert_eq!(
+        refs(&compact),
+        [
+            (42, QoS::AtLeastOnce, false, vec![5, 6]),
+            (u64::MAX, QoS::AtLeastOnce, true, vec![]),
+            (7, QoS::ExactlyOnce, false, vec![268_435_455])
+        ]
+    );
+    let small = encode_compact_references(&[(1_000, &other), (1_001, &other), (1_002, &other)]);
+    assert!(small.len() <= 1 + 1 + 3 + 2 * 3, "{} bytes", small.len());
+    // Truncated anywhere, a trailing byte, a count larger than the record: refused, no panic.
+    for cut in 1..compact.len() {
+        assert!(
+            decode_deliveries(&compact.slice(..cut), Duration::ZERO).is_none(),
+            "cut at {cut}"
+        );
+    }
+    let mut longer = compact.to_vec();
+    longer.push(0);
+    assert!(decode_deliveries(&Bytes::from(longer), Duration::ZERO).is_none());
+    let claims = Bytes::from_static(&[0x03, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x00, 0x01]);
+    assert!(decode_deliveries(&claims, Duration::ZERO).is_none());
+    // A varint of more than 64 bits.
+    let wide = Bytes::from_static(&[
+        0x03, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F, 0x01,
+    ]);
+    assert!(decode_deliveries(&wide, Duration::ZERO).is_none());
     // A whole message, as sessions stored them first, still reads.
     let whole = encode_message(&m, QoS::AtLeastOnce, false, &[1]);
     assert!(matches!(
