@@ -455,6 +455,80 @@ fn websockets_that_never_upgrade_connect_or_close_are_dropped() {
     assert_serves(&mut broker);
 }
 
+/// A masked frame of any opcode (mask zero), payload under 126 bytes.
+fn ws_control(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The next frame the server sends: (opcode, payload). Server frames are never masked.
+fn ws_read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head).expect("a frame header");
+    assert_eq!(head[1] & 0x80, 0, "a server frame is not masked");
+    let len = match head[1] & 0x7F {
+        126 => {
+            let mut l = [0u8; 2];
+            s.read_exact(&mut l).unwrap();
+            u16::from_be_bytes(l) as usize
+        }
+        127 => {
+            let mut l = [0u8; 8];
+            s.read_exact(&mut l).unwrap();
+            u64::from_be_bytes(l) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).unwrap();
+    (head[0] & 0x0F, payload)
+}
+
+/// MQTT bytes over WebSocket are a stream, not packets (MQTT §6): a packet cut across frames and
+/// packets sharing a frame are read as TCP would read them; a ping is answered with its payload;
+/// a text frame closes the connection (§6.0) and nothing else.
+#[test]
+fn websocket_frames_are_a_byte_stream_and_text_frames_close() {
+    let mut broker = Outpost::start();
+    let mut s = websocket(&broker.ws);
+    let mut connect = bytes::BytesMut::new();
+    Packet::Connect(outpost_codec::Connect {
+        protocol: Version::V311,
+        client_id: "ws-stream",
+        clean_start: true,
+        keep_alive: 30,
+        ..Default::default()
+    })
+    .encode_to(Version::V311, &mut connect)
+    .unwrap();
+    // CONNECT cut in two frames; the second also carries a whole PINGREQ.
+    s.write_all(&ws_frame(&connect[..5])).unwrap();
+    let mut rest = connect[5..].to_vec();
+    rest.extend_from_slice(&[0xC0, 0x00]);
+    s.write_all(&ws_frame(&rest)).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 6 {
+        let (opcode, payload) = ws_read_frame(&mut s);
+        assert_eq!(opcode, 2, "MQTT comes in binary frames");
+        got.extend_from_slice(&payload);
+    }
+    assert_eq!(
+        got,
+        [0x20, 0x02, 0x00, 0x00, 0xD0, 0x00],
+        "CONNACK, PINGRESP"
+    );
+    s.write_all(&ws_control(0x9, b"are you there")).unwrap();
+    assert_eq!(ws_read_frame(&mut s), (0xA, b"are you there".to_vec()));
+    // Still serving MQTT after the ping.
+    s.write_all(&ws_frame(&[0xC0, 0x00])).unwrap();
+    assert_eq!(ws_read_frame(&mut s), (0x2, vec![0xD0, 0x00]));
+    s.write_all(&ws_control(0x1, b"{}")).unwrap();
+    assert!(closed_within(&mut s, Duration::from_secs(8)));
+    assert_serves(&mut broker);
+}
+
 #[test]
 fn connection_caps_refuse_the_excess_and_serve_the_rest() {
     let data = tempfile::tempdir().unwrap();

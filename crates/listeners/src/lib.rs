@@ -16,6 +16,7 @@ mod connection;
 pub mod rates;
 mod tcp;
 mod websocket;
+mod websocket_bytes;
 
 pub use connection::{serve, ListenerConfig, Peer};
 pub use rates::{ClientRates, MqttRates};
