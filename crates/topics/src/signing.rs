@@ -6,9 +6,9 @@
 //! sign with SHA-1, so SHA1withRSA is computed by the pure-Rust `rsa` crate (3.3 ms). One signature
 //! is made per message (not per subscription), off the async workers (`spawn_blocking`).
 //!
-//! The broker creates an RSA key and a self-signed certificate for it the first time it starts
-//! (files `key.pem` and `cert.pem` in the data folder's `sns-signing/`); later starts load them, so
-//! a receiver that cached the certificate keeps verifying across restarts. RSA because that is
+//! The broker creates an RSA key and a self-signed certificate for it when the first topic is
+//! created (files `key.pem` and `cert.pem` in the data folder's `sns-signing/`); later starts load
+//! them, so a receiver that cached the certificate keeps verifying across restarts. RSA because that is
 //! what SNS uses and what every SNS verifier (the AWS SDKs' message validators) expects.
 
 use std::io::Write as _;
@@ -96,6 +96,11 @@ fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> std::io::Result
 }
 
 impl Signer {
+    /// True when `dir` holds a key and its certificate (made by an earlier start).
+    pub fn exists(dir: &Path) -> bool {
+        dir.join("key.pem").is_file() && dir.join("cert.pem").is_file()
+    }
+
     /// Loads the key and certificate from `dir`, creating both (an RSA key of `bits`) when the
     /// folder has none.
     pub fn load_or_create(dir: &Path, bits: usize) -> Result<Signer> {

@@ -218,6 +218,26 @@ fn message(text: &str) -> PublishEntry {
     }
 }
 
+/// The RSA key is made with the first topic, not at start (issue 29), and found again after a
+/// restart: a receiver that cached the certificate keeps verifying.
+#[tokio::test]
+async fn the_signing_key_is_made_with_the_first_topic_and_kept() {
+    let dir = tempfile::tempdir().expect("dir");
+    let key = dir.path().join("signing").join("key.pem");
+    let first_cert = {
+        let e = open(dir.path());
+        assert!(!key.exists(), "no key before any topic");
+        assert!(e.topics.signing_certificate().is_none());
+        e.topic("first", &[]).await;
+        assert!(key.exists(), "the key is made with the first topic");
+        let (pem, file) = e.topics.signing_certificate().expect("a certificate");
+        (pem.to_string(), file.to_string())
+    };
+    let e = open(dir.path());
+    let (pem, file) = e.topics.signing_certificate().expect("loaded at start");
+    assert_eq!((pem.to_string(), file.to_string()), first_cert);
+}
+
 #[tokio::test]
 async fn one_publish_reaches_queues_http_endpoints_and_mqtt_topics() {
     let dir = tempfile::tempdir().expect("dir");

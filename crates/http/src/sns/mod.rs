@@ -95,7 +95,7 @@ pub async fn handle(
 
 /// The signing certificate, if `path` names it.
 pub fn certificate(state: &crate::HttpState, path: &str) -> Option<Response> {
-    let (pem, file) = state.topics.signing_certificate();
+    let (pem, file) = state.topics.signing_certificate()?;
     if path.trim_start_matches('/') != file {
         return None;
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, VecDeque};
 // Keys here are the broker's own (delivery ids, message keys, record ids), never a client's, so
 // a fast non-keyed hash is safe; with SipHash the map inserts were the largest cost of a durable
 // fan-out (issue 29: 100 offline sessions 14.8k -> 18.4k msg/s).
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use outpost_store::{RecordId, StreamId};
 
@@ -35,8 +35,10 @@ pub(crate) struct Stored {
     early_done: BTreeSet<u64>,
     /// Streams of recently ended sessions: a reference to one, routed just before its session
     /// ended, is not written (the stream is gone). Bounded; the jobs that could still name a
-    /// stream are right behind its drop in the queue.
+    /// stream are right behind its drop in the queue. A set beside the order: every stored
+    /// reference asks, and a list of 1,024 would be searched each time.
     dropped: VecDeque<StreamId>,
+    dropped_set: HashSet<StreamId>,
 }
 
 /// Most deliveries remembered as completed before their reference was stored.
@@ -155,13 +157,18 @@ impl Stored {
     /// True when a reference need not be written: its delivery is already complete, or its
     /// session's stream is gone.
     pub(super) fn skip(&mut self, r: &RefSpec) -> bool {
-        self.early_done.remove(&r.delivery) || self.dropped.contains(&r.stream)
+        (!self.early_done.is_empty() && self.early_done.remove(&r.delivery))
+            || (!self.dropped_set.is_empty() && self.dropped_set.contains(&r.stream))
     }
 
     pub(super) fn stream_dropped(&mut self, stream: StreamId) {
-        self.dropped.push_back(stream);
+        if self.dropped_set.insert(stream) {
+            self.dropped.push_back(stream);
+        }
         if self.dropped.len() > DROPPED_MAX {
-            self.dropped.pop_front();
+            if let Some(old) = self.dropped.pop_front() {
+                self.dropped_set.remove(&old);
+            }
         }
     }
 }

@@ -117,6 +117,7 @@ impl Topics {
                 self.config.max_topics
             )));
         }
+        self.ensure_signer().await?;
         let mut attributes = attributes;
         attributes.remove("FifoTopic");
         let def = TopicDef {

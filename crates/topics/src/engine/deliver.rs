@@ -523,7 +523,9 @@ impl Topics {
         self.stats
             .signatures
             .fetch_add(work.len() as u64, Ordering::Relaxed);
-        let signer = self.signer.clone();
+        let Some(signer) = self.signer().cloned() else {
+            return Vec::new();
+        };
         let sign = move || {
             work.iter()
                 .map(|(v, text)| signer.sign(*v, text.as_bytes()))
@@ -543,7 +545,7 @@ impl Topics {
         format!(
             "{}/{}",
             self.config.public_url.trim_end_matches('/'),
-            self.signer.cert_file()
+            self.signer().map_or("", |s| s.cert_file())
         )
     }
 

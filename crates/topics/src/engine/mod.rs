@@ -76,7 +76,10 @@ pub struct Topics {
     store: Store,
     queues: Arc<Queues>,
     config: TopicsConfig,
-    signer: Arc<Signer>,
+    /// The signing key, made when the first topic is (or loaded at start when one was made
+    /// before): a broker whose SNS API is never used generates no RSA key (issue 29: it took
+    /// ~0.5 s of CPU on a first start, and a few KB for the broker's life).
+    signer: std::sync::OnceLock<Arc<Signer>>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     subscriptions: RwLock<HashMap<String, Arc<Subscription>>>,
     /// Serializes definition changes and their metadata writes.
@@ -106,13 +109,19 @@ impl Topics {
     /// Opens the engine: loads (or creates) the signing key, every topic and subscription, and
     /// the deliveries still pending from before a crash.
     pub fn open(store: Store, queues: Arc<Queues>, config: TopicsConfig) -> Result<Arc<Topics>> {
-        let signer = Signer::load_or_create(&config.signing_dir, config.signing_key_bits)?;
+        let signer = std::sync::OnceLock::new();
+        if Signer::exists(&config.signing_dir) {
+            let _ = signer.set(Arc::new(Signer::load_or_create(
+                &config.signing_dir,
+                config.signing_key_bits,
+            )?));
+        }
         let pending = store.stream(PENDING_STREAM)?;
         let topics = Topics {
             store,
             queues,
             config,
-            signer: Arc::new(signer),
+            signer,
             topics: RwLock::new(BTreeMap::new()),
             subscriptions: RwLock::new(HashMap::new()),
             defs: tokio::sync::Mutex::new(()),
@@ -126,6 +135,10 @@ impl Topics {
             published: AtomicU64::new(0),
         };
         topics.recover()?;
+        if !topics.topics.read().is_empty() {
+            // Topics without a key (its files were removed): what they deliver must be signed.
+            topics.ensure_signer_now()?;
+        }
         Ok(Arc::new(topics))
     }
 
@@ -235,9 +248,47 @@ impl Topics {
         &self.config
     }
 
-    /// The signing certificate (PEM) and the file name it is served under.
-    pub fn signing_certificate(&self) -> (&str, &str) {
-        (self.signer.cert_pem(), self.signer.cert_file())
+    /// The signing certificate (PEM) and the file name it is served under; none before the first
+    /// topic (nothing was signed yet).
+    pub fn signing_certificate(&self) -> Option<(&str, &str)> {
+        let signer = self.signer.get()?;
+        Some((signer.cert_pem(), signer.cert_file()))
+    }
+
+    /// The signing key; every topic's existence implies it ([`Topics::ensure_signer`]).
+    pub(super) fn signer(&self) -> Option<&Arc<Signer>> {
+        let signer = self.signer.get();
+        if signer.is_none() {
+            tracing::error!("an SNS message to sign before the signing key was made");
+        }
+        signer
+    }
+
+    /// Loads or makes the signing key, if not yet done (on the calling thread).
+    fn ensure_signer_now(&self) -> Result<()> {
+        if self.signer.get().is_none() {
+            let signer =
+                Signer::load_or_create(&self.config.signing_dir, self.config.signing_key_bits)?;
+            let _ = self.signer.set(Arc::new(signer));
+        }
+        Ok(())
+    }
+
+    /// Loads or makes the signing key before the first topic is made (callers hold `defs`, so
+    /// one key is made), off the async workers: generating an RSA key takes a while.
+    pub(super) async fn ensure_signer(&self) -> Result<()> {
+        if self.signer.get().is_some() {
+            return Ok(());
+        }
+        let (dir, bits) = (
+            self.config.signing_dir.clone(),
+            self.config.signing_key_bits,
+        );
+        let signer = tokio::task::spawn_blocking(move || Signer::load_or_create(&dir, bits))
+            .await
+            .map_err(|e| TopicError::Internal(format!("signing key: {e}")))??;
+        let _ = self.signer.set(Arc::new(signer));
+        Ok(())
     }
 
     /// A topic's ARN.
