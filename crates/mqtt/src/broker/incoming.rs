@@ -322,7 +322,6 @@ impl Broker {
             };
             let spec = match (&self.persist, &s.stream, t.qos != QoS::AtMostOnce) {
                 (Some(_), Some((stream, _)), true) => Some(RefSpec {
-                    client: t.client.clone(),
                     stream: *stream,
                     delivery: d.id,
                     qos: d.qos,

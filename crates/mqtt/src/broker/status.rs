@@ -71,9 +71,19 @@ impl Broker {
 
     /// Takes back deliveries whose store write failed (their publishers were told): a message
     /// refused for lack of space keeps no place in a queue.
-    pub(crate) fn unqueue_unstored(&self, deliveries: &[(Arc<str>, u64)]) {
-        for (client, id) in deliveries {
-            let Some(cell) = self.sessions.read().map.get(client).cloned() else {
+    pub(crate) fn unqueue_unstored(&self, deliveries: &[(outpost_store::StreamId, u64)]) {
+        // A failed write is rare: the sessions are found by their streams in one pass.
+        // The cells first, then each one's lock: no session is locked under the map's lock.
+        let cells: Vec<Arc<SessionCell>> = self.sessions.read().map.values().cloned().collect();
+        let by_stream: HashMap<outpost_store::StreamId, Arc<SessionCell>> = cells
+            .into_iter()
+            .filter_map(|cell| {
+                let stream = cell.state.lock().stream.as_ref().map(|(s, _)| *s)?;
+                Some((stream, cell))
+            })
+            .collect();
+        for (stream, id) in deliveries {
+            let Some(cell) = by_stream.get(stream) else {
                 continue;
             };
             let mut s = cell.state.lock();

@@ -200,7 +200,7 @@ pub(super) async fn store_batch(
         };
         if answer.is_err() {
             // The publisher hears the failure: no session keeps a place for the message.
-            unqueue.extend(specs.iter().map(|s| (s.client.clone(), s.delivery)));
+            unqueue.extend(specs.iter().map(|s| (s.stream, s.delivery)));
         }
         let _ = done.send(answer);
     }

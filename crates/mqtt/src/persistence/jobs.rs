@@ -23,8 +23,9 @@ pub(crate) enum SubChange {
 /// One persistent session's reference to a stored message.
 #[derive(Debug, Clone)]
 pub(crate) struct RefSpec {
-    /// The session's client: a failed write takes the delivery back out of its queue.
-    pub client: Arc<str>,
+    /// The session's stream (a failed write takes the delivery back out of the queue of the
+    /// session that has it: found by its stream, so a reference holds no copy of the client's
+    /// name to count up and down on every delivery of a fan-out).
     pub stream: StreamId,
     pub delivery: u64,
     pub qos: QoS,

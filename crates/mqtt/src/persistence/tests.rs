@@ -157,7 +157,6 @@ fn references_and_message_records_round_trip() {
         (42, "a/b", &b"payload"[..])
     );
     let spec = RefSpec {
-        client: "c".into(),
         stream: StreamId(3),
         delivery: 9,
         qos: QoS::AtLeastOnce,
