@@ -891,7 +891,17 @@ fn sqs_upstream_on_moto() {
     );
     assert_eq!(published[0]["Body"], "open");
 
-    // A local SNS topic → the remote queue, message attributes kept.
+    // A local SNS topic → the remote queue, message attributes kept. The bridge makes the local
+    // topic, its queue and the subscription between them as its link starts, beside everything
+    // above (with the broker's first topic comes its signing key, which takes a while on a busy
+    // machine); a message published to a topic before it has a subscriber reaches no one.
+    eventually("the bridge's subscription to its local topic", WAIT, || {
+        let (code, body) = support::http::form_post(
+            &local.http,
+            "Action=ListSubscriptionsByTopic&TopicArn=arn:aws:sns:us-east-1:000000000000:news",
+        );
+        code == 200 && body.contains("bridge-aws-news")
+    });
     let (code, body) = support::http::form_post(
         &local.http,
         "Action=Publish&TopicArn=arn:aws:sns:us-east-1:000000000000:news&Message=extra+edition&\
