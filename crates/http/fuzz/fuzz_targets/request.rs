@@ -50,6 +50,10 @@ fn world() -> &'static World {
                 .expect("mqtt");
             let queues = outpost_queues::Queues::open(store.clone(), Default::default())
                 .expect("queues");
+            // The SNS signing key is made once here, as a broker's first topic would make it: not
+            // inside whichever input first creates a topic (an RSA key takes minutes under ASan).
+            outpost_topics::Signer::load_or_create(&dir.path().join("signing"), 2048)
+                .expect("signing key");
             let topics = outpost_topics::Topics::open(
                 store.clone(),
                 queues.clone(),
