@@ -3,7 +3,6 @@
 //! packets, so the frames are joined back into a byte stream ([`WebSocketBytes`]) and served like
 //! TCP.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures_util::future::Either;
@@ -66,8 +65,6 @@ async fn serve_websocket<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let certificate = peer.certificate;
-    let peer: SocketAddr = peer.addr;
     // The error type is tungstenite's callback signature; its size is not ours to choose.
     #[allow(clippy::result_large_err)]
     let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
@@ -108,24 +105,15 @@ async fn serve_websocket<S>(
     let ws = match Box::pin(tokio::time::timeout(config.connect_timeout, handshake)).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
-            tracing::info!(%peer, error = %e, "WebSocket handshake failed");
+            tracing::info!(peer = %peer.addr, error = %e, "WebSocket handshake failed");
             return;
         }
         Err(_) => {
-            tracing::info!(%peer, "no WebSocket handshake within the connect timeout; connection closed");
+            tracing::info!(peer = %peer.addr, "no WebSocket handshake within the connect timeout; connection closed");
             return;
         }
     };
     // The MQTT connection reads and writes bytes; frames are joined and cut in its own task. It
     // sends the close frame when it is done and lingers for the peer's answer a moment.
-    serve(
-        WebSocketBytes::new(ws),
-        Peer {
-            addr: peer,
-            certificate,
-        },
-        broker,
-        config,
-    )
-    .await;
+    serve(WebSocketBytes::new(ws), peer, broker, config).await;
 }

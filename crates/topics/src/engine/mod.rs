@@ -106,22 +106,15 @@ impl std::fmt::Debug for Topics {
 }
 
 impl Topics {
-    /// Opens the engine: loads (or creates) the signing key, every topic and subscription, and
-    /// the deliveries still pending from before a crash.
+    /// Opens the engine: every topic and subscription, the deliveries still pending from before a
+    /// crash, and the signing key when there is one to load or a topic that needs it.
     pub fn open(store: Store, queues: Arc<Queues>, config: TopicsConfig) -> Result<Arc<Topics>> {
-        let signer = std::sync::OnceLock::new();
-        if Signer::exists(&config.signing_dir) {
-            let _ = signer.set(Arc::new(Signer::load_or_create(
-                &config.signing_dir,
-                config.signing_key_bits,
-            )?));
-        }
         let pending = store.stream(PENDING_STREAM)?;
         let topics = Topics {
             store,
             queues,
             config,
-            signer,
+            signer: std::sync::OnceLock::new(),
             topics: RwLock::new(BTreeMap::new()),
             subscriptions: RwLock::new(HashMap::new()),
             defs: tokio::sync::Mutex::new(()),
@@ -135,8 +128,9 @@ impl Topics {
             published: AtomicU64::new(0),
         };
         topics.recover()?;
-        if !topics.topics.read().is_empty() {
-            // Topics without a key (its files were removed): what they deliver must be signed.
+        // A key made before is loaded (receivers cached its certificate); topics without one (its
+        // files were removed) get one now: what they deliver must be signed.
+        if Signer::exists(&topics.config.signing_dir) || !topics.topics.read().is_empty() {
             topics.ensure_signer_now()?;
         }
         Ok(Arc::new(topics))
