@@ -52,6 +52,8 @@ install_packages() {
   command -v curl >/dev/null || missing+=(curl)
   # fusermount3 mounts the power-cut file system of tests/power_loss.rs.
   command -v fusermount3 >/dev/null || missing+=(fuse3)
+  # strace holds a test broker's fsyncs: a slow disk on demand (tests/support: Outpost::slow_disk).
+  command -v strace >/dev/null || missing+=(strace)
   # The web console's browser tests drive Debian's Chromium (tests/console.rs); a font to render.
   command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
   if [ ${#missing[@]} -gt 0 ]; then

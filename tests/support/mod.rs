@@ -94,6 +94,8 @@ pub fn metric(broker: &Outpost, line_start: &str) -> u64 {
 /// A running broker on free ports with its own data folder; killed when dropped.
 pub struct Outpost {
     child: Child,
+    /// The broker's own process when `child` is a tracer running it (see [`Outpost::slow_disk`]).
+    traced: Option<u32>,
     pub mqtt: SocketAddr,
     /// `host:port/path` of MQTT over WebSocket.
     pub ws: String,
@@ -142,6 +144,33 @@ impl Outpost {
         Self::launch(data, Some(config), log, vars, "127.0.0.1:0")
     }
 
+    /// [`Outpost::start_with_env`] on a disk whose every `fsync`/`fdatasync` takes `delay`: the
+    /// broker runs under `strace`, which holds each of those calls (and no other) for `delay`
+    /// before it returns. What a test waits on is then certain to still be in flight for that long,
+    /// instead of for however long this machine's disk happens to take.
+    pub fn slow_disk(data: tempfile::TempDir, vars: &[(&str, &str)], delay: Duration) -> Outpost {
+        let config = data.path().with_extension("toml");
+        std::fs::write(&config, "").expect("config written");
+        let micros = delay.as_micros().to_string();
+        let wrapper = [
+            "strace".to_string(),
+            "-f".into(),
+            "-qq".into(),
+            "--seccomp-bpf".into(),
+            "-o".into(),
+            "/dev/null".into(),
+            "-e".into(),
+            "trace=fsync,fdatasync".into(),
+            "-e".into(),
+            format!("inject=fsync,fdatasync:delay_exit={micros}"),
+        ];
+        if Command::new("strace").arg("-V").output().is_err() {
+            // Not a skip: scripts/test.sh installs strace.
+            panic!("cannot run: no strace (./scripts/test.sh installs it)");
+        }
+        Self::launch_under(&wrapper, data, Some(config), None, vars, "127.0.0.1:0")
+    }
+
     fn launch(
         data: tempfile::TempDir,
         config: Option<std::path::PathBuf>,
@@ -149,7 +178,26 @@ impl Outpost {
         vars: &[(&str, &str)],
         mqtt_listen: &str,
     ) -> Outpost {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_outpost"));
+        Self::launch_under(&[], data, config, log, vars, mqtt_listen)
+    }
+
+    /// Starts the broker, as the last argument of `wrapper` when that is not empty.
+    fn launch_under(
+        wrapper: &[String],
+        data: tempfile::TempDir,
+        config: Option<std::path::PathBuf>,
+        log: Option<&std::path::Path>,
+        vars: &[(&str, &str)],
+        mqtt_listen: &str,
+    ) -> Outpost {
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(env!("CARGO_BIN_EXE_outpost")),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_outpost"));
+                c
+            }
+        };
         // The tests' HTTP receivers listen on loopback, which SNS refuses by default (ADR
         // 0015); a test of that refusal sets this variable itself.
         cmd.env(
@@ -213,8 +261,17 @@ impl Outpost {
         let (addr, ws, http) = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("outpost reports its addresses");
+        // Under a wrapper the broker is the wrapper's child; it is the one to signal.
+        let traced = (!wrapper.is_empty()).then(|| {
+            let children = format!("/proc/{0}/task/{0}/children", child.id());
+            std::fs::read_to_string(children)
+                .ok()
+                .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
+                .expect("the traced broker's process")
+        });
         Outpost {
             child,
+            traced,
             mqtt: addr.parse().expect("an address"),
             ws,
             http: format!("http://{http}"),
@@ -228,6 +285,7 @@ impl Outpost {
 
     /// SIGKILL, keeping the data folder.
     pub fn kill(mut self) -> tempfile::TempDir {
+        self.kill_traced();
         let _ = self.child.kill();
         let _ = self.child.wait();
         std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"))
@@ -235,13 +293,14 @@ impl Outpost {
 
     /// SIGTERM (a graceful stop), waiting for the process to end; keeps the data folder.
     pub fn stop(mut self) -> tempfile::TempDir {
-        let pid = self.child.id().to_string();
+        let pid = self.pid().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while matches!(self.child.try_wait(), Ok(None)) {
             assert!(Instant::now() < deadline, "outpost did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.traced = None;
         std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"))
     }
 
@@ -249,8 +308,18 @@ impl Outpost {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The broker's process.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.traced.unwrap_or_else(|| self.child.id())
+    }
+
+    /// SIGKILL to a traced broker (its tracer's end would leave it running).
+    fn kill_traced(&mut self) {
+        if let Some(pid) = self.traced.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
     }
 
     /// Resident memory of the process, in KiB (Linux).
@@ -266,6 +335,7 @@ impl Outpost {
 
 impl Drop for Outpost {
     fn drop(&mut self) {
+        self.kill_traced();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
