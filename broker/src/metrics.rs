@@ -218,6 +218,12 @@ impl Sources {
         )?;
         gauge(
             e,
+            "outpost_mqtt_clients_parked",
+            "Connected MQTT clients idle without a task (plain TCP, idle two seconds or more)",
+            outpost_listeners::parked_connections() as u64,
+        )?;
+        gauge(
+            e,
             "outpost_mqtt_sessions",
             "MQTT sessions, connected or kept for later",
             s.sessions,

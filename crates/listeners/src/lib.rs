@@ -18,7 +18,7 @@ mod tcp;
 mod websocket;
 mod websocket_bytes;
 
-pub use connection::{serve, ListenerConfig, Peer};
+pub use connection::{parked_connections, serve, ListenerConfig, Peer};
 pub use rates::{ClientRates, MqttRates};
 pub use tcp::{run_tcp, run_tls};
 pub use websocket::run_websocket;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use outpost_mqtt::Broker;
-use outpost_net::{accept_loop, Gate};
+use outpost_net::{accept_loop_owning, Gate};
 use tokio::net::TcpListener;
 
 use crate::{serve, ListenerConfig, Peer};
@@ -16,10 +16,11 @@ pub async fn run_tcp(
     broker: Arc<Broker>,
     config: Arc<ListenerConfig>,
 ) {
-    accept_loop(listener, gate, move |stream, peer| {
+    accept_loop_owning(listener, gate, move |stream, peer, permit| {
         let (broker, config) = (broker.clone(), config.clone());
-        // The connection's own future, with nothing wrapped around it (issue 29).
-        serve(stream, Peer::plain(peer), broker, config)
+        // The connection's own future, with nothing wrapped around it (issue 29); it holds its
+        // permit, which goes with it when it is parked idle.
+        serve(stream, Peer::plain(peer), broker, config, permit)
     })
     .await;
 }
@@ -34,14 +35,14 @@ pub async fn run_tls(
     broker: Arc<Broker>,
     config: Arc<ListenerConfig>,
 ) {
-    accept_loop(listener, gate, move |stream, addr| {
+    accept_loop_owning(listener, gate, move |stream, addr, permit| {
         let (broker, config, tls) = (broker.clone(), config.clone(), tls.clone());
         async move {
             // The TLS handshake's state boxed while it runs, not kept in the connection's task
             // for its whole life (issue 29: 2,944 B tasks, 1,024 B without it).
             match Box::pin(tls.accept(stream, config.connect_timeout)).await {
                 Ok((stream, certificate)) => {
-                    serve(stream, Peer { addr, certificate }, broker, config).await
+                    serve(stream, Peer { addr, certificate }, broker, config, permit).await
                 }
                 Err(e) => tracing::info!(peer = %addr, error = %e, "TLS handshake failed"),
             }

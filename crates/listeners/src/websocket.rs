@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 
-use outpost_net::{accept_loop, Gate};
+use outpost_net::{accept_loop_owning, Gate, Permit};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::websocket_bytes::WebSocketBytes;
@@ -29,7 +29,7 @@ pub async fn run_websocket(
     tls: Option<Arc<outpost_net::Tls>>,
 ) {
     let path: Arc<str> = path.into();
-    accept_loop(listener, gate, move |stream, peer| {
+    accept_loop_owning(listener, gate, move |stream, peer, permit| {
         let (broker, config, path, tls) =
             (broker.clone(), config.clone(), path.clone(), tls.clone());
         // Two futures, not one future with both branches: a task is as large as its future, and
@@ -37,7 +37,7 @@ pub async fn run_websocket(
         // 11.5 KB (issue 29). The TLS one is boxed; the plain one is the task itself.
         match tls {
             None => Either::Left(async move {
-                serve_websocket(stream, Peer::plain(peer), &path, broker, config).await
+                serve_websocket(stream, Peer::plain(peer), &path, broker, config, permit).await
             }),
             Some(tls) => Either::Right(Box::pin(async move {
                 match Box::pin(tls.accept(stream, config.connect_timeout)).await {
@@ -46,7 +46,7 @@ pub async fn run_websocket(
                             addr: peer,
                             certificate,
                         };
-                        serve_websocket(stream, peer, &path, broker, config).await
+                        serve_websocket(stream, peer, &path, broker, config, permit).await
                     }
                     Err(e) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
                 }
@@ -62,6 +62,7 @@ async fn serve_websocket<S>(
     path: &str,
     broker: Arc<Broker>,
     config: Arc<ListenerConfig>,
+    permit: Permit,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -115,5 +116,5 @@ async fn serve_websocket<S>(
     };
     // The MQTT connection reads and writes bytes; frames are joined and cut in its own task. It
     // sends the close frame when it is done and lingers for the peer's answer a moment.
-    serve(WebSocketBytes::new(ws), peer, broker, config).await;
+    serve(WebSocketBytes::new(ws), peer, broker, config, permit).await;
 }

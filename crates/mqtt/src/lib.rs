@@ -34,7 +34,7 @@ pub use persistence::{Durable, PersistError};
 pub use queue_door::{queue_name, QueueDoor, QueueReceipt, QUEUE_PREFIX};
 pub use recipients::{retained_matching, Retained, Router, Subscribed, Subscription, Target};
 pub use retained::RetainedTree;
-pub use signals::{Close, Signals};
+pub use signals::{set_unparker, Close, Signals};
 pub use subscriptions::SubscriptionTree;
 pub use tap::{all_of, PublishTap, TapChain, TapWait};
 pub use wakes::Wakes;

@@ -4,7 +4,8 @@
 //! deliveries, one for a takeover and a 160-byte watch future for the shutdown, each signal in an
 //! allocation of its own).
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::OnceLock;
 
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
@@ -40,9 +41,51 @@ impl Close {
 pub struct Signals {
     notify: Notify,
     closing: AtomicU8,
+    /// The connection is parked (idle, without a task: the door's parking lot holds it) under
+    /// this token plus one; 0 while it runs.
+    parked: AtomicU32,
+}
+
+/// What wakes a parked connection: set once by the door that parks connections.
+static UNPARK: OnceLock<fn(u32)> = OnceLock::new();
+
+/// Sets what a wake-up of a parked connection calls, with its token (once per process).
+pub fn set_unparker(unpark: fn(u32)) {
+    let _ = UNPARK.set(unpark);
 }
 
 impl Signals {
+    /// The connection is parked under `token`: a wake-up from now on unparks it. The caller
+    /// then looks for a wake-up that came before (a [`Signals::notified`] ready at once).
+    pub fn park(&self, token: u32) {
+        self.parked.store(token.wrapping_add(1), Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    /// Takes the parked token back (the connection runs again); `None` when a wake-up took it.
+    pub fn unpark(&self) -> Option<u32> {
+        match self.parked.swap(0, Ordering::SeqCst) {
+            0 => None,
+            t => Some(t - 1),
+        }
+    }
+
+    /// A parked connection is woken by its parking lot.
+    fn wake_parked(&self) {
+        // After the notification (a parking connection writes its token, then looks for one):
+        // one of the two sees the other. A load first, so a running connection's wake-ups write
+        // nothing more.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        if let Some(token) = self.unpark() {
+            if let Some(unpark) = UNPARK.get() {
+                unpark(token);
+            }
+        }
+    }
+
     /// Resolves at the next wake-up (at once when one came since the last).
     pub fn notified(&self) -> Notified<'_> {
         self.notify.notified()
@@ -51,12 +94,14 @@ impl Signals {
     /// Something may be ready to send.
     pub(crate) fn wake(&self) {
         self.notify.notify_one();
+        self.wake_parked();
     }
 
     /// Asks the connection to close, for `why`.
     pub(crate) fn close(&self, why: Close) {
         self.closing.fetch_or(why.bit(), Ordering::Release);
         self.notify.notify_one();
+        self.wake_parked();
     }
 
     /// Why the connection is asked to close, if it is.

@@ -135,6 +135,20 @@ where
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    accept_loop_owning(listener, gate, move |stream, peer, permit| Admitted {
+        connection: serve(stream, peer),
+        _permit: permit,
+    })
+    .await;
+}
+
+/// [`accept_loop`] handing each connection its permit, for a connection that may outlive its
+/// first task (an idle MQTT connection parked without one keeps its place).
+pub async fn accept_loop_owning<F, Fut>(listener: TcpListener, gate: Gate, serve: F)
+where
+    F: Fn(TcpStream, SocketAddr, Permit) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let mut last_error_log: Option<Instant> = None;
     loop {
         match listener.accept().await {
@@ -144,10 +158,7 @@ where
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(Admitted {
-                    connection: serve(stream, peer),
-                    _permit: permit,
-                });
+                tokio::spawn(serve(stream, peer, permit));
             }
             Err(e) => {
                 if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {

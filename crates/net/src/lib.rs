@@ -15,7 +15,7 @@ pub mod outbound;
 mod throttle;
 pub mod tls;
 
-pub use gate::{accept_loop, Gate, GateLimits, Permit};
+pub use gate::{accept_loop, accept_loop_owning, Gate, GateLimits, Permit};
 pub use limits::{is_descriptor_exhaustion, raise_descriptor_limit};
 pub use throttle::{PerAddress, Rate, Shared, TokenBucket};
 pub use tls::{ClientCerts, IdentityFrom, Tls, TlsError, TlsFiles};

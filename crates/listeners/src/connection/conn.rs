@@ -81,6 +81,60 @@ pub(super) struct Held {
 }
 
 impl<W> Conn<W> {
+    /// The same connection writing to `wr`, and the writer it had (a parked connection keeps no
+    /// writer; a resumed one gets its socket's again).
+    pub(super) fn with_writer<W2>(self, wr: W2) -> (W, Conn<W2>) {
+        let Conn {
+            wr: old,
+            out,
+            deliveries,
+            version,
+            client_max,
+            peer,
+            alias_max,
+            aliases,
+            pending_acks,
+            pressure,
+            released,
+            held,
+            security,
+            denials,
+            rates,
+            client_rates,
+            closing,
+        } = self;
+        let conn = Conn {
+            wr,
+            out,
+            deliveries,
+            version,
+            client_max,
+            peer,
+            alias_max,
+            aliases,
+            pending_acks,
+            pressure,
+            released,
+            held,
+            security,
+            denials,
+            rates,
+            client_rates,
+            closing,
+        };
+        (old, conn)
+    }
+
+    /// Nothing waits to be written, acknowledged or handled: the connection may be parked.
+    pub(super) fn is_idle(&self) -> bool {
+        self.out.is_empty()
+            && self.deliveries.is_empty()
+            && self.pending_acks.is_empty()
+            && self.released.is_empty()
+            && self.held.is_none()
+            && !self.pressure
+    }
+
     /// Some subscriber holds this client back.
     pub(super) fn held_back(&self) -> bool {
         self.held.as_ref().is_some_and(|h| !h.by.is_empty())

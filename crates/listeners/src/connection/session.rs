@@ -7,10 +7,12 @@ use bytes::BytesMut;
 use outpost_codec::{split_frame, ReasonCode};
 use outpost_mqtt::{Broker, Close, ConnectionHandle, Disconnect, Wakes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::time::Instant;
 
 use super::buffers::{room_to_read, KEEP_ABOVE};
 use super::conn::{bypasses_parking, Conn, PARK_LIMIT};
 use super::packets::handle;
+use super::parking::IDLE_BEFORE_PARKING;
 use super::End;
 
 /// The connection's main loop; returns how it ended.
@@ -25,8 +27,9 @@ pub(super) fn run<'a, R, W>(
     conn: &'a mut Conn<W>,
     broker: &'a Broker,
     h: &'a ConnectionHandle,
-    keep_alive: u16,
-    max: usize,
+    (keep_alive, max): (u16, usize),
+    parks: bool,
+    mut expires: Option<Instant>,
 ) -> impl std::future::Future<Output = End> + 'a
 where
     R: AsyncRead + Unpin,
@@ -35,11 +38,25 @@ where
     async move {
         // §3.1.2.10: the server closes a connection silent for one and a half keep-alive periods.
         // (A function, not an `Option<Duration>` kept in the future: 16 bytes in every idle
-        // connection.)
+        // connection.) `expires` is when (a resumed connection's comes with it).
         let grace =
             || (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
-        let far = Duration::from_secs(365 * 24 * 3600);
-        let deadline = tokio::time::sleep(grace().unwrap_or(far));
+        if expires.is_none() {
+            expires = grace().map(|g| Instant::now() + g);
+        }
+        // One timer for the keep-alive and, where connections are parked, for parking an idle
+        // one: whichever comes first.
+        let wake_at = |expires: Option<Instant>| {
+            let now = Instant::now();
+            let far = now + Duration::from_secs(365 * 24 * 3600);
+            let park = if parks {
+                now + IDLE_BEFORE_PARKING
+            } else {
+                far
+            };
+            expires.unwrap_or(far).min(park)
+        };
+        let deadline = tokio::time::sleep_until(wake_at(expires));
         tokio::pin!(deadline);
         // Packets that arrived together with CONNECT, then whatever a resumed session has queued.
         if let Err(end) = handle_buffered(buf, conn, broker, h, max) {
@@ -101,15 +118,23 @@ where
                 // The broker stopped reading this client, not the other way round: its keep-alive
                 // starts again when reading does.
                 if let Some(g) = grace() {
-                    deadline.as_mut().reset(tokio::time::Instant::now() + g);
+                    expires = Some(Instant::now() + g);
+                    deadline.as_mut().reset(wake_at(expires));
                 }
             }
             tokio::select! {
                 biased;
                 _ = &mut deadline => {
-                    tracing::info!(peer = %conn.peer, client = &*h.client_id, "keep-alive expired; connection closed");
-                    conn.disconnect(ReasonCode::KeepAliveTimeout);
-                    return End::Close(Disconnect::Abrupt, None);
+                    if expires.is_some_and(|e| e <= Instant::now()) {
+                        tracing::info!(peer = %conn.peer, client = &*h.client_id, "keep-alive expired; connection closed");
+                        conn.disconnect(ReasonCode::KeepAliveTimeout);
+                        return End::Close(Disconnect::Abrupt, None);
+                    }
+                    // Idle long enough: parked without its task, if nothing is left to do.
+                    if conn.is_idle() && buf.is_empty() && h.signals.closing().is_none() {
+                        return End::Park(expires);
+                    }
+                    deadline.as_mut().reset(wake_at(expires));
                 }
                 _ = async {
                     if let Some(drained) = hold {
@@ -133,8 +158,13 @@ where
                     };
                     // §3.1.2.10: keep-alive counts whole control packets, not bytes (a packet dribbled
                     // a byte per period does not keep a connection open).
-                    if let (Some(g), true) = (grace(), packets > 0) {
-                        deadline.as_mut().reset(tokio::time::Instant::now() + g);
+                    if packets > 0 {
+                        if let Some(g) = grace() {
+                            expires = Some(Instant::now() + g);
+                        }
+                        if parks || expires.is_some() {
+                            deadline.as_mut().reset(wake_at(expires));
+                        }
                     }
                     // A quiet connection holds no read buffer between packets; a busy one (whose
                     // reads are large) keeps its buffer.
@@ -150,6 +180,10 @@ where
                     }
                     let sends = broker.sendable(h);
                     conn.push_sends(broker, h, sends);
+                    // Deliveries are activity: parking waits for a quiet spell.
+                    if parks {
+                        deadline.as_mut().reset(wake_at(expires));
+                    }
                 }
             }
         }

@@ -1,0 +1,233 @@
+//! Idle MQTT connections kept without a task (issue 29). A connected client that sends nothing
+//! and has nothing to receive is most of a gateway's connections, and a tokio task per connection
+//! costs ~1.2 KB while it waits (the task with its future, the reactor's registration, the split
+//! stream's lock). A plain TCP connection idle for [`IDLE_BEFORE_PARKING`] leaves its task: its
+//! state (~0.4 KB: the connection's settings, its handle, its socket) waits here, its socket in
+//! this lot's own epoll set, as mosquitto's connections wait in its epoll loop. Whichever comes
+//! first wakes it onto a new task, where it goes on as it was: bytes from the client (or its
+//! end), a wake-up from the engine (a delivery, a takeover, an operator's kick, the shutdown:
+//! [`outpost_mqtt::Signals`]), or its keep-alive running out (checked five times a second here;
+//! the resumed connection closes it as before).
+//!
+//! Written on `mio` (tokio's own readiness layer) rather than on tokio's reactor: a socket
+//! registered with tokio needs a task to wait on it, which is what parking gives up.
+
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+use outpost_mqtt::{Broker, ConnectionHandle};
+use outpost_net::Permit;
+use parking_lot::Mutex;
+
+use super::conn::Conn;
+
+/// How long a connection is idle before it is parked: a connection that is busy now and then
+/// does not move between its task and the lot on every packet.
+pub(crate) const IDLE_BEFORE_PARKING: Duration = Duration::from_secs(2);
+
+/// How often parked connections' keep-alives are looked at (a scan of one number each).
+const KEEP_ALIVE_CHECK: Duration = Duration::from_millis(200);
+
+/// An idle connection, without its task.
+pub(super) struct Parked {
+    pub(super) socket: TcpStream,
+    pub(super) conn: Conn<()>,
+    pub(super) h: ConnectionHandle,
+    pub(super) broker: Arc<Broker>,
+    pub(super) keep_alive: u16,
+    pub(super) max: usize,
+    /// When its keep-alive runs out, if it has one.
+    pub(super) expires: Option<tokio::time::Instant>,
+    pub(super) permit: Permit,
+}
+
+/// The parked connections, and the thread that waits for them.
+pub(super) struct Lot {
+    registry: Registry,
+    /// The clock's origin for [`Slots::expires`].
+    epoch: tokio::time::Instant,
+    slots: Mutex<Slots>,
+    runtime: tokio::runtime::Handle,
+}
+
+#[derive(Default)]
+struct Slots {
+    parked: Vec<Option<Box<Parked>>>,
+    /// Beside each slot, when its keep-alive runs out (milliseconds from the lot's start, `u64::MAX`
+    /// for never or an empty slot): what the clock checks, without visiting each connection.
+    expires: Vec<u64>,
+    free: Vec<u32>,
+    count: usize,
+}
+
+static LOT: OnceLock<Option<Arc<Lot>>> = OnceLock::new();
+
+/// The process's parking lot, started on first use from inside the runtime that serves the
+/// connections; `None` if it could not start (connections then keep their tasks).
+pub(super) fn lot() -> Option<&'static Arc<Lot>> {
+    LOT.get_or_init(|| match Lot::start() {
+        Ok(lot) => {
+            outpost_mqtt::set_unparker(|token| {
+                if let Some(Some(lot)) = LOT.get() {
+                    lot.unpark(token);
+                }
+            });
+            Some(lot)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "idle connections cannot be parked; each keeps its task");
+            None
+        }
+    })
+    .as_ref()
+}
+
+/// Parked connections now (for tests and the footprint benchmark's log).
+pub fn parked_connections() -> usize {
+    match LOT.get() {
+        Some(Some(lot)) => lot.slots.lock().count,
+        _ => 0,
+    }
+}
+
+impl Lot {
+    fn start() -> std::io::Result<Arc<Lot>> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let lot = Arc::new(Lot {
+            registry,
+            epoch: tokio::time::Instant::now(),
+            slots: Mutex::default(),
+            runtime,
+        });
+        let waiting = lot.clone();
+        std::thread::Builder::new()
+            .name("outpost-parked".into())
+            .stack_size(64 * 1024)
+            .spawn(move || waiting.wait(poll))?;
+        Ok(lot)
+    }
+
+    /// Parks `p`: its socket joins the lot's poll, then its wake-ups come here. A wake-up that
+    /// came while it was being parked resumes it at once.
+    pub(super) fn park(&self, p: Box<Parked>) {
+        let signals = p.h.signals.clone();
+        let token = {
+            let mut slots = self.slots.lock();
+            let token = match slots.free.pop() {
+                Some(t) => t,
+                None => {
+                    let Ok(t) = u32::try_from(slots.parked.len()) else {
+                        drop(slots);
+                        self.resume(p);
+                        return;
+                    };
+                    slots.parked.push(None);
+                    slots.expires.push(u64::MAX);
+                    t
+                }
+            };
+            let fd = p.socket.as_raw_fd();
+            if let Err(e) = self.registry.register(
+                &mut SourceFd(&fd),
+                Token(token as usize),
+                Interest::READABLE,
+            ) {
+                slots.free.push(token);
+                drop(slots);
+                tracing::warn!(error = %e, "cannot park an idle connection; it keeps its task");
+                self.resume(p);
+                return;
+            }
+            slots.expires[token as usize] = p.expires.map_or(u64::MAX, |e| self.millis(e));
+            slots.parked[token as usize] = Some(p);
+            slots.count += 1;
+            token
+        };
+        signals.park(token);
+        // A wake-up before the token was set found nothing parked: it left its notification.
+        use futures_util::FutureExt;
+        if signals.notified().now_or_never().is_some() && signals.unpark().is_some() {
+            self.unpark(token);
+        }
+    }
+
+    /// Wakes the connection parked under `token` onto a task of its own (nothing if it already
+    /// left).
+    pub(super) fn unpark(&self, token: u32) {
+        if let Some(p) = self.take(token) {
+            self.resume(p);
+        }
+    }
+
+    fn take(&self, token: u32) -> Option<Box<Parked>> {
+        let mut slots = self.slots.lock();
+        let p = slots.parked.get_mut(token as usize)?.take()?;
+        let fd = p.socket.as_raw_fd();
+        let _ = self.registry.deregister(&mut SourceFd(&fd));
+        // Under the lock, before the slot is free for another: a later wake-up of this
+        // connection cannot reach the next one parked here.
+        p.h.signals.unpark();
+        slots.expires[token as usize] = u64::MAX;
+        slots.free.push(token);
+        slots.count -= 1;
+        Some(p)
+    }
+
+    fn resume(&self, p: Box<Parked>) {
+        self.runtime.spawn(super::resume(p));
+    }
+
+    /// The lot's thread: sockets that became readable (or closed), and keep-alives that ran
+    /// out, go back to tasks.
+    fn wait(&self, mut poll: Poll) {
+        let mut events = Events::with_capacity(1024);
+        let mut checked = std::time::Instant::now();
+        loop {
+            if let Err(e) = poll.poll(&mut events, Some(KEEP_ALIVE_CHECK)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "the parked connections' poll failed");
+                    std::thread::sleep(KEEP_ALIVE_CHECK);
+                }
+                continue;
+            }
+            for event in events.iter() {
+                if let Ok(token) = u32::try_from(event.token().0) {
+                    self.unpark(token);
+                }
+            }
+            if checked.elapsed() >= KEEP_ALIVE_CHECK {
+                checked = std::time::Instant::now();
+                self.expire();
+            }
+        }
+    }
+
+    /// Milliseconds from the lot's start to `at`.
+    fn millis(&self, at: tokio::time::Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Resumes the parked connections whose keep-alive ran out; each closes itself.
+    fn expire(&self) {
+        let now = self.millis(tokio::time::Instant::now());
+        let due: Vec<u32> = {
+            let slots = self.slots.lock();
+            slots
+                .expires
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| **e <= now)
+                .filter_map(|(i, _)| u32::try_from(i).ok())
+                .collect()
+        };
+        for token in due {
+            self.unpark(token);
+        }
+    }
+}
