@@ -152,6 +152,9 @@ where
                     if let Some(why) = h.signals.closing() {
                         return Box::pin(close(why, rd, buf, conn, broker, h, max)).await;
                     }
+                    // A ping alone is what an idle client sends: it is parked again as soon as
+                    // the answer is out, not after another idle spell.
+                    let ping_only = parks && buf[..] == [0xC0, 0x00];
                     let packets = match handle_buffered(buf, conn, broker, h, max) {
                         Ok(n) => n,
                         Err(end) => return end,
@@ -162,7 +165,9 @@ where
                         if let Some(g) = grace() {
                             expires = Some(Instant::now() + g);
                         }
-                        if parks || expires.is_some() {
+                        if ping_only {
+                            deadline.as_mut().reset(Instant::now());
+                        } else if parks || expires.is_some() {
                             deadline.as_mut().reset(wake_at(expires));
                         }
                     }
