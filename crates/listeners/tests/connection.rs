@@ -28,11 +28,14 @@ impl Client {
     /// Starts serving one connection of `broker` and returns the client's end.
     fn open(broker: &Arc<Broker>, version: Version) -> Client {
         let (client, server) = tokio::io::duplex(64 * 1024);
+        let gate = outpost_net::Gate::new("test", Default::default());
+        let permit = gate.admit(peer().ip()).expect("no cap");
         tokio::spawn(serve(
             server,
             outpost_listeners::Peer::plain(peer()),
             broker.clone(),
             Arc::new(ListenerConfig::default()),
+            permit,
         ));
         Client {
             io: client,

@@ -219,7 +219,13 @@ where
         // keep their protocol's state in the stream).
         let parks = TypeId::of::<S>() == TypeId::of::<TcpStream>() && parking::lot().is_some();
         let end = run(
-            &mut rd, &mut buf, &mut conn, &broker, &h, limits, parks, expires,
+            &mut rd,
+            &mut buf,
+            &mut conn,
+            &broker,
+            &h,
+            limits,
+            (parks, expires),
         )
         .await;
         if let (End::Park(expires), Some(lot)) = (&end, parking::lot()) {

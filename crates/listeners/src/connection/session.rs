@@ -28,8 +28,8 @@ pub(super) fn run<'a, R, W>(
     broker: &'a Broker,
     h: &'a ConnectionHandle,
     (keep_alive, max): (u16, usize),
-    parks: bool,
-    mut expires: Option<Instant>,
+    // Whether the connection may be parked when idle, and when its keep-alive runs out.
+    (parks, mut expires): (bool, Option<Instant>),
 ) -> impl std::future::Future<Output = End> + 'a
 where
     R: AsyncRead + Unpin,
