@@ -3,7 +3,9 @@
 # mosquitto, one broker at a time on this machine, with keep-alive pings, then a QoS 1 fan-out to
 # all of them and a point-to-point load among them (benches/src/bin/mqtt-many.rs). Prints a
 # Markdown table (raw JSON in target/many-clients.json): connect rate and p99, RSS and bytes per
-# idle connection, idle CPU, fan-out and point-to-point rates, p99 latency, and what was lost.
+# idle connection (from an empty start, and for a second batch of half as many joining a broker
+# that already holds the first), idle CPU, fan-out and point-to-point rates, p99 latency, and what
+# was lost.
 #
 # Usage: benches/many-clients.sh [--smoke] [COUNT ...]   (default 1000 10000 100000)
 # Each process (the broker, the load tool) needs a descriptor per client: 100k clients need a
@@ -30,7 +32,8 @@ if [ $smoke = 1 ]; then hold=2 fan=1 p2p_rate=200 p2p_secs=1 profile=debug; fi
 max=$(printf '%s\n' "${counts[@]}" | sort -n | tail -n 1)
 # Per process: one descriptor per client, and room for the store, listeners and publishers.
 need=$((max + 600))
-ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# As many as allowed: the second batch (half as many again) takes what is left.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n "$need" 2>/dev/null || true
 if [ "$(ulimit -n)" -lt "$need" ]; then
   echo "many-clients: $max clients need $need descriptors per process; the hard limit here is $(ulimit -Hn) (raising it needs CAP_SYS_RESOURCE)" >&2
   exit 1
@@ -84,11 +87,38 @@ start() { # broker count -> sets pid, port
 : > target/many-clients.json
 for count in "${counts[@]}"; do
   for broker in outpost mosquitto; do
-    start "$broker" "$count"
-    echo "many-clients: $broker, $count clients" >&2
+    # A second batch (half as many) joins once the first is connected and idle, and leaves
+    # before the first batch's loads: what one more idle connection costs a broker that already
+    # holds many (memory freed by the first batch's idle connections is reused), beside what the
+    # first batch cost from an empty start.
+    second=$((count / 2))
+    [ $smoke = 1 ] && second=0
+    if [ $((count + second + 600)) -gt "$(ulimit -n)" ]; then second=$(( $(ulimit -n) - count - 600 )); fi
+    [ "$second" -lt 0 ] && second=0
+    start "$broker" "$((count + second))"
+    echo "many-clients: $broker, $count clients (then $second more)" >&2
     "$bin/mqtt-many" --addr "127.0.0.1:$port" --pid "$pid" --clients "$count" --hold "$hold" \
       --fanout-messages "$fan" --p2p-rate "$p2p_rate" --p2p-seconds "$p2p_secs" \
-      | python3 -c "import json,sys; r=json.load(sys.stdin); r['broker']='$broker'; print(json.dumps(r))" \
+      > "$work/first.json" 2> "$work/first.err" &
+    first=$!
+    echo '{}' > "$work/second.json"
+    rss_first=0
+    if [ "$second" -gt 0 ]; then
+      deadline=$((SECONDS + 120))
+      until grep -q " connected in " "$work/first.err"; do
+        [ $SECONDS -lt $deadline ] || { echo "FAILED: the first batch did not connect" >&2; exit 1; }
+        sleep 0.2
+      done
+      # Idle long enough to be parked (two seconds); the first batch's idle memory is taken
+      # here, before the second batch joins (and leaves its freed memory behind).
+      sleep 4
+      rss_first=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
+      "$bin/mqtt-many" --addr "127.0.0.1:$port" --pid "$pid" --clients "$second" --hold 6 \
+        --prefix second --fanout-messages 0 --p2p-seconds 0 > "$work/second.json"
+    fi
+    wait "$first"
+    cat "$work/first.err" >&2
+    python3 -c "import json,sys; r=json.load(open('$work/first.json')); s=json.load(open('$work/second.json')); r['broker']='$broker'; rf=$rss_first; n=max(r['connected'], 1); r['rss_kib']['idle_before_second'] = rf; r['bytes_per_connection_idle'] = (rf - r['rss_kib']['start']) * 1024 / n if rf else r['bytes_per_connection_idle']; r['second_batch']={'clients': s.get('clients', 0), 'connected': s.get('connected', 0), 'bytes_per_connection_idle': s.get('bytes_per_connection_idle', 0)}; print(json.dumps(r))" \
       >> target/many-clients.json
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   done
@@ -97,13 +127,15 @@ done
 python3 - "$smoke" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open("target/many-clients.json") if l.strip()]
-print("| broker | clients | connected | connect/s (p99 ms) | RSS idle | B/conn idle | idle CPU | fan-out deliveries/s (p99 ms), lost | p2p msg/s (p99 ms), lost |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| broker | clients | connected | connect/s (p99 ms) | RSS idle | B/conn idle | B/conn, next idle batch | idle CPU | fan-out deliveries/s (p99 ms), lost | p2p msg/s (p99 ms), lost |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 bad = []
 for r in rows:
     c, f, p = r["connect"], r["fanout"], r["p2p"]
+    sb = r.get("second_batch", {"bytes_per_connection_idle": 0, "connected": 0})
     print(f"| {r['broker']} | {r['clients']:,} | {r['connected']:,} | {c['per_second']:,.0f} ({c['latency']['p99_ms']}) "
-          f"| {r['rss_kib']['idle'] / 1024:,.1f} MiB | {r['bytes_per_connection_idle']:,.0f} | {r['idle']['cpu_percent']:.1f}% "
+          f"| {(r['rss_kib'].get('idle_before_second') or r['rss_kib']['idle']) / 1024:,.1f} MiB | {r['bytes_per_connection_idle']:,.0f} "
+          f"| {sb['bytes_per_connection_idle']:,.0f} ({sb['connected']:,}) | {r['idle']['cpu_percent']:.1f}% "
           f"| {f['deliveries_per_second']:,.0f} ({f['latency']['p99_ms']}), {f['lost']} "
           f"| {p['delivered'] / max(r['p2p']['seconds'], 1):,.0f} ({p['latency']['p99_ms']}), {p['lost']} |")
     if r["broker"] == "outpost" and (r["connected"] < r["clients"] or f["lost"] or p["lost"]):

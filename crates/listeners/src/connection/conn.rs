@@ -81,48 +81,36 @@ pub(super) struct Held {
 }
 
 impl<W> Conn<W> {
-    /// The same connection writing to `wr`, and the writer it had (a parked connection keeps no
-    /// writer; a resumed one gets its socket's again).
-    pub(super) fn with_writer<W2>(self, wr: W2) -> (W, Conn<W2>) {
+    /// The connection as it waits parked: its writer, and what it keeps (the buffers and
+    /// queues, empty when it is idle, are left behind: 120 bytes less per parked connection).
+    pub(super) fn into_idle(self) -> (W, Idle) {
         let Conn {
-            wr: old,
-            out,
-            deliveries,
+            wr,
             version,
             client_max,
             peer,
             alias_max,
             aliases,
-            pending_acks,
-            pressure,
-            released,
-            held,
             security,
             denials,
             rates,
             client_rates,
             closing,
+            ..
         } = self;
-        let conn = Conn {
-            wr,
-            out,
-            deliveries,
+        let idle = Idle {
             version,
             client_max,
             peer,
             alias_max,
             aliases,
-            pending_acks,
-            pressure,
-            released,
-            held,
             security,
             denials,
             rates,
             client_rates,
             closing,
         };
-        (old, conn)
+        (wr, idle)
     }
 
     /// Nothing waits to be written, acknowledged or handled: the connection may be parked.
@@ -172,6 +160,63 @@ impl<W> Conn<W> {
         let held = self.held.get_or_insert_with(Default::default);
         held.parked_bytes += frame.len();
         held.parked.push_back(frame);
+    }
+}
+
+/// A parked connection's state: what [`Conn`] holds that is not empty while it is idle.
+pub(super) struct Idle {
+    version: Version,
+    client_max: Option<u32>,
+    peer: SocketAddr,
+    alias_max: u16,
+    #[allow(clippy::box_collection)]
+    aliases: Option<Box<std::collections::HashMap<std::sync::Arc<str>, u16>>>,
+    security: Arc<Security>,
+    denials: u64,
+    rates: Arc<crate::MqttRates>,
+    client_rates: crate::ClientRates,
+    closing: Option<ReasonCode>,
+}
+
+impl Idle {
+    /// Where the client is.
+    pub(super) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The connection again, writing to `wr`.
+    pub(super) fn resume<W>(self, wr: W) -> Conn<W> {
+        let Idle {
+            version,
+            client_max,
+            peer,
+            alias_max,
+            aliases,
+            security,
+            denials,
+            rates,
+            client_rates,
+            closing,
+        } = self;
+        Conn {
+            wr,
+            out: BytesMut::new(),
+            deliveries: BytesMut::new(),
+            version,
+            client_max,
+            peer,
+            alias_max,
+            aliases,
+            pending_acks: Vec::new(),
+            pressure: false,
+            released: Vec::new(),
+            held: None,
+            security,
+            denials,
+            rates,
+            client_rates,
+            closing,
+        }
     }
 }
 

@@ -229,7 +229,7 @@ where
         )
         .await;
         if let (End::Park(expires), Some(lot)) = (&end, parking::lot()) {
-            let (wr, conn) = conn.with_writer(());
+            let (wr, conn) = conn.into_idle();
             match into_socket(rd.unsplit(wr)) {
                 Some(socket) => lot.park(Box::new(Parked {
                     socket,
@@ -242,7 +242,7 @@ where
                     permit,
                 })),
                 None => {
-                    tracing::warn!(peer = %conn.peer, client = &*h.client_id, "an idle connection's socket could not be parked; connection closed");
+                    tracing::warn!(peer = %conn.peer(), client = &*h.client_id, "an idle connection's socket could not be parked; connection closed");
                     broker.disconnect(&h, Disconnect::Abrupt, None);
                     broker.announce_disconnected(&h, DisconnectReason::ConnectionLost);
                 }
@@ -294,7 +294,7 @@ fn resume(p: Box<Parked>) -> impl std::future::Future<Output = ()> + std::marker
             expires,
             permit,
         } = *p;
-        let peer = conn.peer;
+        let peer = conn.peer();
         let stream = match TcpStream::from_std(socket) {
             Ok(s) => s,
             Err(e) => {
@@ -305,7 +305,7 @@ fn resume(p: Box<Parked>) -> impl std::future::Future<Output = ()> + std::marker
             }
         };
         let (rd, wr) = tokio::io::split(stream);
-        let ((), conn) = conn.with_writer(wr);
+        let conn = conn.resume(wr);
         connected(Box::new(Connected {
             rd,
             buf: BytesMut::new(),
