@@ -173,7 +173,7 @@ where
             conn,
             broker,
             h,
-            limits: (keep_alive, max),
+            limits: (keep_alive, u32::try_from(max).unwrap_or(u32::MAX)),
             expires: None,
             permit,
         }))
@@ -188,7 +188,8 @@ struct Connected<S> {
     broker: Arc<Broker>,
     h: ConnectionHandle,
     /// Keep-alive (seconds) and the largest packet.
-    limits: (u16, usize),
+    /// (u32: a packet's size limit fits, and the connection's task is 8 bytes smaller.)
+    limits: (u16, u32),
     /// When its keep-alive runs out (a resumed connection's; a new one's is counted from now).
     expires: Option<tokio::time::Instant>,
     permit: Permit,
@@ -280,44 +281,41 @@ fn into_socket<S: 'static>(stream: S) -> Option<std::net::TcpStream> {
     any.downcast::<TcpStream>().ok()?.into_std().ok()
 }
 
-/// A parked connection back on a task of its own.
-#[allow(clippy::manual_async_fn)]
-fn resume(p: Box<Parked>) -> impl std::future::Future<Output = ()> + std::marker::Send {
-    async move {
-        let Parked {
-            socket,
-            conn,
-            h,
-            broker,
-            keep_alive,
-            max,
-            expires,
-            permit,
-        } = *p;
-        let peer = conn.peer();
-        let stream = match TcpStream::from_std(socket) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(%peer, client = &*h.client_id, error = %e, "a parked connection could not be resumed; connection closed");
-                broker.disconnect(&h, Disconnect::Abrupt, None);
-                broker.announce_disconnected(&h, DisconnectReason::ConnectionLost);
-                return;
-            }
-        };
-        let (rd, wr) = tokio::io::split(stream);
-        let conn = conn.resume(wr);
-        connected(Box::new(Connected {
-            rd,
-            buf: BytesMut::new(),
-            conn,
-            broker,
-            h,
-            limits: (keep_alive, max),
-            expires,
-            permit,
-        }))
-        .await
-    }
+/// A parked connection back on a task of its own (the caller is inside the runtime): the task is
+/// the connection's `connected` future itself, as it was before it was parked.
+fn resume(p: Box<Parked>) {
+    let Parked {
+        socket,
+        conn,
+        h,
+        broker,
+        keep_alive,
+        max,
+        expires,
+        permit,
+    } = *p;
+    let peer = conn.peer();
+    let stream = match TcpStream::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%peer, client = &*h.client_id, error = %e, "a parked connection could not be resumed; connection closed");
+            broker.disconnect(&h, Disconnect::Abrupt, None);
+            broker.announce_disconnected(&h, DisconnectReason::ConnectionLost);
+            return;
+        }
+    };
+    let (rd, wr) = tokio::io::split(stream);
+    let conn = conn.resume(wr);
+    tokio::spawn(connected(Box::new(Connected {
+        rd,
+        buf: BytesMut::new(),
+        conn,
+        broker,
+        h,
+        limits: (keep_alive, max),
+        expires,
+        permit,
+    })));
 }
 
 /// After the broker's side is shut down, what the client still sends is read and dropped until it

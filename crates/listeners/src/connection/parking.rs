@@ -39,7 +39,7 @@ pub(super) struct Parked {
     pub(super) h: ConnectionHandle,
     pub(super) broker: Arc<Broker>,
     pub(super) keep_alive: u16,
-    pub(super) max: usize,
+    pub(super) max: u32,
     /// When its keep-alive runs out, if it has one.
     pub(super) expires: Option<tokio::time::Instant>,
     pub(super) permit: Permit,
@@ -180,7 +180,10 @@ impl Lot {
     }
 
     fn resume(&self, p: Box<Parked>) {
-        self.runtime.spawn(super::resume(p));
+        // Called from the lot's thread or the engine's: the socket is registered with, and its
+        // task spawned on, the runtime that serves connections.
+        let _runtime = self.runtime.enter();
+        super::resume(p);
     }
 
     /// The lot's thread: sockets that became readable (or closed), and keep-alives that ran

@@ -27,7 +27,7 @@ pub(super) fn run<'a, R, W>(
     conn: &'a mut Conn<W>,
     broker: &'a Broker,
     h: &'a ConnectionHandle,
-    (keep_alive, max): (u16, usize),
+    (keep_alive, max): (u16, u32),
     // Whether the connection may be parked when idle, and when its keep-alive runs out.
     (parks, mut expires): (bool, Option<Instant>),
 ) -> impl std::future::Future<Output = End> + 'a
@@ -59,7 +59,7 @@ where
         let deadline = tokio::time::sleep_until(wake_at(expires));
         tokio::pin!(deadline);
         // Packets that arrived together with CONNECT, then whatever a resumed session has queued.
-        if let Err(end) = handle_buffered(buf, conn, broker, h, max) {
+        if let Err(end) = handle_buffered(buf, conn, broker, h, max as usize) {
             return end;
         }
         loop {
@@ -82,7 +82,7 @@ where
             // Asked to close (a takeover, a stalled subscriber, an operator, the shutdown): seen
             // here on every round, so a client that keeps the socket busy is closed all the same.
             if let Some(why) = h.signals.closing() {
-                return Box::pin(close(why, rd, buf, conn, broker, h, max)).await;
+                return Box::pin(close(why, rd, buf, conn, broker, h, max as usize)).await;
             }
             let hold = match conn.held.as_mut() {
                 Some(held) if !held.by.is_empty() => {
@@ -150,12 +150,12 @@ where
                     // (a taken-over connection's packets are not handled; at shutdown they are,
                     // in `close`).
                     if let Some(why) = h.signals.closing() {
-                        return Box::pin(close(why, rd, buf, conn, broker, h, max)).await;
+                        return Box::pin(close(why, rd, buf, conn, broker, h, max as usize)).await;
                     }
                     // A ping alone is what an idle client sends: it is parked again as soon as
                     // the answer is out, not after another idle spell.
                     let ping_only = parks && buf[..] == [0xC0, 0x00];
-                    let packets = match handle_buffered(buf, conn, broker, h, max) {
+                    let packets = match handle_buffered(buf, conn, broker, h, max as usize) {
                         Ok(n) => n,
                         Err(end) => return end,
                     };
@@ -181,7 +181,7 @@ where
                 // DISCONNECT, acknowledgements) are handled before what is sent to it.
                 _ = h.signals.notified() => {
                     if let Some(why) = h.signals.closing() {
-                        return Box::pin(close(why, rd, buf, conn, broker, h, max)).await;
+                        return Box::pin(close(why, rd, buf, conn, broker, h, max as usize)).await;
                     }
                     let sends = broker.sendable(h);
                     conn.push_sends(broker, h, sends);
