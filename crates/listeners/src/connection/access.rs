@@ -11,14 +11,15 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
     /// Asks the ACL; the first refusal of a connection is logged, every one is counted.
     pub(super) fn may(&mut self, h: &ConnectionHandle, action: &str, topic: &str) -> bool {
         if self
+            .kept
             .security
             .mqtt_allows(&h.identity, &h.client_id, action, topic)
         {
             return true;
         }
-        self.denials += 1;
-        if self.denials == 1 {
-            tracing::info!(peer = %self.peer, client = &*h.client_id, user = &*h.identity.name, action, topic = %topic.chars().take(128).collect::<String>(), "denied by the ACL (further denials on this connection are counted, not logged)");
+        self.kept.denials += 1;
+        if self.kept.denials == 1 {
+            tracing::info!(peer = %self.kept.peer, client = &*h.client_id, user = &*h.identity.name, action, topic = %topic.chars().take(128).collect::<String>(), "denied by the ACL (further denials on this connection are counted, not logged)");
         }
         false
     }
@@ -27,10 +28,11 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
     /// `mqtt:subscribe` on it whatever wider filter brought it (ADR 0015).
     pub(super) fn may_read(&mut self, h: &ConnectionHandle, topic: &str) -> bool {
         if self
+            .kept
             .security
             .mqtt_denies(&h.identity, &h.client_id, "mqtt:subscribe", topic)
         {
-            self.denials += 1;
+            self.kept.denials += 1;
             return false;
         }
         self.may(h, "mqtt:receive", topic)

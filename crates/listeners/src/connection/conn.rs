@@ -23,23 +23,11 @@ pub(super) struct Conn<W> {
     /// PUBLISH/PUBREL packets to the client, written after the acknowledgements of the same round (so a
     /// SUBACK precedes the retained messages of its subscription).
     pub(super) deliveries: BytesMut,
-    pub(super) version: Version,
-    /// Maximum Packet Size the client announced (MQTT 5).
-    pub(super) client_max: Option<u32>,
-    pub(super) peer: SocketAddr,
-    /// Topic Alias Maximum the client announced (MQTT 5), and the aliases given out so far: the first
-    /// topics sent get an alias, and from the second message on only the alias travels.
-    pub(super) alias_max: u16,
-    /// Boxed when the first is given: most clients allow none, and an empty map is 48 bytes in
-    /// every connection where the box is 8.
-    #[allow(clippy::box_collection)]
-    pub(super) aliases: Option<Box<std::collections::HashMap<std::sync::Arc<str>, u16>>>,
+    /// What lasts for the connection's life, parked or not.
+    pub(super) kept: Kept,
     /// Acknowledgements waiting for their message to be durable, in the order the PUBLISH packets
     /// arrived (§4.6: acknowledgements go out in that order).
     pub(super) pending_acks: Vec<(Durable, Reply)>,
-    /// A subscriber of what this connection published is falling behind: let other tasks run
-    /// before reading more (a gentle brake on publishers that outrun their subscribers).
-    pub(super) pressure: bool,
     /// Incoming QoS 2 exchanges ended by a failed PUBREC: the engine forgets their identifiers.
     pub(super) released: Vec<u16>,
     /// Flow control: connected subscribers of this client's messages whose queues are full. While
@@ -49,16 +37,6 @@ pub(super) struct Conn<W> {
     /// Boxed when first held back: most connections never are (64 bytes in every idle
     /// connection otherwise).
     pub(super) held: Option<Box<Held>>,
-    /// The rules that apply to the client (who it is: the handle's `identity`).
-    pub(super) security: Arc<Security>,
-    /// ACL refusals so far (the first is logged, the rest counted).
-    pub(super) denials: u64,
-    /// The rate limits, and this client's buckets.
-    pub(super) rates: Arc<crate::MqttRates>,
-    pub(super) client_rates: crate::ClientRates,
-    /// The reason the broker closed the connection with, if it did (the lifecycle event's
-    /// `disconnectReason`).
-    pub(super) closing: Option<ReasonCode>,
 }
 
 /// Bytes of a held-back client's packets kept before its socket is no longer read.
@@ -83,34 +61,8 @@ pub(super) struct Held {
 impl<W> Conn<W> {
     /// The connection as it waits parked: its writer, and what it keeps (the buffers and
     /// queues, empty when it is idle, are left behind: 120 bytes less per parked connection).
-    pub(super) fn into_idle(self) -> (W, Idle) {
-        let Conn {
-            wr,
-            version,
-            client_max,
-            peer,
-            alias_max,
-            aliases,
-            security,
-            denials,
-            rates,
-            client_rates,
-            closing,
-            ..
-        } = self;
-        let idle = Idle {
-            version,
-            client_max,
-            peer,
-            alias_max,
-            aliases,
-            security,
-            denials,
-            rates,
-            client_rates,
-            closing,
-        };
-        (wr, idle)
+    pub(super) fn into_idle(self) -> (W, Kept) {
+        (self.wr, self.kept)
     }
 
     /// Nothing waits to be written, acknowledged or handled: the connection may be parked.
@@ -120,7 +72,7 @@ impl<W> Conn<W> {
             && self.pending_acks.is_empty()
             && self.released.is_empty()
             && self.held.is_none()
-            && !self.pressure
+            && !self.kept.pressure
     }
 
     /// Some subscriber holds this client back.
@@ -163,59 +115,48 @@ impl<W> Conn<W> {
     }
 }
 
-/// A parked connection's state: what [`Conn`] holds that is not empty while it is idle.
-pub(super) struct Idle {
-    version: Version,
-    client_max: Option<u32>,
-    peer: SocketAddr,
-    alias_max: u16,
+/// What a connection keeps for its life: all a parked connection holds of it (the buffers and
+/// queues of [`Conn`] are empty while it is idle).
+pub(super) struct Kept {
+    pub(super) version: Version,
+    /// Maximum Packet Size the client announced (MQTT 5).
+    pub(super) client_max: Option<u32>,
+    pub(super) peer: SocketAddr,
+    /// Topic Alias Maximum the client announced (MQTT 5), and the aliases given out so far: the first
+    /// topics sent get an alias, and from the second message on only the alias travels.
+    pub(super) alias_max: u16,
+    /// Boxed when the first is given: most clients allow none, and an empty map is 48 bytes in
+    /// every connection where the box is 8.
     #[allow(clippy::box_collection)]
-    aliases: Option<Box<std::collections::HashMap<std::sync::Arc<str>, u16>>>,
-    security: Arc<Security>,
-    denials: u64,
-    rates: Arc<crate::MqttRates>,
-    client_rates: crate::ClientRates,
-    closing: Option<ReasonCode>,
+    pub(super) aliases: Option<Box<std::collections::HashMap<std::sync::Arc<str>, u16>>>,
+    /// The rules that apply to the client (who it is: the handle's `identity`).
+    pub(super) security: Arc<Security>,
+    /// ACL refusals so far (the first is logged, the rest counted).
+    pub(super) denials: u64,
+    /// The rate limits, and this client's buckets.
+    pub(super) rates: Arc<crate::MqttRates>,
+    pub(super) client_rates: crate::ClientRates,
+    /// The reason the broker closed the connection with, if it did (the lifecycle event's
+    /// `disconnectReason`).
+    pub(super) closing: Option<ReasonCode>,
+    /// A subscriber of what this connection published is falling behind: let other tasks run
+    /// before reading more (a gentle brake on publishers that outrun their subscribers). Here
+    /// rather than beside the buffers, where it would cost the connection's task 8 bytes of
+    /// padding; false whenever the connection is idle.
+    pub(super) pressure: bool,
 }
 
-impl Idle {
-    /// Where the client is.
-    pub(super) fn peer(&self) -> SocketAddr {
-        self.peer
-    }
-
+impl Kept {
     /// The connection again, writing to `wr`.
     pub(super) fn resume<W>(self, wr: W) -> Conn<W> {
-        let Idle {
-            version,
-            client_max,
-            peer,
-            alias_max,
-            aliases,
-            security,
-            denials,
-            rates,
-            client_rates,
-            closing,
-        } = self;
         Conn {
             wr,
             out: BytesMut::new(),
             deliveries: BytesMut::new(),
-            version,
-            client_max,
-            peer,
-            alias_max,
-            aliases,
+            kept: self,
             pending_acks: Vec::new(),
-            pressure: false,
             released: Vec::new(),
             held: None,
-            security,
-            denials,
-            rates,
-            client_rates,
-            closing,
         }
     }
 }
@@ -229,8 +170,8 @@ pub(super) enum Reply {
 
 impl<W: AsyncWrite + Unpin> Conn<W> {
     pub(super) fn push(&mut self, p: &Packet<'_>) {
-        if let Err(e) = p.encode_to(self.version, &mut self.out) {
-            tracing::error!(peer = %self.peer, error = %e, "cannot encode an outgoing packet");
+        if let Err(e) = p.encode_to(self.kept.version, &mut self.out) {
+            tracing::error!(peer = %self.kept.peer, error = %e, "cannot encode an outgoing packet");
         }
     }
 
@@ -314,7 +255,7 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
     /// the message again on its next connection).
     pub(super) fn push_failure(&mut self, reply: Reply, e: PersistError) -> bool {
         match reply {
-            Reply::Packet(p) => match (*p, self.version) {
+            Reply::Packet(p) => match (*p, self.kept.version) {
                 (Packet::PubAck(mut a), Version::V5) => {
                     a.code = e.reason_code();
                     self.push(&Packet::PubAck(a));
@@ -334,7 +275,7 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                 _ => false,
             },
             Reply::SubAck { pkid, codes } => {
-                let failure = match self.version {
+                let failure = match self.kept.version {
                     Version::V5 => e.reason_code(),
                     Version::V311 => ReasonCode::UnspecifiedError,
                 };
@@ -345,7 +286,7 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                 self.push_reply(Reply::SubAck { pkid, codes });
                 true
             }
-            Reply::UnsubAck { pkid, codes } => match self.version {
+            Reply::UnsubAck { pkid, codes } => match self.kept.version {
                 // UNSUBACK has no Quota exceeded: Unspecified error for each filter removed.
                 Version::V5 => {
                     let codes = codes
@@ -384,8 +325,8 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
     }
 
     pub(super) fn disconnect(&mut self, code: ReasonCode) {
-        self.closing.get_or_insert(code);
-        if self.version == Version::V5 {
+        self.kept.closing.get_or_insert(code);
+        if self.kept.version == Version::V5 {
             self.push(&Packet::Disconnect(DisconnectPacket::new(code)));
         }
     }

@@ -18,7 +18,7 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
         sends: Vec<Outgoing<Delivery>>,
     ) {
         let now = Instant::now();
-        let checked = !self.security.mqtt_open();
+        let checked = !self.kept.security.mqtt_open();
         for s in sends {
             match s {
                 Outgoing::PubRel { pkid } => self.push(&Packet::PubRel(Ack::new(pkid))),
@@ -40,15 +40,21 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                             .publish_properties(now, &d.subscription_ids, &users);
                     let mut topic: &str = &d.message.topic;
                     let mut new_alias = false;
-                    let given = self.aliases.as_ref().map_or(0, |a| a.len());
-                    match self.aliases.as_ref().and_then(|a| a.get(&d.message.topic)) {
+                    let given = self.kept.aliases.as_ref().map_or(0, |a| a.len());
+                    match self
+                        .kept
+                        .aliases
+                        .as_ref()
+                        .and_then(|a| a.get(&d.message.topic))
+                    {
                         Some(&alias) => {
                             properties.topic_alias = Some(alias);
                             topic = "";
                         }
-                        None if (given as u16) < self.alias_max => {
+                        None if (given as u16) < self.kept.alias_max => {
                             let alias = given as u16 + 1;
-                            self.aliases
+                            self.kept
+                                .aliases
                                 .get_or_insert_with(Default::default)
                                 .insert(d.message.topic.clone(), alias);
                             properties.topic_alias = Some(alias);
@@ -69,10 +75,13 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                     // A message MQTT cannot carry (a property over 65,535 bytes that slipped
                     // past the door it came in by) is dropped like an oversized one: one
                     // message never blocks the session behind it.
-                    let too_big = match (self.client_max, packet.encoded_len(self.version)) {
+                    let too_big = match (
+                        self.kept.client_max,
+                        packet.encoded_len(self.kept.version),
+                    ) {
                         (Some(max), Ok(len)) => len > max as usize,
                         (_, Err(e)) => {
-                            tracing::warn!(peer = %self.peer, client = &*h.client_id, error = %e, "a message cannot be encoded for this client; discarded");
+                            tracing::warn!(peer = %self.kept.peer, client = &*h.client_id, error = %e, "a message cannot be encoded for this client; discarded");
                             true
                         }
                         (None, Ok(_)) => false,
@@ -80,12 +89,12 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                     if too_big {
                         if new_alias {
                             // The client never learns this alias.
-                            if let Some(a) = &mut self.aliases {
+                            if let Some(a) = &mut self.kept.aliases {
                                 a.remove(&d.message.topic);
                             }
                         }
                         // §3.1.2.11.4: a packet over the client's maximum is not sent, as if delivered.
-                        tracing::debug!(peer = %self.peer, "message larger than the client accepts, discarded");
+                        tracing::debug!(peer = %self.kept.peer, "message larger than the client accepts, discarded");
                         if pkid != 0 {
                             broker.discard(h, pkid);
                         }

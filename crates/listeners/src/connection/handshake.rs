@@ -14,7 +14,7 @@ use outpost_mqtt::{Broker, ConnectionHandle};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::buffers::read_frame;
-use super::conn::Conn;
+use super::conn::{Conn, Kept};
 use super::ListenerConfig;
 
 /// CONNECT within the connect timeout, the engine's decision, CONNACK. Its own future, so what
@@ -46,25 +46,20 @@ where
             return None;
         }
     };
-    let mut conn = Conn {
-        wr,
-        out: BytesMut::new(),
-        deliveries: BytesMut::new(),
+    let mut conn = Kept {
         version: Version::V311,
         client_max: None,
         peer,
         alias_max: 0,
         aliases: None,
-        pending_acks: Vec::new(),
-        pressure: false,
-        released: Vec::new(),
-        held: None,
         security: config.security.clone(),
         denials: 0,
         rates: config.rates.clone(),
         client_rates: config.rates.client(),
         closing: None,
-    };
+        pressure: false,
+    }
+    .resume(wr);
     let connect = match decode(&first, Version::V5, max) {
         Ok(Decoded::Packet(Packet::Connect(c), _)) => c,
         Ok(_) => {
@@ -87,10 +82,10 @@ where
             return None;
         }
     };
-    conn.version = connect.protocol;
-    conn.client_max = connect.properties.maximum_packet_size;
+    conn.kept.version = connect.protocol;
+    conn.kept.client_max = connect.properties.maximum_packet_size;
     if connect.protocol == Version::V5 {
-        conn.alias_max = connect.properties.topic_alias_maximum.unwrap_or(0);
+        conn.kept.alias_max = connect.properties.topic_alias_maximum.unwrap_or(0);
     }
     let mut keep_alive = connect.keep_alive;
     let mut server_keep_alive = None;
@@ -181,7 +176,7 @@ where
             });
             // MQTT 3.1.1 has return codes for a few refusals only; for the others (a will topic
             // with too many levels, say) the connection is closed without CONNACK (§3.2.2.3).
-            if refusal.encoded_len(conn.version).is_ok() {
+            if refusal.encoded_len(conn.kept.version).is_ok() {
                 conn.push(&refusal);
                 let _ = conn.flush().await;
             }

@@ -243,7 +243,7 @@ where
                     permit,
                 })),
                 None => {
-                    tracing::warn!(peer = %conn.peer(), client = &*h.client_id, "an idle connection's socket could not be parked; connection closed");
+                    tracing::warn!(peer = %conn.peer, client = &*h.client_id, "an idle connection's socket could not be parked; connection closed");
                     broker.disconnect(&h, Disconnect::Abrupt, None);
                     broker.announce_disconnected(&h, DisconnectReason::ConnectionLost);
                 }
@@ -251,7 +251,7 @@ where
             return;
         }
         let _ = conn.flush().await;
-        let reason = match (&end, conn.closing) {
+        let reason = match (&end, conn.kept.closing) {
             (End::TakenOver, _) => DisconnectReason::DuplicateClientId,
             (End::Close(Disconnect::Normal | Disconnect::WithWill, _), _) => {
                 DisconnectReason::ClientInitiatedDisconnect
@@ -271,7 +271,7 @@ where
         broker.announce_disconnected(&h, reason);
         let _ = conn.wr.shutdown().await;
         linger(&mut rd, &mut buf).await;
-        tracing::debug!(peer = %conn.peer, client = &*h.client_id, "connection closed");
+        tracing::debug!(peer = %conn.kept.peer, client = &*h.client_id, "connection closed");
     }
 }
 
@@ -294,7 +294,7 @@ fn resume(p: Box<Parked>) {
         expires,
         permit,
     } = *p;
-    let peer = conn.peer();
+    let peer = conn.peer;
     let stream = match TcpStream::from_std(socket) {
         Ok(s) => s,
         Err(e) => {

@@ -23,7 +23,7 @@ use outpost_mqtt::{Broker, ConnectionHandle};
 use outpost_net::Permit;
 use parking_lot::Mutex;
 
-use super::conn::Idle;
+use super::conn::Kept;
 
 /// How long a connection is idle before it is parked: a connection that is busy now and then
 /// does not move between its task and the lot on every packet.
@@ -35,7 +35,7 @@ const KEEP_ALIVE_CHECK: Duration = Duration::from_millis(200);
 /// An idle connection, without its task.
 pub(super) struct Parked {
     pub(super) socket: TcpStream,
-    pub(super) conn: Idle,
+    pub(super) conn: Kept,
     pub(super) h: ConnectionHandle,
     pub(super) broker: Arc<Broker>,
     pub(super) keep_alive: u16,

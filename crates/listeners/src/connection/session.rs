@@ -70,7 +70,7 @@ where
             if flushed.is_err() {
                 return End::Close(Disconnect::Abrupt, None);
             }
-            if std::mem::take(&mut conn.pressure) {
+            if std::mem::take(&mut conn.kept.pressure) {
                 tokio::task::yield_now().await;
             }
             // Far behind on disk: stop reading until the store catches up (the client's TCP window
@@ -126,7 +126,7 @@ where
                 biased;
                 _ = &mut deadline => {
                     if expires.is_some_and(|e| e <= Instant::now()) {
-                        tracing::info!(peer = %conn.peer, client = &*h.client_id, "keep-alive expired; connection closed");
+                        tracing::info!(peer = %conn.kept.peer, client = &*h.client_id, "keep-alive expired; connection closed");
                         conn.disconnect(ReasonCode::KeepAliveTimeout);
                         return End::Close(Disconnect::Abrupt, None);
                     }
@@ -211,12 +211,12 @@ where
 {
     match why {
         Close::Stalled => {
-            tracing::info!(peer = %conn.peer, client = &*h.client_id, "subscriber held its publishers back past the stall timeout; connection closed");
+            tracing::info!(peer = %conn.kept.peer, client = &*h.client_id, "subscriber held its publishers back past the stall timeout; connection closed");
             conn.disconnect(ReasonCode::QuotaExceeded);
             End::Close(Disconnect::Abrupt, None)
         }
         Close::Administrative => {
-            tracing::info!(peer = %conn.peer, client = &*h.client_id, "connection closed by an operator (DeleteConnection)");
+            tracing::info!(peer = %conn.kept.peer, client = &*h.client_id, "connection closed by an operator (DeleteConnection)");
             conn.disconnect(ReasonCode::AdministrativeAction);
             End::Close(Disconnect::Abrupt, None)
         }
@@ -286,7 +286,7 @@ pub(super) fn handle_buffered<W: AsyncWrite + Unpin>(
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
-                tracing::info!(peer = %conn.peer, client = &*h.client_id, error = %e, "bad packet; connection closed");
+                tracing::info!(peer = %conn.kept.peer, client = &*h.client_id, error = %e, "bad packet; connection closed");
                 conn.disconnect(e.reason_code());
                 return Err(End::Close(Disconnect::Abrupt, None));
             }

@@ -25,7 +25,7 @@ pub(super) fn handle<W: AsyncWrite + Unpin>(
         Ok(Decoded::Packet(p, _)) => p,
         Ok(Decoded::Incomplete { .. }) => return None,
         Err(e) => {
-            tracing::info!(peer = %conn.peer, client = &*h.client_id, error = %e, "malformed packet; connection closed");
+            tracing::info!(peer = %conn.kept.peer, client = &*h.client_id, error = %e, "malformed packet; connection closed");
             conn.disconnect(e.reason_code());
             return Some(End::Close(Disconnect::Abrupt, None));
         }

@@ -24,8 +24,12 @@ pub(super) fn publish<W: AsyncWrite + Unpin>(
         return Some(End::Close(Disconnect::Abrupt, None));
     }
     let payload = PublishBytes::from_publish(frame, &p).payload;
-    if let Err(limit) = conn.rates.charge(&mut conn.client_rates, payload.len()) {
-        conn.rates.refused(limit, &h.client_id);
+    if let Err(limit) = conn
+        .kept
+        .rates
+        .charge(&mut conn.kept.client_rates, payload.len())
+    {
+        conn.kept.rates.refused(limit, &h.client_id);
         if h.version == Version::V5 && p.qos != QoS::AtMostOnce {
             conn.acknowledge(&p, ReasonCode::QuotaExceeded);
             return None;
@@ -33,11 +37,12 @@ pub(super) fn publish<W: AsyncWrite + Unpin>(
         conn.disconnect(ReasonCode::MessageRateTooHigh);
         return Some(End::Close(Disconnect::Abrupt, None));
     }
-    let checked = !conn.security.mqtt_open();
+    let checked = !conn.kept.security.mqtt_open();
     let denied_topic = std::cell::RefCell::new(None);
     let may_publish = |topic: &str| {
         let ok = !checked
             || conn
+                .kept
                 .security
                 .mqtt_allows(&h.identity, &h.client_id, "mqtt:publish", topic);
         if !ok {
@@ -47,9 +52,9 @@ pub(super) fn publish<W: AsyncWrite + Unpin>(
     };
     let published = broker.publish(h, &p, payload, wakes, &may_publish);
     if let Some(topic) = denied_topic.into_inner() {
-        conn.denials += 1;
-        if conn.denials == 1 {
-            tracing::info!(peer = %conn.peer, client = &*h.client_id, user = &*h.identity.name, %topic, "PUBLISH denied by the ACL (further denials on this connection are counted, not logged)");
+        conn.kept.denials += 1;
+        if conn.kept.denials == 1 {
+            tracing::info!(peer = %conn.kept.peer, client = &*h.client_id, user = &*h.identity.name, %topic, "PUBLISH denied by the ACL (further denials on this connection are counted, not logged)");
         }
     }
     match published {
@@ -73,7 +78,7 @@ pub(super) fn publish<W: AsyncWrite + Unpin>(
             }
         }
         Ok((outcome, mut durable)) => {
-            conn.pressure |= durable.under_pressure();
+            conn.kept.pressure |= durable.under_pressure();
             for client in durable.take_held_by() {
                 let held = conn.held.get_or_insert_with(Default::default);
                 if !held.by.contains(&client) {
@@ -96,7 +101,7 @@ pub(super) fn publish<W: AsyncWrite + Unpin>(
             }
         }
         Err(code) => {
-            tracing::info!(peer = %conn.peer, client = &*h.client_id, ?code, "PUBLISH refused; connection closed");
+            tracing::info!(peer = %conn.kept.peer, client = &*h.client_id, ?code, "PUBLISH refused; connection closed");
             conn.disconnect(code);
             return Some(End::Close(Disconnect::Abrupt, None));
         }

@@ -18,7 +18,7 @@ pub(super) fn subscribe<W: AsyncWrite + Unpin>(
     // others are subscribed as asked.
     let mut allowed = Vec::new();
     let mut denied = Vec::new();
-    let checked = !conn.security.mqtt_open();
+    let checked = !conn.kept.security.mqtt_open();
     for (i, f) in s.filters.iter().enumerate() {
         if checked && !conn.may(h, "mqtt:subscribe", f.filter) {
             denied.push(i);
@@ -67,7 +67,7 @@ pub(super) fn unsubscribe<W: AsyncWrite + Unpin>(
     broker: &Broker,
     h: &ConnectionHandle,
 ) {
-    let checked = !conn.security.mqtt_open();
+    let checked = !conn.kept.security.mqtt_open();
     let mut allowed = Vec::new();
     let mut denied = Vec::new();
     for (i, f) in u.filters.iter().enumerate() {
