@@ -133,9 +133,29 @@ where
 {
     async move {
         if let Some(c) = Box::pin(handshaken(start)).await {
-            tokio::spawn(connected(c));
+            // A plain TCP connection's task is made by the parking lot's thread (see
+            // `parking::Lot::start_task`).
+            let c: Box<dyn Any + Send> = c;
+            match (c.downcast::<Connected<TcpStream>>(), parking::lot()) {
+                (Ok(c), Some(lot)) => lot.start_task(parking::Start::New(c)),
+                (Ok(c), None) => {
+                    tokio::spawn(connected(c));
+                }
+                (Err(c), _) => {
+                    if let Ok(c) = c.downcast::<Connected<S>>() {
+                        tokio::spawn(connected(c));
+                    }
+                }
+            }
         }
     }
+}
+
+/// [`connected`] for a plain TCP connection (a type the parking lot can name).
+fn connected_tcp(
+    c: Box<Connected<TcpStream>>,
+) -> impl std::future::Future<Output = ()> + std::marker::Send {
+    connected(c)
 }
 
 /// Not an `async fn`, which would keep `start` twice (see [`session::run`]'s note).

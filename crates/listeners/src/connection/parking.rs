@@ -18,12 +18,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use outpost_mqtt::{Broker, ConnectionHandle};
 use outpost_net::Permit;
 use parking_lot::Mutex;
 
 use super::conn::Kept;
+use super::Connected;
 
 /// How long a connection is idle before it is parked: a connection that is busy now and then
 /// does not move between its task and the lot on every packet.
@@ -48,8 +49,14 @@ pub(super) struct Parked {
 /// The parked connections, and the thread that waits for them.
 pub(super) struct Lot {
     registry: Registry,
+    /// Interrupts the poll: tasks to start.
+    waker: Waker,
+    /// Connections to put on tasks, by the lot's thread (see [`Lot::start_task`]).
+    starting: Mutex<Vec<Start>>,
     /// The clock's origin for [`Slots::expires`].
     epoch: tokio::time::Instant,
+    /// Connections parked since start.
+    parkings: std::sync::atomic::AtomicU64,
     slots: Mutex<Slots>,
     runtime: tokio::runtime::Handle,
 }
@@ -64,7 +71,40 @@ struct Slots {
     count: usize,
 }
 
+/// A connection going onto a task: new from its handshake, or woken from the lot.
+pub(super) enum Start {
+    New(Box<Connected<tokio::net::TcpStream>>),
+    Woken(Box<Parked>),
+}
+
+/// The poll's own wake-up (a parked connection's token is its slot).
+const WAKER: Token = Token(usize::MAX);
+
 static LOT: OnceLock<Option<Arc<Lot>>> = OnceLock::new();
+
+/// Parkings between two returns of free memory to the system, and the least time between them.
+const TRIM_AFTER: u64 = 256;
+const TRIM_EVERY: Duration = Duration::from_secs(2);
+
+/// When free memory was last given back, and the parkings counted then.
+struct Trimmed {
+    at: std::time::Instant,
+    parkings: u64,
+}
+
+/// glibc's `malloc_trim`: free pages inside the heap go back to the system (other allocators
+/// return them on their own).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn trim() {
+    // SAFETY: malloc_trim takes no pointer and only releases memory no allocation uses.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}
 
 /// The process's parking lot, started on first use from inside the runtime that serves the
 /// connections; `None` if it could not start (connections then keep their tasks).
@@ -99,9 +139,13 @@ impl Lot {
         let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
         let lot = Arc::new(Lot {
             registry,
+            waker,
+            starting: Mutex::default(),
             epoch: tokio::time::Instant::now(),
+            parkings: Default::default(),
             slots: Mutex::default(),
             runtime,
         });
@@ -147,6 +191,8 @@ impl Lot {
             slots.expires[token as usize] = p.expires.map_or(u64::MAX, |e| self.millis(e));
             slots.parked[token as usize] = Some(p);
             slots.count += 1;
+            self.parkings
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             token
         };
         signals.park(token);
@@ -180,10 +226,35 @@ impl Lot {
     }
 
     fn resume(&self, p: Box<Parked>) {
-        // Called from the lot's thread or the engine's: the socket is registered with, and its
-        // task spawned on, the runtime that serves connections.
+        self.start_task(Start::Woken(p));
+    }
+
+    /// Puts a connection on a task, made by the lot's thread: glibc's allocator gives each
+    /// thread an arena of its own, so the connections' tasks, which end when they are parked,
+    /// are made apart from the sessions and subscriptions that stay, and the pages they leave
+    /// go back to the system instead of staying as holes between what lives on.
+    pub(super) fn start_task(&self, start: Start) {
+        self.starting.lock().push(start);
+        if let Err(e) = self.waker.wake() {
+            tracing::error!(error = %e, "the parked connections' poll cannot be woken");
+        }
+    }
+
+    /// On the lot's thread: the tasks asked for.
+    fn start_tasks(&self) {
+        let starting = std::mem::take(&mut *self.starting.lock());
+        if starting.is_empty() {
+            return;
+        }
         let _runtime = self.runtime.enter();
-        super::resume(p);
+        for start in starting {
+            match start {
+                Start::New(c) => {
+                    tokio::spawn(super::connected_tcp(c));
+                }
+                Start::Woken(p) => super::resume(p),
+            }
+        }
     }
 
     /// The lot's thread: sockets that became readable (or closed), and keep-alives that ran
@@ -191,6 +262,10 @@ impl Lot {
     fn wait(&self, mut poll: Poll) {
         let mut events = Events::with_capacity(1024);
         let mut checked = std::time::Instant::now();
+        let mut trimmed = Trimmed {
+            at: checked,
+            parkings: 0,
+        };
         loop {
             if let Err(e) = poll.poll(&mut events, Some(KEEP_ALIVE_CHECK)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
@@ -200,15 +275,38 @@ impl Lot {
                 continue;
             }
             for event in events.iter() {
+                if event.token() == WAKER {
+                    continue;
+                }
                 if let Ok(token) = u32::try_from(event.token().0) {
                     self.unpark(token);
                 }
             }
+            self.start_tasks();
             if checked.elapsed() >= KEEP_ALIVE_CHECK {
                 checked = std::time::Instant::now();
                 self.expire();
+                self.give_back(&mut trimmed);
             }
         }
+    }
+
+    /// Once many connections were parked since the last time (and not more often than
+    /// [`TRIM_EVERY`]), the allocator gives its free pages back to the system: the tasks those
+    /// connections left, made on this thread's arena (see [`Lot::start_task`]), are mostly whole
+    /// free pages by then. Without it a burst of connections kept its peak memory after they all
+    /// went idle (10,000 connections: 2,260 B each instead of 1,649).
+    fn give_back(&self, trimmed: &mut Trimmed) {
+        let parkings = self.parkings.load(std::sync::atomic::Ordering::Relaxed);
+        if parkings.wrapping_sub(trimmed.parkings) < TRIM_AFTER || trimmed.at.elapsed() < TRIM_EVERY
+        {
+            return;
+        }
+        *trimmed = Trimmed {
+            at: std::time::Instant::now(),
+            parkings,
+        };
+        trim();
     }
 
     /// Milliseconds from the lot's start to `at`.
