@@ -137,7 +137,7 @@ where
             // `parking::Lot::start_task`).
             let c: Box<dyn Any + Send> = c;
             match (c.downcast::<Connected<TcpStream>>(), parking::lot()) {
-                (Ok(c), Some(lot)) => lot.start_task(parking::Start::New(c)),
+                (Ok(c), Some(lot)) => lot.start_task(c),
                 (Ok(c), None) => {
                     tokio::spawn(connected(c));
                 }

@@ -71,11 +71,8 @@ struct Slots {
     count: usize,
 }
 
-/// A connection going onto a task: new from its handshake, or woken from the lot.
-pub(super) enum Start {
-    New(Box<Connected<tokio::net::TcpStream>>),
-    Woken(Box<Parked>),
-}
+/// A new plain TCP connection, past its handshake, going onto its task.
+pub(super) type Start = Box<Connected<tokio::net::TcpStream>>;
 
 /// The poll's own wake-up (a parked connection's token is its slot).
 const WAKER: Token = Token(usize::MAX);
@@ -226,15 +223,28 @@ impl Lot {
     }
 
     fn resume(&self, p: Box<Parked>) {
-        self.start_task(Start::Woken(p));
+        // On the thread that woke it (the lot's, or the engine's delivering to it): a delivery
+        // to a parked client waits for no other thread. Its task is freed on that thread's
+        // arena among short-lived allocations, which the trim gives back.
+        let _runtime = self.runtime.enter();
+        super::resume(p);
     }
 
-    /// Puts a connection on a task, made by the lot's thread: glibc's allocator gives each
-    /// thread an arena of its own, so the connections' tasks, which end when they are parked,
-    /// are made apart from the sessions and subscriptions that stay, and the pages they leave
-    /// go back to the system instead of staying as holes between what lives on.
+    /// Puts a new connection on its task, made by the lot's thread: glibc's allocator gives
+    /// each thread an arena of its own, so the tasks of a burst of connections, which end when
+    /// they are parked, are made apart from the sessions and subscriptions made in the same
+    /// moments, and the pages they leave go back to the system instead of staying as holes
+    /// between what lives on.
     pub(super) fn start_task(&self, start: Start) {
-        self.starting.lock().push(start);
+        let first = {
+            let mut starting = self.starting.lock();
+            starting.push(start);
+            starting.len() == 1
+        };
+        // One wake-up for a batch (a fan-out wakes thousands of parked subscribers at once).
+        if !first {
+            return;
+        }
         if let Err(e) = self.waker.wake() {
             tracing::error!(error = %e, "the parked connections' poll cannot be woken");
         }
@@ -247,13 +257,8 @@ impl Lot {
             return;
         }
         let _runtime = self.runtime.enter();
-        for start in starting {
-            match start {
-                Start::New(c) => {
-                    tokio::spawn(super::connected_tcp(c));
-                }
-                Start::Woken(p) => super::resume(p),
-            }
+        for c in starting {
+            tokio::spawn(super::connected_tcp(c));
         }
     }
 
