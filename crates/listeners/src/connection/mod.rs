@@ -252,16 +252,18 @@ where
         if let (End::Park(expires), Some(lot)) = (&end, parking::lot()) {
             let (wr, conn) = conn.into_idle();
             match into_socket(rd.unsplit(wr)) {
-                Some(socket) => lot.park(Box::new(Parked {
-                    socket,
-                    conn,
-                    h,
-                    broker,
-                    keep_alive: limits.0,
-                    max: limits.1,
-                    expires: *expires,
-                    permit,
-                })),
+                Some(socket) => lot.park(
+                    Box::new(Parked {
+                        socket,
+                        conn,
+                        h,
+                        broker,
+                        keep_alive: limits.0,
+                        max: limits.1,
+                        permit,
+                    }),
+                    *expires,
+                ),
                 None => {
                     tracing::warn!(peer = %conn.peer, client = &*h.client_id, "an idle connection's socket could not be parked; connection closed");
                     broker.disconnect(&h, Disconnect::Abrupt, None);
@@ -303,7 +305,7 @@ fn into_socket<S: 'static>(stream: S) -> Option<std::net::TcpStream> {
 
 /// A parked connection back on a task of its own (the caller is inside the runtime): the task is
 /// the connection's `connected` future itself, as it was before it was parked.
-fn resume(p: Box<Parked>) {
+fn resume(p: Box<Parked>, expires: Option<tokio::time::Instant>) {
     let Parked {
         socket,
         conn,
@@ -311,7 +313,6 @@ fn resume(p: Box<Parked>) {
         broker,
         keep_alive,
         max,
-        expires,
         permit,
     } = *p;
     let peer = conn.peer;

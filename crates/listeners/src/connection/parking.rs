@@ -41,8 +41,6 @@ pub(super) struct Parked {
     pub(super) broker: Arc<Broker>,
     pub(super) keep_alive: u16,
     pub(super) max: u32,
-    /// When its keep-alive runs out, if it has one.
-    pub(super) expires: Option<tokio::time::Instant>,
     pub(super) permit: Permit,
 }
 
@@ -156,7 +154,9 @@ impl Lot {
 
     /// Parks `p`: its socket joins the lot's poll, then its wake-ups come here. A wake-up that
     /// came while it was being parked resumes it at once.
-    pub(super) fn park(&self, p: Box<Parked>) {
+    /// `expires`: when its keep-alive runs out, if it has one (kept beside the slot, to the
+    /// millisecond, not in the box: 16 bytes less per parked connection).
+    pub(super) fn park(&self, p: Box<Parked>, expires: Option<tokio::time::Instant>) {
         let signals = p.h.signals.clone();
         let token = {
             let mut slots = self.slots.lock();
@@ -165,7 +165,7 @@ impl Lot {
                 None => {
                     let Ok(t) = u32::try_from(slots.parked.len()) else {
                         drop(slots);
-                        self.resume(p);
+                        self.resume(p, expires);
                         return;
                     };
                     slots.parked.push(None);
@@ -182,10 +182,10 @@ impl Lot {
                 slots.free.push(token);
                 drop(slots);
                 tracing::warn!(error = %e, "cannot park an idle connection; it keeps its task");
-                self.resume(p);
+                self.resume(p, expires);
                 return;
             }
-            slots.expires[token as usize] = p.expires.map_or(u64::MAX, |e| self.millis(e));
+            slots.expires[token as usize] = expires.map_or(u64::MAX, |e| self.millis(e));
             slots.parked[token as usize] = Some(p);
             slots.count += 1;
             self.parkings
@@ -203,14 +203,18 @@ impl Lot {
     /// Wakes the connection parked under `token` onto a task of its own (nothing if it already
     /// left).
     pub(super) fn unpark(&self, token: u32) {
-        if let Some(p) = self.take(token) {
-            self.resume(p);
+        if let Some((p, expires)) = self.take(token) {
+            self.resume(p, expires);
         }
     }
 
-    fn take(&self, token: u32) -> Option<Box<Parked>> {
+    fn take(&self, token: u32) -> Option<(Box<Parked>, Option<tokio::time::Instant>)> {
         let mut slots = self.slots.lock();
         let p = slots.parked.get_mut(token as usize)?.take()?;
+        let expires = match slots.expires[token as usize] {
+            u64::MAX => None,
+            ms => self.epoch.checked_add(Duration::from_millis(ms)),
+        };
         let fd = p.socket.as_raw_fd();
         let _ = self.registry.deregister(&mut SourceFd(&fd));
         // Under the lock, before the slot is free for another: a later wake-up of this
@@ -219,15 +223,15 @@ impl Lot {
         slots.expires[token as usize] = u64::MAX;
         slots.free.push(token);
         slots.count -= 1;
-        Some(p)
+        Some((p, expires))
     }
 
-    fn resume(&self, p: Box<Parked>) {
+    fn resume(&self, p: Box<Parked>, expires: Option<tokio::time::Instant>) {
         // On the thread that woke it (the lot's, or the engine's delivering to it): a delivery
         // to a parked client waits for no other thread. Its task is freed on that thread's
         // arena among short-lived allocations, which the trim gives back.
         let _runtime = self.runtime.enter();
-        super::resume(p);
+        super::resume(p, expires);
     }
 
     /// Puts a new connection on its task, made by the lot's thread: glibc's allocator gives
@@ -315,8 +319,10 @@ impl Lot {
     }
 
     /// Milliseconds from the lot's start to `at`.
+    /// (Rounded up: a keep-alive never runs out before its time.)
     fn millis(&self, at: tokio::time::Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+        let since = at.saturating_duration_since(self.epoch);
+        u64::try_from(since.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX - 1)
     }
 
     /// Resumes the parked connections whose keep-alive ran out; each closes itself.
@@ -345,6 +351,6 @@ mod tests {
     #[test]
     fn a_parked_connection_stays_small() {
         let size = std::mem::size_of::<super::Parked>();
-        assert!(size <= 256, "a parked connection is {size} B");
+        assert!(size <= 232, "a parked connection is {size} B");
     }
 }
