@@ -166,3 +166,31 @@ fn parked_connections_are_taken_over_kicked_and_told_of_shutdown() {
         Some(Got::Disconnect(ReasonCode::ServerShuttingDown))
     );
 }
+
+/// A parked client's pings are answered while it stays parked, and each renews its keep-alive:
+/// pinging every 2 s with a keep-alive of 2 s (closed after 3 s of silence), it stays connected
+/// for 9 s; when it stops, it is closed for its silence.
+#[test]
+fn pings_keep_a_parked_connection_alive() {
+    let broker = Outpost::start();
+    let mut c = connected(&broker, "pinger", 2, None);
+    eventually("the pinger parked", WAIT, || parked(&broker) == 1);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(9) {
+        c.send(&Packet::PingReq);
+        assert_eq!(c.recv(WAIT), Some(Got::PingResp), "answered while parked");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    // Answered without waking it: still parked.
+    assert_eq!(parked(&broker), 1);
+    let quiet = Instant::now();
+    assert_eq!(
+        c.recv(WAIT),
+        Some(Got::Disconnect(ReasonCode::KeepAliveTimeout))
+    );
+    let waited = quiet.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "closed {waited:?} after the last ping's answer was read (3 s after the ping)"
+    );
+}
