@@ -2,7 +2,7 @@
 //! and has nothing to receive is most of a gateway's connections, and a tokio task per connection
 //! costs ~1.2 KB while it waits (the task with its future, the reactor's registration, the split
 //! stream's lock). A plain TCP connection idle for [`IDLE_BEFORE_PARKING`] leaves its task: its
-//! state (~0.4 KB: the connection's settings, its handle, its socket) waits here, its socket in
+//! state (232 B: the connection's settings, its handle, its socket) waits here, its socket in
 //! this lot's own epoll set, as mosquitto's connections wait in its epoll loop. Whichever comes
 //! first wakes it onto a new task, where it goes on as it was: bytes from the client (or its
 //! end), a wake-up from the engine (a delivery, a takeover, an operator's kick, the shutdown:
