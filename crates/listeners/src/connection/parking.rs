@@ -7,7 +7,10 @@
 //! first wakes it onto a new task, where it goes on as it was: bytes from the client (or its
 //! end), a wake-up from the engine (a delivery, a takeover, an operator's kick, the shutdown:
 //! [`outpost_mqtt::Signals`]), or its keep-alive running out (checked five times a second here;
-//! the resumed connection closes it as before).
+//! the resumed connection closes it as before). A lone PINGREQ is answered here and the client
+//! stays parked. New plain TCP connections get their task from this thread, so their tasks live
+//! in this thread's allocator arena and their pages go back to the system once they are parked
+//! (ADR 0022).
 //!
 //! Written on `mio` (tokio's own readiness layer) rather than on tokio's reactor: a socket
 //! registered with tokio needs a task to wait on it, which is what parking gives up.
