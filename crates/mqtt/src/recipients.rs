@@ -19,6 +19,7 @@
 //! only the shared-subscription cursors change, behind a small lock of their own.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -42,8 +43,9 @@ pub struct Subscription {
     pub filter: Arc<str>,
     /// Its options.
     pub options: SubscribeOptions,
-    /// MQTT 5 subscription identifier.
-    pub id: Option<u32>,
+    /// MQTT 5 subscription identifier (1 to 268,435,455: never 0, so the option costs no room
+    /// and a subscription is 24 bytes, kept twice per subscription: issue 29).
+    pub id: Option<NonZeroU32>,
 }
 
 /// A message to hand to one client.
@@ -139,7 +141,7 @@ impl Router {
         let sub = Subscription {
             filter: filter.clone(),
             options,
-            id,
+            id: id.and_then(NonZeroU32::new),
         };
         let existed = self.tree.insert(bare, key, sub).is_some();
         let send_retained = !shared
@@ -208,7 +210,7 @@ impl Router {
                         client: key.client.clone(),
                         qos: qos.min(sub.options.qos),
                         retain: retain && sub.options.retain_as_published,
-                        subscription_ids: sub.id.into_iter().collect(),
+                        subscription_ids: sub.id.map(NonZeroU32::get).into_iter().collect(),
                     });
                 }
                 Some(group) => groups
@@ -251,7 +253,7 @@ impl Router {
                 client: key.client.clone(),
                 qos: qos.min(sub.options.qos),
                 retain: retain && sub.options.retain_as_published,
-                subscription_ids: sub.id.into_iter().collect(),
+                subscription_ids: sub.id.map(NonZeroU32::get).into_iter().collect(),
             });
         }
         out

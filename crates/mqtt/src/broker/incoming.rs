@@ -503,7 +503,7 @@ impl Broker {
                         Subscription {
                             filter: filter.clone(),
                             options,
-                            id,
+                            id: id.and_then(std::num::NonZeroU32::new),
                         },
                     );
                     changes.push(SubChange::Put(filter, options, id));

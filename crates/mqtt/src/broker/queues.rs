@@ -65,7 +65,9 @@ impl Broker {
                 .as_ref()
                 .and_then(|r| {
                     let filter = format!("{}{}", crate::QUEUE_PREFIX, r.queue);
-                    s.subscriptions.get(filter.as_str()).and_then(|sub| sub.id)
+                    s.subscriptions
+                        .get(filter.as_str())
+                        .and_then(|sub| sub.id.map(std::num::NonZeroU32::get))
                 })
                 .into_iter()
                 .collect();

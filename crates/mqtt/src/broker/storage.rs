@@ -134,7 +134,7 @@ impl Broker {
                         Subscription {
                             filter,
                             options,
-                            id,
+                            id: id.and_then(std::num::NonZeroU32::new),
                         },
                     );
                 }
@@ -280,7 +280,13 @@ impl Broker {
                 true,
                 s.subscriptions
                     .values()
-                    .map(|sub| SubChange::Put(sub.filter.clone(), sub.options, sub.id))
+                    .map(|sub| {
+                        SubChange::Put(
+                            sub.filter.clone(),
+                            sub.options,
+                            sub.id.map(std::num::NonZeroU32::get),
+                        )
+                    })
                     .collect(),
             ),
             Save::Changes(changes) if changes.is_empty() => return durable,
