@@ -111,7 +111,7 @@ impl Outpost {
 
     /// Starts on an existing data folder (for restart tests).
     pub fn start_in(data: tempfile::TempDir) -> Outpost {
-        Self::launch(data, None, None, &[], "127.0.0.1:0")
+        Self::launch(&[], data, None, None, &[], "127.0.0.1:0")
     }
 
     /// [`Outpost::start_with`] with MQTT on a chosen address (for brokers that must know each
@@ -119,7 +119,7 @@ impl Outpost {
     pub fn start_with_mqtt(data: tempfile::TempDir, toml: &str, mqtt_listen: &str) -> Outpost {
         let config = data.path().with_extension("toml");
         std::fs::write(&config, toml).expect("config written");
-        Self::launch(data, Some(config), None, &[], mqtt_listen)
+        Self::launch(&[], data, Some(config), None, &[], mqtt_listen)
     }
 
     /// Starts with a configuration file holding `toml` (the listen addresses and data folder still
@@ -141,7 +141,7 @@ impl Outpost {
     ) -> Outpost {
         let config = data.path().with_extension("toml");
         std::fs::write(&config, toml).expect("config written");
-        Self::launch(data, Some(config), log, vars, "127.0.0.1:0")
+        Self::launch(&[], data, Some(config), log, vars, "127.0.0.1:0")
     }
 
     /// [`Outpost::start_with_env`] on a disk whose every `fsync`/`fdatasync` takes `delay`: the
@@ -168,21 +168,11 @@ impl Outpost {
             // Not a skip: scripts/test.sh installs strace.
             panic!("cannot run: no strace (./scripts/test.sh installs it)");
         }
-        Self::launch_under(&wrapper, data, Some(config), None, vars, "127.0.0.1:0")
-    }
-
-    fn launch(
-        data: tempfile::TempDir,
-        config: Option<std::path::PathBuf>,
-        log: Option<&std::path::Path>,
-        vars: &[(&str, &str)],
-        mqtt_listen: &str,
-    ) -> Outpost {
-        Self::launch_under(&[], data, config, log, vars, mqtt_listen)
+        Self::launch(&wrapper, data, Some(config), None, vars, "127.0.0.1:0")
     }
 
     /// Starts the broker, as the last argument of `wrapper` when that is not empty.
-    fn launch_under(
+    fn launch(
         wrapper: &[String],
         data: tempfile::TempDir,
         config: Option<std::path::PathBuf>,
