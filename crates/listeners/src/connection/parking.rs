@@ -27,6 +27,7 @@ use outpost_net::Permit;
 use parking_lot::Mutex;
 
 use super::conn::Kept;
+use super::session::{keep_alive_grace, PINGREQ};
 use super::Connected;
 
 /// How long a connection is idle before it is parked: a connection that is busy now and then
@@ -329,7 +330,6 @@ impl Lot {
     /// (more bytes, its end, a full send buffer) wakes the connection; false then.
     fn answer_ping(&self, token: u32) -> bool {
         use std::io::{Read, Write};
-        const PINGREQ: [u8; 2] = [0xC0, 0x00];
         const PINGRESP: [u8; 2] = [0xD0, 0x00];
         let mut slots = self.slots.lock();
         let Some(Some(p)) = slots.parked.get(token as usize) else {
@@ -348,9 +348,7 @@ impl Lot {
         if (&p.socket).read_exact(&mut request).is_err() {
             return false;
         }
-        let keep_alive = p.keep_alive;
-        if keep_alive > 0 {
-            let grace = Duration::from_millis(u64::from(keep_alive) * 1500);
+        if let Some(grace) = keep_alive_grace(p.keep_alive) {
             slots.expires[token as usize] = self.millis(tokio::time::Instant::now() + grace);
         }
         true

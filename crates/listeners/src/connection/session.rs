@@ -39,8 +39,7 @@ where
         // §3.1.2.10: the server closes a connection silent for one and a half keep-alive periods.
         // (A function, not an `Option<Duration>` kept in the future: 16 bytes in every idle
         // connection.) `expires` is when (a resumed connection's comes with it).
-        let grace =
-            || (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+        let grace = || keep_alive_grace(keep_alive);
         if expires.is_none() {
             expires = grace().map(|g| Instant::now() + g);
         }
@@ -154,7 +153,7 @@ where
                     }
                     // A ping alone is what an idle client sends: it is parked again as soon as
                     // the answer is out, not after another idle spell.
-                    let ping_only = parks && buf[..] == [0xC0, 0x00];
+                    let ping_only = parks && buf[..] == PINGREQ;
                     let packets = match handle_buffered(buf, conn, broker, h, max as usize) {
                         Ok(n) => n,
                         Err(end) => return end,
@@ -194,6 +193,16 @@ where
         }
     }
 }
+
+/// §3.1.2.10: how long a connection with this keep-alive may stay silent (one and a half
+/// periods); `None` without a keep-alive. The connection's loop and the parking lot (which
+/// renews a parked client's keep-alive on its ping) both count with it.
+pub(super) fn keep_alive_grace(keep_alive: u16) -> Option<Duration> {
+    (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500))
+}
+
+/// A PINGREQ, whole (fixed header, no remaining length).
+pub(super) const PINGREQ: [u8; 2] = [0xC0, 0x00];
 
 /// Closes the connection for the broker's reason, telling an MQTT 5 client why.
 async fn close<R, W>(
