@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use outpost_codec::{ConnectProperties, Packet, QoS, ReasonCode, Unsubscribe, Version};
 use support::http::{form_post, http, sqs_json};
 use support::raw::{closed_within, persistent, Got, Raw};
+use support::websocket;
 use support::{eventually, Outpost};
 
 fn deep(levels: usize) -> String {
@@ -396,46 +397,6 @@ fn slow_partial_and_idle_http_connections_are_closed() {
     assert_serves(&mut broker);
 }
 
-/// Performs the WebSocket upgrade on `/mqtt`.
-fn websocket(ws: &str) -> TcpStream {
-    let addr = ws.split('/').next().unwrap();
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(
-        b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-          Sec-WebSocket-Protocol: mqtt\r\n\r\n",
-    )
-    .unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).unwrap(), 1, "handshake answer");
-        head.push(b[0]);
-    }
-    assert!(String::from_utf8_lossy(&head).contains(" 101 "));
-    s
-}
-
-/// A masked binary frame (the mask is zero, which leaves the payload as it is).
-fn ws_frame(payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x82];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&[0, 0, 0, 0]);
-    f.extend_from_slice(payload);
-    f
-}
-
 #[test]
 fn websockets_that_never_upgrade_connect_or_close_are_dropped() {
     let data = tempfile::tempdir().unwrap();
@@ -446,44 +407,13 @@ fn websockets_that_never_upgrade_connect_or_close_are_dropped() {
     let mut plain = TcpStream::connect(&addr).unwrap();
     assert!(closed_within(&mut plain, Duration::from_secs(8)));
     // Upgraded, never sends CONNECT, never answers the close frame: the TCP connection ends.
-    let mut silent = websocket(&broker.ws);
+    let mut silent = websocket::upgraded(&broker.ws);
     assert!(closed_within(&mut silent, Duration::from_secs(10)));
     // A frame larger than the largest MQTT packet is refused at the WebSocket layer.
-    let mut big = websocket(&broker.ws);
-    let _ = big.write_all(&ws_frame(&vec![0u8; 200_000]));
+    let mut big = websocket::upgraded(&broker.ws);
+    let _ = big.write_all(&websocket::frame(&vec![0u8; 200_000]));
     assert!(closed_within(&mut big, Duration::from_secs(8)));
     assert_serves(&mut broker);
-}
-
-/// A masked frame of any opcode (mask zero), payload under 126 bytes.
-fn ws_control(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
-    f.extend_from_slice(&[0, 0, 0, 0]);
-    f.extend_from_slice(payload);
-    f
-}
-
-/// The next frame the server sends: (opcode, payload). Server frames are never masked.
-fn ws_read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut head = [0u8; 2];
-    s.read_exact(&mut head).expect("a frame header");
-    assert_eq!(head[1] & 0x80, 0, "a server frame is not masked");
-    let len = match head[1] & 0x7F {
-        126 => {
-            let mut l = [0u8; 2];
-            s.read_exact(&mut l).unwrap();
-            u16::from_be_bytes(l) as usize
-        }
-        127 => {
-            let mut l = [0u8; 8];
-            s.read_exact(&mut l).unwrap();
-            u64::from_be_bytes(l) as usize
-        }
-        n => n as usize,
-    };
-    let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).unwrap();
-    (head[0] & 0x0F, payload)
 }
 
 /// MQTT bytes over WebSocket are a stream, not packets (MQTT §6): a packet cut across frames and
@@ -492,7 +422,7 @@ fn ws_read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
 #[test]
 fn websocket_frames_are_a_byte_stream_and_text_frames_close() {
     let mut broker = Outpost::start();
-    let mut s = websocket(&broker.ws);
+    let mut s = websocket::upgraded(&broker.ws);
     let mut connect = bytes::BytesMut::new();
     Packet::Connect(outpost_codec::Connect {
         protocol: Version::V311,
@@ -504,13 +434,13 @@ fn websocket_frames_are_a_byte_stream_and_text_frames_close() {
     .encode_to(Version::V311, &mut connect)
     .unwrap();
     // CONNECT cut in two frames; the second also carries a whole PINGREQ.
-    s.write_all(&ws_frame(&connect[..5])).unwrap();
+    s.write_all(&websocket::frame(&connect[..5])).unwrap();
     let mut rest = connect[5..].to_vec();
     rest.extend_from_slice(&[0xC0, 0x00]);
-    s.write_all(&ws_frame(&rest)).unwrap();
+    s.write_all(&websocket::frame(&rest)).unwrap();
     let mut got = Vec::new();
     while got.len() < 6 {
-        let (opcode, payload) = ws_read_frame(&mut s);
+        let (opcode, payload) = websocket::read_frame(&mut s);
         assert_eq!(opcode, 2, "MQTT comes in binary frames");
         got.extend_from_slice(&payload);
     }
@@ -519,12 +449,16 @@ fn websocket_frames_are_a_byte_stream_and_text_frames_close() {
         [0x20, 0x02, 0x00, 0x00, 0xD0, 0x00],
         "CONNACK, PINGRESP"
     );
-    s.write_all(&ws_control(0x9, b"are you there")).unwrap();
-    assert_eq!(ws_read_frame(&mut s), (0xA, b"are you there".to_vec()));
+    s.write_all(&websocket::control(0x9, b"are you there"))
+        .unwrap();
+    assert_eq!(
+        websocket::read_frame(&mut s),
+        (0xA, b"are you there".to_vec())
+    );
     // Still serving MQTT after the ping.
-    s.write_all(&ws_frame(&[0xC0, 0x00])).unwrap();
-    assert_eq!(ws_read_frame(&mut s), (0x2, vec![0xD0, 0x00]));
-    s.write_all(&ws_control(0x1, b"{}")).unwrap();
+    s.write_all(&websocket::frame(&[0xC0, 0x00])).unwrap();
+    assert_eq!(websocket::read_frame(&mut s), (0x2, vec![0xD0, 0x00]));
+    s.write_all(&websocket::control(0x1, b"{}")).unwrap();
     assert!(closed_within(&mut s, Duration::from_secs(8)));
     assert_serves(&mut broker);
 }

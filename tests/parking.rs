@@ -194,3 +194,93 @@ fn pings_keep_a_parked_connection_alive() {
         "closed {waited:?} after the last ping's answer was read (3 s after the ping)"
     );
 }
+
+/// A WebSocket connection over plain TCP is parked too, between frames: its pings (a PINGREQ in
+/// a masked frame) are answered by the lot, a WebSocket ping frame and deliveries wake it, a
+/// frame cut in the middle keeps it on its task until the rest comes, and its close frame is
+/// answered.
+#[test]
+fn websocket_connections_park_between_frames() {
+    use std::io::Write;
+    use support::websocket;
+    let broker = Outpost::start();
+    let mask = [0x5A, 0xA5, 0x0F, 0xF0];
+    let mut ws = websocket::upgraded(&broker.ws);
+    let packet = |p: &Packet<'_>| {
+        let mut bytes = bytes::BytesMut::new();
+        p.encode_to(Version::V311, &mut bytes).unwrap();
+        websocket::masked(&bytes, mask)
+    };
+    ws.write_all(&packet(&Packet::Connect(outpost_codec::Connect {
+        protocol: Version::V311,
+        clean_start: true,
+        keep_alive: 60,
+        client_id: "ws-parked",
+        ..outpost_codec::Connect::default()
+    })))
+    .unwrap();
+    assert_eq!(websocket::read_frame(&mut ws), (2, vec![0x20, 0x02, 0, 0]));
+    let filter = [outpost_codec::SubscribeFilter::new(
+        "ws/#",
+        QoS::AtLeastOnce,
+    )];
+    ws.write_all(&packet(&Packet::Subscribe(outpost_codec::Subscribe {
+        pkid: 1,
+        filters: outpost_codec::List::new(&filter),
+        ..outpost_codec::Subscribe::default()
+    })))
+    .unwrap();
+    assert_eq!(
+        websocket::read_frame(&mut ws),
+        (2, vec![0x90, 0x03, 0, 1, 1])
+    );
+    eventually("the WebSocket connection parked", WAIT, || {
+        parked(&broker) == 1
+    });
+
+    // A PINGREQ is answered by the lot: one unmasked frame, and it stays parked.
+    for _ in 0..3 {
+        ws.write_all(&packet(&Packet::PingReq)).unwrap();
+        assert_eq!(websocket::read_frame(&mut ws), (2, vec![0xD0, 0x00]));
+        assert_eq!(parked(&broker), 1, "answered without waking it");
+    }
+    // A WebSocket ping wakes it (its pong carries the payload), and it parks again.
+    ws.write_all(&websocket::control(0x9, b"there?")).unwrap();
+    assert_eq!(websocket::read_frame(&mut ws), (0xA, b"there?".to_vec()));
+    eventually("parked after the pong", WAIT, || parked(&broker) == 1);
+
+    // A delivery wakes it.
+    let mut publisher = connected(&broker, "ws-publisher", 60, None);
+    publisher.publish("ws/x", b"to the websocket", QoS::AtLeastOnce, 1, false);
+    assert_eq!(
+        publisher.recv(WAIT),
+        Some(Got::PubAck(1, ReasonCode::Success))
+    );
+    let (opcode, publish) = websocket::read_frame(&mut ws);
+    assert_eq!(opcode, 2);
+    assert!(publish.ends_with(b"to the websocket"), "{publish:02x?}");
+    let pkid = [publish[publish.len() - 18], publish[publish.len() - 17]];
+    ws.write_all(&websocket::masked(&[0x40, 0x02, pkid[0], pkid[1]], mask))
+        .unwrap();
+    eventually("both parked again", WAIT, || parked(&broker) == 2);
+
+    // Half a frame: the connection waits for the rest on its task, then answers.
+    let ping = packet(&Packet::PingReq);
+    ws.write_all(&ping[..3]).unwrap();
+    eventually("woken by half a frame", WAIT, || parked(&broker) == 1);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(parked(&broker), 1, "not parked in the middle of a frame");
+    ws.write_all(&ping[3..]).unwrap();
+    assert_eq!(websocket::read_frame(&mut ws), (2, vec![0xD0, 0x00]));
+    eventually("parked once the frame is whole", WAIT, || {
+        parked(&broker) == 2
+    });
+
+    // A close frame is answered with its status, and the connection ends.
+    ws.write_all(&websocket::control(0x8, &1000u16.to_be_bytes()))
+        .unwrap();
+    assert_eq!(websocket::read_frame(&mut ws), (0x8, vec![0x03, 0xE8]));
+    eventually("the closed connection left the lot", WAIT, || {
+        parked(&broker) == 1
+    });
+}

@@ -6,6 +6,7 @@ pub mod http;
 pub mod mosquitto;
 pub mod raw;
 pub mod tmpfs;
+pub mod websocket;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

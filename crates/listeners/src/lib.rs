@@ -17,6 +17,7 @@ pub mod rates;
 mod tcp;
 mod websocket;
 mod websocket_bytes;
+mod websocket_upgrade;
 
 pub use connection::{parked_connections, serve, ListenerConfig, Peer};
 pub use rates::{ClientRates, MqttRates};

@@ -9,13 +9,11 @@ use futures_util::future::Either;
 use outpost_mqtt::Broker;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 
 use outpost_net::{accept_loop_owning, Gate, Permit};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::websocket_bytes::WebSocketBytes;
+use crate::websocket_upgrade::upgrade;
 use crate::{serve, ListenerConfig, Peer};
 
 /// Accepts WebSocket connections on `path` forever (within the listener's caps); with `tls`,
@@ -57,7 +55,7 @@ pub async fn run_websocket(
 }
 
 async fn serve_websocket<S>(
-    stream: S,
+    mut stream: S,
     peer: Peer,
     path: &str,
     broker: Arc<Broker>,
@@ -66,45 +64,11 @@ async fn serve_websocket<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // The error type is tungstenite's callback signature; its size is not ours to choose.
-    #[allow(clippy::result_large_err)]
-    let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() != path {
-            let mut e =
-                ErrorResponse::new(Some(format!("no MQTT endpoint at {}", req.uri().path())));
-            *e.status_mut() = StatusCode::NOT_FOUND;
-            return Err(e);
-        }
-        // Echo the `mqtt` subprotocol when offered (clients such as MQTT.js require it).
-        let offered = req
-            .headers()
-            .get_all("sec-websocket-protocol")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|p| p.trim() == "mqtt");
-        if offered {
-            resp.headers_mut()
-                .insert("sec-websocket-protocol", HeaderValue::from_static("mqtt"));
-        }
-        Ok(resp)
-    };
-    // No frame or message larger than the largest MQTT packet (plus a frame's own header): the
-    // WebSocket layer must not buffer what the MQTT layer would refuse anyway.
-    let limit = config.max_packet_size.saturating_add(16);
-    // tungstenite allocates its read buffer up front (128 KiB by default): 1 KiB keeps an idle
-    // WebSocket connection small; reads of MQTT traffic are small anyway. Writes are not held
-    // back (the connection hands over whole batches).
-    let ws_config = WebSocketConfig::default()
-        .max_message_size(Some(limit))
-        .max_frame_size(Some(limit))
-        .read_buffer_size(1024)
-        .write_buffer_size(0);
     // Boxed while it runs: the upgrade's state would otherwise stay in the connection's task for
     // its whole life.
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config));
-    let ws = match Box::pin(tokio::time::timeout(config.connect_timeout, handshake)).await {
-        Ok(Ok(ws)) => ws,
+    let upgrade = upgrade(&mut stream, path);
+    let read = match Box::pin(tokio::time::timeout(config.connect_timeout, upgrade)).await {
+        Ok(Ok(read)) => read,
         Ok(Err(e)) => {
             tracing::info!(peer = %peer.addr, error = %e, "WebSocket handshake failed");
             return;
@@ -114,7 +78,22 @@ async fn serve_websocket<S>(
             return;
         }
     };
+    // No frame larger than the largest MQTT packet (plus a frame's own header): the WebSocket
+    // layer must not buffer what the MQTT layer would refuse anyway.
+    let max_frame = websocket_max_frame(config.max_packet_size);
     // The MQTT connection reads and writes bytes; frames are joined and cut in its own task. It
     // sends the close frame when it is done and lingers for the peer's answer a moment.
-    serve(WebSocketBytes::new(ws), peer, broker, config, permit).await;
+    serve(
+        WebSocketBytes::new(stream, read, max_frame),
+        peer,
+        broker,
+        config,
+        permit,
+    )
+    .await;
+}
+
+/// The largest WebSocket frame a listener whose largest MQTT packet is `max_packet` accepts.
+pub(crate) fn websocket_max_frame(max_packet: usize) -> usize {
+    max_packet.saturating_add(16)
 }

@@ -28,7 +28,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio::net::TcpStream;
 
 use conn::Conn;
-use parking::Parked;
+use parking::{NewTask, Parked};
+
+use crate::websocket::websocket_max_frame;
+use crate::websocket_bytes::WebSocketBytes;
 
 use handshake::handshake;
 use session::run;
@@ -135,27 +138,25 @@ where
         if let Some(c) = Box::pin(handshaken(start)).await {
             // A plain TCP connection's task is made by the parking lot's thread (see
             // `parking::Lot::start_task`).
+            // So is a WebSocket's over plain TCP.
+            let Some(lot) = parking::lot() else {
+                tokio::spawn(connected(c));
+                return;
+            };
             let c: Box<dyn Any + Send> = c;
-            match (c.downcast::<Connected<TcpStream>>(), parking::lot()) {
-                (Ok(c), Some(lot)) => lot.start_task(c),
-                (Ok(c), None) => {
-                    tokio::spawn(connected(c));
-                }
-                (Err(c), _) => {
-                    if let Ok(c) = c.downcast::<Connected<S>>() {
-                        tokio::spawn(connected(c));
-                    }
-                }
+            let c = match c.downcast::<Connected<TcpStream>>() {
+                Ok(c) => return lot.start_task(NewTask::Tcp(c)),
+                Err(c) => c,
+            };
+            let c = match c.downcast::<Connected<WebSocketBytes<TcpStream>>>() {
+                Ok(c) => return lot.start_task(NewTask::WebSocket(c)),
+                Err(c) => c,
+            };
+            if let Ok(c) = c.downcast::<Connected<S>>() {
+                tokio::spawn(connected(c));
             }
         }
     }
-}
-
-/// [`connected`] for a plain TCP connection (a type the parking lot can name).
-fn connected_tcp(
-    c: Box<Connected<TcpStream>>,
-) -> impl std::future::Future<Output = ()> + std::marker::Send {
-    connected(c)
 }
 
 /// Not an `async fn`, which would keep `start` twice (see [`session::run`]'s note).
@@ -236,42 +237,56 @@ where
             let c = c;
             *c
         };
-        // Only a plain TCP connection's socket can wait without its task (TLS and WebSocket
-        // keep their protocol's state in the stream).
-        let parks = TypeId::of::<S>() == TypeId::of::<TcpStream>() && parking::lot().is_some();
-        let end = run(
-            &mut rd,
-            &mut buf,
-            &mut conn,
-            &broker,
-            &h,
-            limits,
-            (parks, expires),
-        )
-        .await;
-        if let (End::Park(expires), Some(lot)) = (&end, parking::lot()) {
-            let (wr, conn) = conn.into_idle();
+        // Only a plain TCP connection's socket, bare or carrying a WebSocket, can wait without
+        // its task (TLS keeps its protocol's state in the stream).
+        let parks = (TypeId::of::<S>() == TypeId::of::<TcpStream>()
+            || TypeId::of::<S>() == TypeId::of::<WebSocketBytes<TcpStream>>())
+            && parking::lot().is_some();
+        let mut expires = expires;
+        let end = loop {
+            let end = run(
+                &mut rd,
+                &mut buf,
+                &mut conn,
+                &broker,
+                &h,
+                limits,
+                (parks, expires),
+            )
+            .await;
+            let (End::Park(at), Some(lot)) = (&end, parking::lot()) else {
+                break end;
+            };
+            let (wr, kept) = conn.into_idle();
             match into_socket(rd.unsplit(wr)) {
-                Some(socket) => lot.park(
-                    Box::new(Parked {
+                Idle::Socket(socket, websocket) => {
+                    let parked = Parked {
                         socket,
-                        conn,
+                        conn: kept,
                         h,
                         broker,
                         keep_alive: limits.0,
                         max: limits.1,
+                        websocket,
                         permit,
-                    }),
-                    *expires,
-                ),
-                None => {
-                    tracing::warn!(peer = %conn.peer, client = &*h.client_id, "an idle connection's socket could not be parked; connection closed");
+                    };
+                    return lot.park(Box::new(parked), *at);
+                }
+                // A WebSocket in the middle of a frame (its MQTT bytes are whole): not yet.
+                Idle::Busy(stream) => {
+                    let (r, w) = tokio::io::split(stream);
+                    rd = r;
+                    conn = kept.resume(w);
+                    expires = *at;
+                }
+                Idle::Lost => {
+                    tracing::warn!(peer = %kept.peer, client = &*h.client_id, "an idle connection's socket could not be parked; connection closed");
                     broker.disconnect(&h, Disconnect::Abrupt, None);
                     broker.announce_disconnected(&h, DisconnectReason::ConnectionLost);
+                    return;
                 }
             }
-            return;
-        }
+        };
         let _ = conn.flush().await;
         let reason = match (&end, conn.kept.closing) {
             (End::TakenOver, _) => DisconnectReason::DuplicateClientId,
@@ -297,10 +312,37 @@ where
     }
 }
 
-/// The socket of a plain TCP connection, out of tokio's reactor.
-fn into_socket<S: 'static>(stream: S) -> Option<std::net::TcpStream> {
+/// An idle connection's stream, taken apart for parking.
+enum Idle<S> {
+    /// The socket, out of tokio's reactor, and whether it carries a WebSocket.
+    Socket(std::net::TcpStream, bool),
+    /// A WebSocket between two parts of a frame, or a stream that cannot be parked: as it was.
+    Busy(S),
+    /// The socket could not leave tokio's reactor.
+    Lost,
+}
+
+fn into_socket<S: 'static>(stream: S) -> Idle<S> {
     let any: Box<dyn Any> = Box::new(stream);
-    any.downcast::<TcpStream>().ok()?.into_std().ok()
+    let any = match any.downcast::<TcpStream>() {
+        Ok(tcp) => {
+            return tcp
+                .into_std()
+                .map_or(Idle::Lost, |s| Idle::Socket(s, false))
+        }
+        Err(any) => any,
+    };
+    let any: Box<dyn Any> = match any.downcast::<WebSocketBytes<TcpStream>>() {
+        Ok(ws) if ws.at_rest() => {
+            return ws
+                .into_inner()
+                .into_std()
+                .map_or(Idle::Lost, |s| Idle::Socket(s, true))
+        }
+        Ok(ws) => ws,
+        Err(any) => any,
+    };
+    any.downcast::<S>().map_or(Idle::Lost, |s| Idle::Busy(*s))
 }
 
 /// A parked connection back on a task of its own (the caller is inside the runtime): the task is
@@ -313,6 +355,7 @@ fn resume(p: Box<Parked>, expires: Option<tokio::time::Instant>) {
         broker,
         keep_alive,
         max,
+        websocket,
         permit,
     } = *p;
     let peer = conn.peer;
@@ -325,15 +368,34 @@ fn resume(p: Box<Parked>, expires: Option<tokio::time::Instant>) {
             return;
         }
     };
+    let limits = (keep_alive, max);
+    let kept = (conn, h, broker, permit);
+    if websocket {
+        let max_frame = websocket_max_frame(usize::try_from(max).unwrap_or(usize::MAX));
+        let ws = WebSocketBytes::new(stream, BytesMut::new(), max_frame);
+        spawn_resumed(ws, kept, limits, expires);
+    } else {
+        spawn_resumed(stream, kept, limits, expires);
+    }
+}
+
+/// [`resume`]'s task, over the stream the socket carries.
+fn spawn_resumed<S>(
+    stream: S,
+    (conn, h, broker, permit): (conn::Kept, ConnectionHandle, Arc<Broker>, Permit),
+    limits: (u16, u32),
+    expires: Option<tokio::time::Instant>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + std::marker::Send + 'static,
+{
     let (rd, wr) = tokio::io::split(stream);
-    let conn = conn.resume(wr);
     tokio::spawn(connected(Box::new(Connected {
         rd,
         buf: BytesMut::new(),
-        conn,
+        conn: conn.resume(wr),
         broker,
         h,
-        limits: (keep_alive, max),
+        limits,
         expires,
         permit,
     })));

@@ -29,6 +29,7 @@ use parking_lot::Mutex;
 use super::conn::Kept;
 use super::session::{keep_alive_grace, PINGREQ};
 use super::Connected;
+use crate::websocket_bytes::WebSocketBytes;
 
 /// How long a connection is idle before it is parked: a connection that is busy now and then
 /// does not move between its task and the lot on every packet.
@@ -45,6 +46,8 @@ pub(super) struct Parked {
     pub(super) broker: Arc<Broker>,
     pub(super) keep_alive: u16,
     pub(super) max: u32,
+    /// It carries a WebSocket (at rest between frames: `WebSocketBytes::at_rest`).
+    pub(super) websocket: bool,
     pub(super) permit: Permit,
 }
 
@@ -54,7 +57,7 @@ pub(super) struct Lot {
     /// Interrupts the poll: tasks to start.
     waker: Waker,
     /// Connections to put on tasks, by the lot's thread (see [`Lot::start_task`]).
-    starting: Mutex<Vec<Start>>,
+    starting: Mutex<Vec<NewTask>>,
     /// The clock's origin for [`Slots::expires`].
     epoch: tokio::time::Instant,
     /// Connections parked since start.
@@ -73,8 +76,22 @@ struct Slots {
     count: usize,
 }
 
-/// A new plain TCP connection, past its handshake, going onto its task.
-pub(super) type Start = Box<Connected<tokio::net::TcpStream>>;
+/// A new plain TCP connection, bare or carrying a WebSocket, past its handshake, going onto its
+/// task.
+pub(super) enum NewTask {
+    Tcp(Box<Connected<tokio::net::TcpStream>>),
+    WebSocket(Box<Connected<WebSocketBytes<tokio::net::TcpStream>>>),
+}
+
+/// Whether `bytes` are exactly one PINGREQ: bare, or in a client's binary WebSocket frame
+/// (final, masked, two bytes long).
+fn is_ping(bytes: &[u8]) -> bool {
+    match bytes {
+        [a, b] => [*a, *b] == PINGREQ,
+        [0x82, 0x82, m0, m1, _, _, a, b] => [a ^ m0, b ^ m1] == PINGREQ,
+        _ => false,
+    }
+}
 
 /// The poll's own wake-up (a parked connection's token is its slot).
 const WAKER: Token = Token(usize::MAX);
@@ -243,7 +260,7 @@ impl Lot {
     /// they are parked, are made apart from the sessions and subscriptions made in the same
     /// moments, and the pages they leave go back to the system instead of staying as holes
     /// between what lives on.
-    pub(super) fn start_task(&self, start: Start) {
+    pub(super) fn start_task(&self, start: NewTask) {
         let first = {
             let mut starting = self.starting.lock();
             starting.push(start);
@@ -266,7 +283,10 @@ impl Lot {
         }
         let _runtime = self.runtime.enter();
         for c in starting {
-            tokio::spawn(super::connected_tcp(c));
+            match c {
+                NewTask::Tcp(c) => tokio::spawn(super::connected(c)),
+                NewTask::WebSocket(c) => tokio::spawn(super::connected(c)),
+            };
         }
     }
 
@@ -330,22 +350,27 @@ impl Lot {
     /// (more bytes, its end, a full send buffer) wakes the connection; false then.
     fn answer_ping(&self, token: u32) -> bool {
         use std::io::{Read, Write};
-        const PINGRESP: [u8; 2] = [0xD0, 0x00];
         let mut slots = self.slots.lock();
         let Some(Some(p)) = slots.parked.get(token as usize) else {
             return false;
         };
-        let mut seen = [0u8; 3];
-        if !matches!(p.socket.peek(&mut seen), Ok(2)) || seen[..2] != PINGREQ {
+        // Over a WebSocket (at rest: between frames), the ping is one masked binary frame of
+        // its two bytes, the answer an unmasked one.
+        let (request, answer): (usize, &[u8]) = if p.websocket {
+            (8, &[0x82, 0x02, 0xD0, 0x00])
+        } else {
+            (2, &[0xD0, 0x00])
+        };
+        let mut seen = [0u8; 9];
+        if p.socket.peek(&mut seen).ok() != Some(request) || !is_ping(&seen[..request]) {
             return false;
         }
         // The answer first: if it cannot go out whole, the request stays unread and the woken
         // connection answers it.
-        if !matches!((&p.socket).write(&PINGRESP), Ok(2)) {
+        if (&p.socket).write(answer).ok() != Some(answer.len()) {
             return false;
         }
-        let mut request = [0u8; 2];
-        if (&p.socket).read_exact(&mut request).is_err() {
+        if (&p.socket).read_exact(&mut seen[..request]).is_err() {
             return false;
         }
         if let Some(grace) = keep_alive_grace(p.keep_alive) {
@@ -384,6 +409,27 @@ impl Lot {
 mod tests {
     /// What a parked connection keeps besides its session (issue 29: ≤ 1 KiB per idle
     /// connection in all). A change that widens it fails here.
+    #[test]
+    fn pings_are_known_bare_and_in_a_websocket_frame() {
+        use super::is_ping;
+        assert!(is_ping(&[0xC0, 0x00]));
+        assert!(is_ping(&[0x82, 0x82, 0, 0, 0, 0, 0xC0, 0x00]));
+        assert!(is_ping(&[0x82, 0x82, 0x0F, 0xF0, 1, 2, 0xCF, 0xF0]));
+        assert!(!is_ping(&[0xE0, 0x00]), "a DISCONNECT");
+        assert!(
+            !is_ping(&[0x02, 0x82, 0, 0, 0, 0, 0xC0, 0x00]),
+            "not a final frame"
+        );
+        assert!(
+            !is_ping(&[0x82, 0x02, 0, 0, 0, 0, 0xC0, 0x00]),
+            "not masked"
+        );
+        assert!(
+            !is_ping(&[0x81, 0x82, 0, 0, 0, 0, 0xC0, 0x00]),
+            "a text frame"
+        );
+    }
+
     #[test]
     fn a_parked_connection_stays_small() {
         let size = std::mem::size_of::<super::Parked>();
