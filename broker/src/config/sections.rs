@@ -128,7 +128,8 @@ pub struct MqttConfig {
     pub v311_session_expiry: Option<u32>,
     /// Messages one session may have queued behind its in-flight window.
     pub max_queued_messages: usize,
-    /// Bytes one session may hold, queued and in flight together.
+    /// Bytes one session may hold, queued and in flight together (at most 4 GiB: a larger
+    /// value counts as 4 GiB).
     pub max_queued_bytes: usize,
     /// A QoS 1/2 message a matching session's full queue cannot take: `refuse` (the publisher is
     /// refused when no session took it: 0x97, or no PUBACK for MQTT 3.1.1) or `drop`

@@ -89,39 +89,45 @@ pub enum AckError {
 /// The outgoing side of one session.
 #[derive(Debug)]
 pub struct Outbox<M> {
-    limits: OutboxLimits,
     in_flight: BTreeMap<u16, (QoS, InFlight<M>)>,
     queue: VecDeque<M>,
     queued_bytes: usize,
     /// Bytes of the messages in flight: they count against `max_queued_bytes` too, so a client
     /// that never acknowledges cannot pin more than the session's byte limit.
     in_flight_bytes: usize,
-    next_id: u16,
     dropped: u64,
+    /// The limits, kept in 32 bits (a session's queue past 4 Gi messages or 4 GiB is capped
+    /// there): every session holds them, and 16 bytes less per session count (issue 29).
+    max_queued: u32,
+    max_queued_bytes: u32,
+    receive_maximum: u16,
+    next_id: u16,
 }
 
 impl<M: Outgoing + Clone> Outbox<M> {
     /// An empty outbox.
     pub fn new(limits: OutboxLimits) -> Self {
         Outbox {
-            limits,
             in_flight: BTreeMap::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
             in_flight_bytes: 0,
-            next_id: 1,
             dropped: 0,
+            max_queued: u32::try_from(limits.max_queued).unwrap_or(u32::MAX),
+            max_queued_bytes: u32::try_from(limits.max_queued_bytes).unwrap_or(u32::MAX),
+            receive_maximum: limits.receive_maximum,
+            next_id: 1,
         }
     }
 
     /// Changes the window (a reconnecting MQTT 5 client may announce another Receive Maximum).
     pub fn set_receive_maximum(&mut self, max: u16) {
-        self.limits.receive_maximum = max.max(1);
+        self.receive_maximum = max.max(1);
     }
 
     /// The window: most messages in flight at once.
     pub fn receive_maximum(&self) -> u16 {
-        self.limits.receive_maximum
+        self.receive_maximum
     }
 
     /// Messages waiting behind the window.
@@ -161,8 +167,8 @@ impl<M: Outgoing + Clone> Outbox<M> {
     pub fn offer(&mut self, message: M) -> Offer<M> {
         let size = message.size();
         let fits = |q: &Self| {
-            q.queue.len() < q.limits.max_queued
-                && q.queued_bytes + q.in_flight_bytes + size <= q.limits.max_queued_bytes
+            q.queue.len() < q.max_queued as usize
+                && q.queued_bytes + q.in_flight_bytes + size <= q.max_queued_bytes as usize
         };
         if fits(self) {
             self.push(message);
@@ -176,7 +182,7 @@ impl<M: Outgoing + Clone> Outbox<M> {
         if let Some(pos) = self.queue.iter().position(|m| m.qos() == QoS::AtMostOnce) {
             let victim_size = self.queue[pos].size();
             let enough = self.queued_bytes + self.in_flight_bytes - victim_size + size
-                <= self.limits.max_queued_bytes;
+                <= self.max_queued_bytes as usize;
             if enough {
                 if let Some(victim) = self.queue.remove(pos) {
                     self.queued_bytes -= victim_size;
@@ -208,9 +214,7 @@ impl<M: Outgoing + Clone> Outbox<M> {
     /// the window has room (they are then in flight under the returned packet identifier).
     pub fn next_sendable(&mut self) -> Option<Send<M>> {
         let qos = self.queue.front()?.qos();
-        if qos != QoS::AtMostOnce
-            && self.in_flight.len() >= usize::from(self.limits.receive_maximum)
-        {
+        if qos != QoS::AtMostOnce && self.in_flight.len() >= usize::from(self.receive_maximum) {
             return None;
         }
         let message = self.queue.pop_front()?;

@@ -185,7 +185,7 @@ impl Broker {
             let mut session = cell.state.lock();
             let mut became_persistent = false;
             if expiry > 0 && session.stream.is_none() {
-                session.stream = unused.take();
+                session.stream = unused.take().map(Box::new);
                 became_persistent = session.stream.is_some();
             }
             session.outbox.set_receive_maximum(receive_maximum);
@@ -208,7 +208,9 @@ impl Broker {
             }
             // A backlog's stall budget is not renewed by reconnecting (`held_for`,
             // `stall_spent` stay); the clock runs only while connected.
-            session.over_since = None;
+            if let Some(flow) = &mut session.flow {
+                flow.over_since = None;
+            }
             // The resend below is what the connection sends first; anything queued after it
             // wakes the connection anew.
             session.woken = false;
@@ -225,7 +227,7 @@ impl Broker {
                 sessions.persistent = sessions.persistent.saturating_sub(1);
                 p.send(Job::DropSession {
                     client: client_id.clone(),
-                    stream: Some(stream),
+                    stream: Some(*stream),
                 });
             }
             drop(session);
@@ -266,8 +268,10 @@ impl Broker {
             s.disconnected_at = Some(Instant::now());
             // Publishers held back by this subscriber go on: an offline session holds no one.
             // The time it held them counts against its next connection's stall budget.
-            if let Some(since) = s.over_since.take() {
-                s.held_for += since.elapsed();
+            if let Some(flow) = &mut s.flow {
+                if let Some(since) = flow.over_since.take() {
+                    flow.held_for += since.elapsed();
+                }
             }
             s.release_publishers();
             if let Some(e) = session_expiry {
@@ -383,7 +387,7 @@ impl Broker {
             sessions.persistent = sessions.persistent.saturating_sub(1);
             p.send(Job::DropSession {
                 client: client.clone(),
-                stream: Some(stream),
+                stream: Some(*stream),
             });
         }
     }

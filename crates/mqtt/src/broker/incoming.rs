@@ -320,7 +320,7 @@ impl Broker {
                 subscription_ids: t.subscription_ids,
                 queue: None,
             };
-            let spec = match (&self.persist, &s.stream, t.qos != QoS::AtMostOnce) {
+            let spec = match (&self.persist, s.stream.as_deref(), t.qos != QoS::AtMostOnce) {
                 (Some(_), Some((stream, _)), true) => Some(RefSpec {
                     stream: *stream,
                     delivery: d.id,
@@ -351,7 +351,8 @@ impl Broker {
                     && *t.client != *from
                     && s.outbox.queued() >= self.config.flow_control_queue
                 {
-                    s.over_since.get_or_insert_with(Instant::now);
+                    let flow = s.flow.get_or_insert_with(Default::default);
+                    flow.over_since.get_or_insert_with(Instant::now);
                     durable.hold_for(t.client.clone());
                 }
             }

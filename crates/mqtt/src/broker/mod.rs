@@ -305,20 +305,10 @@ struct Session {
     /// Boxed: most sessions have none, and a message is large.
     will: Option<Box<Will>>,
     /// The session's stream in the store (persistent sessions with a store), and its name.
-    stream: Option<(StreamId, Arc<str>)>,
-    /// Flow control: since when the queue has been over the limit (publishers wait while set).
-    over_since: Option<Instant>,
-    /// The backlog over the limit already held publishers for the whole stall timeout: until it
-    /// drains below half, it holds no one again, whatever the subscriber does in between
-    /// (reconnecting resets nothing: ADR 0015).
-    stall_spent: bool,
-    /// How long the backlog held publishers on earlier connections (counted until it drains
-    /// below half): a subscriber that reconnects before the stall timeout does not start over.
-    held_for: Duration,
-    /// Notified when the queue drains below half the limit, or the session stops holding
-    /// publishers back (disconnected, stalled, ended). Made when a publisher first waits: most
-    /// sessions never hold anyone back (an allocation less per session).
-    drained: Option<Arc<Notify>>,
+    stream: Option<Box<(StreamId, Arc<str>)>>,
+    /// Flow control, from the first time its queue went over the limit until it drains below
+    /// half (boxed: most sessions never hold a publisher back; issue 29).
+    flow: Option<Box<Flow>>,
     /// The connection was woken and has not yet asked what to send: further deliveries need no
     /// wake-up of their own (a fan-out or a burst wakes a subscriber once, not per message).
     woken: bool,
@@ -330,12 +320,34 @@ struct Session {
     serial: u64,
 }
 
+/// A session's flow control while its backlog holds (or held) publishers back (ADR 0015).
+#[derive(Debug, Default)]
+struct Flow {
+    /// Since when the queue has been over the limit (publishers wait while set).
+    over_since: Option<Instant>,
+    /// The backlog over the limit already held publishers for the whole stall timeout: until it
+    /// drains below half, it holds no one again, whatever the subscriber does in between
+    /// (reconnecting resets nothing: ADR 0015).
+    stall_spent: bool,
+    /// How long the backlog held publishers on earlier connections (counted until it drains
+    /// below half): a subscriber that reconnects before the stall timeout does not start over.
+    held_for: Duration,
+    /// Notified when the queue drains below half the limit, or the session stops holding
+    /// publishers back (disconnected, stalled, ended).
+    drained: Arc<Notify>,
+}
+
 impl Session {
     /// Wakes the publishers this session holds back.
     fn release_publishers(&self) {
-        if let Some(d) = &self.drained {
-            d.notify_waiters();
+        if let Some(f) = &self.flow {
+            f.drained.notify_waiters();
         }
+    }
+
+    /// Whether its backlog already held publishers for the whole stall timeout.
+    fn stall_spent(&self) -> bool {
+        self.flow.as_ref().is_some_and(|f| f.stall_spent)
     }
 
     /// True when connection `id` is the session's current connection (not taken over).
@@ -603,11 +615,8 @@ impl Broker {
             expiry,
             disconnected_at: None,
             will: None,
-            stream,
-            over_since: None,
-            stall_spent: false,
-            held_for: Duration::ZERO,
-            drained: None,
+            stream: stream.map(Box::new),
+            flow: None,
             woken: false,
             ended: false,
             serial: self.next_conn.fetch_add(1, Ordering::Relaxed),
@@ -656,6 +665,15 @@ fn random_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every client has a session, held whether it is connected or not (issue 29: ≤ 1 KiB per
+    /// idle connection): what most sessions never use (flow control, a persistent stream) is
+    /// boxed, the queue's limits kept in 32 bits. A change that widens it fails here.
+    #[test]
+    fn a_session_stays_small() {
+        let size = std::mem::size_of::<SessionCell>();
+        assert!(size <= 248, "a session is {size} B");
+    }
     use outpost_codec::{
         ConnectProperties, List, SubscribeFilter, Will as ConnectWill, WillProperties,
     };

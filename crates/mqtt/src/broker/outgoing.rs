@@ -35,12 +35,9 @@ impl Broker {
             }
             out.push(send);
         }
-        let held = s.over_since.is_some() || s.stall_spent || !s.held_for.is_zero();
-        if held && s.outbox.queued() < self.config.flow_control_queue / 2 {
-            s.over_since = None;
-            s.stall_spent = false;
-            s.held_for = Duration::ZERO;
+        if s.flow.is_some() && s.outbox.queued() < self.config.flow_control_queue / 2 {
             s.release_publishers();
+            s.flow = None;
         }
         out
     }
@@ -64,24 +61,25 @@ impl Broker {
                 clients.pop();
                 continue;
             };
-            if conn.signals.is(crate::Close::Stalled) || s.stall_spent || s.outbox.queued() < half {
+            if conn.signals.is(crate::Close::Stalled) || s.stall_spent() || s.outbox.queued() < half
+            {
                 clients.pop();
                 continue;
             }
             let signals = conn.signals.clone();
-            let since = *s.over_since.get_or_insert_with(Instant::now);
-            if s.held_for + since.elapsed() >= self.config.stall_timeout {
+            let flow = s.flow.get_or_insert_with(Default::default);
+            let since = *flow.over_since.get_or_insert_with(Instant::now);
+            if flow.held_for + since.elapsed() >= self.config.stall_timeout {
                 // It has not drained for the whole stall timeout: it is the one to go.
                 self.stats.stalled.fetch_add(1, Ordering::Relaxed);
-                s.stall_spent = true;
+                flow.stall_spent = true;
                 signals.close(crate::Close::Stalled);
                 s.release_publishers();
                 clients.pop();
                 continue;
             }
             // Created under the lock, so a drain that happens after the check wakes it.
-            let drained = s.drained.get_or_insert_with(Default::default).clone();
-            return Some(drained.notified_owned());
+            return Some(flow.drained.clone().notified_owned());
         }
         None
     }

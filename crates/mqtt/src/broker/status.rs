@@ -78,7 +78,7 @@ impl Broker {
         let by_stream: HashMap<outpost_store::StreamId, Arc<SessionCell>> = cells
             .into_iter()
             .filter_map(|cell| {
-                let stream = cell.state.lock().stream.as_ref().map(|(s, _)| *s)?;
+                let stream = cell.state.lock().stream.as_deref().map(|(s, _)| *s)?;
                 Some((stream, cell))
             })
             .collect();

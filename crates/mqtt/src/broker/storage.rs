@@ -269,7 +269,7 @@ impl Broker {
     /// one entry, whatever the session holds).
     pub(super) fn save_session(&self, client: &Arc<str>, s: &Session, what: Save) -> Durable {
         let mut durable = Durable::default();
-        let (Some(p), Some((_, stream))) = (&self.persist, &s.stream) else {
+        let (Some(p), Some((_, stream))) = (&self.persist, s.stream.as_deref()) else {
             return durable;
         };
         let record = Some((s.expiry, stream.clone()));
