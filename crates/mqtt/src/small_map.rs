@@ -54,21 +54,30 @@ impl<K: Eq + Hash, V> SmallMap<K, V> {
         K: Borrow<Q>,
         Q: Eq + Hash + ?Sized,
     {
+        self.remove_entry(key).map(|(_, v)| v)
+    }
+
+    /// Removes `key`; returns the key as it was stored, and its value.
+    pub(crate) fn remove_entry<Q>(&mut self, key: &Q) -> Option<(K, V)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
         match self {
             SmallMap::Few(list) => {
                 let at = list.iter().position(|(k, _)| k.borrow() == key)?;
-                let (_, v) = list.swap_remove(at);
+                let entry = list.swap_remove(at);
                 list.shrink_to_fit();
-                Some(v)
+                Some(entry)
             }
             SmallMap::Many(map) => {
-                let v = map.remove(key)?;
+                let entry = map.remove_entry(key)?;
                 if map.len() <= FEW / 2 {
                     let mut list = Vec::with_capacity(map.len());
                     list.extend(map.drain());
                     *self = SmallMap::Few(list);
                 }
-                Some(v)
+                Some(entry)
             }
         }
     }
@@ -121,11 +130,6 @@ impl<K, V> SmallMap<K, V> {
     pub(crate) fn keys(&self) -> impl Iterator<Item = &K> {
         self.iter().map(|(k, _)| k)
     }
-
-    /// Every value.
-    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
-        self.iter().map(|(_, v)| v)
-    }
 }
 
 /// The entries of a [`SmallMap`].
@@ -171,7 +175,7 @@ mod tests {
             let mut want = keys[gone + 1..].to_vec();
             want.sort_unstable();
             assert_eq!(left, want);
-            assert_eq!(m.values().count(), want.len());
+            assert_eq!(m.iter().count(), want.len());
         }
         assert!(m.is_empty());
         assert!(matches!(m, SmallMap::Few(_)));

@@ -85,8 +85,8 @@ impl Broker {
         let s = cell.state.lock();
         let mut out: Vec<(String, QoS)> = s
             .subscriptions
-            .values()
-            .map(|sub| (sub.filter.to_string(), sub.options.qos))
+            .iter()
+            .map(|(filter, sub)| (filter.to_string(), sub.options.qos))
             .collect();
         out.sort();
         Some(out)

@@ -501,8 +501,7 @@ impl Broker {
                     });
                     s.subscriptions.insert(
                         filter.clone(),
-                        Subscription {
-                            filter: filter.clone(),
+                        Held {
                             options,
                             id: id.and_then(std::num::NonZeroU32::new),
                         },
@@ -586,8 +585,8 @@ impl Broker {
             .iter()
             .map(|f| {
                 let removed = index.unsubscribe(&h.client_id, f);
-                if let Some(sub) = s.subscriptions.remove(f) {
-                    changes.push(SubChange::Delete(sub.filter));
+                if let Some((filter, _)) = s.subscriptions.remove_entry(f) {
+                    changes.push(SubChange::Delete(filter));
                 }
                 if removed {
                     ReasonCode::Success

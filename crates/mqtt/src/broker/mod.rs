@@ -51,7 +51,7 @@ use crate::persistence::{
     self, Durable, Job, Persister, RefSpec, Stored, StoredDelivery, SubChange,
 };
 use crate::small_map::SmallMap;
-use crate::{Inbox, Incoming, Message, Retained, RetainedTree, Router, Subscription, Wakes};
+use crate::{Inbox, Incoming, Message, Retained, RetainedTree, Router, Wakes};
 use outpost_store::{Store, StoreError, StreamId};
 
 /// Limits and defaults of the engine.
@@ -297,7 +297,8 @@ struct Session {
     outbox: Outbox<Delivery>,
     inbox: Inbox,
     /// A short list for most sessions (one or two filters), a hash map past a few.
-    subscriptions: SmallMap<Arc<str>, Subscription>,
+    /// Keyed by the filter as the client sent it (shared with the subscription tree).
+    subscriptions: SmallMap<Arc<str>, Held>,
     connection: Option<Connection>,
     /// Seconds the session outlives its connection (`u32::MAX`: forever).
     expiry: u32,
@@ -318,6 +319,14 @@ struct Session {
     /// Numbers the session among this broker start's sessions (lifecycle events'
     /// `sessionIdentifier`).
     serial: u64,
+}
+
+/// A session's subscription to the filter it is kept under: its options and identifier (8 bytes;
+/// the filter is the key, not kept twice: issue 29).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    options: outpost_codec::SubscribeOptions,
+    id: Option<std::num::NonZeroU32>,
 }
 
 /// A session's flow control while its backlog holds (or held) publishers back (ADR 0015).

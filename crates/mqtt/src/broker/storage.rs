@@ -130,9 +130,8 @@ impl Broker {
                     .is_ok()
                 {
                     session.subscriptions.insert(
-                        filter.clone(),
-                        Subscription {
-                            filter,
+                        filter,
+                        Held {
                             options,
                             id: id.and_then(std::num::NonZeroU32::new),
                         },
@@ -279,10 +278,10 @@ impl Broker {
                 record,
                 true,
                 s.subscriptions
-                    .values()
-                    .map(|sub| {
+                    .iter()
+                    .map(|(filter, sub)| {
                         SubChange::Put(
-                            sub.filter.clone(),
+                            filter.clone(),
                             sub.options,
                             sub.id.map(std::num::NonZeroU32::get),
                         )
