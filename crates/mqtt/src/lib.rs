@@ -11,6 +11,7 @@
 mod broker;
 mod inbox;
 mod message;
+mod moment;
 mod outbox;
 mod persistence;
 mod queue_door;

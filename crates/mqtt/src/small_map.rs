@@ -13,7 +13,9 @@ pub(crate) const FEW: usize = 8;
 /// A list while short, a hash map past [`FEW`]. Iteration order is unspecified, as a hash map's.
 #[derive(Debug, Clone)]
 pub(crate) enum SmallMap<K, V> {
-    Few(Vec<(K, V)>),
+    /// A boxed slice, not a `Vec`: it grows one entry at a time anyway, and without the
+    /// capacity word the map is 16 bytes, not 24 (a tree node and a session hold one each).
+    Few(Box<[(K, V)]>),
     // Boxed: the map (48 bytes with its hasher's keys) would double the size of every small one.
     #[allow(clippy::box_collection)]
     Many(Box<HashMap<K, V>>),
@@ -21,7 +23,7 @@ pub(crate) enum SmallMap<K, V> {
 
 impl<K, V> Default for SmallMap<K, V> {
     fn default() -> Self {
-        SmallMap::Few(Vec::new())
+        SmallMap::Few(Box::default())
     }
 }
 
@@ -35,11 +37,13 @@ impl<K: Eq + Hash, V> SmallMap<K, V> {
                 }
                 if list.len() < FEW {
                     // Grow one at a time: a list of one takes one entry's room.
-                    list.reserve_exact(1);
-                    list.push((key, value));
+                    let mut grown = std::mem::take(list).into_vec();
+                    grown.reserve_exact(1);
+                    grown.push((key, value));
+                    *list = grown.into_boxed_slice();
                     return None;
                 }
-                let mut map: HashMap<K, V> = list.drain(..).collect();
+                let mut map: HashMap<K, V> = std::mem::take(list).into_vec().into_iter().collect();
                 map.insert(key, value);
                 *self = SmallMap::Many(Box::new(map));
                 None
@@ -66,8 +70,9 @@ impl<K: Eq + Hash, V> SmallMap<K, V> {
         match self {
             SmallMap::Few(list) => {
                 let at = list.iter().position(|(k, _)| k.borrow() == key)?;
-                let entry = list.swap_remove(at);
-                list.shrink_to_fit();
+                let mut shrunk = std::mem::take(list).into_vec();
+                let entry = shrunk.swap_remove(at);
+                *list = shrunk.into_boxed_slice();
                 Some(entry)
             }
             SmallMap::Many(map) => {
@@ -75,7 +80,7 @@ impl<K: Eq + Hash, V> SmallMap<K, V> {
                 if map.len() <= FEW / 2 {
                     let mut list = Vec::with_capacity(map.len());
                     list.extend(map.drain());
-                    *self = SmallMap::Few(list);
+                    *self = SmallMap::Few(list.into_boxed_slice());
                 }
                 Some(entry)
             }
@@ -179,5 +184,14 @@ mod tests {
         }
         assert!(m.is_empty());
         assert!(matches!(m, SmallMap::Few(_)));
+    }
+
+    /// A tree node and a session hold one each (issue 29).
+    #[test]
+    fn a_small_map_is_two_words() {
+        assert_eq!(
+            std::mem::size_of::<SmallMap<std::sync::Arc<str>, u64>>(),
+            16
+        );
     }
 }

@@ -74,7 +74,7 @@ impl Broker {
             session_expiry: s.expiry,
             disconnected_since: s
                 .disconnected_at
-                .and_then(|at| SystemTime::now().checked_sub(at.elapsed())),
+                .and_then(|at| SystemTime::now().checked_sub(at.instant().elapsed())),
         })
     }
 

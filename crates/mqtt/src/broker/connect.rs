@@ -265,7 +265,7 @@ impl Broker {
             }
             s.connection = None;
             h.session.connected.store(false, Ordering::Relaxed);
-            s.disconnected_at = Some(Instant::now());
+            s.disconnected_at = Some(crate::moment::Moment::now());
             // Publishers held back by this subscriber go on: an offline session holds no one.
             // The time it held them counts against its next connection's stall budget.
             if let Some(flow) = &mut s.flow {

@@ -22,7 +22,8 @@ impl Broker {
             s.connection.is_none()
                 && s.expiry != u32::MAX
                 && s.disconnected_at.is_some_and(|at| {
-                    now.saturating_duration_since(at) >= Duration::from_secs(u64::from(s.expiry))
+                    now.saturating_duration_since(at.instant())
+                        >= Duration::from_secs(u64::from(s.expiry))
                 })
         };
         let expired: Vec<Arc<str>> = self

@@ -118,7 +118,7 @@ impl Broker {
             let stream = Some((store.stream(stream_name)?, Arc::<str>::from(stream_name)));
             let client: Arc<str> = client.into();
             let mut session = self.new_session(expiry, stream.clone());
-            session.disconnected_at = Some(Instant::now());
+            session.disconnected_at = Some(crate::moment::Moment::now());
             for (filter, options, id) in subscriptions.remove(&*client).unwrap_or_default() {
                 if too_deep(&filter, max_levels) {
                     deep_filters += 1;
