@@ -29,22 +29,30 @@ use outpost_codec::{QoS, ReasonCode, RetainHandling, SubscribeOptions};
 
 use crate::{RetainedTree, SubscriptionTree};
 
-/// Who holds a subscription: a client, alone or as a member of a share group.
+/// Who holds a subscription: a client, alone or as a member of a share group. 24 bytes: a
+/// topic many clients subscribe to keeps one per client in a table grown by doubling (issue 29).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct SubKey {
     client: Arc<str>,
-    group: Option<Arc<str>>,
+    /// A share group's member: boxed, as most subscriptions are not shared.
+    group: Option<Box<Share>>,
 }
 
-/// One subscription.
+/// A share group's member subscription: the group, and the filter as the member subscribed to it
+/// (`$share/<group>/<filter>`: one copy per message goes to the group of that filter).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Share {
+    group: Arc<str>,
+    filter: Arc<str>,
+}
+
+/// One subscription (the filter is where it is kept in the tree).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
-    /// The filter as the client sent it (with any `$share/` prefix).
-    pub filter: Arc<str>,
     /// Its options.
     pub options: SubscribeOptions,
     /// MQTT 5 subscription identifier (1 to 268,435,455: never 0, so the option costs no room
-    /// and a subscription is 24 bytes, kept twice per subscription: issue 29).
+    /// and a subscription is 8 bytes: issue 29).
     pub id: Option<NonZeroU32>,
 }
 
@@ -131,7 +139,16 @@ impl Router {
         let parsed = TopicFilter::parse(&filter).map_err(|_| ReasonCode::TopicFilterInvalid)?;
         let (group, bare) = match parsed {
             TopicFilter::Plain(f) => (None, f),
-            TopicFilter::Shared { group, filter } => (Some(Arc::<str>::from(group)), filter),
+            TopicFilter::Shared {
+                group,
+                filter: bare,
+            } => (
+                Some(Box::new(Share {
+                    group: group.into(),
+                    filter: filter.clone(),
+                })),
+                bare,
+            ),
         };
         let shared = group.is_some();
         let key = SubKey {
@@ -139,7 +156,6 @@ impl Router {
             group,
         };
         let sub = Subscription {
-            filter: filter.clone(),
             options,
             id: id.and_then(NonZeroU32::new),
         };
@@ -163,7 +179,16 @@ impl Router {
         };
         let (group, bare) = match parsed {
             TopicFilter::Plain(f) => (None, f),
-            TopicFilter::Shared { group, filter } => (Some(group.into()), filter),
+            TopicFilter::Shared {
+                group,
+                filter: bare,
+            } => (
+                Some(Box::new(Share {
+                    group: group.into(),
+                    filter: filter.into(),
+                })),
+                bare,
+            ),
         };
         self.tree
             .remove(
@@ -213,8 +238,8 @@ impl Router {
                         subscription_ids: sub.id.map(NonZeroU32::get).into_iter().collect(),
                     });
                 }
-                Some(group) => groups
-                    .entry((group.clone(), sub.filter.clone()))
+                Some(share) => groups
+                    .entry((share.group.clone(), share.filter.clone()))
                     .or_default()
                     .push((key, sub)),
             });
@@ -263,6 +288,14 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A subscription as the tree keeps it: 32 bytes (56 before), kept once per client in a
+    /// topic's table when many subscribe to it (issue 29). A change that widens it fails here.
+    #[test]
+    fn a_kept_subscription_stays_small() {
+        let size = std::mem::size_of::<(SubKey, Subscription)>();
+        assert!(size <= 32, "a subscription is {size} B in the tree");
+    }
 
     fn opts(qos: QoS) -> SubscribeOptions {
         SubscribeOptions::qos(qos)
