@@ -46,6 +46,27 @@ struct Share {
     filter: Arc<str>,
 }
 
+/// Where a subscription to a parsed filter is kept: its share group's part of the key (the
+/// group, and the whole filter `whole` gives) and the bare filter, the tree's path.
+fn placed<'f>(
+    parsed: TopicFilter<'f>,
+    whole: impl FnOnce() -> Arc<str>,
+) -> (Option<Box<Share>>, &'f str) {
+    match parsed {
+        TopicFilter::Plain(bare) => (None, bare),
+        TopicFilter::Shared {
+            group,
+            filter: bare,
+        } => (
+            Some(Box::new(Share {
+                group: group.into(),
+                filter: whole(),
+            })),
+            bare,
+        ),
+    }
+}
+
 /// One subscription (the filter is where it is kept in the tree).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
@@ -137,19 +158,7 @@ impl Router {
     ) -> Result<Subscribed, ReasonCode> {
         let filter: Arc<str> = filter.into();
         let parsed = TopicFilter::parse(&filter).map_err(|_| ReasonCode::TopicFilterInvalid)?;
-        let (group, bare) = match parsed {
-            TopicFilter::Plain(f) => (None, f),
-            TopicFilter::Shared {
-                group,
-                filter: bare,
-            } => (
-                Some(Box::new(Share {
-                    group: group.into(),
-                    filter: filter.clone(),
-                })),
-                bare,
-            ),
-        };
+        let (group, bare) = placed(parsed, || filter.clone());
         let shared = group.is_some();
         let key = SubKey {
             client: client.into(),
@@ -177,19 +186,7 @@ impl Router {
         let Ok(parsed) = TopicFilter::parse(filter) else {
             return false;
         };
-        let (group, bare) = match parsed {
-            TopicFilter::Plain(f) => (None, f),
-            TopicFilter::Shared {
-                group,
-                filter: bare,
-            } => (
-                Some(Box::new(Share {
-                    group: group.into(),
-                    filter: filter.into(),
-                })),
-                bare,
-            ),
-        };
+        let (group, bare) = placed(parsed, || filter.into());
         self.tree
             .remove(
                 bare,
