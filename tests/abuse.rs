@@ -416,6 +416,45 @@ fn websockets_that_never_upgrade_connect_or_close_are_dropped() {
     assert_serves(&mut broker);
 }
 
+/// The WebSocket upgrade's own limits: a request past 8 KiB is refused with 431, another path
+/// with 404, a request that is not an upgrade with 400; each connection is closed, and the broker
+/// serves the next upgrade.
+#[test]
+fn websocket_upgrades_past_their_limits_are_refused_with_a_status() {
+    let mut broker = Outpost::start();
+    let addr = broker.ws.split('/').next().unwrap().to_string();
+    let huge = format!(
+        "GET /mqtt HTTP/1.1\r\nHost: x\r\nX-Filler: {}\r\n\r\n",
+        "a".repeat(10 * 1024)
+    );
+    let wrong_path = "GET /elsewhere HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n"
+        .to_string();
+    let plain = "GET /mqtt HTTP/1.1\r\nHost: x\r\n\r\n".to_string();
+    for (request, status) in [(huge, " 431 "), (wrong_path, " 404 "), (plain, " 400 ")] {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // The request may be refused before all of it is written.
+        let _ = s.write_all(request.as_bytes());
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1") && answer.contains(status),
+            "{status}: {answer}"
+        );
+    }
+    // Still upgrading and serving.
+    let mut ws = websocket::upgraded(&broker.ws);
+    ws.write_all(&websocket::frame(&[
+        0x10, 0x0C, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30, 0, 0,
+    ]))
+    .unwrap();
+    assert_eq!(websocket::read_frame(&mut ws), (2, vec![0x20, 0x02, 0, 0]));
+    assert_serves(&mut broker);
+}
+
 /// MQTT bytes over WebSocket are a stream, not packets (MQTT §6): a packet cut across frames and
 /// packets sharing a frame are read as TCP would read them; a ping is answered with its payload;
 /// a text frame closes the connection (§6.0) and nothing else.

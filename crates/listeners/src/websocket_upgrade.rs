@@ -139,11 +139,13 @@ fn answer(bytes: &[u8], path: &str) -> Answer {
 }
 
 /// Answers a refused request with its status and closes our side (best effort: the client may be
-/// gone already).
-async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, status: StatusCode) {
-    let response = format!("HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",);
+/// gone already), then reads what the client still sends a moment: closing a socket with unread
+/// bytes resets it, and the reset can reach the client before the answer.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, status: StatusCode) {
+    let response = format!("HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
+    crate::connection::linger(stream, &mut BytesMut::new()).await;
 }
 
 fn invalid(why: impl Into<String>) -> io::Error {

@@ -404,7 +404,7 @@ fn spawn_resumed<S>(
 /// After the broker's side is shut down, what the client still sends is read and dropped until it
 /// closes too (or a moment passes): closing a socket with unread data resets it, and the reset can
 /// reach the client before the DISCONNECT it should read (MQTT 5 §4.13: the reason must arrive).
-pub(super) async fn linger<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) {
+pub(crate) async fn linger<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) {
     let drain = async {
         loop {
             buf.clear();
