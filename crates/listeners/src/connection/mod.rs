@@ -136,9 +136,8 @@ where
 {
     async move {
         if let Some(c) = Box::pin(handshaken(start)).await {
-            // A plain TCP connection's task is made by the parking lot's thread (see
-            // `parking::Lot::start_task`).
-            // So is a WebSocket's over plain TCP.
+            // The task of a connection over plain TCP (bare or carrying a WebSocket) is made by
+            // the parking lot's thread (see `parking::Lot::start_task`).
             let Some(lot) = parking::lot() else {
                 tokio::spawn(connected(c));
                 return;
