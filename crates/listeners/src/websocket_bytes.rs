@@ -420,6 +420,80 @@ mod tests {
         assert_eq!(close, [0x88, 0x02, 0x03, 0xE9]);
     }
 
+    proptest::proptest! {
+        /// Any byte stream, cut into messages of frames of any sizes with any masks, with pings
+        /// between frames and the bytes arriving in pieces of any size, reads back as it was
+        /// sent, and each ping is answered, in order, with its payload.
+        #[test]
+        fn any_framing_reads_back_the_bytes(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..3000),
+            cuts in proptest::collection::vec(1usize..400, 1..40),
+            masks in proptest::collection::vec(proptest::array::uniform4(proptest::num::u8::ANY), 1..8),
+            finals in proptest::collection::vec(proptest::bool::ANY, 1..8),
+            pings in proptest::collection::vec(proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..126)), 1..8),
+            pieces in proptest::collection::vec(1usize..64, 1..16),
+        ) {
+            // The client's bytes: frames cut where `cuts` says, a message ending where `finals`
+            // says, a ping after a frame where `pings` says.
+            let mut sent = Vec::new();
+            let mut expected_pongs = Vec::new();
+            let (mut at, mut i, mut continuing) = (0, 0, false);
+            while at < data.len() {
+                let end = (at + cuts[i % cuts.len()]).min(data.len());
+                let last = end == data.len() || finals[i % finals.len()];
+                let opcode = if continuing { 0x0 } else { 0x2 };
+                sent.extend(frame(opcode | if last { 0x80 } else { 0 }, &data[at..end], masks[i % masks.len()]));
+                if let Some(p) = &pings[i % pings.len()] {
+                    sent.extend(frame(0x89, p, masks[(i + 1) % masks.len()]));
+                    expected_pongs.push(p.clone());
+                }
+                continuing = !last;
+                at = end;
+                i += 1;
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let (read, pongs) = runtime.block_on(async {
+                let (ours, client) = tokio::io::duplex(1 << 20);
+                let (mut client_rd, mut client_wr) = tokio::io::split(client);
+                let writer = tokio::spawn(async move {
+                    let mut rest = &sent[..];
+                    let mut n = 0;
+                    while !rest.is_empty() {
+                        let take = pieces[n % pieces.len()].min(rest.len());
+                        client_wr.write_all(&rest[..take]).await.expect("written");
+                        rest = &rest[take..];
+                        n += 1;
+                        tokio::task::yield_now().await;
+                    }
+                    client_wr.shutdown().await.expect("closed");
+                });
+                let mut ws = WebSocketBytes::new(ours, Default::default(), 1 << 16);
+                let mut read = vec![0u8; data.len()];
+                ws.read_exact(&mut read).await.expect("read");
+                // To the end of the stream: the pings after the last data are read too.
+                let mut rest = Vec::new();
+                ws.read_to_end(&mut rest).await.expect("read to the end");
+                assert!(rest.is_empty(), "more bytes than were sent");
+                writer.await.expect("writer");
+                // Every frame was read: the pongs went out with the reads.
+                ws.flush().await.expect("flushed");
+                let mut pongs = Vec::new();
+                for p in &expected_pongs {
+                    let mut head = [0u8; 2];
+                    client_rd.read_exact(&mut head).await.expect("a pong");
+                    let mut payload = vec![0u8; usize::from(head[1])];
+                    client_rd.read_exact(&mut payload).await.expect("its payload");
+                    assert_eq!(head[0], 0x8A);
+                    assert_eq!(payload.len(), p.len());
+                    pongs.push(payload);
+                }
+                (read, pongs)
+            });
+            proptest::prop_assert_eq!(read, data);
+            proptest::prop_assert_eq!(pongs, expected_pongs);
+        }
+    }
+
     #[tokio::test]
     async fn broken_rules_are_errors_and_close_with_their_code() {
         for (bytes, code) in [
