@@ -494,6 +494,56 @@ mod tests {
         }
     }
 
+    /// A client that pings without reading the pongs: past a backlog of unsent pongs, its frames
+    /// are read no further (what is queued for it stays bounded), and reading goes on once it
+    /// reads again.
+    #[tokio::test]
+    async fn a_client_that_pings_without_reading_is_read_no_further() {
+        // A pipe of 256 bytes each way: the pongs cannot all go out.
+        let (ours, client) = tokio::io::duplex(256);
+        let (mut client_rd, mut client_wr) = tokio::io::split(client);
+        let mut ws = WebSocketBytes::new(ours, Default::default(), 1 << 16);
+        let pings = 100;
+        let writer = tokio::spawn(async move {
+            for _ in 0..pings {
+                client_wr
+                    .write_all(&frame(0x89, &[7u8; 100], [1, 2, 3, 4]))
+                    .await
+                    .expect("a ping");
+            }
+            client_wr
+                .write_all(&frame(0x82, b"data", [1, 2, 3, 4]))
+                .await
+                .expect("data");
+            client_wr
+        });
+        let mut got = [0u8; 4];
+        let stalled = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            ws.read_exact(&mut got),
+        )
+        .await;
+        assert!(stalled.is_err(), "read on while the pongs piled up");
+        assert!(
+            ws.control.len() < super::CONTROL_BACKLOG + 128,
+            "{} bytes of pongs queued",
+            ws.control.len()
+        );
+        // The client reads its pongs: everything goes on.
+        let reader = tokio::spawn(async move {
+            let mut pong = [0u8; 102];
+            for _ in 0..pings {
+                client_rd.read_exact(&mut pong).await.expect("a pong");
+                assert_eq!(pong[..2], [0x8A, 100]);
+            }
+        });
+        ws.read_exact(&mut got).await.expect("the data");
+        assert_eq!(&got, b"data");
+        ws.flush().await.expect("flushed");
+        reader.await.expect("every pong");
+        let _client_wr = writer.await.expect("writer");
+    }
+
     #[tokio::test]
     async fn broken_rules_are_errors_and_close_with_their_code() {
         for (bytes, code) in [
