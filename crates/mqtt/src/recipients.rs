@@ -77,6 +77,21 @@ pub struct Subscription {
     pub id: Option<NonZeroU32>,
 }
 
+impl Subscription {
+    /// A subscription with these options and subscription identifier (`None` or 0: none).
+    pub fn new(options: SubscribeOptions, id: Option<u32>) -> Self {
+        Subscription {
+            options,
+            id: id.and_then(NonZeroU32::new),
+        }
+    }
+
+    /// Its subscription identifier, as MQTT 5 carries it.
+    pub fn identifier(&self) -> Option<u32> {
+        self.id.map(NonZeroU32::get)
+    }
+}
+
 /// A message to hand to one client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -164,10 +179,7 @@ impl Router {
             client: client.into(),
             group,
         };
-        let sub = Subscription {
-            options,
-            id: id.and_then(NonZeroU32::new),
-        };
+        let sub = Subscription::new(options, id);
         let existed = self.tree.insert(bare, key, sub).is_some();
         let send_retained = !shared
             && match options.retain_handling {
@@ -232,7 +244,7 @@ impl Router {
                         client: key.client.clone(),
                         qos: qos.min(sub.options.qos),
                         retain: retain && sub.options.retain_as_published,
-                        subscription_ids: sub.id.map(NonZeroU32::get).into_iter().collect(),
+                        subscription_ids: sub.identifier().into_iter().collect(),
                     });
                 }
                 Some(share) => groups
@@ -275,7 +287,7 @@ impl Router {
                 client: key.client.clone(),
                 qos: qos.min(sub.options.qos),
                 retain: retain && sub.options.retain_as_published,
-                subscription_ids: sub.id.map(NonZeroU32::get).into_iter().collect(),
+                subscription_ids: sub.identifier().into_iter().collect(),
             });
         }
         out

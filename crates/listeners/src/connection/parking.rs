@@ -407,8 +407,6 @@ impl Lot {
 
 #[cfg(test)]
 mod tests {
-    /// What a parked connection keeps besides its session (issue 29: ≤ 1 KiB per idle
-    /// connection in all). A change that widens it fails here.
     #[test]
     fn pings_are_known_bare_and_in_a_websocket_frame() {
         use super::is_ping;
@@ -430,6 +428,8 @@ mod tests {
         );
     }
 
+    /// What a parked connection keeps besides its session (issue 29: ≤ 1 KiB per idle
+    /// connection in all). A change that widens it fails here.
     #[test]
     fn a_parked_connection_stays_small() {
         let size = std::mem::size_of::<super::Parked>();

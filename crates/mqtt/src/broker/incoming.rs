@@ -499,13 +499,8 @@ impl Broker {
                         QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
                         QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
                     });
-                    s.subscriptions.insert(
-                        filter.clone(),
-                        Held {
-                            options,
-                            id: id.and_then(std::num::NonZeroU32::new),
-                        },
-                    );
+                    s.subscriptions
+                        .insert(filter.clone(), Subscription::new(options, id));
                     changes.push(SubChange::Put(filter, options, id));
                     if let Some(bare) = done.send_retained {
                         send_retained.push((bare, options.qos));

@@ -51,7 +51,7 @@ use crate::persistence::{
     self, Durable, Job, Persister, RefSpec, Stored, StoredDelivery, SubChange,
 };
 use crate::small_map::SmallMap;
-use crate::{Inbox, Incoming, Message, Retained, RetainedTree, Router, Wakes};
+use crate::{Inbox, Incoming, Message, Retained, RetainedTree, Router, Subscription, Wakes};
 use outpost_store::{Store, StoreError, StreamId};
 
 /// Limits and defaults of the engine.
@@ -297,8 +297,9 @@ struct Session {
     outbox: Outbox<Delivery>,
     inbox: Inbox,
     /// A short list for most sessions (one or two filters), a hash map past a few.
-    /// Keyed by the filter as the client sent it (shared with the subscription tree).
-    subscriptions: SmallMap<Arc<str>, Held>,
+    /// Keyed by the filter as the client sent it (shared with the subscription tree), each
+    /// with its options and identifier (8 bytes; the filter is not kept twice: issue 29).
+    subscriptions: SmallMap<Arc<str>, Subscription>,
     connection: Option<Connection>,
     /// Seconds the session outlives its connection (`u32::MAX`: forever).
     expiry: u32,
@@ -320,14 +321,6 @@ struct Session {
     /// Numbers the session among this broker start's sessions (lifecycle events'
     /// `sessionIdentifier`).
     serial: u64,
-}
-
-/// A session's subscription to the filter it is kept under: its options and identifier (8 bytes;
-/// the filter is the key, not kept twice: issue 29).
-#[derive(Debug, Clone, Copy)]
-struct Held {
-    options: outpost_codec::SubscribeOptions,
-    id: Option<std::num::NonZeroU32>,
 }
 
 /// A session's flow control while its backlog holds (or held) publishers back (ADR 0015).
@@ -675,6 +668,9 @@ fn random_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use outpost_codec::{
+        ConnectProperties, List, SubscribeFilter, Will as ConnectWill, WillProperties,
+    };
 
     /// Every client has a session, held whether it is connected or not (issue 29: ≤ 1 KiB per
     /// idle connection): what most sessions never use (flow control, a persistent stream) is
@@ -686,9 +682,6 @@ mod tests {
         let size = std::mem::size_of::<SessionCell>();
         assert!(size <= 232, "a session is {size} B");
     }
-    use outpost_codec::{
-        ConnectProperties, List, SubscribeFilter, Will as ConnectWill, WillProperties,
-    };
 
     fn connect<'a>(id: &'a str, clean: bool, will: Option<ConnectWill<'a>>) -> Connect<'a> {
         Connect {

@@ -67,7 +67,7 @@ impl Broker {
                     let filter = format!("{}{}", crate::QUEUE_PREFIX, r.queue);
                     s.subscriptions
                         .get(filter.as_str())
-                        .and_then(|sub| sub.id.map(std::num::NonZeroU32::get))
+                        .and_then(Subscription::identifier)
                 })
                 .into_iter()
                 .collect();

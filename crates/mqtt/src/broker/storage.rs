@@ -129,13 +129,9 @@ impl Broker {
                     .subscribe(client.clone(), filter.clone(), options, id)
                     .is_ok()
                 {
-                    session.subscriptions.insert(
-                        filter,
-                        Held {
-                            options,
-                            id: id.and_then(std::num::NonZeroU32::new),
-                        },
-                    );
+                    session
+                        .subscriptions
+                        .insert(filter, Subscription::new(options, id));
                 }
             }
             if let Some((stream, _)) = stream {
@@ -280,11 +276,7 @@ impl Broker {
                 s.subscriptions
                     .iter()
                     .map(|(filter, sub)| {
-                        SubChange::Put(
-                            filter.clone(),
-                            sub.options,
-                            sub.id.map(std::num::NonZeroU32::get),
-                        )
+                        SubChange::Put(filter.clone(), sub.options, sub.identifier())
                     })
                     .collect(),
             ),
