@@ -6,11 +6,18 @@
 
 mod support;
 
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
+use bytes::BytesMut;
+use outpost_codec::{Packet, QoS, ReasonCode, Version};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
-use support::{python, Outpost};
+use support::raw::{Got, Raw};
+use support::{eventually, python, Outpost};
+
+const WAIT: Duration = Duration::from_secs(10);
 
 struct Ca {
     cert: rcgen::Certificate,
@@ -290,4 +297,141 @@ fn websocket_tls_https_versions_and_reload_with_python_clients() {
             ("OUTPOST_PID", f.broker.pid().to_string()),
         ],
     );
+}
+
+/// A TLS client of our own (rustls), trusting the fixture's CA, offering only `version`.
+fn tls_stream(
+    f: &Fixture,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        rustls::pki_types::CertificateDer::pem_file_iter(f.dir.path().join("ca.pem")).unwrap()
+    {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let sock = std::net::TcpStream::connect(&f.mqtts).unwrap();
+    sock.set_nodelay(true).unwrap();
+    rustls::StreamOwned::new(conn, sock)
+}
+
+type TlsRaw = Raw<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>>;
+
+impl support::raw::Wire for rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    fn set_read_timeout(&self, limit: Option<Duration>) -> std::io::Result<()> {
+        self.sock.set_read_timeout(limit)
+    }
+}
+
+/// Connected over TLS as alice (password login), MQTT 5.
+fn tls_client(f: &Fixture, version: &'static rustls::SupportedProtocolVersion, id: &str) -> TlsRaw {
+    let mut c = Raw::over(tls_stream(f, version), Version::V5);
+    c.send(&Packet::Connect(outpost_codec::Connect {
+        protocol: Version::V5,
+        clean_start: true,
+        keep_alive: 60,
+        client_id: id,
+        username: Some("alice"),
+        password: Some(b"alice-secret"),
+        ..outpost_codec::Connect::default()
+    }));
+    assert_eq!(c.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    c
+}
+
+fn parked(f: &Fixture) -> u64 {
+    support::metric(&f.broker, "outpost_mqtt_clients_parked ")
+}
+
+/// Idle TLS connections park like plain ones (issue 29): between records, with nothing read,
+/// queued or unsent, the socket waits in the parking lot with rustls's state of the connection
+/// (its keys and sequence numbers) and no buffers, and wakes onto a task that goes on where it
+/// was: deliveries, publishes, a large message over many records, a PINGREQ (encrypted: the lot
+/// cannot answer it, so it wakes the connection), half a record (the connection waits on its
+/// task for the rest), and the client's close_notify. TLS 1.3 and 1.2 alike.
+#[test]
+fn tls_connections_park_between_records_and_wake_with_their_keys() {
+    let f = fixture();
+    let mut sub = tls_client(&f, &rustls::version::TLS13, "tls-parked-sub");
+    sub.subscribe(1, &["devices/alice/#"], QoS::AtLeastOnce);
+    assert!(matches!(sub.recv(WAIT), Some(Got::SubAck(_))));
+    let mut publisher = tls_client(&f, &rustls::version::TLS12, "tls-parked-pub");
+    eventually("both idle TLS connections parked", WAIT, || parked(&f) == 2);
+
+    // Each message wakes both (the publisher's PUBLISH, the subscriber's delivery); they park
+    // again, and the next message is read and sealed with the keys and sequence numbers they
+    // parked with.
+    for n in 1..=3u16 {
+        let payload = if n == 2 {
+            vec![b'L'; 100_000]
+        } else {
+            format!("m{n}").into_bytes()
+        };
+        publisher.publish("devices/alice/t", &payload, QoS::AtLeastOnce, n, false);
+        assert_eq!(
+            publisher.recv(WAIT),
+            Some(Got::PubAck(n, ReasonCode::Success))
+        );
+        let Some(Got::Publish {
+            topic,
+            pkid,
+            payload: got,
+        }) = sub.recv(WAIT)
+        else {
+            panic!("message {n} not delivered");
+        };
+        assert_eq!(topic, "devices/alice/t");
+        assert_eq!(got, payload, "message {n}");
+        sub.send(&Packet::PubAck(outpost_codec::Ack::new(pkid)));
+        eventually("both parked again", WAIT, || parked(&f) == 2);
+    }
+
+    // A PINGREQ is a record the lot cannot read: it wakes the connection, which answers.
+    sub.send(&Packet::PingReq);
+    assert_eq!(sub.recv(WAIT), Some(Got::PingResp));
+    eventually("parked again after the ping", WAIT, || parked(&f) == 2);
+
+    // Half a record: the connection wakes and, with a record begun, stays on its task past the
+    // idle spell (two seconds) until the rest comes.
+    let mut ping = BytesMut::new();
+    Packet::PingReq
+        .encode_to(Version::V5, &mut ping)
+        .expect("encodable");
+    publisher.s.conn.writer().write_all(&ping).unwrap();
+    let mut record = Vec::new();
+    publisher.s.conn.write_tls(&mut record).unwrap();
+    assert!(record.len() > 8, "one record: {} bytes", record.len());
+    let half = record.len() / 2;
+    publisher.s.sock.write_all(&record[..half]).unwrap();
+    eventually("woken by half a record", WAIT, || parked(&f) == 1);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        parked(&f),
+        1,
+        "a connection with half a record read was parked"
+    );
+    publisher.s.sock.write_all(&record[half..]).unwrap();
+    assert_eq!(publisher.recv(WAIT), Some(Got::PingResp));
+    eventually("parked once the record was whole", WAIT, || parked(&f) == 2);
+
+    // The client's close_notify ends the parked connection, and the broker answers with its own
+    // before it closes (rustls reads a close without it as an error).
+    publisher.s.conn.send_close_notify();
+    publisher.s.flush().unwrap();
+    eventually("the closed connection left the lot", WAIT, || {
+        parked(&f) == 1
+    });
+    publisher.s.sock.set_read_timeout(Some(WAIT)).unwrap();
+    let mut rest = Vec::new();
+    let end = publisher.s.read_to_end(&mut rest);
+    assert!(end.is_ok(), "the broker's end of the stream: {end:?}");
 }

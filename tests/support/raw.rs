@@ -30,8 +30,19 @@ pub enum Got {
     Other,
 }
 
-pub struct Raw {
-    pub s: TcpStream,
+/// A byte stream a [`Raw`] client talks over: a TCP socket, or a TLS stream over one.
+pub trait Wire: Read + Write {
+    fn set_read_timeout(&self, limit: Option<Duration>) -> std::io::Result<()>;
+}
+
+impl Wire for TcpStream {
+    fn set_read_timeout(&self, limit: Option<Duration>) -> std::io::Result<()> {
+        TcpStream::set_read_timeout(self, limit)
+    }
+}
+
+pub struct Raw<S = TcpStream> {
+    pub s: S,
     buf: Vec<u8>,
     version: Version,
     /// From the last CONNACK: Server Keep Alive and Receive Maximum (MQTT 5).
@@ -95,6 +106,18 @@ impl Raw {
     pub fn open(addr: SocketAddr, version: Version) -> Raw {
         let s = TcpStream::connect(addr).expect("tcp connect");
         s.set_nodelay(true).unwrap();
+        Raw::over(s, version)
+    }
+
+    /// True when the broker closes the connection within `limit` (whatever it sends first).
+    pub fn closed_within(&mut self, limit: Duration) -> bool {
+        closed_within(&mut self.s, limit)
+    }
+}
+
+impl<S: Wire> Raw<S> {
+    /// A client over a stream already open.
+    pub fn over(s: S, version: Version) -> Raw<S> {
         Raw {
             s,
             buf: Vec::new(),
@@ -108,6 +131,7 @@ impl Raw {
         let mut out = BytesMut::new();
         p.encode_to(self.version, &mut out).expect("encodable");
         self.s.write_all(&out).expect("write");
+        self.s.flush().expect("flush");
     }
 
     /// Publishes message number `n` at QoS 1: its first four bytes are the number, padded to
@@ -128,7 +152,7 @@ impl Raw {
     pub fn try_send(&mut self, p: &Packet<'_>) -> bool {
         let mut out = BytesMut::new();
         p.encode_to(self.version, &mut out).expect("encodable");
-        self.s.write_all(&out).is_ok()
+        self.s.write_all(&out).is_ok() && self.s.flush().is_ok()
     }
 
     /// The next packet within `limit`; `None` when the connection closed or nothing came.
@@ -181,11 +205,6 @@ impl Raw {
                 return Some((pkid, payload));
             }
         }
-    }
-
-    /// True when the broker closes the connection within `limit` (whatever it sends first).
-    pub fn closed_within(&mut self, limit: Duration) -> bool {
-        closed_within(&mut self.s, limit)
     }
 
     pub fn subscribe(&mut self, pkid: u16, filters: &[&str], qos: QoS) {

@@ -85,6 +85,11 @@ impl<S> WebSocketBytes<S> {
             && !self.closing
     }
 
+    /// The stream it is carried on.
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.io
+    }
+
     /// The socket.
     pub(crate) fn into_inner(self) -> S {
         self.io

@@ -14,8 +14,10 @@ mod limits;
 pub mod outbound;
 mod throttle;
 pub mod tls;
+mod tls_bytes;
 
 pub use gate::{accept_loop, accept_loop_owning, Gate, GateLimits, Permit};
 pub use limits::{is_descriptor_exhaustion, raise_descriptor_limit};
 pub use throttle::{PerAddress, Rate, Shared, TokenBucket};
 pub use tls::{ClientCerts, IdentityFrom, Tls, TlsError, TlsFiles};
+pub use tls_bytes::{TlsBytes, TlsSession, MAX_INCOMING};

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(feature = "tls")]
+use crate::TlsBytes;
+#[cfg(feature = "tls")]
 use parking_lot::RwLock;
 #[cfg(feature = "tls")]
 use rustls::pki_types::pem::PemObject as _;
@@ -21,10 +23,6 @@ use rustls::server::WebPkiClientVerifier;
 #[cfg(feature = "tls")]
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpStream;
-#[cfg(feature = "tls")]
-use tokio_rustls::server::TlsStream;
-#[cfg(feature = "tls")]
-use tokio_rustls::TlsAcceptor;
 
 /// Whether a listener asks for client certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +136,7 @@ fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
 #[cfg(feature = "tls")]
 pub struct Tls {
     files: TlsFiles,
-    acceptor: RwLock<TlsAcceptor>,
+    config: RwLock<Arc<ServerConfig>>,
 }
 
 #[cfg(feature = "tls")]
@@ -155,14 +153,14 @@ impl Tls {
         let config = server_config(&files)?;
         Ok(Arc::new(Tls {
             files,
-            acceptor: RwLock::new(TlsAcceptor::from(config)),
+            config: RwLock::new(config),
         }))
     }
 
     /// Reads the files again; on error the certificate in force stays.
     pub fn reload(&self) -> Result<(), TlsError> {
         let config = server_config(&self.files)?;
-        *self.acceptor.write() = TlsAcceptor::from(config);
+        *self.config.write() = config;
         Ok(())
     }
 
@@ -171,16 +169,15 @@ impl Tls {
         &self,
         stream: TcpStream,
         timeout: Duration,
-    ) -> std::io::Result<(TlsStream<TcpStream>, Option<Arc<str>>)> {
-        let acceptor = self.acceptor.read().clone();
-        let tls = tokio::time::timeout(timeout, acceptor.accept(stream))
+    ) -> std::io::Result<(TlsBytes<TcpStream>, Option<Arc<str>>)> {
+        let config = self.config.read().clone();
+        let tls = tokio::time::timeout(timeout, TlsBytes::accept(stream, config))
             .await
             .map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
             })??;
         let identity = tls
-            .get_ref()
-            .1
+            .connection()
             .peer_certificates()
             .and_then(|chain| chain.first())
             .and_then(|leaf| certificate_name(leaf.as_ref(), self.files.identity_from))

@@ -17,7 +17,7 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
         {
             return true;
         }
-        self.kept.denials += 1;
+        self.kept.denials = self.kept.denials.saturating_add(1);
         if self.kept.denials == 1 {
             tracing::info!(peer = %self.kept.peer, client = &*h.client_id, user = &*h.identity.name, action, topic = %topic.chars().take(128).collect::<String>(), "denied by the ACL (further denials on this connection are counted, not logged)");
         }
@@ -32,7 +32,7 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
             .security
             .mqtt_denies(&h.identity, &h.client_id, "mqtt:subscribe", topic)
         {
-            self.kept.denials += 1;
+            self.kept.denials = self.kept.denials.saturating_add(1);
             return false;
         }
         self.may(h, "mqtt:receive", topic)

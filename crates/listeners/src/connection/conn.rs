@@ -120,7 +120,8 @@ impl<W> Conn<W> {
 pub(super) struct Kept {
     pub(super) version: Version,
     /// Maximum Packet Size the client announced (MQTT 5).
-    pub(super) client_max: Option<u32>,
+    /// (Never 0: the codec refuses a CONNECT that says 0.)
+    pub(super) client_max: Option<std::num::NonZeroU32>,
     pub(super) peer: SocketAddr,
     /// Topic Alias Maximum the client announced (MQTT 5), and the aliases given out so far: the first
     /// topics sent get an alias, and from the second message on only the alias travels.
@@ -131,8 +132,8 @@ pub(super) struct Kept {
     pub(super) aliases: Option<Box<std::collections::HashMap<std::sync::Arc<str>, u16>>>,
     /// The rules that apply to the client (who it is: the handle's `identity`).
     pub(super) security: Arc<Security>,
-    /// ACL refusals so far (the first is logged, the rest counted).
-    pub(super) denials: u64,
+    /// ACL refusals so far (the first is logged, the rest counted; 32 bits, saturating).
+    pub(super) denials: u32,
     /// The rate limits, and this client's buckets.
     pub(super) rates: Arc<crate::MqttRates>,
     pub(super) client_rates: crate::ClientRates,

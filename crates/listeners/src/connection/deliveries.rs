@@ -76,7 +76,7 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
                     // past the door it came in by) is dropped like an oversized one: one
                     // message never blocks the session behind it.
                     let too_big = match (
-                        self.kept.client_max,
+                        self.kept.client_max.map(std::num::NonZeroU32::get),
                         packet.encoded_len(self.kept.version),
                     ) {
                         (Some(max), Ok(len)) => len > max as usize,

@@ -83,7 +83,10 @@ where
         }
     };
     conn.kept.version = connect.protocol;
-    conn.kept.client_max = connect.properties.maximum_packet_size;
+    conn.kept.client_max = connect
+        .properties
+        .maximum_packet_size
+        .and_then(std::num::NonZeroU32::new);
     if connect.protocol == Version::V5 {
         conn.kept.alias_max = connect.properties.topic_alias_maximum.unwrap_or(0);
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use outpost_auth::Security;
 use outpost_mqtt::{Broker, ConnectionHandle, Disconnect, DisconnectReason};
-use outpost_net::Permit;
+use outpost_net::{Permit, TlsBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
@@ -136,8 +136,8 @@ where
 {
     async move {
         if let Some(c) = Box::pin(handshaken(start)).await {
-            // The task of a connection over plain TCP (bare or carrying a WebSocket) is made by
-            // the parking lot's thread (see `parking::Lot::start_task`).
+            // The task of a connection over TCP (bare or carrying TLS, a WebSocket or both) is
+            // made by the parking lot's thread (see `parking::Lot::start_task`).
             let Some(lot) = parking::lot() else {
                 tokio::spawn(connected(c));
                 return;
@@ -149,6 +149,14 @@ where
             };
             let c = match c.downcast::<Connected<WebSocketBytes<TcpStream>>>() {
                 Ok(c) => return lot.start_task(NewTask::WebSocket(c)),
+                Err(c) => c,
+            };
+            let c = match c.downcast::<Connected<TlsBytes<TcpStream>>>() {
+                Ok(c) => return lot.start_task(NewTask::Tls(c)),
+                Err(c) => c,
+            };
+            let c = match c.downcast::<Connected<WebSocketBytes<TlsBytes<TcpStream>>>>() {
+                Ok(c) => return lot.start_task(NewTask::WebSocketTls(c)),
                 Err(c) => c,
             };
             if let Ok(c) = c.downcast::<Connected<S>>() {
@@ -236,10 +244,15 @@ where
             let c = c;
             *c
         };
-        // Only a plain TCP connection's socket, bare or carrying a WebSocket, can wait without
-        // its task (TLS keeps its protocol's state in the stream).
-        let parks = (TypeId::of::<S>() == TypeId::of::<TcpStream>()
-            || TypeId::of::<S>() == TypeId::of::<WebSocketBytes<TcpStream>>())
+        // A TCP connection, bare or carrying TLS, a WebSocket or both, can wait without its
+        // task (the streams over it come apart at rest: `into_socket`).
+        let parks = [
+            TypeId::of::<TcpStream>(),
+            TypeId::of::<WebSocketBytes<TcpStream>>(),
+            TypeId::of::<TlsBytes<TcpStream>>(),
+            TypeId::of::<WebSocketBytes<TlsBytes<TcpStream>>>(),
+        ]
+        .contains(&TypeId::of::<S>())
             && parking::lot().is_some();
         let mut expires = expires;
         let end = loop {
@@ -258,7 +271,7 @@ where
             };
             let (wr, kept) = conn.into_idle();
             match into_socket(rd.unsplit(wr)) {
-                Idle::Socket(socket, websocket) => {
+                Idle::Socket(socket, websocket, tls) => {
                     let parked = Parked {
                         socket,
                         conn: kept,
@@ -267,11 +280,13 @@ where
                         keep_alive: limits.0,
                         max: limits.1,
                         websocket,
+                        tls,
                         permit,
                     };
                     return lot.park(Box::new(parked), *at);
                 }
-                // A WebSocket in the middle of a frame (its MQTT bytes are whole): not yet.
+                // A WebSocket in the middle of a frame, or TLS in the middle of a record (its
+                // MQTT bytes are whole): not yet.
                 Idle::Busy(stream) => {
                     let (r, w) = tokio::io::split(stream);
                     rd = r;
@@ -313,30 +328,53 @@ where
 
 /// An idle connection's stream, taken apart for parking.
 enum Idle<S> {
-    /// The socket, out of tokio's reactor, and whether it carries a WebSocket.
-    Socket(std::net::TcpStream, bool),
-    /// A WebSocket between two parts of a frame, or a stream that cannot be parked: as it was.
+    /// The socket, out of tokio's reactor, whether it carries a WebSocket, and its TLS state if
+    /// it is over TLS.
+    Socket(
+        std::net::TcpStream,
+        bool,
+        Option<Box<outpost_net::TlsSession>>,
+    ),
+    /// A WebSocket between two parts of a frame, TLS between two parts of a record, or a stream
+    /// that cannot be parked: as it was.
     Busy(S),
     /// The socket could not leave tokio's reactor.
     Lost,
 }
 
+/// The socket out of tokio's reactor, with what it carries.
+fn socket<S>(
+    tcp: TcpStream,
+    websocket: bool,
+    tls: Option<Box<outpost_net::TlsSession>>,
+) -> Idle<S> {
+    tcp.into_std()
+        .map_or(Idle::Lost, |s| Idle::Socket(s, websocket, tls))
+}
+
 fn into_socket<S: 'static>(stream: S) -> Idle<S> {
     let any: Box<dyn Any> = Box::new(stream);
     let any = match any.downcast::<TcpStream>() {
-        Ok(tcp) => {
-            return tcp
-                .into_std()
-                .map_or(Idle::Lost, |s| Idle::Socket(s, false))
-        }
+        Ok(tcp) => return socket(*tcp, false, None),
         Err(any) => any,
     };
     let any: Box<dyn Any> = match any.downcast::<WebSocketBytes<TcpStream>>() {
-        Ok(ws) if ws.at_rest() => {
-            return ws
-                .into_inner()
-                .into_std()
-                .map_or(Idle::Lost, |s| Idle::Socket(s, true))
+        Ok(ws) if ws.at_rest() => return socket(ws.into_inner(), true, None),
+        Ok(ws) => ws,
+        Err(any) => any,
+    };
+    let any: Box<dyn Any> = match any.downcast::<TlsBytes<TcpStream>>() {
+        Ok(tls) if tls.at_rest() => {
+            let (tcp, tls) = tls.into_parts();
+            return socket(tcp, false, Some(tls));
+        }
+        Ok(tls) => tls,
+        Err(any) => any,
+    };
+    let any: Box<dyn Any> = match any.downcast::<WebSocketBytes<TlsBytes<TcpStream>>>() {
+        Ok(ws) if ws.at_rest() && ws.get_ref().at_rest() => {
+            let (tcp, tls) = ws.into_inner().into_parts();
+            return socket(tcp, true, Some(tls));
         }
         Ok(ws) => ws,
         Err(any) => any,
@@ -355,6 +393,7 @@ fn resume(p: Box<Parked>, expires: Option<tokio::time::Instant>) {
         keep_alive,
         max,
         websocket,
+        tls,
         permit,
     } = *p;
     let peer = conn.peer;
@@ -369,12 +408,18 @@ fn resume(p: Box<Parked>, expires: Option<tokio::time::Instant>) {
     };
     let limits = (keep_alive, max);
     let kept = (conn, h, broker, permit);
-    if websocket {
-        let max_frame = websocket_max_frame(usize::try_from(max).unwrap_or(usize::MAX));
-        let ws = WebSocketBytes::new(stream, BytesMut::new(), max_frame);
-        spawn_resumed(ws, kept, limits, expires);
-    } else {
-        spawn_resumed(stream, kept, limits, expires);
+    let max_frame = websocket_max_frame(usize::try_from(max).unwrap_or(usize::MAX));
+    match (websocket, tls) {
+        (false, None) => spawn_resumed(stream, kept, limits, expires),
+        (true, None) => {
+            let ws = WebSocketBytes::new(stream, BytesMut::new(), max_frame);
+            spawn_resumed(ws, kept, limits, expires);
+        }
+        (false, Some(tls)) => spawn_resumed(TlsBytes::resume(stream, tls), kept, limits, expires),
+        (true, Some(tls)) => {
+            let ws = WebSocketBytes::new(TlsBytes::resume(stream, tls), BytesMut::new(), max_frame);
+            spawn_resumed(ws, kept, limits, expires);
+        }
     }
 }
 

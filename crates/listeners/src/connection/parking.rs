@@ -30,6 +30,7 @@ use super::conn::Kept;
 use super::session::{keep_alive_grace, PINGREQ};
 use super::Connected;
 use crate::websocket_bytes::WebSocketBytes;
+use outpost_net::TlsBytes;
 
 /// How long a connection is idle before it is parked: a connection that is busy now and then
 /// does not move between its task and the lot on every packet.
@@ -48,6 +49,9 @@ pub(super) struct Parked {
     pub(super) max: u32,
     /// It carries a WebSocket (at rest between frames: `WebSocketBytes::at_rest`).
     pub(super) websocket: bool,
+    /// Over TLS: rustls's state of the connection (keys, sequence numbers; its buffers were
+    /// empty and are gone: `TlsBytes::at_rest`).
+    pub(super) tls: Option<Box<outpost_net::TlsSession>>,
     pub(super) permit: Permit,
 }
 
@@ -76,11 +80,13 @@ struct Slots {
     count: usize,
 }
 
-/// A new plain TCP connection, bare or carrying a WebSocket, past its handshake, going onto its
-/// task.
+/// A new TCP connection, bare or carrying TLS, a WebSocket or both, past its handshake, going
+/// onto its task.
 pub(super) enum NewTask {
     Tcp(Box<Connected<tokio::net::TcpStream>>),
     WebSocket(Box<Connected<WebSocketBytes<tokio::net::TcpStream>>>),
+    Tls(Box<Connected<TlsBytes<tokio::net::TcpStream>>>),
+    WebSocketTls(Box<Connected<WebSocketBytes<TlsBytes<tokio::net::TcpStream>>>>),
 }
 
 /// Whether `bytes` are exactly one PINGREQ: bare, or in a client's binary WebSocket frame
@@ -286,6 +292,8 @@ impl Lot {
             match c {
                 NewTask::Tcp(c) => tokio::spawn(super::connected(c)),
                 NewTask::WebSocket(c) => tokio::spawn(super::connected(c)),
+                NewTask::Tls(c) => tokio::spawn(super::connected(c)),
+                NewTask::WebSocketTls(c) => tokio::spawn(super::connected(c)),
             };
         }
     }
@@ -354,6 +362,10 @@ impl Lot {
         let Some(Some(p)) = slots.parked.get(token as usize) else {
             return false;
         };
+        // Over TLS the ping is encrypted: the connection wakes to read it.
+        if p.tls.is_some() {
+            return false;
+        }
         // Over a WebSocket (at rest: between frames), the ping is one masked binary frame of
         // its two bytes, the answer an unmasked one.
         let (request, answer): (usize, &[u8]) = if p.websocket {

@@ -52,7 +52,7 @@ pub(super) fn publish<W: AsyncWrite + Unpin>(
     };
     let published = broker.publish(h, &p, payload, wakes, &may_publish);
     if let Some(topic) = denied_topic.into_inner() {
-        conn.kept.denials += 1;
+        conn.kept.denials = conn.kept.denials.saturating_add(1);
         if conn.kept.denials == 1 {
             tracing::info!(peer = %conn.kept.peer, client = &*h.client_id, user = &*h.identity.name, %topic, "PUBLISH denied by the ACL (further denials on this connection are counted, not logged)");
         }
