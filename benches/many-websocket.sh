@@ -5,8 +5,9 @@
 # WebSocket over TLS, each subscribed at QoS 1 to a shared topic and its own, on a fresh broker
 # each time; the broker's anonymous memory before and after, divided by COUNT. The TLS listeners
 # use a throwaway self-signed certificate (openssl).
-# mosquitto is not beside it: Debian's mosquitto 2.0.11 refuses to open a websockets listener on
-# this machine ("Unable to start any listening sockets"); its TCP figure is in many-clients.sh.
+# mosquitto (when installed) is measured over TCP and TLS the same way; not over WebSocket: Debian's
+# mosquitto 2.0.11 refuses to open a websockets listener on this machine ("Unable to start any
+# listening sockets").
 #
 # Usage: benches/many-websocket.sh [--smoke] [COUNT]   (default 2000; --smoke: 50, debug build)
 set -euo pipefail
@@ -47,8 +48,38 @@ wait_port() {
   done
 }
 
-echo "| transport | clients | anonymous memory before | after | bytes per idle connection |"
-echo "|---|---|---|---|---|"
+# Holds COUNT idle MQTT.js clients on URL against the broker PID; prints the table's row.
+measure() {
+  local broker=$1 transport=$2 url=$3 before after ok failed deadline
+  sleep 1
+  before=$(anon_kib "$pid")
+  mkfifo "$work/hold"
+  node benches/node/idle-clients.mjs "$url" "$count" < "$work/hold" > "$work/ready" 2> "$work/client.log" &
+  holder=$!
+  exec 4>"$work/hold"
+  deadline=$((SECONDS + 120))
+  until grep -q '^ready' "$work/ready"; do
+    if [ $SECONDS -ge $deadline ] || ! kill -0 "$holder" 2>/dev/null; then
+      echo "FAILED: the clients did not connect to $broker over $transport:" >&2; cat "$work/ready" "$work/client.log" >&2; exit 1
+    fi
+    sleep 0.2
+  done
+  read -r _ ok _ failed < "$work/ready"
+  if [ "$ok" != "$count" ]; then
+    echo "FAILED: $ok of $count clients subscribed to $broker over $transport ($failed failed)" >&2; exit 1
+  fi
+  sleep 3
+  after=$(anon_kib "$pid")
+  echo "| $broker | $transport | $count | $before KiB | $after KiB | $(( (after - before) * 1024 / count )) |"
+  exec 4>&-
+  wait "$holder" 2>/dev/null || true
+  holder=""
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  rm -f "$work/hold" "$work/ready"
+}
+
+echo "| broker | transport | clients | anonymous memory before | after | bytes per idle connection |"
+echo "|---|---|---|---|---|---|"
 for transport in tcp websocket tls wss; do
   mqtt=$(free_port) ws=$(free_port) mqtts=$(free_port) wss=$(free_port)
   rm -rf "$work/data"
@@ -64,35 +95,34 @@ for transport in tcp websocket tls wss; do
   wait_port "$ws"
   wait_port "$mqtts"
   wait_port "$wss"
-  sleep 1
-  before=$(anon_kib "$pid")
   case $transport in
     tcp) url="mqtt://127.0.0.1:$mqtt" ;;
     websocket) url="ws://127.0.0.1:$ws/mqtt" ;;
     tls) url="mqtts://127.0.0.1:$mqtts" ;;
     wss) url="wss://127.0.0.1:$wss/mqtt" ;;
   esac
-  mkfifo "$work/hold"
-  node benches/node/idle-clients.mjs "$url" "$count" < "$work/hold" > "$work/ready" 2> "$work/client.log" &
-  holder=$!
-  exec 4>"$work/hold"
-  deadline=$((SECONDS + 120))
-  until grep -q '^ready' "$work/ready"; do
-    if [ $SECONDS -ge $deadline ] || ! kill -0 "$holder" 2>/dev/null; then
-      echo "FAILED: the clients did not connect over $transport:" >&2; cat "$work/ready" "$work/client.log" >&2; exit 1
-    fi
-    sleep 0.2
-  done
-  read -r _ ok _ failed < "$work/ready"
-  if [ "$ok" != "$count" ]; then
-    echo "FAILED: $ok of $count clients subscribed over $transport ($failed failed)" >&2; exit 1
-  fi
-  sleep 3
-  after=$(anon_kib "$pid")
-  echo "| $transport | $count | $before KiB | $after KiB | $(( (after - before) * 1024 / count )) |"
-  exec 4>&-
-  wait "$holder" 2>/dev/null || true
-  holder=""
-  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
-  rm -f "$work/hold" "$work/ready"
+  measure outpost "$transport" "$url"
 done
+
+# mosquitto over TCP and TLS (OpenSSL), the same clients and certificate.
+if command -v mosquitto >/dev/null; then
+  for transport in tcp tls; do
+    port=$(free_port)
+    {
+      echo "per_listener_settings false"
+      # Run as root, mosquitto drops to its own user, which cannot read this folder.
+      if [ "$(id -u)" = 0 ]; then echo "user root"; fi
+      echo "allow_anonymous true"
+      echo "listener $port 127.0.0.1"
+      if [ $transport = tls ]; then
+        echo "certfile $work/cert.pem"
+        echo "keyfile $work/key.pem"
+      fi
+    } > "$work/mosquitto.conf"
+    mosquitto -c "$work/mosquitto.conf" > "$work/mosquitto.log" 2>&1 &
+    pid=$!
+    wait_port "$port"
+    if [ $transport = tls ]; then url="mqtts://127.0.0.1:$port"; else url="mqtt://127.0.0.1:$port"; fi
+    measure mosquitto "$transport" "$url"
+  done
+fi

@@ -10,6 +10,12 @@
 //! remember), which an idle MQTT connection parks without a task, and [`TlsBytes::resume`] puts
 //! them together again. rustls still does every part of the protocol (records, handshake, alerts,
 //! key updates, close_notify); this file only moves bytes between it and the socket.
+//!
+//! Each buffer is freed the moment it is emptied, not kept for the next bytes: a handshake's
+//! buffers kept until the connection falls idle were freed seconds later among other connections'
+//! long-lived allocations, and the holes they left (a few KiB each, not whole pages) stayed
+//! resident: 2,000 idle TLS clients cost 10 KB each with 4.6 KB of it in use. A busy connection
+//! pays an allocation per read and per write instead, beside the cipher's work on the same bytes.
 
 use std::io;
 use std::pin::Pin;
@@ -56,6 +62,9 @@ pub struct TlsBytes<S> {
     read_closed: bool,
     /// Our close_notify is queued.
     close_sent: bool,
+    /// rustls failed (a protocol error, its alert queued): it is not asked again, which could
+    /// only repeat the error (and trips its own assertions).
+    broken: bool,
 }
 
 /// Where processing what was read stopped.
@@ -151,6 +160,7 @@ impl<S> TlsBytes<S> {
             out_at: 0,
             read_closed: false,
             close_sent: false,
+            broken: false,
         }
     }
 
@@ -188,92 +198,123 @@ impl<S> TlsBytes<S> {
     /// `plain`, what it has to send to `outgoing`; `write` is encrypted once it may be, and
     /// `close` queues close_notify. A protocol error queues its alert and is returned.
     fn process(&mut self, mut write: Option<&[u8]>, close: bool) -> io::Result<Step> {
+        if self.broken {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the TLS connection failed",
+            ));
+        }
         loop {
+            // rustls's handshake joining keeps offsets into these bytes: each call must see them
+            // exactly as the last one left them (its `discard` removed from the front), error or
+            // not, or rustls panics on the next call.
             let UnbufferedStatus { mut discard, state } = self
                 .tls
                 .process_tls_records(&mut self.incoming[self.in_at..]);
-            let state = match state {
-                Ok(state) => state,
-                Err(e) => {
-                    self.in_at += discard;
-                    return Err(self.failed(e));
-                }
-            };
             let step = match state {
-                ConnectionState::ReadTraffic(mut records) => {
+                Err(e) => Err(e),
+                Ok(ConnectionState::ReadTraffic(mut records)) => {
+                    let mut result = Ok(None);
                     while let Some(record) = records.next_record() {
-                        let record = record.map_err(tls_error)?;
-                        discard += record.discard;
-                        self.plain.extend_from_slice(record.payload);
+                        match record {
+                            Ok(record) => {
+                                discard += record.discard;
+                                self.plain.extend_from_slice(record.payload);
+                            }
+                            Err(e) => {
+                                result = Err(e);
+                                break;
+                            }
+                        }
                     }
-                    None
+                    result
                 }
-                ConnectionState::ReadEarlyData(mut records) => {
+                Ok(ConnectionState::ReadEarlyData(mut records)) => {
+                    let mut result = Ok(None);
                     while let Some(record) = records.next_record() {
-                        let record = record.map_err(tls_error)?;
-                        discard += record.discard;
-                        self.plain.extend_from_slice(record.payload);
+                        match record {
+                            Ok(record) => {
+                                discard += record.discard;
+                                self.plain.extend_from_slice(record.payload);
+                            }
+                            Err(e) => {
+                                result = Err(e);
+                                break;
+                            }
+                        }
                     }
-                    None
+                    result
                 }
-                ConnectionState::EncodeTlsData(mut data) => {
-                    append(
+                Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                    match append(
                         &mut self.outgoing,
                         READ_CHUNK,
                         |buf| data.encode(buf),
                         encode_required,
-                    )
-                    .map_err(io::Error::other)?;
-                    None
+                    ) {
+                        Ok(()) => Ok(None),
+                        Err(e) => {
+                            self.in_at += discard;
+                            return Err(io::Error::other(e));
+                        }
+                    }
                 }
                 // What was encoded is in `outgoing`, before anything queued later: it goes out
                 // in order, which is all rustls asks.
-                ConnectionState::TransmitTlsData(sent) => {
+                Ok(ConnectionState::TransmitTlsData(sent)) => {
                     sent.done();
-                    None
+                    Ok(None)
                 }
-                ConnectionState::BlockedHandshake => Some(Step::NeedMore),
-                ConnectionState::PeerClosed => {
+                Ok(ConnectionState::BlockedHandshake) => Ok(Some(Step::NeedMore)),
+                Ok(ConnectionState::PeerClosed) => {
                     self.read_closed = true;
-                    None
+                    Ok(None)
                 }
-                ConnectionState::Closed => {
+                Ok(ConnectionState::Closed) => {
                     self.read_closed = true;
-                    Some(Step::Closed)
+                    Ok(Some(Step::Closed))
                 }
-                ConnectionState::WriteTraffic(mut traffic) => {
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                    let mut sealed = Ok(());
                     if let Some(data) = write.take() {
                         let guess = data.len() + 64 * (data.len() / 16_384 + 1);
-                        append(
+                        sealed = append(
                             &mut self.outgoing,
                             guess,
                             |buf| traffic.encrypt(data, buf),
                             encrypt_required,
-                        )
-                        .map_err(io::Error::other)?;
+                        );
                     }
-                    if close && !self.close_sent {
-                        append(
+                    if sealed.is_ok() && close && !self.close_sent {
+                        sealed = append(
                             &mut self.outgoing,
                             64,
                             |buf| traffic.queue_close_notify(buf),
                             encrypt_required,
-                        )
-                        .map_err(io::Error::other)?;
+                        );
                         self.close_sent = true;
                     }
-                    Some(Step::Writable)
+                    if let Err(e) = sealed {
+                        self.in_at += discard;
+                        return Err(io::Error::other(e));
+                    }
+                    Ok(Some(Step::Writable))
                 }
                 // A state a later rustls adds: nothing to do here but wait for the peer.
-                _ => Some(Step::NeedMore),
+                Ok(_) => Ok(Some(Step::NeedMore)),
             };
             self.in_at += discard;
-            if let Some(step) = step {
-                if self.in_at == self.incoming.len() {
-                    self.incoming.clear();
-                    self.in_at = 0;
+            match step {
+                Err(e) => return Err(self.failed(e)),
+                Ok(None) => {}
+                Ok(Some(step)) => {
+                    if self.in_at == self.incoming.len() {
+                        // Emptied: the buffer goes too (see `release`).
+                        self.incoming = Vec::new();
+                        self.in_at = 0;
+                    }
+                    return Ok(step);
                 }
-                return Ok(step);
             }
         }
     }
@@ -281,24 +322,22 @@ impl<S> TlsBytes<S> {
     /// After a protocol error: the alert rustls queued goes to `outgoing` (sent by whoever flushes
     /// next), and the error is what the caller gets.
     fn failed(&mut self, e: rustls::Error) -> io::Error {
-        for _ in 0..4 {
-            match self.tls.process_tls_records(&mut []).state {
-                Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                    if append(
-                        &mut self.outgoing,
-                        64,
-                        |buf| data.encode(buf),
-                        encode_required,
-                    )
-                    .is_err()
-                    {
-                        break;
-                    }
-                }
-                Ok(ConnectionState::TransmitTlsData(sent)) => sent.done(),
-                _ => break,
-            }
+        self.broken = true;
+        // The alert, if rustls queued one, is the first thing it gives (before it looks at the
+        // bytes again); anything else, and it is not asked again.
+        let status = self
+            .tls
+            .process_tls_records(&mut self.incoming[self.in_at..]);
+        let discard = status.discard;
+        if let Ok(ConnectionState::EncodeTlsData(mut data)) = status.state {
+            let _ = append(
+                &mut self.outgoing,
+                64,
+                |buf| data.encode(buf),
+                encode_required,
+            );
         }
+        self.in_at += discard;
         tls_error(e)
     }
 }
@@ -347,12 +386,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsBytes<S> {
         let want = record_rest(&self.incoming)
             .max(READ_CHUNK)
             .min(MAX_INCOMING - held);
-        self.incoming.resize(held + want, 0);
-        let mut buf = ReadBuf::new(&mut self.incoming[held..]);
-        let read = Pin::new(&mut self.io).poll_read(cx, &mut buf);
-        let n = buf.filled().len();
-        self.incoming.truncate(held + n);
-        ready!(read)?;
+        let n = if held == 0 && want == READ_CHUNK {
+            // Nothing held: read onto the stack, so a read that finds nothing allocates nothing.
+            let mut chunk = [0u8; READ_CHUNK];
+            let mut buf = ReadBuf::new(&mut chunk);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+            self.incoming.extend_from_slice(buf.filled());
+            buf.filled().len()
+        } else {
+            self.incoming.resize(held + want, 0);
+            let mut buf = ReadBuf::new(&mut self.incoming[held..]);
+            let read = Pin::new(&mut self.io).poll_read(cx, &mut buf);
+            let n = buf.filled().len();
+            self.incoming.truncate(held + n);
+            ready!(read)?;
+            n
+        };
         if n == 0 {
             self.read_closed = true;
         }
@@ -368,7 +417,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsBytes<S> {
             }
             self.out_at += n;
         }
-        self.outgoing.clear();
+        self.outgoing = Vec::new();
         self.out_at = 0;
         Poll::Ready(Ok(()))
     }
@@ -387,7 +436,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsBytes<S> {
                 buf.put_slice(&this.plain[this.plain_at..this.plain_at + n]);
                 this.plain_at += n;
                 if this.plain_at == this.plain.len() {
-                    this.plain.clear();
+                    this.plain = Vec::new();
                     this.plain_at = 0;
                 }
                 return Poll::Ready(Ok(()));
@@ -467,5 +516,150 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsBytes<S> {
         }
         ready!(this.poll_flush_out(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::TlsBytes;
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    /// A server configuration with a fresh certificate for `localhost`, and a client trusting it
+    /// that offers only `version`.
+    fn configs(
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        let der = CertificateDer::from(cert.der().to_vec());
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![der.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .expect("server config");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).expect("root");
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[version])
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (
+            Arc::new(server),
+            tokio_rustls::TlsConnector::from(Arc::new(client)),
+        )
+    }
+
+    async fn pair(
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> (
+        TlsBytes<DuplexStream>,
+        tokio_rustls::client::TlsStream<DuplexStream>,
+    ) {
+        let (server, client) = configs(version);
+        let (a, b) = tokio::io::duplex(8 * 1024);
+        let name = ServerName::try_from("localhost").expect("name");
+        let (s, c) = tokio::join!(TlsBytes::accept(a, server), client.connect(name, b));
+        (s.expect("server handshake"), c.expect("client handshake"))
+    }
+
+    /// Messages of every size both ways (one byte, a record, a record and a byte, many records),
+    /// under TLS 1.3 and 1.2; after each exchange the server's stream is at rest, taken apart
+    /// into its socket and state, and put together again, and the next exchange goes on with
+    /// the same keys. Every byte arrives in order.
+    #[tokio::test]
+    async fn bytes_cross_both_ways_and_survive_being_taken_apart_at_rest() {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let (mut server, mut client) = pair(version).await;
+            for (i, size) in [1usize, 100, 16_384, 16_385, 70_000, 200_000]
+                .into_iter()
+                .enumerate()
+            {
+                let sent: Vec<u8> = (0..size).map(|b| (b * 7 + i) as u8).collect();
+                let echo = async {
+                    let mut got = vec![0u8; size];
+                    server.read_exact(&mut got).await.expect("server reads");
+                    server.write_all(&got).await.expect("server writes");
+                    server.flush().await.expect("server flushes");
+                };
+                let talk = async {
+                    client.write_all(&sent).await.expect("client writes");
+                    client.flush().await.expect("client flushes");
+                    let mut back = vec![0u8; size];
+                    client.read_exact(&mut back).await.expect("client reads");
+                    back
+                };
+                let ((), back) = tokio::join!(echo, talk);
+                assert!(back == sent, "{size} bytes under {version:?}");
+                assert!(server.at_rest(), "at rest after {size} bytes");
+                let (io, tls) = server.into_parts();
+                server = TlsBytes::resume(io, tls);
+            }
+            // Both ends close: close_notify each way, the reader sees a clean end.
+            client.shutdown().await.expect("client closes");
+            let mut rest = Vec::new();
+            server.read_to_end(&mut rest).await.expect("clean end");
+            assert!(rest.is_empty());
+            server.shutdown().await.expect("server closes");
+            let mut rest = Vec::new();
+            client
+                .read_to_end(&mut rest)
+                .await
+                .expect("close_notify, not a cut");
+        }
+    }
+
+    /// What is not TLS ends the handshake with an error (and an alert where TLS has one); a
+    /// handshake message larger than any valid one is refused before it is buffered whole.
+    #[tokio::test]
+    async fn what_is_not_tls_is_refused() {
+        let (config, _) = configs(&rustls::version::TLS13);
+        let (a, mut b) = tokio::io::duplex(64 * 1024);
+        let accept = tokio::spawn(TlsBytes::accept(a, config.clone()));
+        b.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("written");
+        let err = accept.await.expect("joined").expect_err("not TLS");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        let mut answer = [0u8; 1];
+        if b.read(&mut answer).await.expect("read") == 1 {
+            assert_eq!(answer[0], 0x15, "an alert record");
+        }
+
+        // A ClientHello that says it is 16 MiB long, sent as full handshake records.
+        let (a, mut b) = tokio::io::duplex(64 * 1024);
+        let accept = tokio::spawn(TlsBytes::accept(a, config));
+        let mut record = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0xFF, 0xFF, 0xFF];
+        record.resize(5 + 16_384, 0);
+        let flood = async {
+            let mut sent = 0usize;
+            while b.write_all(&record).await.is_ok() && sent < 32 * 1024 * 1024 {
+                sent += record.len();
+                record[5..9].fill(0);
+            }
+            sent
+        };
+        let (result, sent) = tokio::join!(accept, flood);
+        let err = result.expect("joined").expect_err("refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(
+            sent <= super::MAX_INCOMING + 64 * 1024,
+            "{sent} bytes taken before the refusal"
+        );
     }
 }
