@@ -219,7 +219,7 @@ impl Sources {
         gauge(
             e,
             "outpost_mqtt_clients_parked",
-            "Connected MQTT clients idle without a task (plain TCP, idle two seconds or more)",
+            "Connected MQTT clients idle without a task (idle two seconds or more)",
             outpost_listeners::parked_connections() as u64,
         )?;
         gauge(

@@ -93,8 +93,8 @@ pub(crate) enum End {
 }
 
 /// Serves one connection: its handshake here, then the connection on a task of its own, which
-/// holds the gate's `permit` until the connection ends. A plain TCP connection that falls idle
-/// is parked without its task ([`parking`]); the permit goes with it.
+/// holds the gate's `permit` until the connection ends. A TCP connection (bare, TLS, WebSocket)
+/// that falls idle is parked without its task ([`parking`]); the permit goes with it.
 pub fn serve<S>(
     stream: S,
     peer: Peer,
@@ -477,7 +477,7 @@ mod tests {
     /// publisher's state is boxed, the identity is the handle's and the subscribers to wake are
     /// a batch's local. tokio lays a task out in 128-byte steps (header 32 B, the future and
     /// its stage, 16 B of ids, a 48 B trailer): up to 792 B of future (its gate permit inside)
-    /// the task is 896 B, past it 1,024. A change that widens it fails here. (A plain TCP
+    /// the task is 896 B, past it 1,024. A change that widens it fails here. (A TCP
     /// connection idle for two seconds then leaves even that: `parking`.)
     /// Measured over an in-memory stream, the same shape as a TCP connection's halves.
     #[tokio::test]

@@ -1,14 +1,17 @@
 //! Idle MQTT connections kept without a task (issue 29). A connected client that sends nothing
 //! and has nothing to receive is most of a gateway's connections, and a tokio task per connection
 //! costs ~1.2 KB while it waits (the task with its future, the reactor's registration, the split
-//! stream's lock). A plain TCP connection idle for [`IDLE_BEFORE_PARKING`] leaves its task: its
-//! state (232 B: the connection's settings, its handle, its socket) waits here, its socket in
+//! stream's lock). A TCP connection (bare, or carrying a WebSocket, TLS or both, each at rest:
+//! between frames and records) idle for [`IDLE_BEFORE_PARKING`] leaves its task: its state
+//! (232 B: the connection's settings, its handle, its socket, rustls's state if it has TLS) waits
+//! here, its socket in
 //! this lot's own epoll set, as mosquitto's connections wait in its epoll loop. Whichever comes
 //! first wakes it onto a new task, where it goes on as it was: bytes from the client (or its
 //! end), a wake-up from the engine (a delivery, a takeover, an operator's kick, the shutdown:
 //! [`outpost_mqtt::Signals`]), or its keep-alive running out (checked five times a second here;
 //! the resumed connection closes it as before). A lone PINGREQ is answered here and the client
-//! stays parked. New plain TCP connections get their task from this thread, so their tasks live
+//! stays parked (not over TLS: that one is encrypted, and wakes the connection). New TCP
+//! connections get their task from this thread, so their tasks live
 //! in this thread's allocator arena and their pages go back to the system once they are parked
 //! (ADR 0022).
 //!
