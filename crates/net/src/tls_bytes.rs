@@ -567,25 +567,32 @@ mod tests {
 
     async fn pair(
         version: &'static rustls::SupportedProtocolVersion,
+        pipe: usize,
     ) -> (
         TlsBytes<DuplexStream>,
         tokio_rustls::client::TlsStream<DuplexStream>,
     ) {
         let (server, client) = configs(version);
-        let (a, b) = tokio::io::duplex(8 * 1024);
+        let (a, b) = tokio::io::duplex(pipe);
         let name = ServerName::try_from("localhost").expect("name");
         let (s, c) = tokio::join!(TlsBytes::accept(a, server), client.connect(name, b));
         (s.expect("server handshake"), c.expect("client handshake"))
     }
 
     /// Messages of every size both ways (one byte, a record, a record and a byte, many records),
-    /// under TLS 1.3 and 1.2; after each exchange the server's stream is at rest, taken apart
+    /// under TLS 1.3 and 1.2, through a roomy pipe and through one that takes 61 bytes at a time
+    /// (every record arrives in pieces, every write is partial); after each exchange the server's stream is at rest, taken apart
     /// into its socket and state, and put together again, and the next exchange goes on with
     /// the same keys. Every byte arrives in order.
     #[tokio::test]
     async fn bytes_cross_both_ways_and_survive_being_taken_apart_at_rest() {
-        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
-            let (mut server, mut client) = pair(version).await;
+        for (version, pipe) in [
+            (&rustls::version::TLS13, 8 * 1024),
+            (&rustls::version::TLS12, 8 * 1024),
+            (&rustls::version::TLS13, 61),
+            (&rustls::version::TLS12, 61),
+        ] {
+            let (mut server, mut client) = pair(version, pipe).await;
             for (i, size) in [1usize, 100, 16_384, 16_385, 70_000, 200_000]
                 .into_iter()
                 .enumerate()
