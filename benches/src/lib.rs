@@ -169,15 +169,73 @@ pub mod mqtt {
         split_frame, Connect, ConnectProperties, List, Packet, Publish, QoS, Subscribe,
         SubscribeFilter, Version,
     };
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
     use tokio::net::TcpStream;
 
     /// How long a CONNACK or SUBACK may take.
     const HANDSHAKE: Duration = Duration::from_secs(20);
 
+    /// A client's byte stream: TCP, or TLS over it.
+    pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+    impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+    /// The TLS client of `tls://HOST:PORT` addresses: it trusts the PEM certificates in the file
+    /// named by `OUTPOST_BENCH_CA` and names the server `localhost`.
+    fn tls_connector() -> Result<&'static tokio_rustls::TlsConnector, String> {
+        use rustls::pki_types::pem::PemObject as _;
+        static CONNECTOR: std::sync::OnceLock<Result<tokio_rustls::TlsConnector, String>> =
+            std::sync::OnceLock::new();
+        CONNECTOR
+            .get_or_init(|| {
+                let ca = std::env::var("OUTPOST_BENCH_CA")
+                    .map_err(|_| "tls:// needs OUTPOST_BENCH_CA (a PEM file)".to_string())?;
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in rustls::pki_types::CertificateDer::pem_file_iter(&ca)
+                    .map_err(|e| format!("{ca}: {e}"))?
+                {
+                    roots
+                        .add(cert.map_err(|e| format!("{ca}: {e}"))?)
+                        .map_err(|e| format!("{ca}: {e}"))?;
+                }
+                let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| e.to_string())?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+                    config,
+                )))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Opens `addr` (`HOST:PORT`, or `tls://HOST:PORT`).
+    async fn open(addr: &str) -> Result<Box<dyn Io>, String> {
+        let (tls, at) = match addr.strip_prefix("tls://") {
+            Some(at) => (true, at),
+            None => (false, addr),
+        };
+        let s = TcpStream::connect(at)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        s.set_nodelay(true).ok();
+        if !tls {
+            return Ok(Box::new(s));
+        }
+        let name =
+            rustls::pki_types::ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+        let s = tls_connector()?
+            .connect(name, s)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        Ok(Box::new(s))
+    }
+
     /// One client connection.
     pub struct Conn {
-        pub s: TcpStream,
+        pub s: Box<dyn Io>,
         /// Bytes read and not yet taken as packets.
         pub buf: BytesMut,
         pub version: Version,
@@ -193,10 +251,7 @@ pub mod mqtt {
             clean: bool,
             properties: ConnectProperties<'_>,
         ) -> Result<Conn, String> {
-            let s = TcpStream::connect(addr)
-                .await
-                .map_err(|e| format!("{addr}: {e}"))?;
-            s.set_nodelay(true).ok();
+            let s = open(addr).await?;
             let mut c = Conn {
                 s,
                 buf: BytesMut::with_capacity(64 * 1024),

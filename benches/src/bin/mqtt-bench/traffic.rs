@@ -26,7 +26,15 @@ pub(crate) fn encode(p: &Packet<'_>, out: &mut BytesMut) {
 }
 
 pub(crate) async fn connect(addr: &str, id: &str, clean: bool) -> Option<Conn> {
-    Conn::v311(addr, id, clean).await.ok()
+    match Conn::v311(addr, id, clean).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            // Said once: a run whose clients cannot connect reports 0 of 0 otherwise.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| eprintln!("mqtt-bench: {id} cannot connect: {e}"));
+            None
+        }
+    }
 }
 
 pub(crate) async fn subscribe(c: &mut Conn, filter: &str, qos: QoS) -> bool {
