@@ -8,15 +8,19 @@
 #   --pin CPUS        run each broker on these CPUs only (taskset list, e.g. 0 or 0-1); the load
 #                     tool runs on the others when any are left (core-scaling runs: benches/scaling.sh)
 #   --brokers LIST    only these brokers, comma-separated (default outpost,mosquitto,rumqttd)
+#   --tls             every client over TLS (a throwaway CA and certificate made here with openssl;
+#                     Outpost's TLS listener, mosquitto's with OpenSSL; rumqttd is left out)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flags=()
 pin=""
 brokers="outpost,mosquitto,rumqttd"
+tls=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --pin) pin=$2; shift 2 ;;
     --brokers) brokers=$2; shift 2 ;;
+    --tls) tls=1; brokers=${brokers/,rumqttd/}; shift ;;
     *) flags+=("$1"); shift ;;
   esac
 done
@@ -49,6 +53,34 @@ wait_port() {
   echo "nothing listens on $1" >&2; return 1
 }
 
+# Over TLS: a CA, and a certificate for localhost and 127.0.0.1 signed by it, which the load
+# tool trusts (OUTPOST_BENCH_CA); each broker listens for TLS on its own port.
+scheme="" outpost_port=19883 mosquitto_port=19884 outpost_tls="" mosquitto_tls=""
+if [ $tls = 1 ]; then
+  command -v openssl >/dev/null || { echo "FAILED: openssl is missing" >&2; exit 1; }
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=bench CA" \
+    -keyout "$work/ca.key" -out "$work/ca.pem" -days 2 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost \
+    -keyout "$work/key.pem" -out "$work/leaf.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > "$work/leaf.ext"
+  openssl x509 -req -in "$work/leaf.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+    -out "$work/cert.pem" -days 2 -extfile "$work/leaf.ext" 2>/dev/null
+  export OUTPOST_BENCH_CA=$work/ca.pem
+  scheme="tls://" outpost_port=19886 mosquitto_port=19887
+  outpost_tls="[tls]
+cert_file = \"$work/cert.pem\"
+key_file = \"$work/key.pem\"
+mqtt_listen = \"127.0.0.1:$outpost_port\"
+ws_listen = \"127.0.0.1:0\"
+https_listen = \"127.0.0.1:0\""
+  # Run as root, mosquitto drops to its own user, which cannot read this folder.
+  mosquitto_tls="listener $mosquitto_port 127.0.0.1
+certfile $work/cert.pem
+keyfile $work/key.pem"
+  if [ "$(id -u)" = 0 ]; then mosquitto_tls="$mosquitto_tls
+user root"; fi
+fi
+
 # Every broker gets the same outgoing window: 100 QoS 1/2 messages in flight per client.
 # Outpost: default durability (fsync before PUBACK for stored messages), the offline queue limit
 # raised like the peers' (connected subscribers are kept far below it by flow control, which
@@ -65,6 +97,7 @@ sys_interval = 0
 enabled = false
 [http]
 listen = "127.0.0.1:0"
+$outpost_tls
 CONF
 # mosquitto: persistence on (it saves on a timer, not per message), no queue limit in the way.
 cat > "$work/mosquitto.conf" <<CONF
@@ -75,6 +108,7 @@ persistence_location $work/
 max_queued_messages 1000000
 max_inflight_messages 100
 max_connections -1
+$mosquitto_tls
 CONF
 # rumqttd: one MQTT 3.1.1 listener with room for the scenarios.
 cat > "$work/rumqttd.toml" <<CONF
@@ -103,11 +137,11 @@ run() {
   local pid=$!
   pids+=("$pid")
   wait_port "$port"
-  "${load_cmd[@]}" target/release/mqtt-bench "${flags[@]}" --json "$work/$name.json" "$name=127.0.0.1:$port@$pid"
+  "${load_cmd[@]}" target/release/mqtt-bench "${flags[@]}" --json "$work/$name.json" "$name=${scheme}127.0.0.1:$port@$pid"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
-run outpost 19883 target/release/outpost --config "$work/outpost.toml"
-run mosquitto 19884 mosquitto -c "$work/mosquitto.conf"
+run outpost "$outpost_port" target/release/outpost --config "$work/outpost.toml"
+run mosquitto "$mosquitto_port" mosquitto -c "$work/mosquitto.conf"
 run rumqttd 19885 "$peers/bin/rumqttd" -c "$work/rumqttd.toml" -q
 python3 - "$work" > target/mqtt-bench.json <<'PY'
 import json, sys
