@@ -22,8 +22,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use rustls::server::UnbufferedServerConnection;
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{
+    AppDataRecord, ConnectionState, EncodeError, EncryptError, ReadEarlyData, ReadTraffic,
+    UnbufferedStatus,
+};
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -62,8 +65,8 @@ pub struct TlsBytes<S> {
     read_closed: bool,
     /// Our close_notify is queued.
     close_sent: bool,
-    /// rustls failed (a protocol error, its alert queued): it is not asked again, which could
-    /// only repeat the error (and trips its own assertions).
+    /// rustls failed (a protocol error, its alert queued; or a record it could not seal): it is
+    /// not asked again, which could only repeat the error (and trips its own assertions).
     broken: bool,
 }
 
@@ -116,6 +119,37 @@ fn append<E>(
             }
         }
     }
+}
+
+/// Decrypted records, of the connection's data or of early data.
+trait Records {
+    fn next(&mut self) -> Option<Result<AppDataRecord<'_>, rustls::Error>>;
+}
+
+impl Records for ReadTraffic<'_, '_, ServerConnectionData> {
+    fn next(&mut self) -> Option<Result<AppDataRecord<'_>, rustls::Error>> {
+        self.next_record()
+    }
+}
+
+impl Records for ReadEarlyData<'_, '_, ServerConnectionData> {
+    fn next(&mut self) -> Option<Result<AppDataRecord<'_>, rustls::Error>> {
+        self.next_record()
+    }
+}
+
+/// Appends every record's plaintext to `plain`, counting what the records say to discard.
+fn take(
+    records: &mut impl Records,
+    plain: &mut Vec<u8>,
+    discard: &mut usize,
+) -> Result<(), rustls::Error> {
+    while let Some(record) = records.next() {
+        let record = record?;
+        *discard += record.discard;
+        plain.extend_from_slice(record.payload);
+    }
+    Ok(())
 }
 
 /// Buffers at least this large are kept, emptied, while the connection runs; smaller ones are
@@ -247,36 +281,10 @@ impl<S> TlsBytes<S> {
             let step = match state {
                 Err(e) => Err(e),
                 Ok(ConnectionState::ReadTraffic(mut records)) => {
-                    let mut result = Ok(None);
-                    while let Some(record) = records.next_record() {
-                        match record {
-                            Ok(record) => {
-                                discard += record.discard;
-                                self.plain.extend_from_slice(record.payload);
-                            }
-                            Err(e) => {
-                                result = Err(e);
-                                break;
-                            }
-                        }
-                    }
-                    result
+                    take(&mut records, &mut self.plain, &mut discard).map(|()| None)
                 }
                 Ok(ConnectionState::ReadEarlyData(mut records)) => {
-                    let mut result = Ok(None);
-                    while let Some(record) = records.next_record() {
-                        match record {
-                            Ok(record) => {
-                                discard += record.discard;
-                                self.plain.extend_from_slice(record.payload);
-                            }
-                            Err(e) => {
-                                result = Err(e);
-                                break;
-                            }
-                        }
-                    }
-                    result
+                    take(&mut records, &mut self.plain, &mut discard).map(|()| None)
                 }
                 Ok(ConnectionState::EncodeTlsData(mut data)) => {
                     match append(
@@ -288,6 +296,7 @@ impl<S> TlsBytes<S> {
                         Ok(()) => Ok(None),
                         Err(e) => {
                             self.in_at += discard;
+                            self.broken = true;
                             return Err(io::Error::other(e));
                         }
                     }
@@ -329,6 +338,7 @@ impl<S> TlsBytes<S> {
                     }
                     if let Err(e) = sealed {
                         self.in_at += discard;
+                        self.broken = true;
                         return Err(io::Error::other(e));
                     }
                     Ok(Some(Step::Writable))
