@@ -1,5 +1,5 @@
-//! A TLS server connection as a byte stream, over rustls's unbuffered API, with buffers that exist
-//! only while bytes are in them (issue 29).
+//! A TLS server connection as a byte stream, over rustls's unbuffered API, with buffers of our own
+//! that are gone whenever it rests (issue 29).
 //!
 //! tokio-rustls wraps rustls's buffered connection, which keeps a 4 KiB read buffer for the
 //! connection's whole life, and its stream cannot be taken apart and put together again: an idle
