@@ -375,22 +375,27 @@ impl Store {
 
     /// Appends records to several streams at once: every request reaches the writer before the
     /// first answer is awaited, so they share one group commit. One result per stream, in order.
-    pub async fn append_batches(
+    /// The records are handed to the writer by this call, not by the first poll of the future:
+    /// a caller can prepare its next batch while this one is written and synced, and batches
+    /// started in order are logged in that order.
+    pub fn append_batches(
         &self,
         batches: Vec<(StreamId, Vec<Bytes>)>,
-    ) -> Vec<Result<Vec<RecordId>>> {
+    ) -> impl std::future::Future<Output = Vec<Result<Vec<RecordId>>>> + Send + 'static {
         let pending: Vec<_> = batches
             .into_iter()
             .map(|(stream, payloads)| self.start_append(stream, payloads))
             .collect();
-        let mut out = Vec::with_capacity(pending.len());
-        for p in pending {
-            out.push(match p {
-                Ok(rx) => rx.await.map_err(|_| StoreError::Closed).and_then(|r| r),
-                Err(e) => Err(e),
-            });
+        async move {
+            let mut out = Vec::with_capacity(pending.len());
+            for p in pending {
+                out.push(match p {
+                    Ok(rx) => rx.await.map_err(|_| StoreError::Closed).and_then(|r| r),
+                    Err(e) => Err(e),
+                });
+            }
+            out
         }
-        out
     }
 
     /// Starts appending one record now and returns the wait for its durability. The record's

@@ -201,12 +201,91 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
         }
     }
 
+    /// Writes what is due, first waiting until every pending acknowledgement may go out.
     pub(super) async fn flush(&mut self) -> std::io::Result<()> {
         if !self.pending_acks.is_empty() {
             // Boxed: waiting for the store takes room an idle connection's future would
             // otherwise hold for nothing (it is as large as its largest wait).
             Box::pin(self.settle_acks()).await?;
         }
+        self.write_out().await
+    }
+
+    /// Writes what is due without waiting for the store: the acknowledgements already durable go
+    /// out, in order, and the connection goes on reading while the rest wait (the loop wakes
+    /// when the next is durable, [`Conn::poll_acks`]), so a publisher with a window of messages
+    /// in flight gets its first acknowledgements, and sends more, while later ones are still
+    /// being written: routing, encoding and syncing overlap instead of taking turns. Waits as
+    /// [`Conn::flush`] does when deliveries are due or a SUBACK/UNSUBACK is pending: nothing
+    /// sent to the client overtakes an acknowledgement received before it (a subscription's
+    /// retained messages follow its SUBACK).
+    pub(super) async fn flush_settled(&mut self) -> std::io::Result<()> {
+        let must_wait = !self.deliveries.is_empty()
+            || self
+                .pending_acks
+                .iter()
+                .any(|(_, r)| !matches!(r, Reply::Packet(_)));
+        if must_wait {
+            return self.flush().await;
+        }
+        if !self.pending_acks.is_empty() {
+            let polled = self.poll_acks(&mut std::task::Context::from_waker(
+                std::task::Waker::noop(),
+            ));
+            if let std::task::Poll::Ready(Err(e)) = polled {
+                return Err(self.failed_ack(e).await);
+            }
+        }
+        self.write_out().await
+    }
+
+    /// Queues the acknowledgements at the front that are durable, in order. Ready(Ok) once at
+    /// least one went out (or none waits), Pending while the first still waits (woken when it
+    /// is durable), Ready(Err) when a failure cannot be told to the client (MQTT 3.1.1): the
+    /// acknowledgements before it are queued, and the connection must end.
+    pub(super) fn poll_acks(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), PersistError>> {
+        let mut settled = 0;
+        let mut failure = None;
+        for (durable, _) in self.pending_acks.iter_mut() {
+            match durable.poll_settled(cx) {
+                std::task::Poll::Pending => break,
+                std::task::Poll::Ready(answer) => {
+                    settled += 1;
+                    if let Err(e) = answer {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if settled == 0 {
+            return if self.pending_acks.is_empty() {
+                std::task::Poll::Ready(Ok(()))
+            } else {
+                std::task::Poll::Pending
+            };
+        }
+        let rest = self.pending_acks.split_off(settled);
+        let done = std::mem::replace(&mut self.pending_acks, rest);
+        for (i, (_, reply)) in done.into_iter().enumerate() {
+            match failure {
+                Some(e) if i + 1 == settled => {
+                    if !self.push_failure(reply, e) {
+                        // MQTT 3.1.1 after a failed write: nothing later is acknowledged either.
+                        self.pending_acks.clear();
+                        return std::task::Poll::Ready(Err(e));
+                    }
+                }
+                _ => self.push_reply(reply),
+            }
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    async fn write_out(&mut self) -> std::io::Result<()> {
         if !self.deliveries.is_empty() {
             let d = self.deliveries.split();
             self.out.unsplit(d);
@@ -220,34 +299,35 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
         Ok(())
     }
 
-    /// Queues the acknowledgements whose messages are now durable, in order; on a store failure
-    /// an MQTT 3.1.1 connection writes what was acknowledged before and ends.
+    /// Queues the acknowledgements whose messages are now durable, in order, waiting for the
+    /// last; on a store failure an MQTT 3.1.1 connection writes what was acknowledged before and
+    /// ends.
     async fn settle_acks(&mut self) -> std::io::Result<()> {
-        let mut failed = None;
-        for (durable, reply) in std::mem::take(&mut self.pending_acks) {
-            if failed.is_some() {
-                // MQTT 3.1.1 after a failed write: nothing later is acknowledged either.
-                continue;
-            }
-            match durable.wait().await {
-                Ok(()) => self.push_reply(reply),
-                Err(e) => {
-                    if !self.push_failure(reply, e) {
-                        failed = Some(e);
-                    }
+        let failed = std::future::poll_fn(|cx| loop {
+            match self.poll_acks(cx) {
+                std::task::Poll::Ready(Ok(())) if self.pending_acks.is_empty() => {
+                    return std::task::Poll::Ready(None)
                 }
+                std::task::Poll::Ready(Ok(())) => continue,
+                std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Some(e)),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
             }
+        })
+        .await;
+        match failed {
+            Some(e) => Err(self.failed_ack(e).await),
+            None => Ok(()),
         }
-        if let Some(e) = failed {
-            // Whatever was acknowledged before goes out; then the connection closes without
-            // the acknowledgement the store could not back.
-            if !self.out.is_empty() {
-                let _ = self.wr.write_all(&self.out).await;
-                self.out.clear();
-            }
-            return Err(std::io::Error::other(e));
+    }
+
+    /// Whatever was acknowledged before a failed acknowledgement goes out; then the connection
+    /// closes without the acknowledgement the store could not back.
+    async fn failed_ack(&mut self, e: PersistError) -> std::io::Error {
+        if !self.out.is_empty() {
+            let _ = self.wr.write_all(&self.out).await;
+            self.out.clear();
         }
-        Ok(())
+        std::io::Error::other(e)
     }
 
     /// Answers a request whose changes could not be stored. MQTT 5 carries the failure in the

@@ -62,7 +62,7 @@ where
             return end;
         }
         loop {
-            let flushed = conn.flush().await;
+            let flushed = conn.flush_settled().await;
             for pkid in std::mem::take(&mut conn.released) {
                 broker.pubrel(h, pkid);
             }
@@ -112,7 +112,8 @@ where
                     continue;
                 }
             }
-            let may_read = conn.parked_bytes() + buf.len() < PARK_LIMIT || !conn.holding();
+            let may_read = (conn.parked_bytes() + buf.len() < PARK_LIMIT || !conn.holding())
+                && conn.pending_acks.len() < MAX_PENDING_ACKS;
             if !may_read {
                 // The broker stopped reading this client, not the other way round: its keep-alive
                 // starts again when reading does.
@@ -135,6 +136,9 @@ where
                     }
                     deadline.as_mut().reset(wake_at(expires));
                 }
+                // The oldest acknowledgement waiting for the store may go out (the top of the
+                // loop sends it and whatever else is durable by then).
+                _ = std::future::poll_fn(|cx| conn.poll_acks(cx)), if !conn.pending_acks.is_empty() => {}
                 _ = async {
                     if let Some(drained) = hold {
                         let _ = drained.await;
@@ -200,6 +204,11 @@ where
 pub(super) fn keep_alive_grace(keep_alive: u16) -> Option<Duration> {
     (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500))
 }
+
+/// Most acknowledgements a connection keeps waiting for the store while it reads on: past it, it
+/// reads nothing more until the oldest are durable (an MQTT 3.1.1 client has no Receive Maximum
+/// and may send QoS 1 messages without waiting).
+const MAX_PENDING_ACKS: usize = 1_024;
 
 /// A PINGREQ, whole (fixed header, no remaining length).
 pub(super) const PINGREQ: [u8; 2] = [0xC0, 0x00];

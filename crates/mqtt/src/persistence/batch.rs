@@ -1,11 +1,13 @@
 //! One group commit of routed messages: each message once in the messages stream, each session's
 //! reference in its own stream.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use outpost_codec::QoS;
-use outpost_store::{Store, StreamId};
+use outpost_store::{RecordId, Result as StoreResult, Store, StreamId};
 use rustc_hash::FxHashMap;
 
 use crate::Broker;
@@ -27,16 +29,35 @@ type StreamAppend = (StreamId, Vec<Vec<(usize, usize)>>, Vec<Bytes>);
 /// together), then the others (a record each).
 type StreamRefs = (StreamId, Vec<(usize, usize)>, Vec<(usize, usize)>);
 
-/// Stores a batch of routed messages: each message once in the messages stream, each session's
-/// reference in its own stream, all appended together (they share the log, so one group commit
-/// makes the whole batch durable), then answers each job.
-pub(super) async fn store_batch(
-    broker: &Arc<Broker>,
+/// The records of a batch of routed messages, handed to the store and not yet durable.
+pub(super) struct SentBatch {
+    /// The store jobs, answered once their records are durable.
+    batch: Vec<Job>,
+    /// Per session stream written (in the order of the requests after the messages stream's):
+    /// for each of its records, the (job, reference) pairs it holds.
+    positions: Vec<Vec<Vec<(usize, usize)>>>,
+    /// The store's answer: the messages stream's records, then each session stream's.
+    results: Pin<Box<dyn Future<Output = Vec<StoreResult<Vec<RecordId>>>> + Send>>,
+}
+
+impl SentBatch {
+    /// Waits until the store has answered for every record of the batch.
+    pub(super) async fn written(&mut self) -> Vec<StoreResult<Vec<RecordId>>> {
+        (&mut self.results).await
+    }
+}
+
+/// Hands a batch of routed messages to the store: each message once in the messages stream, each
+/// session's reference in its own stream, all appended together (they share the log, so one group
+/// commit makes the whole batch durable). Jobs with nothing left to write are answered here; the
+/// rest are answered by [`finish_batch`] once the store has answered. Returns at once: the
+/// persistence task prepares the next batch while this one is written and synced.
+pub(super) fn send_batch(
     store: &Store,
     messages_stream: StreamId,
     stored: &mut Stored,
     batch: Vec<Job>,
-) {
+) -> Option<SentBatch> {
     // References not worth writing go first; a message left with none is not written either
     // (and its publisher is answered: nothing it needs is missing).
     let mut kept = Vec::with_capacity(batch.len());
@@ -54,7 +75,7 @@ pub(super) async fn store_batch(
     }
     let batch = kept;
     if batch.is_empty() {
-        return;
+        return None;
     }
     // Encoding happens here, off the engine's locks.
     let mut message_records = Vec::new();
@@ -83,12 +104,7 @@ pub(super) async fn store_batch(
             }
         }
     }
-    let spec = |(j, r): (usize, usize)| -> (u64, &RefSpec) {
-        match &batch[j] {
-            Job::Store { key, refs, .. } => (*key, &refs[r]),
-            _ => unreachable!("only store jobs have references"),
-        }
-    };
+    let spec = |(j, r): (usize, usize)| spec_of(&batch, (j, r));
     let mut by_stream: Vec<StreamAppend> = Vec::with_capacity(grouped.len());
     for (stream, qos1, single) in grouped {
         let mut at = Vec::new();
@@ -120,7 +136,36 @@ pub(super) async fn store_batch(
         requests.push((stream, payloads));
         positions.push(at);
     }
-    let mut results = store.append_batches(requests).await.into_iter();
+    let results = Box::pin(store.append_batches(requests));
+    Some(SentBatch {
+        batch,
+        positions,
+        results,
+    })
+}
+
+/// The message key and the reference of the `r`th reference of the `j`th job.
+fn spec_of(batch: &[Job], (j, r): (usize, usize)) -> (u64, &RefSpec) {
+    match &batch[j] {
+        Job::Store { key, refs, .. } => (*key, &refs[r]),
+        _ => unreachable!("only store jobs have references"),
+    }
+}
+
+/// Takes the store's answer for a sent batch: registers what was stored (so completed deliveries
+/// can release it), answers each job, and takes back what could not be stored.
+pub(super) async fn finish_batch(
+    broker: &Arc<Broker>,
+    store: &Store,
+    stored: &mut Stored,
+    sent: SentBatch,
+    results: Vec<StoreResult<Vec<RecordId>>>,
+) {
+    let SentBatch {
+        batch, positions, ..
+    } = sent;
+    let spec = |(j, r): (usize, usize)| spec_of(&batch, (j, r));
+    let mut results = results.into_iter();
     let mut failure: Option<PersistError> = None;
     let message_ids = match results.next() {
         Some(Ok(ids)) => Some(ids),

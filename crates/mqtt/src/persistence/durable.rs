@@ -1,7 +1,10 @@
 //! What a publisher waits on: the answer of the persistence task for each record of its message,
 //! and the flow-control hints the routing left with it.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use outpost_codec::ReasonCode;
 use outpost_store::StoreError;
@@ -45,6 +48,10 @@ pub(crate) type Done = oneshot::Sender<Result<(), PersistError>>;
 #[derive(Debug, Default)]
 pub struct Durable {
     waits: Vec<oneshot::Receiver<Result<(), PersistError>>>,
+    /// How many of `waits` have answered (they are polled in order, each once to completion),
+    /// and the first failure among them.
+    answered: usize,
+    failure: Option<PersistError>,
     pressure: bool,
     /// Connected subscribers whose queues are over the flow-control limit.
     held_by: Vec<Arc<str>>,
@@ -85,14 +92,24 @@ impl Durable {
 
     /// Resolves once every record is durable, or with the first failure (a stopped persistence
     /// task counts as one: nothing it did not confirm is durable).
-    pub async fn wait(self) -> Result<(), PersistError> {
-        let mut result = Ok(());
-        for rx in self.waits {
-            let r = rx.await.unwrap_or(Err(PersistError::Failed));
-            if result.is_ok() {
-                result = r;
+    pub async fn wait(mut self) -> Result<(), PersistError> {
+        std::future::poll_fn(|cx| self.poll_settled(cx)).await
+    }
+
+    /// [`Durable::wait`] without giving the `Durable` up: a connection asks each of its pending
+    /// acknowledgements whether it may go out yet, and keeps waiting on the first that may not.
+    /// Ready with the same answer on every call once every record has answered.
+    pub fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PersistError>> {
+        while let Some(rx) = self.waits.get_mut(self.answered) {
+            let answer = match Pin::new(rx).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(answer) => answer.unwrap_or(Err(PersistError::Failed)),
+            };
+            self.answered += 1;
+            if let (Err(e), None) = (answer, self.failure) {
+                self.failure = Some(e);
             }
         }
-        result
+        Poll::Ready(self.failure.map_or(Ok(()), Err))
     }
 }
