@@ -229,9 +229,8 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
             return self.flush().await;
         }
         if !self.pending_acks.is_empty() {
-            let polled = self.poll_acks(&mut std::task::Context::from_waker(
-                std::task::Waker::noop(),
-            ));
+            let polled =
+                self.poll_acks(&mut std::task::Context::from_waker(std::task::Waker::noop()));
             if let std::task::Poll::Ready(Err(e)) = polled {
                 return Err(self.failed_ack(e).await);
             }

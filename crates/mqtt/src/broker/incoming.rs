@@ -302,7 +302,12 @@ impl Broker {
         // Persistent sessions this message is stored for: one record of the message, a small
         // reference per session (written by the persistence task, encoded there, off any lock).
         let mut refs = Vec::new();
-        for (t, cell) in targets {
+        // The message's key, then its deliveries' ids right after it: the persistence task finds
+        // a completed delivery's reference through its message (see `Stored`).
+        let key = self
+            .next_delivery
+            .fetch_add(targets.len() as u64 + 1, Ordering::Relaxed);
+        for (id, (t, cell)) in (key + 1..).zip(targets) {
             let mut s = cell.state.lock();
             if s.ended {
                 continue;
@@ -313,7 +318,7 @@ impl Broker {
             }
             routed.matched += 1;
             let d = Delivery {
-                id: self.next_delivery.fetch_add(1, Ordering::Relaxed),
+                id,
                 message: message.clone(),
                 qos: t.qos,
                 retain: t.retain,
@@ -362,7 +367,7 @@ impl Broker {
             durable.push(rx);
             p.send(Job::Store {
                 message,
-                key: self.next_delivery.fetch_add(1, Ordering::Relaxed),
+                key,
                 refs,
                 done,
             });

@@ -29,6 +29,10 @@ type StreamAppend = (StreamId, Vec<Vec<(usize, usize)>>, Vec<Bytes>);
 /// together), then the others (a record each).
 type StreamRefs = (StreamId, Vec<(usize, usize)>, Vec<(usize, usize)>);
 
+/// The store's answer for a batch: per request (the messages stream's, then each session
+/// stream's), the ids of its records or why they were not stored.
+pub(super) type Written = Vec<StoreResult<Vec<RecordId>>>;
+
 /// The records of a batch of routed messages, handed to the store and not yet durable.
 pub(super) struct SentBatch {
     /// The store jobs, answered once their records are durable.
@@ -37,12 +41,12 @@ pub(super) struct SentBatch {
     /// for each of its records, the (job, reference) pairs it holds.
     positions: Vec<Vec<Vec<(usize, usize)>>>,
     /// The store's answer: the messages stream's records, then each session stream's.
-    results: Pin<Box<dyn Future<Output = Vec<StoreResult<Vec<RecordId>>>> + Send>>,
+    results: Pin<Box<dyn Future<Output = Written> + Send>>,
 }
 
 impl SentBatch {
     /// Waits until the store has answered for every record of the batch.
-    pub(super) async fn written(&mut self) -> Vec<StoreResult<Vec<RecordId>>> {
+    pub(super) async fn written(&mut self) -> Written {
         (&mut self.results).await
     }
 }
@@ -159,7 +163,7 @@ pub(super) async fn finish_batch(
     store: &Store,
     stored: &mut Stored,
     sent: SentBatch,
-    results: Vec<StoreResult<Vec<RecordId>>>,
+    results: Written,
 ) {
     let SentBatch {
         batch, positions, ..
@@ -179,10 +183,10 @@ pub(super) async fn finish_batch(
             None
         }
     };
+    // Per job: where its stored references are, by its deliveries' distance from its key.
+    let mut held_of: Vec<Vec<(u32, RecordId)>> = vec![Vec::new(); batch.len()];
     // Per job: its references' failure, if any stream of them failed.
     let mut failed: Vec<Option<PersistError>> = vec![None; batch.len()];
-    // Per job: how many of its references were stored.
-    let mut held_refs: Vec<u32> = vec![0; batch.len()];
     let mut dead = Vec::new();
     for (at, result) in positions.into_iter().zip(results) {
         match result {
@@ -193,16 +197,19 @@ pub(super) async fn finish_batch(
                         dead.push(id);
                         continue;
                     }
-                    // One map entry per record, not per reference (a fan-out to many sessions
-                    // registers thousands of references per batch).
-                    stored.add_record(
-                        id,
-                        held.iter().map(|&(j, r)| {
-                            held_refs[j] += 1;
+                    // One map entry per record and one per message, not per reference (a
+                    // fan-out to many sessions registers thousands of references per batch).
+                    let deliveries = held
+                        .iter()
+                        .map(|&(j, r)| {
                             let (key, spec) = spec((j, r));
-                            (spec.delivery, key)
-                        }),
-                    );
+                            // Routing gives a message's deliveries the ids after its key.
+                            let at = spec.delivery.saturating_sub(key + 1);
+                            held_of[j].push((u32::try_from(at).unwrap_or(u32::MAX), id));
+                            spec.delivery
+                        })
+                        .collect();
+                    stored.add_routed_record(id, deliveries);
                 }
             }
             Err(e) => {
@@ -216,7 +223,7 @@ pub(super) async fn finish_batch(
     }
     let mut unqueue = Vec::new();
     let mut message_ids = message_ids.map(|ids| ids.into_iter());
-    for ((job, failure_of_refs), refs) in batch.into_iter().zip(failed).zip(held_refs) {
+    for ((job, failure_of_refs), held) in batch.into_iter().zip(failed).zip(held_of) {
         let Job::Store {
             key,
             refs: specs,
@@ -229,12 +236,12 @@ pub(super) async fn finish_batch(
         let message_id = message_ids.as_mut().and_then(|ids| ids.next());
         let answer = match (message_id, failure_of_refs) {
             (Some(msg), None) => {
-                stored.add_message_refs(key, msg, refs);
+                stored.add_routed_message(key, msg, held);
                 Ok(())
             }
             (Some(msg), Some(e)) => {
                 // Partly stored: what was stored goes again, the publisher is told.
-                stored.add_message_refs(key, msg, refs);
+                stored.add_routed_message(key, msg, held);
                 for spec in &specs {
                     stored.release_delivery(spec.delivery, &mut dead);
                 }

@@ -3,7 +3,7 @@
 //! reference.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 // Keys here are the broker's own (delivery ids, message keys, record ids), never a client's, so
 // a fast non-keyed hash is safe; with SipHash the map inserts were the largest cost of a durable
@@ -20,14 +20,18 @@ use super::jobs::RefSpec;
 #[derive(Debug, Default)]
 pub(crate) struct Stored {
     /// Delivery id -> its record (a reference, a record of references, or a whole message of the
-    /// first layout), and the key of the message it references.
+    /// first layout), and the key of the message it references: deliveries found at restore,
+    /// whose ids were given one by one. A delivery routed since is found through its message
+    /// instead ([`StoredMessage::held`]).
     deliveries: HashMap<u64, (RecordId, Option<u64>)>,
     /// Record -> how many of its deliveries are still live (it dies with the last), and every
     /// delivery it was written with (completed ones are no longer in `deliveries`): completing a
     /// delivery is a count, not a search of the record's list.
     records: HashMap<RecordId, (u32, Vec<u64>)>,
-    /// Message key -> (its record in the messages stream, live references).
-    messages: HashMap<u64, (RecordId, u32)>,
+    /// Message key -> its record in the messages stream, live references, and where its routed
+    /// deliveries' references are. Ordered: a delivery's message is the one with the greatest
+    /// key below the delivery's id.
+    messages: BTreeMap<u64, StoredMessage>,
     /// Deliveries completed before their reference was stored. Routing queues a delivery in a
     /// session before it sends the store job, so a fast subscriber's acknowledgement can reach
     /// this task first: the reference is then not written at all. Bounded; the oldest go first
@@ -41,6 +45,26 @@ pub(crate) struct Stored {
     dropped_set: HashSet<StreamId>,
 }
 
+/// A message stored once for persistent sessions.
+#[derive(Debug)]
+struct StoredMessage {
+    record: RecordId,
+    /// Live references to it.
+    refs: u32,
+    /// The record holding each stored delivery of it that routing gave an id, by the id's
+    /// distance from the message's key (routing gives a message's deliveries the ids right after
+    /// its key), sorted; [`RELEASED`] once complete. A push per delivery instead of a hash map
+    /// entry per delivery: the map's inserts were the largest cost of a durable fan-out to many
+    /// sessions (issue 29).
+    held: Vec<(u32, RecordId)>,
+}
+
+/// A completed delivery's place in [`StoredMessage::held`].
+const RELEASED: RecordId = RecordId {
+    stream: StreamId(u64::MAX),
+    seq: u64::MAX,
+};
+
 /// Most deliveries remembered as completed before their reference was stored.
 const EARLY_DONE_MAX: usize = 65_536;
 /// Most recently dropped streams remembered.
@@ -49,39 +73,51 @@ const DROPPED_MAX: usize = 1_024;
 impl Stored {
     /// A message found in the messages stream at restore.
     pub(crate) fn add_message(&mut self, key: u64, record: RecordId) {
-        self.messages.insert(key, (record, 0));
+        self.messages.insert(
+            key,
+            StoredMessage {
+                record,
+                refs: 0,
+                held: Vec::new(),
+            },
+        );
     }
 
-    /// A delivery found in a session's stream at restore (or just stored).
+    /// A delivery found in a session's stream at restore.
     pub(crate) fn add_delivery(&mut self, delivery: u64, record: RecordId, key: Option<u64>) {
         self.deliveries.insert(delivery, (record, key));
         let (live, held) = self.records.entry(record).or_default();
         *live += 1;
         held.push(delivery);
         if let Some(key) = key {
-            if let Some((_, refs)) = self.messages.get_mut(&key) {
-                *refs += 1;
+            if let Some(m) = self.messages.get_mut(&key) {
+                m.refs += 1;
             }
         }
     }
 
-    /// A message just stored, with the references to it that were stored with it.
-    pub(super) fn add_message_refs(&mut self, key: u64, record: RecordId, refs: u32) {
-        self.messages.insert(key, (record, refs));
+    /// A message just stored, with where each of its stored deliveries' references is: (the
+    /// delivery id's distance from the key, the record), in any order.
+    pub(super) fn add_routed_message(
+        &mut self,
+        key: u64,
+        record: RecordId,
+        mut held: Vec<(u32, RecordId)>,
+    ) {
+        held.sort_unstable_by_key(|(at, _)| *at);
+        self.messages.insert(
+            key,
+            StoredMessage {
+                record,
+                refs: u32::try_from(held.len()).unwrap_or(u32::MAX),
+                held,
+            },
+        );
     }
 
-    /// A record just stored holding these (delivery, message key) references; the messages'
-    /// counts are the caller's ([`Stored::add_message_refs`]).
-    pub(super) fn add_record(
-        &mut self,
-        record: RecordId,
-        held: impl ExactSizeIterator<Item = (u64, u64)>,
-    ) {
-        let mut deliveries = Vec::with_capacity(held.len());
-        for (delivery, key) in held {
-            self.deliveries.insert(delivery, (record, Some(key)));
-            deliveries.push(delivery);
-        }
+    /// A record just stored holding references of these routed deliveries (whose messages are
+    /// added by [`Stored::add_routed_message`]).
+    pub(super) fn add_routed_record(&mut self, record: RecordId, deliveries: Vec<u64>) {
         let n = deliveries.len() as u32;
         match self.records.entry(record) {
             Entry::Vacant(v) => {
@@ -95,28 +131,38 @@ impl Stored {
         }
     }
 
+    /// Takes a routed delivery's reference out of its message: (its record, the message's key);
+    /// `None` when the delivery is unknown or already complete.
+    fn take_routed(&mut self, delivery: u64) -> Option<(RecordId, u64)> {
+        let (&key, m) = self.messages.range_mut(..delivery).next_back()?;
+        let at = u32::try_from(delivery - key - 1).ok()?;
+        let i = m.held.binary_search_by_key(&at, |(at, _)| *at).ok()?;
+        let record = std::mem::replace(&mut m.held[i].1, RELEASED);
+        (record != RELEASED).then_some((record, key))
+    }
+
     /// Messages nothing references (after a crash between a reference's and a message's
     /// tombstones): their records, to remove.
     pub(crate) fn take_orphans(&mut self) -> Vec<RecordId> {
         let orphans: Vec<u64> = self
             .messages
             .iter()
-            .filter(|(_, (_, refs))| *refs == 0)
+            .filter(|(_, m)| m.refs == 0)
             .map(|(k, _)| *k)
             .collect();
         orphans
             .into_iter()
-            .filter_map(|k| self.messages.remove(&k).map(|(r, _)| r))
+            .filter_map(|k| self.messages.remove(&k).map(|m| m.record))
             .collect()
     }
 
     /// One reference to the message `key` is gone: the message goes with its last.
     fn release_message(&mut self, key: Option<u64>, dead: &mut Vec<RecordId>) {
         let Some(key) = key else { return };
-        if let Some((msg, refs)) = self.messages.get_mut(&key) {
-            *refs = refs.saturating_sub(1);
-            if *refs == 0 {
-                dead.push(*msg);
+        if let Some(m) = self.messages.get_mut(&key) {
+            m.refs = m.refs.saturating_sub(1);
+            if m.refs == 0 {
+                dead.push(m.record);
                 self.messages.remove(&key);
             }
         }
@@ -127,6 +173,8 @@ impl Stored {
         for delivery in self.records.remove(&record).unwrap_or_default().1 {
             if let Some((_, key)) = self.deliveries.remove(&delivery) {
                 self.release_message(key, dead);
+            } else if let Some((_, key)) = self.take_routed(delivery) {
+                self.release_message(Some(key), dead);
             }
         }
         dead.push(record);
@@ -137,7 +185,11 @@ impl Stored {
     /// the completed ones are delivered again, which QoS 1 allows; QoS 2 references have a record
     /// each.)
     pub(super) fn release_delivery(&mut self, delivery: u64, dead: &mut Vec<RecordId>) {
-        let Some((record, key)) = self.deliveries.remove(&delivery) else {
+        let found = match self.deliveries.remove(&delivery) {
+            Some(found) => Some(found),
+            None => self.take_routed(delivery).map(|(r, key)| (r, Some(key))),
+        };
+        let Some((record, key)) = found else {
             self.early_done.insert(delivery);
             if self.early_done.len() > EARLY_DONE_MAX {
                 self.early_done.pop_first();

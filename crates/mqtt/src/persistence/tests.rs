@@ -261,3 +261,56 @@ fn sessions_round_trip() {
     assert_eq!(decode_session(&encode_session(&s)), Some(s));
     assert_eq!(decode_session(&[1, 2]), None);
 }
+
+#[test]
+fn a_routed_delivery_finds_its_reference_through_its_message() {
+    let mut stored = Stored::default();
+    // Found at restore: message 5 and a delivery given id 7 then.
+    stored.add_message(5, rec(1, 0));
+    stored.add_delivery(7, rec(4, 1), Some(5));
+    // Routed since: message 10 to deliveries 11..=13 (12 went to a session that stores nothing),
+    // message 20 to 21 and 22. Session A's record (2, 1) holds 11 and 21, session B's (3, 1)
+    // holds 13 and (3, 2) holds 22.
+    stored.add_routed_record(rec(2, 1), vec![11, 21]);
+    stored.add_routed_record(rec(3, 1), vec![13]);
+    stored.add_routed_record(rec(3, 2), vec![22]);
+    stored.add_routed_message(10, rec(1, 1), vec![(2, rec(3, 1)), (0, rec(2, 1))]);
+    stored.add_routed_message(20, rec(1, 2), vec![(0, rec(2, 1)), (1, rec(3, 2))]);
+    let mut dead = Vec::new();
+    stored.release_delivery(12, &mut dead);
+    stored.release_delivery(11, &mut dead);
+    assert!(
+        dead.is_empty(),
+        "12 was never stored; 11's record and message live on"
+    );
+    stored.release_delivery(13, &mut dead);
+    assert_eq!(dead, vec![rec(3, 1), rec(1, 1)], "13 was message 10's last");
+    stored.release_delivery(13, &mut dead);
+    stored.release_delivery(7, &mut dead);
+    assert_eq!(
+        dead,
+        vec![rec(3, 1), rec(1, 1), rec(4, 1), rec(1, 0)],
+        "a second release is harmless; a restored delivery is found by its id"
+    );
+    dead.clear();
+    // Session A ends: its record goes, with its live delivery 21 (11 is complete already).
+    stored.release_record(rec(2, 1), &mut dead);
+    assert_eq!(dead, vec![rec(2, 1)], "message 20 is still B's");
+    dead.clear();
+    stored.release_delivery(22, &mut dead);
+    assert_eq!(dead, vec![rec(3, 2), rec(1, 2)]);
+    assert!(stored.take_orphans().is_empty());
+    // A delivery completed before its message was stored: its reference is not written.
+    dead.clear();
+    stored.release_delivery(31, &mut dead);
+    assert!(dead.is_empty());
+    let spec = RefSpec {
+        stream: StreamId(2),
+        delivery: 31,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        subscription_ids: Vec::new(),
+    };
+    assert!(stored.skip(&spec));
+    assert!(!stored.skip(&spec), "once");
+}
