@@ -249,3 +249,51 @@ fn refused_writes_keep_no_place_in_a_queue() {
     let got = drain_until(broker.mqtt, "keeper", |g| g.len() >= acked.len());
     assert_none_lost(&acked, &got);
 }
+
+/// A connection reads on while its acknowledgements wait for the store (ADR 0008, issue 29),
+/// up to 1,024 waiting: an MQTT 3.1.1 publisher (no Receive Maximum) that sends 3,000 stored
+/// QoS 1 messages in one burst, reading nothing meanwhile, gets every PUBACK, in the order it
+/// sent them, and every acknowledged message reaches each offline session.
+#[test]
+fn a_burst_past_the_waiting_acknowledgements_limit_is_acknowledged_in_order() {
+    const BURST: u32 = 3_000;
+    let broker = start(10_000, "refuse");
+    for s in ["burst-a", "burst-b", "burst-c"] {
+        offline_subscriber(broker.mqtt, s, "burst/#");
+    }
+    let mut p = Raw::connect(broker.mqtt, Version::V311, "burst-pub", true);
+    assert_eq!(p.recv(WAIT), Some(Got::ConnAck(ReasonCode::Success)));
+    let mut bytes = bytes::BytesMut::new();
+    for n in 0..BURST {
+        let mut payload = n.to_be_bytes().to_vec();
+        payload.resize(64, b'x');
+        Packet::Publish(outpost_codec::Publish {
+            qos: QoS::AtLeastOnce,
+            pkid: (n + 1) as u16,
+            ..outpost_codec::Publish::new("burst/x", &payload)
+        })
+        .encode_to(Version::V311, &mut bytes)
+        .expect("encodes");
+    }
+    // Written by another thread: the broker stops reading once 1,024 wait, and only this
+    // thread's reading of the PUBACKs lets it go on.
+    let mut writer = p.s.try_clone().expect("clone");
+    let sent = std::thread::spawn(move || {
+        use std::io::Write;
+        writer.write_all(&bytes).expect("burst written");
+    });
+    for n in 0..BURST {
+        match p.recv(WAIT) {
+            Some(Got::PubAck(pkid, ReasonCode::Success)) => {
+                assert_eq!(pkid, (n + 1) as u16, "PUBACK {n} out of order")
+            }
+            other => panic!("message {n}: unexpected {other:?}"),
+        }
+    }
+    sent.join().expect("writer");
+    let acked: BTreeSet<u32> = (0..BURST).collect();
+    for s in ["burst-a", "burst-b", "burst-c"] {
+        let got = drain_until(broker.mqtt, s, |g| g.len() >= acked.len());
+        assert_none_lost(&acked, &got);
+    }
+}
