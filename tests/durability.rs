@@ -151,7 +151,11 @@ fn injected_write_faults_refuse_and_lose_nothing() {
     let mut p3 = Raw::connect(broker.mqtt, Version::V311, "p3", true);
     assert_eq!(p3.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
     p3.publish("t", &7_777u32.to_be_bytes(), QoS::AtLeastOnce, 1, false);
-    assert_eq!(p3.recv(wait), None);
+    assert_eq!(p3.recv(wait), None, "no PUBACK");
+    assert!(
+        p3.closed_within(Duration::from_secs(1)),
+        "the 3.1.1 connection is closed, not left waiting"
+    );
     let data = broker.kill();
     let broker = Outpost::start_in(data);
     let got = drain_numbers(broker.mqtt, "keeper", acked.len());

@@ -321,7 +321,7 @@ impl<W: AsyncWrite + Unpin> Conn<W> {
 
     /// Whatever was acknowledged before a failed acknowledgement goes out; then the connection
     /// closes without the acknowledgement the store could not back.
-    async fn failed_ack(&mut self, e: PersistError) -> std::io::Error {
+    pub(super) async fn failed_ack(&mut self, e: PersistError) -> std::io::Error {
         if !self.out.is_empty() {
             let _ = self.wr.write_all(&self.out).await;
             self.out.clear();

@@ -138,7 +138,14 @@ where
                 }
                 // The oldest acknowledgement waiting for the store may go out (the top of the
                 // loop sends it and whatever else is durable by then).
-                _ = std::future::poll_fn(|cx| conn.poll_acks(cx)), if !conn.pending_acks.is_empty() => {}
+                acked = std::future::poll_fn(|cx| conn.poll_acks(cx)), if !conn.pending_acks.is_empty() => {
+                    if let Err(e) = acked {
+                        // MQTT 3.1.1 cannot say the store failed: what was acknowledged before
+                        // goes out, then the connection closes without the acknowledgement.
+                        let _ = conn.failed_ack(e).await;
+                        return End::Close(Disconnect::Abrupt, None);
+                    }
+                }
                 _ = async {
                     if let Some(drained) = hold {
                         let _ = drained.await;
