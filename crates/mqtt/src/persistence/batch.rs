@@ -183,8 +183,8 @@ pub(super) async fn finish_batch(
             None
         }
     };
-    // Per job: where its stored references are, by its deliveries' distance from its key.
-    let mut held_of: Vec<Vec<(u32, RecordId)>> = vec![Vec::new(); batch.len()];
+    // Per job: its stored references, (delivery, record).
+    let mut held_of: Vec<Vec<(u64, RecordId)>> = vec![Vec::new(); batch.len()];
     // Per job: its references' failure, if any stream of them failed.
     let mut failed: Vec<Option<PersistError>> = vec![None; batch.len()];
     let mut dead = Vec::new();
@@ -202,11 +202,9 @@ pub(super) async fn finish_batch(
                     let deliveries = held
                         .iter()
                         .map(|&(j, r)| {
-                            let (key, spec) = spec((j, r));
-                            // Routing gives a message's deliveries the ids after its key.
-                            let at = spec.delivery.saturating_sub(key + 1);
-                            held_of[j].push((u32::try_from(at).unwrap_or(u32::MAX), id));
-                            spec.delivery
+                            let delivery = spec((j, r)).1.delivery;
+                            held_of[j].push((delivery, id));
+                            delivery
                         })
                         .collect();
                     stored.add_routed_record(id, deliveries);

@@ -96,23 +96,32 @@ impl Stored {
         }
     }
 
-    /// A message just stored, with where each of its stored deliveries' references is: (the
-    /// delivery id's distance from the key, the record), in any order.
+    /// A message just stored, with its stored deliveries' references: (delivery, record), in
+    /// any order.
     pub(super) fn add_routed_message(
         &mut self,
         key: u64,
         record: RecordId,
-        mut held: Vec<(u32, RecordId)>,
+        deliveries: Vec<(u64, RecordId)>,
     ) {
+        let refs = u32::try_from(deliveries.len()).unwrap_or(u32::MAX);
+        let mut held = Vec::with_capacity(deliveries.len());
+        for (delivery, at_record) in deliveries {
+            // Routing gives a message's deliveries the ids right after its key; one that is not
+            // (never the case today) is found by its id instead.
+            match delivery
+                .checked_sub(key + 1)
+                .and_then(|at| u32::try_from(at).ok())
+            {
+                Some(at) => held.push((at, at_record)),
+                None => {
+                    self.deliveries.insert(delivery, (at_record, Some(key)));
+                }
+            }
+        }
         held.sort_unstable_by_key(|(at, _)| *at);
-        self.messages.insert(
-            key,
-            StoredMessage {
-                record,
-                refs: u32::try_from(held.len()).unwrap_or(u32::MAX),
-                held,
-            },
-        );
+        self.messages
+            .insert(key, StoredMessage { record, refs, held });
     }
 
     /// A record just stored holding references of these routed deliveries (whose messages are

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use crate::Broker;
 
 use super::batch::{finish_batch, send_batch, SentBatch, MAX_BATCH};
-use super::jobs::{Job, SubChange};
+use super::jobs::{Job, Persister, SubChange};
 use super::keys::{
     encode_session_record, encode_subscription, subscription_key, subscriptions_prefix, SESSIONS,
     SUBSCRIPTIONS,
@@ -242,19 +242,22 @@ pub(crate) async fn run(
                 }
             }
         };
-        if !matches!(job, Job::Store { .. }) || in_flight.len() >= IN_FLIGHT {
-            // Any other job sees every earlier batch registered (a completed delivery must find
-            // its reference), and no more than `IN_FLIGHT` batches wait on the store.
-            let wait_all = !matches!(job, Job::Store { .. });
-            while let Some((mut sent, n)) = in_flight.pop_front() {
-                let results = sent.written().await;
-                finish_batch(&broker, &store, &mut stored, sent, results).await;
-                persister.done(n);
-                if !wait_all && in_flight.len() < IN_FLIGHT {
-                    break;
-                }
-            }
-        }
+        // Any other job sees every earlier batch registered (a completed delivery must find its
+        // reference), and no more than `IN_FLIGHT` batches wait on the store.
+        let keep = if matches!(job, Job::Store { .. }) {
+            IN_FLIGHT - 1
+        } else {
+            0
+        };
+        finish_sent(
+            &broker,
+            &store,
+            &mut stored,
+            &persister,
+            &mut in_flight,
+            keep,
+        )
+        .await;
         let n = match job {
             store_job @ Job::Store { .. } => {
                 // Everything already queued goes to the disk together: one group commit for
@@ -318,9 +321,25 @@ pub(crate) async fn run(
         persister.done(n);
     }
     // The engine is gone: what was handed to the store is still answered.
-    while let Some((mut sent, n)) = in_flight.pop_front() {
+    finish_sent(&broker, &store, &mut stored, &persister, &mut in_flight, 0).await;
+}
+
+/// Waits for the store's answer to the oldest sent batches until at most `keep` wait, and
+/// registers and answers each.
+async fn finish_sent(
+    broker: &Arc<Broker>,
+    store: &Store,
+    stored: &mut Stored,
+    persister: &Persister,
+    in_flight: &mut VecDeque<(SentBatch, usize)>,
+    keep: usize,
+) {
+    while in_flight.len() > keep {
+        let Some((mut sent, n)) = in_flight.pop_front() else {
+            break;
+        };
         let results = sent.written().await;
-        finish_batch(&broker, &store, &mut stored, sent, results).await;
+        finish_batch(broker, store, stored, sent, results).await;
         persister.done(n);
     }
 }

@@ -274,8 +274,8 @@ fn a_routed_delivery_finds_its_reference_through_its_message() {
     stored.add_routed_record(rec(2, 1), vec![11, 21]);
     stored.add_routed_record(rec(3, 1), vec![13]);
     stored.add_routed_record(rec(3, 2), vec![22]);
-    stored.add_routed_message(10, rec(1, 1), vec![(2, rec(3, 1)), (0, rec(2, 1))]);
-    stored.add_routed_message(20, rec(1, 2), vec![(0, rec(2, 1)), (1, rec(3, 2))]);
+    stored.add_routed_message(10, rec(1, 1), vec![(13, rec(3, 1)), (11, rec(2, 1))]);
+    stored.add_routed_message(20, rec(1, 2), vec![(21, rec(2, 1)), (22, rec(3, 2))]);
     let mut dead = Vec::new();
     stored.release_delivery(12, &mut dead);
     stored.release_delivery(11, &mut dead);
