@@ -12,6 +12,7 @@ mod broker;
 mod inbox;
 mod message;
 mod moment;
+mod offline;
 mod outbox;
 mod persistence;
 mod queue_door;

@@ -158,6 +158,16 @@ impl<M: Outgoing + Clone> Outbox<M> {
             .collect()
     }
 
+    /// The queue's limits: messages, and bytes (queued and in flight).
+    pub fn limits(&self) -> (usize, usize) {
+        (self.max_queued as usize, self.max_queued_bytes as usize)
+    }
+
+    /// True when a QoS 0 message waits in the queue (one a QoS 1/2 message may evict).
+    pub fn holds_qos0(&self) -> bool {
+        self.queue.iter().any(|m| m.qos() == QoS::AtMostOnce)
+    }
+
     /// Messages dropped or refused by the backpressure policy since creation.
     pub fn dropped(&self) -> u64 {
         self.dropped

@@ -145,7 +145,8 @@ pub struct SessionSummary {
     pub session_expiry: u32,
 }
 
-fn summary(client_id: &str, s: &Session) -> SessionSummary {
+/// `offline`: messages it holds in the offline log.
+fn summary(client_id: &str, s: &Session, offline: usize) -> SessionSummary {
     SessionSummary {
         client_id: client_id.to_string(),
         connected: s.connection.is_some(),
@@ -156,7 +157,7 @@ fn summary(client_id: &str, s: &Session) -> SessionSummary {
             .unwrap_or_default(),
         version: s.connection.as_ref().map(|c| c.version),
         subscriptions: s.subscriptions.len(),
-        queued: s.outbox.queued() + s.outbox.in_flight(),
+        queued: s.outbox.queued() + s.outbox.in_flight() + offline,
         session_expiry: s.expiry,
     }
 }
@@ -180,25 +181,39 @@ impl Broker {
     pub fn session_messages(&self, client: &str, max: usize) -> Option<Vec<HeldMessage>> {
         let cell = self.sessions.read().map.get(client).cloned()?;
         let s = cell.state.lock();
-        Some(
-            s.outbox
-                .peek(max)
-                .into_iter()
-                .map(|(d, in_flight)| HeldMessage {
-                    topic: d.message.topic.to_string(),
-                    qos: d.qos,
-                    bytes: d.message.payload.len(),
-                    in_flight,
-                })
-                .collect(),
-        )
+        let mut held: Vec<HeldMessage> = s
+            .outbox
+            .peek(max)
+            .into_iter()
+            .map(|(d, in_flight)| HeldMessage {
+                topic: d.message.topic.to_string(),
+                qos: d.qos,
+                bytes: d.message.payload.len(),
+                in_flight,
+            })
+            .collect();
+        // Then what waits in the offline log (it joins the queue's end when the client is back).
+        let rest = max.saturating_sub(held.len());
+        if rest > 0 {
+            held.extend(
+                self.offline_peek(&cell, rest)
+                    .into_iter()
+                    .map(|(m, qos)| HeldMessage {
+                        topic: m.topic.to_string(),
+                        qos,
+                        bytes: m.payload.len(),
+                        in_flight: false,
+                    }),
+            );
+        }
+        Some(held)
     }
 
     /// The session of `client`, summed up; `None` when it has none.
     pub fn session_summary(&self, client: &str) -> Option<SessionSummary> {
         let cell = self.sessions.read().map.get(client).cloned()?;
         let s = cell.state.lock();
-        Some(summary(client, &s))
+        Some(summary(client, &s, self.offline_count(&cell)))
     }
 
     /// Sessions whose client id or identity contains `search` (all when empty), sorted by
@@ -218,7 +233,7 @@ impl Broker {
             .collect();
         let mut all: Vec<SessionSummary> = cells
             .into_iter()
-            .map(|(id, cell)| summary(&id, &cell.state.lock()))
+            .map(|(id, cell)| summary(&id, &cell.state.lock(), self.offline_count(&cell)))
             .filter(|s| {
                 search.is_empty() || s.client_id.contains(search) || s.identity.contains(search)
             })

@@ -188,6 +188,8 @@ impl Broker {
                 session.stream = unused.take().map(Box::new);
                 became_persistent = session.stream.is_some();
             }
+            // What waited in the offline log joins the queue, behind what was queued before.
+            self.leave_offline(&cell, &mut session, true);
             session.outbox.set_receive_maximum(receive_maximum);
             session.inbox.reset_aliases();
             let expiry_changed = session.expiry != expiry;
@@ -281,6 +283,7 @@ impl Broker {
             if session_expiry.is_some() && expiry > 0 {
                 self.save_session(&h.client_id, &s, Save::Record);
             }
+            self.go_offline(&h.session, &s);
             (s.will.take(), expiry)
         };
         if let (Some(w), true) = (will, how != Disconnect::Normal) {
@@ -380,6 +383,7 @@ impl Broker {
         let mut old = cell.state.lock();
         old.ended = true;
         cell.connected.store(false, Ordering::Relaxed);
+        self.leave_offline(&cell, &mut old, false);
         old.release_publishers();
         let filters: Vec<Arc<str>> = old.subscriptions.keys().cloned().collect();
         self.index.write().remove_client(client, &filters);

@@ -291,23 +291,29 @@ impl Broker {
                     .get(c)
                     .is_some_and(|s| s.connected.load(Ordering::Relaxed))
             };
-            index
-                .route(from, &message.topic, message.qos, message.retain, available)
-                .into_iter()
-                .filter_map(|t| sessions.map.get(&t.client).cloned().map(|s| (t, s)))
-                .collect()
+            let matched = index.route(from, &message.topic, message.qos, message.retain, available);
+            let mut targets = Vec::with_capacity(matched.len());
+            targets.extend(
+                matched
+                    .into_iter()
+                    .filter_map(|t| sessions.map.get(&t.client).cloned().map(|s| (t, s))),
+            );
+            targets
         };
         let message = Arc::new(message);
         let mut routed = Routed::default();
         // Persistent sessions this message is stored for: one record of the message, a small
         // reference per session (written by the persistence task, encoded there, off any lock).
-        let mut refs = Vec::new();
+        let mut refs = Vec::with_capacity(targets.len());
         // The message's key, then its deliveries' ids right after it: the persistence task finds
         // a completed delivery's reference through its message (see `Stored`).
         let key = self
             .next_delivery
             .fetch_add(targets.len() as u64 + 1, Ordering::Relaxed);
-        for (id, (t, cell)) in (key + 1..).zip(targets) {
+        // Offline sessions first, all in one entry of the offline log; the others each in its
+        // queue.
+        let targets = self.route_offline(key, &message, targets, &mut routed, &mut refs);
+        for (id, t, cell) in targets {
             let mut s = cell.state.lock();
             if s.ended {
                 continue;

@@ -24,7 +24,7 @@
 //! helpers every part above shares.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,7 @@ mod admin;
 mod connect;
 mod incoming;
 mod lifecycle;
+mod offline;
 mod outgoing;
 mod queues;
 mod status;
@@ -205,6 +206,9 @@ pub(crate) struct SessionCell {
     /// Mirrors `state.connection.is_some()`: routing reads it, with no session lock, to pick a
     /// connected member of a share group.
     connected: AtomicBool,
+    /// Its number in the offline log while it takes its messages from there (0: it does not;
+    /// see [`crate::offline`]). Written under the log's lock; routing reads it first without.
+    offline: AtomicU32,
 }
 
 impl SessionCell {
@@ -212,6 +216,7 @@ impl SessionCell {
         Arc::new(SessionCell {
             state: Mutex::new(session),
             connected: AtomicBool::new(false),
+            offline: AtomicU32::new(0),
         })
     }
 }
@@ -464,6 +469,8 @@ pub struct Broker {
     losses: Mutex<HashMap<Arc<str>, Loss>>,
     next_conn: AtomicU64,
     next_delivery: AtomicU64,
+    /// What offline persistent sessions are owed, one entry per message.
+    offline: Mutex<crate::offline::OfflineLog>,
     /// Random at every start: makes lifecycle events' session identifiers unique across
     /// restarts.
     seed: u64,
@@ -526,6 +533,13 @@ impl Broker {
             ..Broker::default()
         });
         let stored = broker.restore(&store)?;
+        {
+            // The restored sessions are offline: what is routed to them now waits in the log.
+            let sessions = broker.sessions.read();
+            for cell in sessions.map.values() {
+                broker.go_offline(cell, &cell.state.lock());
+            }
+        }
         tokio::spawn(persistence::run(broker.clone(), store.clone(), stored, rx));
         tokio::spawn(persistence::run_retained(
             broker.clone(),
@@ -815,6 +829,84 @@ mod tests {
             .handle;
         b.disconnect(&h, Disconnect::Normal, None);
         assert!(topics(&b, &watcher).is_empty());
+    }
+
+    #[test]
+    fn an_offline_session_gets_its_queue_then_the_offline_log_in_order() {
+        let b = Broker::new(BrokerConfig {
+            outbox: OutboxLimits {
+                receive_maximum: 1,
+                max_queued: 4,
+                max_queued_bytes: 1 << 20,
+            },
+            max_inflight: 1,
+            ..BrokerConfig::default()
+        });
+        let publish = |topic: &str| {
+            b.publish_internal(Message::new(
+                topic,
+                Bytes::from_static(b"x"),
+                QoS::AtLeastOnce,
+                false,
+            ))
+            .0
+        };
+        let h = now(b.connect(&connect("dev", false, None))).unwrap().handle;
+        subscribe(&b, &h, &["t/#"]);
+        let other = now(b.connect(&connect("other", false, None)))
+            .unwrap()
+            .handle;
+        subscribe(&b, &other, &["t/#"]);
+        // One in flight, one queued while connected.
+        publish("t/0");
+        publish("t/1");
+        assert_eq!(topics(&b, &h), ["t/0"]);
+        b.disconnect(&h, Disconnect::Abrupt, None);
+        b.disconnect(&other, Disconnect::Abrupt, None);
+        // Offline: these wait in the log, one entry each for both sessions, until a queue's
+        // limit (four queued) refuses the rest: `dev` had one queued (t/1), `other` two (it
+        // took nothing in flight).
+        for i in 2..6 {
+            assert_eq!(publish(&format!("t/{i}")), 2, "t/{i}");
+        }
+        assert_eq!(b.offline.lock().messages(), 3, "t/2 to t/4");
+        let summary = b.session_summary("dev").unwrap();
+        assert_eq!(
+            summary.queued, 5,
+            "one in flight, one queued, three in the log"
+        );
+        let held: Vec<String> = b
+            .session_messages("dev", 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.topic)
+            .collect();
+        assert_eq!(held, ["t/0", "t/1", "t/2", "t/3", "t/4"]);
+        assert_eq!(b.stats.refused_overflow.load(Ordering::Relaxed), 3);
+        // Back: the message in flight goes again, then the queue, then the log, in order.
+        let back = now(b.connect(&connect("dev", false, None))).unwrap();
+        let resent: Vec<String> = back
+            .resend
+            .iter()
+            .filter_map(|s| match s {
+                Send::Publish { message, .. } => Some(message.message.topic.to_string()),
+                Send::PubRel { .. } => None,
+            })
+            .collect();
+        assert_eq!(resent, ["t/0"]);
+        let mut got = Vec::new();
+        for pkid in 1..=6u16 {
+            got.extend(topics(&b, &back.handle));
+            let _ = b.puback(&back.handle, pkid);
+        }
+        assert_eq!(got, ["t/1", "t/2", "t/3", "t/4"]);
+        // Connected again: routed to its queue, not the log.
+        publish("t/9");
+        assert_eq!(topics(&b, &back.handle), ["t/9"]);
+        // The other session still needs two of the log's entries; once it ends they go.
+        assert_eq!(b.offline.lock().messages(), 2);
+        now(b.connect(&connect("other", true, None))).unwrap();
+        assert_eq!(b.offline.lock().messages(), 0);
     }
 
     /// The output of a future that is ready at its first poll (an engine without a store never

@@ -73,6 +73,14 @@ impl Broker {
     /// Takes back deliveries whose store write failed (their publishers were told): a message
     /// refused for lack of space keeps no place in a queue.
     pub(crate) fn unqueue_unstored(&self, deliveries: &[(outpost_store::StreamId, u64)]) {
+        // Those of offline sessions wait in the offline log.
+        let deliveries: Vec<_> = deliveries
+            .iter()
+            .filter(|(stream, id)| !self.offline_unqueue(*stream, *id))
+            .collect();
+        if deliveries.is_empty() {
+            return;
+        }
         // A failed write is rare: the sessions are found by their streams in one pass.
         // The cells first, then each one's lock: no session is locked under the map's lock.
         let cells: Vec<Arc<SessionCell>> = self.sessions.read().map.values().cloned().collect();

@@ -1,0 +1,162 @@
+//! Offline persistent sessions and the shared offline log (ADR 0023): going offline, coming
+//! back, ending, and routing a message to the offline sessions among its targets.
+//!
+//! Lock order: a session's lock, then the log's. Routing takes the log's alone (no session is
+//! locked while it holds it), so a session that connects, under its own lock, empties its share
+//! of the log before any message routed after it can reach its queue.
+
+use super::*;
+use crate::offline::{Added, Held};
+use crate::persistence::RefSpec;
+
+impl Broker {
+    /// The session of `cell` just lost its connection (its lock is held as `s`): from now on the
+    /// messages routed to it wait in the offline log, unless it keeps QoS 0 messages in its queue
+    /// (a QoS 1 message may evict one when the queue is full: that stays the queue's business)
+    /// or queues QoS 0 messages while offline.
+    pub(super) fn go_offline(&self, cell: &SessionCell, s: &Session) {
+        if s.expiry == 0
+            || s.ended
+            || self.config.queue_qos0_offline
+            || cell.offline.load(Ordering::Relaxed) != 0
+            || s.outbox.holds_qos0()
+        {
+            return;
+        }
+        let (max_count, max_bytes) = s.outbox.limits();
+        let held = Held {
+            count: s.outbox.queued(),
+            bytes: s.outbox.queued_bytes() + s.outbox.in_flight_bytes(),
+            max_count,
+            max_bytes,
+        };
+        let stream = s.stream.as_deref().map(|(stream, _)| *stream);
+        let mut log = self.offline.lock();
+        let slot = log.register(held, stream);
+        cell.offline.store(slot, Ordering::Release);
+    }
+
+    /// The session of `cell` is connected again, or is ending (its lock is held as `s`): its
+    /// messages leave the log, onto its queue in order when `take`.
+    pub(super) fn leave_offline(&self, cell: &SessionCell, s: &mut Session, take: bool) {
+        if cell.offline.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let deliveries = {
+            let mut log = self.offline.lock();
+            let slot = cell.offline.swap(0, Ordering::AcqRel);
+            log.leave(slot, take)
+        };
+        for d in deliveries {
+            // Counted against the queue's limits when routed: they fit, short of a race with a
+            // route that found the session online a moment before.
+            match s.outbox.offer(d) {
+                Offer::Queued => {}
+                Offer::QueuedEvicting(old) => {
+                    self.queue_released(&old);
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Offer::DroppedQoS0 => {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Offer::Overflow(d) => {
+                    // It will not be delivered: its stored reference goes.
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.complete(s, &d);
+                }
+            }
+        }
+    }
+
+    /// Messages the offline session of `cell` holds in the log.
+    pub(super) fn offline_count(&self, cell: &SessionCell) -> usize {
+        match cell.offline.load(Ordering::Acquire) {
+            0 => 0,
+            slot => self.offline.lock().count(slot),
+        }
+    }
+
+    /// The first `max` messages the offline session of `cell` holds in the log.
+    pub(super) fn offline_peek(&self, cell: &SessionCell, max: usize) -> Vec<(Arc<Message>, QoS)> {
+        match cell.offline.load(Ordering::Acquire) {
+            0 => Vec::new(),
+            slot => self.offline.lock().peek(slot, max),
+        }
+    }
+
+    /// Takes back a delivery whose store write failed from the log; true when it was there.
+    pub(super) fn offline_unqueue(&self, stream: StreamId, id: u64) -> bool {
+        self.offline.lock().unqueue(stream, id)
+    }
+
+    /// Routes `message` (key `key`) to the targets that are offline sessions in the log: one
+    /// entry for all of them, no session locked. Returns the targets left for their queues,
+    /// each with its delivery id; the references of what the log took go to `refs`.
+    pub(super) fn route_offline(
+        &self,
+        key: u64,
+        message: &Arc<Message>,
+        targets: Vec<(crate::Target, Arc<SessionCell>)>,
+        routed: &mut Routed,
+        refs: &mut Vec<RefSpec>,
+    ) -> Vec<(u64, crate::Target, Arc<SessionCell>)> {
+        let mut online = Vec::with_capacity(targets.len());
+        if targets
+            .iter()
+            .all(|(_, cell)| cell.offline.load(Ordering::Acquire) == 0)
+        {
+            online.extend((key + 1..).zip(targets).map(|(id, (t, c))| (id, t, c)));
+            return online;
+        }
+        let mut full = Vec::new();
+        let mut took = 0;
+        let mut log = self.offline.lock();
+        let mut adding = log.adding(key, message.clone(), targets.len());
+        for (at, (t, cell)) in (0u32..).zip(targets) {
+            let id = key + 1 + u64::from(at);
+            // Read again under the log's lock: a session that connected meanwhile took its
+            // share and goes through its queue now.
+            let slot = cell.offline.load(Ordering::Acquire);
+            if slot == 0 {
+                online.push((id, t, cell));
+                continue;
+            }
+            if t.qos == QoS::AtMostOnce {
+                // An offline session queues no QoS 0 message (it would be in its queue otherwise).
+                continue;
+            }
+            routed.matched += 1;
+            match adding.add(slot, at, t.qos, t.retain, t.subscription_ids.clone()) {
+                Added::Held(stream) => {
+                    took += 1;
+                    if let (Some(_), Some(stream)) = (&self.persist, stream) {
+                        refs.push(RefSpec {
+                            stream,
+                            delivery: id,
+                            qos: t.qos,
+                            retain: t.retain,
+                            subscription_ids: t.subscription_ids,
+                        });
+                    }
+                }
+                Added::Full => {
+                    routed.refused += 1;
+                    full.push(t.client);
+                }
+            }
+        }
+        adding.finish();
+        drop(log);
+        routed.took += took;
+        self.stats
+            .messages_out
+            .fetch_add(took as u64, Ordering::Relaxed);
+        for client in full {
+            // Counted here, logged once a second by `tick`. Nothing of it was stored.
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            self.stats.refused_overflow.fetch_add(1, Ordering::Relaxed);
+            self.session_lost(&client);
+        }
+        online
+    }
+}
