@@ -42,16 +42,18 @@ struct Entry {
     left: u32,
 }
 
-/// One offline session's delivery of a message.
+/// One offline session's delivery of a message: 24 bytes, one per session and message (a
+/// delivery in a session's queue is 56).
 #[derive(Debug)]
 struct Member {
     slot: u32,
-    taken: bool,
     /// The delivery id's distance from the message's key.
     at: u32,
     qos: QoS,
     retain: bool,
-    subscription_ids: Vec<u32>,
+    taken: bool,
+    /// Boxed: most subscriptions have no identifier.
+    subscription_ids: Option<Box<Vec<u32>>>,
 }
 
 /// What the log knows of one offline session.
@@ -152,7 +154,7 @@ impl OfflineLog {
                     message: e.message.clone(),
                     qos: m.qos,
                     retain: m.retain,
-                    subscription_ids: std::mem::take(&mut m.subscription_ids),
+                    subscription_ids: m.subscription_ids.take().map(|b| *b).unwrap_or_default(),
                     queue: None,
                 });
             }
@@ -264,7 +266,7 @@ impl Adding<'_> {
             at,
             qos,
             retain,
-            subscription_ids,
+            subscription_ids: (!subscription_ids.is_empty()).then(|| Box::new(subscription_ids)),
         });
         Added::Held(w.stream)
     }
@@ -299,6 +301,12 @@ fn size_of(m: &Message) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_stays_small() {
+        let size = std::mem::size_of::<Member>();
+        assert!(size <= 24, "a member is {size} B");
+    }
 
     fn message(topic: &str) -> Arc<Message> {
         Arc::new(Message {

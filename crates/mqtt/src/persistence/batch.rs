@@ -184,7 +184,13 @@ pub(super) async fn finish_batch(
         }
     };
     // Per job: its stored references, (delivery, record).
-    let mut held_of: Vec<Vec<(u64, RecordId)>> = vec![Vec::new(); batch.len()];
+    let mut held_of: Vec<Vec<(u64, RecordId)>> = batch
+        .iter()
+        .map(|job| match job {
+            Job::Store { refs, .. } => Vec::with_capacity(refs.len()),
+            _ => Vec::new(),
+        })
+        .collect();
     // Per job: its references' failure, if any stream of them failed.
     let mut failed: Vec<Option<PersistError>> = vec![None; batch.len()];
     let mut dead = Vec::new();

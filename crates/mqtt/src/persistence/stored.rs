@@ -178,15 +178,62 @@ impl Stored {
     }
 
     /// A session's record goes (its session ended): every delivery it holds with it.
+    ///
+    /// A session that ends with a backlog releases thousands of deliveries here, while every
+    /// publisher's store job waits behind it: the routed ones are found by one walk of the
+    /// messages in key order beside the sorted ids, not a lookup each (100 sessions ending with
+    /// 40,000 messages each held the task for seconds).
     pub(super) fn release_record(&mut self, record: RecordId, dead: &mut Vec<RecordId>) {
-        for delivery in self.records.remove(&record).unwrap_or_default().1 {
-            if let Some((_, key)) = self.deliveries.remove(&delivery) {
+        let mut ids = self.records.remove(&record).unwrap_or_default().1;
+        // Restored deliveries first, by their ids.
+        ids.retain(|delivery| match self.deliveries.remove(delivery) {
+            Some((_, key)) => {
                 self.release_message(key, dead);
-            } else if let Some((_, key)) = self.take_routed(delivery) {
-                self.release_message(Some(key), dead);
+                false
+            }
+            None => true,
+        });
+        ids.sort_unstable();
+        dead.push(record);
+        let Some(&first) = ids.first() else {
+            return;
+        };
+        // From the message with the greatest key below the first id (its message).
+        let start = self.messages.range(..first).next_back().map(|(k, _)| *k);
+        let mut walk = match start {
+            Some(start) => self.messages.range_mut(start..),
+            None => self.messages.range_mut(..),
+        }
+        .peekable();
+        let mut current = None;
+        let mut emptied = Vec::new();
+        for id in ids {
+            // A delivery's message is the one with the greatest key below its id.
+            while walk.peek().is_some_and(|(key, _)| **key < id) {
+                current = walk.next();
+            }
+            let Some((&key, m)) = current.as_mut() else {
+                continue;
+            };
+            let Ok(at) = u32::try_from(id - key - 1) else {
+                continue;
+            };
+            let Ok(i) = m.held.binary_search_by_key(&at, |(at, _)| *at) else {
+                continue;
+            };
+            if m.held[i].1 == RELEASED || m.refs == 0 {
+                continue;
+            }
+            m.held[i].1 = RELEASED;
+            m.refs -= 1;
+            if m.refs == 0 {
+                dead.push(m.record);
+                emptied.push(key);
             }
         }
-        dead.push(record);
+        for key in emptied {
+            self.messages.remove(&key);
+        }
     }
 
     /// A delivery is complete: its message loses a reference, and its record dies with its last

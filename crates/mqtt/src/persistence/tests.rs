@@ -314,3 +314,47 @@ fn a_routed_delivery_finds_its_reference_through_its_message() {
     assert!(stored.skip(&spec));
     assert!(!stored.skip(&spec), "once");
 }
+
+#[test]
+fn a_session_ending_with_a_backlog_releases_every_message_it_held() {
+    let mut stored = Stored::default();
+    // 50 messages (keys 100, 110, …), each to sessions A (delivery key+1) and B (key+2); A's
+    // references in two records, B's in one; one restored delivery of A beside them.
+    let keys: Vec<u64> = (0..50).map(|i| 100 + 10 * i).collect();
+    stored.add_message(5, rec(1, 999));
+    stored.add_delivery(6, rec(2, 99), Some(5));
+    let (a_first, a_second): (Vec<u64>, Vec<u64>) =
+        keys.iter().map(|k| k + 1).partition(|d| *d < 300);
+    stored.add_routed_record(rec(2, 1), a_first.iter().rev().copied().collect());
+    stored.add_routed_record(rec(2, 2), a_second.clone());
+    stored.add_routed_record(rec(3, 1), keys.iter().map(|k| k + 2).collect());
+    for (i, k) in keys.iter().enumerate() {
+        let a = if k + 1 < 300 { rec(2, 1) } else { rec(2, 2) };
+        stored.add_routed_message(*k, rec(1, i as u64), vec![(k + 2, rec(3, 1)), (k + 1, a)]);
+    }
+    let mut dead = Vec::new();
+    stored.release_record(rec(2, 99), &mut dead);
+    assert_eq!(
+        dead,
+        vec![rec(1, 999), rec(2, 99)],
+        "the restored one's message"
+    );
+    dead.clear();
+    stored.release_record(rec(2, 1), &mut dead);
+    stored.release_record(rec(2, 2), &mut dead);
+    assert_eq!(
+        dead,
+        vec![rec(2, 1), rec(2, 2)],
+        "every message is still B's"
+    );
+    // A delivery already complete is not released twice.
+    stored.release_delivery(keys[0] + 2, &mut dead);
+    dead.clear();
+    stored.release_record(rec(3, 1), &mut dead);
+    dead.sort_unstable();
+    let mut want: Vec<RecordId> = (1..50).map(|i| rec(1, i)).collect();
+    want.push(rec(3, 1));
+    want.sort_unstable();
+    assert_eq!(dead, want, "B's end frees the rest");
+    assert!(stored.take_orphans().is_empty());
+}
