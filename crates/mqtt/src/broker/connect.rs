@@ -188,8 +188,6 @@ impl Broker {
                 session.stream = unused.take().map(Box::new);
                 became_persistent = session.stream.is_some();
             }
-            // What waited in the offline log joins the queue, behind what was queued before.
-            self.leave_offline(&cell, &mut session, true);
             session.outbox.set_receive_maximum(receive_maximum);
             session.inbox.reset_aliases();
             let expiry_changed = session.expiry != expiry;
@@ -232,6 +230,12 @@ impl Broker {
                     stream: Some(*stream),
                 });
             }
+            // What waited in the offline log joins the queue, behind what was queued before
+            // (and behind the resend). Thousands of messages may wait there: the other clients
+            // connect and route meanwhile (the sessions map is let go), this session's lock
+            // keeps its routes behind the ones taken.
+            drop(sessions);
+            self.leave_offline(&cell, &mut session, true);
             drop(session);
             (cell, session_present, resend)
         };
