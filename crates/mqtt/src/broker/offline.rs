@@ -47,24 +47,11 @@ impl Broker {
             let slot = cell.offline.swap(0, Ordering::AcqRel);
             log.leave(slot, take)
         };
+        // Counted against the queue's limits when they were routed, and acknowledged to their
+        // publishers: admitted whatever the queue holds now (a route that found the session
+        // online a moment before it went offline may have queued one more meanwhile).
         for d in deliveries {
-            // Counted against the queue's limits when routed: they fit, short of a race with a
-            // route that found the session online a moment before.
-            match s.outbox.offer(d) {
-                Offer::Queued => {}
-                Offer::QueuedEvicting(old) => {
-                    self.queue_released(&old);
-                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                Offer::DroppedQoS0 => {
-                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                Offer::Overflow(d) => {
-                    // It will not be delivered: its stored reference goes.
-                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    self.complete(s, &d);
-                }
-            }
+            s.outbox.admit(d);
         }
     }
 
