@@ -64,6 +64,12 @@ pub struct Message {
 }
 
 impl Message {
+    /// Bytes it counts for against the limits it is held under (a session's queue, the offline
+    /// log, the retained quota): its topic and payload.
+    pub fn size(&self) -> usize {
+        self.topic.len() + self.payload.len()
+    }
+
     /// Builds a message from a decoded PUBLISH whose topic was resolved to `topic`.
     pub fn from_publish(topic: &str, p: &Publish<'_>, payload: Bytes) -> Message {
         let pr = &p.properties;

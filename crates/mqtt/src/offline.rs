@@ -192,7 +192,7 @@ impl OfflineLog {
         };
         m.taken = true;
         let slot = m.slot;
-        let size = size_of(&e.message);
+        let size = e.message.size();
         e.left -= 1;
         if e.left == 0 {
             self.entries.remove(&key);
@@ -251,7 +251,7 @@ impl Adding<'_> {
         retain: bool,
         subscription_ids: Vec<u32>,
     ) -> Added {
-        let size = size_of(&self.message);
+        let size = self.message.size();
         let Some(w) = self.log.sessions.get_mut(&slot) else {
             return Added::Full;
         };
@@ -293,11 +293,6 @@ impl Adding<'_> {
             },
         );
     }
-}
-
-/// Bytes a queued message counts for (as [`crate::outbox::Outgoing::size`] of a delivery).
-fn size_of(m: &Message) -> usize {
-    m.payload.len() + m.topic.len()
 }
 
 #[cfg(test)]

@@ -337,7 +337,7 @@ impl Broker {
         }
         if w.message.retain
             && !w.message.payload.is_empty()
-            && !self.retained_fits(&self.retained.lock(), &topic, retained_size(&w.message))
+            && !self.retained_fits(&self.retained.lock(), &topic, w.message.size())
         {
             self.stats.refused_retained.fetch_add(1, Ordering::Relaxed);
             return refuse("over the retained quota");

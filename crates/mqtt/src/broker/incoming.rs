@@ -140,7 +140,7 @@ impl Broker {
     /// True when retaining `size` bytes on `topic` stays within the retained quotas (replacing a
     /// topic's message frees the old one's bytes first).
     pub(super) fn retained_fits(&self, r: &RetainedIndex, topic: &str, size: usize) -> bool {
-        let old = r.tree.get(topic).map(|r| retained_size(&r.message));
+        let old = r.tree.get(topic).map(|r| r.message.size());
         let count = r.counted + usize::from(old.is_none());
         let bytes = r.bytes - old.unwrap_or(0) + size;
         count <= self.config.max_retained_messages && bytes <= self.config.max_retained_bytes
@@ -192,11 +192,7 @@ impl Broker {
         }
         if message.retain
             && !message.payload.is_empty()
-            && !self.retained_fits(
-                &self.retained.lock(),
-                topic,
-                topic.len() + message.payload.len(),
-            )
+            && !self.retained_fits(&self.retained.lock(), topic, message.size())
         {
             self.stats.refused_retained.fetch_add(1, Ordering::Relaxed);
             return Err(ReasonCode::QuotaExceeded);
@@ -249,7 +245,7 @@ impl Broker {
             }
             _ => None,
         };
-        let added = retained.as_ref().map(|r| retained_size(&r.message));
+        let added = retained.as_ref().map(|r| r.message.size());
         let mut r = self.retained.lock();
         if let (Some(p), Some(job)) = (&self.persist, job) {
             // Queued under the lock: the store sees a topic's changes in the order memory does.
@@ -261,7 +257,7 @@ impl Broker {
         };
         // The broker's own `$SYS` values do not count against the clients' quota.
         if !(from == Self::BROKER && message.topic.starts_with("$SYS/")) {
-            let removed = old.map(|r| retained_size(&r.message));
+            let removed = old.map(|r| r.message.size());
             r.bytes = r.bytes + added.unwrap_or(0) - removed.unwrap_or(0);
             r.counted = r.counted + usize::from(added.is_some()) - usize::from(removed.is_some());
         }

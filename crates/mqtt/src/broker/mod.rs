@@ -177,7 +177,7 @@ impl crate::outbox::Outgoing for Delivery {
         self.qos
     }
     fn size(&self) -> usize {
-        self.message.payload.len() + self.message.topic.len()
+        self.message.size()
     }
 }
 
@@ -425,10 +425,6 @@ struct RetainedIndex {
 type MetaChange = (&'static str, Vec<u8>, Option<Vec<u8>>);
 
 /// Bytes a retained message counts against the retained quota.
-fn retained_size(m: &Message) -> usize {
-    m.topic.len() + m.payload.len()
-}
-
 /// True when `topic` has more than `max` levels (counted lazily: a 100,000-level topic costs no
 /// more than `max` steps).
 fn too_deep(topic: &str, max: usize) -> bool {

@@ -50,7 +50,7 @@ impl Broker {
                 continue;
             }
             let topic = m.topic.clone();
-            retained.bytes += retained_size(&m);
+            retained.bytes += m.size();
             retained.counted += 1;
             retained.tree.set(
                 &topic,

@@ -59,6 +59,22 @@ struct StoredMessage {
     held: Vec<(u32, RecordId)>,
 }
 
+impl StoredMessage {
+    /// Takes the reference of its delivery `at` (the id's distance from its key): the record
+    /// holding it, `None` when there is none or it is complete already.
+    fn take(&mut self, at: u32) -> Option<RecordId> {
+        let i = self.held.binary_search_by_key(&at, |(at, _)| *at).ok()?;
+        let record = std::mem::replace(&mut self.held[i].1, RELEASED);
+        (record != RELEASED).then_some(record)
+    }
+
+    /// One reference to it is gone; true when it was the last.
+    fn unref(&mut self) -> bool {
+        self.refs = self.refs.saturating_sub(1);
+        self.refs == 0
+    }
+}
+
 /// A completed delivery's place in [`StoredMessage::held`].
 const RELEASED: RecordId = RecordId {
     stream: StreamId(u64::MAX),
@@ -145,9 +161,7 @@ impl Stored {
     fn take_routed(&mut self, delivery: u64) -> Option<(RecordId, u64)> {
         let (&key, m) = self.messages.range_mut(..delivery).next_back()?;
         let at = u32::try_from(delivery - key - 1).ok()?;
-        let i = m.held.binary_search_by_key(&at, |(at, _)| *at).ok()?;
-        let record = std::mem::replace(&mut m.held[i].1, RELEASED);
-        (record != RELEASED).then_some((record, key))
+        Some((m.take(at)?, key))
     }
 
     /// Messages nothing references (after a crash between a reference's and a message's
@@ -169,8 +183,7 @@ impl Stored {
     fn release_message(&mut self, key: Option<u64>, dead: &mut Vec<RecordId>) {
         let Some(key) = key else { return };
         if let Some(m) = self.messages.get_mut(&key) {
-            m.refs = m.refs.saturating_sub(1);
-            if m.refs == 0 {
+            if m.unref() {
                 dead.push(m.record);
                 self.messages.remove(&key);
             }
@@ -218,15 +231,7 @@ impl Stored {
             let Ok(at) = u32::try_from(id - key - 1) else {
                 continue;
             };
-            let Ok(i) = m.held.binary_search_by_key(&at, |(at, _)| *at) else {
-                continue;
-            };
-            if m.held[i].1 == RELEASED || m.refs == 0 {
-                continue;
-            }
-            m.held[i].1 = RELEASED;
-            m.refs -= 1;
-            if m.refs == 0 {
+            if m.take(at).is_some() && m.unref() {
                 dead.push(m.record);
                 emptied.push(key);
             }
