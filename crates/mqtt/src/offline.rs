@@ -148,8 +148,10 @@ impl OfflineLog {
             let Some(i) = e.find(slot) else {
                 continue;
             };
+            if e.take(i) {
+                emptied.push(key);
+            }
             let m = &mut e.members[i];
-            m.taken = true;
             if take {
                 out.push(Delivery {
                     id: key + 1 + u64::from(m.at),
@@ -159,10 +161,6 @@ impl OfflineLog {
                     subscription_ids: m.subscription_ids.take().map(|b| *b).unwrap_or_default(),
                     queue: None,
                 });
-            }
-            e.left -= 1;
-            if e.left == 0 {
-                emptied.push(key);
             }
         }
         for key in emptied {
@@ -181,7 +179,7 @@ impl OfflineLog {
             return false;
         };
         let sessions = &self.sessions;
-        let Some(m) = e.members.iter_mut().find(|m| {
+        let Some(i) = e.members.iter().position(|m| {
             m.at == at
                 && !m.taken
                 && sessions
@@ -190,11 +188,9 @@ impl OfflineLog {
         }) else {
             return false;
         };
-        m.taken = true;
-        let slot = m.slot;
+        let slot = e.members[i].slot;
         let size = e.message.size();
-        e.left -= 1;
-        if e.left == 0 {
+        if e.take(i) {
             self.entries.remove(&key);
         }
         if let Some(w) = self.sessions.get_mut(&slot) {
@@ -237,6 +233,13 @@ impl Entry {
     fn find(&self, slot: u32) -> Option<usize> {
         let i = self.members.binary_search_by_key(&slot, |m| m.slot).ok()?;
         (!self.members[i].taken).then_some(i)
+    }
+
+    /// Marks member `i` taken; true when it was the last one left (the entry goes).
+    fn take(&mut self, i: usize) -> bool {
+        self.members[i].taken = true;
+        self.left -= 1;
+        self.left == 0
     }
 }
 
