@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// A session read from the store, with its deliveries by message key (none for a message of the
+/// first layout).
+type RestoredSession = (Arc<str>, Session, Vec<(Option<u64>, Delivery)>);
+
 impl Broker {
     /// `n` changes could not be stored: counted, and logged at most once a second (a full disk
     /// fails every write; one line says so).
@@ -93,20 +97,29 @@ impl Broker {
         let mut stored = Stored::default();
         let mut shared: HashMap<u64, Arc<Message>> = HashMap::new();
         let mut dangling = Vec::new();
+        // Messages with a delivery set (ADR 0023), handed to their sessions once every session
+        // and its cursor is read.
+        let mut sets: Vec<(u64, Vec<persistence::SetMember>)> = Vec::new();
         let messages_stream = store.stream(persistence::MESSAGES_STREAM)?;
         for r in store.scan(messages_stream, 0, usize::MAX) {
             let age = Duration::from_millis(now_ms.saturating_sub(r.timestamp));
-            let Some((key, m)) = persistence::decode_message_record(&r.payload, age) else {
+            let Some((key, m, set)) = persistence::decode_message_record(&r.payload, age) else {
                 tracing::warn!("an unreadable stored message skipped");
                 continue;
             };
             self.next_delivery.fetch_max(key + 1, Ordering::Relaxed);
             stored.add_message(key, r.id);
             shared.insert(key, Arc::new(m));
+            if !set.is_empty() {
+                sets.push((key, set));
+            }
         }
         let mut sessions = 0;
         let mut messages = 0;
         let mut deep_filters = 0usize;
+        // Sessions read, with what they hold, and each one's place by its stream.
+        let mut restored: Vec<RestoredSession> = Vec::new();
+        let mut by_stream: HashMap<StreamId, usize> = HashMap::new();
         for (key, value) in records {
             let (Ok(client), Some((expiry, stream_name))) = (
                 String::from_utf8(key),
@@ -134,8 +147,15 @@ impl Broker {
                         .insert(filter, Subscription::new(options, id));
                 }
             }
+            // (key, delivery): sorted by key before they are queued, so the set deliveries
+            // found below take their places among the references.
+            let mut found: Vec<(Option<u64>, Delivery)> = Vec::new();
             if let Some((stream, _)) = stream {
                 for r in store.scan(stream, 0, usize::MAX) {
+                    if let Some(cursor) = persistence::decode_cursor(&r.payload) {
+                        dangling.extend(stored.add_cursor(stream, cursor, r.id));
+                        continue;
+                    }
                     let age = Duration::from_millis(now_ms.saturating_sub(r.timestamp));
                     let Some(held) = persistence::decode_deliveries(&r.payload, age) else {
                         continue;
@@ -160,21 +180,63 @@ impl Broker {
                         };
                         let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
                         stored.add_delivery(id, r.id, key);
-                        let _ = session.outbox.offer(Delivery {
-                            id,
-                            message,
-                            qos,
-                            retain,
-                            subscription_ids: ids,
-                            queue: None,
-                        });
-                        messages += 1;
+                        found.push((
+                            key,
+                            Delivery {
+                                id,
+                                message,
+                                qos,
+                                retain,
+                                subscription_ids: ids,
+                                queue: None,
+                            },
+                        ));
                         live += 1;
                     }
                     if live == 0 {
                         dangling.push(r.id);
                     }
                 }
+            }
+            if let Some((stream, _)) = &stream {
+                by_stream.insert(*stream, restored.len());
+            }
+            restored.push((client, session, found));
+        }
+        // Each set delivery goes to its session when the session still exists (a stream is
+        // never reused) and its cursor is not past the message.
+        for (key, set) in sets {
+            let Some(message) = shared.get(&key) else {
+                continue;
+            };
+            for member in set {
+                let Some(&at) = by_stream.get(&member.stream) else {
+                    continue;
+                };
+                if key < stored.cursor(member.stream) {
+                    continue;
+                }
+                let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
+                stored.add_delivery(id, persistence::Stored::in_set(member.stream), Some(key));
+                restored[at].2.push((
+                    Some(key),
+                    Delivery {
+                        id,
+                        message: message.clone(),
+                        qos: QoS::AtLeastOnce,
+                        retain: member.retain,
+                        subscription_ids: member.subscription_ids,
+                        queue: None,
+                    },
+                ));
+            }
+        }
+        for (client, mut session, mut found) in restored {
+            // In the order they were routed (messages of the first layout, without a key, first).
+            found.sort_by_key(|(key, _)| *key);
+            messages += found.len();
+            for (_, d) in found {
+                let _ = session.outbox.offer(d);
             }
             map.map.insert(client, SessionCell::new(session));
             map.persistent += 1;

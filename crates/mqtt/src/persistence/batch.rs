@@ -37,6 +37,9 @@ pub(super) type Written = Vec<StoreResult<Vec<RecordId>>>;
 pub(super) struct SentBatch {
     /// The store jobs, answered once their records are durable.
     batch: Vec<Job>,
+    /// Per job: how many of its references (the first ones) are members of its message's
+    /// delivery set, written in the message's record.
+    sets: Vec<usize>,
     /// Per session stream written (in the order of the requests after the messages stream's):
     /// for each of its records, the (job, reference) pairs it holds.
     positions: Vec<Vec<Vec<(usize, usize)>>>,
@@ -77,25 +80,46 @@ pub(super) fn send_batch(
         }
         kept.push(job);
     }
-    let batch = kept;
+    let mut batch = kept;
     if batch.is_empty() {
         return None;
     }
-    // Encoding happens here, off the engine's locks.
-    let mut message_records = Vec::new();
-    // Per stream: its QoS 1 references of the whole batch (one record), then one record per
-    // QoS 2 reference (a QoS 2 delivery must never come back after it completed).
-    let mut streams: FxHashMap<StreamId, usize> = FxHashMap::default();
-    let mut grouped: Vec<StreamRefs> = Vec::new();
-    for (j, job) in batch.iter().enumerate() {
+    // Encoding happens here, off the engine's locks. A QoS 1 delivery joins its message's
+    // delivery set (ADR 0023: no record of its own) unless its session's cursor is already past
+    // the key; the others get references in their sessions' streams.
+    let mut sets = Vec::with_capacity(batch.len());
+    let mut message_records = Vec::with_capacity(batch.len());
+    for job in &mut batch {
         let Job::Store {
             message, key, refs, ..
         } = job
         else {
+            sets.push(0);
             continue;
         };
-        message_records.push(encode_message_record(*key, message));
-        for (r, spec) in refs.iter().enumerate() {
+        let mut in_set = 0;
+        for r in 0..refs.len() {
+            let spec = &refs[r];
+            if in_set < MAX_REFERENCES
+                && spec.qos == QoS::AtLeastOnce
+                && *key >= stored.cursor(spec.stream)
+            {
+                refs.swap(in_set, r);
+                in_set += 1;
+            }
+        }
+        sets.push(in_set);
+        message_records.push(encode_message_record(*key, message, &refs[..in_set]));
+    }
+    // Per stream: its other QoS 1 references of the whole batch (one record), then one record
+    // per QoS 2 reference (a QoS 2 delivery must never come back after it completed).
+    let mut streams: FxHashMap<StreamId, usize> = FxHashMap::default();
+    let mut grouped: Vec<StreamRefs> = Vec::new();
+    for (j, job) in batch.iter().enumerate() {
+        let Job::Store { refs, .. } = job else {
+            continue;
+        };
+        for (r, spec) in refs.iter().enumerate().skip(sets[j]) {
             let at = *streams.entry(spec.stream).or_insert_with(|| {
                 grouped.push((spec.stream, Vec::new(), Vec::new()));
                 grouped.len() - 1
@@ -143,6 +167,7 @@ pub(super) fn send_batch(
     let results = Box::pin(store.append_batches(requests));
     Some(SentBatch {
         batch,
+        sets,
         positions,
         results,
     })
@@ -166,7 +191,10 @@ pub(super) async fn finish_batch(
     results: Written,
 ) {
     let SentBatch {
-        batch, positions, ..
+        batch,
+        sets,
+        positions,
+        ..
     } = sent;
     let spec = |(j, r): (usize, usize)| spec_of(&batch, (j, r));
     let mut results = results.into_iter();
@@ -227,7 +255,9 @@ pub(super) async fn finish_batch(
     }
     let mut unqueue = Vec::new();
     let mut message_ids = message_ids.map(|ids| ids.into_iter());
-    for ((job, failure_of_refs), held) in batch.into_iter().zip(failed).zip(held_of) {
+    for (((job, failure_of_refs), mut held), in_set) in
+        batch.into_iter().zip(failed).zip(held_of).zip(sets)
+    {
         let Job::Store {
             key,
             refs: specs,
@@ -238,6 +268,14 @@ pub(super) async fn finish_batch(
             continue;
         };
         let message_id = message_ids.as_mut().and_then(|ids| ids.next());
+        if message_id.is_some() {
+            // Stored with the message itself.
+            held.extend(
+                specs[..in_set]
+                    .iter()
+                    .map(|s| (s.delivery, Stored::in_set(s.stream))),
+            );
+        }
         let answer = match (message_id, failure_of_refs) {
             (Some(msg), None) => {
                 stored.add_routed_message(key, msg, held);

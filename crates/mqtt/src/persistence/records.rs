@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use outpost_codec::{decode, Decoded, Packet, Publish, QoS, UserProperty, Version};
+use outpost_store::StreamId;
 
 use crate::Message;
 
@@ -35,27 +36,122 @@ const REFERENCES_RECORD: u8 = 0x02;
 /// [`REFERENCES_RECORD`]'s 12: what a durable fan-out writes per session and message (issue 29).
 const COMPACT_REFERENCES_RECORD: u8 = 0x03;
 
+/// First byte of a message record that carries its **delivery set** (ADR 0023): the key, then the
+/// number of members and, per member, its session's stream id, a flags byte (RETAIN in bit 2, bit
+/// 3 when subscription identifiers follow) and, when flagged, their count and values (LEB128
+/// varints throughout), then the MQTT 5 PUBLISH encoding. Every member is a QoS 1 delivery to a
+/// persistent session; it is pending while the session's cursor ([`CURSOR_RECORD`]) is at or
+/// below the key. What a durable fan-out writes per session and message is one member here
+/// instead of a reference in a record of the session's stream (issue 29).
+const MESSAGE_SET_RECORD: u8 = 0x04;
+/// First byte of a cursor record in a session's stream: then a key (u64, big-endian). Every
+/// delivery of a message's set to this session with a smaller key is complete. The largest
+/// cursor found wins (a crash can leave the one it replaced).
+const CURSOR_RECORD: u8 = 0x05;
+
 /// Most references in one record: the count a reader accepts (a batch holds far fewer).
 pub(super) const MAX_REFERENCES: usize = u16::MAX as usize;
 
-/// A message record: marker, key, the message as a PUBLISH packet.
-pub(crate) fn encode_message_record(key: u64, m: &Message) -> Bytes {
+/// A QoS 1 delivery held in a message's delivery set: the session's stream, RETAIN, and the
+/// subscription identifiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SetMember {
+    pub stream: StreamId,
+    pub retain: bool,
+    pub subscription_ids: Vec<u32>,
+}
+
+/// A message record: marker, key, its delivery set when it has one (see
+/// [`MESSAGE_SET_RECORD`]), the message as a PUBLISH packet.
+pub(crate) fn encode_message_record(key: u64, m: &Message, set: &[RefSpec]) -> Bytes {
     let body = encode_message(m, m.qos, m.retain, &[]);
-    let mut out = bytes::BytesMut::with_capacity(9 + body.len());
-    out.extend_from_slice(&[MESSAGE_RECORD]);
-    out.extend_from_slice(&key.to_be_bytes());
+    let set = &set[..set.len().min(MAX_REFERENCES)];
+    let mut out = bytes::BytesMut::with_capacity(12 + 3 * set.len() + body.len());
+    if set.is_empty() {
+        out.extend_from_slice(&[MESSAGE_RECORD]);
+        out.extend_from_slice(&key.to_be_bytes());
+    } else {
+        out.extend_from_slice(&[MESSAGE_SET_RECORD]);
+        out.extend_from_slice(&key.to_be_bytes());
+        put_varint(&mut out, set.len() as u64);
+        for r in set {
+            put_varint(&mut out, r.stream.0);
+            let ids = &r.subscription_ids[..r.subscription_ids.len().min(u16::MAX as usize)];
+            out.extend_from_slice(&[u8::from(r.retain) << 2 | u8::from(!ids.is_empty()) << 3]);
+            if !ids.is_empty() {
+                put_varint(&mut out, ids.len() as u64);
+                for id in ids {
+                    put_varint(&mut out, u64::from(*id));
+                }
+            }
+        }
+    }
     out.extend_from_slice(&body);
     out.freeze()
 }
 
-/// Decodes a message record: (key, message). `age`: how long ago it was stored.
-pub(crate) fn decode_message_record(b: &Bytes, age: Duration) -> Option<(u64, Message)> {
-    if *b.first()? != MESSAGE_RECORD {
+/// Decodes a message record: (key, message, its delivery set). `age`: how long ago it was
+/// stored.
+pub(crate) fn decode_message_record(
+    b: &Bytes,
+    age: Duration,
+) -> Option<(u64, Message, Vec<SetMember>)> {
+    let marker = *b.first()?;
+    if marker != MESSAGE_RECORD && marker != MESSAGE_SET_RECORD {
         return None;
     }
     let key = u64::from_be_bytes(b.get(1..9)?.try_into().ok()?);
-    let (m, ..) = decode_message(&b.slice(9..), age)?;
-    Some((key, m))
+    let mut at = 9;
+    let mut set = Vec::new();
+    if marker == MESSAGE_SET_RECORD {
+        let n = usize::try_from(take_varint(b, &mut at)?).ok()?;
+        if n == 0 || n > MAX_REFERENCES {
+            return None;
+        }
+        // Each member takes at least 2 bytes: a short record cannot claim a large count.
+        set.reserve(n.min(b.len() / 2));
+        for _ in 0..n {
+            let stream = StreamId(take_varint(b, &mut at)?);
+            let flags = *b.get(at)?;
+            at += 1;
+            if flags & !0x0C != 0 {
+                return None;
+            }
+            let mut subscription_ids = Vec::new();
+            if flags & 0x08 != 0 {
+                let count = take_varint(b, &mut at)?;
+                if count == 0 || count > u64::from(u16::MAX) {
+                    return None;
+                }
+                for _ in 0..count {
+                    subscription_ids.push(u32::try_from(take_varint(b, &mut at)?).ok()?);
+                }
+            }
+            set.push(SetMember {
+                stream,
+                retain: flags & 0x04 != 0,
+                subscription_ids,
+            });
+        }
+    }
+    let (m, ..) = decode_message(&b.slice(at..), age)?;
+    Some((key, m, set))
+}
+
+/// A cursor record (see [`CURSOR_RECORD`]).
+pub(crate) fn encode_cursor(key: u64) -> Bytes {
+    let mut out = bytes::BytesMut::with_capacity(9);
+    out.extend_from_slice(&[CURSOR_RECORD]);
+    out.extend_from_slice(&key.to_be_bytes());
+    out.freeze()
+}
+
+/// The key of a cursor record; `None` for any other record.
+pub(crate) fn decode_cursor(b: &[u8]) -> Option<u64> {
+    if *b.first()? != CURSOR_RECORD || b.len() != 9 {
+        return None;
+    }
+    Some(u64::from_be_bytes(b.get(1..9)?.try_into().ok()?))
 }
 
 /// A reference record.

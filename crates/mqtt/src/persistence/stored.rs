@@ -43,7 +43,38 @@ pub(crate) struct Stored {
     /// reference asks, and a list of 1,024 would be searched each time.
     dropped: VecDeque<StreamId>,
     dropped_set: HashSet<StreamId>,
+    /// Per session stream: its deliveries held in delivery sets, and its cursor (ADR 0023).
+    sets: HashMap<StreamId, SetCursor>,
+    /// Streams whose cursor moved since it was last written.
+    moved: Vec<StreamId>,
 }
+
+/// A session's deliveries held in its messages' delivery sets, and the cursor that records, in
+/// its stream, which of them are complete: every one with a smaller key.
+#[derive(Debug, Default)]
+struct SetCursor {
+    /// (key, delivery id) of each set delivery not complete, or complete behind one that is
+    /// not (its id marked [`DONE`]), ascending: the cursor is the first key here.
+    pending: VecDeque<(u64, u64)>,
+    /// The cursor decided last (written, or read at restore). A delivery routed to this session
+    /// with a smaller key (two publishers' keys interleave) is not put in a set: the cursor
+    /// already says it is complete, so it gets a reference record of its own.
+    floor: u64,
+    /// The largest key held in a set: the cursor once nothing is pending.
+    last: u64,
+    /// The cursor's record in the session's stream.
+    record: Option<RecordId>,
+    /// In [`Stored::moved`].
+    moved: bool,
+}
+
+/// Marks a complete delivery in [`SetCursor::pending`].
+const DONE: u64 = 1 << 63;
+
+/// The `seq` of the place a delivery held in its message's delivery set has in
+/// [`StoredMessage::held`] and [`Stored::deliveries`]: the "record" of such a delivery is its
+/// session's stream with this number (no record of the log has it).
+const IN_SET: u64 = u64::MAX - 1;
 
 /// A message stored once for persistent sessions.
 #[derive(Debug)]
@@ -87,6 +118,153 @@ const EARLY_DONE_MAX: usize = 65_536;
 const DROPPED_MAX: usize = 1_024;
 
 impl Stored {
+    /// Where a delivery held in its message's delivery set is said to be (see [`IN_SET`]).
+    pub(crate) fn in_set(stream: StreamId) -> RecordId {
+        RecordId {
+            stream,
+            seq: IN_SET,
+        }
+    }
+
+    /// The cursor of a session's stream: its set deliveries with a smaller key are complete.
+    pub(crate) fn cursor(&self, stream: StreamId) -> u64 {
+        self.sets.get(&stream).map_or(0, |c| c.floor)
+    }
+
+    /// A cursor record found in a session's stream at restore. Returns a record it supersedes
+    /// (a crash can leave the one a newer cursor replaced), to remove.
+    pub(crate) fn add_cursor(
+        &mut self,
+        stream: StreamId,
+        key: u64,
+        record: RecordId,
+    ) -> Option<RecordId> {
+        let c = self.sets.entry(stream).or_default();
+        if c.record.is_some() && key <= c.floor {
+            return Some(record);
+        }
+        c.floor = key;
+        c.record.replace(record)
+    }
+
+    /// A delivery of `key` to `stream` is now held in the message's delivery set.
+    fn add_set(&mut self, stream: StreamId, key: u64, delivery: u64) {
+        let c = self.sets.entry(stream).or_default();
+        c.last = c.last.max(key);
+        let item = (key, delivery);
+        match c.pending.back() {
+            Some(&(k, d)) if (k, d & !DONE) > item => {
+                let at = c.pending.partition_point(|&(k, d)| (k, d & !DONE) < item);
+                c.pending.insert(at, item);
+            }
+            _ => c.pending.push_back(item),
+        }
+    }
+
+    /// A set delivery of `key` to `stream` is complete: the cursor moves past every complete one
+    /// at its front.
+    fn complete_set(&mut self, stream: StreamId, key: u64, delivery: u64) {
+        let Some(c) = self.sets.get_mut(&stream) else {
+            return;
+        };
+        let item = (key, delivery);
+        let Ok(at) = c
+            .pending
+            .binary_search_by(|&(k, d)| (k, d & !DONE).cmp(&item))
+        else {
+            return;
+        };
+        c.pending[at].1 |= DONE;
+        let mut popped = false;
+        while c.pending.front().is_some_and(|&(_, d)| d & DONE != 0) {
+            c.pending.pop_front();
+            popped = true;
+        }
+        if popped && !c.moved {
+            c.moved = true;
+            self.moved.push(stream);
+        }
+    }
+
+    /// The cursors that moved since this was last asked: (stream, new cursor, the record of the
+    /// one it replaces). Each becomes the stream's floor at once (see [`SetCursor::floor`]).
+    pub(super) fn take_cursor_moves(&mut self) -> Vec<(StreamId, u64, Option<RecordId>)> {
+        let mut out = Vec::with_capacity(self.moved.len());
+        for stream in std::mem::take(&mut self.moved) {
+            let Some(c) = self.sets.get_mut(&stream) else {
+                continue;
+            };
+            c.moved = false;
+            let cursor = c
+                .pending
+                .front()
+                .map_or(c.last.saturating_add(1), |&(k, _)| k);
+            if cursor > c.floor {
+                c.floor = cursor;
+                out.push((stream, cursor, c.record.take()));
+            }
+        }
+        out
+    }
+
+    /// The cursor of `stream` was written as `record`.
+    pub(super) fn cursor_stored(&mut self, stream: StreamId, record: RecordId) -> Option<RecordId> {
+        match self.sets.get_mut(&stream) {
+            Some(c) => c.record.replace(record),
+            // The session ended meanwhile: the record goes too.
+            None => Some(record),
+        }
+    }
+
+    /// A session's stream goes (its session ended): every delivery it holds in delivery sets
+    /// goes with it, found by one walk of the messages beside its sorted keys.
+    pub(super) fn release_set(&mut self, stream: StreamId, dead: &mut Vec<RecordId>) {
+        let Some(c) = self.sets.remove(&stream) else {
+            return;
+        };
+        let mut routed = Vec::with_capacity(c.pending.len());
+        for (key, id) in c.pending {
+            if id & DONE != 0 {
+                continue;
+            }
+            // Restored deliveries are found by their ids.
+            if self.deliveries.remove(&id).is_some() {
+                self.release_message(Some(key), dead);
+            } else {
+                routed.push((key, id));
+            }
+        }
+        let Some(&(first, _)) = routed.first() else {
+            return;
+        };
+        let mut emptied = Vec::new();
+        let mut walk = self.messages.range_mut(first..).peekable();
+        for (key, id) in routed {
+            while walk.peek().is_some_and(|(k, _)| **k < key) {
+                walk.next();
+            }
+            let Some((&k, m)) = walk.peek_mut() else {
+                break;
+            };
+            if k != key {
+                continue;
+            }
+            let Some(at) = id
+                .checked_sub(key + 1)
+                .and_then(|at| u32::try_from(at).ok())
+            else {
+                continue;
+            };
+            if m.take(at).is_some() && m.unref() {
+                dead.push(m.record);
+                emptied.push(key);
+            }
+        }
+        for key in emptied {
+            self.messages.remove(&key);
+        }
+    }
+
     /// A message found in the messages stream at restore.
     pub(crate) fn add_message(&mut self, key: u64, record: RecordId) {
         self.messages.insert(
@@ -102,6 +280,15 @@ impl Stored {
     /// A delivery found in a session's stream at restore.
     pub(crate) fn add_delivery(&mut self, delivery: u64, record: RecordId, key: Option<u64>) {
         self.deliveries.insert(delivery, (record, key));
+        if record.seq == IN_SET {
+            if let Some(key) = key {
+                self.add_set(record.stream, key, delivery);
+                if let Some(m) = self.messages.get_mut(&key) {
+                    m.refs += 1;
+                }
+            }
+            return;
+        }
         let (live, held) = self.records.entry(record).or_default();
         *live += 1;
         held.push(delivery);
@@ -132,10 +319,18 @@ impl Stored {
                 Some(at) => held.push((at, at_record)),
                 None => {
                     self.deliveries.insert(delivery, (at_record, Some(key)));
+                    if at_record.seq == IN_SET {
+                        self.add_set(at_record.stream, key, delivery);
+                    }
                 }
             }
         }
         held.sort_unstable_by_key(|(at, _)| *at);
+        for &(at, record) in &held {
+            if record.seq == IN_SET {
+                self.add_set(record.stream, key, key + 1 + u64::from(at));
+            }
+        }
         self.messages
             .insert(key, StoredMessage { record, refs, held });
     }
@@ -257,6 +452,13 @@ impl Stored {
             }
             return;
         };
+        if record.seq == IN_SET {
+            if let Some(key) = key {
+                self.complete_set(record.stream, key, delivery);
+            }
+            self.release_message(key, dead);
+            return;
+        }
         if let Some((live, _)) = self.records.get_mut(&record) {
             *live = live.saturating_sub(1);
             if *live == 0 {

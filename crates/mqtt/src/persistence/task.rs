@@ -15,7 +15,7 @@ use super::keys::{
     encode_session_record, encode_subscription, subscription_key, subscriptions_prefix, SESSIONS,
     SUBSCRIPTIONS,
 };
-use super::records::MESSAGES_STREAM;
+use super::records::{encode_cursor, MESSAGES_STREAM};
 use super::stored::Stored;
 use super::PersistError;
 
@@ -161,16 +161,54 @@ async fn drop_session(
     }
 }
 
+/// Writes the cursors that moved (one record in each session's stream) before the records they
+/// replace are killed with `dead`: a crash in between leaves both, and the larger wins.
+async fn write_cursors(
+    broker: &Broker,
+    store: &Store,
+    stored: &mut Stored,
+    dead: &mut Vec<RecordId>,
+) {
+    let moves = stored.take_cursor_moves();
+    if moves.is_empty() {
+        return;
+    }
+    let requests = moves
+        .iter()
+        .map(|&(stream, key, _)| (stream, vec![encode_cursor(key)]))
+        .collect();
+    let results = store.append_batches(requests).await;
+    for ((stream, _, old), result) in moves.into_iter().zip(results) {
+        match result {
+            Ok(ids) => {
+                dead.extend(old);
+                for id in ids {
+                    dead.extend(stored.cursor_stored(stream, id));
+                }
+            }
+            Err(e) => {
+                // The cursor on disk stays behind: after a crash the session gets again what it
+                // completed since (QoS 1 allows it); nothing is lost.
+                broker.persistence_failed(1, &e);
+                if let Some(old) = old {
+                    dead.extend(stored.cursor_stored(stream, old));
+                }
+            }
+        }
+    }
+}
+
 /// Kills what is left in a session's stream (and messages no other session references), then
 /// removes the stream's name.
 async fn drop_stream(store: &Store, stored: &mut Stored, stream: StreamId, name: Arc<str>) {
     stored.stream_dropped(stream);
+    let mut ids: Vec<RecordId> = Vec::new();
+    stored.release_set(stream, &mut ids);
     let reader = store.clone();
     // Reading a long queue is disk work: off the async workers.
     let records = tokio::task::spawn_blocking(move || reader.scan(stream, 0, usize::MAX))
         .await
         .unwrap_or_default();
-    let mut ids: Vec<RecordId> = Vec::new();
     for r in records {
         stored.release_record(r.id, &mut ids);
     }
@@ -286,6 +324,7 @@ pub(crate) async fn run(
                         stored.release_delivery(d, &mut ids);
                     }
                 }
+                write_cursors(&broker, &store, &mut stored, &mut ids).await;
                 if !ids.is_empty() {
                     if let Err(e) = store.mark_dead(&ids).await {
                         broker.persistence_failed(ids.len(), &e);

@@ -150,8 +150,9 @@ fn references_and_message_records_round_trip() {
         QoS::ExactlyOnce,
         true,
     );
-    let rec = encode_message_record(42, &m);
-    let (key, back) = decode_message_record(&rec, Duration::ZERO).unwrap();
+    let rec = encode_message_record(42, &m, &[]);
+    let (key, back, set) = decode_message_record(&rec, Duration::ZERO).unwrap();
+    assert!(set.is_empty());
     assert_eq!(
         (key, &*back.topic, &back.payload[..]),
         (42, "a/b", &b"payload"[..])
@@ -357,4 +358,116 @@ fn a_session_ending_with_a_backlog_releases_every_message_it_held() {
     want.sort_unstable();
     assert_eq!(dead, want, "B's end frees the rest");
     assert!(stored.take_orphans().is_empty());
+}
+
+#[test]
+fn a_message_record_carries_its_delivery_set() {
+    let m = Message::new(
+        "a/b",
+        Bytes::from_static(b"payload"),
+        QoS::AtLeastOnce,
+        false,
+    );
+    let member = |stream: u64, retain: bool, ids: Vec<u32>| RefSpec {
+        stream: StreamId(stream),
+        delivery: 0,
+        qos: QoS::AtLeastOnce,
+        retain,
+        subscription_ids: ids,
+    };
+    let set = vec![
+        member(3, false, vec![]),
+        member(300_000, true, vec![7, 268_435_455]),
+    ];
+    let rec = encode_message_record(u64::MAX - 5, &m, &set);
+    let (key, back, got) = decode_message_record(&rec, Duration::ZERO).expect("decodes");
+    assert_eq!(
+        (key, &*back.topic, &back.payload[..]),
+        (u64::MAX - 5, "a/b", &b"payload"[..])
+    );
+    assert_eq!(
+        got,
+        vec![
+            SetMember {
+                stream: StreamId(3),
+                retain: false,
+                subscription_ids: vec![],
+            },
+            SetMember {
+                stream: StreamId(300_000),
+                retain: true,
+                subscription_ids: vec![7, 268_435_455],
+            },
+        ]
+    );
+    // Damaged: cut anywhere, or a set claiming more members than it has, does not decode.
+    for cut in 1..rec.len() {
+        assert!(
+            decode_message_record(&rec.slice(..cut), Duration::ZERO).is_none(),
+            "cut at {cut}"
+        );
+    }
+    let mut claims = rec.to_vec();
+    claims[9] = 0x7F;
+    assert!(decode_message_record(&Bytes::from(claims), Duration::ZERO).is_none());
+    let mut flags = rec.to_vec();
+    flags[11] = 0x01;
+    assert!(decode_message_record(&Bytes::from(flags), Duration::ZERO).is_none());
+    // Cursors.
+    assert_eq!(decode_cursor(&encode_cursor(77)), Some(77));
+    assert_eq!(decode_cursor(&encode_cursor(77)[..8]), None);
+    assert_eq!(decode_cursor(&rec), None);
+}
+
+#[test]
+fn a_cursor_moves_past_complete_set_deliveries_only() {
+    let mut stored = Stored::default();
+    let a = StreamId(2);
+    let b = StreamId(3);
+    // Messages 10, 20, 30, each to A (delivery key+1) in the set and to B (key+2) in the set.
+    for (i, k) in [10u64, 20, 30].into_iter().enumerate() {
+        stored.add_routed_message(
+            k,
+            rec(1, i as u64),
+            vec![(k + 2, Stored::in_set(b)), (k + 1, Stored::in_set(a))],
+        );
+    }
+    let mut dead = Vec::new();
+    // A completes 21 first: its cursor stays at 10.
+    stored.release_delivery(21, &mut dead);
+    assert!(stored.take_cursor_moves().is_empty());
+    stored.release_delivery(11, &mut dead);
+    assert_eq!(stored.take_cursor_moves(), vec![(a, 30, None)]);
+    assert_eq!(
+        stored.cursor(a),
+        30,
+        "a key below is now put in a reference"
+    );
+    assert!(dead.is_empty(), "B still needs every message");
+    assert_eq!(stored.cursor_stored(a, rec(2, 5)), None);
+    stored.release_delivery(31, &mut dead);
+    assert_eq!(
+        stored.take_cursor_moves(),
+        vec![(a, 31, Some(rec(2, 5)))],
+        "past the last; the old cursor record is to go"
+    );
+    // B's session ends with all three pending: every message goes.
+    stored.release_delivery(12, &mut dead);
+    assert_eq!(dead, vec![rec(1, 0)]);
+    dead.clear();
+    stored.release_set(b, &mut dead);
+    assert_eq!(dead, vec![rec(1, 1), rec(1, 2)]);
+    assert!(stored.take_orphans().is_empty());
+    assert_eq!(stored.cursor(b), 0);
+    // A restored set delivery is found by its id; a superseded cursor record is returned.
+    let mut stored = Stored::default();
+    assert_eq!(stored.add_cursor(a, 40, rec(2, 1)), None);
+    assert_eq!(stored.add_cursor(a, 35, rec(2, 0)), Some(rec(2, 0)));
+    assert_eq!(stored.add_cursor(a, 50, rec(2, 2)), Some(rec(2, 1)));
+    stored.add_message(60, rec(1, 9));
+    stored.add_delivery(1000, Stored::in_set(a), Some(60));
+    let mut dead = Vec::new();
+    stored.release_delivery(1000, &mut dead);
+    assert_eq!(dead, vec![rec(1, 9)]);
+    assert_eq!(stored.take_cursor_moves(), vec![(a, 61, Some(rec(2, 2)))]);
 }
