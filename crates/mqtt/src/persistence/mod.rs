@@ -26,4 +26,4 @@ pub(crate) use keys::*;
 pub(crate) use records::*;
 pub(crate) use retained::{run_retained, stored_retained};
 pub(crate) use stored::Stored;
-pub(crate) use task::run;
+pub(crate) use task::{run, spawn_thread};

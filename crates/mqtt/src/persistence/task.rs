@@ -223,6 +223,56 @@ async fn drop_stream(store: &Store, stored: &mut Stored, stream: StreamId, name:
     }
 }
 
+/// Runs the persistence task on a thread of its own (with a single-threaded runtime) for as long
+/// as the caller's runtime lives: when that runtime shuts down, the task is dropped as a task of
+/// it would be (the engine, its store and the folder's lock go with it) and the thread is joined
+/// before the shutdown goes on, so the folder can be opened again at once.
+pub(crate) fn spawn_thread(
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), outpost_store::StoreError> {
+    let io = |source| outpost_store::StoreError::Io {
+        context: "starting the persistence task".into(),
+        source,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("outpost-persist".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = task => {}
+                    _ = stopped => {}
+                }
+            });
+        })
+        .map_err(io)?;
+    /// Dropped with the caller's runtime: stops the thread and waits for it.
+    struct Guard(
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            std::thread::JoinHandle<()>,
+        )>,
+    );
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some((stop, thread)) = self.0.take() {
+                drop(stop);
+                let _ = thread.join();
+            }
+        }
+    }
+    let guard = Guard(Some((stop, thread)));
+    tokio::spawn(async move {
+        let _guard = guard;
+        std::future::pending::<()>().await;
+    });
+    Ok(())
+}
+
 /// The persistence task: runs the engine's jobs (deliveries, acknowledgements, sessions) in order.
 pub(crate) async fn run(
     broker: Arc<Broker>,
