@@ -34,7 +34,9 @@ pub use message::{Message, MessageProperties};
 pub use outbox::{AckError, InFlight, Offer, Outbox, OutboxLimits, Outgoing, Send};
 pub use persistence::{Durable, PersistError};
 pub use queue_door::{queue_name, QueueDoor, QueueReceipt, QUEUE_PREFIX};
-pub use recipients::{retained_matching, Retained, Router, Subscribed, Subscription, Target};
+pub use recipients::{
+    retained_matching, Recipient, Retained, Router, Subscribed, Subscription, Target,
+};
 pub use retained::RetainedTree;
 pub use signals::{set_unparker, Close, Signals};
 pub use subscriptions::SubscriptionTree;

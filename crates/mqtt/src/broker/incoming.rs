@@ -278,7 +278,13 @@ impl Broker {
         if message.retain {
             self.set_retained(from, &message, durable);
         }
-        let targets: Vec<(crate::Target, Arc<SessionCell>)> = {
+        let message = Arc::new(message);
+        let mut routed = Routed::default();
+        // Persistent sessions this message is stored for: one record of the message, a small
+        // reference per session (written by the persistence task, encoded there, off any lock).
+        let mut refs = Vec::new();
+        let mut full = Vec::new();
+        let (key, targets) = {
             let sessions = self.sessions.read();
             let index = self.index.read();
             let available = |c: &str| {
@@ -287,28 +293,34 @@ impl Broker {
                     .get(c)
                     .is_some_and(|s| s.connected.load(Ordering::Relaxed))
             };
-            let matched = index.route(from, &message.topic, message.qos, message.retain, available);
-            let mut targets = Vec::with_capacity(matched.len());
-            targets.extend(
-                matched
-                    .into_iter()
-                    .filter_map(|t| sessions.map.get(&t.client).cloned().map(|s| (t, s))),
+            let matched =
+                index.route_borrowed(from, &message.topic, message.qos, message.retain, available);
+            // The message's key, then its deliveries' ids right after it: the persistence task
+            // finds a completed delivery's reference through its message (see `Stored`).
+            let key = self
+                .next_delivery
+                .fetch_add(matched.len() as u64 + 1, Ordering::Relaxed);
+            if self.persist.is_some() {
+                refs.reserve(matched.len());
+            }
+            // Offline sessions first, all in one entry of the offline log, while the maps are
+            // read (no session is locked, no name or session counted up and down); the others
+            // each in its queue, below, with the maps let go.
+            let targets = self.route_offline(
+                key,
+                &message,
+                &sessions.map,
+                matched,
+                (&mut routed, &mut refs, &mut full),
             );
-            targets
+            (key, targets)
         };
-        let message = Arc::new(message);
-        let mut routed = Routed::default();
-        // Persistent sessions this message is stored for: one record of the message, a small
-        // reference per session (written by the persistence task, encoded there, off any lock).
-        let mut refs = Vec::with_capacity(targets.len());
-        // The message's key, then its deliveries' ids right after it: the persistence task finds
-        // a completed delivery's reference through its message (see `Stored`).
-        let key = self
-            .next_delivery
-            .fetch_add(targets.len() as u64 + 1, Ordering::Relaxed);
-        // Offline sessions first, all in one entry of the offline log; the others each in its
-        // queue.
-        let targets = self.route_offline(key, &message, targets, &mut routed, &mut refs);
+        for client in full {
+            // Counted here, logged once a second by `tick`. Nothing of it was stored.
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            self.stats.refused_overflow.fetch_add(1, Ordering::Relaxed);
+            self.session_lost(&client);
+        }
         for (id, t, cell) in targets {
             let mut s = cell.state.lock();
             if s.ended {

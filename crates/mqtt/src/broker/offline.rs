@@ -77,58 +77,69 @@ impl Broker {
     }
 
     /// Routes `message` (key `key`) to the targets that are offline sessions in the log: one
-    /// entry for all of them, no session locked. Returns the targets left for their queues,
-    /// each with its delivery id; the references of what the log took go to `refs`.
+    /// entry for all of them, no session locked (`sessions` is the sessions map, read-locked by
+    /// the caller). Returns the targets left for their queues, each with its delivery id and its
+    /// session; the references of what the log took go to `refs`, and the clients whose share of
+    /// the log is full to `full`.
     pub(super) fn route_offline(
         &self,
         key: u64,
         message: &Arc<Message>,
-        targets: Vec<(crate::Target, Arc<SessionCell>)>,
-        routed: &mut Routed,
-        refs: &mut Vec<RefSpec>,
+        sessions: &HashMap<Arc<str>, Arc<SessionCell>>,
+        matched: Vec<crate::Recipient<'_>>,
+        (routed, refs, full): (&mut Routed, &mut Vec<RefSpec>, &mut Vec<Arc<str>>),
     ) -> Vec<(u64, crate::Target, Arc<SessionCell>)> {
-        let mut online = Vec::with_capacity(targets.len());
-        if targets
+        let cells: Vec<Option<&Arc<SessionCell>>> =
+            matched.iter().map(|r| sessions.get(r.client)).collect();
+        let mut online = Vec::with_capacity(matched.len());
+        if cells
             .iter()
-            .all(|(_, cell)| cell.offline.load(Ordering::Acquire) == 0)
+            .flatten()
+            .all(|cell| cell.offline.load(Ordering::Acquire) == 0)
         {
-            online.extend((key + 1..).zip(targets).map(|(id, (t, c))| (id, t, c)));
+            for ((id, r), cell) in (key + 1..).zip(matched).zip(cells) {
+                if let Some(cell) = cell {
+                    online.push((id, r.into_target(), cell.clone()));
+                }
+            }
             return online;
         }
-        let mut full = Vec::new();
         let mut took = 0;
         let mut log = self.offline.lock();
-        let mut adding = log.adding(key, message.clone(), targets.len());
-        for (at, (t, cell)) in (0u32..).zip(targets) {
+        let mut adding = log.adding(key, message.clone(), matched.len());
+        for ((at, r), cell) in (0u32..).zip(matched).zip(cells) {
+            let Some(cell) = cell else {
+                continue;
+            };
             let id = key + 1 + u64::from(at);
             // Read again under the log's lock: a session that connected meanwhile took its
             // share and goes through its queue now.
             let slot = cell.offline.load(Ordering::Acquire);
             if slot == 0 {
-                online.push((id, t, cell));
+                online.push((id, r.into_target(), cell.clone()));
                 continue;
             }
-            if t.qos == QoS::AtMostOnce {
+            if r.qos == QoS::AtMostOnce {
                 // An offline session queues no QoS 0 message (it would be in its queue otherwise).
                 continue;
             }
             routed.matched += 1;
-            match adding.add(slot, at, t.qos, t.retain, t.subscription_ids.clone()) {
+            match adding.add(slot, at, r.qos, r.retain, r.subscription_ids.clone()) {
                 Added::Held(stream) => {
                     took += 1;
                     if let (Some(_), Some(stream)) = (&self.persist, stream) {
                         refs.push(RefSpec {
                             stream,
                             delivery: id,
-                            qos: t.qos,
-                            retain: t.retain,
-                            subscription_ids: t.subscription_ids,
+                            qos: r.qos,
+                            retain: r.retain,
+                            subscription_ids: r.subscription_ids,
                         });
                     }
                 }
                 Added::Full => {
                     routed.refused += 1;
-                    full.push(t.client);
+                    full.push(r.client.clone());
                 }
             }
         }
@@ -138,12 +149,6 @@ impl Broker {
         self.stats
             .messages_out
             .fetch_add(took as u64, Ordering::Relaxed);
-        for client in full {
-            // Counted here, logged once a second by `tick`. Nothing of it was stored.
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            self.stats.refused_overflow.fetch_add(1, Ordering::Relaxed);
-            self.session_lost(&client);
-        }
         online
     }
 }

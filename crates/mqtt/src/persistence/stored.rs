@@ -325,7 +325,10 @@ impl Stored {
                 }
             }
         }
-        held.sort_unstable_by_key(|(at, _)| *at);
+        // In routing order already when every delivery is in the set.
+        if !held.is_sorted_by_key(|(at, _)| *at) {
+            held.sort_unstable_by_key(|(at, _)| *at);
+        }
         for &(at, record) in &held {
             if record.seq == IN_SET {
                 self.add_set(record.stream, key, key + 1 + u64::from(at));
@@ -469,8 +472,14 @@ impl Stored {
         self.release_message(key, dead);
     }
 
-    /// True when a reference need not be written: its delivery is already complete, or its
+    /// True when some reference need not be written: its delivery is already complete, or its
     /// session's stream is gone.
+    pub(super) fn skips_any(&self) -> bool {
+        !self.early_done.is_empty() || !self.dropped_set.is_empty()
+    }
+
+    /// True when a reference need not be written ([`Stored::skips_any`] says whether any
+    /// might be).
     pub(super) fn skip(&mut self, r: &RefSpec) -> bool {
         (!self.early_done.is_empty() && self.early_done.remove(&r.delivery))
             || (!self.dropped_set.is_empty() && self.dropped_set.contains(&r.stream))
