@@ -3,16 +3,25 @@
 //! syscall, where waking it per message would have it write (and its client acknowledge) one
 //! message at a time while the publisher is still routing.
 //!
-//! Whatever is collected is woken when the set is dropped, so a path that forgets to call
-//! [`Wakes::wake_all`] delays a wake-up, never loses one.
+//! The messages' store jobs wait here too and go to the persistence task together, first: the
+//! task (a thread of its own) is woken once per batch instead of once per message, and takes the
+//! batch in one group commit.
+//!
+//! Whatever is collected is woken (and sent) when the set is dropped, so a path that forgets to
+//! call [`Wakes::wake_all`] delays a wake-up, never loses one.
 
 use std::sync::Arc;
 
+use crate::persistence::{Job, Persister};
 use crate::Signals;
 
-/// Connections to wake, each once.
+/// Connections to wake, each once, and store jobs to send.
 #[derive(Debug, Default)]
-pub struct Wakes(Vec<Arc<Signals>>);
+pub struct Wakes {
+    signals: Vec<Arc<Signals>>,
+    jobs: Vec<Job>,
+    persister: Option<Persister>,
+}
 
 impl Wakes {
     /// An empty set.
@@ -21,12 +30,26 @@ impl Wakes {
     }
 
     pub(crate) fn push(&mut self, n: Arc<Signals>) {
-        self.0.push(n);
+        self.signals.push(n);
     }
 
-    /// Wakes every connection collected so far.
+    /// Sends `job` with the others, at the latest when this set is woken. Only for jobs nothing
+    /// sent directly depends on being behind (a message to store: its publisher waits for it).
+    pub(crate) fn send_job(&mut self, p: &Persister, job: Job) {
+        if self.persister.is_none() {
+            self.persister = Some(p.clone());
+        }
+        self.jobs.push(job);
+    }
+
+    /// Sends the store jobs and wakes every connection collected so far.
     pub fn wake_all(&mut self) {
-        for n in self.0.drain(..) {
+        if let Some(p) = &self.persister {
+            for job in self.jobs.drain(..) {
+                p.send(job);
+            }
+        }
+        for n in self.signals.drain(..) {
             n.wake();
         }
     }

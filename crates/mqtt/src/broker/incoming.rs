@@ -379,12 +379,15 @@ impl Broker {
         if let (Some(p), false) = (&self.persist, refs.is_empty()) {
             let (done, rx) = tokio::sync::oneshot::channel();
             durable.push(rx);
-            p.send(Job::Store {
-                message,
-                key,
-                refs,
-                done,
-            });
+            wakes.send_job(
+                p,
+                Job::Store {
+                    message,
+                    key,
+                    refs,
+                    done,
+                },
+            );
         }
         routed
     }
