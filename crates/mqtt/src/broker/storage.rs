@@ -98,8 +98,8 @@ impl Broker {
         let mut shared: HashMap<u64, Arc<Message>> = HashMap::new();
         let mut dangling = Vec::new();
         // Messages with a delivery set (ADR 0023), handed to their sessions once every session
-        // and its cursor is read.
-        let mut sets: Vec<(u64, Vec<persistence::SetMember>)> = Vec::new();
+        // and its cursor is read: their keys and records.
+        let mut sets: Vec<(u64, Bytes)> = Vec::new();
         let messages_stream = store.stream(persistence::MESSAGES_STREAM)?;
         for r in store.scan(messages_stream, 0, usize::MAX) {
             let age = Duration::from_millis(now_ms.saturating_sub(r.timestamp));
@@ -111,7 +111,9 @@ impl Broker {
             stored.add_message(key, r.id);
             shared.insert(key, Arc::new(m));
             if !set.is_empty() {
-                sets.push((key, set));
+                // Read again below: holding every member of every message here would take tens
+                // of bytes per queued delivery for the whole restore.
+                sets.push((key, r.payload));
             }
         }
         let mut sessions = 0;
@@ -205,8 +207,10 @@ impl Broker {
         }
         // Each set delivery goes to its session when the session still exists (a stream is
         // never reused) and its cursor is not past the message.
-        for (key, set) in sets {
-            let Some(message) = shared.get(&key) else {
+        for (key, record) in sets {
+            let (Some(message), Some(set)) =
+                (shared.get(&key), persistence::decode_delivery_set(&record))
+            else {
                 continue;
             };
             for member in set {

@@ -96,6 +96,19 @@ pub(crate) fn decode_message_record(
     b: &Bytes,
     age: Duration,
 ) -> Option<(u64, Message, Vec<SetMember>)> {
+    let (key, set, at) = take_message_head(b)?;
+    let (m, ..) = decode_message(&b.slice(at..), age)?;
+    Some((key, m, set))
+}
+
+/// The delivery set of a message record (empty for a record without one); `None` when the
+/// record does not decode that far.
+pub(crate) fn decode_delivery_set(b: &[u8]) -> Option<Vec<SetMember>> {
+    take_message_head(b).map(|(_, set, _)| set)
+}
+
+/// A message record's key and delivery set, and where its PUBLISH packet begins.
+fn take_message_head(b: &[u8]) -> Option<(u64, Vec<SetMember>, usize)> {
     let marker = *b.first()?;
     if marker != MESSAGE_RECORD && marker != MESSAGE_SET_RECORD {
         return None;
@@ -134,8 +147,7 @@ pub(crate) fn decode_message_record(
             });
         }
     }
-    let (m, ..) = decode_message(&b.slice(at..), age)?;
-    Some((key, m, set))
+    Some((key, set, at))
 }
 
 /// A cursor record (see [`CURSOR_RECORD`]).
