@@ -244,6 +244,27 @@ impl Entry {
 }
 
 impl Adding<'_> {
+    /// Adds the session `slot`'s delivery whatever its queue holds: one restored from the store
+    /// (it was acknowledged to its publisher, and counted against the limits when it was routed).
+    pub(crate) fn admit(&mut self, slot: u32, at: u32, retain: bool, subscription_ids: Vec<u32>) {
+        let size = self.message.size();
+        let Some(w) = self.log.sessions.get_mut(&slot) else {
+            return;
+        };
+        w.count += 1;
+        w.here += 1;
+        w.bytes += size;
+        w.since = w.since.min(self.key);
+        self.members.push(Member {
+            slot,
+            taken: false,
+            at,
+            qos: QoS::AtLeastOnce,
+            retain,
+            subscription_ids: (!subscription_ids.is_empty()).then(|| Box::new(subscription_ids)),
+        });
+    }
+
     /// Adds the session `slot`'s delivery (the `at`th after the message's key) when its queue
     /// has room.
     pub(crate) fn add(

@@ -107,7 +107,10 @@ impl Broker {
                 tracing::warn!("an unreadable stored message skipped");
                 continue;
             };
-            self.next_delivery.fetch_max(key + 1, Ordering::Relaxed);
+            // A delivery in the message's set takes the id its place gives it, right after the
+            // key; ids given below (and keys from now on) come after all of them.
+            self.next_delivery
+                .fetch_max(key + 1 + set.len() as u64, Ordering::Relaxed);
             stored.add_message(key, r.id);
             shared.insert(key, Arc::new(m));
             if !set.is_empty() {
@@ -206,26 +209,39 @@ impl Broker {
             restored.push((client, session, found));
         }
         // Each set delivery goes to its session when the session still exists (a stream is
-        // never reused) and its cursor is not past the message.
-        for (key, record) in sets {
+        // never reused) and its cursor is not past the message: to the offline log (24 bytes a
+        // delivery, as when it was routed), or, for a session with deliveries of other kinds
+        // in its queue or one that will not wait in the log, to its queue among them in key
+        // order. Its id is the one after the message's key given by its place in the set.
+        messages += restored
+            .iter()
+            .map(|(_, _, found)| found.len())
+            .sum::<usize>();
+        let to_log = |(_, session, found): &RestoredSession| {
+            found.is_empty() && session.expiry != 0 && !self.config.queue_qos0_offline
+        };
+        for (key, record) in &sets {
             let (Some(message), Some(set)) =
-                (shared.get(&key), persistence::decode_delivery_set(&record))
+                (shared.get(key), persistence::decode_delivery_set(record))
             else {
                 continue;
             };
-            for member in set {
-                let Some(&at) = by_stream.get(&member.stream) else {
+            for (at, member) in (0u32..).zip(set) {
+                let Some(&i) = by_stream.get(&member.stream) else {
                     continue;
                 };
-                if key < stored.cursor(member.stream) {
+                if *key < stored.cursor(member.stream) {
                     continue;
                 }
-                let id = self.next_delivery.fetch_add(1, Ordering::Relaxed);
-                stored.add_delivery(id, persistence::Stored::in_set(member.stream), Some(key));
-                restored[at].2.push((
-                    Some(key),
+                stored.add_restored_set(*key, member.stream, at);
+                messages += 1;
+                if to_log(&restored[i]) {
+                    continue;
+                }
+                restored[i].2.push((
+                    Some(*key),
                     Delivery {
-                        id,
+                        id: key + 1 + u64::from(at),
                         message: message.clone(),
                         qos: QoS::AtLeastOnce,
                         retain: member.retain,
@@ -235,16 +251,49 @@ impl Broker {
                 ));
             }
         }
-        for (client, mut session, mut found) in restored {
+        // The sessions, offline from the start: each waits in the offline log.
+        let mut slots: HashMap<StreamId, u32> = HashMap::new();
+        for restored in restored {
+            let logged = to_log(&restored);
+            let (client, mut session, mut found) = restored;
             // In the order they were routed (messages of the first layout, without a key, first).
             found.sort_by_key(|(key, _)| *key);
-            messages += found.len();
             for (_, d) in found {
                 let _ = session.outbox.offer(d);
             }
-            map.map.insert(client, SessionCell::new(session));
+            let cell = SessionCell::new(session);
+            {
+                let s = cell.state.lock();
+                self.go_offline(&cell, &s);
+                if let (true, Some((stream, _))) = (logged, s.stream.as_deref()) {
+                    let slot = cell.offline.load(Ordering::Relaxed);
+                    if slot != 0 {
+                        slots.insert(*stream, slot);
+                    }
+                }
+            }
+            map.map.insert(client, cell);
             map.persistent += 1;
             sessions += 1;
+        }
+        if !slots.is_empty() {
+            let mut log = self.offline.lock();
+            for (key, record) in sets {
+                let (Some(message), Some(set)) =
+                    (shared.get(&key), persistence::decode_delivery_set(&record))
+                else {
+                    continue;
+                };
+                let mut adding = log.adding(key, message.clone(), set.len());
+                for (at, member) in (0u32..).zip(set) {
+                    if let Some(&slot) = slots.get(&member.stream) {
+                        if key >= stored.cursor(member.stream) {
+                            adding.admit(slot, at, member.retain, member.subscription_ids);
+                        }
+                    }
+                }
+                adding.finish();
+            }
         }
         if deep_filters > 0 {
             tracing::warn!(

@@ -265,6 +265,18 @@ impl Stored {
         }
     }
 
+    /// A delivery of the message `key` to `stream` found in the message's delivery set at
+    /// restore, given the id `key + 1 + at` (`at`: its place in the set; a message's ids after
+    /// its key are its own). Call in ascending `at` for each message.
+    pub(crate) fn add_restored_set(&mut self, key: u64, stream: StreamId, at: u32) {
+        let Some(m) = self.messages.get_mut(&key) else {
+            return;
+        };
+        m.refs += 1;
+        m.held.push((at, Self::in_set(stream)));
+        self.add_set(stream, key, key + 1 + u64::from(at));
+    }
+
     /// A message found in the messages stream at restore.
     pub(crate) fn add_message(&mut self, key: u64, record: RecordId) {
         self.messages.insert(
