@@ -253,6 +253,9 @@ impl Broker {
         }
         // The sessions, offline from the start: each waits in the offline log.
         let mut slots: HashMap<StreamId, u32> = HashMap::new();
+        // Sessions meant for the log that it did not take: their set deliveries join their
+        // queues instead (never dropped for a mismatch of the two rules).
+        let mut unlogged: HashMap<StreamId, Arc<SessionCell>> = HashMap::new();
         for restored in restored {
             let logged = to_log(&restored);
             let (client, mut session, mut found) = restored;
@@ -266,9 +269,13 @@ impl Broker {
                 let s = cell.state.lock();
                 self.go_offline(&cell, &s);
                 if let (true, Some((stream, _))) = (logged, s.stream.as_deref()) {
-                    let slot = cell.offline.load(Ordering::Relaxed);
-                    if slot != 0 {
-                        slots.insert(*stream, slot);
+                    match cell.offline.load(Ordering::Relaxed) {
+                        0 => {
+                            unlogged.insert(*stream, cell.clone());
+                        }
+                        slot => {
+                            slots.insert(*stream, slot);
+                        }
                     }
                 }
             }
@@ -276,24 +283,42 @@ impl Broker {
             map.persistent += 1;
             sessions += 1;
         }
-        if !slots.is_empty() {
-            let mut log = self.offline.lock();
-            for (key, record) in sets {
-                let (Some(message), Some(set)) =
-                    (shared.get(&key), persistence::decode_delivery_set(&record))
-                else {
-                    continue;
-                };
-                let mut adding = log.adding(key, message.clone(), set.len());
-                for (at, member) in (0u32..).zip(set) {
-                    if let Some(&slot) = slots.get(&member.stream) {
-                        if key >= stored.cursor(member.stream) {
-                            adding.admit(slot, at, member.retain, member.subscription_ids);
-                        }
-                    }
-                }
-                adding.finish();
+        for (key, record) in &sets {
+            if slots.is_empty() && unlogged.is_empty() {
+                break;
             }
+            let (Some(message), Some(set)) =
+                (shared.get(key), persistence::decode_delivery_set(record))
+            else {
+                continue;
+            };
+            // Sessions are locked before the log, never under it (ADR 0023's lock order).
+            for (at, member) in (0u32..).zip(&set) {
+                if let (Some(cell), false) = (
+                    unlogged.get(&member.stream),
+                    *key < stored.cursor(member.stream),
+                ) {
+                    cell.state.lock().outbox.admit(Delivery {
+                        id: key + 1 + u64::from(at),
+                        message: message.clone(),
+                        qos: QoS::AtLeastOnce,
+                        retain: member.retain,
+                        subscription_ids: member.subscription_ids.clone(),
+                        queue: None,
+                    });
+                }
+            }
+            let mut log = self.offline.lock();
+            let mut adding = log.adding(*key, message.clone(), set.len());
+            for (at, member) in (0u32..).zip(set) {
+                if let (Some(&slot), false) = (
+                    slots.get(&member.stream),
+                    *key < stored.cursor(member.stream),
+                ) {
+                    adding.admit(slot, at, member.retain, member.subscription_ids);
+                }
+            }
+            adding.finish();
         }
         if deep_filters > 0 {
             tracing::warn!(
