@@ -58,6 +58,19 @@ struct Member {
     subscription_ids: Option<Box<Vec<u32>>>,
 }
 
+impl Member {
+    fn new(slot: u32, at: u32, qos: QoS, retain: bool, subscription_ids: Vec<u32>) -> Self {
+        Member {
+            slot,
+            at,
+            qos,
+            retain,
+            taken: false,
+            subscription_ids: (!subscription_ids.is_empty()).then(|| Box::new(subscription_ids)),
+        }
+    }
+}
+
 /// What the log knows of one offline session.
 #[derive(Debug)]
 struct Waiting {
@@ -247,22 +260,8 @@ impl Adding<'_> {
     /// Adds the session `slot`'s delivery whatever its queue holds: one restored from the store
     /// (it was acknowledged to its publisher, and counted against the limits when it was routed).
     pub(crate) fn admit(&mut self, slot: u32, at: u32, retain: bool, subscription_ids: Vec<u32>) {
-        let size = self.message.size();
-        let Some(w) = self.log.sessions.get_mut(&slot) else {
-            return;
-        };
-        w.count += 1;
-        w.here += 1;
-        w.bytes += size;
-        w.since = w.since.min(self.key);
-        self.members.push(Member {
-            slot,
-            taken: false,
-            at,
-            qos: QoS::AtLeastOnce,
-            retain,
-            subscription_ids: (!subscription_ids.is_empty()).then(|| Box::new(subscription_ids)),
-        });
+        let member = Member::new(slot, at, QoS::AtLeastOnce, retain, subscription_ids);
+        self.put(member, false);
     }
 
     /// Adds the session `slot`'s delivery (the `at`th after the message's key) when its queue
@@ -275,25 +274,24 @@ impl Adding<'_> {
         retain: bool,
         subscription_ids: Vec<u32>,
     ) -> Added {
+        self.put(Member::new(slot, at, qos, retain, subscription_ids), true)
+    }
+
+    /// Adds a member, counted in its session's share; with `limited`, only when the share has
+    /// room.
+    fn put(&mut self, member: Member, limited: bool) -> Added {
         let size = self.message.size();
-        let Some(w) = self.log.sessions.get_mut(&slot) else {
+        let Some(w) = self.log.sessions.get_mut(&member.slot) else {
             return Added::Full;
         };
-        if w.count >= w.max_count || w.bytes + size > w.max_bytes {
+        if limited && (w.count >= w.max_count || w.bytes + size > w.max_bytes) {
             return Added::Full;
         }
         w.count += 1;
         w.here += 1;
         w.bytes += size;
         w.since = w.since.min(self.key);
-        self.members.push(Member {
-            slot,
-            taken: false,
-            at,
-            qos,
-            retain,
-            subscription_ids: (!subscription_ids.is_empty()).then(|| Box::new(subscription_ids)),
-        });
+        self.members.push(member);
         Added::Held(w.stream)
     }
 

@@ -76,14 +76,7 @@ pub(crate) fn encode_message_record(key: u64, m: &Message, set: &[RefSpec]) -> B
         put_varint(&mut out, set.len() as u64);
         for r in set {
             put_varint(&mut out, r.stream.0);
-            let ids = &r.subscription_ids[..r.subscription_ids.len().min(u16::MAX as usize)];
-            out.extend_from_slice(&[u8::from(r.retain) << 2 | u8::from(!ids.is_empty()) << 3]);
-            if !ids.is_empty() {
-                put_varint(&mut out, ids.len() as u64);
-                for id in ids {
-                    put_varint(&mut out, u64::from(*id));
-                }
-            }
+            put_flagged_ids(&mut out, u8::from(r.retain) << 2, &r.subscription_ids);
         }
     }
     out.extend_from_slice(&body);
@@ -130,16 +123,7 @@ fn take_message_head(b: &[u8]) -> Option<(u64, Vec<SetMember>, usize)> {
             if flags & !0x0C != 0 {
                 return None;
             }
-            let mut subscription_ids = Vec::new();
-            if flags & 0x08 != 0 {
-                let count = take_varint(b, &mut at)?;
-                if count == 0 || count > u64::from(u16::MAX) {
-                    return None;
-                }
-                for _ in 0..count {
-                    subscription_ids.push(u32::try_from(take_varint(b, &mut at)?).ok()?);
-                }
-            }
+            let subscription_ids = take_subscription_ids(b, &mut at, flags)?;
             set.push(SetMember {
                 stream,
                 retain: flags & 0x04 != 0,
@@ -199,15 +183,11 @@ pub(crate) fn encode_compact_references(refs: &[(u64, &RefSpec)]) -> Bytes {
         let delta = key.wrapping_sub(previous) as i64;
         previous = *key;
         put_varint(&mut out, ((delta << 1) ^ (delta >> 63)) as u64);
-        let ids = &r.subscription_ids[..r.subscription_ids.len().min(u16::MAX as usize)];
-        let flags = r.qos as u8 | u8::from(r.retain) << 2 | u8::from(!ids.is_empty()) << 3;
-        out.extend_from_slice(&[flags]);
-        if !ids.is_empty() {
-            put_varint(&mut out, ids.len() as u64);
-            for id in ids {
-                put_varint(&mut out, u64::from(*id));
-            }
-        }
+        put_flagged_ids(
+            &mut out,
+            r.qos as u8 | u8::from(r.retain) << 2,
+            &r.subscription_ids,
+        );
     }
     out.freeze()
 }
@@ -232,16 +212,7 @@ fn take_compact_references(b: &[u8]) -> Option<Vec<StoredDelivery>> {
             return None;
         }
         let qos = QoS::from_u8(flags & 0x03)?;
-        let mut subscription_ids = Vec::new();
-        if flags & 0x08 != 0 {
-            let count = take_varint(b, &mut at)?;
-            if count == 0 || count > u64::from(u16::MAX) {
-                return None;
-            }
-            for _ in 0..count {
-                subscription_ids.push(u32::try_from(take_varint(b, &mut at)?).ok()?);
-            }
-        }
+        let subscription_ids = take_subscription_ids(b, &mut at, flags)?;
         out.push(StoredDelivery::Reference {
             key,
             qos,
@@ -250,6 +221,35 @@ fn take_compact_references(b: &[u8]) -> Option<Vec<StoredDelivery>> {
         });
     }
     (at == b.len()).then_some(out)
+}
+
+/// A flags byte (`flags`, with bit 3 set when identifiers follow), then the subscription
+/// identifiers (at most `u16::MAX`) when there are any: their count and values as varints.
+fn put_flagged_ids(out: &mut bytes::BytesMut, flags: u8, ids: &[u32]) {
+    let ids = &ids[..ids.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&[flags | u8::from(!ids.is_empty()) << 3]);
+    if !ids.is_empty() {
+        put_varint(out, ids.len() as u64);
+        for id in ids {
+            put_varint(out, u64::from(*id));
+        }
+    }
+}
+
+/// The subscription identifiers [`put_flagged_ids`] wrote after `flags` (none unless bit 3 is
+/// set), moving `*at` past them.
+fn take_subscription_ids(b: &[u8], at: &mut usize, flags: u8) -> Option<Vec<u32>> {
+    let mut ids = Vec::new();
+    if flags & 0x08 != 0 {
+        let count = take_varint(b, at)?;
+        if count == 0 || count > u64::from(u16::MAX) {
+            return None;
+        }
+        for _ in 0..count {
+            ids.push(u32::try_from(take_varint(b, at)?).ok()?);
+        }
+    }
+    Some(ids)
 }
 
 /// LEB128: seven bits a byte, low bits first.

@@ -217,7 +217,7 @@ impl Stored {
     }
 
     /// A session's stream goes (its session ended): every delivery it holds in delivery sets
-    /// goes with it, found by one walk of the messages beside its sorted keys.
+    /// goes with it, found by one walk of the messages beside its sorted ids.
     pub(super) fn release_set(&mut self, stream: StreamId, dead: &mut Vec<RecordId>) {
         let Some(c) = self.sets.remove(&stream) else {
             return;
@@ -227,42 +227,15 @@ impl Stored {
             if id & DONE != 0 {
                 continue;
             }
-            // Restored deliveries are found by their ids.
+            // Deliveries restored with ids of their own are found by them.
             if self.deliveries.remove(&id).is_some() {
                 self.release_message(Some(key), dead);
             } else {
-                routed.push((key, id));
+                routed.push(id);
             }
         }
-        let Some(&(first, _)) = routed.first() else {
-            return;
-        };
-        let mut emptied = Vec::new();
-        let mut walk = self.messages.range_mut(first..).peekable();
-        for (key, id) in routed {
-            while walk.peek().is_some_and(|(k, _)| **k < key) {
-                walk.next();
-            }
-            let Some((&k, m)) = walk.peek_mut() else {
-                break;
-            };
-            if k != key {
-                continue;
-            }
-            let Some(at) = id
-                .checked_sub(key + 1)
-                .and_then(|at| u32::try_from(at).ok())
-            else {
-                continue;
-            };
-            if m.take(at).is_some() && m.unref() {
-                dead.push(m.record);
-                emptied.push(key);
-            }
-        }
-        for key in emptied {
-            self.messages.remove(&key);
-        }
+        // In key order, and a message's ids follow its key: ascending.
+        self.release_routed(&routed, dead);
     }
 
     /// A delivery of the message `key` to `stream` found in the message's delivery set at
@@ -418,6 +391,12 @@ impl Stored {
         });
         ids.sort_unstable();
         dead.push(record);
+        self.release_routed(&ids, dead);
+    }
+
+    /// Releases routed deliveries, by ids in ascending order: one walk of the messages in key
+    /// order beside them (a delivery's message is the one with the greatest key below its id).
+    fn release_routed(&mut self, ids: &[u64], dead: &mut Vec<RecordId>) {
         let Some(&first) = ids.first() else {
             return;
         };
@@ -430,8 +409,7 @@ impl Stored {
         .peekable();
         let mut current = None;
         let mut emptied = Vec::new();
-        for id in ids {
-            // A delivery's message is the one with the greatest key below its id.
+        for &id in ids {
             while walk.peek().is_some_and(|(key, _)| **key < id) {
                 current = walk.next();
             }
