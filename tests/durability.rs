@@ -15,7 +15,7 @@ use std::time::Duration;
 use outpost_codec::{Packet, QoS, ReasonCode, Version};
 use support::http::{http, sqs_json};
 use support::raw::{
-    assert_none_lost, drain_numbers, drain_until, offline_subscriber, persistent, Got, Raw,
+    assert_none_lost, drain_numbers, drain_until, offline_subscriber, persistent, resume, Got, Raw,
 };
 use support::tmpfs::Tmpfs;
 use support::Outpost;
@@ -237,15 +237,7 @@ fn a_session_does_not_get_again_what_it_completed_before_a_crash() {
             Some(Got::PubAck(_, ReasonCode::Success))
         ));
     }
-    let mut fast = Raw::connect_with(
-        broker.mqtt,
-        Version::V5,
-        "cursor-fast",
-        false,
-        persistent(),
-        60,
-    );
-    assert_eq!(fast.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    let mut fast = resume(broker.mqtt, "cursor-fast");
     // Acknowledged 20 at a time, newest first: the cursor moves only past a complete run.
     let mut got = BTreeSet::new();
     while got.len() < count as usize {
@@ -273,15 +265,7 @@ fn a_session_does_not_get_again_what_it_completed_before_a_crash() {
     ));
     let data = broker.kill();
     let broker = Outpost::start_in(data);
-    let mut fast = Raw::connect_with(
-        broker.mqtt,
-        Version::V5,
-        "cursor-fast",
-        false,
-        persistent(),
-        60,
-    );
-    assert_eq!(fast.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    let mut fast = resume(broker.mqtt, "cursor-fast");
     let (_, first) = fast
         .recv_publish(wait)
         .expect("the message after its acknowledgements");

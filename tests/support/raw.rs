@@ -274,6 +274,17 @@ pub fn offline_subscriber(addr: SocketAddr, client: &str, filter: &str) {
     );
 }
 
+/// Resumes `client`'s persistent session (MQTT 5): its connection, past a successful CONNACK.
+pub fn resume(addr: SocketAddr, client: &str) -> Raw {
+    let mut s = Raw::connect_with(addr, Version::V5, client, false, persistent(), 60);
+    assert_eq!(
+        s.recv(Duration::from_secs(10)),
+        Some(Got::ConnAck(ReasonCode::Success)),
+        "{client} resumed"
+    );
+    s
+}
+
 /// Resumes `client`'s persistent session and collects the numbers (first four payload bytes) of
 /// the messages it gets, acknowledging each, until `count` arrived or nothing came for 10 s.
 pub fn drain_numbers(addr: SocketAddr, client: &str, count: usize) -> BTreeSet<u32> {
@@ -287,8 +298,7 @@ pub fn drain_until(
     mut done: impl FnMut(&BTreeSet<u32>) -> bool,
 ) -> BTreeSet<u32> {
     let wait = Duration::from_secs(10);
-    let mut s = Raw::connect_with(addr, Version::V5, client, false, persistent(), 60);
-    assert_eq!(s.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
+    let mut s = resume(addr, client);
     let mut got = BTreeSet::new();
     while !done(&got) {
         let Some((pkid, payload)) = s.recv_publish(wait) else {
