@@ -161,41 +161,54 @@ async fn drop_session(
     }
 }
 
-/// Writes the cursors that moved (one record in each session's stream) before the records they
-/// replace are killed with `dead`: a crash in between leaves both, and the larger wins.
-async fn write_cursors(
+/// Kills `dead` and writes the cursors that moved (one record in each session's stream, killing
+/// the one each replaces), together: the new cursors are handed to the store first and share the
+/// tombstones' group commit. A crash that keeps a tombstone of an old cursor and loses the new
+/// one leaves the session an older cursor (or none): it gets again what it completed since,
+/// which QoS 1 allows; nothing is lost.
+async fn kill_and_write_cursors(
     broker: &Broker,
     store: &Store,
     stored: &mut Stored,
-    dead: &mut Vec<RecordId>,
+    mut dead: Vec<RecordId>,
 ) {
     let moves = stored.take_cursor_moves();
-    if moves.is_empty() {
-        return;
-    }
-    let requests = moves
-        .iter()
-        .map(|&(stream, key, _)| (stream, vec![encode_cursor(key)]))
-        .collect();
-    let results = store.append_batches(requests).await;
-    for ((stream, _, old), result) in moves.into_iter().zip(results) {
-        match result {
-            Ok(ids) => {
-                dead.extend(old);
-                for id in ids {
-                    dead.extend(stored.cursor_stored(stream, id));
-                }
-            }
-            Err(e) => {
-                // The cursor on disk stays behind: after a crash the session gets again what it
-                // completed since (QoS 1 allows it); nothing is lost.
-                broker.persistence_failed(1, &e);
-                if let Some(old) = old {
-                    dead.extend(stored.cursor_stored(stream, old));
-                }
+    let appended = (!moves.is_empty()).then(|| {
+        store.append_batches(
+            moves
+                .iter()
+                .map(|&(stream, key, _)| (stream, vec![encode_cursor(key)]))
+                .collect(),
+        )
+    });
+    dead.extend(moves.iter().filter_map(|&(_, _, old)| old));
+    let killed = async {
+        if !dead.is_empty() {
+            if let Err(e) = store.mark_dead(&dead).await {
+                broker.persistence_failed(dead.len(), &e);
             }
         }
+    };
+    let results = match appended {
+        Some(appended) => tokio::join!(appended, killed).0,
+        None => {
+            killed.await;
+            return;
+        }
+    };
+    let mut superseded = Vec::new();
+    for ((stream, ..), result) in moves.into_iter().zip(results) {
+        match result {
+            Ok(ids) => {
+                for id in ids {
+                    superseded.extend(stored.cursor_stored(stream, id));
+                }
+            }
+            Err(e) => broker.persistence_failed(1, &e),
+        }
     }
+    // Only a cursor written for a session that ended meanwhile.
+    store.mark_dead_later(&superseded);
 }
 
 /// Kills what is left in a session's stream (and messages no other session references), then
@@ -374,12 +387,7 @@ pub(crate) async fn run(
                         stored.release_delivery(d, &mut ids);
                     }
                 }
-                write_cursors(&broker, &store, &mut stored, &mut ids).await;
-                if !ids.is_empty() {
-                    if let Err(e) = store.mark_dead(&ids).await {
-                        broker.persistence_failed(ids.len(), &e);
-                    }
-                }
+                kill_and_write_cursors(&broker, &store, &mut stored, ids).await;
                 n
             }
             save @ Job::SaveSession { .. } => {
