@@ -158,22 +158,25 @@ impl OfflineLog {
         let mut out = Vec::new();
         let mut emptied = Vec::new();
         for (&key, e) in self.entries.range_mut(w.since..) {
-            let Some(i) = e.find(slot) else {
-                continue;
-            };
-            if e.take(i) {
-                emptied.push(key);
-            }
-            let m = &mut e.members[i];
-            if take {
-                out.push(Delivery {
-                    id: key + 1 + u64::from(m.at),
-                    message: e.message.clone(),
-                    qos: m.qos,
-                    retain: m.retain,
-                    subscription_ids: m.subscription_ids.take().map(|b| *b).unwrap_or_default(),
-                    queue: None,
-                });
+            // Usually one; a session with a shared and a plain subscription to a topic has two.
+            for i in e.of(slot) {
+                if e.members[i].taken {
+                    continue;
+                }
+                if e.take(i) {
+                    emptied.push(key);
+                }
+                let m = &mut e.members[i];
+                if take {
+                    out.push(Delivery {
+                        id: key + 1 + u64::from(m.at),
+                        message: e.message.clone(),
+                        qos: m.qos,
+                        retain: m.retain,
+                        subscription_ids: m.subscription_ids.take().map(|b| *b).unwrap_or_default(),
+                        queue: None,
+                    });
+                }
             }
         }
         for key in emptied {
@@ -226,9 +229,11 @@ impl OfflineLog {
         };
         self.entries
             .range(w.since..)
-            .filter_map(|(_, e)| {
-                let i = e.find(slot)?;
-                Some((e.message.clone(), e.members[i].qos))
+            .flat_map(|(_, e)| {
+                e.members[e.of(slot)]
+                    .iter()
+                    .filter(|m| !m.taken)
+                    .map(|m| (e.message.clone(), m.qos))
             })
             .take(max)
             .collect()
@@ -242,10 +247,15 @@ impl OfflineLog {
 }
 
 impl Entry {
-    /// The session `slot`'s member, unless it was taken.
-    fn find(&self, slot: u32) -> Option<usize> {
-        let i = self.members.binary_search_by_key(&slot, |m| m.slot).ok()?;
-        (!self.members[i].taken).then_some(i)
+    /// Where the session `slot`'s members are (usually one; taken ones too), in delivery id
+    /// order.
+    fn of(&self, slot: u32) -> std::ops::Range<usize> {
+        let first = self.members.partition_point(|m| m.slot < slot);
+        let n = self.members[first..]
+            .iter()
+            .take_while(|m| m.slot == slot)
+            .count();
+        first..first + n
     }
 
     /// Marks member `i` taken; true when it was the last one left (the entry goes).
@@ -302,8 +312,8 @@ impl Adding<'_> {
         }
         // Routing meets a topic's subscribers in the same order every time: often sorted
         // already.
-        if !self.members.is_sorted_by_key(|m| m.slot) {
-            self.members.sort_unstable_by_key(|m| m.slot);
+        if !self.members.is_sorted_by_key(|m| (m.slot, m.at)) {
+            self.members.sort_unstable_by_key(|m| (m.slot, m.at));
         }
         let left = u32::try_from(self.members.len()).unwrap_or(u32::MAX);
         self.log.entries.insert(
@@ -381,6 +391,29 @@ mod tests {
             "an ended session takes nothing"
         );
         assert_eq!(log.messages(), 0, "no member left, no entry left");
+    }
+
+    /// A shared and a plain subscription of one session match a message: two members of one
+    /// entry, both taken (a lookup that found one of them left the other behind for good).
+    #[test]
+    fn a_session_with_two_deliveries_of_a_message_takes_both() {
+        let mut log = OfflineLog::default();
+        let a = log.register(held(10), None);
+        let b = log.register(held(10), None);
+        let mut adding = log.adding(10, message("t"), 3);
+        for (slot, at) in [(a, 2), (b, 1), (a, 0)] {
+            assert_eq!(
+                adding.add(slot, at, QoS::AtLeastOnce, false, vec![]),
+                Added::Held(None)
+            );
+        }
+        adding.finish();
+        assert_eq!(log.count(a), 2);
+        assert_eq!(log.peek(a, 10).len(), 2);
+        let ids: Vec<u64> = log.leave(a, true).iter().map(|d| d.id).collect();
+        assert_eq!(ids, [11, 13], "both, in id order");
+        assert_eq!(log.leave(b, true).len(), 1);
+        assert_eq!(log.messages(), 0, "nothing left behind");
     }
 
     #[test]

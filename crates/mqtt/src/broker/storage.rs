@@ -233,7 +233,9 @@ impl Broker {
                 if *key < stored.cursor(member.stream) {
                     continue;
                 }
-                stored.add_restored_set(*key, member.stream, at);
+                if !stored.add_restored_set(*key, member.stream, at) {
+                    continue;
+                }
                 messages += 1;
                 if to_log(&restored[i]) {
                     continue;
@@ -287,9 +289,11 @@ impl Broker {
             if slots.is_empty() && unlogged.is_empty() {
                 break;
             }
-            let (Some(message), Some(set)) =
-                (shared.get(key), persistence::decode_delivery_set(record))
-            else {
+            let (Some(message), Some(set), true) = (
+                shared.get(key),
+                persistence::decode_delivery_set(record),
+                stored.has_message(*key),
+            ) else {
                 continue;
             };
             // Sessions are locked before the log, never under it (ADR 0023's lock order).

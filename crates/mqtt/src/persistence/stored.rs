@@ -240,14 +240,21 @@ impl Stored {
 
     /// A delivery of the message `key` to `stream` found in the message's delivery set at
     /// restore, given the id `key + 1 + at` (`at`: its place in the set; a message's ids after
-    /// its key are its own). Call in ascending `at` for each message.
-    pub(crate) fn add_restored_set(&mut self, key: u64, stream: StreamId, at: u32) {
+    /// its key are its own). Call in ascending `at` for each message. False (and nothing kept)
+    /// when the message is unknown: the delivery must then not be made.
+    pub(crate) fn add_restored_set(&mut self, key: u64, stream: StreamId, at: u32) -> bool {
         let Some(m) = self.messages.get_mut(&key) else {
-            return;
+            return false;
         };
         m.refs += 1;
         m.held.push((at, Self::in_set(stream)));
         self.add_set(stream, key, key + 1 + u64::from(at));
+        true
+    }
+
+    /// True when the message `key` is stored and referenced from here.
+    pub(crate) fn has_message(&self, key: u64) -> bool {
+        self.messages.contains_key(&key)
     }
 
     /// A message found in the messages stream at restore.
