@@ -471,3 +471,75 @@ fn a_cursor_moves_past_complete_set_deliveries_only() {
     assert_eq!(dead, vec![rec(1, 9)]);
     assert_eq!(stored.take_cursor_moves(), vec![(a, 61, Some(rec(2, 2)))]);
 }
+
+/// The floor rule (ADR 0023): a QoS 1 delivery whose key is below its session's cursor (its
+/// publisher's job reached the task after a later key's delivery completed) is written as a
+/// reference of its own, not as a set member the cursor would already call complete; a later key
+/// joins the set.
+#[tokio::test]
+async fn a_delivery_below_its_sessions_cursor_gets_a_reference_of_its_own() {
+    use super::batch::{finish_batch, send_batch};
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        outpost_store::Store::open(dir.path(), outpost_store::StoreConfig::default()).unwrap();
+    let messages = store.stream(MESSAGES_STREAM).unwrap();
+    let session = store.stream("mqtt/session/s#1").unwrap();
+    let broker = std::sync::Arc::new(crate::Broker::new(Default::default()));
+    let mut stored = Stored::default();
+    let job = |key: u64| {
+        let (done, rx) = oneshot::channel();
+        let job = Job::Store {
+            message: std::sync::Arc::new(Message::new(
+                "t",
+                Bytes::from_static(b"m"),
+                QoS::AtLeastOnce,
+                false,
+            )),
+            key,
+            refs: vec![RefSpec {
+                stream: session,
+                delivery: key + 1,
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                subscription_ids: Vec::new(),
+            }],
+            done,
+        };
+        (job, rx)
+    };
+    // Key 20 is stored in the set and completes: the cursor moves past it.
+    let (j20, rx20) = job(20);
+    let mut sent = send_batch(&store, messages, &mut stored, vec![j20]).expect("sent");
+    let written = sent.written().await;
+    finish_batch(&broker, &store, &mut stored, sent, written).await;
+    assert_eq!(rx20.await.unwrap(), Ok(()));
+    let mut dead = Vec::new();
+    stored.release_delivery(21, &mut dead);
+    assert_eq!(stored.take_cursor_moves(), vec![(session, 21, None)]);
+    // Key 10 arrives now, and key 30.
+    let (j10, rx10) = job(10);
+    let (j30, rx30) = job(30);
+    let mut sent = send_batch(&store, messages, &mut stored, vec![j10, j30]).expect("sent");
+    let written = sent.written().await;
+    finish_batch(&broker, &store, &mut stored, sent, written).await;
+    assert_eq!((rx10.await.unwrap(), rx30.await.unwrap()), (Ok(()), Ok(())));
+    let sets: Vec<(u64, usize)> = store
+        .scan(messages, 0, usize::MAX)
+        .iter()
+        .map(|r| {
+            let (key, _, set) = decode_message_record(&r.payload, Duration::ZERO).unwrap();
+            (key, set.len())
+        })
+        .collect();
+    assert_eq!(sets, [(20, 1), (10, 0), (30, 1)]);
+    let references: Vec<u64> = store
+        .scan(session, 0, usize::MAX)
+        .iter()
+        .flat_map(|r| decode_deliveries(&r.payload, Duration::ZERO).unwrap())
+        .map(|d| match d {
+            StoredDelivery::Reference { key, .. } => key,
+            StoredDelivery::Whole(..) => panic!("a reference"),
+        })
+        .collect();
+    assert_eq!(references, [10], "key 10 has a reference record of its own");
+}
