@@ -278,6 +278,58 @@ fn a_session_does_not_get_again_what_it_completed_before_a_crash() {
     assert_none_lost(&(1..=count + 1).collect(), &slow);
 }
 
+/// Threads resuming `sessions` (persistent), each recording the numbers it receives in its slot
+/// of `received` and acknowledging them, until `stop` (or the broker is gone).
+fn acknowledging_readers(
+    addr: std::net::SocketAddr,
+    sessions: &[&'static str],
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    received: &std::sync::Arc<std::sync::Mutex<Vec<BTreeSet<u32>>>>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    use std::sync::atomic::Ordering;
+    sessions
+        .iter()
+        .enumerate()
+        .map(|(i, &session)| {
+            let (stop, received) = (stop.clone(), received.clone());
+            std::thread::spawn(move || {
+                let mut c = Raw::connect_with(addr, Version::V5, session, false, persistent(), 60);
+                if c.recv(Duration::from_secs(10)) != Some(Got::ConnAck(ReasonCode::Success)) {
+                    return;
+                }
+                while !stop.load(Ordering::Relaxed) {
+                    let Some((pkid, payload)) = c.recv_publish(Duration::from_millis(200)) else {
+                        continue;
+                    };
+                    let n = u32::from_be_bytes(payload[..4].try_into().unwrap());
+                    received.lock().unwrap()[i].insert(n);
+                    if !c.try_send(&Packet::PubAck(outpost_codec::Ack::new(pkid))) {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Each of `sessions` has got, before (`received`) or now, every message in `acked`.
+fn assert_every_session_got(
+    addr: std::net::SocketAddr,
+    sessions: &[&str],
+    acked: &BTreeSet<u32>,
+    received: &std::sync::Mutex<Vec<BTreeSet<u32>>>,
+) {
+    for (i, s) in sessions.iter().enumerate() {
+        let before = received.lock().unwrap()[i].clone();
+        let got = drain_until(addr, s, |got| {
+            acked.iter().all(|n| got.contains(n) || before.contains(n))
+        });
+        let mut all = before;
+        all.extend(got);
+        assert_none_lost(acked, &all);
+    }
+}
+
 /// A crash loop: `kill -9` at random points while a publisher feeds persistent sessions that are
 /// online (acknowledging as they go) and offline. Across all crashes, every message acknowledged
 /// to the publisher reaches every session (duplicates are allowed at QoS 1, losses are not).
@@ -306,29 +358,7 @@ fn kill_9_in_a_loop_loses_nothing_acknowledged() {
         }
         // The online sessions read and acknowledge on their own threads.
         let stop = Arc::new(AtomicBool::new(false));
-        let readers: Vec<_> = (0..2)
-            .map(|i| {
-                let (stop, received, addr) = (stop.clone(), received.clone(), broker.mqtt);
-                std::thread::spawn(move || {
-                    let mut c =
-                        Raw::connect_with(addr, Version::V5, sessions[i], false, persistent(), 60);
-                    if c.recv(wait) != Some(Got::ConnAck(ReasonCode::Success)) {
-                        return;
-                    }
-                    while !stop.load(Ordering::Relaxed) {
-                        let Some((pkid, payload)) = c.recv_publish(Duration::from_millis(200))
-                        else {
-                            continue;
-                        };
-                        let n = u32::from_be_bytes(payload[..4].try_into().unwrap());
-                        received.lock().unwrap()[i].insert(n);
-                        if !c.try_send(&Packet::PubAck(outpost_codec::Ack::new(pkid))) {
-                            return;
-                        }
-                    }
-                })
-            })
-            .collect();
+        let readers = acknowledging_readers(broker.mqtt, &sessions[..2], &stop, &received);
         let mut p = Raw::connect(broker.mqtt, Version::V5, "crash-pub", true);
         assert_eq!(p.recv(wait), Some(Got::ConnAck(ReasonCode::Success)));
         // Kill after a pseudo-random number of acknowledged messages.
@@ -356,15 +386,7 @@ fn kill_9_in_a_loop_loses_nothing_acknowledged() {
         }
     }
     let broker = Outpost::start_in(data);
-    for (i, s) in sessions.iter().enumerate() {
-        let before = received.lock().unwrap()[i].clone();
-        let got = drain_until(broker.mqtt, s, |got| {
-            acked.iter().all(|n| got.contains(n) || before.contains(n))
-        });
-        let mut all = before;
-        all.extend(got);
-        assert_none_lost(&acked, &all);
-    }
+    assert_every_session_got(broker.mqtt, &sessions, &acked, &received);
 }
 
 /// The crash loop with three publishers at once: their messages' keys reach the store's task out
@@ -396,29 +418,7 @@ fn kill_9_with_publishers_racing_loses_nothing_acknowledged() {
         }
         let stop = Arc::new(AtomicBool::new(false));
         // Two sessions read and acknowledge on their own threads; the third stays offline.
-        let readers: Vec<_> = (0..2)
-            .map(|i| {
-                let (stop, received, addr) = (stop.clone(), received.clone(), broker.mqtt);
-                std::thread::spawn(move || {
-                    let mut c =
-                        Raw::connect_with(addr, Version::V5, sessions[i], false, persistent(), 60);
-                    if c.recv(wait) != Some(Got::ConnAck(ReasonCode::Success)) {
-                        return;
-                    }
-                    while !stop.load(Ordering::Relaxed) {
-                        let Some((pkid, payload)) = c.recv_publish(Duration::from_millis(200))
-                        else {
-                            continue;
-                        };
-                        let n = u32::from_be_bytes(payload[..4].try_into().unwrap());
-                        received.lock().unwrap()[i].insert(n);
-                        if !c.try_send(&Packet::PubAck(outpost_codec::Ack::new(pkid))) {
-                            return;
-                        }
-                    }
-                })
-            })
-            .collect();
+        let readers = acknowledging_readers(broker.mqtt, &sessions[..2], &stop, &received);
         // Each publisher sends its own numbers, one at a time, until the broker dies.
         let count = Arc::new(AtomicUsize::new(0));
         let senders: Vec<_> = (0..publishers)
@@ -489,15 +489,7 @@ fn kill_9_with_publishers_racing_loses_nothing_acknowledged() {
     }
     let broker = Outpost::start_in(data);
     let acked = acked.lock().unwrap().clone();
-    for (i, s) in sessions.iter().enumerate() {
-        let before = received.lock().unwrap()[i].clone();
-        let got = drain_until(broker.mqtt, s, |got| {
-            acked.iter().all(|n| got.contains(n) || before.contains(n))
-        });
-        let mut all = before;
-        all.extend(got);
-        assert_none_lost(&acked, &all);
-    }
+    assert_every_session_got(broker.mqtt, &sessions, &acked, &received);
 }
 
 /// Persistent subscribers that come and go while a publisher runs: each message acknowledged to
