@@ -70,9 +70,7 @@ pub(super) fn send_batch(
     let mut kept = Vec::with_capacity(batch.len());
     for mut job in batch {
         if let Job::Store { refs, .. } = &mut job {
-            if stored.skips_any() {
-                refs.retain(|r| !stored.skip(r));
-            }
+            refs.retain(|r| !stored.skip(r));
             if refs.is_empty() {
                 if let Job::Store { done, .. } = job {
                     let _ = done.send(Ok(()));

@@ -67,12 +67,14 @@ pub(crate) fn encode_message_record(key: u64, m: &Message, set: &[RefSpec]) -> B
     let body = encode_message(m, m.qos, m.retain, &[]);
     let set = &set[..set.len().min(MAX_REFERENCES)];
     let mut out = bytes::BytesMut::with_capacity(12 + 3 * set.len() + body.len());
-    if set.is_empty() {
-        out.extend_from_slice(&[MESSAGE_RECORD]);
-        out.extend_from_slice(&key.to_be_bytes());
+    let marker = if set.is_empty() {
+        MESSAGE_RECORD
     } else {
-        out.extend_from_slice(&[MESSAGE_SET_RECORD]);
-        out.extend_from_slice(&key.to_be_bytes());
+        MESSAGE_SET_RECORD
+    };
+    out.extend_from_slice(&[marker]);
+    out.extend_from_slice(&key.to_be_bytes());
+    if !set.is_empty() {
         put_varint(&mut out, set.len() as u64);
         for r in set {
             put_varint(&mut out, r.stream.0);

@@ -227,7 +227,7 @@ impl Stored {
             if id & DONE != 0 {
                 continue;
             }
-            // Deliveries restored with ids of their own are found by them.
+            // One whose id is not right after its key (see `add_routed_message`) is found by it.
             if self.deliveries.remove(&id).is_some() {
                 self.release_message(Some(key), dead);
             } else {
@@ -272,15 +272,6 @@ impl Stored {
     /// A delivery found in a session's stream at restore.
     pub(crate) fn add_delivery(&mut self, delivery: u64, record: RecordId, key: Option<u64>) {
         self.deliveries.insert(delivery, (record, key));
-        if record.seq == IN_SET {
-            if let Some(key) = key {
-                self.add_set(record.stream, key, delivery);
-                if let Some(m) = self.messages.get_mut(&key) {
-                    m.refs += 1;
-                }
-            }
-            return;
-        }
         let (live, held) = self.records.entry(record).or_default();
         *live += 1;
         held.push(delivery);
@@ -469,14 +460,8 @@ impl Stored {
         self.release_message(key, dead);
     }
 
-    /// True when some reference need not be written: its delivery is already complete, or its
+    /// True when a reference need not be written: its delivery is already complete, or its
     /// session's stream is gone.
-    pub(super) fn skips_any(&self) -> bool {
-        !self.early_done.is_empty() || !self.dropped_set.is_empty()
-    }
-
-    /// True when a reference need not be written ([`Stored::skips_any`] says whether any
-    /// might be).
     pub(super) fn skip(&mut self, r: &RefSpec) -> bool {
         (!self.early_done.is_empty() && self.early_done.remove(&r.delivery))
             || (!self.dropped_set.is_empty() && self.dropped_set.contains(&r.stream))

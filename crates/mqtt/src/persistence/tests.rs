@@ -459,15 +459,17 @@ fn a_cursor_moves_past_complete_set_deliveries_only() {
     assert_eq!(dead, vec![rec(1, 1), rec(1, 2)]);
     assert!(stored.take_orphans().is_empty());
     assert_eq!(stored.cursor(b), 0);
-    // A restored set delivery is found by its id; a superseded cursor record is returned.
+    // A restored set delivery is found through its message; a superseded cursor record is
+    // returned.
     let mut stored = Stored::default();
     assert_eq!(stored.add_cursor(a, 40, rec(2, 1)), None);
     assert_eq!(stored.add_cursor(a, 35, rec(2, 0)), Some(rec(2, 0)));
     assert_eq!(stored.add_cursor(a, 50, rec(2, 2)), Some(rec(2, 1)));
     stored.add_message(60, rec(1, 9));
-    stored.add_delivery(1000, Stored::in_set(a), Some(60));
+    assert!(stored.add_restored_set(60, a, 0));
+    assert!(!stored.add_restored_set(70, a, 0), "no message 70");
     let mut dead = Vec::new();
-    stored.release_delivery(1000, &mut dead);
+    stored.release_delivery(61, &mut dead);
     assert_eq!(dead, vec![rec(1, 9)]);
     assert_eq!(stored.take_cursor_moves(), vec![(a, 61, Some(rec(2, 2)))]);
 }
