@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -172,6 +173,9 @@ pub struct Router {
     tree: SubscriptionTree<SubKey, Subscription>,
     /// Next member index per (group, filter), for handing shared messages out in turn.
     cursors: Mutex<HashMap<GroupKey, usize>>,
+    /// How many recipients the last message had: the next one's list starts that large (a
+    /// fan-out to a hundred sessions grew its list six times per message, a tenth of routing).
+    last_fanout: AtomicUsize,
 }
 
 impl Router {
@@ -273,7 +277,8 @@ impl Router {
         // One entry per matching subscription; a client with several overlapping subscriptions
         // is merged after sorting (cheaper than a map per message when fanning out to thousands).
         // With one matching filter no client can appear twice, and nothing is sorted.
-        let mut out: Vec<Recipient<'_>> = Vec::new();
+        let hint = self.last_fanout.load(Ordering::Relaxed);
+        let mut out: Vec<Recipient<'_>> = Vec::with_capacity(hint.min(MAX_FANOUT_HINT));
         let mut groups: HashMap<GroupKey, Vec<(&SubKey, &Subscription)>> = HashMap::new();
         let filters = self
             .tree
@@ -332,9 +337,16 @@ impl Router {
                 subscription_ids: sub.identifier().into_iter().collect(),
             });
         }
+        // Written only when it changes: publishers on every core read it.
+        if out.len() != hint {
+            self.last_fanout.store(out.len(), Ordering::Relaxed);
+        }
         out
     }
 }
+
+/// The largest list a message's recipients start with (one of 48 KiB).
+const MAX_FANOUT_HINT: usize = 1024;
 
 #[cfg(test)]
 mod tests {

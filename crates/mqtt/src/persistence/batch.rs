@@ -211,14 +211,9 @@ pub(super) async fn finish_batch(
             None
         }
     };
-    // Per job: its stored references, (delivery, record).
-    let mut held_of: Vec<Vec<(u64, RecordId)>> = batch
-        .iter()
-        .map(|job| match job {
-            Job::Store { refs, .. } => Vec::with_capacity(refs.len()),
-            _ => Vec::new(),
-        })
-        .collect();
+    // Per job: its references stored in records of their own, (delivery, record) (few: QoS 2
+    // ones and those below their session's cursor; the members of its set are added below).
+    let mut held_of: Vec<Vec<(u64, RecordId)>> = (0..batch.len()).map(|_| Vec::new()).collect();
     // Per job: its references' failure, if any stream of them failed.
     let mut failed: Vec<Option<PersistError>> = vec![None; batch.len()];
     let mut dead = Vec::new();
@@ -255,7 +250,7 @@ pub(super) async fn finish_batch(
     }
     let mut unqueue = Vec::new();
     let mut message_ids = message_ids.map(|ids| ids.into_iter());
-    for (((job, failure_of_refs), mut held), in_set) in
+    for (((job, failure_of_refs), held), in_set) in
         batch.into_iter().zip(failed).zip(held_of).zip(sets)
     {
         let Job::Store {
@@ -268,14 +263,13 @@ pub(super) async fn finish_batch(
             continue;
         };
         let message_id = message_ids.as_mut().and_then(|ids| ids.next());
-        if message_id.is_some() {
-            // Stored with the message itself.
-            held.extend(
-                specs[..in_set]
-                    .iter()
-                    .map(|s| (s.delivery, Stored::in_set(s.stream))),
-            );
-        }
+        // With the records of their own, the members of the set, stored with the message itself
+        // (one list built once: a fan-out to a hundred sessions has a hundred of them).
+        let held = held.into_iter().chain(
+            specs[..in_set]
+                .iter()
+                .map(|s| (s.delivery, Stored::in_set(s.stream))),
+        );
         let answer = match (message_id, failure_of_refs) {
             (Some(msg), None) => {
                 stored.add_routed_message(key, msg, held);

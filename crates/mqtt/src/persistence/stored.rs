@@ -288,11 +288,13 @@ impl Stored {
         &mut self,
         key: u64,
         record: RecordId,
-        deliveries: Vec<(u64, RecordId)>,
+        deliveries: impl IntoIterator<Item = (u64, RecordId)>,
     ) {
-        let refs = u32::try_from(deliveries.len()).unwrap_or(u32::MAX);
-        let mut held = Vec::with_capacity(deliveries.len());
+        let deliveries = deliveries.into_iter();
+        let mut held = Vec::with_capacity(deliveries.size_hint().0);
+        let mut refs = 0u32;
         for (delivery, at_record) in deliveries {
+            refs = refs.saturating_add(1);
             // Routing gives a message's deliveries the ids right after its key; one that is not
             // (never the case today) is found by its id instead.
             match delivery
