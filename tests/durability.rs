@@ -278,6 +278,27 @@ fn a_session_does_not_get_again_what_it_completed_before_a_crash() {
     assert_none_lost(&(1..=count + 1).collect(), &slow);
 }
 
+/// A seed for a crash loop's pseudo-random kill points (never 0: the xorshift would stay there).
+fn clock_seed() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        | 1
+}
+
+/// A crash loop's broker on `data`; on the `first` round, `sessions` subscribe to `filter` and
+/// go offline.
+fn start_round(data: tempfile::TempDir, first: bool, sessions: &[&str], filter: &str) -> Outpost {
+    let broker = Outpost::start_in(data);
+    if first {
+        for s in sessions {
+            offline_subscriber(broker.mqtt, s, filter);
+        }
+    }
+    broker
+}
+
 /// Threads resuming `sessions` (persistent), each recording the numbers it receives in its slot
 /// of `received` and acknowledging them, until `stop` (or the broker is gone).
 fn acknowledging_readers(
@@ -344,18 +365,9 @@ fn kill_9_in_a_loop_loses_nothing_acknowledged() {
     let received: Arc<Mutex<Vec<BTreeSet<u32>>>> =
         Arc::new(Mutex::new(vec![BTreeSet::new(); sessions.len()]));
     let mut next = 0u32;
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        | 1;
+    let mut seed = clock_seed();
     for round in 0..4 {
-        let broker = Outpost::start_in(data);
-        if round == 0 {
-            for s in sessions {
-                offline_subscriber(broker.mqtt, s, "crash");
-            }
-        }
+        let broker = start_round(data, round == 0, &sessions, "crash");
         // The online sessions read and acknowledge on their own threads.
         let stop = Arc::new(AtomicBool::new(false));
         let readers = acknowledging_readers(broker.mqtt, &sessions[..2], &stop, &received);
@@ -404,18 +416,9 @@ fn kill_9_with_publishers_racing_loses_nothing_acknowledged() {
     let unexpected: Arc<Mutex<Vec<String>>> = Arc::default();
     let received: Arc<Mutex<Vec<BTreeSet<u32>>>> =
         Arc::new(Mutex::new(vec![BTreeSet::new(); sessions.len()]));
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        | 1;
+    let mut seed = clock_seed();
     for round in 0..4u32 {
-        let broker = Outpost::start_in(data);
-        if round == 0 {
-            for s in sessions {
-                offline_subscriber(broker.mqtt, s, "racing");
-            }
-        }
+        let broker = start_round(data, round == 0, &sessions, "racing");
         let stop = Arc::new(AtomicBool::new(false));
         // Two sessions read and acknowledge on their own threads; the third stays offline.
         let readers = acknowledging_readers(broker.mqtt, &sessions[..2], &stop, &received);

@@ -213,7 +213,7 @@ pub(super) async fn finish_batch(
     };
     // Per job: its references stored in records of their own, (delivery, record) (few: QoS 2
     // ones and those below their session's cursor; the members of its set are added below).
-    let mut held_of: Vec<Vec<(u64, RecordId)>> = (0..batch.len()).map(|_| Vec::new()).collect();
+    let mut held_of: Vec<Vec<(u64, RecordId)>> = vec![Vec::new(); batch.len()];
     // Per job: its references' failure, if any stream of them failed.
     let mut failed: Vec<Option<PersistError>> = vec![None; batch.len()];
     let mut dead = Vec::new();
