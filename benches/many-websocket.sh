@@ -38,12 +38,23 @@ cleanup() {
 trap cleanup EXIT
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost \
   -keyout "$work/key.pem" -out "$work/cert.pem" -days 2 2>/dev/null
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# N free loopback ports, distinct: all N are held at once while the kernel picks them (picked one
+# at a time, two could be the same, and the broker would then fail to bind its second listener).
+free_ports() {
+  python3 -c 'import socket, sys
+held = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in held: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in held))' "$1"
+}
 anon_kib() { awk '/^Anonymous:/ {print $2}' "/proc/$1/smaps_rollup"; }
+# Waits for the broker (PID $pid, log $2) to listen on port $1; a broker that exited says why.
 wait_port() {
   local deadline=$((SECONDS + 30))
   until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || { echo "FAILED: no broker on port $1" >&2; exit 1; }
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "FAILED: the broker exited before listening on port $1; its log:" >&2; cat "$2" >&2; exit 1
+    fi
+    [ $SECONDS -lt $deadline ] || { echo "FAILED: no broker on port $1" >&2; cat "$2" >&2; exit 1; }
     sleep 0.1
   done
 }
@@ -81,7 +92,7 @@ measure() {
 echo "| broker | transport | clients | anonymous memory before | after | bytes per idle connection |"
 echo "|---|---|---|---|---|---|"
 for transport in tcp websocket tls wss; do
-  mqtt=$(free_port) ws=$(free_port) mqtts=$(free_port) wss=$(free_port)
+  read -r mqtt ws mqtts wss <<< "$(free_ports 4)"
   rm -rf "$work/data"
   OUTPOST_TLS_CERT_FILE=$work/cert.pem OUTPOST_TLS_KEY_FILE=$work/key.pem \
     OUTPOST_TLS_MQTT_LISTEN=127.0.0.1:$mqtts OUTPOST_TLS_WS_LISTEN=127.0.0.1:$wss \
@@ -91,10 +102,7 @@ for transport in tcp websocket tls wss; do
     OUTPOST_MQTT_SYS_INTERVAL=0 OUTPOST_LOG=warn \
     "target/$profile/outpost" > "$work/broker.log" 2>&1 &
   pid=$!
-  wait_port "$mqtt"
-  wait_port "$ws"
-  wait_port "$mqtts"
-  wait_port "$wss"
+  for p in "$mqtt" "$ws" "$mqtts" "$wss"; do wait_port "$p" "$work/broker.log"; done
   case $transport in
     tcp) url="mqtt://127.0.0.1:$mqtt" ;;
     websocket) url="ws://127.0.0.1:$ws/mqtt" ;;
@@ -107,7 +115,7 @@ done
 # mosquitto over TCP and TLS (OpenSSL), the same clients and certificate.
 if command -v mosquitto >/dev/null; then
   for transport in tcp tls; do
-    port=$(free_port)
+    port=$(free_ports 1)
     {
       echo "per_listener_settings false"
       # Run as root, mosquitto drops to its own user, which cannot read this folder.
@@ -121,7 +129,7 @@ if command -v mosquitto >/dev/null; then
     } > "$work/mosquitto.conf"
     mosquitto -c "$work/mosquitto.conf" > "$work/mosquitto.log" 2>&1 &
     pid=$!
-    wait_port "$port"
+    wait_port "$port" "$work/mosquitto.log"
     if [ $transport = tls ]; then url="mqtts://127.0.0.1:$port"; else url="mqtt://127.0.0.1:$port"; fi
     measure mosquitto "$transport" "$url"
   done
